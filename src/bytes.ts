@@ -1,0 +1,114 @@
+// UTF-8 and base64 without TextEncoder, atob or Buffer (XS on a device has none of them).
+import { base64 } from '@scure/base';
+import { ProvisioningError } from './errors.js';
+
+/** UTF-8 encode. Lone surrogates become U+FFFD, as TextEncoder does. */
+export function utf8Encode(text: string): Uint8Array {
+  let length = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) length += 1;
+    else if (c < 0x800) length += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length && isLow(text.charCodeAt(i + 1))) {
+      length += 4;
+      i++;
+    } else length += 3;
+  }
+  const out = new Uint8Array(length);
+  let o = 0;
+  for (let i = 0; i < text.length; i++) {
+    let c = text.charCodeAt(i);
+    if (c < 0x80) {
+      out[o++] = c;
+    } else if (c < 0x800) {
+      out[o++] = 0xc0 | (c >> 6);
+      out[o++] = 0x80 | (c & 0x3f);
+    } else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length && isLow(text.charCodeAt(i + 1))) {
+      c = 0x10000 + ((c - 0xd800) << 10) + (text.charCodeAt(++i) - 0xdc00);
+      out[o++] = 0xf0 | (c >> 18);
+      out[o++] = 0x80 | ((c >> 12) & 0x3f);
+      out[o++] = 0x80 | ((c >> 6) & 0x3f);
+      out[o++] = 0x80 | (c & 0x3f);
+    } else {
+      if (c >= 0xd800 && c <= 0xdfff) c = 0xfffd;
+      out[o++] = 0xe0 | (c >> 12);
+      out[o++] = 0x80 | ((c >> 6) & 0x3f);
+      out[o++] = 0x80 | (c & 0x3f);
+    }
+  }
+  return out;
+}
+
+function isLow(c: number): boolean {
+  return c >= 0xdc00 && c <= 0xdfff;
+}
+
+/**
+ * Strict UTF-8 decode: overlong forms, surrogates, code points past U+10FFFF and truncated
+ * sequences are a `protocol` error (MQTT 3.1.1 §1.5.3 forbids them in strings).
+ */
+export function utf8Decode(bytes: Uint8Array, start = 0, end = bytes.length): string {
+  let out = '';
+  let chunk: number[] = [];
+  for (let i = start; i < end; ) {
+    const b = bytes[i]!;
+    let cp: number;
+    let need: number;
+    let min: number;
+    if (b < 0x80) {
+      cp = b;
+      need = 0;
+      min = 0;
+    } else if (b >= 0xc2 && b <= 0xdf) {
+      cp = b & 0x1f;
+      need = 1;
+      min = 0x80;
+    } else if (b >= 0xe0 && b <= 0xef) {
+      cp = b & 0x0f;
+      need = 2;
+      min = 0x800;
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      cp = b & 0x07;
+      need = 3;
+      min = 0x10000;
+    } else {
+      throw invalidUtf8();
+    }
+    if (i + need >= end) throw invalidUtf8();
+    for (let k = 1; k <= need; k++) {
+      const next = bytes[i + k]!;
+      if ((next & 0xc0) !== 0x80) throw invalidUtf8();
+      cp = (cp << 6) | (next & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) throw invalidUtf8();
+    i += need + 1;
+    if (cp >= 0x10000) {
+      cp -= 0x10000;
+      chunk.push(0xd800 + (cp >> 10), 0xdc00 + (cp & 0x3ff));
+    } else {
+      chunk.push(cp);
+    }
+    if (chunk.length >= 4096) {
+      out += String.fromCharCode.apply(null, chunk);
+      chunk = [];
+    }
+  }
+  return out + String.fromCharCode.apply(null, chunk);
+}
+
+function invalidUtf8(): ProvisioningError {
+  return new ProvisioningError('protocol', 'Invalid UTF-8 in a string from the server');
+}
+
+export function base64Encode(bytes: Uint8Array): string {
+  return base64.encode(bytes);
+}
+
+/** Strict base64 decode; `what` names the value in the error (never its content: it may be a key). */
+export function base64Decode(text: string, what: string): Uint8Array {
+  try {
+    return base64.decode(text);
+  } catch {
+    throw new ProvisioningError('invalid-input', `${what} is not valid base64`);
+  }
+}

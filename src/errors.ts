@@ -1,0 +1,58 @@
+// Every failure the core reports is a ProvisioningError with a kind a program can switch on
+// and a message a person can act on. Messages never contain keys, signatures or tokens.
+
+export type ErrorKind =
+  /** Bad configuration or arguments, found before any network traffic. */
+  | 'invalid-input'
+  /** DPS or the broker refused the credentials (CONNACK 4/5, res/401). */
+  | 'unauthorized'
+  /** The enrollment or registration is disabled. */
+  | 'disabled'
+  /** DPS answered `failed` (e.g. a custom allocation webhook error) or a 4xx that retrying won't fix. */
+  | 'failed'
+  /** Throttled (429) until the deadline passed. */
+  | 'throttled'
+  /** DPS kept answering 5xx (or CONNACK 3, server unavailable) until the deadline passed. */
+  | 'server'
+  /** The connection failed, dropped, or went silent. */
+  | 'network'
+  /** TLS failed: most often the server certificate is not trusted. */
+  | 'tls'
+  /** The peer broke the MQTT or DPS protocol (malformed packet, oversized packet, bad JSON). */
+  | 'protocol'
+  /** The overall deadline passed. */
+  | 'timeout'
+  /** Persistent storage failed. */
+  | 'storage';
+
+export interface ErrorDetails {
+  /** DPS's six-digit errorCode, when DPS sent one. */
+  errorCode?: number;
+  /** DPS's trackingId, for a support request. */
+  trackingId?: string;
+  /** The response status (HTTP-like) or CONNACK return code that led here. */
+  status?: number;
+  /** The underlying error, if any. */
+  cause?: unknown;
+}
+
+export class ProvisioningError extends Error {
+  readonly kind: ErrorKind;
+  readonly errorCode: number | undefined;
+  readonly trackingId: string | undefined;
+  readonly status: number | undefined;
+
+  constructor(kind: ErrorKind, message: string, details: ErrorDetails = {}) {
+    super(message);
+    this.name = 'ProvisioningError';
+    this.kind = kind;
+    this.errorCode = details.errorCode;
+    this.trackingId = details.trackingId;
+    this.status = details.status;
+    if (details.cause !== undefined) (this as { cause?: unknown }).cause = details.cause;
+  }
+}
+
+export function isProvisioningError(value: unknown): value is ProvisioningError {
+  return value instanceof ProvisioningError;
+}
