@@ -56,7 +56,8 @@ export type ProvisioningEvent =
   | { type: 'retrying'; reason: string; attempt: number; waitMs: number }
   | { type: 'reconnecting'; reason: string; attempt: number; waitMs: number }
   | { type: 'assigned'; assignedHub: string; deviceId: string }
-  | { type: 'stored'; key: string };
+  | { type: 'stored'; key: string }
+  | { type: 'store-failed'; message: string };
 
 export type Log = (event: ProvisioningEvent) => void;
 

@@ -1,0 +1,242 @@
+// The register/poll flow as a pure state machine: given what just happened and the time,
+// decide what to do next. No I/O, no timers: flow.ts performs the actions.
+//
+//   start ──► request(register) ──202──► wait(retry-after) ──► request(poll) ──202──► …
+//                 │   ▲                                          │
+//                 │   └──────── 404 operation unknown ───────────┘
+//                 ├─ 200 assigned ──► done
+//                 ├─ 200 failed / disabled, 401, other 4xx ──► fail
+//                 ├─ 429 / 5xx ──► wait(retry-after or backoff) ──► same request again
+//                 └─ connection lost / refused ──► wait(backoff) ──► same request on a new connection
+//
+// Every wait is checked against the deadline first: a wait that would end past it fails now,
+// with the kind of the problem that kept us waiting (throttled, server, network, timeout).
+import { ProvisioningError, type ErrorKind } from '../errors.js';
+import type { Random } from '../ports.js';
+import type { DpsResponse, RegistrationState } from './messages.js';
+
+export interface BackoffPolicy {
+  /** First retry waits about this long (before jitter). */
+  minMs: number;
+  /** No backoff wait is longer than this (before jitter). */
+  maxMs: number;
+  /** Up to this much random time is added to each backoff wait. */
+  jitterMs: number;
+}
+
+export interface MachineConfig {
+  /** Absolute time (ms since epoch) by which the flow must have ended. */
+  deadline: number;
+  /** Wait between polls when a 202 carries no retry-after. */
+  defaultRetryAfterMs: number;
+  backoff: BackoffPolicy;
+  random: Random;
+  /** Consecutive protocol violations tolerated (each followed by a reconnect) before giving up. */
+  maxProtocolErrors: number;
+}
+
+export type Phase = { type: 'register' } | { type: 'poll'; operationId: string };
+
+/** Why the flow is waiting or was last held up; names the failure if the deadline passes. */
+interface Problem {
+  kind: ErrorKind;
+  message: string;
+  errorCode?: number;
+  trackingId?: string;
+  status?: number;
+}
+
+export interface MachineState {
+  phase: Phase;
+  /** Consecutive transient failures: the backoff exponent. Reset by any useful response. */
+  failures: number;
+  protocolErrors: number;
+  /** Polls sent for the current operation. */
+  polls: number;
+  problem: Problem | undefined;
+}
+
+export type WaitReason = 'assigning' | 'throttled' | 'server' | 'network' | 'protocol';
+
+export type Action =
+  | { type: 'request'; phase: Phase }
+  | { type: 'wait'; ms: number; reason: WaitReason; detail: string }
+  | { type: 'done'; registrationState: RegistrationState; operationId: string }
+  | { type: 'fail'; error: ProvisioningError };
+
+export type MachineEvent =
+  | { type: 'start' }
+  | { type: 'response'; status: number; retryAfterSeconds: number | undefined; response: DpsResponse }
+  | { type: 'connect-failed'; error: ProvisioningError }
+  | { type: 'lost'; error: ProvisioningError }
+  | { type: 'waited' };
+
+export function initialState(): MachineState {
+  return { phase: { type: 'register' }, failures: 0, protocolErrors: 0, polls: 0, problem: undefined };
+}
+
+export interface Step {
+  state: MachineState;
+  action: Action;
+}
+
+export function step(state: MachineState, event: MachineEvent, now: number, config: MachineConfig): Step {
+  if (now >= config.deadline && event.type !== 'response') {
+    return { state, action: { type: 'fail', error: deadlineError(state) } };
+  }
+  switch (event.type) {
+    case 'start':
+    case 'waited':
+      return { state, action: { type: 'request', phase: state.phase } };
+    case 'connect-failed':
+      return onConnectFailed(state, event.error, now, config);
+    case 'lost':
+      return onLost(state, event.error, now, config);
+    case 'response':
+      return onResponse(state, event, now, config);
+  }
+}
+
+function onConnectFailed(state: MachineState, error: ProvisioningError, now: number, config: MachineConfig): Step {
+  // Refused credentials, an untrusted server or a refused subscription will not fix themselves.
+  if (error.kind === 'unauthorized' || error.kind === 'tls' || error.kind === 'invalid-input' || error.kind === 'failed') {
+    return { state, action: { type: 'fail', error } };
+  }
+  return retryLater(state, problemOf(error), now, config);
+}
+
+function onLost(state: MachineState, error: ProvisioningError, now: number, config: MachineConfig): Step {
+  if (error.kind === 'protocol') {
+    const protocolErrors = state.protocolErrors + 1;
+    if (protocolErrors > config.maxProtocolErrors) return { state, action: { type: 'fail', error } };
+    return retryLater({ ...state, protocolErrors }, problemOf(error), now, config);
+  }
+  if (error.kind === 'unauthorized') return { state, action: { type: 'fail', error } };
+  return retryLater(state, problemOf(error), now, config);
+}
+
+function onResponse(
+  state: MachineState,
+  event: Extract<MachineEvent, { type: 'response' }>,
+  now: number,
+  config: MachineConfig,
+): Step {
+  const { response, status } = event;
+  const retryAfterMs = event.retryAfterSeconds === undefined ? undefined : event.retryAfterSeconds * 1000;
+
+  if (response.kind === 'error') {
+    const problem: Problem = {
+      kind: 'failed',
+      message: response.message ?? `DPS answered ${status}`,
+      status,
+      ...(response.errorCode !== undefined && { errorCode: response.errorCode }),
+      ...(response.trackingId !== undefined && { trackingId: response.trackingId }),
+    };
+    if (status === 429) return retryLater(state, { ...problem, kind: 'throttled' }, now, config, retryAfterMs);
+    if (status >= 500) return retryLater(state, { ...problem, kind: 'server' }, now, config, retryAfterMs);
+    if (status === 404 && state.phase.type === 'poll') {
+      // DPS no longer knows the operation (expired, or lost in a failover): start over.
+      const next: MachineState = { ...state, phase: { type: 'register' }, polls: 0, failures: 0, problem };
+      return { state: next, action: { type: 'request', phase: next.phase } };
+    }
+    const kind: ErrorKind = status === 401 || status === 403 ? 'unauthorized' : 'failed';
+    return { state, action: { type: 'fail', error: toError({ ...problem, kind }, describeRefusal(status, state.phase)) } };
+  }
+
+  const registration = response.registrationState;
+  switch (response.registrationStatus) {
+    case 'assigned': {
+      if (!registration?.assignedHub || !registration.deviceId) {
+        const error = new ProvisioningError('protocol', 'DPS reported "assigned" without an assigned hub and device ID', { status });
+        return { state, action: { type: 'fail', error } };
+      }
+      return { state, action: { type: 'done', registrationState: registration, operationId: response.operationId } };
+    }
+    case 'failed':
+    case 'disabled': {
+      const disabled = response.registrationStatus === 'disabled';
+      const message = disabled
+        ? 'The enrollment or registration is disabled in DPS'
+        : `DPS could not assign the device: ${registration?.errorMessage ?? 'no reason given'}`;
+      const error = new ProvisioningError(disabled ? 'disabled' : 'failed', message, {
+        status,
+        ...(registration?.errorCode !== undefined && { errorCode: registration.errorCode }),
+      });
+      return { state, action: { type: 'fail', error } };
+    }
+    case 'assigning':
+    case 'unassigned': {
+      const polls = state.phase.type === 'poll' && state.phase.operationId === response.operationId ? state.polls + 1 : 1;
+      const next: MachineState = {
+        phase: { type: 'poll', operationId: response.operationId },
+        failures: 0,
+        protocolErrors: 0,
+        polls,
+        problem: { kind: 'timeout', message: `DPS was still assigning (operation ${response.operationId})` },
+      };
+      const ms = retryAfterMs ?? config.defaultRetryAfterMs;
+      return waitOrFail(next, ms, 'assigning', `operation ${response.operationId}`, now, config);
+    }
+  }
+}
+
+/** A transient problem: wait as the server asked, or back off exponentially with jitter. */
+function retryLater(state: MachineState, problem: Problem, now: number, config: MachineConfig, retryAfterMs?: number): Step {
+  const failures = state.failures + 1;
+  const next: MachineState = { ...state, failures, problem };
+  const ms = retryAfterMs ?? backoffMs(failures, config);
+  const reason: WaitReason = problem.kind === 'throttled' || problem.kind === 'server' || problem.kind === 'protocol' ? problem.kind : 'network';
+  return waitOrFail(next, ms, reason, problem.message, now, config);
+}
+
+function waitOrFail(state: MachineState, ms: number, reason: WaitReason, detail: string, now: number, config: MachineConfig): Step {
+  if (now + ms >= config.deadline) return { state, action: { type: 'fail', error: deadlineError(state) } };
+  return { state, action: { type: 'wait', ms, reason, detail } };
+}
+
+/** Exponential backoff: min·2^(n-1), capped at max, plus uniform jitter. */
+export function backoffMs(failures: number, config: Pick<MachineConfig, 'backoff' | 'random'>): number {
+  const { minMs, maxMs, jitterMs } = config.backoff;
+  const exponential = Math.min(maxMs, minMs * 2 ** Math.min(failures - 1, 30));
+  return Math.round(exponential + config.random() * jitterMs);
+}
+
+function deadlineError(state: MachineState): ProvisioningError {
+  const problem = state.problem;
+  if (!problem) return new ProvisioningError('timeout', 'The provisioning deadline passed before DPS answered');
+  const prefix: Record<string, string> = {
+    throttled: 'DPS kept throttling the device (429) until the deadline passed',
+    server: 'DPS kept failing (server error) until the deadline passed',
+    network: 'Could not reach DPS before the deadline passed',
+    protocol: 'DPS kept sending malformed data until the deadline passed',
+    timeout: 'The provisioning deadline passed',
+  };
+  return toError(problem, `${prefix[problem.kind] ?? 'The provisioning deadline passed'}: ${problem.message}`);
+}
+
+function describeRefusal(status: number, phase: Phase): string {
+  const what = phase.type === 'register' ? 'the registration' : 'the operation status request';
+  if (status === 401) {
+    return `DPS refused ${what} as unauthorized (401): check the key (a group enrollment needs the derived device key) and the device clock`;
+  }
+  return `DPS refused ${what} (${status})`;
+}
+
+function problemOf(error: ProvisioningError): Problem {
+  return {
+    kind: error.kind,
+    message: error.message,
+    ...(error.errorCode !== undefined && { errorCode: error.errorCode }),
+    ...(error.trackingId !== undefined && { trackingId: error.trackingId }),
+    ...(error.status !== undefined && { status: error.status }),
+  };
+}
+
+function toError(problem: Problem, message: string): ProvisioningError {
+  const detail = problem.message && !message.includes(problem.message) ? `${message}: ${problem.message}` : message;
+  return new ProvisioningError(problem.kind, detail, {
+    ...(problem.errorCode !== undefined && { errorCode: problem.errorCode }),
+    ...(problem.trackingId !== undefined && { trackingId: problem.trackingId }),
+    ...(problem.status !== undefined && { status: problem.status }),
+  });
+}
