@@ -1,0 +1,206 @@
+// DPS message bodies: the register request a device sends and the responses DPS returns.
+// Field names from the DPS device REST API (DeviceRegistrationResult, RegistrationOperationStatus)
+// as azure-sdk-for-c parses them (sdk/src/azure/iot/az_iot_provisioning_client.c).
+import { utf8Decode, utf8Encode } from '../bytes.js';
+import { ProvisioningError } from '../errors.js';
+import { validateRegistrationId } from '../identity.js';
+
+export type RegistrationStatus = 'unassigned' | 'assigning' | 'assigned' | 'failed' | 'disabled';
+export const REGISTRATION_STATUSES: readonly RegistrationStatus[] = ['unassigned', 'assigning', 'assigned', 'failed', 'disabled'];
+
+export interface RegistrationState {
+  registrationId: string;
+  assignedHub?: string;
+  deviceId?: string;
+  status: RegistrationStatus;
+  substatus?: string;
+  createdDateTimeUtc?: string;
+  lastUpdatedDateTimeUtc?: string;
+  etag?: string;
+  payload?: unknown;
+  errorCode?: number;
+  errorMessage?: string;
+}
+
+export type DpsResponse =
+  | { kind: 'operation'; status: number; operationId: string; registrationStatus: RegistrationStatus; registrationState?: RegistrationState }
+  | { kind: 'error'; status: number; errorCode?: number; trackingId?: string; message?: string; operationId?: string };
+
+export const DEFAULT_MAX_BODY_BYTES = 16 * 1024;
+/** Longest operation ID accepted (real ones are ~60 characters). */
+const MAX_OPERATION_ID_LENGTH = 256;
+/** Error messages from the server are cut to this length before they reach ours. */
+const MAX_SERVER_MESSAGE_LENGTH = 500;
+
+/** '{"registrationId":"<id>"}', plus '"payload":<JSON>' when `payload` is not undefined. UTF-8 bytes. */
+export function registerRequestBody(registrationId: string, payload?: unknown): Uint8Array {
+  validateRegistrationId(registrationId);
+  if (payload === undefined) return utf8Encode(JSON.stringify({ registrationId }));
+  let payloadJson: string | undefined;
+  try {
+    payloadJson = JSON.stringify(payload);
+  } catch {
+    payloadJson = undefined;
+  }
+  if (payloadJson === undefined) {
+    throw new ProvisioningError('invalid-input', 'The registration payload cannot be converted to JSON (a cycle, a BigInt or a function?)');
+  }
+  return utf8Encode(`{"registrationId":${JSON.stringify(registrationId)},"payload":${payloadJson}}`);
+}
+
+/**
+ * The server side: read a device's register request body. `registrationId` is returned as sent
+ * (other clients may use any case). Throws `protocol` for an oversized body, invalid UTF-8 or
+ * JSON, a non-object, or a missing or non-string registrationId.
+ */
+export function parseRegisterRequestBody(body: Uint8Array, maxBytes = DEFAULT_MAX_BODY_BYTES): { registrationId: string; payload?: unknown } {
+  const json = parseJsonObject(body, maxBytes, 'register request');
+  if (typeof json.registrationId !== 'string' || json.registrationId.length === 0) {
+    throw protocol('The register request has no registrationId');
+  }
+  const request: { registrationId: string; payload?: unknown } = { registrationId: json.registrationId };
+  if (json.payload !== undefined && json.payload !== null) request.payload = json.payload;
+  return request;
+}
+
+/**
+ * Parse a DPS response body for the status its topic carried.
+ * - 2xx: strict. Must be a JSON object with a string `operationId` (non-empty unless the status
+ *   is final: azure-sdk-for-c's own "disabled" example sends "") and a known `status`; a
+ *   `registrationState`, when present, must be an object with typed fields. Otherwise `protocol`.
+ * - any other status: lenient. Servers send error bodies that are empty or not JSON; those
+ *   still yield kind 'error' with the status. Known fields are taken when well-typed.
+ * Bodies over `maxBytes` (default 16 KiB) are refused as `protocol` whatever the status.
+ */
+export function parseResponseBody(status: number, body: Uint8Array, maxBytes = DEFAULT_MAX_BODY_BYTES): DpsResponse {
+  checkSize(body, maxBytes, 'response');
+  if (status < 200 || status > 299) return parseErrorBody(status, body);
+  const json = parseJsonObject(body, maxBytes, 'response');
+  const details = { status, ...errorDetails(json) };
+  const registrationStatus = json.status;
+  if (!isRegistrationStatus(registrationStatus)) {
+    throw protocol(
+      json.status === undefined ? `DPS answered ${status} without a registration status` : `DPS answered ${status} with an unknown registration status`,
+      details,
+    );
+  }
+  const operationId = json.operationId;
+  if (typeof operationId !== 'string') throw protocol(`DPS answered ${status} without an operationId`, details);
+  const final = registrationStatus !== 'assigning' && registrationStatus !== 'unassigned';
+  if ((!final && operationId.length === 0) || !isPrintableAscii(operationId, MAX_OPERATION_ID_LENGTH)) {
+    throw protocol(`DPS answered ${status} with an unusable operationId`, details);
+  }
+  const response: DpsResponse = { kind: 'operation', status, operationId, registrationStatus };
+  if (json.registrationState !== undefined && json.registrationState !== null) {
+    response.registrationState = parseRegistrationState(json.registrationState, registrationStatus, details);
+  }
+  return response;
+}
+
+export function isRegistrationStatus(value: unknown): value is RegistrationStatus {
+  return typeof value === 'string' && (REGISTRATION_STATUSES as readonly string[]).includes(value);
+}
+
+function parseRegistrationState(value: unknown, fallbackStatus: RegistrationStatus, details: ErrorDetailsLike): RegistrationState {
+  if (!isObject(value)) throw protocol('DPS sent a registrationState that is not an object', details);
+  const bad = (field: string) => protocol(`DPS sent a registrationState with an invalid ${field}`, details);
+  if (typeof value.registrationId !== 'string') throw bad('registrationId');
+  let status = fallbackStatus;
+  if (value.status !== undefined && value.status !== null) {
+    if (!isRegistrationStatus(value.status)) throw bad('status');
+    status = value.status;
+  }
+  const state: RegistrationState = { registrationId: value.registrationId, status };
+  for (const field of ['assignedHub', 'deviceId', 'substatus', 'createdDateTimeUtc', 'lastUpdatedDateTimeUtc', 'etag', 'errorMessage'] as const) {
+    const v = value[field];
+    if (v === undefined || v === null) continue;
+    if (typeof v !== 'string') throw bad(field);
+    state[field] = v;
+  }
+  // As azure-sdk-for-c: a hub without a device ID (or the reverse) is not a usable assignment.
+  if ((state.assignedHub === undefined) !== (state.deviceId === undefined)) {
+    throw protocol('DPS sent an assigned hub without a device ID, or a device ID without a hub', details);
+  }
+  if (value.errorCode !== undefined && value.errorCode !== null) {
+    if (!Number.isSafeInteger(value.errorCode)) throw bad('errorCode');
+    state.errorCode = value.errorCode as number;
+  }
+  if (value.payload !== undefined && value.payload !== null) state.payload = value.payload;
+  return state;
+}
+
+function parseErrorBody(status: number, body: Uint8Array): DpsResponse {
+  const response: DpsResponse = { kind: 'error', status };
+  let json: unknown;
+  try {
+    json = JSON.parse(utf8Decode(body));
+  } catch {
+    return response;
+  }
+  if (!isObject(json)) return response;
+  Object.assign(response, errorDetails(json));
+  if (typeof json.message === 'string' && json.message.length > 0) response.message = clip(json.message);
+  if (typeof json.operationId === 'string' && isPrintableAscii(json.operationId, MAX_OPERATION_ID_LENGTH) && json.operationId.length > 0) {
+    response.operationId = json.operationId;
+  }
+  return response;
+}
+
+interface ErrorDetailsLike {
+  status?: number;
+  errorCode?: number;
+  trackingId?: string;
+}
+
+/** errorCode (a number, or digits in a string) and trackingId, when well-typed. */
+function errorDetails(json: Record<string, unknown>): { errorCode?: number; trackingId?: string } {
+  const out: { errorCode?: number; trackingId?: string } = {};
+  const code = json.errorCode;
+  if (typeof code === 'number' && Number.isSafeInteger(code)) out.errorCode = code;
+  else if (typeof code === 'string' && /^\d{1,9}$/.test(code)) out.errorCode = Number(code);
+  if (typeof json.trackingId === 'string' && json.trackingId.length > 0) out.trackingId = clip(json.trackingId);
+  return out;
+}
+
+function parseJsonObject(body: Uint8Array, maxBytes: number, what: string): Record<string, unknown> {
+  checkSize(body, maxBytes, what);
+  let text: string;
+  try {
+    text = utf8Decode(body);
+  } catch {
+    throw protocol(`The DPS ${what} body is not valid UTF-8`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw protocol(`The DPS ${what} body is not valid JSON`);
+  }
+  if (!isObject(json)) throw protocol(`The DPS ${what} body is not a JSON object`);
+  return json;
+}
+
+function checkSize(body: Uint8Array, maxBytes: number, what: string): void {
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) {
+    throw new ProvisioningError('invalid-input', 'The body size limit must be a whole, non-negative number of bytes');
+  }
+  if (body.length > maxBytes) {
+    throw protocol(`The DPS ${what} body is ${body.length} bytes, over the ${maxBytes}-byte limit`);
+  }
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isPrintableAscii(text: string, maxLength: number): boolean {
+  return text.length <= maxLength && /^[\x21-\x7e]*$/.test(text);
+}
+
+function clip(text: string): string {
+  return text.length <= MAX_SERVER_MESSAGE_LENGTH ? text : `${text.slice(0, MAX_SERVER_MESSAGE_LENGTH)}…`;
+}
+
+function protocol(message: string, details: ErrorDetailsLike = {}): ProvisioningError {
+  return new ProvisioningError('protocol', message, details);
+}
