@@ -1,0 +1,268 @@
+// Runs the register/poll state machine (machine.ts) against real ports: opens the MQTT
+// connection with a fresh SAS token, sends the request the machine asks for, matches the
+// answer by $rid, sleeps when told to, and reconnects after a loss.
+import { ProvisioningError, isProvisioningError } from '../errors.js';
+import { MqttClient } from '../mqtt/client.js';
+import type { Clock, Connect, Endpoint, Log, Random } from '../ports.js';
+import { dpsRegistrationSasToken } from '../sas.js';
+import { validateIdScope, validateRegistrationId } from '../identity.js';
+import { parseResponseBody, registerRequestBody, type RegistrationState } from './messages.js';
+import { dpsUsername, parseResponseTopic, pollTopic, registerTopic, RESPONSE_SUBSCRIBE_TOPIC } from './topics.js';
+import { initialState, step, type BackoffPolicy, type MachineEvent, type Phase } from './machine.js';
+
+export const DPS_GLOBAL_ENDPOINT: Endpoint = { host: 'global.azure-devices-provisioning.net', port: 8883 };
+
+export interface RegisterOptions {
+  idScope: string;
+  registrationId: string;
+  /** The device's own symmetric key (base64): for a group enrollment, the derived key. A secret. */
+  deviceKey: string;
+  endpoint?: Endpoint;
+  /** Custom data sent with the registration (any JSON value). */
+  payload?: unknown;
+  /** The whole flow ends within this many ms (default 5 minutes). */
+  timeoutMs?: number;
+  /** SAS token lifetime in seconds (default 3600, at most 86400). */
+  sasTtlSeconds?: number;
+  /** A request unanswered for this long counts as a lost connection (default 30 s). */
+  responseTimeoutMs?: number;
+  /** Wait between polls when DPS sends no retry-after (default 3 s). */
+  defaultRetryAfterMs?: number;
+  backoff?: Partial<BackoffPolicy>;
+  keepAliveSeconds?: number;
+  maxPacketSize?: number;
+  /** Sent as the username's ClientVersion. */
+  clientVersion?: string;
+}
+
+export interface RegisterPorts {
+  connect: Connect;
+  clock: Clock;
+  log?: Log;
+  random?: Random;
+}
+
+export interface RegistrationResult {
+  registrationId: string;
+  assignedHub: string;
+  deviceId: string;
+  operationId: string;
+  substatus?: string;
+  payload?: unknown;
+  createdDateTimeUtc?: string;
+  lastUpdatedDateTimeUtc?: string;
+  etag?: string;
+}
+
+export const DEFAULT_TIMEOUT_MS = 5 * 60_000;
+export const DEFAULT_SAS_TTL_SECONDS = 3600;
+export const MAX_SAS_TTL_SECONDS = 86_400;
+const DEFAULT_BACKOFF: BackoffPolicy = { minMs: 1000, maxMs: 60_000, jitterMs: 1000 };
+
+/** Register with DPS and poll until assigned. Resolves with the assignment or rejects with a ProvisioningError. */
+export async function registerDevice(options: RegisterOptions, ports: RegisterPorts): Promise<RegistrationResult> {
+  const registrationId = validateRegistrationId(options.registrationId);
+  validateIdScope(options.idScope);
+  const sasTtlSeconds = options.sasTtlSeconds ?? DEFAULT_SAS_TTL_SECONDS;
+  if (!Number.isInteger(sasTtlSeconds) || sasTtlSeconds < 60 || sasTtlSeconds > MAX_SAS_TTL_SECONDS) {
+    throw new ProvisioningError('invalid-input', `The SAS lifetime must be a whole number of seconds from 60 to ${MAX_SAS_TTL_SECONDS}`);
+  }
+  // Sign once up front so a malformed key is an input error before any traffic.
+  dpsRegistrationSasToken(options.idScope, registrationId, options.deviceKey, 0);
+
+  const session = new Session({ ...options, registrationId, sasTtlSeconds }, ports);
+  try {
+    return await session.run();
+  } finally {
+    session.close();
+  }
+}
+
+type Inbox = { resolve: (event: MachineEvent) => void; rid: string } | undefined;
+
+class Session {
+  private client: MqttClient | undefined;
+  private inbox: Inbox;
+  private ridCounter = 0;
+  private readonly ridPrefix: string;
+  private connectAttempts = 0;
+  private readonly log: Log;
+  private readonly random: Random;
+  private readonly endpoint: Endpoint;
+
+  constructor(
+    private readonly options: RegisterOptions & { registrationId: string; sasTtlSeconds: number },
+    private readonly ports: RegisterPorts,
+  ) {
+    this.log = ports.log ?? (() => {});
+    this.random = ports.random ?? Math.random;
+    this.endpoint = options.endpoint ?? DPS_GLOBAL_ENDPOINT;
+    this.ridPrefix = Math.floor(this.random() * 0x100000).toString(16);
+  }
+
+  async run(): Promise<RegistrationResult> {
+    const { clock } = this.ports;
+    const config = {
+      deadline: clock.now() + (this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS),
+      defaultRetryAfterMs: this.options.defaultRetryAfterMs ?? 3000,
+      backoff: { ...DEFAULT_BACKOFF, ...this.options.backoff },
+      random: this.random,
+      maxProtocolErrors: 3,
+    };
+    let state = initialState();
+    let event: MachineEvent = { type: 'start' };
+    for (;;) {
+      const next = step(state, event, clock.now(), config);
+      state = next.state;
+      const action = next.action;
+      switch (action.type) {
+        case 'done':
+          this.log({ type: 'assigned', assignedHub: action.registrationState.assignedHub!, deviceId: action.registrationState.deviceId! });
+          return toResult(action.registrationState, action.operationId);
+        case 'fail':
+          throw this.explain(action.error);
+        case 'wait':
+          this.logWait(action.reason, action.detail, action.ms, state.polls, state.phase);
+          await this.sleep(Math.min(action.ms, config.deadline - clock.now()));
+          event = { type: 'waited' };
+          break;
+        case 'request':
+          event = await this.request(action.phase, config.deadline);
+          break;
+      }
+    }
+  }
+
+  close(): void {
+    const client = this.client;
+    this.client = undefined;
+    client?.disconnect();
+  }
+
+  private async request(phase: Phase, deadline: number): Promise<MachineEvent> {
+    const { clock } = this.ports;
+    let client = this.client;
+    let subscribed: Promise<number> | undefined;
+    if (!client?.isOpen) {
+      try {
+        client = await this.connect();
+      } catch (error) {
+        return { type: 'connect-failed', error: asProvisioningError(error, 'network') };
+      }
+      // Pipelined: the request follows SUBSCRIBE without waiting for SUBACK (MQTT keeps order).
+      subscribed = client.subscribe(RESPONSE_SUBSCRIBE_TOPIC, 1);
+    }
+    const rid = `${this.ridPrefix}.${++this.ridCounter}`;
+    const answer = new Promise<MachineEvent>((resolve) => {
+      this.inbox = { resolve, rid };
+    });
+    const cancelTimer = clock.setTimer(
+      () => this.deliver({ type: 'lost', error: new ProvisioningError('network', 'DPS did not answer the request in time') }),
+      Math.max(0, Math.min(this.options.responseTimeoutMs ?? 30_000, deadline - clock.now())),
+    );
+    subscribed?.catch((error: unknown) => this.deliver({ type: 'connect-failed', error: asProvisioningError(error, 'failed') }));
+    if (phase.type === 'register') {
+      this.log({ type: 'registering', registrationId: this.options.registrationId });
+      client.publish(registerTopic(rid), registerRequestBody(this.options.registrationId, this.options.payload), 1).catch(() => {});
+    } else {
+      client.publish(pollTopic(rid, phase.operationId), new Uint8Array(0), 1).catch(() => {});
+    }
+    const event = await answer;
+    cancelTimer();
+    if (event.type !== 'response') this.close();
+    return event;
+  }
+
+  private async connect(): Promise<MqttClient> {
+    const { clock } = this.ports;
+    const { idScope, registrationId, deviceKey, sasTtlSeconds } = this.options;
+    this.connectAttempts++;
+    this.log({ type: 'connecting', host: this.endpoint.host, port: this.endpoint.port, attempt: this.connectAttempts });
+    const expiry = Math.floor(clock.now() / 1000) + sasTtlSeconds;
+    const client = await MqttClient.connect(this.ports.connect, this.endpoint, clock, {
+      clientId: registrationId,
+      username: dpsUsername(idScope, registrationId, this.options.clientVersion),
+      password: dpsRegistrationSasToken(idScope, registrationId, deviceKey, expiry),
+      ...(this.options.keepAliveSeconds !== undefined && { keepAliveSeconds: this.options.keepAliveSeconds }),
+      ...(this.options.maxPacketSize !== undefined && { maxPacketSize: this.options.maxPacketSize }),
+      onMessage: (topic, payload) => this.onMessage(topic, payload),
+      onClose: (error) => {
+        if (this.client === client) this.client = undefined;
+        this.deliver({ type: 'lost', error: error ?? new ProvisioningError('network', 'DPS closed the connection') });
+      },
+    });
+    this.client = client;
+    this.log({ type: 'connected', host: this.endpoint.host, port: this.endpoint.port });
+    return client;
+  }
+
+  private onMessage(topic: string, payload: Uint8Array): void {
+    let event: MachineEvent;
+    try {
+      const parsed = parseResponseTopic(topic);
+      // Not a DPS response, or an answer to some other request (stray or stale): ignore it.
+      if (!parsed || parsed.rid === undefined || parsed.rid !== this.inbox?.rid) return;
+      event = {
+        type: 'response',
+        status: parsed.status,
+        retryAfterSeconds: parsed.retryAfterSeconds,
+        response: parseResponseBody(parsed.status, payload),
+      };
+    } catch (error) {
+      event = { type: 'lost', error: asProvisioningError(error, 'protocol') };
+    }
+    this.deliver(event);
+  }
+
+  private deliver(event: MachineEvent): void {
+    const inbox = this.inbox;
+    if (!inbox) return;
+    this.inbox = undefined;
+    inbox.resolve(event);
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => this.ports.clock.setTimer(resolve, Math.max(0, ms)));
+  }
+
+  private logWait(reason: string, detail: string, waitMs: number, polls: number, phase: Phase): void {
+    if (reason === 'assigning' && phase.type === 'poll') {
+      this.log({ type: 'assigning', operationId: phase.operationId, attempt: polls, waitMs });
+    } else if (reason === 'network' || reason === 'protocol') {
+      this.log({ type: 'reconnecting', reason: detail, attempt: this.connectAttempts, waitMs });
+    } else {
+      this.log({ type: 'retrying', reason: detail, attempt: this.connectAttempts, waitMs });
+    }
+  }
+
+  /** Unauthorized is most often a wrong key or a wrong clock: say what the clock read. */
+  private explain(error: ProvisioningError): ProvisioningError {
+    if (error.kind !== 'unauthorized' || error.message.includes('clock reads')) return error;
+    const reads = new Date(this.ports.clock.now()).toISOString();
+    const message = `${error.message}. The SAS token's expiry comes from the device clock, which reads ${reads}: if that is wrong, sync the clock`;
+    return new ProvisioningError('unauthorized', message, {
+      ...(error.errorCode !== undefined && { errorCode: error.errorCode }),
+      ...(error.trackingId !== undefined && { trackingId: error.trackingId }),
+      ...(error.status !== undefined && { status: error.status }),
+    });
+  }
+}
+
+function toResult(state: RegistrationState, operationId: string): RegistrationResult {
+  return {
+    registrationId: state.registrationId,
+    assignedHub: state.assignedHub!,
+    deviceId: state.deviceId!,
+    operationId,
+    ...(state.substatus !== undefined && { substatus: state.substatus }),
+    ...(state.payload !== undefined && { payload: state.payload }),
+    ...(state.createdDateTimeUtc !== undefined && { createdDateTimeUtc: state.createdDateTimeUtc }),
+    ...(state.lastUpdatedDateTimeUtc !== undefined && { lastUpdatedDateTimeUtc: state.lastUpdatedDateTimeUtc }),
+    ...(state.etag !== undefined && { etag: state.etag }),
+  };
+}
+
+function asProvisioningError(error: unknown, kind: 'network' | 'protocol' | 'failed'): ProvisioningError {
+  if (isProvisioningError(error)) return error;
+  return new ProvisioningError(kind, error instanceof Error ? error.message : String(error), { cause: error });
+}

@@ -1,0 +1,152 @@
+// The top of the core: resolve the device's identity and key, reuse a stored assignment that
+// matches it, otherwise register with DPS and store what DPS assigned.
+import { ProvisioningError, isProvisioningError } from './errors.js';
+import { buildRegistrationId, deriveDeviceKey, validateRegistrationId, type HardwareIdentity } from './identity.js';
+import type { Endpoint, Store } from './ports.js';
+import { DPS_GLOBAL_ENDPOINT, registerDevice, type RegisterOptions, type RegisterPorts } from './dps/flow.js';
+
+export interface DeviceConfig extends Omit<RegisterOptions, 'registrationId' | 'deviceKey'> {
+  /** Given outright (e.g. written at the factory); otherwise built from the template. */
+  registrationId?: string;
+  /** Such as '{serial}-{mac}', filled with `identity`. */
+  registrationIdTemplate?: string;
+  identity?: HardwareIdentity;
+  /** The device's own key (individual enrollment). Exactly one of deviceKey and groupKey. */
+  deviceKey?: string;
+  /** The enrollment group's key: the device key is derived from it and the registration ID. */
+  groupKey?: string;
+  /** Provision even when a matching assignment is stored. */
+  force?: boolean;
+  /** Store key of the assignment record (default 'assignment'). */
+  storeKey?: string;
+}
+
+export interface ProvisionerPorts extends RegisterPorts {
+  store?: Store;
+}
+
+/** What the device keeps between boots. */
+export interface Assignment {
+  assignedHub: string;
+  deviceId: string;
+  registrationId: string;
+  idScope: string;
+  /** The DPS endpoint as host:port. */
+  endpoint: string;
+  substatus?: string;
+  payload?: unknown;
+  /** ISO 8601 time of the assignment, from the device clock. */
+  provisionedAt: string;
+}
+
+export interface ProvisionResult {
+  assignment: Assignment;
+  /** True when the stored assignment was reused and DPS was not contacted. */
+  fromCache: boolean;
+}
+
+export const DEFAULT_STORE_KEY = 'assignment';
+const RECORD_VERSION = 1;
+
+/** The registration ID this configuration stands for: given outright, or built from the template. */
+export function resolveRegistrationId(config: Pick<DeviceConfig, 'registrationId' | 'registrationIdTemplate' | 'identity'>): string {
+  if (config.registrationId) return validateRegistrationId(config.registrationId);
+  if (config.registrationIdTemplate) return buildRegistrationId(config.registrationIdTemplate, config.identity ?? {});
+  throw new ProvisioningError('invalid-input', 'Give a registration ID or a registration ID template');
+}
+
+/** The device's own key: the given device key, or the one derived from the group key. */
+export function resolveDeviceKey(config: Pick<DeviceConfig, 'deviceKey' | 'groupKey'>, registrationId: string): string {
+  if (config.deviceKey && config.groupKey) {
+    throw new ProvisioningError('invalid-input', 'Give either a device key or a group key, not both');
+  }
+  if (config.groupKey) return deriveDeviceKey(config.groupKey, registrationId);
+  if (config.deviceKey) return config.deviceKey;
+  throw new ProvisioningError('invalid-input', 'Give a device key (individual enrollment) or a group key (enrollment group)');
+}
+
+export function formatEndpoint(endpoint: Endpoint): string {
+  const host = endpoint.host.includes(':') ? `[${endpoint.host}]` : endpoint.host;
+  return `${host}:${endpoint.port}`.toLowerCase();
+}
+
+export async function provisionDevice(config: DeviceConfig, ports: ProvisionerPorts): Promise<ProvisionResult> {
+  const registrationId = resolveRegistrationId(config);
+  const deviceKey = resolveDeviceKey(config, registrationId);
+  const endpoint = config.endpoint ?? DPS_GLOBAL_ENDPOINT;
+  const identity = { idScope: config.idScope, registrationId, endpoint: formatEndpoint(endpoint) };
+  const storeKey = config.storeKey ?? DEFAULT_STORE_KEY;
+  const log = ports.log ?? (() => {});
+
+  if (ports.store && !config.force) {
+    const stored = await loadAssignment(ports.store, storeKey, log);
+    if (stored && matches(stored, identity)) {
+      log({ type: 'cached', assignedHub: stored.assignedHub, deviceId: stored.deviceId });
+      return { assignment: stored, fromCache: true };
+    }
+  }
+
+  const result = await registerDevice({ ...config, registrationId, deviceKey, endpoint }, ports);
+  const assignment: Assignment = {
+    assignedHub: result.assignedHub,
+    deviceId: result.deviceId,
+    registrationId,
+    idScope: config.idScope,
+    endpoint: identity.endpoint,
+    ...(result.substatus !== undefined && { substatus: result.substatus }),
+    ...(result.payload !== undefined && { payload: result.payload }),
+    provisionedAt: new Date(ports.clock.now()).toISOString(),
+  };
+  if (ports.store) {
+    try {
+      await ports.store.set(storeKey, JSON.stringify({ version: RECORD_VERSION, ...assignment }));
+      log({ type: 'stored', key: storeKey });
+    } catch (error) {
+      // The device is provisioned; failing to remember it costs a registration next boot, not the result.
+      log({ type: 'store-failed', message: isProvisioningError(error) || error instanceof Error ? error.message : String(error) });
+    }
+  }
+  return { assignment, fromCache: false };
+}
+
+/** The stored assignment, or undefined when there is none or it cannot be read (reported, never thrown). */
+export async function loadAssignment(store: Store, key: string, log: ProvisionerPorts['log'] = () => {}): Promise<Assignment | undefined> {
+  let text: string | undefined;
+  try {
+    text = await store.get(key);
+  } catch (error) {
+    log?.({ type: 'store-unreadable', message: error instanceof Error ? error.message : String(error) });
+    return undefined;
+  }
+  if (text === undefined) return undefined;
+  const assignment = parseAssignment(text);
+  if (!assignment) log?.({ type: 'store-unreadable', message: `The stored assignment under "${key}" is not a valid record` });
+  return assignment;
+}
+
+/** Parse a stored record strictly; anything unexpected yields undefined. */
+export function parseAssignment(text: string): Assignment | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== 'object' || value === null) return undefined;
+  const record = value as Record<string, unknown>;
+  if (record.version !== RECORD_VERSION) return undefined;
+  for (const field of ['assignedHub', 'deviceId', 'registrationId', 'idScope', 'endpoint', 'provisionedAt'] as const) {
+    if (typeof record[field] !== 'string' || record[field] === '') return undefined;
+  }
+  if (record.substatus !== undefined && typeof record.substatus !== 'string') return undefined;
+  const { version: _version, ...assignment } = record;
+  return assignment as unknown as Assignment;
+}
+
+function matches(stored: Assignment, identity: { idScope: string; registrationId: string; endpoint: string }): boolean {
+  return (
+    stored.idScope.toLowerCase() === identity.idScope.toLowerCase() &&
+    stored.registrationId === identity.registrationId &&
+    stored.endpoint.toLowerCase() === identity.endpoint
+  );
+}
