@@ -1,0 +1,355 @@
+// An MQTT 3.1.1 client session over the Connection port: CONNECT (clean session), SUBSCRIBE,
+// PUBLISH at QoS 0 and 1, keep-alive and DISCONNECT; no reconnecting (the caller decides that).
+// Every failure is a ProvisioningError; the password (a SAS token) never appears in one.
+import { isProvisioningError, ProvisioningError, type ErrorKind } from '../errors.js';
+import type { Clock, Connect, Connection, Endpoint } from '../ports.js';
+import { DEFAULT_MAX_PACKET_SIZE, encodePacket, PacketDecoder, type Packet } from './codec.js';
+
+export interface MqttClientOptions {
+  clientId: string;
+  username?: string;
+  password?: string; // a secret (SAS token): never in a message, log or error
+  keepAliveSeconds?: number; // default 60; 0 disables
+  maxPacketSize?: number; // inbound limit, default 65536
+  connectTimeoutMs?: number; // time allowed for TLS + CONNACK, default 30000
+  onMessage(topic: string, payload: Uint8Array): void;
+  /**
+   * The connection ended without disconnect() being called (error describes why); called at
+   * most once, and only after connect() resolved (before that, connect() rejects instead).
+   */
+  onClose(error: ProvisioningError | undefined): void;
+}
+
+export const DEFAULT_KEEP_ALIVE_SECONDS = 60;
+export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
+
+interface InFlight {
+  awaits: 'suback' | 'puback';
+  topic: string;
+  qos: 0 | 1;
+  resolve(granted: number): void;
+  reject(error: ProvisioningError): void;
+}
+
+export class MqttClient {
+  readonly #endpoint: Endpoint;
+  readonly #clock: Clock;
+  readonly #clientId: string;
+  readonly #keepAliveMs: number;
+  readonly #onMessage: MqttClientOptions['onMessage'];
+  readonly #onClose: MqttClientOptions['onClose'];
+  readonly #decoder: PacketDecoder;
+  readonly #inFlight = new Map<number, InFlight>();
+  #state: 'connecting' | 'open' | 'closed' = 'connecting';
+  #connection: Connection | undefined;
+  #connected: { resolve(): void; reject(error: ProvisioningError): void } | undefined;
+  #closeError: ProvisioningError | undefined;
+  #nextId = 1;
+  #pingOutstanding = false;
+  #cancelConnectTimer: (() => void) | undefined;
+  #cancelSendIdle: (() => void) | undefined;
+  #cancelReceiveIdle: (() => void) | undefined;
+
+  private constructor(endpoint: Endpoint, clock: Clock, options: MqttClientOptions) {
+    this.#endpoint = endpoint;
+    this.#clock = clock;
+    this.#clientId = options.clientId;
+    this.#keepAliveMs = (options.keepAliveSeconds ?? DEFAULT_KEEP_ALIVE_SECONDS) * 1000;
+    this.#onMessage = options.onMessage;
+    this.#onClose = options.onClose;
+    this.#decoder = new PacketDecoder(options.maxPacketSize ?? DEFAULT_MAX_PACKET_SIZE);
+  }
+
+  /**
+   * Opens the connection via `connect`, sends CONNECT (clean session), resolves after CONNACK 0.
+   * Rejects with a ProvisioningError: CONNACK 1 → protocol, 2 → invalid-input, 3 → server,
+   * 4 and 5 → unauthorized, others → protocol; no CONNACK within connectTimeoutMs → network.
+   */
+  static connect(connect: Connect, endpoint: Endpoint, clock: Clock, options: MqttClientOptions): Promise<MqttClient> {
+    try {
+      const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+      if (!(timeoutMs > 0 && timeoutMs <= 2_147_483_647)) {
+        throw new ProvisioningError('invalid-input', 'The MQTT connect timeout must be a positive number of ms');
+      }
+      // Encoding CONNECT first finds bad options (keep-alive, over-long strings) before any traffic.
+      const hello = encodePacket({
+        type: 'connect',
+        clientId: options.clientId,
+        keepAlive: options.keepAliveSeconds ?? DEFAULT_KEEP_ALIVE_SECONDS,
+        clean: true,
+        ...(options.username !== undefined && { username: options.username }),
+        ...(options.password !== undefined && { password: options.password }),
+      });
+      return new MqttClient(endpoint, clock, options).#open(connect, hello, timeoutMs);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  get isOpen(): boolean {
+    return this.#state === 'open';
+  }
+
+  /** Resolves with the granted QoS when SUBACK arrives; rejects (kind 'failed') when the server refuses the subscription. */
+  subscribe(topic: string, qos: 0 | 1): Promise<number> {
+    const subscribe = (messageId: number): Packet => ({ type: 'subscribe', messageId, subscriptions: [{ topic, qos }] });
+    return this.#request('suback', topic, qos, subscribe);
+  }
+
+  /** QoS 0 resolves once written; QoS 1 resolves on PUBACK. */
+  async publish(topic: string, payload: Uint8Array, qos: 0 | 1): Promise<void> {
+    if (qos === 1) {
+      const publish = (messageId: number): Packet => ({ type: 'publish', topic, payload, qos, dup: false, retain: false, messageId });
+      await this.#request('puback', topic, qos, publish);
+      return;
+    }
+    if (this.#state !== 'open') throw this.#notOpen(`publish to ${JSON.stringify(topic)}`);
+    this.#write(encodePacket({ type: 'publish', topic, payload, qos: 0, dup: false, retain: false }));
+    if (this.#state !== 'open') throw this.#notOpen(`publish to ${JSON.stringify(topic)}`); // the write closed it
+  }
+
+  /** Sends DISCONNECT and closes; pending operations reject with kind 'network'. onClose is not called. Idempotent. */
+  disconnect(): void {
+    if (this.#state === 'closed') return;
+    const farewell = this.#state === 'open' ? encodePacket({ type: 'disconnect' }) : undefined;
+    this.#shutdown(new ProvisioningError('network', 'The MQTT connection was closed by disconnect()'), farewell);
+  }
+
+  #open(connect: Connect, hello: Uint8Array, timeoutMs: number): Promise<MqttClient> {
+    const where = `${this.#endpoint.host}:${this.#endpoint.port}`;
+    return new Promise<MqttClient>((resolve, reject) => {
+      this.#connected = { resolve: () => resolve(this), reject };
+      this.#cancelConnectTimer = this.#clock.setTimer(() => {
+        this.#cancelConnectTimer = undefined;
+        const message = this.#connection
+          ? `The server at ${where} did not answer CONNECT within ${timeoutMs / 1000} s`
+          : `Could not open a connection to ${where} within ${timeoutMs / 1000} s`;
+        this.#fail(new ProvisioningError('network', message));
+      }, timeoutMs);
+      let opening: Promise<Connection>;
+      try {
+        opening = connect(this.#endpoint, { onData: (data) => this.#onData(data), onClose: (error) => this.#onConnectionClose(error) });
+      } catch (error) {
+        opening = Promise.reject(error);
+      }
+      opening.then(
+        (connection) => {
+          if (this.#state === 'closed') return connection.close(); // timed out or failed meanwhile
+          this.#connection = connection;
+          this.#write(hello);
+        },
+        (error: unknown) => {
+          const message = `Could not connect to ${where}: ${error instanceof Error ? error.message : String(error)}`;
+          this.#fail(isProvisioningError(error) ? error : new ProvisioningError('network', message, { cause: error }));
+        },
+      );
+    });
+  }
+
+  #request(awaits: InFlight['awaits'], topic: string, qos: 0 | 1, packet: (messageId: number) => Packet): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      const what = awaits === 'suback' ? `subscribe to ${JSON.stringify(topic)}` : `publish to ${JSON.stringify(topic)}`;
+      if (this.#state !== 'open') return reject(this.#notOpen(what));
+      const messageId = this.#allocateId();
+      if (messageId === undefined) {
+        return reject(new ProvisioningError('invalid-input', `Cannot ${what}: 65535 MQTT operations are in flight`));
+      }
+      const bytes = encodePacket(packet(messageId)); // throws invalid-input for a bad topic: rejects, nothing sent
+      this.#inFlight.set(messageId, { awaits, topic, qos, resolve, reject });
+      this.#write(bytes);
+    });
+  }
+
+  /** Message ids cycle 1..65535, skipping ids still in flight. */
+  #allocateId(): number | undefined {
+    for (let tries = 0; tries < 0xffff; tries++) {
+      const id = this.#nextId;
+      this.#nextId = id === 0xffff ? 1 : id + 1;
+      if (!this.#inFlight.has(id)) return id;
+    }
+    return undefined;
+  }
+
+  #write(bytes: Uint8Array): void {
+    try {
+      this.#connection!.write(bytes);
+    } catch (error) {
+      const reason = error instanceof Error ? `: ${error.message}` : '';
+      return this.#fail(new ProvisioningError('network', `Writing to the MQTT connection failed${reason}`, { cause: error }));
+    }
+    this.#armSendIdle();
+  }
+
+  #onData(data: Uint8Array): void {
+    if (this.#state === 'closed') return;
+    let packets: Packet[];
+    try {
+      packets = this.#decoder.push(data);
+    } catch (error) {
+      return this.#fail(isProvisioningError(error) ? error : new ProvisioningError('protocol', String(error)));
+    }
+    // An exception from onMessage surfaces after the rest of the chunk is handled.
+    let thrown: { error: unknown } | undefined;
+    for (const packet of packets) {
+      if (this.#isClosed()) break; // a packet or a callback ended the session
+      this.#pingOutstanding = false;
+      this.#armReceiveIdle();
+      try {
+        this.#handle(packet);
+      } catch (error) {
+        thrown ??= { error };
+      }
+    }
+    if (thrown) throw thrown.error;
+  }
+
+  #handle(packet: Packet): void {
+    if (this.#state === 'connecting') {
+      if (packet.type !== 'connack' || !this.#connection) {
+        return this.#fail(unexpected(`${packet.type.toUpperCase()} before CONNACK`));
+      }
+      this.#cancelConnectTimer?.();
+      this.#cancelConnectTimer = undefined;
+      if (packet.returnCode !== 0) return this.#fail(connackError(packet.returnCode, this.#clientId));
+      if (packet.sessionPresent) return this.#fail(unexpected('CONNACK with session present for a clean session'));
+      this.#state = 'open';
+      this.#armSendIdle();
+      this.#armReceiveIdle();
+      const connected = this.#connected;
+      this.#connected = undefined;
+      return connected?.resolve();
+    }
+    switch (packet.type) {
+      case 'suback': {
+        const request = this.#take(packet.messageId, 'suback');
+        if (!request) return;
+        const [granted = 0, ...more] = packet.granted;
+        const broken = more.length ? `SUBACK with ${packet.granted.length} return codes for one topic filter`
+          : granted !== 0x80 && granted > request.qos ? `SUBACK granting QoS ${granted} for a QoS ${request.qos} request` : undefined;
+        if (broken) {
+          const error = unexpected(broken);
+          request.reject(error);
+          return this.#fail(error);
+        }
+        if (granted !== 0x80) return request.resolve(granted);
+        return request.reject(new ProvisioningError('failed', `The server refused the subscription to ${JSON.stringify(request.topic)}`));
+      }
+      case 'puback':
+        return this.#take(packet.messageId, 'puback')?.resolve(1);
+      case 'publish':
+        if (packet.qos === 1) this.#write(encodePacket({ type: 'puback', messageId: packet.messageId! }));
+        if (this.#state === 'open') this.#onMessage(packet.topic, packet.payload);
+        return;
+      case 'pingresp':
+        return;
+      case 'unsuback': // this client never unsubscribes
+        return void this.#take(packet.messageId, 'unsuback');
+      case 'connack':
+        return this.#fail(unexpected('second CONNACK'));
+      default:
+        return this.#fail(unexpected(`${packet.type.toUpperCase()}, which only a client sends`));
+    }
+  }
+
+  /** The request a SUBACK / PUBACK answers; none is a protocol error that closes the session. */
+  #take(messageId: number, answer: string): InFlight | undefined {
+    const request = this.#inFlight.get(messageId);
+    if (request?.awaits !== answer) {
+      this.#fail(unexpected(`${answer.toUpperCase()} for message id ${messageId}, which matches no request in flight`));
+      return undefined;
+    }
+    this.#inFlight.delete(messageId);
+    return request;
+  }
+
+  // Keep-alive (§3.1.2.10): PINGREQ after keepAlive of not sending, or of not receiving; after a
+  // PINGREQ the server has keepAlive to send anything at all, or the session ends as silent.
+  #armSendIdle(): void {
+    if (this.#state !== 'open' || this.#keepAliveMs === 0) return;
+    this.#cancelSendIdle?.();
+    this.#cancelSendIdle = this.#clock.setTimer(() => this.#ping(), this.#keepAliveMs);
+  }
+
+  #armReceiveIdle(): void {
+    if (this.#state !== 'open' || this.#keepAliveMs === 0) return;
+    this.#cancelReceiveIdle?.();
+    this.#cancelReceiveIdle = this.#clock.setTimer(() => this.#ping(), this.#keepAliveMs);
+  }
+
+  #ping(): void {
+    if (this.#state !== 'open' || this.#pingOutstanding) return;
+    this.#pingOutstanding = true;
+    this.#write(encodePacket({ type: 'pingreq' }));
+    if (this.#state !== 'open') return;
+    this.#cancelReceiveIdle?.();
+    this.#cancelReceiveIdle = this.#clock.setTimer(() => {
+      const seconds = this.#keepAliveMs / 1000;
+      this.#fail(new ProvisioningError('network', `The server went silent: nothing arrived within ${seconds} s of a PINGREQ`));
+    }, this.#keepAliveMs);
+  }
+
+  #onConnectionClose(error?: Error): void {
+    if (this.#state === 'closed') return;
+    const where = `${this.#endpoint.host}:${this.#endpoint.port}`;
+    const when = this.#state === 'connecting' ? ' before answering CONNECT' : '';
+    const message = error
+      ? `The connection to ${where} was lost${when}: ${error.message}`
+      : `The server at ${where} closed the connection${when}`;
+    this.#fail(new ProvisioningError('network', message, error ? { cause: error } : {}));
+  }
+
+  /** Ends the session for `error`; onClose fires if the session had been open. */
+  #fail(error: ProvisioningError): void {
+    if (this.#state === 'closed') return;
+    const wasOpen = this.#state === 'open';
+    this.#shutdown(error);
+    if (wasOpen) this.#onClose(error);
+  }
+
+  #shutdown(error: ProvisioningError, farewell?: Uint8Array): void {
+    this.#state = 'closed'; // first: a close that re-enters through onClose is ignored
+    this.#closeError = error;
+    for (const cancel of [this.#cancelConnectTimer, this.#cancelSendIdle, this.#cancelReceiveIdle]) cancel?.();
+    this.#cancelConnectTimer = this.#cancelSendIdle = this.#cancelReceiveIdle = undefined;
+    const connection = this.#connection;
+    try {
+      if (farewell) connection?.write(farewell);
+    } catch {
+      // Closing anyway.
+    }
+    connection?.close();
+    const connected = this.#connected;
+    this.#connected = undefined;
+    connected?.reject(error);
+    const inFlight = [...this.#inFlight.values()];
+    this.#inFlight.clear();
+    for (const request of inFlight) request.reject(error);
+  }
+
+  #isClosed(): boolean {
+    return this.#state === 'closed';
+  }
+
+  #notOpen(what: string): ProvisioningError {
+    const reason = this.#closeError ? `: ${this.#closeError.message}` : '';
+    return new ProvisioningError('network', `Cannot ${what}: the MQTT connection is closed${reason}`, { cause: this.#closeError });
+  }
+}
+
+function unexpected(what: string): ProvisioningError {
+  return new ProvisioningError('protocol', `The MQTT server sent an unexpected ${what}`);
+}
+
+/** CONNACK return codes (§3.2.2.3) as error kinds. */
+function connackError(code: number, clientId: string): ProvisioningError {
+  const fail = (kind: ErrorKind, message: string) => new ProvisioningError(kind, message, { status: code });
+  const check = 'check the ID scope, registration ID and key, and the device clock (the SAS token expiry depends on it)';
+  switch (code) {
+    case 1: return fail('protocol', 'The server refused MQTT 3.1.1 (CONNACK 1: unacceptable protocol version)');
+    case 2: return fail('invalid-input', `The server rejected the client identifier ${JSON.stringify(clientId)} (CONNACK 2: identifier rejected); for DPS it must be the registration ID`);
+    case 3: return fail('server', 'The server is unavailable (CONNACK 3: server unavailable); try again later');
+    case 4: return fail('unauthorized', `The server refused the credentials (CONNACK 4: bad user name or password); ${check}`);
+    case 5: return fail('unauthorized', `The server refused the connection (CONNACK 5: not authorized); ${check}`);
+    default: return fail('protocol', `The server answered CONNECT with an unknown CONNACK return code ${code}`);
+  }
+}

@@ -1,0 +1,100 @@
+// A Clock (src/ports.ts) whose time moves only when a test says so. No real sleeping.
+import type { Clock } from '../../src/ports.js';
+
+interface Timer {
+  due: number;
+  seq: number;
+  callback: () => void;
+}
+
+/** Lets every pending promise callback run (microtasks drain before a macrotask). */
+export function settle(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+export class FakeClock implements Clock {
+  #now: number;
+  #seq = 0;
+  #timers: Timer[] = [];
+
+  /** `start`: wall-clock ms since the epoch (default 2025-01-01T00:00:00Z). */
+  constructor(start = Date.UTC(2025, 0, 1)) {
+    this.#now = start;
+  }
+
+  now(): number {
+    return this.#now;
+  }
+
+  setTimer(callback: () => void, ms: number): () => void {
+    if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) throw new Error(`FakeClock.setTimer: invalid delay ${ms}`);
+    const timer: Timer = { due: this.#now + ms, seq: this.#seq++, callback };
+    this.#timers.push(timer);
+    return () => {
+      const i = this.#timers.indexOf(timer);
+      if (i >= 0) this.#timers.splice(i, 1);
+    };
+  }
+
+  /** How many timers are set and neither fired nor cancelled. */
+  get pendingTimers(): number {
+    return this.#timers.length;
+  }
+
+  /** Milliseconds from now until each pending timer is due, soonest first. */
+  pendingDelays(): number[] {
+    return this.#sorted().map((t) => t.due - this.#now);
+  }
+
+  /** Moves the wall clock without firing anything (e.g. an SNTP correction). */
+  jump(ms: number): void {
+    this.#now += ms;
+  }
+
+  /**
+   * Moves time forward by `ms`, firing each timer that falls due at its due time, soonest first
+   * (ties in the order they were set), including timers set by those callbacks. Synchronous:
+   * promise callbacks run only after it returns; use `advance` for async code.
+   */
+  tick(ms: number): void {
+    const end = this.#now + ms;
+    for (let timer = this.#due(end); timer; timer = this.#due(end)) this.#fire(timer);
+    this.#now = end;
+  }
+
+  /** Like `tick`, but lets promise callbacks run before the first timer, after each one and at the end. */
+  async advance(ms: number): Promise<void> {
+    const end = this.#now + ms;
+    await settle();
+    for (let timer = this.#due(end); timer; timer = this.#due(end)) {
+      this.#fire(timer);
+      await settle();
+    }
+    this.#now = end;
+    await settle();
+  }
+
+  /** Fires the soonest timer (moving time to it), then lets promise callbacks run. False when none is pending. */
+  async runNext(): Promise<boolean> {
+    const [timer] = this.#sorted();
+    if (!timer) return false;
+    this.#fire(timer);
+    await settle();
+    return true;
+  }
+
+  #sorted(): Timer[] {
+    return [...this.#timers].sort((a, b) => a.due - b.due || a.seq - b.seq);
+  }
+
+  #due(end: number): Timer | undefined {
+    const [timer] = this.#sorted();
+    return timer && timer.due <= end ? timer : undefined;
+  }
+
+  #fire(timer: Timer): void {
+    this.#timers.splice(this.#timers.indexOf(timer), 1);
+    this.#now = Math.max(this.#now, timer.due);
+    timer.callback();
+  }
+}
