@@ -2,7 +2,7 @@
 // matches it, otherwise register with DPS and store what DPS assigned.
 import { ProvisioningError, isProvisioningError } from './errors.js';
 import { buildRegistrationId, deriveDeviceKey, validateRegistrationId, type HardwareIdentity } from './identity.js';
-import type { Endpoint, Store } from './ports.js';
+import type { Endpoint, Log, Store } from './ports.js';
 import { DPS_GLOBAL_ENDPOINT, registerDevice, type RegisterOptions, type RegisterPorts } from './dps/flow.js';
 
 export interface DeviceConfig extends Omit<RegisterOptions, 'registrationId' | 'deviceKey'> {
@@ -110,17 +110,17 @@ export async function provisionDevice(config: DeviceConfig, ports: ProvisionerPo
 }
 
 /** The stored assignment, or undefined when there is none or it cannot be read (reported, never thrown). */
-export async function loadAssignment(store: Store, key: string, log: ProvisionerPorts['log'] = () => {}): Promise<Assignment | undefined> {
+export async function loadAssignment(store: Store, key: string, log: Log = () => {}): Promise<Assignment | undefined> {
   let text: string | undefined;
   try {
     text = await store.get(key);
   } catch (error) {
-    log?.({ type: 'store-unreadable', message: error instanceof Error ? error.message : String(error) });
+    log({ type: 'store-unreadable', message: error instanceof Error ? error.message : String(error) });
     return undefined;
   }
   if (text === undefined) return undefined;
   const assignment = parseAssignment(text);
-  if (!assignment) log?.({ type: 'store-unreadable', message: `The stored assignment under "${key}" is not a valid record` });
+  if (!assignment) log({ type: 'store-unreadable', message: `The stored assignment under "${key}" is not a valid record` });
   return assignment;
 }
 
@@ -139,8 +139,16 @@ export function parseAssignment(text: string): Assignment | undefined {
     if (typeof record[field] !== 'string' || record[field] === '') return undefined;
   }
   if (record.substatus !== undefined && typeof record.substatus !== 'string') return undefined;
-  const { version: _version, ...assignment } = record;
-  return assignment as unknown as Assignment;
+  return {
+    assignedHub: record.assignedHub as string,
+    deviceId: record.deviceId as string,
+    registrationId: record.registrationId as string,
+    idScope: record.idScope as string,
+    endpoint: record.endpoint as string,
+    ...(record.substatus !== undefined && { substatus: record.substatus as string }),
+    ...(record.payload !== undefined && { payload: record.payload }),
+    provisionedAt: record.provisionedAt as string,
+  };
 }
 
 function matches(stored: Assignment, identity: { idScope: string; registrationId: string; endpoint: string }): boolean {

@@ -1,0 +1,122 @@
+import { describe, expect, it } from 'vitest';
+import { deriveDeviceKey } from '../src/identity.js';
+import type { ProvisioningEvent, Store } from '../src/ports.js';
+import { parseAssignment, provisionDevice, type DeviceConfig } from '../src/provisioner.js';
+import { verifySasToken } from '../src/sas.js';
+import { FakeClock, settle } from './support/fake-clock.js';
+import { assignedBody, HUB, ScriptedDps, type Reply } from './support/scripted-dps.js';
+
+const ID_SCOPE = '0ne00000A0A';
+// The published enrollment-group vector (Azure docs, articles/iot-dps/how-to-legacy-device-symm-key.md).
+const GROUP_KEY = '8isrFI1sGsIlvvFSSFRiMfCNzv21fjbE/+ah/lSh3lF8e2YG1Te7w1KpZhJFFXJrqYKi9yegxkqIChbqOS9Egw==';
+const ENDPOINT = { host: 'dps.test', port: 8883 };
+
+class MemoryStore implements Store {
+  readonly values = new Map<string, string>();
+  failGet: Error | undefined;
+  failSet: Error | undefined;
+  async get(key: string) {
+    if (this.failGet) throw this.failGet;
+    return this.values.get(key);
+  }
+  async set(key: string, value: string) {
+    if (this.failSet) throw this.failSet;
+    this.values.set(key, value);
+  }
+  async delete(key: string) {
+    this.values.delete(key);
+  }
+}
+
+async function provision(config: Partial<DeviceConfig>, store: Store | undefined, script: Reply[]) {
+  const clock = new FakeClock();
+  const dps = new ScriptedDps(script);
+  const events: ProvisioningEvent[] = [];
+  const promise = provisionDevice(
+    { idScope: ID_SCOPE, endpoint: ENDPOINT, ...config },
+    { connect: dps.connect, clock, log: (e) => events.push(e), random: () => 0.5, ...(store && { store }) },
+  );
+  let done = false;
+  promise.then(() => (done = true), () => (done = true));
+  while (!done) {
+    await settle();
+    if (!done && !(await clock.runNext())) break;
+  }
+  return { result: await promise, dps, events };
+}
+
+describe('provisionDevice', () => {
+  it('derives the device key from the group key and builds the ID from the identity template', async () => {
+    const id = 'sn-007-888-abc-mac-a1b2c3d4e5f6';
+    const { result, dps } = await provision(
+      { groupKey: GROUP_KEY, registrationIdTemplate: 'sn-{serial}-mac-{mac}', identity: { serial: '007-888-ABC', mac: 'A1:B2:C3:D4:E5:F6' } },
+      undefined,
+      [{ status: 200, body: assignedBody(id) }],
+    );
+    expect(result.assignment.registrationId).toBe(id);
+    const password = dps.network.connections[0]!.sentOf('connect')[0]!.password!;
+    const derived = deriveDeviceKey(GROUP_KEY, id);
+    expect(verifySasToken(password, derived, Math.floor(Date.UTC(2025, 0, 1) / 1000), `${ID_SCOPE}/registrations/${id}`).ok).toBe(true);
+    expect(verifySasToken(password, GROUP_KEY, Math.floor(Date.UTC(2025, 0, 1) / 1000)).ok).toBe(false);
+  });
+
+  it('stores the assignment, and the next run reuses it without contacting DPS', async () => {
+    const store = new MemoryStore();
+    const config = { registrationId: 'dev-1', deviceKey: GROUP_KEY, payload: { a: 1 } };
+    const first = await provision(config, store, [{ status: 200, body: assignedBody('dev-1', 'op-1', { hello: 'device' }) }]);
+    expect(first.result.fromCache).toBe(false);
+    const record = JSON.parse(store.values.get('assignment')!);
+    expect(record).toMatchObject({ version: 1, assignedHub: HUB, deviceId: 'dev-1', registrationId: 'dev-1', idScope: ID_SCOPE, endpoint: 'dps.test:8883', substatus: 'initialAssignment', payload: { hello: 'device' }, provisionedAt: '2025-01-01T00:00:00.000Z' });
+
+    const second = await provision(config, store, []);
+    expect(second.result).toEqual({ assignment: first.result.assignment, fromCache: true });
+    expect(second.dps.network.attempts).toHaveLength(0);
+    expect(second.events).toEqual([{ type: 'cached', assignedHub: HUB, deviceId: 'dev-1' }]);
+  });
+
+  it('provisions again when the identity differs from the stored one, or when forced', async () => {
+    for (const change of [{ registrationId: 'dev-2' }, { idScope: '0ne00000B0B' }, { endpoint: { host: 'other.test', port: 8883 } }, { force: true }]) {
+      const store = new MemoryStore();
+      await provision({ registrationId: 'dev-1', deviceKey: GROUP_KEY }, store, [{ status: 200, body: assignedBody('dev-1') }]);
+      const id = change.registrationId ?? 'dev-1';
+      const again = await provision({ registrationId: 'dev-1', deviceKey: GROUP_KEY, ...change }, store, [{ status: 200, body: assignedBody(id) }]);
+      expect(again.result.fromCache).toBe(false);
+      expect(again.dps.network.attempts).toHaveLength(1);
+      expect(JSON.parse(store.values.get('assignment')!).registrationId).toBe(id);
+    }
+  });
+
+  it('reports an unreadable store and provisions as if it were empty', async () => {
+    for (const spoil of [(s: MemoryStore) => (s.failGet = new Error('flash read error')), (s: MemoryStore) => s.values.set('assignment', '{"version":1,"assignedHub":'), (s: MemoryStore) => s.values.set('assignment', '{"version":99}')]) {
+      const store = new MemoryStore();
+      spoil(store);
+      const { result, events } = await provision({ registrationId: 'dev-1', deviceKey: GROUP_KEY }, store, [{ status: 200, body: assignedBody('dev-1') }]);
+      expect(result.fromCache).toBe(false);
+      expect(events[0]?.type).toBe('store-unreadable');
+    }
+  });
+
+  it('returns the assignment even when storing it fails, and says so', async () => {
+    const store = new MemoryStore();
+    store.failSet = new Error('disk full');
+    const { result, events } = await provision({ registrationId: 'dev-1', deviceKey: GROUP_KEY }, store, [{ status: 200, body: assignedBody('dev-1') }]);
+    expect(result.assignment.assignedHub).toBe(HUB);
+    expect(events).toContainEqual({ type: 'store-failed', message: 'disk full' });
+  });
+
+  it('refuses ambiguous or missing identity and keys before any traffic', async () => {
+    for (const config of [{ registrationId: 'dev-1' }, { registrationId: 'dev-1', deviceKey: GROUP_KEY, groupKey: GROUP_KEY }, { deviceKey: GROUP_KEY }, { registrationIdTemplate: '{serial}', deviceKey: GROUP_KEY }]) {
+      await expect(provision(config, undefined, [])).rejects.toMatchObject({ kind: 'invalid-input' });
+    }
+  });
+});
+
+describe('parseAssignment', () => {
+  it('accepts only complete records of the current version, keeping only known fields', () => {
+    const good = { version: 1, assignedHub: 'h', deviceId: 'd', registrationId: 'r', idScope: 's', endpoint: 'e:1', provisionedAt: 't' };
+    expect(parseAssignment(JSON.stringify({ ...good, extra: 'x' }))).toEqual({ assignedHub: 'h', deviceId: 'd', registrationId: 'r', idScope: 's', endpoint: 'e:1', provisionedAt: 't' });
+    for (const bad of ['', 'null', '[]', '7', JSON.stringify({ ...good, version: 2 }), JSON.stringify({ ...good, deviceId: '' }), JSON.stringify({ ...good, assignedHub: 5 }), JSON.stringify({ ...good, substatus: 3 })]) {
+      expect(parseAssignment(bad)).toBeUndefined();
+    }
+  });
+});
