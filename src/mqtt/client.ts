@@ -23,6 +23,8 @@ export interface MqttClientOptions {
 export const DEFAULT_KEEP_ALIVE_SECONDS = 60;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 
+type TimerName = 'connect' | 'sendIdle' | 'receiveIdle';
+
 interface InFlight {
   awaits: 'suback' | 'puback';
   topic: string;
@@ -46,9 +48,8 @@ export class MqttClient {
   #closeError: ProvisioningError | undefined;
   #nextId = 1;
   #pingOutstanding = false;
-  #cancelConnectTimer: (() => void) | undefined;
-  #cancelSendIdle: (() => void) | undefined;
-  #cancelReceiveIdle: (() => void) | undefined;
+  /** Cancel functions of the armed timers: all are cancelled on close. */
+  #timers: { [name in TimerName]?: () => void } = {};
 
   private constructor(endpoint: Endpoint, clock: Clock, options: MqttClientOptions) {
     this.#endpoint = endpoint;
@@ -119,13 +120,12 @@ export class MqttClient {
     const where = `${this.#endpoint.host}:${this.#endpoint.port}`;
     return new Promise<MqttClient>((resolve, reject) => {
       this.#connected = { resolve: () => resolve(this), reject };
-      this.#cancelConnectTimer = this.#clock.setTimer(() => {
-        this.#cancelConnectTimer = undefined;
+      this.#arm('connect', timeoutMs, () => {
         const message = this.#connection
           ? `The server at ${where} did not answer CONNECT within ${timeoutMs / 1000} s`
           : `Could not open a connection to ${where} within ${timeoutMs / 1000} s`;
         this.#fail(new ProvisioningError('network', message));
-      }, timeoutMs);
+      });
       let opening: Promise<Connection>;
       try {
         opening = connect(this.#endpoint, { onData: (data) => this.#onData(data), onClose: (error) => this.#onConnectionClose(error) });
@@ -177,7 +177,7 @@ export class MqttClient {
       const reason = error instanceof Error ? `: ${error.message}` : '';
       return this.#fail(new ProvisioningError('network', `Writing to the MQTT connection failed${reason}`, { cause: error }));
     }
-    this.#armSendIdle();
+    this.#arm('sendIdle', this.#keepAliveMs, () => this.#ping());
   }
 
   #onData(data: Uint8Array): void {
@@ -193,7 +193,7 @@ export class MqttClient {
     for (const packet of packets) {
       if (this.#isClosed()) break; // a packet or a callback ended the session
       this.#pingOutstanding = false;
-      this.#armReceiveIdle();
+      this.#arm('receiveIdle', this.#keepAliveMs, () => this.#ping());
       try {
         this.#handle(packet);
       } catch (error) {
@@ -208,13 +208,13 @@ export class MqttClient {
       if (packet.type !== 'connack' || !this.#connection) {
         return this.#fail(unexpected(`${packet.type.toUpperCase()} before CONNACK`));
       }
-      this.#cancelConnectTimer?.();
-      this.#cancelConnectTimer = undefined;
+      this.#timers.connect?.();
+      this.#timers.connect = undefined;
       if (packet.returnCode !== 0) return this.#fail(connackError(packet.returnCode, this.#clientId));
       if (packet.sessionPresent) return this.#fail(unexpected('CONNACK with session present for a clean session'));
       this.#state = 'open';
-      this.#armSendIdle();
-      this.#armReceiveIdle();
+      this.#arm('sendIdle', this.#keepAliveMs, () => this.#ping());
+      this.#arm('receiveIdle', this.#keepAliveMs, () => this.#ping());
       const connected = this.#connected;
       this.#connected = undefined;
       return connected?.resolve();
@@ -262,30 +262,26 @@ export class MqttClient {
     return request;
   }
 
+  /** (Re)starts a timer. Keep-alive timers run only while open, and only when keep-alive is on. */
+  #arm(name: TimerName, ms: number, callback: () => void): void {
+    if (name !== 'connect' && (this.#state !== 'open' || ms === 0)) return;
+    this.#timers[name]?.();
+    this.#timers[name] = this.#clock.setTimer(() => {
+      this.#timers[name] = undefined;
+      callback();
+    }, ms);
+  }
+
   // Keep-alive (§3.1.2.10): PINGREQ after keepAlive of not sending, or of not receiving; after a
   // PINGREQ the server has keepAlive to send anything at all, or the session ends as silent.
-  #armSendIdle(): void {
-    if (this.#state !== 'open' || this.#keepAliveMs === 0) return;
-    this.#cancelSendIdle?.();
-    this.#cancelSendIdle = this.#clock.setTimer(() => this.#ping(), this.#keepAliveMs);
-  }
-
-  #armReceiveIdle(): void {
-    if (this.#state !== 'open' || this.#keepAliveMs === 0) return;
-    this.#cancelReceiveIdle?.();
-    this.#cancelReceiveIdle = this.#clock.setTimer(() => this.#ping(), this.#keepAliveMs);
-  }
-
   #ping(): void {
     if (this.#state !== 'open' || this.#pingOutstanding) return;
     this.#pingOutstanding = true;
     this.#write(encodePacket({ type: 'pingreq' }));
-    if (this.#state !== 'open') return;
-    this.#cancelReceiveIdle?.();
-    this.#cancelReceiveIdle = this.#clock.setTimer(() => {
+    this.#arm('receiveIdle', this.#keepAliveMs, () => {
       const seconds = this.#keepAliveMs / 1000;
       this.#fail(new ProvisioningError('network', `The server went silent: nothing arrived within ${seconds} s of a PINGREQ`));
-    }, this.#keepAliveMs);
+    });
   }
 
   #onConnectionClose(error?: Error): void {
@@ -309,15 +305,14 @@ export class MqttClient {
   #shutdown(error: ProvisioningError, farewell?: Uint8Array): void {
     this.#state = 'closed'; // first: a close that re-enters through onClose is ignored
     this.#closeError = error;
-    for (const cancel of [this.#cancelConnectTimer, this.#cancelSendIdle, this.#cancelReceiveIdle]) cancel?.();
-    this.#cancelConnectTimer = this.#cancelSendIdle = this.#cancelReceiveIdle = undefined;
-    const connection = this.#connection;
+    for (const cancel of Object.values(this.#timers)) cancel?.();
+    this.#timers = {};
     try {
-      if (farewell) connection?.write(farewell);
+      if (farewell) this.#connection?.write(farewell);
     } catch {
       // Closing anyway.
     }
-    connection?.close();
+    this.#connection?.close();
     const connected = this.#connected;
     this.#connected = undefined;
     connected?.reject(error);
