@@ -1,0 +1,238 @@
+// The emulator's TLS identity: a certificate authority and a server certificate it signs, kept
+// in a state directory so that a device, once told to trust the CA, keeps trusting it across
+// restarts. RSA-2048 because Moddable's TLS on the ESP32 must handle it; keys come from
+// node:crypto (fast), certificates are built with node-forge.
+//
+// Files in the state directory:
+//   ca.pem          the CA certificate: the file to hand to clients (`--ca <path>`)
+//   ca-key.pem      the CA's private key (mode 0600)
+//   server.pem      the server certificate (leaf only; clients trust the CA)
+//   server-key.pem  the server's private key (mode 0600)
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { join } from 'node:path';
+import forge from 'node-forge';
+
+const { pki } = forge;
+
+export const CA_CERT_FILE = 'ca.pem';
+export const CA_KEY_FILE = 'ca-key.pem';
+export const SERVER_CERT_FILE = 'server.pem';
+export const SERVER_KEY_FILE = 'server-key.pem';
+
+/** Always in the server certificate, whatever else is configured. */
+export const DEFAULT_HOST_NAMES: readonly string[] = ['localhost', '127.0.0.1', '::1'];
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+const CA_LIFETIME_DAYS = 3650;
+const SERVER_LIFETIME_DAYS = 825;
+/** A certificate that expires sooner than this is replaced at start. */
+const RENEW_BEFORE_DAYS = 30;
+
+export interface CertificateOptions {
+  /** Where the CA and server files live; created when missing. */
+  stateDir: string;
+  /** Host names and IP addresses the server certificate must cover, besides the defaults. */
+  hostNames?: readonly string[];
+  /** For tests: the current time. */
+  now?: () => Date;
+}
+
+export interface EmulatorCertificates {
+  caPem: string;
+  /** Absolute or stateDir-relative path of the CA certificate, for `--ca`. */
+  caPath: string;
+  serverCertPem: string;
+  serverKeyPem: string;
+  /** The names the server certificate covers (DNS names and IP addresses). */
+  hostNames: string[];
+  /** What this call had to create: false means loaded from the state directory. */
+  created: { ca: boolean; server: boolean };
+}
+
+/**
+ * Load the CA and server certificate from `stateDir`, creating what is missing: the CA when it
+ * is absent, unreadable or about to expire (then the server certificate too); the server
+ * certificate when it is absent, not signed by the CA, expiring soon, or does not cover every
+ * configured host name.
+ */
+export async function loadOrCreateCertificates(options: CertificateOptions): Promise<EmulatorCertificates> {
+  const now = options.now ?? (() => new Date());
+  const hostNames = uniqueNames([...DEFAULT_HOST_NAMES, ...(options.hostNames ?? [])]);
+  const dir = options.stateDir;
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const caPath = join(dir, CA_CERT_FILE);
+
+  let ca = await loadPair(join(dir, CA_CERT_FILE), join(dir, CA_KEY_FILE));
+  const createCa = !ca || !ca.cert.cAValid || expiresSoon(ca.cert, now());
+  if (createCa) {
+    ca = createCertificateAuthority(now());
+    await writeAtomically(join(dir, CA_KEY_FILE), ca.keyPem, 0o600);
+    await writeAtomically(caPath, ca.certPem, 0o644);
+  }
+  const authority = ca!;
+
+  let server = createCa ? undefined : await loadPair(join(dir, SERVER_CERT_FILE), join(dir, SERVER_KEY_FILE));
+  const createServer =
+    !server ||
+    expiresSoon(server.cert, now()) ||
+    !signedBy(server.cert, authority.cert) ||
+    !covers(server.cert, hostNames);
+  if (createServer) {
+    server = createServerCertificate(authority, hostNames, now());
+    await writeAtomically(join(dir, SERVER_KEY_FILE), server.keyPem, 0o600);
+    await writeAtomically(join(dir, SERVER_CERT_FILE), server.certPem, 0o644);
+  }
+  return {
+    caPem: authority.certPem,
+    caPath,
+    serverCertPem: server!.certPem,
+    serverKeyPem: server!.keyPem,
+    hostNames: subjectAltNames(server!.cert),
+    created: { ca: createCa, server: createServer },
+  };
+}
+
+interface Pair {
+  cert: forge.pki.Certificate & { cAValid?: boolean };
+  certPem: string;
+  key: forge.pki.rsa.PrivateKey;
+  keyPem: string;
+}
+
+async function loadPair(certPath: string, keyPath: string): Promise<Pair | undefined> {
+  try {
+    const [certPem, keyPem] = await Promise.all([readFile(certPath, 'utf8'), readFile(keyPath, 'utf8')]);
+    const cert = pki.certificateFromPem(certPem) as Pair['cert'];
+    const key = pki.privateKeyFromPem(keyPem);
+    // The key must belong to the certificate.
+    const publicKey = cert.publicKey as forge.pki.rsa.PublicKey;
+    if (publicKey.n.compareTo(key.n) !== 0) return undefined;
+    const basic = cert.getExtension('basicConstraints') as { cA?: boolean } | undefined;
+    cert.cAValid = basic?.cA === true;
+    return { cert, certPem, key, keyPem };
+  } catch {
+    return undefined; // missing or unreadable: create afresh
+  }
+}
+
+function rsaKeyPair(): { publicKey: forge.pki.rsa.PublicKey; key: forge.pki.rsa.PrivateKey; keyPem: string } {
+  const { publicKey, privateKey } = generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
+  });
+  return {
+    publicKey: pki.publicKeyFromPem(publicKey) as forge.pki.rsa.PublicKey,
+    key: pki.privateKeyFromPem(privateKey),
+    keyPem: privateKey,
+  };
+}
+
+function createCertificateAuthority(now: Date): Pair {
+  const { publicKey, key, keyPem } = rsaKeyPair();
+  const cert = pki.createCertificate() as Pair['cert'];
+  cert.publicKey = publicKey;
+  setValidity(cert, now, CA_LIFETIME_DAYS);
+  const subject = [
+    { name: 'commonName', value: `moddable-dps emulator CA ${now.toISOString().slice(0, 10)}` },
+    { name: 'organizationName', value: 'moddable-dps local emulator' },
+  ];
+  cert.setSubject(subject);
+  cert.setIssuer(subject);
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: true, pathLenConstraint: 0, critical: true },
+    { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
+    { name: 'subjectKeyIdentifier' },
+  ]);
+  cert.sign(key, forge.md.sha256.create());
+  cert.cAValid = true;
+  return { cert, certPem: pki.certificateToPem(cert), key, keyPem };
+}
+
+function createServerCertificate(ca: Pair, hostNames: string[], now: Date): Pair {
+  const { publicKey, key, keyPem } = rsaKeyPair();
+  const cert = pki.createCertificate() as Pair['cert'];
+  cert.publicKey = publicKey;
+  setValidity(cert, now, SERVER_LIFETIME_DAYS);
+  cert.setSubject([{ name: 'commonName', value: hostNames[0] ?? 'localhost' }]);
+  cert.setIssuer(ca.cert.subject.attributes);
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: false, critical: true },
+    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+    { name: 'extKeyUsage', serverAuth: true },
+    {
+      name: 'subjectAltName',
+      altNames: hostNames.map((name) => (isIP(name) ? { type: 7, ip: name } : { type: 2, value: name })),
+    },
+    { name: 'subjectKeyIdentifier' },
+    { name: 'authorityKeyIdentifier', keyIdentifier: ca.cert.generateSubjectKeyIdentifier().getBytes() },
+  ]);
+  cert.sign(ca.key, forge.md.sha256.create());
+  return { cert, certPem: pki.certificateToPem(cert), key, keyPem };
+}
+
+function setValidity(cert: forge.pki.Certificate, now: Date, days: number): void {
+  // A positive 128-bit serial number (the high bit cleared), as RFC 5280 asks.
+  const serial = randomBytes(16);
+  serial[0] = serial[0]! & 0x7f;
+  cert.serialNumber = serial.toString('hex');
+  // Back-date an hour so that a device whose clock lags a little still accepts it.
+  cert.validity.notBefore = new Date(now.getTime() - 60 * 60 * 1000);
+  cert.validity.notAfter = new Date(now.getTime() + days * DAY_MS);
+}
+
+function expiresSoon(cert: forge.pki.Certificate, now: Date): boolean {
+  return cert.validity.notAfter.getTime() - now.getTime() < RENEW_BEFORE_DAYS * DAY_MS;
+}
+
+function signedBy(cert: forge.pki.Certificate, ca: forge.pki.Certificate): boolean {
+  try {
+    return ca.verify(cert);
+  } catch {
+    return false;
+  }
+}
+
+function subjectAltNames(cert: forge.pki.Certificate): string[] {
+  const san = cert.getExtension('subjectAltName') as
+    | { altNames?: Array<{ type: number; value?: string; ip?: string }> }
+    | undefined;
+  const names: string[] = [];
+  for (const alt of san?.altNames ?? []) {
+    if (alt.type === 2 && alt.value) names.push(alt.value.toLowerCase());
+    if (alt.type === 7 && alt.ip) names.push(normaliseIp(alt.ip));
+  }
+  return names;
+}
+
+function covers(cert: forge.pki.Certificate, hostNames: string[]): boolean {
+  const present = new Set(subjectAltNames(cert));
+  return hostNames.every((name) => present.has(name));
+}
+
+function uniqueNames(names: string[]): string[] {
+  const out: string[] = [];
+  for (const raw of names) {
+    const name = isIP(raw) ? normaliseIp(raw) : raw.trim().toLowerCase();
+    if (name.length > 0 && !out.includes(name)) out.push(name);
+  }
+  return out;
+}
+
+/** One spelling per address, so that '::1' and '0:0:0:0:0:0:0:1' compare equal. */
+function normaliseIp(ip: string): string {
+  if (isIP(ip) !== 6) return ip;
+  try {
+    return new URL(`http://[${ip}]/`).hostname.slice(1, -1);
+  } catch {
+    return ip.toLowerCase();
+  }
+}
+
+async function writeAtomically(path: string, text: string, mode: number): Promise<void> {
+  const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  await writeFile(temp, text, { mode });
+  await rename(temp, path);
+}
