@@ -1,0 +1,267 @@
+// The emulator's state in one place: linked hubs, the instance's allocation policy, enrollment
+// groups, individual enrollments, registration records and each hub's device registry.
+// Every change is validated here, so the device endpoint and the REST API share the rules.
+// IDs (registration, enrollment group, hub host name) are case-insensitive, as in DPS.
+import { DpsError, ErrorCodes, invalidConfiguration, notFound } from './dps-errors.js';
+import type {
+  AllocationPolicy,
+  DeviceRegistrationState,
+  EnrollmentGroup,
+  EnrollmentGroupInput,
+  EnrollmentRef,
+  HubDevice,
+  IndividualEnrollment,
+  IndividualEnrollmentInput,
+  LatencyTable,
+  LinkedHub,
+  LinkedHubConfig,
+  ModelConfig,
+} from './model-types.js';
+import {
+  newEtag,
+  validateEnrollmentFields,
+  validateEnrollmentGroupId,
+  validateEnrollmentRegistrationId,
+  validateInstancePolicy,
+  validateLinkedHub,
+} from './validation.js';
+
+export interface RegistrationRecord {
+  state: DeviceRegistrationState;
+  enrollment: EnrollmentRef;
+}
+
+export class DpsModel {
+  #allocationPolicy: AllocationPolicy = 'hashed';
+  #hubs = new Map<string, LinkedHub>();
+  #groups = new Map<string, EnrollmentGroup>();
+  #individuals = new Map<string, IndividualEnrollment>();
+  #registrations = new Map<string, RegistrationRecord>();
+  #devices = new Map<string, Map<string, HubDevice>>();
+  #latency: LatencyTable = {};
+  readonly #now: () => Date;
+
+  constructor(config: ModelConfig = {}, now: () => Date = () => new Date()) {
+    this.#now = now;
+    if (config.allocationPolicy !== undefined) this.setAllocationPolicy(config.allocationPolicy);
+    for (const hub of config.iotHubs ?? []) this.linkHub(hub);
+    if (config.latency !== undefined) this.setLatency(config.latency);
+    for (const group of config.enrollmentGroups ?? []) this.putEnrollmentGroup(group);
+    for (const enrollment of config.individualEnrollments ?? []) this.putIndividualEnrollment(enrollment);
+  }
+
+  // ---- the instance ----
+
+  get allocationPolicy(): AllocationPolicy {
+    return this.#allocationPolicy;
+  }
+
+  setAllocationPolicy(policy: AllocationPolicy): void {
+    this.#allocationPolicy = validateInstancePolicy(policy);
+  }
+
+  get latency(): LatencyTable {
+    return structuredClone(this.#latency);
+  }
+
+  setLatency(table: LatencyTable): void {
+    if (table === null || typeof table !== 'object') throw invalidConfiguration('The latency table must be an object');
+    const out: LatencyTable = {};
+    for (const [from, row] of Object.entries(table)) {
+      if (row === null || typeof row !== 'object') throw invalidConfiguration(`The latency row for ${from} must be an object`);
+      for (const [to, ms] of Object.entries(row)) {
+        if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
+          throw invalidConfiguration(`The latency from ${from} to ${to} must be a non-negative number of milliseconds`);
+        }
+        (out[from.toLowerCase()] ??= {})[to.toLowerCase()] = ms;
+      }
+    }
+    this.#latency = out;
+  }
+
+  // ---- linked hubs ----
+
+  linkedHubs(): LinkedHub[] {
+    return [...this.#hubs.values()].map((hub) => ({ ...hub }));
+  }
+
+  linkedHub(hostName: string): LinkedHub | undefined {
+    const hub = this.#hubs.get(hostName.toLowerCase());
+    return hub && { ...hub };
+  }
+
+  /** Link a hub (`az iot dps linked-hub create`). Refuses a hub that is linked already. */
+  linkHub(config: LinkedHubConfig): LinkedHub {
+    const hub = validateLinkedHub(config);
+    if (this.#hubs.has(hub.hostName)) {
+      throw new DpsError(409, ErrorCodes.conflict, `The IoT hub ${hub.hostName} is already linked`);
+    }
+    this.#hubs.set(hub.hostName, hub);
+    this.#devices.set(hub.hostName, this.#devices.get(hub.hostName) ?? new Map());
+    return { ...hub };
+  }
+
+  /** Change a linked hub (`az iot dps linked-hub update`): weight, apply flag, location, connection string. */
+  updateHub(hostName: string, changes: Partial<LinkedHubConfig>): LinkedHub {
+    const current = this.#requireHub(hostName);
+    const next = validateLinkedHub({
+      connectionString: changes.connectionString ?? current.connectionString,
+      location: changes.location ?? current.location,
+      allocationWeight: 'allocationWeight' in changes ? changes.allocationWeight : current.allocationWeight,
+      applyAllocationPolicy: 'applyAllocationPolicy' in changes ? changes.applyAllocationPolicy : current.applyAllocationPolicy,
+    });
+    if (next.hostName !== current.hostName) {
+      throw invalidConfiguration(`The new connection string is for ${next.hostName}, not ${current.hostName}`);
+    }
+    this.#hubs.set(current.hostName, next);
+    return { ...next };
+  }
+
+  /** Unlink a hub. Enrollments that list it explicitly then fail to register, with a clear error. */
+  unlinkHub(hostName: string): void {
+    this.#requireHub(hostName);
+    this.#hubs.delete(hostName.toLowerCase());
+  }
+
+  #requireHub(hostName: string): LinkedHub {
+    const hub = this.#hubs.get(String(hostName).toLowerCase());
+    if (!hub) throw notFound(`The IoT hub ${hostName} is not linked`);
+    return hub;
+  }
+
+  // ---- enrollments ----
+
+  enrollmentGroups(): EnrollmentGroup[] {
+    return [...this.#groups.values()].map((g) => structuredClone(g));
+  }
+
+  enrollmentGroup(id: string): EnrollmentGroup | undefined {
+    const group = this.#groups.get(id.toLowerCase());
+    return group && structuredClone(group);
+  }
+
+  /** Create or replace an enrollment group. `ifMatch` (an etag or '*') guards a replacement. */
+  putEnrollmentGroup(input: EnrollmentGroupInput, ifMatch?: string): EnrollmentGroup {
+    const id = validateEnrollmentGroupId(input?.enrollmentGroupId);
+    const previous = this.#groups.get(id.toLowerCase());
+    checkEtag(previous?.etag, ifMatch, `enrollment group ${id}`);
+    const fields = validateEnrollmentFields(input, new Set(this.#hubs.keys()), `enrollment group ${id}`, previous?.attestation);
+    const now = this.#now().toISOString();
+    const group: EnrollmentGroup = {
+      enrollmentGroupId: id,
+      ...fields,
+      etag: newEtag(),
+      createdDateTimeUtc: previous?.createdDateTimeUtc ?? now,
+      lastUpdatedDateTimeUtc: now,
+    };
+    this.#groups.set(id.toLowerCase(), group);
+    return structuredClone(group);
+  }
+
+  deleteEnrollmentGroup(id: string, ifMatch?: string): void {
+    const group = this.#groups.get(String(id).toLowerCase());
+    if (!group) throw notFound(`The enrollment group ${id} does not exist`);
+    checkEtag(group.etag, ifMatch, `enrollment group ${id}`);
+    this.#groups.delete(group.enrollmentGroupId.toLowerCase());
+  }
+
+  individualEnrollments(): IndividualEnrollment[] {
+    return [...this.#individuals.values()].map((e) => structuredClone(e));
+  }
+
+  individualEnrollment(registrationId: string): IndividualEnrollment | undefined {
+    const enrollment = this.#individuals.get(registrationId.toLowerCase());
+    return enrollment && structuredClone(enrollment);
+  }
+
+  putIndividualEnrollment(input: IndividualEnrollmentInput, ifMatch?: string): IndividualEnrollment {
+    const registrationId = validateEnrollmentRegistrationId(input?.registrationId);
+    const previous = this.#individuals.get(registrationId.toLowerCase());
+    checkEtag(previous?.etag, ifMatch, `enrollment ${registrationId}`);
+    const what = `enrollment ${registrationId}`;
+    const fields = validateEnrollmentFields(input, new Set(this.#hubs.keys()), what, previous?.attestation);
+    if (input.deviceId !== undefined && (typeof input.deviceId !== 'string' || !/^[A-Za-z0-9\-.+%_#*?!(),:=@$']{1,128}$/.test(input.deviceId))) {
+      throw invalidConfiguration(`The deviceId of ${what} is not a valid IoT Hub device ID`);
+    }
+    const now = this.#now().toISOString();
+    const enrollment: IndividualEnrollment = {
+      registrationId,
+      ...(input.deviceId !== undefined ? { deviceId: input.deviceId } : {}),
+      ...fields,
+      etag: newEtag(),
+      createdDateTimeUtc: previous?.createdDateTimeUtc ?? now,
+      lastUpdatedDateTimeUtc: now,
+    };
+    this.#individuals.set(registrationId.toLowerCase(), enrollment);
+    return structuredClone(enrollment);
+  }
+
+  deleteIndividualEnrollment(registrationId: string, ifMatch?: string): void {
+    const enrollment = this.#individuals.get(String(registrationId).toLowerCase());
+    if (!enrollment) throw notFound(`The enrollment ${registrationId} does not exist`);
+    checkEtag(enrollment.etag, ifMatch, `enrollment ${registrationId}`);
+    this.#individuals.delete(enrollment.registrationId.toLowerCase());
+  }
+
+  // ---- registrations ----
+
+  registration(registrationId: string): RegistrationRecord | undefined {
+    const record = this.#registrations.get(registrationId.toLowerCase());
+    return record && structuredClone(record);
+  }
+
+  registrations(): RegistrationRecord[] {
+    return [...this.#registrations.values()].map((r) => structuredClone(r));
+  }
+
+  /** Registrations that came through one enrollment group (the service API's registration query). */
+  registrationsOfGroup(enrollmentGroupId: string): DeviceRegistrationState[] {
+    const id = enrollmentGroupId.toLowerCase();
+    return [...this.#registrations.values()]
+      .filter((r) => r.enrollment.kind === 'group' && r.enrollment.enrollmentGroupId.toLowerCase() === id)
+      .map((r) => structuredClone(r.state));
+  }
+
+  saveRegistration(record: RegistrationRecord): void {
+    this.#registrations.set(record.state.registrationId.toLowerCase(), structuredClone(record));
+  }
+
+  deleteRegistration(registrationId: string, ifMatch?: string): void {
+    const record = this.#registrations.get(String(registrationId).toLowerCase());
+    if (!record) throw notFound(`The registration ${registrationId} does not exist`);
+    checkEtag(record.state.etag, ifMatch, `registration ${registrationId}`);
+    this.#registrations.delete(record.state.registrationId.toLowerCase());
+  }
+
+  // ---- hub device registries ----
+
+  hubDevices(hostName: string): HubDevice[] {
+    return [...(this.#devices.get(hostName.toLowerCase())?.values() ?? [])].map((d) => structuredClone(d));
+  }
+
+  hubDevice(hostName: string, deviceId: string): HubDevice | undefined {
+    const device = this.#devices.get(hostName.toLowerCase())?.get(deviceId);
+    return device && structuredClone(device);
+  }
+
+  /** Create or replace a device identity in a linked hub's registry, as DPS does when it assigns. */
+  upsertHubDevice(hostName: string, device: HubDevice): void {
+    const hub = this.#requireHub(hostName);
+    const registry = this.#devices.get(hub.hostName) ?? new Map<string, HubDevice>();
+    this.#devices.set(hub.hostName, registry);
+    registry.set(device.deviceId, structuredClone(device));
+  }
+
+  removeHubDevice(hostName: string, deviceId: string): void {
+    this.#devices.get(hostName.toLowerCase())?.delete(deviceId);
+  }
+}
+
+/** RFC 7232 If-Match: absent passes; '*' needs an existing resource; otherwise the etags must match. */
+function checkEtag(current: string | undefined, ifMatch: string | undefined, what: string): void {
+  if (ifMatch === undefined || ifMatch === '') return;
+  const wanted = ifMatch.replace(/^W\//, '').replace(/^"(.*)"$/, '$1');
+  if (wanted === '*' ? current === undefined : current !== wanted) {
+    throw new DpsError(412, ErrorCodes.preconditionFailed, `The etag does not match the current ${what}`);
+  }
+}
