@@ -1,0 +1,117 @@
+// Who is connecting: the device endpoint's CONNECT check. DPS symmetric-key attestation:
+//   client id  = the registration ID
+//   username   = '<idScope>/registrations/<registrationId>/api-version=...[&ClientVersion=...]'
+//   password   = a SAS token for resource '<idScope>/registrations/<registrationId>', signed with
+//                the individual enrollment's primary or secondary key, or with the key derived
+//                from an enrollment group's primary or secondary key; not expired.
+// An individual enrollment for the registration ID takes precedence over every group, as in DPS.
+import { createHmac } from 'node:crypto';
+import { deriveDeviceKey } from '../src/identity.js';
+import { verifySasToken } from '../src/sas.js';
+import { parseDpsUsername } from '../src/dps/topics.js';
+import type { DpsModel } from './model.js';
+import type { EnrollmentRef } from './model-types.js';
+
+export interface DeviceAttestation {
+  /** As the device sent it (DPS IDs are case-insensitive; keys derive from the exact bytes). */
+  registrationId: string;
+  enrollment: EnrollmentRef;
+  /** The keys the device may use with its hub: the enrollment's, or derived from the group's. */
+  deviceKeys: { primaryKey: string; secondaryKey: string };
+}
+
+/** Why a CONNECT was refused; for the emulator's log, never sent to the device (CONNACK 5 says only "not authorized"). */
+export type AuthFailure =
+  | 'username'
+  | 'id-scope'
+  | 'client-id'
+  | 'registration-id'
+  | 'no-enrollment'
+  | 'token-malformed'
+  | 'token-resource'
+  | 'token-signature'
+  | 'token-expired';
+
+export type AuthResult = { ok: true; attestation: DeviceAttestation } | { ok: false; reason: AuthFailure };
+
+export function authenticateDevice(
+  model: DpsModel,
+  idScope: string,
+  clientId: string,
+  username: string | undefined,
+  password: string | undefined,
+  nowSeconds: number,
+): AuthResult {
+  const parsed = username === undefined ? undefined : safe(() => parseDpsUsername(username));
+  if (!parsed) return { ok: false, reason: 'username' };
+  if (parsed.idScope.toLowerCase() !== idScope.toLowerCase()) return { ok: false, reason: 'id-scope' };
+  const registrationId = parsed.registrationId;
+  if (registrationId.toLowerCase() !== clientId.toLowerCase()) return { ok: false, reason: 'client-id' };
+  if (!/^[A-Za-z0-9\-._:]{1,128}$/.test(registrationId) || !/[A-Za-z0-9-]$/.test(registrationId)) {
+    return { ok: false, reason: 'registration-id' };
+  }
+  const token = password ?? '';
+  const resource = `${parsed.idScope}/registrations/${registrationId}`;
+
+  const individual = model.individualEnrollment(registrationId);
+  const candidates: Array<{ enrollment: EnrollmentRef; keys: { primaryKey: string; secondaryKey: string } }> = [];
+  if (individual) {
+    candidates.push({
+      enrollment: { kind: 'individual', registrationId: individual.registrationId },
+      keys: individual.attestation.symmetricKey,
+    });
+  } else {
+    for (const group of model.enrollmentGroups()) {
+      const { primaryKey, secondaryKey } = group.attestation.symmetricKey;
+      candidates.push({
+        enrollment: { kind: 'group', enrollmentGroupId: group.enrollmentGroupId },
+        keys: { primaryKey: deviceKey(primaryKey, registrationId), secondaryKey: deviceKey(secondaryKey, registrationId) },
+      });
+    }
+  }
+  if (candidates.length === 0) return { ok: false, reason: 'no-enrollment' };
+
+  // The most telling reason across all candidates: a token that verifies but has expired beats a
+  // wrong signature, which beats a wrong resource or a malformed token.
+  const rank: Record<AuthFailure, number> = {
+    'token-expired': 4,
+    'token-signature': 3,
+    'token-resource': 2,
+    'token-malformed': 1,
+    username: 0,
+    'id-scope': 0,
+    'client-id': 0,
+    'registration-id': 0,
+    'no-enrollment': 0,
+  };
+  let worst: AuthFailure = 'token-malformed';
+  for (const candidate of candidates) {
+    for (const key of [candidate.keys.primaryKey, candidate.keys.secondaryKey]) {
+      const result = verifySasToken(token, key, nowSeconds, resource);
+      if (result.ok) {
+        return { ok: true, attestation: { registrationId, enrollment: candidate.enrollment, deviceKeys: candidate.keys } };
+      }
+      const reason: AuthFailure = `token-${result.reason}`;
+      if (rank[reason] > rank[worst]) worst = reason;
+    }
+  }
+  return { ok: false, reason: worst };
+}
+
+/**
+ * The group-derived device key: base64(HMAC-SHA256(base64-decode(groupKey), UTF-8(registrationId))).
+ * The core's deriveDeviceKey takes canonical lower-case IDs only; a device that presents an ID
+ * with capitals (DPS allows it) signs with the key derived from the bytes it sent.
+ */
+export function deviceKey(groupKey: string, registrationId: string): string {
+  if (registrationId === registrationId.toLowerCase()) return deriveDeviceKey(groupKey, registrationId);
+  return createHmac('sha256', Buffer.from(groupKey, 'base64')).update(registrationId, 'utf8').digest('base64');
+}
+
+function safe<T>(f: () => T): T | undefined {
+  try {
+    return f();
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,290 @@
+// The device endpoint: DPS's MQTT protocol (MQTT 3.1.1 over TLS) on aedes behind node:tls.
+//
+// - CONNECT is checked by auth.ts; any refusal is CONNACK 5 (not authorized). Wills are dropped.
+// - SUBSCRIBE: only '$dps/registrations/res/#' is granted (QoS min(requested, 1)); any other
+//   filter gets 0x80.
+// - PUBLISH to the register or poll topic is answered on
+//   '$dps/registrations/res/<status>/?$rid=<rid>[&retry-after=<n>]', to the requesting client only
+//   (written to its connection, never through the broker's fan-out) and only once it has
+//   subscribed to the response topic, as a broker would. A PUBLISH to any other topic, or a
+//   register/poll topic without $rid, closes the connection: IoT Hub and DPS support only their
+//   documented topics, and MQTT 3.1.1 §3.3.5 lets a server close the connection for a publish it
+//   does not authorize.
+// - One bad client never disturbs another: packets over `maxPacketBytes` close that connection
+//   before they are buffered (packet-limit.ts); retained flags are cleared; handshakes and
+//   CONNECTs time out; every handler is guarded so an exception answers 500 and closes only the
+//   client concerned.
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { createServer, type TLSSocket } from 'node:tls';
+import { Aedes, type Client, type PublishPacket } from 'aedes';
+import { parseRequestTopic, responseTopic, RESPONSE_SUBSCRIBE_TOPIC, type RequestTopic } from '../src/dps/topics.js';
+import { authenticateDevice, type AuthFailure, type DeviceAttestation } from './auth.js';
+import { DpsError, ErrorCodes, errorBody, genericErrorCode } from './dps-errors.js';
+import type { FaultAction, FaultPlan } from './faults.js';
+import { BoundedMqttStream } from './packet-limit.js';
+import type { DpsModel } from './model.js';
+import type { DpsResponse, RegistrationService } from './registrations.js';
+
+export type EndpointEvent =
+  | { type: 'refused'; clientId: string; reason: AuthFailure | 'fault' }
+  | { type: 'connected'; registrationId: string }
+  | { type: 'request'; registrationId: string; request: RequestTopic['type']; status: number }
+  | { type: 'fault'; registrationId: string; on: string; action: FaultAction['type'] }
+  | { type: 'closed-client'; clientId: string; reason: string };
+
+export interface DeviceEndpointOptions {
+  idScope: string;
+  model: DpsModel;
+  service: RegistrationService;
+  faults: FaultPlan;
+  /** PEM server certificate (leaf) and key. */
+  cert: string;
+  key: string;
+  host: string;
+  /** 0 for an ephemeral port. */
+  port: number;
+  /** Largest inbound MQTT packet; default 64 KiB. */
+  maxPacketBytes?: number;
+  /** QoS of responses (at most the granted QoS); default 0, as DPS sends them. */
+  responseQos?: 0 | 1;
+  /** TLS handshake and MQTT CONNECT deadlines; default 10 s each. */
+  timeoutMs?: number;
+  onEvent?: (event: EndpointEvent) => void;
+  now?: () => number;
+}
+
+export interface DeviceEndpoint {
+  host: string;
+  port: number;
+  /** Stop listening, close every connection and the broker. */
+  close(): Promise<void>;
+}
+
+export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promise<DeviceEndpoint> {
+  const now = options.now ?? Date.now;
+  const emit = (event: EndpointEvent): void => {
+    try {
+      options.onEvent?.(event);
+    } catch {
+      // a listener's bug is not the device's problem
+    }
+  };
+  const sessions = new WeakMap<Client, DeviceAttestation>();
+  const subscribed = new WeakSet<Client>();
+  const sockets = new Set<TLSSocket>();
+  const socketOf = new WeakMap<object, TLSSocket>();
+  const timers = new Set<NodeJS.Timeout>();
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const responseQos = options.responseQos ?? 0;
+
+  const broker = await Aedes.createBroker({
+    connectTimeout: timeoutMs,
+    heartbeatInterval: 60_000,
+    queueLimit: 16,
+    maxInflightInbound: 16,
+    maxTopicLevels: 16,
+    preConnect(_client, packet, callback) {
+      (packet as { will?: unknown }).will = undefined;
+      callback(null, true);
+    },
+    authenticate(client, username, password, done) {
+      const result = authenticateDevice(
+        options.model,
+        options.idScope,
+        client.id,
+        username,
+        password?.toString('utf8'),
+        Math.floor(now() / 1000),
+      );
+      if (!result.ok) {
+        emit({ type: 'refused', clientId: client.id, reason: result.reason });
+        done(Object.assign(new Error('not authorized'), { returnCode: 5 as const }), false);
+        return;
+      }
+      const fault = options.faults.take('connect', result.attestation.registrationId);
+      if (fault) {
+        emit({ type: 'fault', registrationId: result.attestation.registrationId, on: 'connect', action: fault.type });
+        if (fault.type === 'drop') {
+          socketOf.get(client.conn)?.destroy();
+          done(Object.assign(new Error('dropped'), { returnCode: 3 as const }), false);
+          return;
+        }
+        if (fault.type === 'status') {
+          const code = fault.status >= 3 && fault.status <= 5 ? fault.status : 3;
+          done(Object.assign(new Error('refused by fault'), { returnCode: code as 3 | 4 | 5 }), false);
+          return;
+        }
+        if (fault.type === 'delay') {
+          later(fault.ms, () => accept());
+          return;
+        }
+      }
+      accept();
+      function accept(): void {
+        if (!result.ok) return;
+        sessions.set(client, result.attestation);
+        emit({ type: 'connected', registrationId: result.attestation.registrationId });
+        done(null, true);
+      }
+    },
+    authorizeSubscribe(client, subscription, callback) {
+      if (subscription.topic !== RESPONSE_SUBSCRIBE_TOPIC || !sessions.has(client)) {
+        callback(null, null); // SUBACK 0x80 for this filter
+        return;
+      }
+      subscribed.add(client);
+      callback(null, { ...subscription, qos: Math.min(subscription.qos, 1) as 0 | 1 });
+    },
+    authorizePublish(client, packet, callback) {
+      const session = client ? sessions.get(client) : undefined;
+      let request: RequestTopic | undefined;
+      try {
+        request = parseRequestTopic(packet.topic);
+      } catch {
+        request = undefined;
+      }
+      if (!client || !session || !request) {
+        callback(new Error('publish to an unsupported topic'));
+        return;
+      }
+      packet.retain = false;
+      const payload = Buffer.from(packet.payload ?? []);
+      const req = request;
+      setImmediate(() => void handle(client, session, req, payload));
+      callback(null);
+    },
+    authorizeForward(_client, packet) {
+      return packet.topic.startsWith('$dps/registrations/res/') ? packet : null;
+    },
+  });
+  broker.on('clientError', (client, error) => emit({ type: 'closed-client', clientId: client.id, reason: error.message }));
+  broker.on('connectionError', (client, error) =>
+    emit({ type: 'closed-client', clientId: client.id ?? '', reason: error.message }),
+  );
+
+  async function handle(client: Client, session: DeviceAttestation, request: RequestTopic, payload: Buffer): Promise<void> {
+    const registrationId = session.registrationId;
+    try {
+      const fault = options.faults.take(request.type, registrationId);
+      if (fault) emit({ type: 'fault', registrationId, on: request.type, action: fault.type });
+      if (fault?.type === 'delay') {
+        await new Promise<void>((resolve) => later(fault.ms, resolve));
+        if (client.closed) return;
+      }
+      if (fault?.type === 'status') {
+        const body = errorBody(fault.errorCode ?? genericErrorCode(fault.status), fault.message ?? faultMessage(fault.status), new Date(now()));
+        respond(client, { status: fault.status, body, retryAfterSeconds: fault.retryAfter }, request.rid);
+        return;
+      }
+      if (fault?.type === 'stray') {
+        const stray: DpsResponse = {
+          status: fault.status ?? 202,
+          body: { operationId: `4.${randomBytes(8).toString('hex')}.${randomUUID()}`, status: 'assigning' },
+          retryAfterSeconds: 1,
+        };
+        respond(client, stray, randomUUID());
+      }
+      let response: DpsResponse;
+      try {
+        response =
+          request.type === 'register'
+            ? options.service.register(session, payload)
+            : options.service.poll(session, request.operationId);
+      } catch (error) {
+        response = errorResponse(error);
+      }
+      emit({ type: 'request', registrationId, request: request.type, status: response.status });
+      if (fault?.type === 'drop' && !fault.afterResponse) {
+        socketOf.get(client.conn)?.destroy();
+        return;
+      }
+      respond(client, response, request.rid, fault?.type === 'drop' ? () => socketOf.get(client.conn)?.end() : undefined);
+    } catch (error) {
+      // A bug of ours: answer 500 and close this client only.
+      emit({ type: 'closed-client', clientId: client.id, reason: `internal error: ${(error as Error).message}` });
+      socketOf.get(client.conn)?.destroy();
+    }
+  }
+
+  function errorResponse(error: unknown): DpsResponse {
+    if (error instanceof DpsError) return { status: error.status, body: errorBody(error.errorCode, error.message, new Date(now())) };
+    return { status: 500, body: errorBody(ErrorCodes.internal, 'Internal error in the emulator', new Date(now())) };
+  }
+
+  function respond(client: Client, response: DpsResponse, rid: string, then?: () => void): void {
+    if (client.closed || !subscribed.has(client)) {
+      then?.();
+      return; // nobody listens: a broker would not deliver it either
+    }
+    const packet: PublishPacket = {
+      cmd: 'publish',
+      topic: responseTopic(response.status, rid, response.retryAfterSeconds),
+      payload: Buffer.from(JSON.stringify(response.body)),
+      qos: responseQos,
+      retain: false,
+      dup: false,
+    };
+    client.publish(packet, () => then?.());
+  }
+
+  function later(ms: number, run: () => void): void {
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      run();
+    }, ms);
+    timers.add(timer);
+  }
+
+  const server = createServer({
+    cert: options.cert,
+    key: options.key,
+    minVersion: 'TLSv1.2',
+    handshakeTimeout: timeoutMs,
+  });
+  server.on('tlsClientError', () => {
+    // An untrusting or broken client: its socket is closed by node:tls; nothing else to do.
+  });
+  server.on('secureConnection', (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.setNoDelay(true);
+    const stream = new BoundedMqttStream(socket, options.maxPacketBytes ?? 64 * 1024);
+    socketOf.set(stream, socket);
+    stream.on('error', () => {
+      // reported through aedes' clientError; the connection is gone
+    });
+    broker.handle(stream);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+
+  let closing: Promise<void> | undefined;
+  return {
+    host: options.host,
+    port: address.port,
+    close() {
+      closing ??= (async () => {
+        for (const timer of timers) clearTimeout(timer);
+        timers.clear();
+        const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+        for (const socket of sockets) socket.destroy();
+        await new Promise<void>((resolve) => broker.close(() => resolve()));
+        await serverClosed;
+      })();
+      return closing;
+    },
+  };
+}
+
+function faultMessage(status: number): string {
+  if (status === 429) return 'Operations are being throttled (emulator fault injection)';
+  if (status >= 500) return 'Internal error (emulator fault injection)';
+  return `Request refused with status ${status} (emulator fault injection)`;
+}
