@@ -7,7 +7,7 @@ interface Timer {
   callback: () => void;
 }
 
-/** Lets every pending promise callback run (microtasks drain before a macrotask). */
+/** Lets every pending promise callback run (microtasks drain before a macrotask). Node only: on XS use the harness's idle(). */
 export function settle(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }

@@ -47,7 +47,8 @@ export class ScriptedConnection implements Connection {
       this.sent.push(packet);
       this.#wake();
       const respond = this.#respond;
-      if (respond) queueMicrotask(() => !this.closed && respond(packet, this));
+      // A promise job rather than queueMicrotask, which XS lacks: these helpers run there too.
+      if (respond) void Promise.resolve().then(() => !this.closed && respond(packet, this));
     }
   }
 
