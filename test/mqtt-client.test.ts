@@ -164,7 +164,8 @@ describe('connect', () => {
   });
 
   it('refuses bad options before opening any connection', async () => {
-    for (const options of [{ keepAliveSeconds: 70_000 }, { keepAliveSeconds: -1 }, { connectTimeoutMs: 0 }, { maxPacketSize: 1 }, { clientId: 'a\u0000b' }]) {
+    const tooLong = { password: `${PASSWORD}${'='.repeat(65_536)}` }; // its error must not quote it
+    for (const options of [{ keepAliveSeconds: 70_000 }, { keepAliveSeconds: 1.5 }, { connectTimeoutMs: 0 }, { maxPacketSize: 1 }, { clientId: 'a\u0000b' }, tooLong]) {
       const s = setup(acceptConnect, options);
       expectError(await s.connecting.catch((e: unknown) => e), 'invalid-input');
       expect(s.network.attempts).toEqual([]);
@@ -220,11 +221,13 @@ describe('subscribe and publish', () => {
     expect(s.server.sent.at(-1)).toEqual({ type: 'publish', topic: 't/0', payload: new Uint8Array([2]), qos: 0, dup: false, retain: false });
   });
 
-  it('rejects a bad topic as invalid-input without sending anything or closing', async () => {
+  it('rejects a bad topic or QoS as invalid-input without sending anything or closing', async () => {
     const s = await connected();
     expectError(await s.client.publish('a/+', new Uint8Array(), 1).catch((e: unknown) => e), 'invalid-input', /wildcards/);
     expectError(await s.client.publish('a/#', new Uint8Array(), 0).catch((e: unknown) => e), 'invalid-input', /wildcards/);
     expectError(await s.client.subscribe('a/#/b', 0).catch((e: unknown) => e), 'invalid-input', /# must be the last level/);
+    expectError(await s.client.publish('t', new Uint8Array(), 2 as 0).catch((e: unknown) => e), 'invalid-input', /QoS 2 is not supported/);
+    expectError(await s.client.subscribe('t', 2 as 0).catch((e: unknown) => e), 'invalid-input', /QoS 2 is not supported/);
     expect(s.server.sent).toHaveLength(1);
     expect(s.client.isOpen).toBe(true);
   });

@@ -135,7 +135,7 @@ describe('differential against mqtt-packet', () => {
         expect(parsed.packets).toEqual([packet]);
         expect(ours).toEqual(referenceGenerate(packet));
       }),
-      { numRuns: 1500 },
+      { numRuns: 1200 },
     );
   });
 
@@ -145,7 +145,7 @@ describe('differential against mqtt-packet', () => {
         expect(decodeAll(referenceGenerate(packet))).toEqual([packet]);
         expect(decodeAll(encodePacket(packet))).toEqual([packet]);
       }),
-      { numRuns: 1500 },
+      { numRuns: 1200 },
     );
   });
 
@@ -163,7 +163,7 @@ describe('differential against mqtt-packet', () => {
         }
         expect(out).toEqual(packets);
       }),
-      { numRuns: 700 },
+      { numRuns: 600 },
     );
   });
 
@@ -192,7 +192,7 @@ describe('differential against mqtt-packet', () => {
         }
         expect(referenceParse(bytes).packets.slice(0, ours.length)).toEqual(ours);
       }),
-      { numRuns: 1500 },
+      { numRuns: 1200 },
     );
   });
 

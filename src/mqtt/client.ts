@@ -105,7 +105,7 @@ export class MqttClient {
       return;
     }
     if (this.#state !== 'open') throw this.#notOpen(`publish to ${JSON.stringify(topic)}`);
-    this.#write(encodePacket({ type: 'publish', topic, payload, qos: 0, dup: false, retain: false }));
+    this.#write(encodePacket({ type: 'publish', topic, payload, qos, dup: false, retain: false })); // checks qos at run time
     if (this.#state !== 'open') throw this.#notOpen(`publish to ${JSON.stringify(topic)}`); // the write closed it
   }
 
