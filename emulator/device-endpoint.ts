@@ -111,8 +111,7 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
           return;
         }
         if (fault.type === 'status') {
-          const code = fault.status >= 3 && fault.status <= 5 ? fault.status : 3;
-          done(Object.assign(new Error('refused by fault'), { returnCode: code as 3 | 4 | 5 }), false);
+          done(Object.assign(new Error('refused by fault'), { returnCode: fault.status as 2 | 3 | 4 | 5 }), false);
           return;
         }
         if (fault.type === 'delay') {

@@ -12,9 +12,9 @@
 // Actions:
 //   status   register/poll: answer res/<status> with DPS's error body (errorCode <status>000) and,
 //            when retryAfter is given, &retry-after=<retryAfter>; the request is not processed
-//            (a throttled register creates no operation). connect: status 3..5 is sent as the
-//            CONNACK return code (3 server unavailable, 4 bad username or password, 5 not
-//            authorized); any other status refuses with 3.
+//            (a throttled register creates no operation). connect: `status` is the CONNACK
+//            return code to refuse with, 2..5 (2 identifier rejected, 3 server unavailable,
+//            4 bad username or password, 5 not authorized).
 //   drop     close the TCP connection without answering. register/poll: with `afterResponse`
 //            the request is processed and answered first, then the connection closes (the
 //            device knows the operationId and should resume polling); without it, a register
@@ -98,6 +98,12 @@ function validate(fault: Fault): void {
   const action = fault.action;
   switch (action?.type) {
     case 'status':
+      if (fault.on === 'connect') {
+        if (!Number.isInteger(action.status) || action.status < 2 || action.status > 5) {
+          throw new TypeError('A connect status fault needs a CONNACK return code from 2 to 5');
+        }
+        return;
+      }
       if (!Number.isInteger(action.status) || action.status < 100 || action.status > 599) {
         throw new TypeError('A status fault needs a status from 100 to 599');
       }
