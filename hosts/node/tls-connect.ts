@@ -1,0 +1,241 @@
+// The Node host's Connect port: a TLS client socket (node:tls) that always verifies the server.
+//
+// - Trust: Node's bundled roots (tls.rootCertificates); `ca` ADDS private anchors (e.g. the
+//   local emulator's CA) to them. There is deliberately no way to switch verification off.
+//   Note: with `ca`, certificates from NODE_EXTRA_CA_CERTS are not included (Node exposes no
+//   documented way to extend its default store); pass them through `ca` as well.
+// - SNI and hostname check: `servername` if given, otherwise the host unless it is an IP
+//   literal (then no SNI is sent and the certificate must carry that IP address).
+// - Data reaches the core as plain Uint8Array views of the received chunks (zero copy, never
+//   reused by Node). Not a Buffer: Buffer#slice is a view where Uint8Array#slice copies, and the
+//   core is written for engines without Buffer.
+// - onClose is called at most once, and only for a connection that was handed out: a failed
+//   connect rejects the promise instead.
+
+import net from 'node:net';
+import tls from 'node:tls';
+import { X509Certificate } from 'node:crypto';
+import { ProvisioningError } from '../../src/errors.js';
+import type { Connect, Connection, ConnectionHandlers, Endpoint } from '../../src/ports.js';
+
+export interface TlsConnectOptions {
+  /** Extra PEM trust anchors, added to Node's root certificates (not replacing them). */
+  ca?: string | string[];
+  /** Name for SNI and the certificate check, instead of the endpoint's host. */
+  servername?: string;
+  /** Give up when TCP + TLS handshake take longer than this. Default 30 000 ms. */
+  connectTimeoutMs?: number;
+  /** Lowest TLS version offered. Default and minimum 'TLSv1.2'. */
+  minVersion?: 'TLSv1.2' | 'TLSv1.3';
+}
+
+export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
+
+/** Grace given to a closing socket to flush and send close_notify before it is destroyed. */
+const CLOSE_GRACE_MS = 2_000;
+
+const UNTRUSTED_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_REVOKED',
+  'INVALID_CA',
+  'INVALID_PURPOSE',
+  'PATH_LENGTH_EXCEEDED',
+  'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
+  'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY',
+]);
+const EXPIRED_CODES = new Set(['CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID']);
+const HOSTNAME_CODES = new Set(['ERR_TLS_CERT_ALTNAME_INVALID', 'HOSTNAME_MISMATCH']);
+
+const CA_HINT =
+  'If the server uses a private CA (for example the local DPS emulator), pass its certificate with --ca <pem>.';
+
+export function createTlsConnect(options: TlsConnectOptions = {}): Connect {
+  const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+    throw new ProvisioningError('invalid-input', 'connectTimeoutMs must be a positive number of milliseconds');
+  }
+  const minVersion = options.minVersion ?? 'TLSv1.2';
+  if (minVersion !== 'TLSv1.2' && minVersion !== 'TLSv1.3') {
+    throw new ProvisioningError('invalid-input', "minVersion must be 'TLSv1.2' or 'TLSv1.3'");
+  }
+  const servername = options.servername;
+  if (servername !== undefined && (servername === '' || net.isIP(servername) !== 0)) {
+    throw new ProvisioningError('invalid-input', 'servername must be a DNS name, not empty or an IP address');
+  }
+  const extra = options.ca === undefined ? [] : checkPemCertificates(options.ca);
+  // One context for every connection: parsing ~140 roots per connect would be wasted work.
+  const secureContext = tls.createSecureContext({
+    minVersion,
+    ...(extra.length > 0 ? { ca: [...tls.rootCertificates, ...extra] } : {}),
+  });
+
+  return (endpoint, handlers) => open(endpoint, handlers, { secureContext, servername, timeoutMs });
+}
+
+interface OpenSettings {
+  secureContext: tls.SecureContext;
+  servername: string | undefined;
+  timeoutMs: number;
+}
+
+function open(endpoint: Endpoint, handlers: ConnectionHandlers, settings: OpenSettings): Promise<Connection> {
+  const host = stripBrackets(endpoint.host);
+  const port = endpoint.port;
+  const where = formatHostPort(host, port);
+  if (host === '' || !Number.isInteger(port) || port < 1 || port > 65535) {
+    return Promise.reject(new ProvisioningError('invalid-input', `not a valid endpoint: ${where}`));
+  }
+  const servername = settings.servername ?? (net.isIP(host) === 0 ? host : undefined);
+
+  return new Promise<Connection>((resolve, reject) => {
+    let settled = false;
+    const socket = tls.connect({
+      host,
+      port,
+      secureContext: settings.secureContext,
+      rejectUnauthorized: true,
+      ...(servername !== undefined ? { servername } : {}),
+    });
+    socket.setNoDelay(true);
+
+    const fail = (error: ProvisioningError): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.removeListener('secureConnect', onSecureConnect);
+      socket.destroy();
+      reject(error);
+    };
+    const timer = setTimeout(() => {
+      fail(new ProvisioningError('network', `timed out after ${settings.timeoutMs} ms connecting to ${where} (TCP or TLS handshake)`));
+    }, settings.timeoutMs);
+    const onEarlyError = (err: Error): void => fail(mapConnectError(err, where, servername ?? host));
+    const onEarlyClose = (): void =>
+      fail(new ProvisioningError('network', `${where} closed the connection during the TLS handshake`));
+    socket.on('error', onEarlyError);
+    socket.on('close', onEarlyClose);
+
+    function onSecureConnect(): void {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.removeListener('error', onEarlyError);
+      socket.removeListener('close', onEarlyClose);
+      resolve(wrap(socket, handlers, where));
+    }
+    socket.once('secureConnect', onSecureConnect);
+  });
+}
+
+function wrap(socket: tls.TLSSocket, handlers: ConnectionHandlers, where: string): Connection {
+  let closed = false;
+  let closing = false;
+  let failure: Error | undefined;
+
+  socket.on('data', (chunk: Buffer) => {
+    if (closed) return;
+    handlers.onData(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+  });
+  socket.on('error', (err: Error) => {
+    // 'close' always follows 'error'; report there, once.
+    failure ??= new ProvisioningError('network', `connection to ${where} failed: ${describe(err)}`, { cause: err });
+  });
+  socket.on('close', () => {
+    if (closed) return;
+    closed = true;
+    handlers.onClose(closing ? undefined : failure);
+  });
+
+  return {
+    write(data: Uint8Array): void {
+      if (closed || closing || socket.destroyed || !socket.writable) return;
+      socket.write(data);
+    },
+    close(): void {
+      if (closing || closed) return;
+      closing = true;
+      const grace = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
+      grace.unref();
+      socket.once('close', () => clearTimeout(grace));
+      socket.end(() => socket.destroy());
+    },
+  };
+}
+
+function mapConnectError(err: Error, where: string, name: string): ProvisioningError {
+  const code = (err as { code?: unknown }).code;
+  const c = typeof code === 'string' ? code : '';
+  if (UNTRUSTED_CODES.has(c)) {
+    return new ProvisioningError('tls', `the server certificate of ${where} is not trusted (${c}). ${CA_HINT}`, { cause: err });
+  }
+  if (HOSTNAME_CODES.has(c)) {
+    return new ProvisioningError(
+      'tls',
+      `the server certificate of ${where} does not match the host name ${name} (${c}): ${err.message}. ` +
+        'Connect with the name the certificate was issued for, or set the TLS server name.',
+      { cause: err },
+    );
+  }
+  if (EXPIRED_CODES.has(c)) {
+    return new ProvisioningError(
+      'tls',
+      `the server certificate of ${where} has expired or is not yet valid (${c}); check this machine's clock. ${CA_HINT}`,
+      { cause: err },
+    );
+  }
+  if (c.startsWith('ERR_SSL_') || c === 'EPROTO' || c.startsWith('ERR_TLS_')) {
+    return new ProvisioningError('tls', `TLS handshake with ${where} failed (${c}): ${err.message}`, { cause: err });
+  }
+  return new ProvisioningError('network', `cannot connect to ${where}: ${describe(err)}`, { cause: err });
+}
+
+function describe(err: Error): string {
+  const code = (err as { code?: unknown }).code;
+  switch (code) {
+    case 'ECONNREFUSED': return 'connection refused (ECONNREFUSED); is the server running and the port right?';
+    case 'ENOTFOUND': return 'host name not found (ENOTFOUND)';
+    case 'EAI_AGAIN': return 'host name lookup failed temporarily (EAI_AGAIN)';
+    case 'ETIMEDOUT': return 'timed out (ETIMEDOUT)';
+    case 'ECONNRESET': return 'connection reset by the peer (ECONNRESET)';
+    case 'EHOSTUNREACH': return 'host unreachable (EHOSTUNREACH)';
+    case 'ENETUNREACH': return 'network unreachable (ENETUNREACH)';
+    case 'EPIPE': return 'connection closed by the peer (EPIPE)';
+    default: return typeof code === 'string' ? `${err.message} (${code})` : err.message;
+  }
+}
+
+/** Each PEM input must hold at least one certificate, and every certificate must parse. */
+function checkPemCertificates(ca: string | string[]): string[] {
+  const inputs = Array.isArray(ca) ? ca : [ca];
+  const blocks: string[] = [];
+  inputs.forEach((pem, index) => {
+    const found = typeof pem === 'string' ? pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) : null;
+    if (found === null) {
+      throw new ProvisioningError('invalid-input', `the CA certificate (--ca) #${index + 1} contains no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+    }
+    for (const block of found) {
+      try {
+        new X509Certificate(block);
+      } catch (cause) {
+        throw new ProvisioningError('invalid-input', `the CA certificate (--ca) #${index + 1} holds a PEM block that is not a valid certificate`, { cause });
+      }
+      blocks.push(`${block}\n`);
+    }
+  });
+  return blocks;
+}
+
+function stripBrackets(host: string): string {
+  return host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+}
+
+function formatHostPort(host: string, port: number): string {
+  return net.isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+}
