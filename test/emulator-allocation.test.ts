@@ -1,0 +1,171 @@
+// Allocation policies and the model's rules: weighted hashing shares, determinism, apply=false,
+// static, geoLatency, edge rules from the seeds (unlinked hubs, reprovisioning), validation.
+import { describe, expect, it } from 'vitest';
+import { allocateHub, geoLatencyPick, hashedPick } from '../emulator/allocation.js';
+import type { DeviceAttestation } from '../emulator/auth.js';
+import { DpsError } from '../emulator/dps-errors.js';
+import { DpsModel } from '../emulator/model.js';
+import type { LinkedHub, LinkedHubConfig } from '../emulator/model-types.js';
+import { RegistrationService } from '../emulator/registrations.js';
+import { validateLinkedHub } from '../emulator/validation.js';
+
+const KEY = Buffer.alloc(32, 5).toString('base64');
+const hubConfig = (name: string, extra: Partial<LinkedHubConfig> = {}): LinkedHubConfig => ({
+  connectionString: `HostName=${name}.azure-devices.net;SharedAccessKeyName=iothubowner;SharedAccessKey=${KEY}`,
+  ...extra,
+});
+const hub = (name: string, extra: Partial<LinkedHubConfig> = {}): LinkedHub => validateLinkedHub(hubConfig(name, extra));
+const ids = (n: number, prefix = 'device'): string[] => Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
+
+function shares(hubs: LinkedHub[], registrationIds: string[]): Map<string, number> {
+  const counts = new Map(hubs.map((h) => [h.hostName, 0]));
+  for (const id of registrationIds) {
+    const chosen = hashedPick(hubs.filter((h) => h.applyAllocationPolicy), id);
+    if (chosen) counts.set(chosen.hostName, counts.get(chosen.hostName)! + 1);
+  }
+  return counts;
+}
+
+describe('hashed allocation', () => {
+  it('spreads 3000 registration IDs over weights 1:2:7 within 4 binomial standard deviations', () => {
+    const hubs = [hub('w1', { allocationWeight: 1 }), hub('w2', { allocationWeight: 2 }), hub('w7', { allocationWeight: 7 })];
+    const n = 3000;
+    const counts = shares(hubs, ids(n));
+    for (const h of hubs) {
+      const p = h.allocationWeight / 10;
+      // Each hub's count is Binomial(n, p): sd = sqrt(n p (1-p)), i.e. 0.55, 0.73 and 0.84 percentage
+      // points for p = 0.1, 0.2, 0.7. Four sd: ±2.2, ±2.9, ±3.4 points (a fair hash fails this < 1 in 15000).
+      const share = counts.get(h.hostName)! / n;
+      const bound = 4 * Math.sqrt((p * (1 - p)) / n);
+      expect(Math.abs(share - p), `${h.hostName}: ${share} vs ${p}`).toBeLessThanOrEqual(bound);
+    }
+  });
+
+  it('never picks a hub whose applyAllocationPolicy is false', () => {
+    const hubs = [hub('on-1'), hub('off', { applyAllocationPolicy: false, allocationWeight: 1000 }), hub('on-2')];
+    const counts = shares(hubs, ids(1000));
+    expect(counts.get('off.azure-devices.net')).toBe(0);
+    expect(counts.get('on-1.azure-devices.net')! + counts.get('on-2.azure-devices.net')!).toBe(1000);
+    const result = allocateHub({ registrationId: 'x', policy: 'hashed', linkedHubs: [hubs[1]!] });
+    expect(result).toMatchObject({ ok: false, status: 400, message: expect.stringContaining('applies the allocation policy') });
+  });
+
+  it('is deterministic for a hub set, whatever its order, and adding a hub moves devices only onto the new hub', () => {
+    const hubs = [hub('a', { allocationWeight: 3 }), hub('b'), hub('c', { allocationWeight: 5 })];
+    const before = ids(2000).map((id) => hashedPick(hubs, id)!.hostName);
+    expect(ids(2000).map((id) => hashedPick([...hubs].reverse(), id)!.hostName)).toEqual(before);
+    const added = hub('d', { allocationWeight: 2 }); // 2 / 11 of the weight: about 364 of 2000 should move
+    const after = ids(2000).map((id) => hashedPick([...hubs, added], id)!.hostName);
+    let moved = 0;
+    after.forEach((name, i) => {
+      if (name !== before[i]) {
+        moved++;
+        expect(name).toBe(added.hostName);
+      }
+    });
+    expect(Math.abs(moved / 2000 - 2 / 11)).toBeLessThan(0.04);
+  });
+
+  it('treats registration IDs case-insensitively', () => {
+    const hubs = [hub('a'), hub('b'), hub('c')];
+    for (const id of ids(50, 'Sensor')) expect(hashedPick(hubs, id)).toEqual(hashedPick(hubs, id.toLowerCase()));
+  });
+});
+
+describe('static and geoLatency', () => {
+  it('static always gives the enrollment\'s hub, even one with applyAllocationPolicy false', () => {
+    const linked = [hub('a'), hub('pinned', { applyAllocationPolicy: false }), hub('c', { allocationWeight: 1000 })];
+    for (const id of ids(100)) {
+      const result = allocateHub({ registrationId: id, policy: 'static', linkedHubs: linked, enrollmentHubs: ['pinned.azure-devices.net'] });
+      expect(result).toMatchObject({ ok: true, hub: { hostName: 'pinned.azure-devices.net' } });
+    }
+    expect(allocateHub({ registrationId: 'x', policy: 'static', linkedHubs: linked })).toMatchObject({ ok: false });
+  });
+
+  it('geoLatency picks the nearest region, breaks ties by weighted hash, and skips apply=false', () => {
+    const linked = [
+      hub('us-1', { location: 'westus' }),
+      hub('us-2', { location: 'westus', allocationWeight: 3 }),
+      hub('eu', { location: 'westeurope' }),
+      hub('near-but-off', { location: 'westus', applyAllocationPolicy: false }),
+    ];
+    const latency = { westus: { westeurope: 140 }, westeurope: { westeurope: 5 } };
+    const fromUs = ids(400).map((id) => geoLatencyPick(linked.filter((h) => h.applyAllocationPolicy), id, 'westus', latency)!.hostName);
+    expect(new Set(fromUs)).toEqual(new Set(['us-1.azure-devices.net', 'us-2.azure-devices.net']));
+    expect(fromUs.filter((n) => n === 'us-2.azure-devices.net').length).toBeGreaterThan(250); // weight 3 of 4
+    const fromEu = allocateHub({ registrationId: 'eu-device', policy: 'geoLatency', linkedHubs: linked, deviceRegion: 'westeurope', latency });
+    expect(fromEu).toMatchObject({ ok: true, hub: { hostName: 'eu.azure-devices.net' } });
+  });
+});
+
+describe('the model', () => {
+  it('validates linked hubs: weight 1..1000 (null means 1), apply null means true, connection string fields', () => {
+    const model = new DpsModel({ iotHubs: [hubConfig('h', { allocationWeight: null, applyAllocationPolicy: null })] });
+    expect(model.linkedHub('H.azure-devices.net')).toMatchObject({ allocationWeight: 1, applyAllocationPolicy: true });
+    for (const weight of [0, 1001, 2.5]) {
+      expect(() => model.linkHub(hubConfig('w', { allocationWeight: weight }))).toThrow(/allocationWeight/);
+    }
+    expect(() => model.linkHub({ connectionString: `HostName=x.azure-devices.net;SharedAccessKey=${KEY}` })).toThrow(/SharedAccessKeyName/);
+    expect(() => model.linkHub({ connectionString: 'HostName=x.azure-devices.net;SharedAccessKeyName=p;SharedAccessKey=***' })).toThrow(/base64/);
+    expect(() => model.linkHub(hubConfig('h'))).toThrow(/already linked/);
+    expect(() => model.setAllocationPolicy('custom')).toThrow(/cannot be custom/);
+  });
+
+  it('refuses a static enrollment without exactly one hub, and hubs that are not linked', () => {
+    const model = new DpsModel({ iotHubs: [hubConfig('a'), hubConfig('b')] });
+    const attestation = { type: 'symmetricKey' as const };
+    expect(() => model.putEnrollmentGroup({ enrollmentGroupId: 'g', attestation, allocationPolicy: 'static' })).toThrow(DpsError);
+    expect(() =>
+      model.putEnrollmentGroup({ enrollmentGroupId: 'g', attestation, allocationPolicy: 'static', iotHubs: ['a.azure-devices.net', 'b.azure-devices.net'] }),
+    ).toThrow(/exactly one/);
+    expect(() => model.putEnrollmentGroup({ enrollmentGroupId: 'g', attestation, iotHubs: ['nope.azure-devices.net'] })).toThrow(/not linked/);
+    const group = model.putEnrollmentGroup({ enrollmentGroupId: 'g', attestation });
+    expect(Buffer.from(group.attestation.symmetricKey.primaryKey, 'base64')).toHaveLength(64); // generated, as DPS does
+    expect(() => model.putEnrollmentGroup({ enrollmentGroupId: 'g', attestation }, '"stale"')).toThrow(/etag/);
+    expect(model.putEnrollmentGroup({ enrollmentGroupId: 'g', attestation }, group.etag).attestation).toEqual(group.attestation);
+  });
+});
+
+describe('registrations through the model', () => {
+  const device = (registrationId: string): DeviceAttestation => ({
+    registrationId,
+    enrollment: { kind: 'group', enrollmentGroupId: 'g' },
+    deviceKeys: { primaryKey: KEY, secondaryKey: KEY },
+  });
+  const body = (id: string): Uint8Array => Buffer.from(JSON.stringify({ registrationId: id }));
+  const finish = (model: DpsModel, id: string) => {
+    const service = new RegistrationService(model, { retryAfterSeconds: 0, assignmentDelayMs: 0 });
+    const started = service.register(device(id), body(id)) as { body: { operationId: string } };
+    return (service.poll(device(id), started.body.operationId).body as { registrationState: any }).registrationState;
+  };
+
+  it('fails clearly when an enrollment lists a hub that was unlinked; enrollments without hubs follow the linked set', () => {
+    const model = new DpsModel({ iotHubs: [hubConfig('a'), hubConfig('b')] });
+    model.putEnrollmentGroup({ enrollmentGroupId: 'g', attestation: { type: 'symmetricKey' }, iotHubs: ['a.azure-devices.net'] });
+    model.unlinkHub('a.azure-devices.net');
+    const state = finish(model, 'orphan-1');
+    expect(state).toMatchObject({ status: 'failed', errorCode: 400004, errorMessage: expect.stringContaining('no longer linked') });
+    model.putEnrollmentGroup({ enrollmentGroupId: 'g', attestation: { type: 'symmetricKey' } });
+    model.linkHub(hubConfig('c', { allocationWeight: 1000 }));
+    expect(finish(model, 'follower-1').assignedHub).toBe('c.azure-devices.net'); // joined at once, weight 1000 of 1002
+  });
+
+  it('re-registration follows reprovisionPolicy: keep the hub, or move with migrated or reset data', () => {
+    const model = new DpsModel({ iotHubs: [hubConfig('a')] });
+    const twin = { tags: { site: 'one' } };
+    model.putEnrollmentGroup({ enrollmentGroupId: 'g', attestation: { type: 'symmetricKey' }, initialTwin: twin, reprovisionPolicy: { updateHubAssignment: false } });
+    expect(finish(model, 'mover')).toMatchObject({ assignedHub: 'a.azure-devices.net', substatus: 'initialAssignment' });
+    model.linkHub(hubConfig('b', { allocationWeight: 1000 }));
+    model.updateHub('a.azure-devices.net', { applyAllocationPolicy: false });
+    expect(finish(model, 'mover').assignedHub).toBe('a.azure-devices.net'); // updateHubAssignment false keeps it
+    model.putEnrollmentGroup({ enrollmentGroupId: 'g', attestation: { type: 'symmetricKey' }, initialTwin: { tags: { site: 'two' } } });
+    expect(finish(model, 'mover')).toMatchObject({ assignedHub: 'b.azure-devices.net', substatus: 'deviceDataMigrated' });
+    expect(model.hubDevice('b.azure-devices.net', 'mover')?.tags).toEqual({ site: 'one' }); // migrated, not the new twin
+    expect(model.hubDevice('a.azure-devices.net', 'mover')).toBeUndefined();
+    model.putEnrollmentGroup({ enrollmentGroupId: 'g', attestation: { type: 'symmetricKey' }, initialTwin: { tags: { site: 'three' } }, reprovisionPolicy: { migrateDeviceData: false } });
+    model.updateHub('a.azure-devices.net', { applyAllocationPolicy: true, allocationWeight: 1000 });
+    model.updateHub('b.azure-devices.net', { applyAllocationPolicy: false });
+    expect(finish(model, 'mover')).toMatchObject({ assignedHub: 'a.azure-devices.net', substatus: 'deviceDataReset' });
+    expect(model.hubDevice('a.azure-devices.net', 'mover')?.tags).toEqual({ site: 'three' });
+  });
+});
