@@ -1,0 +1,141 @@
+// The core on the XS engine (xsnap, built from Moddable's XS by @agoric/xsnap at install) gives
+// the same results as on Node: known-answer vectors, MQTT codec, the DPS state machine, and a
+// whole register/poll flow over a scripted DPS. Each scenario runs in a fresh xsnap worker whose
+// global object was stripped to the ECMAScript standard globals (no TextEncoder, atob, timers...),
+// once as XS starts and once after SES lockdown (frozen intrinsics, as in Moddable's preloads).
+import { beforeAll, describe, expect, it } from 'vitest';
+import { SharedAccessSignature } from 'azure-iot-common';
+import { nodeEnv, runScenariosInXs, type ScenarioEnv, type ScenarioRef, type XsRun } from './xs/harness.js';
+import * as vectors from './xs/scenarios/vectors.js';
+import * as mqtt from './xs/scenarios/mqtt.js';
+import * as machine from './xs/scenarios/machine.js';
+import * as flow from './xs/scenarios/flow.js';
+
+interface Scenario extends ScenarioRef {
+  node: (env: ScenarioEnv) => unknown;
+}
+
+const scenarios: Record<string, Scenario> = {
+  vectors: { module: './scenarios/vectors.ts', exportName: 'all', node: () => vectors.all() },
+  mqtt: { module: './scenarios/mqtt.ts', exportName: 'codec', node: () => mqtt.codec() },
+  machine: { module: './scenarios/machine.ts', exportName: 'machine', node: () => machine.machine() },
+  flow: { module: './scenarios/flow.ts', exportName: 'flows', node: (env) => flow.flows(env) },
+  utf8Long3000: { module: './scenarios/vectors.ts', exportName: 'utf8Long3000', node: () => vectors.utf8Long3000() },
+  // XS only: what the sandbox leaves visible.
+  hostGlobals: { module: './scenarios/probe.ts', exportName: 'hostGlobals', node: () => null },
+};
+// Run apart: it crashes the worker (see the known bug below).
+const long: Record<string, Scenario> = {
+  utf8Long5000: { module: './scenarios/vectors.ts', exportName: 'utf8Long5000', node: () => vectors.utf8Long5000() },
+};
+
+const MODES = ['plain', 'lockdown'] as const;
+type Mode = (typeof MODES)[number];
+const xs = {} as Record<Mode, { main: XsRun; long: XsRun }>;
+const node: Record<string, unknown> = {};
+
+/** The ECMAScript globals the sandbox keeps, plus xsnap's handleCommand (the harness's entry point). */
+const STANDARD_GLOBALS = new Set([
+  'globalThis', 'Infinity', 'NaN', 'undefined', 'eval', 'isFinite', 'isNaN', 'parseFloat', 'parseInt',
+  'decodeURI', 'decodeURIComponent', 'encodeURI', 'encodeURIComponent', 'escape', 'unescape',
+  'AggregateError', 'Array', 'ArrayBuffer', 'Atomics', 'BigInt', 'BigInt64Array', 'BigUint64Array',
+  'Boolean', 'DataView', 'Date', 'Error', 'EvalError', 'FinalizationRegistry', 'Float32Array',
+  'Float64Array', 'Function', 'Int8Array', 'Int16Array', 'Int32Array', 'JSON', 'Map', 'Math',
+  'Number', 'Object', 'Promise', 'Proxy', 'RangeError', 'ReferenceError', 'Reflect', 'RegExp',
+  'Set', 'SharedArrayBuffer', 'String', 'Symbol', 'SyntaxError', 'TypeError', 'Uint8Array',
+  'Uint8ClampedArray', 'Uint16Array', 'Uint32Array', 'URIError', 'WeakMap', 'WeakRef', 'WeakSet',
+  'handleCommand',
+]);
+
+beforeAll(async () => {
+  const runs = MODES.map(async (mode) => {
+    const lockdown = mode === 'lockdown';
+    const [main, crash] = await Promise.all([
+      runScenariosInXs(scenarios, { lockdown, name: `xs-main-${mode}` }),
+      runScenariosInXs(long, { lockdown, name: `xs-long-${mode}` }),
+    ]);
+    xs[mode] = { main, long: crash };
+  });
+  for (const [name, s] of Object.entries({ ...scenarios, ...long })) node[name] = JSON.parse(JSON.stringify(await s.node(nodeEnv)));
+  await Promise.all(runs);
+}, 60_000);
+
+/** The XS value of scenario `name`, or a failure that shows why XS did not produce one. */
+function valueOf(name: string, mode: Mode): unknown {
+  const run = name in long ? xs[mode].long : xs[mode].main;
+  if (!run.ok) throw new Error(`XS (${mode}) produced no result: ${run.error}`);
+  const outcome = run.outcomes[name]!;
+  if (!outcome.ok) throw new Error(`XS (${mode}) failed in ${name}: ${JSON.stringify(outcome.error)}`);
+  return outcome.value;
+}
+
+describe.each(MODES)('the core on XS (%s)', (mode) => {
+  it('loads with nothing but the ECMAScript globals and adds none', () => {
+    const outcome = xs[mode].main;
+    valueOf('vectors', mode);
+    expect(outcome.globals.filter((name) => !STANDARD_GLOBALS.has(name))).toEqual([]);
+    // What the sandbox removed includes everything a device lacks.
+    for (const name of ['TextEncoder', 'TextDecoder', 'Base64', 'setImmediate', 'print', 'harden']) {
+      expect(outcome.removedGlobals).toContain(name);
+    }
+    if (mode === 'lockdown') {
+      for (const name of ['atob', 'btoa', 'console', 'lockdown', 'assert']) expect(outcome.removedGlobals).toContain(name);
+    }
+    expect(outcome.keptGlobals).toEqual([]);
+  });
+
+  it('hides every host facility a device may lack from the core', () => {
+    const probe = valueOf('hostGlobals', mode) as { seen: Record<string, string>; nativeBase64: string; frozenIntrinsics: boolean };
+    for (const [name, type] of Object.entries(probe.seen)) expect(`${name}: ${type}`).toBe(`${name}: undefined`);
+    // xsnap's XS has no Uint8Array.prototype.toBase64 (Moddable 8.2.3 has): @scure/base's fallback runs here.
+    expect(probe.nativeBase64).toBe('undefined');
+    // Under SES lockdown the intrinsics are frozen, as in Moddable's preloaded (flash) modules.
+    expect(probe.frozenIntrinsics).toBe(mode === 'lockdown');
+  });
+
+  it('reproduces the published key-derivation vector', () => {
+    const value = valueOf('vectors', mode) as ReturnType<typeof vectors.all>;
+    expect(value.keyDerivation.published).toBe(vectors.PUBLISHED.deviceKey);
+    expect(value.sasTokens.deviceKey).toBe(vectors.PUBLISHED.deviceKey);
+  });
+
+  it("signs the DPS SAS token exactly as Microsoft's Node SDK does", () => {
+    const value = valueOf('vectors', mode) as ReturnType<typeof vectors.all>;
+    // azure-iot-common's SharedAccessSignature.create(resourceUri, keyName, key, expiry) signs
+    // resourceUri + '\n' + expiry with the base64-decoded key; we hand it our URL-encoded sr.
+    const resource = `${vectors.ID_SCOPE}/registrations/${vectors.PUBLISHED.registrationId}`;
+    const theirs = SharedAccessSignature.create(encodeURIComponent(resource), 'registration', vectors.PUBLISHED.deviceKey, vectors.EXPIRY).toString();
+    const fields = (token: string) => new Map(token.replace('SharedAccessSignature ', '').split('&').map((kv) => kv.split('=', 2) as [string, string]));
+    expect(fields(value.sasTokens.dps)).toEqual(fields(theirs));
+    expect(value.sasTokens.verify.ok).toBe(true);
+  });
+
+  it.each(['vectors', 'mqtt', 'machine'])('computes %s exactly as Node does', (name) => {
+    expect(valueOf(name, mode)).toEqual(node[name]);
+  });
+
+  it('runs a whole register/poll flow over a scripted DPS exactly as Node does', () => {
+    const value = valueOf('flow', mode) as Awaited<ReturnType<typeof flow.flows>>;
+    expect(value).toEqual(node.flow);
+    expect(value.firstBoot.result).toMatchObject({ value: { fromCache: false, assignment: { assignedHub: flow.ASSIGNED_HUB } } });
+    expect(value.secondBoot.result).toMatchObject({ value: { fromCache: true } });
+  });
+
+  it('decodes a 3000-byte UTF-8 string (below xsnap’s stack limit)', () => {
+    expect(valueOf('utf8Long3000', mode)).toEqual(node.utf8Long3000);
+  });
+
+  // KNOWN BUG (reported, not fixed here): src/bytes.ts utf8Decode flushes its code units with
+  // String.fromCharCode.apply(null, chunk) every 4096 units. XS pushes every argument of apply
+  // onto its VM stack: xsnap's stack is 4096 slots (xsnap-worker.c), so decoding 3858 or more
+  // bytes aborts the worker with "stack overflow" (not a catchable error); Moddable's default
+  // stack (examples/manifest_base.json "stack": 256) leaves room for far fewer, a few hundred
+  // bytes at most, less than a DPS "assigned" reply. This test pins the symptom; once utf8Decode
+  // is fixed it fails: then replace it with
+  //   expect(valueOf('utf8Long5000', mode)).toEqual(node.utf8Long5000);
+  it('KNOWN BUG: decoding 5000 bytes of UTF-8 overflows the XS stack (Node decodes it)', () => {
+    expect(node.utf8Long5000).toEqual({ length: 5000, ok: true });
+    expect(xs[mode].long.ok).toBe(false);
+    expect(xs[mode].long.error).toMatch(/exited: stack overflow/);
+  });
+});
