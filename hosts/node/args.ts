@@ -1,0 +1,94 @@
+// Small, strict helpers for the CLI's arguments (the CLI parses flags with node:util parseArgs).
+// Every failure is ProvisioningError('invalid-input'); no message repeats a secret's value.
+
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import { ProvisioningError } from '../../src/errors.js';
+import type { Endpoint } from '../../src/ports.js';
+
+export const DEFAULT_DPS_PORT = 8883;
+
+/** RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens. */
+const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+
+/**
+ * `host`, `host:port`, `[v6]`, `[v6]:port`, or a bare IPv6 address (which then has no port).
+ * The returned host has no brackets.
+ */
+export function parseEndpoint(text: string, defaultPort: number = DEFAULT_DPS_PORT): Endpoint {
+  const input = text.trim();
+  // Echo the input only when it cannot be a pasted secret (a connection string has '=', ';').
+  const shown = /^[A-Za-z0-9.:[\]_-]{1,300}$/.test(input) ? ` '${input}'` : '';
+  const bad = (why: string) =>
+    new ProvisioningError(
+      'invalid-input',
+      `the endpoint${shown} is not valid: ${why}; expected host[:port], e.g. global.azure-devices-provisioning.net:8883 or [::1]:8883`,
+    );
+  if (input === '') throw bad('it is empty');
+  if (/[=;]/.test(input)) throw bad('give only the host name, not a connection string');
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(input)) throw bad('give the host without a scheme (no mqtts:// or https://)');
+  if (/[/?#@\s]/.test(input)) throw bad('it may not contain a path, user, or spaces');
+
+  let host: string;
+  let portText: string | undefined;
+  if (input.startsWith('[')) {
+    const m = /^\[([^\]]+)\](?::(.*))?$/.exec(input);
+    if (!m || net.isIP(m[1]!) !== 6) throw bad('brackets must enclose an IPv6 address');
+    host = m[1]!;
+    portText = m[2];
+  } else if (net.isIP(input) === 6) {
+    host = input;
+  } else {
+    const colon = input.indexOf(':');
+    if (colon !== input.lastIndexOf(':')) throw bad('put an IPv6 address in brackets, e.g. [::1]:8883');
+    host = colon === -1 ? input : input.slice(0, colon);
+    portText = colon === -1 ? undefined : input.slice(colon + 1);
+    if (net.isIP(host) === 0 && !HOSTNAME.test(host)) throw bad('the host is not a valid host name');
+  }
+  return { host, port: portText === undefined ? defaultPort : parsePort(portText, bad) };
+}
+
+function parsePort(text: string, bad: (why: string) => Error): number {
+  const port = Number(text);
+  if (!/^\d{1,5}$/.test(text) || port < 1 || port > 65535) throw bad('the port must be a number from 1 to 65535');
+  return port;
+}
+
+/** The flag's value when given, else the environment variable's; an empty value counts as absent. */
+export function flagOrEnv(
+  value: string | undefined,
+  env: Record<string, string | undefined>,
+  name: string,
+): string | undefined {
+  if (value !== undefined && value !== '') return value;
+  const fromEnv = env[name];
+  return fromEnv !== undefined && fromEnv !== '' ? fromEnv : undefined;
+}
+
+/**
+ * A secret given either inline (`--key <value>`) or as a file (`--key-file <path>`): the file's
+ * text with surrounding whitespace (a trailing newline) removed. Undefined when neither is given.
+ * `flag` is the inline flag's name, e.g. '--key'; the file flag is `${flag}-file`.
+ */
+export function readSecret(value: string | undefined, file: string | undefined, flag: string): string | undefined {
+  const fileFlag = `${flag}-file`;
+  if (value !== undefined && file !== undefined) {
+    throw new ProvisioningError('invalid-input', `give ${flag} or ${fileFlag}, not both`);
+  }
+  if (file === undefined) return value;
+  if (file === '') throw new ProvisioningError('invalid-input', `${fileFlag} needs a file name`);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a directory' : (code ?? 'unreadable');
+    throw new ProvisioningError('invalid-input', `cannot read ${fileFlag} ${file}: ${why}`);
+  }
+  const secret = text.replace(/^\uFEFF/, '').trim();
+  if (secret === '') throw new ProvisioningError('invalid-input', `${fileFlag} ${file} is empty`);
+  if (/[\r\n]/.test(secret)) {
+    throw new ProvisioningError('invalid-input', `${fileFlag} ${file} holds more than one line; it must contain only the key`);
+  }
+  return secret;
+}

@@ -1,0 +1,123 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DEFAULT_DPS_PORT, flagOrEnv, parseEndpoint, readSecret } from '../hosts/node/args.js';
+import { ProvisioningError } from '../src/errors.js';
+
+function invalid(run: () => unknown): ProvisioningError {
+  try {
+    run();
+  } catch (error) {
+    expect(error).toBeInstanceOf(ProvisioningError);
+    expect((error as ProvisioningError).kind).toBe('invalid-input');
+    return error as ProvisioningError;
+  }
+  throw new Error('expected invalid-input');
+}
+
+describe('parseEndpoint', () => {
+  it.each([
+    ['global.azure-devices-provisioning.net', 'global.azure-devices-provisioning.net', 8883],
+    ['global.azure-devices-provisioning.net:8883', 'global.azure-devices-provisioning.net', 8883],
+    ['localhost:18883', 'localhost', 18883],
+    ['127.0.0.1:1', '127.0.0.1', 1],
+    ['[::1]:65535', '::1', 65535],
+    ['[::1]', '::1', 8883],
+    ['::1', '::1', 8883],
+    ['[2001:db8::7]:8884', '2001:db8::7', 8884],
+    ['  dps.example.com  ', 'dps.example.com', 8883],
+  ])('%s → %s port %d', (text, host, port) => {
+    expect(parseEndpoint(text)).toEqual({ host, port });
+  });
+
+  it('uses the given default port', () => {
+    expect(DEFAULT_DPS_PORT).toBe(8883);
+    expect(parseEndpoint('emulator', 443)).toEqual({ host: 'emulator', port: 443 });
+  });
+
+  it.each([
+    ['', /empty/],
+    ['mqtts://global.azure-devices-provisioning.net', /scheme/],
+    ['host:0', /port/],
+    ['host:65536', /port/],
+    ['host:88a', /port/],
+    ['host:', /port/],
+    ['host:+1', /port/],
+    ['2001:db8::7:8883:x', /brackets/],
+    ['[not-v6]:8883', /IPv6/],
+    ['[::1]8883', /IPv6/],
+    ['dps.example.com/path', /path/],
+    ['bad_host!', /host name/],
+    ['-leading.example', /host name/],
+  ])('rejects %j', (text, why) => {
+    expect(invalid(() => parseEndpoint(text)).message).toMatch(why);
+  });
+
+  it('never echoes something that may be a pasted connection string', () => {
+    const secret = 'c2VjcmV0a2V5c2VjcmV0a2V5c2VjcmV0a2V5MDE=';
+    const error = invalid(() => parseEndpoint(`HostName=hub.azure-devices.net;SharedAccessKeyName=x;SharedAccessKey=${secret}`));
+    expect(error.message).not.toContain(secret);
+    expect(error.message).not.toContain('SharedAccessKey');
+    expect(error.message).toMatch(/connection string/);
+    const slash = invalid(() => parseEndpoint('abc/def+ghi'));
+    expect(slash.message).not.toContain('abc/def');
+  });
+});
+
+describe('flagOrEnv', () => {
+  it('prefers the flag, falls back to the environment, treats empty as absent', () => {
+    const env = { PROVISIONING_IDSCOPE: '0ne00000001', EMPTY: '' };
+    expect(flagOrEnv('0ne0000000F', env, 'PROVISIONING_IDSCOPE')).toBe('0ne0000000F');
+    expect(flagOrEnv(undefined, env, 'PROVISIONING_IDSCOPE')).toBe('0ne00000001');
+    expect(flagOrEnv('', env, 'PROVISIONING_IDSCOPE')).toBe('0ne00000001');
+    expect(flagOrEnv(undefined, env, 'EMPTY')).toBeUndefined();
+    expect(flagOrEnv(undefined, env, 'MISSING')).toBeUndefined();
+  });
+});
+
+describe('readSecret', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'moddable-dps-args-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const key = 'Jsm0lyGpjaVYVP2g3FnmnmG9dI/9qU24wNoykUmermc=';
+
+  it('returns the inline value, or undefined when neither is given', () => {
+    expect(readSecret(key, undefined, '--key')).toBe(key);
+    expect(readSecret(undefined, undefined, '--key')).toBeUndefined();
+  });
+
+  it('reads the key from a file, without the trailing newline, CRLF or BOM', () => {
+    const plain = join(dir, 'plain.key');
+    writeFileSync(plain, `${key}\n`);
+    expect(readSecret(undefined, plain, '--key')).toBe(key);
+    const windows = join(dir, 'windows.key');
+    writeFileSync(windows, `\uFEFF${key}\r\n`);
+    expect(readSecret(undefined, windows, '--key')).toBe(key);
+  });
+
+  it('refuses both forms at once', () => {
+    const file = join(dir, 'both.key');
+    writeFileSync(file, key);
+    const error = invalid(() => readSecret(key, file, '--group-key'));
+    expect(error.message).toMatch(/--group-key or --group-key-file, not both/);
+    expect(error.message).not.toContain(key);
+  });
+
+  it('names the file but never its content when it is unusable', () => {
+    const missing = join(dir, 'missing.key');
+    expect(invalid(() => readSecret(undefined, missing, '--key')).message).toBe(`cannot read --key-file ${missing}: no such file`);
+
+    const empty = join(dir, 'empty.key');
+    writeFileSync(empty, ' \n');
+    expect(invalid(() => readSecret(undefined, empty, '--key')).message).toMatch(/--key-file .*empty\.key is empty/);
+
+    const twoLines = join(dir, 'two.key');
+    writeFileSync(twoLines, `${key}\n${key}\n`);
+    const error = invalid(() => readSecret(undefined, twoLines, '--key'));
+    expect(error.message).toMatch(/more than one line/);
+    expect(error.message).not.toContain(key);
+
+    expect(invalid(() => readSecret(undefined, dir, '--key')).message).toMatch(/directory/);
+    expect(invalid(() => readSecret(undefined, '', '--key')).message).toMatch(/needs a file name/);
+  });
+});
