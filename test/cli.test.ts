@@ -1,0 +1,190 @@
+// The CLI as a user runs it: in-process through main() for speed, and once through the built
+// executable. Output streams are checked for what must and must not appear in them.
+import { execFile } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startEmulator, type DpsEmulator } from '../emulator/index.js';
+import { EXIT_CODES, main } from '../hosts/node/cli.js';
+import { verifySasToken } from '../src/sas.js';
+
+// Published enrollment-group vector (Azure docs, articles/iot-dps/how-to-legacy-device-symm-key.md).
+const PUBLISHED_GROUP_KEY = '8isrFI1sGsIlvvFSSFRiMfCNzv21fjbE/+ah/lSh3lF8e2YG1Te7w1KpZhJFFXJrqYKi9yegxkqIChbqOS9Egw==';
+const PUBLISHED_ID = 'sn-007-888-abc-mac-a1-b2-c3-d4-e5-f6';
+const PUBLISHED_DEVICE_KEY = 'Jsm0lyGpjaVYVP2g3FnmnmG9dI/9qU24wNoykUmermc=';
+
+const ID_SCOPE = '0ne000CLI01';
+const GROUP_KEY = Buffer.from('cli-test-group-key-0123456789abcdefghij').toString('base64');
+
+async function run(args: string[], env: Record<string, string | undefined> = {}) {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(args, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env });
+  return { code, stdout, stderr };
+}
+
+let dps: DpsEmulator;
+let dir: string;
+let caFile: string;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'dps-cli-'));
+  dps = await startEmulator({
+    idScope: ID_SCOPE,
+    stateDir: join(dir, 'emulator'),
+    retryAfterSeconds: 0,
+    config: {
+      iotHubs: [{ connectionString: `HostName=cli-hub.azure-devices.net;SharedAccessKeyName=iothubowner;SharedAccessKey=${GROUP_KEY}` }],
+      enrollmentGroups: [{ enrollmentGroupId: 'cli-group', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY, secondaryKey: GROUP_KEY } } }],
+    },
+  });
+  caFile = dps.caPath;
+});
+
+afterAll(async () => {
+  await dps?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const endpointArg = () => `${dps.endpoint.host}:${dps.endpoint.port}`;
+
+describe('compute-device-key', () => {
+  it('prints only the derived key of the published vector', async () => {
+    const r = await run(['compute-device-key', '--key', PUBLISHED_GROUP_KEY, '--registration-id', PUBLISHED_ID]);
+    expect(r).toEqual({ code: 0, stdout: `${PUBLISHED_DEVICE_KEY}\n`, stderr: '' });
+  });
+
+  it('reads the group key from a file', async () => {
+    const file = join(dir, 'group.key');
+    writeFileSync(file, `${PUBLISHED_GROUP_KEY}\n`);
+    const r = await run(['compute-device-key', '--key-file', file, '--registration-id', PUBLISHED_ID]);
+    expect(r.stdout).toBe(`${PUBLISHED_DEVICE_KEY}\n`);
+  });
+
+  it('rejects a bad registration ID and a key that is not base64 with exit 2, without echoing the key', async () => {
+    const badId = await run(['compute-device-key', '--key', PUBLISHED_GROUP_KEY, '--registration-id', 'Not Valid']);
+    expect(badId.code).toBe(EXIT_CODES['invalid-input']);
+    expect(badId.stderr).toMatch(/^error \(invalid-input\): The registration ID/);
+    const badKey = await run(['compute-device-key', '--key', 'sekrit!!', '--registration-id', 'dev-1']);
+    expect(badKey.code).toBe(2);
+    expect(badKey.stderr).not.toContain('sekrit');
+  });
+});
+
+describe('sas-token', () => {
+  it('prints a token signed over the sent sr and the given expiry (checked with node:crypto)', async () => {
+    const r = await run(['sas-token', '--id-scope', ID_SCOPE, '--registration-id', 'dev-1', '--key', PUBLISHED_DEVICE_KEY, '--expiry', '1900000000']);
+    expect(r.code).toBe(0);
+    const token = r.stdout.trim();
+    const fields = new URLSearchParams(token.replace(/^SharedAccessSignature /, ''));
+    const sr = token.match(/sr=([^&]+)/)![1]!;
+    const expected = createHmac('sha256', Buffer.from(PUBLISHED_DEVICE_KEY, 'base64')).update(`${sr}\n1900000000`).digest('base64');
+    expect(fields.get('sig')).toBe(expected);
+    expect(fields.get('se')).toBe('1900000000');
+    expect(fields.get('skn')).toBe('registration');
+    expect(decodeURIComponent(sr)).toBe(`${ID_SCOPE}/registrations/dev-1`);
+  });
+
+  it('defaults to one hour and takes --ttl', async () => {
+    for (const [args, ttl] of [[[], 3600], [['--ttl', '120'], 120]] as const) {
+      const before = Math.floor(Date.now() / 1000);
+      const r = await run(['sas-token', '--id-scope', ID_SCOPE, '--registration-id', 'dev-1', '--key', PUBLISHED_DEVICE_KEY, ...args]);
+      const se = Number(r.stdout.match(/se=(\d+)/)![1]);
+      expect(se - before).toBeGreaterThanOrEqual(ttl);
+      expect(se - before).toBeLessThanOrEqual(ttl + 2);
+      expect(verifySasToken(r.stdout.trim(), PUBLISHED_DEVICE_KEY, before).ok).toBe(true);
+    }
+  });
+
+  it('refuses --expiry with --ttl', async () => {
+    const r = await run(['sas-token', '--id-scope', ID_SCOPE, '--registration-id', 'dev-1', '--key', PUBLISHED_DEVICE_KEY, '--ttl', '5', '--expiry', '5']);
+    expect(r.code).toBe(2);
+  });
+});
+
+describe('register', () => {
+  it('provisions through the emulator: progress on stderr, the hub on stdout, exit 0', async () => {
+    const r = await run(['register', '--id-scope', ID_SCOPE, '--registration-id', 'cli-device-1', '--group-key', GROUP_KEY, '--endpoint', endpointArg(), '--ca', caFile]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('assignedHub: cli-hub.azure-devices.net\ndeviceId: cli-device-1\n');
+    expect(r.stderr).toMatch(/^connecting to 127\.0\.0\.1:\d+\n/);
+    expect(r.stderr).toContain('registering cli-device-1');
+    expect(r.stderr).toContain('assigned hub cli-hub.azure-devices.net');
+    expect(r.stderr + r.stdout).not.toContain(GROUP_KEY);
+  });
+
+  it('builds the ID from a template, prints JSON, stores, and reuses the stored result', async () => {
+    const store = join(dir, 'cli-store.json');
+    const args = ['register', '--id-scope', ID_SCOPE, '--registration-id-template', '{serial}-{mac}', '--serial', 'SN42', '--mac', 'A1:B2:C3:D4:E5:F6', '--group-key', GROUP_KEY, '--endpoint', endpointArg(), '--ca', caFile, '--store', store, '--json'];
+    const first = await run(args);
+    expect(first.code).toBe(0);
+    expect(JSON.parse(first.stdout)).toMatchObject({ registrationId: 'sn42-a1b2c3d4e5f6', deviceId: 'sn42-a1b2c3d4e5f6', assignedHub: 'cli-hub.azure-devices.net', fromCache: false });
+    expect(existsSync(store)).toBe(true);
+    const second = await run(args);
+    expect(JSON.parse(second.stdout)).toMatchObject({ registrationId: 'sn42-a1b2c3d4e5f6', fromCache: true });
+    expect(second.stderr).toMatch(/using the stored assignment/);
+    const forced = await run([...args, '--force']);
+    expect(JSON.parse(forced.stdout).fromCache).toBe(false);
+  });
+
+  it('fills absent flags from the environment variables of Microsoft\'s samples', async () => {
+    const deviceKey = (await run(['compute-device-key', '--key', GROUP_KEY, '--registration-id', 'cli-env-device'])).stdout.trim();
+    const r = await run(['register', '--ca', caFile, '--quiet'], {
+      PROVISIONING_HOST: endpointArg(),
+      PROVISIONING_IDSCOPE: ID_SCOPE,
+      PROVISIONING_REGISTRATION_ID: 'cli-env-device',
+      PROVISIONING_SYMMETRIC_KEY: deviceKey,
+    });
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    expect(r.stdout).toContain('deviceId: cli-env-device');
+  });
+
+  it('ends each kind of failure with its exit code and one clear line', async () => {
+    const base = ['register', '--id-scope', ID_SCOPE, '--endpoint', endpointArg(), '--timeout', '10', '--quiet'];
+    const wrongKey = Buffer.from('wrong-key-wrong-key-wrong-key-0123').toString('base64');
+    const cases: [string[], keyof typeof EXIT_CODES][] = [
+      [[...base, '--registration-id', 'cli-device-2', '--group-key', wrongKey, '--ca', caFile], 'unauthorized'],
+      [[...base, '--registration-id', 'cli-device-3', '--group-key', GROUP_KEY], 'tls'],
+      [[...base, '--registration-id', 'Bad Id', '--group-key', GROUP_KEY, '--ca', caFile], 'invalid-input'],
+      [[...base, '--registration-id', 'cli-device-4', '--ca', caFile], 'invalid-input'],
+      [[...base, '--registration-id', 'cli-device-5', '--group-key', GROUP_KEY, '--ca', caFile, '--payload', '{oops'], 'invalid-input'],
+      [['register', '--id-scope', ID_SCOPE, '--registration-id', 'cli-device-6', '--group-key', GROUP_KEY, '--endpoint', '127.0.0.1:1', '--timeout', '2', '--quiet'], 'network'],
+    ];
+    for (const [args, kind] of cases) {
+      const r = await run(args);
+      expect(r.code, `${kind}: ${r.stderr}`).toBe(EXIT_CODES[kind]);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(new RegExp(`^error \\(${kind}\\): `));
+      expect(r.stderr).not.toContain(GROUP_KEY);
+      expect(r.stderr).not.toContain(wrongKey);
+      expect(r.stdout).toBe('');
+    }
+  });
+
+  it('has --help on every command, and refuses unknown commands and flags', async () => {
+    for (const command of ['register', 'compute-device-key', 'sas-token']) {
+      const r = await run([command, '--help']);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(new RegExp(`^Usage: moddable-dps ${command}`));
+    }
+    expect((await run(['--help'])).stdout).toMatch(/^Usage: moddable-dps <command>/);
+    expect((await run(['frobnicate'])).code).toBe(2);
+    expect((await run(['register', '--frobnicate'])).code).toBe(2);
+    const positional = await run(['compute-device-key', PUBLISHED_GROUP_KEY]);
+    expect(positional.code).toBe(2);
+    expect(positional.stderr).not.toContain(PUBLISHED_GROUP_KEY);
+  });
+});
+
+describe('the moddable-dps executable', () => {
+  it('runs as a process and exits with the command\'s status', async () => {
+    const bin = join(import.meta.dirname, '..', 'dist', 'hosts', 'node', 'bin.js');
+    const { stdout } = await promisify(execFile)(process.execPath, [bin, 'compute-device-key', '--key', PUBLISHED_GROUP_KEY, '--registration-id', PUBLISHED_ID]);
+    expect(stdout).toBe(`${PUBLISHED_DEVICE_KEY}\n`);
+    const failed = await promisify(execFile)(process.execPath, [bin, 'register']).catch((e: { code: number; stderr: string }) => e);
+    expect((failed as { code: number }).code).toBe(2);
+  });
+});
