@@ -39,6 +39,8 @@ export interface EmulatorOptions {
   region?: string;
   /** Largest inbound MQTT packet; default 64 KiB. */
   maxPacketBytes?: number;
+  /** How long a custom allocation webhook may take; default 10 s. */
+  webhookTimeoutMs?: number;
   /** QoS of responses; default 0, as DPS sends them. */
   responseQos?: 0 | 1;
   /** Linked hubs, instance policy, enrollments (the provisioningServices properties + enrollments). */
@@ -82,6 +84,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
     retryAfterSeconds,
     assignmentDelayMs,
     ...(options.region !== undefined ? { region: options.region } : {}),
+    ...(options.webhookTimeoutMs !== undefined ? { webhookTimeoutMs: options.webhookTimeoutMs } : {}),
   });
   const endpoint = await startDeviceEndpoint({
     idScope: options.idScope,
@@ -103,7 +106,10 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
     caPath: certificates.caPath,
     model,
     faults,
-    close: () => endpoint.close(),
+    close: async () => {
+      service.close();
+      await endpoint.close();
+    },
   };
 }
 

@@ -1,20 +1,22 @@
 // The registration flow behind the device endpoint, independent of MQTT: a register request
 // starts an operation; polls report it. Like DPS, the register request always answers 202
 // "assigning" with an operationId and retry-after; the operation completes `assignmentDelayMs`
-// after it started, and polls before then get 202 again. The assignment itself is computed when
-// the request arrives (so registration records and hub registries change at once); only its
-// report waits.
+// after it started (and, for custom allocation, once the webhook has answered); polls before
+// then get 202 again. Built-in policies decide when the request arrives (registration records and
+// hub registries change at once); only the report waits.
 //
 // Outcomes (the 200 body is {"operationId","status","registrationState"}):
 //   assigned  registrationState has assignedHub, deviceId, substatus; the device identity is
 //             created (or updated) in the hub's registry with the enrollment's initialTwin.
 //   disabled  the enrollment's provisioningStatus is disabled: status "disabled", no hub. Shape
 //             as in azure-sdk-for-c's parser test vector (test_az_iot_provisioning_client_parser.c).
-//   failed    no hub could be chosen: registrationState carries errorCode and errorMessage, as
-//             DPS does for a failed custom allocation (400207 in the same test file).
+//   failed    no hub could be chosen, or the custom allocation webhook failed: registrationState
+//             carries errorCode and errorMessage, as DPS does (400207 in the same test file).
+//   payload   a custom allocation webhook's payload is returned in registrationState.payload.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { allocateHub, candidateHubs } from './allocation.js';
 import type { DeviceAttestation } from './auth.js';
+import { callAllocationWebhook } from './custom-allocation.js';
 import { DpsError, ErrorCodes } from './dps-errors.js';
 import type { DpsModel } from './model.js';
 import type {
@@ -22,6 +24,7 @@ import type {
   EnrollmentGroup,
   HubDevice,
   IndividualEnrollment,
+  InitialTwin,
   RegistrationSubstatus,
 } from './model-types.js';
 import { newEtag } from './validation.js';
@@ -33,6 +36,8 @@ export interface RegistrationOptions {
   assignmentDelayMs: number;
   /** How long a finished operation can still be polled. Default one hour. */
   operationTtlMs?: number;
+  /** How long the custom allocation webhook may take. Default 10 s. */
+  webhookTimeoutMs?: number;
   /** The region of the listener (geoLatency). */
   region?: string;
   now?: () => number;
@@ -50,8 +55,12 @@ interface Operation {
   registrationId: string;
   readyAt: number;
   expiresAt: number;
-  state: DeviceRegistrationState;
+  /** Undefined while a custom allocation webhook is still being asked. */
+  state?: DeviceRegistrationState;
 }
+
+type Base = Pick<DeviceRegistrationState, 'registrationId' | 'createdDateTimeUtc' | 'lastUpdatedDateTimeUtc' | 'etag'>;
+type Enrollment = EnrollmentGroup | IndividualEnrollment;
 
 const MAX_OPERATIONS = 100_000;
 
@@ -59,15 +68,22 @@ export class RegistrationService {
   readonly #model: DpsModel;
   readonly #options: Required<Omit<RegistrationOptions, 'region'>> & { region: string };
   readonly #operations = new Map<string, Operation>();
+  readonly #abort = new AbortController();
 
   constructor(model: DpsModel, options: RegistrationOptions) {
     this.#model = model;
     this.#options = {
       operationTtlMs: 60 * 60 * 1000,
+      webhookTimeoutMs: 10_000,
       region: '',
       now: Date.now,
       ...options,
     };
+  }
+
+  /** Abandon webhook calls in flight. */
+  close(): void {
+    this.#abort.abort();
   }
 
   /** PUT iotdps-register: `body` is the request payload as received. */
@@ -77,16 +93,29 @@ export class RegistrationService {
     if (request.registrationId.toLowerCase() !== device.registrationId.toLowerCase()) {
       throw new DpsError(400, ErrorCodes.registrationIdMismatch, 'The registrationId in the request body differs from the one the device connected with');
     }
-    const state = this.#assign(device, now);
+    const enrollment = this.#enrollment(device);
     this.#purge(now);
     const operationId = `4.${randomBytes(8).toString('hex')}.${randomUUID()}`;
-    this.#operations.set(operationId, {
+    const operation: Operation = {
       operationId,
       registrationId: device.registrationId.toLowerCase(),
       readyAt: now + this.#options.assignmentDelayMs,
       expiresAt: now + this.#options.assignmentDelayMs + this.#options.operationTtlMs,
-      state,
-    });
+    };
+    this.#operations.set(operationId, operation);
+    const outcome = this.#assign(device, enrollment, request.payload, now);
+    if (outcome instanceof Promise) {
+      outcome.then(
+        (state) => (operation.state = state),
+        () => {
+          const at = new Date(this.#options.now()).toISOString();
+          const base = { registrationId: device.registrationId, createdDateTimeUtc: at, lastUpdatedDateTimeUtc: at, etag: newEtag() };
+          operation.state = failed(base, ErrorCodes.internal, 'Internal error in the emulator during custom allocation');
+        },
+      );
+    } else {
+      operation.state = outcome;
+    }
     return this.#assigning(operationId);
   }
 
@@ -97,7 +126,7 @@ export class RegistrationService {
     if (!operation || operation.registrationId !== device.registrationId.toLowerCase() || now >= operation.expiresAt) {
       throw new DpsError(404, ErrorCodes.operationNotFound, `The operation ${operationId.slice(0, 100)} is not known for this registration`);
     }
-    if (now < operation.readyAt) return this.#assigning(operationId);
+    if (now < operation.readyAt || !operation.state) return this.#assigning(operationId);
     return { status: 200, body: { operationId, status: operation.state.status, registrationState: operation.state } };
   }
 
@@ -115,79 +144,100 @@ export class RegistrationService {
     }
   }
 
-  /** Decide the outcome, record it, and create the device identity in the hub. */
-  #assign(device: DeviceAttestation, nowMs: number): DeviceRegistrationState {
+  /** Decide the outcome (at once, or after the custom allocation webhook answers), record it, create the device. */
+  #assign(
+    device: DeviceAttestation,
+    enrollment: Enrollment,
+    payload: unknown,
+    nowMs: number,
+  ): DeviceRegistrationState | Promise<DeviceRegistrationState> {
     const model = this.#model;
     const now = new Date(nowMs).toISOString();
-    const enrollment = this.#enrollment(device);
     const previous = model.registration(device.registrationId)?.state;
-    const base = {
+    const base: Base = {
       registrationId: device.registrationId,
       createdDateTimeUtc: previous?.createdDateTimeUtc ?? now,
       lastUpdatedDateTimeUtc: now,
       etag: newEtag(),
     };
-    let state: DeviceRegistrationState;
-    if (enrollment.provisioningStatus === 'disabled') {
-      state = { ...base, status: 'disabled' };
-    } else {
-      state = this.#allocate(device, enrollment, previous, base, now);
-    }
-    model.saveRegistration({ state, enrollment: device.enrollment });
-    return state;
-  }
+    const save = (state: DeviceRegistrationState): DeviceRegistrationState => {
+      model.saveRegistration({ state, enrollment: device.enrollment });
+      return state;
+    };
+    if (enrollment.provisioningStatus === 'disabled') return save({ ...base, status: 'disabled' });
 
-  #allocate(
-    device: DeviceAttestation,
-    enrollment: EnrollmentGroup | IndividualEnrollment,
-    previous: DeviceRegistrationState | undefined,
-    base: Pick<DeviceRegistrationState, 'registrationId' | 'createdDateTimeUtc' | 'lastUpdatedDateTimeUtc' | 'etag'>,
-    now: string,
-  ): DeviceRegistrationState {
-    const model = this.#model;
     const linkedHubs = model.linkedHubs();
     const wasAssigned = previous?.status === 'assigned' && previous.assignedHub !== undefined;
-    const keepHub =
-      wasAssigned &&
-      !enrollment.reprovisionPolicy.updateHubAssignment &&
-      candidateHubs(linkedHubs, enrollment.iotHubs).hubs.some((h) => h.hostName === previous!.assignedHub);
-    let hostName: string;
-    if (keepHub) {
-      hostName = previous!.assignedHub!;
-    } else {
-      const policy = enrollment.allocationPolicy ?? model.allocationPolicy;
-      if (policy === 'custom') {
-        return failed(base, ErrorCodes.policyNotSupported, 'The custom allocation policy (webhook) is not implemented by the emulator yet');
-      }
+    const { hubs: candidates, missing } = candidateHubs(linkedHubs, enrollment.iotHubs);
+    if (wasAssigned && !enrollment.reprovisionPolicy.updateHubAssignment && candidates.some((h) => h.hostName === previous!.assignedHub)) {
+      return save(this.#commit(device, enrollment, previous, base, previous!.assignedHub!, now));
+    }
+    const policy = enrollment.allocationPolicy ?? model.allocationPolicy;
+    if (policy !== 'custom' || missing.length > 0) {
       const result = allocateHub({
         registrationId: device.registrationId,
-        policy,
+        policy: policy === 'custom' ? 'hashed' : policy, // a missing hub fails before any policy runs
         linkedHubs,
         enrollmentHubs: enrollment.iotHubs,
         deviceRegion: this.#options.region,
         latency: model.latency,
       });
-      if (!result.ok) return failed(base, result.errorCode, result.message);
-      hostName = result.hub.hostName;
+      if (!result.ok) return save(failed(base, result.errorCode, result.message));
+      return save(this.#commit(device, enrollment, previous, base, result.hub.hostName, now));
     }
+    const definition = enrollment.customAllocationDefinition!;
+    return callAllocationWebhook(
+      {
+        webhookUrl: definition.webhookUrl,
+        enrollment: 'enrollmentGroupId' in enrollment ? { kind: 'group', value: enrollment } : { kind: 'individual', value: enrollment },
+        registrationId: device.registrationId,
+        ...(wasAssigned ? { currentIotHubHostName: previous!.assignedHub!, currentDeviceId: previous!.deviceId ?? device.registrationId } : {}),
+        payload,
+        linkedHubs: candidates.map((h) => h.hostName),
+      },
+      { timeoutMs: this.#options.webhookTimeoutMs, signal: this.#abort.signal },
+    ).then((answer) => {
+      if (!answer.ok) return save(failed(base, ErrorCodes.customAllocationFailed, answer.errorMessage));
+      if (!model.linkedHub(answer.iotHubHostName)) {
+        return save(failed(base, ErrorCodes.customAllocationFailed, 'Custom allocation failed: the chosen IoT hub was unlinked meanwhile'));
+      }
+      const state = this.#commit(device, enrollment, previous, base, answer.iotHubHostName, now, answer.initialTwin);
+      return save(answer.payload !== undefined ? { ...state, payload: answer.payload } : state);
+    });
+  }
 
+  /** Create or update the device identity in `hostName`'s registry; the assigned state. */
+  #commit(
+    device: DeviceAttestation,
+    enrollment: Enrollment,
+    previous: DeviceRegistrationState | undefined,
+    base: Base,
+    hostName: string,
+    now: string,
+    twinOverride?: InitialTwin,
+  ): DeviceRegistrationState {
+    const model = this.#model;
     const deviceId = 'deviceId' in enrollment && enrollment.deviceId ? enrollment.deviceId : device.registrationId;
+    const wasAssigned = previous?.status === 'assigned' && previous.assignedHub !== undefined;
     const moved = wasAssigned && previous!.assignedHub !== hostName;
     const migrate = moved && enrollment.reprovisionPolicy.migrateDeviceData;
     const old = wasAssigned ? model.hubDevice(previous!.assignedHub!, previous!.deviceId ?? deviceId) : undefined;
     const existing = model.hubDevice(hostName, deviceId);
-    const twinSource = migrate && old ? { tags: old.tags, desired: old.properties.desired } : undefined;
+    // A webhook's initialTwin wins over migration (concepts-custom-allocation.md); then migrated
+    // data; a device that stays keeps its twin; otherwise the enrollment's initialTwin.
+    const twin: { tags: Record<string, unknown>; desired: Record<string, unknown> } = twinOverride
+      ? { tags: twinOverride.tags ?? {}, desired: twinOverride.properties?.desired ?? {} }
+      : migrate && old
+        ? { tags: old.tags, desired: old.properties.desired }
+        : !moved && existing
+          ? { tags: existing.tags, desired: existing.properties.desired }
+          : { tags: enrollment.initialTwin?.tags ?? {}, desired: enrollment.initialTwin?.properties?.desired ?? {} };
     const identity: HubDevice = {
       deviceId,
       registrationId: device.registrationId,
       authentication: { type: 'sas', symmetricKey: { ...device.deviceKeys } },
-      tags: structuredClone(twinSource?.tags ?? (moved || !existing ? enrollment.initialTwin?.tags ?? {} : existing.tags)),
-      properties: {
-        desired: structuredClone(
-          twinSource?.desired ??
-            (moved || !existing ? enrollment.initialTwin?.properties?.desired ?? {} : existing.properties.desired),
-        ),
-      },
+      tags: structuredClone(twin.tags),
+      properties: { desired: structuredClone(twin.desired) },
       createdDateTimeUtc: !moved && existing ? existing.createdDateTimeUtc : now,
       lastUpdatedDateTimeUtc: now,
     };
@@ -201,7 +251,7 @@ export class RegistrationService {
   }
 
   /** The enrollment the device authenticated through, as it is now (it may have changed since CONNECT). */
-  #enrollment(device: DeviceAttestation): EnrollmentGroup | IndividualEnrollment {
+  #enrollment(device: DeviceAttestation): Enrollment {
     const ref = device.enrollment;
     const enrollment =
       ref.kind === 'individual'
@@ -215,7 +265,7 @@ export class RegistrationService {
 }
 
 function failed(
-  base: Pick<DeviceRegistrationState, 'registrationId' | 'createdDateTimeUtc' | 'lastUpdatedDateTimeUtc' | 'etag'>,
+  base: Base,
   errorCode: number,
   errorMessage: string,
 ): DeviceRegistrationState {

@@ -1,5 +1,7 @@
 // Allocation policies and the model's rules: weighted hashing shares, determinism, apply=false,
 // static, geoLatency, edge rules from the seeds (unlinked hubs, reprovisioning), validation.
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { allocateHub, geoLatencyPick, hashedPick } from '../emulator/allocation.js';
 import type { DeviceAttestation } from '../emulator/auth.js';
@@ -167,5 +169,83 @@ describe('registrations through the model', () => {
     model.updateHub('b.azure-devices.net', { applyAllocationPolicy: false });
     expect(finish(model, 'mover')).toMatchObject({ assignedHub: 'a.azure-devices.net', substatus: 'deviceDataReset' });
     expect(model.hubDevice('a.azure-devices.net', 'mover')?.tags).toEqual({ site: 'three' });
+  });
+});
+
+describe('custom allocation', () => {
+  /** A webhook on loopback; `answer` decides each response. Returns the requests it saw. */
+  async function withWebhook(
+    answer: (body: any) => { status: number; json?: unknown },
+    run: (url: string, seen: any[]) => Promise<void>,
+  ): Promise<void> {
+    const seen: any[] = [];
+    const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+      let text = '';
+      req.on('data', (c) => (text += c));
+      req.on('end', () => {
+        const body = JSON.parse(text);
+        seen.push(body);
+        const { status, json } = answer(body);
+        res.writeHead(status, { 'content-type': 'application/json' }).end(json === undefined ? '' : JSON.stringify(json));
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      await run(`http://127.0.0.1:${(server.address() as AddressInfo).port}/api/allocate`, seen);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  }
+
+  async function provision(model: DpsModel, id: string, payload?: unknown): Promise<any> {
+    const service = new RegistrationService(model, { retryAfterSeconds: 0, assignmentDelayMs: 0, webhookTimeoutMs: 2000 });
+    const attestation: DeviceAttestation = { registrationId: id, enrollment: { kind: 'group', enrollmentGroupId: 'g' }, deviceKeys: { primaryKey: KEY, secondaryKey: KEY } };
+    const started = service.register(attestation, Buffer.from(JSON.stringify({ registrationId: id, payload }))) as { body: { operationId: string } };
+    for (let i = 0; i < 200; i++) {
+      const response = service.poll(attestation, started.body.operationId);
+      if (response.status === 200) return (response.body as { registrationState: unknown }).registrationState;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    throw new Error('the operation never completed');
+  }
+
+  const customGroup = (model: DpsModel, webhookUrl: string) =>
+    model.putEnrollmentGroup({
+      enrollmentGroupId: 'g',
+      attestation: { type: 'symmetricKey' },
+      allocationPolicy: 'custom',
+      customAllocationDefinition: { webhookUrl, apiVersion: '2021-10-01' },
+      initialTwin: { tags: { from: 'enrollment' } },
+    });
+
+  it('posts the documented AllocationRequest and obeys the hub, initial twin and payload it returns', async () => {
+    const model = new DpsModel({ iotHubs: [hubConfig('toasters'), hubConfig('heatpumps')] });
+    const reply = { iotHubHostName: 'heatpumps.azure-devices.net', initialTwin: { tags: { kind: 'heatpump' }, properties: { desired: { mode: 'eco' } } }, payload: { site: 7 } };
+    await withWebhook(() => ({ status: 200, json: reply }), async (url, seen) => {
+      customGroup(model, url);
+      const state = await provision(model, 'pump-1', { model: 'hp-2000' });
+      expect(state).toMatchObject({ status: 'assigned', assignedHub: 'heatpumps.azure-devices.net', deviceId: 'pump-1', payload: { site: 7 } });
+      expect(model.hubDevice('heatpumps.azure-devices.net', 'pump-1')).toMatchObject({ tags: { kind: 'heatpump' }, properties: { desired: { mode: 'eco' } } });
+      expect(seen[0]).toMatchObject({
+        enrollmentGroup: { enrollmentGroupId: 'g', attestation: { type: 'symmetricKey' }, allocationPolicy: 'custom' },
+        deviceRuntimeContext: { registrationId: 'pump-1', symmetricKey: {}, payload: { model: 'hp-2000' } },
+        linkedHubs: ['toasters.azure-devices.net', 'heatpumps.azure-devices.net'],
+      });
+      expect(JSON.stringify(seen[0])).not.toContain(model.enrollmentGroup('g')!.attestation.symmetricKey.primaryKey); // keys stay home
+      await provision(model, 'pump-1');
+      expect(seen[1].deviceRuntimeContext).toMatchObject({ currentIotHubHostName: 'heatpumps.azure-devices.net', currentDeviceId: 'pump-1' });
+    });
+  });
+
+  it('fails the registration with 400207 when the webhook fails or picks a hub it was not offered', async () => {
+    const model = new DpsModel({ iotHubs: [hubConfig('a')] });
+    let answer = { status: 500 } as { status: number; json?: unknown };
+    await withWebhook(() => answer, async (url) => {
+      customGroup(model, url);
+      expect(await provision(model, 'c-1')).toMatchObject({ status: 'failed', errorCode: 400207, errorMessage: 'Custom allocation failed with status code: 500' });
+      answer = { status: 200, json: { iotHubHostName: 'elsewhere.azure-devices.net' } };
+      expect(await provision(model, 'c-2')).toMatchObject({ status: 'failed', errorCode: 400207 });
+      expect(model.hubDevices('a.azure-devices.net')).toEqual([]);
+    });
   });
 });
