@@ -22,6 +22,8 @@ export interface DpsScript {
   replies: Reply[];
   /** Deliver responses at QoS 1 (the client must PUBACK); default QoS 0. */
   qos1Responses?: boolean;
+  /** Keep no transcript (the footprint bench: measure the device, not the bookkeeping). */
+  noTranscript?: boolean;
 }
 
 export type TranscriptEntry =
@@ -114,7 +116,15 @@ export class ScriptedDps {
   };
 
   #event(conn: number, event: string): void {
-    this.transcript.push({ t: this.clock.elapsed, conn, event });
+    this.#record({ t: this.clock.elapsed, conn, event });
+  }
+
+  #record(entry: TranscriptEntry): void {
+    if (!this.script.noTranscript) this.transcript.push(entry);
+  }
+
+  #packet(conn: number, dir: 'device' | 'dps', packet: () => Record<string, unknown>): void {
+    if (!this.script.noTranscript) this.transcript.push({ t: this.clock.elapsed, conn, dir, packet: packet() });
   }
 
   #open(conn: number, handlers: ConnectionHandlers): Connection {
@@ -135,8 +145,7 @@ export class ScriptedDps {
     };
     const send = (packet: Packet | Uint8Array) => {
       const bytes = packet instanceof Uint8Array ? packet : encodePacket(packet);
-      if (!(packet instanceof Uint8Array)) this.transcript.push({ t: this.clock.elapsed, conn, dir: 'dps', packet: packetJson(packet) });
-      else this.transcript.push({ t: this.clock.elapsed, conn, dir: 'dps', packet: { raw: hex(bytes) } });
+      this.#packet(conn, 'dps', () => (packet instanceof Uint8Array ? { raw: hex(bytes) } : packetJson(packet)));
       const cut = bytes.length >> 1;
       for (const piece of cut > 0 ? [bytes.subarray(0, cut), bytes.subarray(cut)] : [bytes]) {
         outgoing = outgoing.then(() => {
@@ -155,7 +164,7 @@ export class ScriptedDps {
       });
     };
     const onPacket = (packet: Packet) => {
-      this.transcript.push({ t: this.clock.elapsed, conn, dir: 'device', packet: packetJson(packet) });
+      this.#packet(conn, 'device', () => packetJson(packet));
       switch (packet.type) {
         case 'connect':
           send({ type: 'connack', sessionPresent: false, returnCode: this.script.connack?.[conn] ?? 0 });
