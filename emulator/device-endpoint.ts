@@ -176,14 +176,7 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
         respond(client, { status: fault.status, body, retryAfterSeconds: fault.retryAfter }, request.rid);
         return;
       }
-      if (fault?.type === 'stray') {
-        const stray: DpsResponse = {
-          status: fault.status ?? 202,
-          body: { operationId: `4.${randomBytes(8).toString('hex')}.${randomUUID()}`, status: 'assigning' },
-          retryAfterSeconds: 1,
-        };
-        respond(client, stray, randomUUID());
-      }
+      if (fault?.type === 'stray') respond(client, strayResponse(fault.status ?? 202, new Date(now())), randomUUID());
       let response: DpsResponse;
       try {
         response =
@@ -280,6 +273,27 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
       return closing;
     },
   };
+}
+
+/** A plausible answer to somebody else's request: a client that matches $rid must ignore it. */
+function strayResponse(status: number, at: Date): DpsResponse {
+  const operationId = `4.${randomBytes(8).toString('hex')}.${randomUUID()}`;
+  if (status === 202) return { status, body: { operationId, status: 'assigning' }, retryAfterSeconds: 1 };
+  if (status === 200) {
+    const time = at.toISOString();
+    const registrationState = {
+      registrationId: 'stray-device',
+      createdDateTimeUtc: time,
+      assignedHub: 'stray-hub.azure-devices.net',
+      deviceId: 'stray-device',
+      status: 'assigned',
+      substatus: 'initialAssignment',
+      lastUpdatedDateTimeUtc: time,
+      etag: 'c3RyYXk=',
+    };
+    return { status, body: { operationId, status: 'assigned', registrationState } };
+  }
+  return { status, body: errorBody(genericErrorCode(status), 'A response to another request (emulator fault injection)', at) };
 }
 
 function faultMessage(status: number): string {

@@ -19,8 +19,10 @@
 //            the request is processed and answered first, then the connection closes (the
 //            device knows the operationId and should resume polling); without it, a register
 //            is still processed (DPS may have started the operation) but not answered.
-//   stray    register/poll: first send a response with a foreign $rid (a well-formed 202 for an
-//            unknown operation), then handle the request normally. connect: not applicable.
+//   stray    register/poll: first send a response with a foreign $rid, then handle the request
+//            normally. `status` (default 202) shapes it: 202 assigning, 200 an assigned result
+//            for 'stray-device' on 'stray-hub.azure-devices.net', otherwise DPS's error body.
+//            connect: not applicable.
 //   delay    hold the answer for `ms` milliseconds, then handle normally (a slow DPS).
 
 export type FaultTrigger = 'connect' | 'register' | 'poll';

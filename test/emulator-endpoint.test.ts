@@ -283,10 +283,16 @@ describe('the fault plan', () => {
 
   it('sends a stray response with a foreign $rid before the real one', async () => {
     emulator.faults.push({ on: 'register', action: { type: 'stray' }, registrationId: 'fault-2' });
+    emulator.faults.push({ on: 'poll', action: { type: 'stray', status: 200 }, registrationId: 'fault-2' });
     const device = await (await RawDevice.device('fault-2')).ready();
-    expect((await register(device, 'fault-2', 'mine')).status).toBe(202);
-    const stray = device.received.find((p) => p.cmd === 'publish');
-    expect(stray && 'topic' in stray && stray.topic).toMatch(/^\$dps\/registrations\/res\/202\/\?\$rid=(?!mine)/);
+    const started = await register(device, 'fault-2', 'mine');
+    expect(started.status).toBe(202);
+    const stray = device.received.splice(0).find((p) => p.cmd === 'publish') as Extract<Packet, { cmd: 'publish' }>;
+    expect(stray.topic).toMatch(/^\$dps\/registrations\/res\/202\/\?\$rid=(?!mine)/);
+    expect((await device.request(POLL('poll-rid', started.body.operationId), '', 'poll-rid')).status).toBe(202);
+    const assignedStray = device.received.find((p) => p.cmd === 'publish') as Extract<Packet, { cmd: 'publish' }>;
+    expect(assignedStray.topic).toMatch(/^\$dps\/registrations\/res\/200\/\?\$rid=(?!poll-rid)/);
+    expect(JSON.parse(assignedStray.payload.toString())).toMatchObject({ status: 'assigned', registrationState: { assignedHub: 'stray-hub.azure-devices.net' } });
     device.end();
   });
 
