@@ -9,11 +9,12 @@
 //   subscribed to the response topic, as a broker would. A PUBLISH to any other topic, or a
 //   register/poll topic without $rid, closes the connection: IoT Hub and DPS support only their
 //   documented topics, and MQTT 3.1.1 §3.3.5 lets a server close the connection for a publish it
-//   does not authorize.
+//   does not authorize. A QoS 2 publish closes the connection and a QoS 2 subscription is granted
+//   QoS 1, IoT Hub's documented MQTT rules (MicrosoftDocs/azure-docs, iot-mqtt-connect-to-iot-hub.md).
 // - One bad client never disturbs another: packets over `maxPacketBytes` close that connection
 //   before they are buffered (packet-limit.ts); retained flags are cleared; handshakes and
-//   CONNECTs time out; every handler is guarded so an exception answers 500 and closes only the
-//   client concerned.
+//   CONNECTs time out; an unexpected exception while serving a request answers 500, and one
+//   anywhere else in the handler closes only the client concerned.
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { createServer, type TLSSocket } from 'node:tls';
@@ -145,6 +146,10 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
       }
       if (!client || !session || !request) {
         callback(new Error('publish to an unsupported topic'));
+        return;
+      }
+      if (packet.qos === 2) {
+        callback(new Error('QoS 2 is not supported')); // as IoT Hub: the connection is closed
         return;
       }
       packet.retain = false;

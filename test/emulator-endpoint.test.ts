@@ -232,10 +232,14 @@ describe('topics and the register/poll flow', () => {
     device.end();
   });
 
-  it('closes the connection of a device that publishes to any other topic', async () => {
+  it('closes the connection of a device that publishes to any other topic, or at QoS 2', async () => {
     const device = await (await RawDevice.device('wrong-topic')).ready();
     device.send({ cmd: 'publish', topic: '$dps/registrations/res/200/?$rid=spoof', payload: Buffer.from('{}'), qos: 0, retain: false, dup: false });
     await device.closed;
+    const qos2 = await (await RawDevice.device('qos-two')).ready();
+    qos2.send({ cmd: 'publish', topic: REGISTER('q2'), payload: Buffer.from('{"registrationId":"qos-two"}'), qos: 2, messageId: 7, retain: false, dup: false });
+    await qos2.closed;
+    expect(qos2.received.filter((p) => p.cmd === 'publish' || p.cmd === 'pubrec')).toEqual([]);
   });
 });
 
