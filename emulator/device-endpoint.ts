@@ -16,7 +16,7 @@
 //   CONNECTs time out; an unexpected exception while serving a request answers 500, and one
 //   anywhere else in the handler closes only the client concerned.
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { createServer, type TLSSocket } from 'node:tls';
 import { Aedes, type Client, type PublishPacket } from 'aedes';
 import { parseRequestTopic, responseTopic, RESPONSE_SUBSCRIBE_TOPIC, type RequestTopic } from '../src/dps/topics.js';
@@ -73,7 +73,8 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
   };
   const sessions = new WeakMap<Client, DeviceAttestation>();
   const subscribed = new WeakSet<Client>();
-  const sockets = new Set<TLSSocket>();
+  /** Every TCP connection, including those still in the TLS handshake, so close() ends them all. */
+  const connections = new Set<Socket>();
   const socketOf = new WeakMap<object, TLSSocket>();
   const timers = new Set<NodeJS.Timeout>();
   const timeoutMs = options.timeoutMs ?? 10_000;
@@ -242,9 +243,11 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
   server.on('tlsClientError', () => {
     // An untrusting or broken client: its socket is closed by node:tls; nothing else to do.
   });
+  server.on('connection', (raw: Socket) => {
+    connections.add(raw);
+    raw.on('close', () => connections.delete(raw));
+  });
   server.on('secureConnection', (socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
     socket.setNoDelay(true);
     const stream = new BoundedMqttStream(socket, options.maxPacketBytes ?? 64 * 1024);
     socketOf.set(stream, socket);
@@ -271,7 +274,7 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
         for (const timer of timers) clearTimeout(timer);
         timers.clear();
         const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
-        for (const socket of sockets) socket.destroy();
+        for (const raw of connections) raw.destroy();
         await new Promise<void>((resolve) => broker.close(() => resolve()));
         await serverClosed;
       })();

@@ -5,6 +5,7 @@ import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createConnection } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadOrCreateCertificates } from '../emulator/certificates.js';
@@ -93,7 +94,15 @@ describe('lifecycle', () => {
     const two = await startEmulator({ idScope: '0ne00000001', stateDir });
     expect(two.caPem).toBe(one.caPem);
     expect(two.caPath).toBe(join(stateDir, 'ca.pem'));
+    // A client stuck before the TLS handshake must not hold close() up (the handshake timeout is 10 s).
+    const silent = createConnection({ host: '127.0.0.1', port: two.endpoint.port });
+    silent.on('error', () => {});
+    await new Promise((resolve) => silent.once('connect', resolve));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const started = Date.now();
     await two.close();
+    expect(Date.now() - started).toBeLessThan(2000);
+    silent.destroy();
     await two.close(); // idempotent
 
     await new Promise((resolve) => setTimeout(resolve, 50));
