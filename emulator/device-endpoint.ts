@@ -15,14 +15,14 @@
 //   before they are buffered (packet-limit.ts); retained flags are cleared; handshakes and
 //   CONNECTs time out; an unexpected exception while serving a request answers 500, and one
 //   anywhere else in the handler closes only the client concerned.
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { AddressInfo, Socket } from 'node:net';
 import { createServer, type TLSSocket } from 'node:tls';
 import { Aedes, type Client, type PublishPacket } from 'aedes';
 import { parseRequestTopic, responseTopic, RESPONSE_SUBSCRIBE_TOPIC, type RequestTopic } from '../src/dps/topics.js';
 import { authenticateDevice, type AuthFailure, type DeviceAttestation } from './auth.js';
-import { DpsError, ErrorCodes, errorBody, genericErrorCode } from './dps-errors.js';
-import type { FaultAction, FaultPlan } from './faults.js';
+import { DpsError, ErrorCodes, errorBody } from './dps-errors.js';
+import { statusFaultResponse, strayResponse, type FaultAction, type FaultPlan } from './faults.js';
 import { BoundedMqttStream } from './packet-limit.js';
 import type { DpsModel } from './model.js';
 import type { DpsResponse, RegistrationService } from './registrations.js';
@@ -178,8 +178,7 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
         if (client.closed) return;
       }
       if (fault?.type === 'status') {
-        const body = errorBody(fault.errorCode ?? genericErrorCode(fault.status), fault.message ?? faultMessage(fault.status), new Date(now()));
-        respond(client, { status: fault.status, body, retryAfterSeconds: fault.retryAfter }, request.rid);
+        respond(client, statusFaultResponse(fault, new Date(now())), request.rid);
         return;
       }
       if (fault?.type === 'stray') respond(client, strayResponse(fault.status ?? 202, new Date(now())), randomUUID());
@@ -281,31 +280,4 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
       return closing;
     },
   };
-}
-
-/** A plausible answer to somebody else's request: a client that matches $rid must ignore it. */
-function strayResponse(status: number, at: Date): DpsResponse {
-  const operationId = `4.${randomBytes(8).toString('hex')}.${randomUUID()}`;
-  if (status === 202) return { status, body: { operationId, status: 'assigning' }, retryAfterSeconds: 1 };
-  if (status === 200) {
-    const time = at.toISOString();
-    const registrationState = {
-      registrationId: 'stray-device',
-      createdDateTimeUtc: time,
-      assignedHub: 'stray-hub.azure-devices.net',
-      deviceId: 'stray-device',
-      status: 'assigned',
-      substatus: 'initialAssignment',
-      lastUpdatedDateTimeUtc: time,
-      etag: 'c3RyYXk=',
-    };
-    return { status, body: { operationId, status: 'assigned', registrationState } };
-  }
-  return { status, body: errorBody(genericErrorCode(status), 'A response to another request (emulator fault injection)', at) };
-}
-
-function faultMessage(status: number): string {
-  if (status === 429) return 'Operations are being throttled (emulator fault injection)';
-  if (status >= 500) return 'Internal error (emulator fault injection)';
-  return `Request refused with status ${status} (emulator fault injection)`;
 }

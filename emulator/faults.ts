@@ -25,6 +25,10 @@
 //            connect: not applicable.
 //   delay    hold the answer for `ms` milliseconds, then handle normally (a slow DPS).
 
+import { randomBytes, randomUUID } from 'node:crypto';
+import { errorBody, genericErrorCode } from './dps-errors.js';
+import type { DpsResponse } from './registrations.js';
+
 export type FaultTrigger = 'connect' | 'register' | 'poll';
 
 export type FaultAction =
@@ -124,4 +128,37 @@ function validate(fault: Fault): void {
     default:
       throw new TypeError("A fault action type must be 'status', 'drop', 'stray' or 'delay'");
   }
+}
+
+/** The answer a status fault sends: DPS's error body, with retry-after when the fault has one. */
+export function statusFaultResponse(fault: Extract<FaultAction, { type: 'status' }>, at: Date): DpsResponse {
+  const body = errorBody(fault.errorCode ?? genericErrorCode(fault.status), fault.message ?? faultMessage(fault.status), at);
+  return fault.retryAfter === undefined ? { status: fault.status, body } : { status: fault.status, body, retryAfterSeconds: fault.retryAfter };
+}
+
+/** A plausible answer to somebody else's request: a client that matches $rid must ignore it. */
+export function strayResponse(status: number, at: Date): DpsResponse {
+  const operationId = `4.${randomBytes(8).toString('hex')}.${randomUUID()}`;
+  if (status === 202) return { status, body: { operationId, status: 'assigning' }, retryAfterSeconds: 1 };
+  if (status === 200) {
+    const time = at.toISOString();
+    const registrationState = {
+      registrationId: 'stray-device',
+      createdDateTimeUtc: time,
+      assignedHub: 'stray-hub.azure-devices.net',
+      deviceId: 'stray-device',
+      status: 'assigned',
+      substatus: 'initialAssignment',
+      lastUpdatedDateTimeUtc: time,
+      etag: 'c3RyYXk=',
+    };
+    return { status, body: { operationId, status: 'assigned', registrationState } };
+  }
+  return { status, body: errorBody(genericErrorCode(status), 'A response to another request (emulator fault injection)', at) };
+}
+
+function faultMessage(status: number): string {
+  if (status === 429) return 'Operations are being throttled (emulator fault injection)';
+  if (status >= 500) return 'Internal error (emulator fault injection)';
+  return `Request refused with status ${status} (emulator fault injection)`;
 }

@@ -317,6 +317,19 @@ describe('the fault plan', () => {
     third.end();
   });
 
+  it('holds an answer for a delay, and can drop a CONNECT without any CONNACK', async () => {
+    emulator.faults.push({ on: 'register', action: { type: 'delay', ms: 300 }, registrationId: 'fault-6' });
+    const slow = await (await RawDevice.device('fault-6')).ready();
+    const started = Date.now();
+    expect((await register(slow, 'fault-6')).status).toBe(202);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(290);
+    slow.end();
+    emulator.faults.push({ on: 'connect', action: { type: 'drop' }, registrationId: 'fault-6' });
+    const dropped = await RawDevice.device('fault-6');
+    await dropped.closed;
+    expect(dropped.received).toEqual([]);
+  });
+
   it('refuses a CONNECT with the return code asked for, for the named device only', async () => {
     emulator.faults.push({ on: 'connect', action: { type: 'status', status: 3 }, registrationId: 'fault-4' });
     const other = await RawDevice.device('fault-5');
