@@ -117,6 +117,10 @@ export interface DriverJob {
   scripts: string[];
   /** Delivered, in order, to the worker's handleCommand after the scripts. */
   commands?: string[];
+  /** Computrons allowed per delivery (default 1e9, a few seconds). */
+  meteringLimit?: number;
+  /** Wall-clock limit for the whole job (default 60 s): the driver is killed after it. */
+  timeoutMs?: number;
 }
 
 /** Run one job in a fresh xsnap worker (through xsnap-driver.js in a child Node process). */
@@ -130,15 +134,19 @@ export function runXs(job: DriverJob): Promise<DriverResult> {
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const timer = setTimeout(() => child.kill(), job.timeoutMs ?? 60_000);
     child.on('error', reject);
-    child.on('close', (code) => {
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (signal) return reject(new Error(`xsnap driver killed (${signal}) after ${job.timeoutMs ?? 60_000} ms: ${stderr}`));
       try {
         resolvePromise(JSON.parse(stdout) as DriverResult);
       } catch {
         reject(new Error(`xsnap driver exited with ${code}: ${stderr || stdout}`));
       }
     });
-    child.stdin.end(JSON.stringify(job));
+    const { timeoutMs: _timeoutMs, ...driverJob } = job;
+    child.stdin.end(JSON.stringify(driverJob));
   });
 }
 

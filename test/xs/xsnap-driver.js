@@ -3,7 +3,7 @@
 // `@endo/init` locks down this process, never the vitest worker or the bench.
 //
 // Job on stdin (JSON):
-//   { name, lockdown: boolean, scripts: string[], commands: string[] }
+//   { name, lockdown: boolean, scripts: string[], commands: string[], meteringLimit?: number }
 // `lockdown` evaluates @agoric/xsnap-lockdown's SES bundle in the worker first. Each script is
 // evaluated in order, then each command is delivered to the worker's global `handleCommand`.
 // Result on stdout (JSON):
@@ -47,7 +47,9 @@ async function main() {
     name: job.name ?? 'xs-engine',
     stdout: 'pipe',
     stderr: 'pipe',
-    meteringLimit: 0,
+    // Computrons per delivery before xsnap aborts it ("too much computation"): a runaway loop
+    // ends instead of hanging the test. The whole flow scenario takes ~15 million.
+    meteringLimit: job.meteringLimit ?? 1e9,
     handleCommand: async (bytes) => {
       const text = decoder.decode(bytes);
       let value;
