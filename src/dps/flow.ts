@@ -179,7 +179,8 @@ class Session {
     this.connectAttempts++;
     this.log({ type: 'connecting', host: this.endpoint.host, port: this.endpoint.port, attempt: this.connectAttempts });
     const expiry = Math.floor(clock.now() / 1000) + sasTtlSeconds;
-    const client = await MqttClient.connect(this.ports.connect, this.endpoint, clock, {
+    let client: MqttClient | undefined = undefined;
+    client = await MqttClient.connect(this.ports.connect, this.endpoint, clock, {
       clientId: registrationId,
       username: dpsUsername(idScope, registrationId, this.options.clientVersion),
       password: dpsRegistrationSasToken(idScope, registrationId, deviceKey, expiry),
@@ -187,10 +188,12 @@ class Session {
       ...(this.options.maxPacketSize !== undefined && { maxPacketSize: this.options.maxPacketSize }),
       onMessage: (topic, payload) => this.onMessage(topic, payload),
       onClose: (error) => {
-        if (this.client === client) this.client = undefined;
+        if (client === undefined || this.client !== client) return; // an earlier connection, or one that died while connecting
+        this.client = undefined;
         this.deliver({ type: 'lost', error: error ?? new ProvisioningError('network', 'DPS closed the connection') });
       },
     });
+    if (!client.isOpen) throw new ProvisioningError('network', 'DPS closed the connection right after accepting it');
     this.client = client;
     this.log({ type: 'connected', host: this.endpoint.host, port: this.endpoint.port });
     return client;
