@@ -88,7 +88,9 @@ export function utf8Decode(bytes: Uint8Array, start = 0, end = bytes.length): st
     } else {
       chunk.push(cp);
     }
-    if (chunk.length >= 4096) {
+    // XS puts every argument of apply() on its VM stack (256 slots by default on a device) and
+    // aborts, uncatchably, when it overflows: keep the chunks small.
+    if (chunk.length >= 64) {
       out += String.fromCharCode.apply(null, chunk);
       chunk = [];
     }
