@@ -41,10 +41,12 @@ export class ProvisioningError extends Error {
   readonly errorCode: number | undefined;
   readonly trackingId: string | undefined;
   readonly status: number | undefined;
+  // A field (defined on the instance), not `this.name = ...` in the constructor: on Moddable XS
+  // the preloaded Error.prototype is frozen, and assigning over its read-only `name` throws.
+  override readonly name = 'ProvisioningError';
 
   constructor(kind: ErrorKind, message: string, details: ErrorDetails = {}) {
     super(message);
-    this.name = 'ProvisioningError';
     this.kind = kind;
     this.errorCode = details.errorCode;
     this.trackingId = details.trackingId;
