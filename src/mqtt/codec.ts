@@ -294,6 +294,7 @@ function decodeBody(first: number, body: Uint8Array): Packet {
         const topic = r.filter();
         const qos = r.u8();
         if (qos & 0xfc) throw malformed(type, 'requested QoS bits 7-2 must be 0 (§3.8.3.1)');
+        if (qos === 3) throw malformed(type, 'requested QoS 3 is reserved (§3.8.3.1)');
         if (qos === 2) throw protocol('Unsupported MQTT SUBSCRIBE with QoS 2 (DPS never uses it)');
         subscriptions.push({ topic, qos: qos as 0 | 1 });
       } while (r.more());
