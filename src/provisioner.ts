@@ -57,12 +57,18 @@ export function resolveRegistrationId(config: Pick<DeviceConfig, 'registrationId
 
 /** The device's own key: the given device key, or the one derived from the group key. */
 export function resolveDeviceKey(config: Pick<DeviceConfig, 'deviceKey' | 'groupKey'>, registrationId: string): string {
+  checkKeyChoice(config);
+  return config.groupKey ? deriveDeviceKey(config.groupKey, registrationId) : config.deviceKey!;
+}
+
+/** Exactly one of the device key and the group key. */
+function checkKeyChoice(config: Pick<DeviceConfig, 'deviceKey' | 'groupKey'>): void {
   if (config.deviceKey && config.groupKey) {
     throw new ProvisioningError('invalid-input', 'Give either a device key or a group key, not both');
   }
-  if (config.groupKey) return deriveDeviceKey(config.groupKey, registrationId);
-  if (config.deviceKey) return config.deviceKey;
-  throw new ProvisioningError('invalid-input', 'Give a device key (individual enrollment) or a group key (enrollment group)');
+  if (!config.deviceKey && !config.groupKey) {
+    throw new ProvisioningError('invalid-input', 'Give a device key (individual enrollment) or a group key (enrollment group)');
+  }
 }
 
 export function formatEndpoint(endpoint: Endpoint): string {
@@ -72,7 +78,7 @@ export function formatEndpoint(endpoint: Endpoint): string {
 
 export async function provisionDevice(config: DeviceConfig, ports: ProvisionerPorts): Promise<ProvisionResult> {
   const registrationId = resolveRegistrationId(config);
-  const deviceKey = resolveDeviceKey(config, registrationId);
+  checkKeyChoice(config);
   const endpoint = config.endpoint ?? DPS_GLOBAL_ENDPOINT;
   const identity = { idScope: config.idScope, registrationId, endpoint: formatEndpoint(endpoint) };
   const storeKey = config.storeKey ?? DEFAULT_STORE_KEY;
@@ -86,6 +92,8 @@ export async function provisionDevice(config: DeviceConfig, ports: ProvisionerPo
     }
   }
 
+  // Derived only now: a cached boot needs no key (an HMAC saved on every boot of a device).
+  const deviceKey = resolveDeviceKey(config, registrationId);
   const result = await registerDevice({ ...config, registrationId, deviceKey, endpoint }, ports);
   const assignment: Assignment = {
     assignedHub: result.assignedHub,
