@@ -10,6 +10,7 @@ import { dpsRegistrationSasToken } from '../../src/sas.js';
 import { DEFAULT_SAS_TTL_SECONDS } from '../../src/dps/flow.js';
 import { parseEndpoint, readSecret } from './args.js';
 import { nodeRandom, systemClock } from './clock.js';
+import { emulatorCommand } from './emulator-command.js';
 import { createFileStore } from './file-store.js';
 import { createTlsConnect } from './tls-connect.js';
 
@@ -43,6 +44,7 @@ Commands:
   register             provision a device with DPS (or the local emulator) and store the result
   compute-device-key   derive a device key from an enrollment group key
   sas-token            print a DPS registration SAS token
+  emulator             run a local DPS (device endpoint, service API) for development and CI
 
 Run 'moddable-dps <command> --help' for a command's options.
 `;
@@ -51,6 +53,7 @@ const COMMANDS: Record<string, Command> = {
   register,
   'compute-device-key': computeDeviceKey,
   'sas-token': sasToken,
+  emulator: emulatorCommand,
 };
 
 /** Register further commands (the emulator adds its own). */

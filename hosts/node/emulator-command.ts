@@ -1,0 +1,353 @@
+// `moddable-dps emulator`: a local DPS in the foreground. Prints what a client needs (ID scope,
+// endpoints, the CA to trust, the linked hubs and enrollments), then one line per device event,
+// until SIGINT or SIGTERM.
+import { networkInterfaces } from 'node:os';
+import { isAbsolute, relative } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ConfigFileError, loadConfigFile } from '../../emulator/config-file.js';
+import { DpsError } from '../../emulator/dps-errors.js';
+import {
+  DEFAULT_RETRY_AFTER_SECONDS,
+  DEFAULT_STATE_DIR,
+  startEmulator,
+  type DpsEmulator,
+  type EmulatorOptions,
+  type EndpointEvent,
+  type EnrollmentGroup,
+  type IndividualEnrollment,
+  type ModelConfig,
+} from '../../emulator/index.js';
+import { ProvisioningError } from '../../src/errors.js';
+import { validateIdScope } from '../../src/identity.js';
+import type { CliIo } from './cli.js';
+
+/** The ID scope when neither --id-scope nor the config file names one. */
+export const DEFAULT_ID_SCOPE = '0ne00DEMO01';
+export const DEFAULT_DEVICE_PORT = 8883;
+export const DEFAULT_SERVICE_PORT = 8443;
+
+export const EMULATOR_HELP = `Usage: moddable-dps emulator [--config <file.json>] [options]
+
+Runs a local Device Provisioning Service in the foreground until Ctrl+C (SIGINT) or SIGTERM:
+the device endpoint (MQTT over TLS, as DPS) and the service API for managing it. Prints the
+ID scope, the endpoints, the CA certificate clients must trust, the linked hubs and the
+enrollments, then one line per device event.
+
+  --config <file.json>   linked hubs, allocation policy, enrollments, latency, ID scope
+                         (see examples/emulator.json and the README)
+  --id-scope <s>         the instance's ID scope (default: the config's, else ${DEFAULT_ID_SCOPE})
+  --state-dir <dir>      where the CA and server certificate are kept (default ${DEFAULT_STATE_DIR})
+  --host <address>       listening address (default 127.0.0.1; 0.0.0.0 for devices on the LAN)
+  --port <n>             device endpoint port (default ${DEFAULT_DEVICE_PORT}; 0 picks a free one)
+  --service-port <n>     service API port (default ${DEFAULT_SERVICE_PORT}; 0 picks a free one)
+  --retry-after <s>      retry-after sent with each 202 "assigning" (default ${DEFAULT_RETRY_AFTER_SECONDS})
+  --region <r>           this listener's Azure region, for the geoLatency policy (e.g. westus)
+`;
+
+/** The service API's details, when this emulator has one. */
+interface ServiceInfo {
+  endpoint: string | { host: string; port: number };
+  keyName: string;
+  key: string;
+  connectionString: string;
+}
+
+export interface EmulatorControl {
+  /** Stops the emulator like SIGINT does (for tests and embedding). */
+  signal?: AbortSignal;
+  /** Called once the emulator is listening and the banner is printed. */
+  onReady?: (dps: DpsEmulator) => void;
+}
+
+export async function emulatorCommand(argv: string[], io: CliIo, control: EmulatorControl = {}): Promise<number> {
+  const v = parseFlags(argv);
+  if (!v) {
+    io.stdout(EMULATOR_HELP);
+    return 0;
+  }
+  let file: Awaited<ReturnType<typeof loadConfigFile>> | undefined;
+  if (v.config !== undefined) {
+    try {
+      file = await loadConfigFile(v.config);
+    } catch (error) {
+      if (error instanceof ConfigFileError) throw new ProvisioningError('invalid-input', error.message, { cause: error });
+      throw error;
+    }
+  }
+  const idScope = validateIdScope(v['id-scope'] ?? file?.idScope ?? DEFAULT_ID_SCOPE);
+  const host = v.host ?? '127.0.0.1';
+  const port = whole(v.port, '--port', 0, 65535) ?? DEFAULT_DEVICE_PORT;
+  const servicePort = whole(v['service-port'], '--service-port', 0, 65535) ?? DEFAULT_SERVICE_PORT;
+  const retryAfterSeconds = whole(v['retry-after'], '--retry-after', 0, 3600) ?? DEFAULT_RETRY_AFTER_SECONDS;
+  const region = v.region?.toLowerCase();
+  if (region !== undefined && !/^[a-z0-9-]{1,64}$/.test(region)) {
+    throw new ProvisioningError('invalid-input', '--region must be an Azure region name, e.g. westus');
+  }
+
+  // Stop on the first SIGINT/SIGTERM; the listeners go away with it, so a second Ctrl+C kills.
+  let stop!: (why: string) => void;
+  const stopped = new Promise<string>((resolve) => (stop = resolve));
+  const onSigint = () => stop('SIGINT');
+  const onSigterm = () => stop('SIGTERM');
+  const onAbort = () => stop('stop requested');
+  process.once('SIGINT', onSigint);
+  process.once('SIGTERM', onSigterm);
+  control.signal?.addEventListener('abort', onAbort, { once: true });
+  if (control.signal?.aborted) stop('stop requested');
+
+  let dps: DpsEmulator | undefined;
+  const log = (line: string) => io.stdout(`[${new Date().toTimeString().slice(0, 8)}] ${line}\n`);
+  try {
+    const options: EmulatorOptions & { servicePort?: number } = {
+      idScope,
+      stateDir: v['state-dir'] ?? DEFAULT_STATE_DIR,
+      host,
+      port,
+      servicePort,
+      // Listening on every address: the certificate must also name the LAN address an ESP32 dials.
+      hostNames: isWildcard(host) ? ['localhost', ...lanAddresses()] : [],
+      retryAfterSeconds,
+      ...(region !== undefined ? { region } : {}),
+      ...(file ? { config: file.config } : {}),
+      onEvent: (event) => {
+        const line = describeEmulatorEvent(event, dps);
+        if (line) log(line);
+      },
+    };
+    try {
+      dps = await startEmulator(options);
+    } catch (error) {
+      throw startFailure(error, { host, port, servicePort, config: v.config });
+    }
+    io.stdout(banner(dps, { host, region, config: v.config, configFile: file?.config }));
+    control.onReady?.(dps);
+    const why = await stopped;
+    io.stdout(`\n${why}: stopping the emulator\n`);
+    await dps.close();
+    io.stdout('stopped\n');
+    return 0;
+  } finally {
+    process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigterm);
+    control.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+function parseFlags(argv: string[]) {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string' },
+        'id-scope': { type: 'string' },
+        'state-dir': { type: 'string' },
+        host: { type: 'string' },
+        port: { type: 'string' },
+        'service-port': { type: 'string' },
+        'retry-after': { type: 'string' },
+        region: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    });
+  } catch (error) {
+    const positional = (error as { code?: string }).code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL';
+    // One line: node's message for '--port -1' spans three.
+    const message = positional ? 'Unexpected argument without a flag' : (error as Error).message.split('\n').join(' ').replace(/\.+$/, '');
+    throw new ProvisioningError('invalid-input', `${message}. See --help`);
+  }
+  return parsed.values.help ? undefined : parsed.values;
+}
+
+function whole(text: string | undefined, flag: string, min: number, max: number): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || value < min || value > max) {
+    throw new ProvisioningError('invalid-input', `${flag} must be a whole number from ${min} to ${max}`);
+  }
+  return value;
+}
+
+function startFailure(error: unknown, where: { host: string; port: number; servicePort: number; config: string | undefined }): unknown {
+  const code = (error as NodeJS.ErrnoException).code;
+  const address = (error as { port?: number }).port;
+  const which = address === where.servicePort && address !== where.port ? `--service-port ${where.servicePort}` : `--port ${where.port}`;
+  if (code === 'EADDRINUSE') {
+    return new ProvisioningError('invalid-input', `${where.host} ${which} is in use (another emulator?): stop it or choose another port (0 picks a free one)`);
+  }
+  if (code === 'EACCES') return new ProvisioningError('invalid-input', `not allowed to listen on ${where.host} ${which}: choose a port above 1023`);
+  if (code === 'EADDRNOTAVAIL') return new ProvisioningError('invalid-input', `--host ${where.host} is not an address of this machine`);
+  if (error instanceof DpsError) {
+    return new ProvisioningError('invalid-input', `${where.config ?? 'the configuration'}: ${error.message}`);
+  }
+  if (error instanceof TypeError) return new ProvisioningError('invalid-input', error.message);
+  return error;
+}
+
+// ---- what the user sees ----
+
+interface BannerContext {
+  host: string;
+  region: string | undefined;
+  config: string | undefined;
+  configFile: ModelConfig | undefined;
+}
+
+function banner(dps: DpsEmulator, context: BannerContext): string {
+  const service = (dps as DpsEmulator & { service?: ServiceInfo }).service;
+  // A client on this machine dials loopback even when the emulator listens on every address.
+  const device = `${isWildcard(context.host) ? '127.0.0.1' : hostForUrl(dps.endpoint.host)}:${dps.endpoint.port}`;
+  const ca = shortPath(dps.caPath);
+  const lines = [
+    `DPS emulator running${context.config ? ` (config ${context.config})` : ''}. Ctrl+C stops it.`,
+    '',
+    row('ID scope', dps.idScope),
+    row('device endpoint', `${device}  (MQTT over TLS, like global.azure-devices-provisioning.net:8883)`),
+  ];
+  if (service) {
+    const endpoint = typeof service.endpoint === 'string' ? service.endpoint : `https://${hostForUrl(service.endpoint.host)}:${service.endpoint.port}`;
+    lines.push(row('service endpoint', `${endpoint}  (policy ${service.keyName})`));
+    lines.push(row('service connection', service.connectionString));
+  }
+  lines.push(
+    row('CA certificate', ca),
+    row('  our CLI trusts it', `moddable-dps register --endpoint ${device} --ca ${ca} ...`),
+    ...firmwareLines(dps, context.host, device),
+    row('region', context.region ?? '(none; --region sets it, for geoLatency)'),
+    row('allocation policy', `${dps.model.allocationPolicy} (the instance default)`),
+  );
+  lines.push(...hubLines(dps));
+  lines.push(...enrollmentLines('enrollment groups', dps.model.enrollmentGroups(), context.configFile, dps));
+  lines.push(...enrollmentLines('individual enrollments', dps.model.individualEnrollments(), context.configFile, dps));
+  lines.push('', 'Device events:', '');
+  return `${lines.join('\n')}\n`;
+}
+
+/** How to build the firmware to trust this emulator (the manifest's DPS_CA, mc/config idScope and endpoint). */
+function firmwareLines(dps: DpsEmulator, host: string, device: string): string[] {
+  const build = (platform: string, endpoint: string) => `DPS_CA=${dps.caPath} mcconfig -d -m -p ${platform} idScope=${dps.idScope} endpoint=${endpoint}`;
+  if (!isWildcard(host)) {
+    return [
+      row('  firmware trusts it', build('lin', device)),
+      row('', '(the simulator on this machine; for an ESP32 on the LAN, run with --host 0.0.0.0)'),
+    ];
+  }
+  const lan = lanAddresses().find((a) => !a.includes(':')) ?? '<this machine\'s LAN address>';
+  return [
+    row('  firmware trusts it', `${build('esp32', `${lan}:${dps.endpoint.port}`)} ssid=<wifi> password=<wifi password>`),
+    row('', `(the simulator on this machine: -p lin endpoint=${device})`),
+  ];
+}
+
+const LABEL = 24;
+const row = (label: string, value: string) => `  ${label.padEnd(LABEL)}${value}`.trimEnd();
+
+function hubLines(dps: DpsEmulator): string[] {
+  const hubs = dps.model.linkedHubs();
+  if (hubs.length === 0) return [row('linked hubs', 'none: link one before devices can be assigned')];
+  const total = hubs.filter((h) => h.applyAllocationPolicy).reduce((sum, h) => sum + h.allocationWeight, 0);
+  const width = Math.max(...hubs.map((h) => h.hostName.length));
+  return hubs.map((hub, i) => {
+    const share = !hub.applyAllocationPolicy
+      ? 'applyAllocationPolicy false: only enrollments that list it'
+      : dps.model.allocationPolicy === 'hashed'
+        ? `${Math.round((100 * hub.allocationWeight) / total)}% of hashed allocations`
+        : '';
+    const text = [hub.hostName.padEnd(width), `weight ${String(hub.allocationWeight).padEnd(4)}`, (hub.location || '-').padEnd(12), share].join('  ');
+    return i === 0 ? row('linked hubs', text) : `${' '.repeat(LABEL + 2)}${text}`;
+  }).map((line) => line.trimEnd());
+}
+
+function enrollmentLines(
+  label: string,
+  enrollments: (EnrollmentGroup | IndividualEnrollment)[],
+  configFile: ModelConfig | undefined,
+  dps: DpsEmulator,
+): string[] {
+  if (enrollments.length === 0) return [row(label, 'none')];
+  return enrollments.map((e, i) => {
+    const group = 'enrollmentGroupId' in e;
+    const id = group ? e.enrollmentGroupId : e.registrationId;
+    const given = (group ? configFile?.enrollmentGroups : configFile?.individualEnrollments)?.find((c) => {
+      const cid = 'enrollmentGroupId' in c ? c.enrollmentGroupId : (c as { registrationId: string }).registrationId;
+      return cid.toLowerCase() === id.toLowerCase();
+    });
+    const keys = given?.attestation?.symmetricKey?.primaryKey ? 'keys from the config file' : 'keys generated at start';
+    const policy = e.allocationPolicy ?? `${dps.model.allocationPolicy} (instance default)`;
+    const hubs = e.iotHubs?.length ? e.iotHubs.join(', ') : 'every linked hub';
+    const text = `${id}  ${e.provisioningStatus}, policy ${policy}, hubs: ${hubs}; ${keys}`;
+    return i === 0 ? row(label, text) : `${' '.repeat(LABEL + 2)}${text}`;
+  });
+}
+
+const REFUSALS: Record<string, string> = {
+  username: 'the MQTT username is not <idScope>/registrations/<registrationId>/api-version=...',
+  'id-scope': 'wrong ID scope',
+  'client-id': 'the MQTT client ID differs from the registration ID',
+  'registration-id': 'not a valid registration ID',
+  'no-enrollment': 'no enrollment matches (no individual enrollment and no enrollment group)',
+  'token-malformed': 'the SAS token is malformed',
+  'token-resource': 'the SAS token is for another resource (sr)',
+  'token-signature': 'the SAS signature does not match any enrollment key (wrong key, or a group key used as the device key?)',
+  'token-expired': 'the SAS token has expired (check the device clock)',
+  fault: 'refused by an injected fault',
+};
+
+/** One log line per device event; undefined for the noise (polls still assigning). No keys or tokens. */
+export function describeEmulatorEvent(event: EndpointEvent, dps: DpsEmulator | undefined): string | undefined {
+  switch (event.type) {
+    case 'refused':
+      return `refused    ${printable(event.clientId)}: ${REFUSALS[event.reason] ?? event.reason} (CONNACK 5)`;
+    case 'connected':
+      return `connected  ${event.registrationId}`;
+    case 'fault':
+      return `fault      ${event.registrationId}: ${event.action} on ${event.on}`;
+    case 'closed-client':
+      if (event.reason === 'not authorized') return undefined; // the refusal was logged already
+      return `closed     ${printable(event.clientId) || '(before CONNECT)'}: ${printable(event.reason)}`;
+    case 'request': {
+      const id = event.registrationId;
+      if (event.request === 'register') {
+        if (event.status !== 202) return `register   ${id}: answered ${event.status}`;
+        const record = dps?.model.registration(id);
+        const via = record?.enrollment.kind === 'group' ? `enrollment group ${record.enrollment.enrollmentGroupId}` : 'individual enrollment';
+        return `registering ${id} (${via})`;
+      }
+      if (event.status === 202) return undefined;
+      if (event.status !== 200) return `poll       ${id}: answered ${event.status}`;
+      const state = dps?.model.registration(id)?.state;
+      if (!state) return `poll       ${id}: answered 200`;
+      if (state.status === 'assigned') return `assigned   ${id} → ${state.assignedHub} as device ${state.deviceId} (${state.substatus})`;
+      if (state.status === 'disabled') return `disabled   ${id}: its enrollment is disabled`;
+      return `${state.status.padEnd(10)} ${id}: ${state.errorCode ?? ''} ${state.errorMessage ?? ''}`.trimEnd();
+    }
+  }
+}
+
+function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f]/g, '?').slice(0, 160);
+}
+
+function shortPath(path: string): string {
+  const rel = relative(process.cwd(), path);
+  return rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : path;
+}
+
+function hostForUrl(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+function isWildcard(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || host === '';
+}
+
+/** This machine's non-loopback addresses: the server certificate must name the one an ESP32 dials. */
+function lanAddresses(): string[] {
+  return Object.values(networkInterfaces())
+    .flat()
+    .filter((a) => a !== undefined && !a.internal && (a.family === 'IPv4' || !a.address.startsWith('fe80')))
+    .map((a) => a!.address);
+}

@@ -1,0 +1,164 @@
+// `moddable-dps emulator` as a user runs it: in-process for the banner, the event log and a device
+// provisioned through it with our CLI; as a process for Ctrl+C and SIGTERM; and its refusals
+// (bad config files, bad flags, a port in use) with exit status 2 and one clear line.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { DpsEmulator } from '../emulator/index.js';
+import { EXIT_CODES, main, type CliIo } from '../hosts/node/cli.js';
+import { emulatorCommand } from '../hosts/node/emulator-command.js';
+
+const ROOT = join(import.meta.dirname, '..');
+const EXAMPLE = join(ROOT, 'examples', 'emulator.json');
+const BIN = join(ROOT, 'dist', 'hosts', 'node', 'bin.js');
+const example = JSON.parse(readFileSync(EXAMPLE, 'utf8')) as {
+  idScope: string;
+  iotHubs: { connectionString: string }[];
+  enrollmentGroups: { attestation: { symmetricKey: { primaryKey: string } } }[];
+};
+const GROUP_KEY = example.enrollmentGroups[0]!.attestation.symmetricKey.primaryKey;
+const HUBS = ['demo-hub-1.azure-devices.net', 'demo-hub-2.azure-devices.net', 'demo-hub-3.azure-devices.net'];
+const HUB_KEYS = example.iotHubs.map((h) => /SharedAccessKey=([^;]+)/.exec(h.connectionString)![1]!);
+
+const dir = mkdtempSync(join(tmpdir(), 'dps-emulator-command-'));
+/** One state directory for every run: the CA is made once and reused, as across restarts. */
+const STATE = join(dir, 'state');
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function capture(): CliIo & { out: () => string; err: () => string } {
+  let stdout = '';
+  let stderr = '';
+  return { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env: {}, out: () => stdout, err: () => stderr };
+}
+
+async function run(args: string[]) {
+  const io = capture();
+  const code = await main(args, io);
+  return { code, stdout: io.out(), stderr: io.err() };
+}
+
+/** Start the command in-process; resolves once the banner is out. */
+async function startInProcess(args: string[]) {
+  const io = capture();
+  const abort = new AbortController();
+  let ready!: (dps: DpsEmulator) => void;
+  const started = new Promise<DpsEmulator>((resolve) => (ready = resolve));
+  const exited = emulatorCommand(args, io, { signal: abort.signal, onReady: ready });
+  const dps = await Promise.race([started, exited.then((code) => Promise.reject(new Error(`exited ${code}: ${io.err()}`)))]);
+  return { dps, io, stop: () => (abort.abort(), exited) };
+}
+
+describe('the emulator in the foreground', () => {
+  it('prints the banner, provisions a device through our CLI, logs it without secrets, and stops', async () => {
+    const { dps, io, stop } = await startInProcess(['--config', EXAMPLE, '--state-dir', STATE, '--port', '0', '--service-port', '0', '--retry-after', '0']);
+    const banner = io.out();
+    const endpoint = /device endpoint\s+(127\.0\.0\.1:\d+)/.exec(banner)?.[1];
+    const ca = /CA certificate\s+(\S+)/.exec(banner)?.[1];
+    expect(endpoint).toBe(`127.0.0.1:${dps.endpoint.port}`);
+    expect(ca).toBe(dps.caPath);
+    expect(banner).toMatch(/ID scope\s+0ne00DEMO01/);
+    expect(banner).toMatch(/allocation policy\s+hashed/);
+    for (const [i, weight] of [1, 2, 7].entries()) expect(banner).toMatch(new RegExp(`${HUBS[i]}\\s+weight ${weight}\\b.*${weight * 10}%`));
+    expect(banner).toMatch(/enrollment groups\s+demo-group\s+enabled/);
+    expect(banner).toContain(`--ca ${ca}`);
+    expect(banner).toContain(`DPS_CA=${dps.caPath} mcconfig`);
+
+    const registered = await run(['register', '--id-scope', example.idScope, '--registration-id', 'cmd-device-1', '--group-key', GROUP_KEY, '--endpoint', endpoint!, '--ca', ca!, '--quiet']);
+    expect(registered.code, registered.stderr).toBe(0);
+    const hub = /assignedHub: (\S+)/.exec(registered.stdout)?.[1];
+    expect(HUBS).toContain(hub);
+
+    const refused = await run(['register', '--id-scope', example.idScope, '--registration-id', 'cmd-device-2', '--key', GROUP_KEY, '--endpoint', endpoint!, '--ca', ca!, '--quiet', '--timeout', '5']);
+    expect(refused.code).toBe(EXIT_CODES.unauthorized);
+
+    expect(await stop()).toBe(0);
+    const log = io.out().slice(banner.length);
+    expect(log).toMatch(/\] connected\s+cmd-device-1\n/);
+    expect(log).toMatch(/\] registering cmd-device-1 \(enrollment group demo-group\)\n/);
+    expect(log).toContain(`assigned   cmd-device-1 → ${hub} as device cmd-device-1 (initialAssignment)`);
+    expect(log).toMatch(/\] refused\s+cmd-device-2: the SAS signature does not match/);
+    expect(log).toMatch(/stop requested: stopping the emulator\nstopped\n$/);
+    for (const secret of [GROUP_KEY, ...HUB_KEYS]) expect(log).not.toContain(secret);
+    expect(io.err()).toBe('');
+  });
+
+  it('runs without a config: the default ID scope, no hubs, no enrollments', async () => {
+    const { io, stop } = await startInProcess(['--state-dir', STATE, '--port', '0', '--service-port', '0', '--id-scope', '0ne00CMD002']);
+    expect(io.out()).toMatch(/ID scope\s+0ne00CMD002/);
+    expect(io.out()).toMatch(/linked hubs\s+none/);
+    expect(io.out()).toMatch(/enrollment groups\s+none/);
+    expect(await stop()).toBe(0);
+  });
+
+  it.each(['SIGINT', 'SIGTERM'] as const)('as a process, exits 0 on %s after printing the banner', async (signal) => {
+    const child = spawn(process.execPath, [BIN, 'emulator', '--config', EXAMPLE, '--state-dir', STATE, '--port', '0', '--service-port', '0'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (chunk: Buffer) => {
+        stdout += chunk;
+        if (stdout.includes('Device events:')) resolve();
+      });
+      void exited.then((code) => reject(new Error(`exited early (${code}): ${stderr}`)));
+    });
+    child.kill(signal);
+    expect(await exited).toBe(0);
+    expect(stdout).toContain(`${signal}: stopping the emulator\nstopped\n`);
+    expect(stderr).toBe('');
+  });
+});
+
+describe('refusals: exit 2 and one line saying what to fix', () => {
+  const write = (name: string, text: string) => {
+    const file = join(dir, name);
+    writeFileSync(file, text);
+    return file;
+  };
+  const config = (hubs: unknown) => JSON.stringify({ iotHubs: hubs });
+  const cases: [string, () => string[], RegExp][] = [
+    ['a missing config file', () => ['--config', join(dir, 'nope.json')], /nope\.json: cannot read the config file: no such file$/],
+    ['a config that is not JSON', () => ['--config', write('broken.json', '{ "iotHubs": [ }')], /broken\.json: not valid JSON \(line 1, column 16: unexpected "}"\)$/],
+    ['a weight out of range', () => ['--config', write('weight.json', config([{ connectionString: example.iotHubs[0]!.connectionString, allocationWeight: 1001 }]))], /weight\.json at \/iotHubs\/0\/allocationWeight: must be a whole number from 1 to 1000, or null for 1; got 1001$/],
+    ['a bad connection string', () => ['--config', write('cs.json', config([{ connectionString: 'HostName=x.azure-devices.net' }]))], /cs\.json at \/iotHubs\/0\/connectionString: the linked hub connection string lacks SharedAccessKeyName, SharedAccessKey$/],
+    ['a bad ID scope', () => ['--id-scope', 'not a scope'], /ID scope/],
+    ['a bad port', () => ['--port', '70000'], /--port must be a whole number from 0 to 65535$/],
+    ['a bad retry-after', () => ['--retry-after', '-1'], /--retry-after/],
+    ['an unknown flag', () => ['--frobnicate'], /Unknown option '--frobnicate'/],
+  ];
+  it.each(cases)('%s', async (_what, args, message) => {
+    const r = await run(['emulator', '--state-dir', STATE, '--port', '0', '--service-port', '0', ...args()]);
+    expect(r.code).toBe(EXIT_CODES['invalid-input']);
+    expect(r.stdout).toBe('');
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr.trim()).toMatch(/^error \(invalid-input\): /);
+    expect(r.stderr.trim()).toMatch(message);
+    for (const secret of HUB_KEYS) expect(r.stderr).not.toContain(secret);
+  });
+
+  it('a device port in use', async () => {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const r = await run(['emulator', '--state-dir', STATE, '--port', String(port), '--service-port', '0']);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toBe(`error (invalid-input): 127.0.0.1 --port ${port} is in use (another emulator?): stop it or choose another port (0 picks a free one)\n`);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('has --help, and lists the command in the CLI usage', async () => {
+    const help = await run(['emulator', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: moddable-dps emulator/);
+    expect((await run(['--help'])).stdout).toMatch(/\n {2}emulator {13}run a local DPS/);
+  });
+});
