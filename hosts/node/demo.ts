@@ -85,10 +85,13 @@ export async function runDemo(io: CliIo): Promise<number> {
     if (record) {
       out(`   DPS's registration record: ${record.state.status} (${record.state.substatus ?? '-'}) through enrollment group ${group.enrollmentGroupId}`);
     }
+    out(`   (hashed allocation is deterministic: ${DEMO_REGISTRATION_ID} lands here every time; other IDs spread 1:2:7)`);
     out();
     out('Next:');
-    out(`   npx moddable-dps emulator --config ${DEMO_CONFIG}   run the emulator yourself (Ctrl+C stops it)`);
-    out('   README.md, "The local DPS emulator"                   link hubs, change weights and policies, enroll, provision');
+    out(`   npx moddable-dps emulator --config ${DEMO_CONFIG}`);
+    out('      run the emulator yourself (Ctrl+C stops it) and point devices, the CLI or the firmware at it');
+    out('   README.md, "The local DPS emulator"');
+    out('      link hubs, change weights and the policy, enroll devices, see where they land');
     return 0;
   } catch (error) {
     return reportError(error, io);
