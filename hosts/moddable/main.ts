@@ -1,0 +1,138 @@
+// Boot: who am I (registration ID from the factory settings and the chip), what time is it
+// (SNTP), where do I belong (a stored assignment that matches, or DPS), then report it.
+// A failure is traced with its kind and retried with a growing wait; a configuration error stops
+// the loop, since waiting will not fix it. Nothing secret is ever traced: the core's events and
+// error messages carry no key, signature or token, and the settings are traced by source only.
+//
+// Every line starts with "dps: " and a word a test can match:
+//   dps: boot <client version> <platform>
+//   dps: settings idScope <scope> (<source>) key <group|device> (<source>) endpoint <host:port> (<source>)
+//   dps: registration-id <id>
+//   dps: clock <ISO time> sntp <server> | dps: clock <ISO time> device (<why SNTP did not answer>)
+//   dps: connecting / connected / registering / assigning / retrying / reconnecting ...
+//   dps: cached <hub> <deviceId>   (the stored assignment matched: DPS not contacted)
+//   dps: assigned <hub> <deviceId> (DPS answered)
+//   dps: stored <key> | dps: store-failed <message> | dps: store-unreadable <message>
+//   dps: ready <hub> <deviceId> cached|provisioned
+//   dps: error <kind> <message>, then dps: retry <n> in <s> s | dps: stopped <why>
+import config from "mc/config";
+import Instrumentation from "instrumentation";
+import { isProvisioningError } from "../../src/errors.js";
+import type { ProvisioningEvent } from "../../src/ports.js";
+import { provisionDevice, resolveRegistrationId, type ProvisionResult } from "../../src/provisioner.js";
+import { clock, sleep, syncClock } from "./clock.js";
+import { macAddress, platform } from "./device.js";
+import { PreferenceStore } from "./preference-store.js";
+import { configNumber, readSettings } from "./settings.js";
+import { createTlsConnect } from "./tls-connect.js";
+
+export const CLIENT_VERSION = "moddable-dps/0.1.0";
+
+export default function main(): void {
+	boot().catch((error: unknown) => say(`stopped ${describe(error)}`));
+}
+
+/** Provision (or find the stored assignment), retrying until it succeeds or the settings are wrong. */
+export async function boot(): Promise<ProvisionResult | undefined> {
+	say(`boot ${CLIENT_VERSION} ${platform}`);
+	const retryMinMs = configNumber("retryMin", 15) * 1000;
+	const retryMaxMs = configNumber("retryMax", 1800) * 1000;
+	for (let attempt = 1; ; attempt++) {
+		try {
+			const result = await provisionOnce();
+			const { assignedHub, deviceId } = result.assignment;
+			say(`ready ${assignedHub} ${deviceId} ${result.fromCache ? "cached" : "provisioned"}`);
+			traceMemory();
+			return result;
+		} catch (error) {
+			const kind = isProvisioningError(error) ? error.kind : "internal";
+			say(`error ${kind} ${describe(error)}`);
+			if (kind === "invalid-input") {
+				say('stopped: fix the settings (Preference "dps" or the build\'s config) and restart');
+				return undefined;
+			}
+			const waitMs = Math.min(retryMaxMs, retryMinMs * 2 ** Math.min(attempt - 1, 20)) + Math.random() * retryMinMs;
+			say(`retry ${attempt} in ${Math.round(waitMs / 1000)} s`);
+			await sleep(waitMs);
+		}
+	}
+}
+
+async function provisionOnce(): Promise<ProvisionResult> {
+	const settings = readSettings();
+	const { sources } = settings;
+	say(
+		`settings idScope ${settings.idScope} (${sources.idScope}) key ${settings.groupKey ? "group" : "device"} (${sources.key})` +
+			` endpoint ${settings.endpoint.host}:${settings.endpoint.port} (${sources.endpoint})`,
+	);
+	const mac = macAddress();
+	const registrationId = resolveRegistrationId({
+		...(settings.registrationId && { registrationId: settings.registrationId }),
+		registrationIdTemplate: settings.registrationIdTemplate,
+		identity: { ...(settings.serial && { serial: settings.serial }), ...(mac && { mac }) },
+	});
+	say(`registration-id ${registrationId}`);
+
+	const sync = await syncClock(sntpServers());
+	const now = new Date(clock.now()).toISOString();
+	say(sync.server ? `clock ${now} sntp ${sync.server}` : `clock ${now} device (${sync.failure})`);
+
+	return provisionDevice(
+		{
+			idScope: settings.idScope,
+			registrationId,
+			...(settings.deviceKey && { deviceKey: settings.deviceKey }),
+			...(settings.groupKey && { groupKey: settings.groupKey }),
+			endpoint: settings.endpoint,
+			timeoutMs: configNumber("provisioningTimeout", 300) * 1000,
+			clientVersion: CLIENT_VERSION,
+		},
+		{ connect: createTlsConnect(), clock, store: new PreferenceStore(), log: (event) => say(describeEvent(event)) },
+	);
+}
+
+function describeEvent(event: ProvisioningEvent): string {
+	switch (event.type) {
+		case "cached":
+		case "assigned":
+			return `${event.type} ${event.assignedHub} ${event.deviceId}`;
+		case "connecting":
+			return `connecting ${event.host}:${event.port} attempt ${event.attempt}`;
+		case "connected":
+			return `connected ${event.host}:${event.port}`;
+		case "registering":
+			return `registering ${event.registrationId}`;
+		case "assigning":
+			return `assigning ${event.operationId} poll ${event.attempt} wait ${event.waitMs} ms`;
+		case "retrying":
+		case "reconnecting":
+			return `${event.type} attempt ${event.attempt} wait ${event.waitMs} ms: ${event.reason}`;
+		case "stored":
+			return `stored ${event.key}`;
+		case "store-failed":
+		case "store-unreadable":
+			return `${event.type} ${event.message}`;
+	}
+}
+
+/** Debug builds only (instrumentation is compiled out of release builds): the XS memory in use. */
+function traceMemory(): void {
+	const read = (name: Parameters<typeof Instrumentation.map>[0]) => Instrumentation.get(Instrumentation.map(name));
+	const stack = read("XS Stack Used");
+	if (stack === undefined) return;
+	say(`memory slot-heap ${read("XS Slot Heap Used")} chunk-heap ${read("XS Chunk Heap Used")} stack ${stack} modules ${read("XS Modules Loaded")}`);
+}
+
+function sntpServers(): string[] {
+	const value = (config as Record<string, unknown>).sntp;
+	return typeof value === "string" ? value.split(",").map((s) => s.trim()).filter((s) => s !== "") : [];
+}
+
+function describe(error: unknown): string {
+	return error instanceof Error ? error.message : String(error);
+}
+
+/** One trace line; messages never span lines, so a log reader can match line by line. */
+function say(line: string): void {
+	trace(`dps: ${line.replace(/[\r\n]+/g, " ")}\n`);
+}

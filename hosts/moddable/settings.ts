@@ -1,0 +1,108 @@
+// The device's provisioning settings: Preference first (written at the factory, one device at a
+// time), mc/config second (the build's defaults, overridable as mcconfig key=value arguments).
+//
+//   Preference "dps"/<key>   mc/config <key>              meaning
+//   idScope                  idScope                      the DPS instance's ID scope
+//   regId                    registrationId               a registration ID given outright
+//   template                 registrationIdTemplate       else: build one, e.g. "{serial}-{mac}"
+//   serial                   serial                       the serial number a template may name
+//   deviceKey                deviceKey                    individual enrollment: the device's key
+//   groupKey                 groupKey                     enrollment group: the group's key
+//   endpoint                 endpoint                     DPS host[:port]
+//
+// NVS (the ESP32's Preference) allows names of at most 15 characters: the keys above fit.
+// The two keys are taken as a pair: when the factory wrote either, the build's keys are ignored.
+import Preference from "preference";
+import config from "mc/config";
+import { ProvisioningError } from "../../src/errors.js";
+import type { Endpoint } from "../../src/ports.js";
+
+export const SETTINGS_DOMAIN = "dps";
+const DEFAULT_PORT = 8883;
+
+export type Source = "preference" | "config" | "default";
+
+export interface Settings {
+	idScope: string;
+	registrationId?: string;
+	/** Used when there is no registration ID; default "{serial}-{mac}", or "{mac}" without a serial. */
+	registrationIdTemplate: string;
+	serial?: string;
+	deviceKey?: string;
+	groupKey?: string;
+	endpoint: Endpoint;
+	/** Where each value came from, for the boot trace (never the values of the keys). */
+	sources: { idScope: Source; key: Source; endpoint: Source };
+}
+
+export function readSettings(): Settings {
+	const idScope = setting("idScope", "idScope");
+	if (!idScope) throw invalid('No ID scope: write Preference "dps"/"idScope" or build with idScope=<scope>');
+	const registrationId = setting("regId", "registrationId");
+	const serial = setting("serial", "serial");
+	const template = setting("template", "registrationIdTemplate");
+	const factoryKeys = factoryValue("deviceKey") !== undefined || factoryValue("groupKey") !== undefined;
+	const keySource: Source = factoryKeys ? "preference" : "config";
+	const deviceKey = factoryKeys ? factoryValue("deviceKey") : configValue("deviceKey");
+	const groupKey = factoryKeys ? factoryValue("groupKey") : configValue("groupKey");
+	if (!deviceKey && !groupKey) {
+		throw invalid('No key: write Preference "dps"/"deviceKey" (individual enrollment) or "dps"/"groupKey" (enrollment group)');
+	}
+	const endpoint = setting("endpoint", "endpoint");
+	return {
+		idScope: idScope.value,
+		...(registrationId && { registrationId: registrationId.value }),
+		registrationIdTemplate: template?.value ?? (serial ? "{serial}-{mac}" : "{mac}"),
+		...(serial && { serial: serial.value }),
+		...(deviceKey && { deviceKey }),
+		...(groupKey && { groupKey }),
+		endpoint: endpoint ? parseEndpoint(endpoint.value) : { host: "global.azure-devices-provisioning.net", port: DEFAULT_PORT },
+		sources: {
+			idScope: idScope.source,
+			key: keySource,
+			endpoint: endpoint?.source ?? "default",
+		},
+	};
+}
+
+/** "host", "host:port" or "[ipv6]:port". */
+export function parseEndpoint(text: string): Endpoint {
+	const match = /^(?:\[([^\]]+)\]|([^:\[\]]+))(?::(\d{1,5}))?$/.exec(text.trim());
+	const port = match?.[3] === undefined ? DEFAULT_PORT : Number(match[3]);
+	if (!match || port < 1 || port > 65535) {
+		throw invalid(`The DPS endpoint "${text}" is not host[:port] (e.g. global.azure-devices-provisioning.net:8883)`);
+	}
+	return { host: (match[1] ?? match[2])!, port };
+}
+
+function setting(preferenceKey: string, configKey: string): { value: string; source: Source } | undefined {
+	const factory = factoryValue(preferenceKey);
+	if (factory !== undefined) return { value: factory, source: "preference" };
+	const built = configValue(configKey);
+	return built === undefined ? undefined : { value: built, source: "config" };
+}
+
+/** A non-empty string (or, for a serial number, an integer) from Preference. */
+function factoryValue(key: string): string | undefined {
+	const value = Preference.get(SETTINGS_DOMAIN, key);
+	if (value === undefined || value === "") return undefined;
+	if (typeof value === "string") return value;
+	if (typeof value === "number" && Number.isSafeInteger(value)) return String(value);
+	throw invalid(`Preference "${SETTINGS_DOMAIN}"/"${key}" must be a string`);
+}
+
+/** mcconfig key=value arguments arrive as strings; manifest values may be numbers. */
+function configValue(key: string): string | undefined {
+	const value = (config as Record<string, unknown>)[key];
+	if (value === undefined || value === null || value === "") return undefined;
+	return String(value);
+}
+
+export function configNumber(key: string, fallback: number): number {
+	const value = Number((config as Record<string, unknown>)[key]);
+	return Number.isFinite(value) && value > 0 ? value : fallback;
+}
+
+function invalid(message: string): ProvisioningError {
+	return new ProvisioningError("invalid-input", message);
+}
