@@ -1,0 +1,298 @@
+// The firmware end to end: manifest.json built with the Moddable SDK's mcconfig for the simulator
+// (-p lin), run headless (Xvfb) with its trace read through the SDK's xsbug-log, against the local
+// DPS emulator. The factory settings (serial number, group key) are written into the simulator's
+// Preference file as a factory would write them into NVS; the rest comes from mcconfig arguments.
+//
+//   boot 1: builds its registration ID from {serial}-{mac}, syncs its clock (SNTP on loopback when
+//           port 123 can be bound), provisions, stores the assignment
+//   boot 2: finds the stored assignment and does not contact DPS
+//   boot 3: the stored record damaged on "disk": read as damaged, provisions again
+//
+// Needs: Linux, $MODDABLE with its tools built (mcconfig, mcsim), npm install done in
+// $MODDABLE/tools/xsbug-log, xvfb-run. Skipped otherwise. Downloads nothing.
+import { spawn, spawnSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import dgram from 'node:dgram';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import forge from 'node-forge';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startEmulator, type DpsEmulator, type EndpointEvent } from '../emulator/index.js';
+import { buildRegistrationId, deriveDeviceKey } from '../src/identity.js';
+
+const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
+const MODDABLE = process.env.MODDABLE;
+const TOOLS = MODDABLE ? join(MODDABLE, 'build', 'bin', 'lin', 'release') : '';
+const XSBUG_LOG = MODDABLE ? join(MODDABLE, 'tools', 'xsbug-log') : '';
+/** Where the simulator build lands (the manifest's NAME is moddable-dps). */
+const APP = MODDABLE ? join(MODDABLE, 'build', 'bin', 'lin', 'mc', 'debug', 'moddable-dps', 'mc.so') : '';
+/** The simulator's Preference store on Linux: config.file.root ("/tmp/") + modpreferences.json. */
+const PREFERENCES = '/tmp/modpreferences.json';
+
+const ID_SCOPE = '0ne00051M01';
+const GROUP_KEY = Buffer.from('simulator-test-group-key-0123456789abcdef-0123456789').toString('base64');
+const HUB = 'hub-sim.azure-devices.net';
+const SERIAL = 'SN-0042';
+/** The simulator's MAC address, from the manifest's "lin" config. */
+const MAC = '02:00:00:00:d5:01';
+const REGISTRATION_ID = buildRegistrationId('{serial}-{mac}', { serial: SERIAL, mac: MAC });
+
+function missing(): string | undefined {
+  if (!MODDABLE) return 'MODDABLE is not set (the simulator test needs the Moddable SDK with its Linux tools built)';
+  if (process.platform !== 'linux') return 'the simulator test runs on Linux only';
+  if (!existsSync(join(TOOLS, 'mcconfig')) || !existsSync(join(TOOLS, 'mcsim'))) return `no mcconfig/mcsim in ${TOOLS}: build the SDK's tools`;
+  if (!existsSync(join(XSBUG_LOG, 'node_modules'))) return `run npm install in ${XSBUG_LOG} once`;
+  if (spawnSync('sh', ['-c', 'command -v xvfb-run']).status !== 0) return 'xvfb-run is not installed';
+  return undefined;
+}
+const skipReason = missing();
+
+if (skipReason) {
+  describe('firmware in the Moddable simulator', () => {
+    it.skip(`skipped: ${skipReason}`, () => {});
+  });
+} else {
+  describe('firmware in the Moddable simulator', () => {
+    let dps: DpsEmulator;
+    let stateDir: string;
+    let sntp: dgram.Socket | undefined;
+    let savedPreferences: Record<string, unknown> | undefined;
+    const events: EndpointEvent[] = [];
+
+    beforeAll(async () => {
+      stateDir = mkdtempSync(join(tmpdir(), 'dps-simulator-'));
+      writeModdableCompatibleCertificates(stateDir);
+      dps = await startEmulator({
+        idScope: ID_SCOPE,
+        stateDir,
+        retryAfterSeconds: 1,
+        config: {
+          iotHubs: [{ connectionString: `HostName=${HUB};SharedAccessKeyName=iothubowner;SharedAccessKey=${Buffer.alloc(32, 9).toString('base64')}` }],
+          enrollmentGroups: [{ enrollmentGroupId: 'factory-line', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY, secondaryKey: GROUP_KEY } } }],
+        },
+        onEvent: (event) => events.push(event),
+      });
+      sntp = await startSntpResponder();
+      savedPreferences = readPreferences();
+      // What the factory writes into NVS: the serial number and the group key (domain "dps").
+      writePreferences({ ...savedPreferences, dps: { serial: SERIAL, groupKey: GROUP_KEY }, 'dps-state': undefined });
+    });
+
+    afterAll(async () => {
+      if (savedPreferences) {
+        const now = readPreferences();
+        writePreferences({ ...now, dps: savedPreferences.dps, 'dps-state': savedPreferences['dps-state'] });
+      }
+      sntp?.close();
+      await dps?.close();
+      if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+    });
+
+    it('builds with mcconfig for the simulator, trusting the emulator CA', () => {
+      const result = spawnSync(
+        join(TOOLS, 'mcconfig'),
+        [
+          '-d', '-m', '-p', 'lin', '-t', 'build', join(REPO, 'manifest.json'),
+          `idScope=${ID_SCOPE}`,
+          `endpoint=${dps.endpoint.host}:${dps.endpoint.port}`,
+          `sntp=${sntp ? '127.0.0.1' : ''}`,
+          'retryMin=2',
+        ],
+        {
+          cwd: REPO,
+          encoding: 'utf8',
+          env: { ...process.env, DPS_CA: dps.caPath, PATH: `${TOOLS}:${join(REPO, 'node_modules', '.bin')}:${process.env.PATH}` },
+          maxBuffer: 64 * 1024 * 1024,
+          timeout: 600_000,
+        },
+      );
+      const output = `${result.stdout}\n${result.stderr}`;
+      expect(result.status, output.split('\n').filter((line) => /error|failure/i.test(line)).join('\n')).toBe(0);
+      expect(existsSync(APP)).toBe(true);
+    }, 620_000);
+
+    it('boot 1: builds its registration ID, syncs its clock, provisions and stores its hub', async () => {
+      const trace = await boot();
+      expect(trace).toContain(`dps: registration-id ${REGISTRATION_ID}`);
+      expect(trace).toMatch(/dps: settings idScope \S+ \(config\) key group \(preference\) endpoint 127\.0\.0\.1:\d+ \(config\)/);
+      expect(trace).toMatch(sntp ? /dps: clock \S+ sntp 127\.0\.0\.1/ : /dps: clock \S+ device/);
+      expect(trace).toContain(`dps: registering ${REGISTRATION_ID}`);
+      expect(trace).toContain(`dps: assigned ${HUB} ${REGISTRATION_ID}`);
+      expect(trace).toContain('dps: stored assignment');
+      expect(trace).toContain(`dps: ready ${HUB} ${REGISTRATION_ID} provisioned`);
+      expect(trace).not.toContain('dps: error');
+      expectNoSecrets(trace);
+      expect(dps.model.registration(REGISTRATION_ID)?.state).toMatchObject({ status: 'assigned', assignedHub: HUB });
+      expect(dps.model.hubDevice(HUB, REGISTRATION_ID)).toBeDefined();
+      expect(Object.keys(readPreferences()['dps-state'] ?? {})).toContain('assignment.a0');
+    }, 150_000);
+
+    it('boot 2: reports the stored assignment and does not contact DPS', async () => {
+      const before = connections();
+      const trace = await boot();
+      expect(trace).toContain(`dps: cached ${HUB} ${REGISTRATION_ID}`);
+      expect(trace).toContain(`dps: ready ${HUB} ${REGISTRATION_ID} cached`);
+      expect(trace).not.toContain('dps: connecting');
+      expect(connections()).toBe(before);
+      expectNoSecrets(trace);
+    }, 150_000);
+
+    it('boot 3: a damaged stored record is read as damaged, never as a hub, and the device provisions again', async () => {
+      const preferences = readPreferences();
+      const slot = (preferences['dps-state'] as Record<string, { buffer: string }>)['assignment.a0']!;
+      const bytes = slot.buffer.split(',').map(Number);
+      bytes[bytes.length - 3] = bytes[bytes.length - 3]! ^ 0x20; // flip a bit in the stored value, past the header
+      slot.buffer = bytes.join(',');
+      writePreferences(preferences);
+      const before = connections();
+      const trace = await boot();
+      expect(trace).toMatch(/dps: store-unreadable The stored "assignment" record is damaged \(checksum mismatch\)/);
+      expect(trace).not.toContain('dps: cached');
+      expect(trace).toContain(`dps: ready ${HUB} ${REGISTRATION_ID} provisioned`);
+      expect(connections()).toBeGreaterThan(before);
+    }, 150_000);
+
+    function connections(): number {
+      return events.filter((event) => event.type === 'connected').length;
+    }
+  });
+}
+
+/** Run the app once; resolve with its "dps: " trace lines when it reports ready or stopped. */
+function boot(timeoutMs = 120_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('xvfb-run', ['-a', 'node', join(XSBUG_LOG, 'xsbug-log.js'), join(TOOLS, 'mcsim'), APP], {
+      cwd: tmpdir(),
+      detached: true, // its own process group: xvfb-run, Xvfb, xsbug-log and mcsim end together
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const lines: string[] = [];
+    let buffered = '';
+    let done = false;
+    const finish = (error?: Error) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      try {
+        process.kill(-child.pid!, 'SIGTERM');
+      } catch {
+        // already gone
+      }
+      child.once('exit', () => (error ? reject(error) : resolve(lines.join('\n'))));
+      setTimeout(() => (error ? reject(error) : resolve(lines.join('\n'))), 5000).unref();
+    };
+    const timer = setTimeout(() => finish(new Error(`no "dps: ready" within ${timeoutMs / 1000} s; trace:\n${lines.join('\n')}`)), timeoutMs);
+    const take = (chunk: Buffer) => {
+      buffered += chunk.toString('utf8');
+      const parts = buffered.split('\n');
+      buffered = parts.pop()!;
+      for (const raw of parts) {
+        // xsbug-log prints "[Thread 1] <trace>" between xsdb prompts and terminal escapes.
+        const line = raw.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').replace(/\(xsdb\) /g, '').replace(/^\[Thread \d+\] /, '').trim();
+        if (line.startsWith('dps: ')) lines.push(line);
+        if (line.includes('XS abort')) finish(new Error(`${line}\n${lines.join('\n')}`));
+        // "ready" or "stopped" ends a boot; a debug build traces its memory use right after.
+        else if (/^dps: (ready|stopped)/.test(line)) setTimeout(() => finish(), 500);
+      }
+    };
+    child.stdout.on('data', take);
+    child.stderr.on('data', take);
+    child.on('error', (error) => finish(error));
+  });
+}
+
+function expectNoSecrets(trace: string): void {
+  expect(trace).not.toContain(GROUP_KEY);
+  expect(trace).not.toContain(deriveDeviceKey(GROUP_KEY, REGISTRATION_ID));
+  expect(trace).not.toMatch(/SharedAccessSignature|sig=/);
+}
+
+function readPreferences(): Record<string, Record<string, unknown> | undefined> {
+  try {
+    return JSON.parse(readFileSync(PREFERENCES, 'utf8')) as Record<string, Record<string, unknown>>;
+  } catch {
+    return {};
+  }
+}
+
+function writePreferences(preferences: Record<string, unknown>): void {
+  const kept = Object.fromEntries(Object.entries(preferences).filter(([, value]) => value !== undefined));
+  writeFileSync(PREFERENCES, JSON.stringify(kept));
+}
+
+/** An SNTP server on 127.0.0.1:123 answering with this machine's time; undefined when the port cannot be bound. */
+function startSntpResponder(): Promise<dgram.Socket | undefined> {
+  return new Promise((resolve) => {
+    const socket = dgram.createSocket('udp4');
+    socket.on('message', (request, peer) => {
+      if (request.length < 48) return;
+      const answer = Buffer.alloc(48);
+      answer[0] = (4 << 3) | 4; // version 4, mode 4 (server)
+      answer[1] = 1; // stratum 1
+      const seconds = Math.floor(Date.now() / 1000) + 2_208_988_800; // NTP counts from 1900
+      answer.writeUInt32BE(seconds, 32); // receive timestamp
+      answer.writeUInt32BE(seconds, 40); // transmit timestamp, the one clients read
+      request.copy(answer, 24, 40, 48); // originate = the client's transmit timestamp
+      socket.send(answer, peer.port, peer.address);
+    });
+    socket.once('error', () => {
+      socket.close();
+      resolve(undefined);
+    });
+    socket.bind(123, '127.0.0.1', () => resolve(socket));
+  });
+}
+
+/**
+ * The emulator's state directory, prepared with a chain Moddable's TLS can verify: the server
+ * sends its certificate and the CA's, and the CA carries an authority key identifier.
+ * Moddable SDK 8.2.3 (modules/crypt/ssl/ssl_cert.js, CertificateManager.verify) checks the host
+ * name only while walking a chain of two or more certificates, and compares the issuer's
+ * authority key identifier without checking that there is one, so a lone leaf, or a CA without
+ * that extension, is refused. Real DPS sends leaf + intermediate, which passes. The emulator
+ * keeps the files it finds (server.pem is served as written), so it serves this chain.
+ */
+function writeModdableCompatibleCertificates(dir: string): void {
+  const { pki } = forge;
+  const keys = () => {
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, privateKeyEncoding: { type: 'pkcs1', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
+    const key = pki.privateKeyFromPem(privateKey);
+    return { key, publicKey: pki.setRsaPublicKey(key.n, key.e), pem: privateKey };
+  };
+  const now = Date.now();
+  const issue = (subject: string, publicKey: forge.pki.PublicKey, serial: string, days: number, extensions: object[], signer: forge.pki.rsa.PrivateKey) => {
+    const cert = pki.createCertificate();
+    cert.publicKey = publicKey;
+    cert.serialNumber = serial;
+    cert.validity.notBefore = new Date(now - 3_600_000);
+    cert.validity.notAfter = new Date(now + days * 86_400_000);
+    cert.setSubject([{ name: 'commonName', value: subject }]);
+    cert.setIssuer([{ name: 'commonName', value: 'moddable-dps simulator test CA' }]);
+    cert.setExtensions(extensions);
+    cert.sign(signer, forge.md.sha256.create());
+    return pki.certificateToPem(cert);
+  };
+  const ca = keys();
+  const caKeyId = pki.getPublicKeyFingerprint(ca.publicKey, { type: 'RSAPublicKey' }).getBytes();
+  const caPem = issue('moddable-dps simulator test CA', ca.publicKey, '01', 3650, [
+    { name: 'basicConstraints', cA: true, critical: true },
+    { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
+    { name: 'subjectKeyIdentifier' },
+    { name: 'authorityKeyIdentifier', keyIdentifier: caKeyId },
+  ], ca.key);
+  const server = keys();
+  const serverPem = issue('localhost', server.publicKey, '02', 800, [
+    { name: 'basicConstraints', cA: false, critical: true },
+    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+    { name: 'extKeyUsage', serverAuth: true },
+    { name: 'subjectAltName', altNames: [{ type: 2, value: 'localhost' }, { type: 7, ip: '127.0.0.1' }, { type: 7, ip: '::1' }] },
+    { name: 'subjectKeyIdentifier' },
+    { name: 'authorityKeyIdentifier', keyIdentifier: caKeyId },
+  ], ca.key);
+  writeFileSync(join(dir, 'ca.pem'), caPem);
+  writeFileSync(join(dir, 'ca-key.pem'), ca.pem, { mode: 0o600 });
+  writeFileSync(join(dir, 'server.pem'), serverPem + caPem);
+  writeFileSync(join(dir, 'server-key.pem'), server.pem, { mode: 0o600 });
+}
