@@ -17,8 +17,10 @@ import type {
   LinkedHubConfig,
   ModelConfig,
 } from './model-types.js';
+import { IotHubRegistry } from './hubs.js';
 import {
   newEtag,
+  parseConnectionString,
   validateEnrollmentFields,
   validateEnrollmentGroupId,
   validateEnrollmentRegistrationId,
@@ -40,6 +42,8 @@ export class DpsModel {
   #devices = new Map<string, Map<string, HubDevice>>();
   #latency: LatencyTable = {};
   readonly #now: () => Date;
+  /** The emulated IoT hubs behind the links, with their shared access policies (hubs.ts). */
+  readonly iotHubs = new IotHubRegistry();
 
   constructor(config: ModelConfig = {}, now: () => Date = () => new Date()) {
     this.#now = now;
@@ -90,12 +94,16 @@ export class DpsModel {
     return hub && { ...hub };
   }
 
-  /** Link a hub (`az iot dps linked-hub create`). Refuses a hub that is linked already. */
+  /**
+   * Link a hub (`az iot dps linked-hub create`). Refuses a hub that is linked already, and a
+   * connection string the emulated hub would refuse (hubs.ts); an unknown hub is created.
+   */
   linkHub(config: LinkedHubConfig): LinkedHub {
     const hub = validateLinkedHub(config);
     if (this.#hubs.has(hub.hostName)) {
       throw new DpsError(409, ErrorCodes.conflict, `The IoT hub ${hub.hostName} is already linked`);
     }
+    this.iotHubs.admitLink(parseConnectionString(hub.connectionString));
     this.#hubs.set(hub.hostName, hub);
     this.#devices.set(hub.hostName, this.#devices.get(hub.hostName) ?? new Map());
     return { ...hub };
@@ -113,6 +121,7 @@ export class DpsModel {
     if (next.hostName !== current.hostName) {
       throw invalidConfiguration(`The new connection string is for ${next.hostName}, not ${current.hostName}`);
     }
+    if (changes.connectionString !== undefined) this.iotHubs.admitLink(parseConnectionString(next.connectionString));
     this.#hubs.set(current.hostName, next);
     return { ...next };
   }
@@ -121,6 +130,39 @@ export class DpsModel {
   unlinkHub(hostName: string): void {
     this.#requireHub(hostName);
     this.#hubs.delete(hostName.toLowerCase());
+  }
+
+  /**
+   * Replace the whole set of linked hubs at once (ARM's PUT of properties.iotHubs): every entry is
+   * checked before anything changes; hubs not yet known are then created.
+   */
+  replaceLinkedHubs(configs: readonly LinkedHubConfig[]): LinkedHub[] {
+    if (!Array.isArray(configs)) throw invalidConfiguration('iotHubs must be a list of linked hubs');
+    const next = new Map<string, LinkedHub>();
+    configs.forEach((config, index) => {
+      let hub: LinkedHub;
+      try {
+        hub = validateLinkedHub(config);
+        this.iotHubs.checkLink(parseConnectionString(hub.connectionString));
+      } catch (error) {
+        if (error instanceof DpsError) throw new DpsError(error.status, error.errorCode, `iotHubs[${index}]: ${error.message}`);
+        throw error;
+      }
+      if (next.has(hub.hostName)) throw invalidConfiguration(`iotHubs[${index}]: the IoT hub ${hub.hostName} is listed twice`);
+      next.set(hub.hostName, hub);
+    });
+    for (const hub of next.values()) {
+      this.iotHubs.admitLink(parseConnectionString(hub.connectionString));
+      if (!this.#devices.has(hub.hostName)) this.#devices.set(hub.hostName, new Map());
+    }
+    this.#hubs = next;
+    return this.linkedHubs();
+  }
+
+  /** Why registrations cannot be sent to a linked hub now (its link holds a renewed key), or undefined. */
+  linkProblem(hostName: string): string | undefined {
+    const hub = this.#hubs.get(hostName.toLowerCase());
+    return hub && this.iotHubs.linkProblem(parseConnectionString(hub.connectionString));
   }
 
   #requireHub(hostName: string): LinkedHub {

@@ -10,14 +10,16 @@
 //             created (or updated) in the hub's registry with the enrollment's initialTwin.
 //   disabled  the enrollment's provisioningStatus is disabled: status "disabled", no hub. Shape
 //             as in azure-sdk-for-c's parser test vector (test_az_iot_provisioning_client_parser.c).
-//   failed    no hub could be chosen, or the custom allocation webhook failed: registrationState
-//             carries errorCode and errorMessage, as DPS does (400207 in the same test file).
+//   failed    no hub could be chosen, the custom allocation webhook failed, or the chosen hub's
+//             link holds a renewed key (400006, hubs.ts): registrationState carries errorCode
+//             and errorMessage, as DPS does (400207 in the same test file).
 //   payload   a custom allocation webhook's payload is returned in registrationState.payload.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { allocateHub, candidateHubs } from './allocation.js';
 import type { DeviceAttestation } from './auth.js';
 import { callAllocationWebhook } from './custom-allocation.js';
 import { DpsError, ErrorCodes } from './dps-errors.js';
+import { HUB_LINK_OUTDATED } from './hubs.js';
 import type { DpsModel } from './model.js';
 import type {
   DeviceRegistrationState,
@@ -217,6 +219,9 @@ export class RegistrationService {
     twinOverride?: InitialTwin,
   ): DeviceRegistrationState {
     const model = this.#model;
+    // DPS creates the identity with the link's connection string: a renewed hub key breaks it.
+    const linkProblem = model.linkProblem(hostName);
+    if (linkProblem) return failed(base, HUB_LINK_OUTDATED, linkProblem);
     const deviceId = 'deviceId' in enrollment && enrollment.deviceId ? enrollment.deviceId : device.registrationId;
     const wasAssigned = previous?.status === 'assigned' && previous.assignedHub !== undefined;
     const moved = wasAssigned && previous!.assignedHub !== hostName;
