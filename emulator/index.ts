@@ -10,12 +10,16 @@ import { FaultPlan } from './faults.js';
 import { DpsModel } from './model.js';
 import type { ModelConfig } from './model-types.js';
 import { RegistrationService } from './registrations.js';
+import { startServiceApi } from './service-api.js';
+import { loadOrCreateServicePolicy, SERVICE_KEY_NAME } from './service-auth.js';
 
 export type { EndpointEvent } from './device-endpoint.js';
 export type { Fault, FaultAction, FaultRecord, FaultTrigger } from './faults.js';
 export { FaultPlan } from './faults.js';
 export { DpsModel } from './model.js';
 export type * from './model-types.js';
+export type { EmulatedHub, HubPolicy, HubRight } from './hubs.js';
+export { serviceClientAgent } from './service-agent.js';
 
 export const DEFAULT_STATE_DIR = '.dps-emulator';
 export const DEFAULT_RETRY_AFTER_SECONDS = 3;
@@ -47,6 +51,23 @@ export interface EmulatorOptions {
   config?: ModelConfig;
   /** Progress and refusals, for a CLI or a test. */
   onEvent?: (event: EndpointEvent) => void;
+  /** Service API port (HTTPS, same host and certificate); 0 (the default) picks a free one. DPS itself uses 443. */
+  servicePort?: number;
+  /**
+   * Primary key (base64) of the provisioningserviceowner policy. Default: generated once and kept
+   * in the state directory (service-policy.json), so the connection string survives restarts.
+   */
+  serviceKey?: string;
+}
+
+export interface EmulatorService {
+  /** Where the service API listens; `host` is the name the connection string uses. */
+  endpoint: { host: string; port: number };
+  keyName: typeof SERVICE_KEY_NAME;
+  /** The policy's primary key: a secret. */
+  key: string;
+  /** HostName=<host>:<port>;SharedAccessKeyName=provisioningserviceowner;SharedAccessKey=<key> */
+  connectionString: string;
 }
 
 export interface DpsEmulator {
@@ -57,6 +78,9 @@ export interface DpsEmulator {
   caPath: string;
   model: DpsModel;
   faults: FaultPlan;
+  /** The service API (enrollments, registrations) and the management API (linked hubs, emulated hubs). */
+  service: EmulatorService;
+  /** Closes the device endpoint and the service API. */
   close(): Promise<void>;
 }
 
@@ -80,6 +104,9 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
     stateDir,
     hostNames: [...(options.hostNames ?? []), ...(isWildcard(host) ? [] : [host])],
   });
+  const policy = await loadOrCreateServicePolicy(stateDir, options.serviceKey);
+  /** The name clients use: the listening address, or for a wildcard the first configured name. */
+  const clientHost = isWildcard(host) ? (options.hostNames?.[0] ?? 'localhost') : host;
   const service = new RegistrationService(model, {
     retryAfterSeconds,
     assignmentDelayMs,
@@ -99,6 +126,24 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
     ...(options.responseQos !== undefined ? { responseQos: options.responseQos } : {}),
     ...(options.onEvent !== undefined ? { onEvent: options.onEvent } : {}),
   });
+  let serviceApi;
+  try {
+    serviceApi = await startServiceApi({
+      model,
+      idScope: options.idScope,
+      policy,
+      cert: certificates.serverCertPem,
+      key: certificates.serverKeyPem,
+      host,
+      port: options.servicePort ?? 0,
+      clientHost,
+      deviceProvisioningHostName: `${bracketed(clientHost)}:${endpoint.port}`,
+    });
+  } catch (error) {
+    service.close();
+    await endpoint.close();
+    throw error;
+  }
   return {
     endpoint: { host: endpoint.host, port: endpoint.port },
     idScope: options.idScope,
@@ -106,13 +151,23 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
     caPath: certificates.caPath,
     model,
     faults,
+    service: {
+      endpoint: { host: clientHost, port: serviceApi.port },
+      keyName: SERVICE_KEY_NAME,
+      key: policy.primaryKey,
+      connectionString: `HostName=${serviceApi.hostName};SharedAccessKeyName=${SERVICE_KEY_NAME};SharedAccessKey=${policy.primaryKey}`,
+    },
     close: async () => {
       service.close();
-      await endpoint.close();
+      await Promise.all([endpoint.close(), serviceApi.close()]);
     },
   };
 }
 
 function isWildcard(host: string): boolean {
   return host === '0.0.0.0' || host === '::' || host === '';
+}
+
+function bracketed(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
 }
