@@ -4,6 +4,7 @@ import { ProvisioningError, isProvisioningError } from './errors.js';
 import { buildRegistrationId, deriveDeviceKey, validateRegistrationId, type HardwareIdentity } from './identity.js';
 import type { Endpoint, Log, Store } from './ports.js';
 import { DPS_GLOBAL_ENDPOINT, registerDevice, type RegisterOptions, type RegisterPorts } from './dps/flow.js';
+import { isNestedDeeper, MAX_JSON_DEPTH } from './dps/messages.js';
 
 export interface DeviceConfig extends Omit<RegisterOptions, 'registrationId' | 'deviceKey'> {
   /** Given outright (e.g. written at the factory); otherwise built from the template. */
@@ -134,6 +135,8 @@ export async function loadAssignment(store: Store, key: string, log: Log = () =>
 
 /** Parse a stored record strictly; anything unexpected yields undefined. */
 export function parseAssignment(text: string): Assignment | undefined {
+  // What DPS may send nests at most MAX_JSON_DEPTH levels: a deeper record was not written by us.
+  if (typeof text !== 'string' || isNestedDeeper(text, MAX_JSON_DEPTH)) return undefined;
   let value: unknown;
   try {
     value = JSON.parse(text);

@@ -31,6 +31,13 @@ export const DEFAULT_MAX_BODY_BYTES = 16 * 1024;
 const MAX_OPERATION_ID_LENGTH = 256;
 /** Error messages from the server are cut to this length before they reach ours. */
 const MAX_SERVER_MESSAGE_LENGTH = 500;
+/**
+ * Deepest nesting of arrays and objects accepted in a body, as azure-sdk-for-c's JSON reader
+ * (_az_MAX_JSON_STACK_SIZE, sdk/core/core/src/az_json_private.h). Deeper values could not be
+ * serialised again (JSON.stringify recurses: ~5000 levels overflow Node's stack) to be stored or
+ * printed, and parsing them strains a device's small stack.
+ */
+export const MAX_JSON_DEPTH = 64;
 
 /** '{"registrationId":"<id>"}', plus '"payload":<JSON>' when `payload` is not undefined. UTF-8 bytes. */
 export function registerRequestBody(registrationId: string, payload?: unknown): Uint8Array {
@@ -133,7 +140,9 @@ function parseErrorBody(status: number, body: Uint8Array): DpsResponse {
   const response: DpsResponse = { kind: 'error', status };
   let json: unknown;
   try {
-    json = JSON.parse(utf8Decode(body));
+    const text = utf8Decode(body);
+    if (isNestedDeeper(text, MAX_JSON_DEPTH)) return response;
+    json = JSON.parse(text);
   } catch {
     return response;
   }
@@ -170,6 +179,7 @@ function parseJsonObject(body: Uint8Array, maxBytes: number, what: string): Reco
   } catch {
     throw protocol(`The DPS ${what} body is not valid UTF-8`);
   }
+  if (isNestedDeeper(text, MAX_JSON_DEPTH)) throw protocol(`The DPS ${what} body nests deeper than ${MAX_JSON_DEPTH} levels`);
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -178,6 +188,26 @@ function parseJsonObject(body: Uint8Array, maxBytes: number, what: string): Reco
   }
   if (!isObject(json)) throw protocol(`The DPS ${what} body is not a JSON object`);
   return json;
+}
+
+/** Whether JSON `text` nests arrays and objects more than `maxDepth` levels (checked before parsing; strings skipped). */
+export function isNestedDeeper(text: string, maxDepth: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // a backslash escapes the next character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) {
+      inString = true;
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > maxDepth) return true;
+    } else if (c === 0x5d || c === 0x7d) {
+      depth--;
+    }
+  }
+  return false;
 }
 
 function checkSize(body: Uint8Array, maxBytes: number, what: string): void {
