@@ -9,6 +9,7 @@ import { provisionDevice } from '../../src/provisioner.js';
 import { dpsRegistrationSasToken } from '../../src/sas.js';
 import { DEFAULT_SAS_TTL_SECONDS } from '../../src/dps/flow.js';
 import { parseEndpoint, readSecret } from './args.js';
+import { dpsCommand, hubCommand } from './dps-commands.js';
 import { nodeRandom, systemClock } from './clock.js';
 import { emulatorCommand } from './emulator-command.js';
 import { createFileStore } from './file-store.js';
@@ -44,6 +45,8 @@ Commands:
   register             provision a device with DPS (or the local emulator) and store the result
   compute-device-key   derive a device key from an enrollment group key
   sas-token            print a DPS registration SAS token
+  dps                  manage DPS: show/update, linked-hub, enrollment-group (as az iot dps)
+  hub                  the emulator's IoT hubs: policy renew-key, connection-string show, device show
   emulator             run a local DPS (device endpoint, service API) for development and CI
 
 Run 'moddable-dps <command> --help' for a command's options.
@@ -53,6 +56,8 @@ const COMMANDS: Record<string, Command> = {
   register,
   'compute-device-key': computeDeviceKey,
   'sas-token': sasToken,
+  dps: dpsCommand,
+  hub: hubCommand,
   emulator: emulatorCommand,
 };
 

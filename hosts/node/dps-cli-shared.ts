@@ -1,0 +1,100 @@
+// Shared by the `dps` and `hub` commands: flag parsing (with the common flags), the service
+// client from --service / --service-file / DPS_SERVICE_CONNECTION_STRING and --ca, and output.
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { ProvisioningError } from '../../src/errors.js';
+import { readSecret } from './args.js';
+import { DpsServiceClient, parseServiceConnectionString } from './dps-service-client.js';
+
+/** The CLI's io (cli.ts CliIo). */
+export interface Io {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  env: Record<string, string | undefined>;
+}
+
+export const SERVICE_ENV = 'DPS_SERVICE_CONNECTION_STRING';
+
+export type Flags = Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }>;
+export type Values = Record<string, string | boolean | string[] | undefined>;
+
+const COMMON: Flags = {
+  service: { type: 'string' },
+  'service-file': { type: 'string' },
+  ca: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+export const COMMON_HELP = `Common options:
+  --service <cs>        the DPS service connection string (env ${SERVICE_ENV}); for the emulator
+                        HostName=<host>:<port>;SharedAccessKeyName=provisioningserviceowner;SharedAccessKey=<key>
+  --service-file <path> read the connection string from a file instead
+  --ca <pem>            trust this CA certificate as well (the emulator's ca.pem)
+  --json                print JSON
+`;
+
+/** Parse flags (the common ones included); undefined when --help was printed. */
+export function parseFlags(argv: string[], flags: Flags, help: string, io: Io): Values | undefined {
+  let values: Values;
+  try {
+    values = parseArgs({ args: argv, options: { ...COMMON, ...flags }, strict: true, allowPositionals: false }).values as Values;
+  } catch (error) {
+    // A stray positional may be a secret pasted in the wrong place: never echo it.
+    const positional = (error as { code?: string }).code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL';
+    throw new ProvisioningError('invalid-input', `${positional ? 'Unexpected argument without a flag' : (error as Error).message}. See --help`);
+  }
+  if (values.help) {
+    io.stdout(help);
+    return undefined;
+  }
+  return values;
+}
+
+/** The client for --service / --service-file / the environment, trusting --ca. */
+export function serviceClient(values: Values, io: Io): DpsServiceClient {
+  const inline = values.service as string | undefined;
+  const text = readSecret(inline === '' ? undefined : inline, values['service-file'] as string | undefined, '--service') ?? io.env[SERVICE_ENV];
+  if (!text) throw new ProvisioningError('invalid-input', `Missing --service <connection string> (or the ${SERVICE_ENV} environment variable)`);
+  const connection = parseServiceConnectionString(text);
+  const caFile = values.ca as string | undefined;
+  let ca: string | undefined;
+  if (caFile !== undefined) {
+    try {
+      ca = readFileSync(caFile, 'utf8');
+    } catch (error) {
+      throw new ProvisioningError('invalid-input', `Cannot read the CA certificate ${caFile}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`);
+    }
+    if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new ProvisioningError('invalid-input', `The CA file ${caFile} holds no PEM certificate`);
+  }
+  return new DpsServiceClient(connection, ca ? { ca } : {});
+}
+
+export function required(values: Values, flag: string): string {
+  const value = values[flag];
+  if (typeof value !== 'string' || value === '') throw new ProvisioningError('invalid-input', `Missing --${flag}`);
+  return value;
+}
+
+export function printJson(io: Io, value: unknown): void {
+  io.stdout(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** A word from the command line, echoed only when it cannot be a secret. */
+export function safe(text: string): string {
+  return /^[A-Za-z0-9._:-]{1,64}$/.test(text) ? text : '?';
+}
+
+/** A required secret given as --<flag> <value> or --<flag>-file <path>. */
+export function readSecretFlag(values: Values, flag: string): string {
+  const secret = optionalSecretFlag(values, flag);
+  if (secret === undefined) throw new ProvisioningError('invalid-input', `Missing --${flag} (or --${flag}-file <path>)`);
+  return secret;
+}
+
+export function optionalSecretFlag(values: Values, flag: string): string | undefined {
+  const inline = values[flag];
+  const file = values[`${flag}-file`];
+  const secret = readSecret(typeof inline === 'string' && inline !== '' ? inline : undefined, typeof file === 'string' ? file : undefined, `--${flag}`);
+  return secret === '' ? undefined : secret;
+}

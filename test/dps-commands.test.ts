@@ -1,0 +1,196 @@
+// The `dps` and `hub` CLI commands end to end against a started emulator, in-process through
+// main() as cli.test.ts does: az's names and flags, get-modify-put on the resource, the seeds'
+// walkthrough (link hubs, set weights and policy, create a group, provision, see where it
+// landed), the key-renewal interim failure, exit codes per failure kind, and no secret in any
+// output except where the command's output is the secret.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startEmulator, type DpsEmulator } from '../emulator/index.js';
+import { EXIT_CODES, main } from '../hosts/node/cli.js';
+
+const ID_SCOPE = '0ne000CLIDP';
+const key = (fill: number): string => Buffer.alloc(32, fill).toString('base64');
+const A = 'cli-hub-a.azure-devices.net';
+const B = 'cli-hub-b.azure-devices.net';
+const C = 'cli-hub-c.azure-devices.net';
+const cs = (host: string, secret: string, policy = 'iothubowner') => `HostName=${host};SharedAccessKeyName=${policy};SharedAccessKey=${secret}`;
+
+let dps: DpsEmulator;
+let dir: string;
+const outputs: string[] = [];
+
+async function run(args: string[], env: Record<string, string | undefined> = {}) {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(args, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env });
+  outputs.push(stdout, stderr);
+  return { code, stdout, stderr };
+}
+
+/** A `dps` / `hub` command with --service and --ca. */
+const cli = (...args: string[]) => run([...args, '--service', dps.service.connectionString, '--ca', dps.caPath]);
+/** The same, for a command whose output is a secret by design: left out of the no-secrets check. */
+async function cliSecret(...args: string[]) {
+  const result = await cli(...args);
+  outputs.splice(-2);
+  return result;
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'dps-commands-'));
+  dps = await startEmulator({
+    idScope: ID_SCOPE,
+    stateDir: join(dir, 'emulator'),
+    retryAfterSeconds: 0,
+    config: { iotHubs: [{ connectionString: cs(A, key(1)), location: 'westus' }, { connectionString: cs(B, key(2)), location: 'eastus' }] },
+  });
+});
+
+afterAll(async () => {
+  // The service key, the hubs' keys and the device keys never appear in what was printed,
+  // except by the commands whose output they are (checked in their own tests).
+  const printed = outputs.join('\n');
+  expect(printed).not.toContain(dps.service.key);
+  for (const secret of [key(1), key(3), key(40)]) expect(printed).not.toContain(secret);
+  await dps?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('dps show and dps update', () => {
+  it('shows the resource, from --service, --service-file or DPS_SERVICE_CONNECTION_STRING', async () => {
+    const shown = await cli('dps', 'show');
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toContain(`idScope: ${ID_SCOPE}`);
+    expect(shown.stdout).toMatch(new RegExp(`\\[0\\] ${A}  location westus  weight 1  applyAllocationPolicy true`));
+    const file = join(dir, 'service.txt');
+    writeFileSync(file, `${dps.service.connectionString}\n`);
+    const json = await run(['dps', 'show', '--service-file', file, '--ca', dps.caPath, '--json']);
+    expect(JSON.parse(json.stdout)).toMatchObject({ properties: { allocationPolicy: 'Hashed', iotHubs: [{ name: A, connectionString: expect.stringContaining('SharedAccessKey=****') }, { name: B }] } });
+    const fromEnv = await run(['dps', 'show', '--ca', dps.caPath], { DPS_SERVICE_CONNECTION_STRING: dps.service.connectionString });
+    expect(fromEnv.code).toBe(0);
+  });
+
+  it('sets the allocation policy and a hub weight with --set, and refuses what the service refuses', async () => {
+    const set = await cli('dps', 'update', '--set', 'properties.allocationPolicy=geoLatency', '--set', 'properties.iotHubs[1].allocationWeight=4');
+    expect(set.code).toBe(0);
+    expect(set.stdout).toContain('allocationPolicy: GeoLatency');
+    expect(dps.model.linkedHub(B)?.allocationWeight).toBe(4);
+    expect(dps.model.linkedHub(A)?.connectionString).toBe(cs(A, key(1))); // the masked key was kept
+    expect(await cli('dps', 'update', '--set', 'properties.allocationPolicy=hashed')).toMatchObject({ code: 0 });
+
+    const custom = await cli('dps', 'update', '--set', 'properties.allocationPolicy=custom');
+    expect(custom).toMatchObject({ code: EXIT_CODES['invalid-input'], stderr: expect.stringMatching(/cannot be custom.*errorCode 400002, trackingId/) });
+    expect((await cli('dps', 'update', '--set', 'properties.iotHubs[0].allocationWeight=1001')).stderr).toContain('from 1 to 1000');
+    expect((await cli('dps', 'update', '--set', 'properties.iotHubs[7].location=x')).stderr).toContain('no properties.iotHubs[7]');
+    expect((await cli('dps', 'update', '--set', 'properties.idScope=x')).code).toBe(EXIT_CODES['invalid-input']);
+    expect((await cli('dps', 'update')).stderr).toContain('at least one --set');
+  });
+});
+
+describe('dps linked-hub', () => {
+  it('creates, updates, shows, lists and deletes a linked hub', async () => {
+    const created = await cli('dps', 'linked-hub', 'create', '--connection-string', cs(C, key(3)), '--location', 'northeurope', '--allocation-weight', '10', '--apply-allocation-policy', 'false');
+    expect(created.code).toBe(0);
+    expect(created.stdout).toContain(`[2] ${C}  location northeurope  weight 10  applyAllocationPolicy false`);
+    expect(created.stdout).not.toContain(key(3));
+    expect(dps.model.linkedHub(C)).toMatchObject({ allocationWeight: 10, applyAllocationPolicy: false });
+
+    expect((await cli('dps', 'linked-hub', 'update', '--linked-hub', C, '--allocation-weight', '20', '--apply-allocation-policy', 'true')).code).toBe(0);
+    const shown = JSON.parse((await cli('dps', 'linked-hub', 'show', '--linked-hub', C.toUpperCase())).stdout);
+    expect(shown).toMatchObject({ name: C, allocationWeight: 20, applyAllocationPolicy: true, connectionString: expect.stringContaining('****') });
+    const list = JSON.parse((await cli('dps', 'linked-hub', 'list', '--json')).stdout) as Array<{ name: string }>;
+    expect(list.map((h) => h.name)).toEqual([A, B, C]);
+
+    expect((await cli('dps', 'linked-hub', 'delete', '--linked-hub', C)).code).toBe(0);
+    expect(dps.model.linkedHub(C)).toBeUndefined();
+    expect(await cli('dps', 'linked-hub', 'delete', '--linked-hub', C)).toMatchObject({ code: EXIT_CODES.failed, stderr: expect.stringContaining('not linked') });
+  });
+
+  it('refuses bad weights, bad connection strings and policies without RegistryWrite', async () => {
+    const weight = await cli('dps', 'linked-hub', 'create', '--connection-string', cs(C, key(3)), '--allocation-weight', '0');
+    expect(weight).toMatchObject({ code: EXIT_CODES['invalid-input'], stderr: expect.stringContaining('from 1 to 1000') });
+    expect((await cli('dps', 'linked-hub', 'create', '--connection-string', cs(C, key(3)), '--allocation-weight', 'ten')).code).toBe(2);
+    const bad = await cli('dps', 'linked-hub', 'create', '--connection-string', `HostName=${C};SharedAccessKey=${key(3)}`);
+    expect(bad).toMatchObject({ code: 2, stderr: expect.stringContaining('lacks SharedAccessKeyName') });
+    expect(bad.stderr).not.toContain(key(3));
+
+    const readOnly = await cliSecret('hub', 'connection-string', 'show', '--hub-name', A, '--policy-name', 'registryRead');
+    expect(readOnly.stdout).toMatch(new RegExp(`^HostName=${A};SharedAccessKeyName=registryRead;SharedAccessKey=[A-Za-z0-9+/=]{40,}\\n$`));
+    const refused = await cli('dps', 'update', '--set', `properties.iotHubs[0].connectionString=${readOnly.stdout.trim()}`);
+    expect(refused).toMatchObject({ code: 2, stderr: expect.stringContaining('lacks RegistryWrite and ServiceConnect') });
+    expect(refused.stderr).not.toContain(readOnly.stdout.trim().split('SharedAccessKey=')[1]);
+    expect(dps.model.linkedHub(A)?.sharedAccessKeyName).toBe('iothubowner');
+  });
+});
+
+describe("the seeds' walkthrough through the CLI", () => {
+  it('creates a group, provisions a device, shows where it landed; survives a hub key renewal once the link is updated', async () => {
+    const groupKey = key(40);
+    const created = await cliSecret(
+      'dps', 'enrollment-group', 'create', '--enrollment-id', 'cli-line-1', '--primary-key', groupKey,
+      '--allocation-policy', 'static', '--iot-hubs', A, '--initial-twin-tags', '{"line":"one"}', '--initial-twin-properties', '{"interval":15}',
+    );
+    expect(created.code).toBe(0);
+    expect(created.stdout).toContain(`cli-line-1  enabled  allocationPolicy static  iotHubs ${A}`);
+    expect(created.stdout).toContain(`primaryKey: ${groupKey}`); // create prints the keys, as az does
+    expect((await cli('dps', 'enrollment-group', 'show', '--enrollment-id', 'cli-line-1')).stdout).not.toContain(groupKey);
+    const withKeys = await cliSecret('dps', 'enrollment-group', 'show', '--enrollment-id', 'cli-line-1', '--show-keys', '--json');
+    expect(JSON.parse(withKeys.stdout).attestation.symmetricKey.primaryKey).toBe(groupKey);
+    const list = await cli('dps', 'enrollment-group', 'list', '--json');
+    expect(JSON.parse(list.stdout)).toEqual([expect.objectContaining({ enrollmentGroupId: 'cli-line-1', attestation: { type: 'symmetricKey' } })]);
+
+    const register = () =>
+      run(['register', '--id-scope', ID_SCOPE, '--registration-id', 'cli-walk-1', '--group-key', groupKey, '--endpoint', `${dps.endpoint.host}:${dps.endpoint.port}`, '--ca', dps.caPath, '--quiet', '--force']);
+    expect(await register()).toMatchObject({ code: 0, stdout: `assignedHub: ${A}\ndeviceId: cli-walk-1\n` });
+    const device = await cli('hub', 'device', 'show', '--hub-name', A, '--device-id', 'cli-walk-1');
+    expect(device.stdout).toBe(`deviceId: cli-walk-1\nhub: ${A}\nregistrationId: cli-walk-1\nstatus: enabled\ntags: {"line":"one"}\ndesired properties: {"interval":15}\n`);
+    expect(JSON.parse((await cli('hub', 'device', 'show', '--hub-name', A, '--device-id', 'cli-walk-1', '--json')).stdout).authentication).toEqual({ type: 'sas' });
+
+    const renewed = await cliSecret('hub', 'policy', 'renew-key', '--hub-name', A, '--name', 'iothubowner', '--renew-key', 'primary');
+    expect(renewed.stdout).toMatch(/^keyName: iothubowner\nrights: RegistryRead, RegistryWrite, ServiceConnect, DeviceConnect\nprimaryKey: \S+\nsecondaryKey: \S+\n$/);
+    const interim = await register();
+    expect(interim).toMatchObject({ code: EXIT_CODES.failed, stderr: expect.stringMatching(/linked IoT hub cli-hub-a.* is out of date.*errorCode 400006/) });
+
+    const fresh = (await cliSecret('hub', 'connection-string', 'show', '--hub-name', A)).stdout.trim();
+    expect((await cli('dps', 'update', '--set', `properties.iotHubs[0].connectionString=${fresh}`)).code).toBe(0);
+    expect(await register()).toMatchObject({ code: 0, stdout: `assignedHub: ${A}\ndeviceId: cli-walk-1\n` });
+
+    expect((await cli('dps', 'enrollment-group', 'delete', '--enrollment-id', 'cli-line-1')).code).toBe(0);
+    expect((await cli('dps', 'enrollment-group', 'show', '--enrollment-id', 'cli-line-1')).code).toBe(EXIT_CODES.failed);
+  });
+
+  it('refuses a static group without a hub, and bad flags, before or at the service', async () => {
+    expect(await cli('dps', 'enrollment-group', 'create', '--enrollment-id', 'cli-bad', '--allocation-policy', 'static')).toMatchObject({ code: 2, stderr: expect.stringContaining('exactly one IoT hub') });
+    expect((await cli('dps', 'enrollment-group', 'create', '--enrollment-id', 'cli-bad', '--initial-twin-tags', '{nope')).stderr).toContain('not valid JSON');
+    expect((await cli('dps', 'enrollment-group', 'create', '--enrollment-id', 'cli-bad', '--provisioning-status', 'paused')).code).toBe(2);
+    expect((await cli('hub', 'policy', 'renew-key', '--hub-name', A, '--name', 'iothubowner', '--renew-key', 'tertiary')).code).toBe(2);
+    expect((await cli('hub', 'device', 'show', '--hub-name', A, '--device-id', 'nobody')).code).toBe(EXIT_CODES.failed);
+    expect((await cli('dps', 'enrollment-group', 'list')).stdout).toBe('no enrollment groups\n');
+  });
+});
+
+describe('errors and help', () => {
+  it('exits by failure kind: missing service, wrong key, untrusted CA, unreachable, unknown command', async () => {
+    expect(await run(['dps', 'show'])).toMatchObject({ code: 2, stderr: expect.stringContaining('DPS_SERVICE_CONNECTION_STRING') });
+    const wrongKey = dps.service.connectionString.replace(/SharedAccessKey=.*/, `SharedAccessKey=${key(9)}`);
+    expect(await run(['dps', 'show', '--service', wrongKey, '--ca', dps.caPath])).toMatchObject({ code: EXIT_CODES.unauthorized, stderr: expect.stringContaining('errorCode 401002') });
+    expect(await run(['dps', 'show', '--service', dps.service.connectionString])).toMatchObject({ code: EXIT_CODES.tls, stderr: expect.stringContaining('--ca') });
+    const closed = dps.service.connectionString.replace(/:\d+;/, ':1;');
+    expect((await run(['dps', 'show', '--service', closed, '--ca', dps.caPath])).code).toBe(EXIT_CODES.network);
+    expect((await run(['dps', 'show', '--service', 'not a connection string'])).stderr).not.toContain('not a connection string');
+    expect((await cli('dps', 'frobnicate')).code).toBe(2);
+    expect((await cli('hub', 'policy', 'list')).code).toBe(2);
+    expect((await run(['dps', 'show', '--service', dps.service.connectionString, 'stray-secret'])).stderr).not.toContain('stray-secret');
+  });
+
+  it('prints help for each command group', async () => {
+    for (const args of [['dps', '--help'], ['dps', 'show', '--help'], ['dps', 'linked-hub', '--help'], ['dps', 'enrollment-group', 'create', '--help'], ['hub', '--help']]) {
+      const res = await run(args);
+      expect(res.code, args.join(' ')).toBe(0);
+      expect(res.stdout).toMatch(/^Usage: moddable-dps (dps|hub)/);
+    }
+    expect((await run(['--help'])).stdout).toMatch(/dps .*az iot dps/);
+  });
+});
