@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { describe, it } from 'vitest';
 import { base64Decode, base64Encode, utf8Encode } from '../src/bytes.js';
-import { parseResponseBody, type DpsResponse } from '../src/dps/messages.js';
+import { isNestedDeeper, parseResponseBody, type DpsResponse } from '../src/dps/messages.js';
 import { registerDevice } from '../src/dps/flow.js';
 import { dpsUsername, parseDpsUsername, parseRequestTopic, parseResponseTopic, pollTopic, registerTopic, responseTopic } from '../src/dps/topics.js';
 import { ProvisioningError, type ErrorKind } from '../src/errors.js';
@@ -558,6 +558,21 @@ describe('DPS response body parser (parseResponseBody)', () => {
 
   it('found: a payload 5000 levels deep was accepted, and serialising it (to store or print it) overflowed the stack', () => {
     checkResponse(200, utf8Encode(deepAssignedBody(5000, '[')));
+  });
+
+  it('measures JSON nesting as JSON.parse sees it (brackets inside strings and escapes do not count)', () => {
+    const depthOf = (v: unknown): number => (typeof v === 'object' && v !== null ? 1 + Math.max(0, ...Object.values(v).map(depthOf)) : 0);
+    const tricky = fc.string({ unit: fc.constantFrom('[', ']', '{', '}', '"', '\\', 'a'), maxLength: 8 });
+    // A random JSON value wrapped in up to 100 arrays and objects, each with a random sibling.
+    const wrapper = fc.record({ key: fc.option(tricky), sibling: fc.jsonValue({ maxDepth: 2 }) });
+    const value = fc.tuple(fc.jsonValue({ maxDepth: 3 }), fc.array(wrapper, { maxLength: 100 })).map(([leaf, wrappers]) =>
+      wrappers.reduce<unknown>((inner, { key, sibling }) => (key === null ? [sibling, inner] : { [`${key}~`]: sibling, [key]: inner }), leaf));
+    fc.assert(
+      fc.property(value, fc.integer({ min: 0, max: 100 }), (v, max) => {
+        assert.equal(isNestedDeeper(JSON.stringify(v), max), depthOf(v) > max);
+      }),
+      runs(300),
+    );
   });
 
   it('refuses a body over the size limit whatever it holds', () => {
