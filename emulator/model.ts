@@ -121,7 +121,7 @@ export class DpsModel {
     if (next.hostName !== current.hostName) {
       throw invalidConfiguration(`The new connection string is for ${next.hostName}, not ${current.hostName}`);
     }
-    if (changes.connectionString !== undefined) this.iotHubs.admitLink(parseConnectionString(next.connectionString));
+    if (next.connectionString !== current.connectionString) this.iotHubs.admitLink(parseConnectionString(next.connectionString));
     this.#hubs.set(current.hostName, next);
     return { ...next };
   }
@@ -134,7 +134,9 @@ export class DpsModel {
 
   /**
    * Replace the whole set of linked hubs at once (ARM's PUT of properties.iotHubs): every entry is
-   * checked before anything changes; hubs not yet known are then created.
+   * checked before anything changes; hubs not yet known are then created. A link whose connection
+   * string is unchanged is not checked against its hub again, so a link left out of date by a key
+   * renewal does not block other changes (its registrations keep failing until it is updated).
    */
   replaceLinkedHubs(configs: readonly LinkedHubConfig[]): LinkedHub[] {
     if (!Array.isArray(configs)) throw invalidConfiguration('iotHubs must be a list of linked hubs');
@@ -143,7 +145,9 @@ export class DpsModel {
       let hub: LinkedHub;
       try {
         hub = validateLinkedHub(config);
-        this.iotHubs.checkLink(parseConnectionString(hub.connectionString));
+        if (this.#hubs.get(hub.hostName)?.connectionString !== hub.connectionString) {
+          this.iotHubs.checkLink(parseConnectionString(hub.connectionString));
+        }
       } catch (error) {
         if (error instanceof DpsError) throw new DpsError(error.status, error.errorCode, `iotHubs[${index}]: ${error.message}`);
         throw error;
@@ -152,7 +156,9 @@ export class DpsModel {
       next.set(hub.hostName, hub);
     });
     for (const hub of next.values()) {
-      this.iotHubs.admitLink(parseConnectionString(hub.connectionString));
+      if (this.#hubs.get(hub.hostName)?.connectionString !== hub.connectionString) {
+        this.iotHubs.admitLink(parseConnectionString(hub.connectionString));
+      }
       if (!this.#devices.has(hub.hostName)) this.#devices.set(hub.hostName, new Map());
     }
     this.#hubs = next;

@@ -219,6 +219,9 @@ describe('linked hubs and registrations', () => {
     expect((await call('GET', `/registrations/mg-pinned-a${V}`)).json).toMatchObject({ status: 'failed', errorCode: 400006 });
     expect((await call('GET', `/hubs/${A}`)).json.linkProblem).toContain('out of date');
     expect(JSON.stringify((await call('GET', `/hubs/${A}`)).json)).not.toContain(renewed.json.primaryKey);
+    // The out-of-date link does not block other changes, and they do not repair it.
+    expect((await modify((p) => (p.iotHubs[1].allocationWeight = 2))).status).toBe(200);
+    expect((await provisionFailure('mg-pinned-a', deviceKey)).errorCode).toBe(400006);
 
     const index = (await call('GET', '/resource')).json.properties.iotHubs.findIndex((h: { name: string }) => h.name === A);
     const updated = await modify((p) => (p.iotHubs[index].connectionString = cs(A, renewed.json.primaryKey)));
