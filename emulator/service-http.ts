@@ -22,6 +22,8 @@ export const ServiceErrorCodes = {
 } as const;
 
 export const MAX_BODY_BYTES = 256 * 1024;
+/** Deeper JSON is refused: storing and serialising it would overflow the stack (as the core refuses for devices). */
+export const MAX_JSON_DEPTH = 64;
 
 export interface ServiceRequest {
   method: string;
@@ -52,11 +54,14 @@ export async function readRequest(req: IncomingMessage): Promise<ServiceRequest>
   }
   const chunks: Buffer[] = [];
   let size = 0;
+  // Past the limit the rest is read and dropped, so the client gets its 413 instead of a reset;
+  // past four times the limit the connection is cut.
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_BODY_BYTES) throw new DpsError(413, ServiceErrorCodes.tooLarge, `The request body exceeds ${MAX_BODY_BYTES} bytes`);
-    chunks.push(chunk);
+    if (size > 4 * MAX_BODY_BYTES) break;
+    if (size <= MAX_BODY_BYTES) chunks.push(chunk);
   }
+  if (size > MAX_BODY_BYTES) throw new DpsError(413, ServiceErrorCodes.tooLarge, `The request body exceeds ${MAX_BODY_BYTES} bytes`);
   const text = Buffer.concat(chunks).toString('utf8');
   let body: unknown;
   if (text.trim() !== '') {
@@ -64,6 +69,9 @@ export async function readRequest(req: IncomingMessage): Promise<ServiceRequest>
       body = JSON.parse(text);
     } catch {
       throw new DpsError(400, ServiceErrorCodes.invalidJson, 'The request body is not valid JSON');
+    }
+    if (depth(body) > MAX_JSON_DEPTH) {
+      throw new DpsError(400, ServiceErrorCodes.invalidJson, `The request body is nested deeper than ${MAX_JSON_DEPTH} levels`);
     }
   }
   return { method: (req.method ?? 'GET').toUpperCase(), segments, query: url.searchParams, headers: req.headers, body };
@@ -127,4 +135,18 @@ export function noRoute(request: ServiceRequest): DpsError {
 
 export function notAllowed(request: ServiceRequest): DpsError {
   return dpsError(405, `${request.method} is not supported on /${request.segments.join('/').slice(0, 200)}`, ServiceErrorCodes.methodNotAllowed);
+}
+
+/** How deeply `value` nests (without recursion, so any depth is measured safely); stops counting past the limit. */
+function depth(value: unknown): number {
+  let deepest = 0;
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length > 0) {
+    const [item, level] = stack.pop()!;
+    if (typeof item !== 'object' || item === null) continue;
+    deepest = Math.max(deepest, level);
+    if (deepest > MAX_JSON_DEPTH) return deepest;
+    for (const child of Object.values(item)) stack.push([child, level + 1]);
+  }
+  return deepest;
 }

@@ -8,6 +8,7 @@
 // the test hands it serviceClientAgent() (emulator/service-agent.ts) through its RestApiClient's
 // setOptions({ http: { agent } }); the agent connects to host:port and trusts the emulator's CA.
 import { mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -227,6 +228,20 @@ describe('authorization, api-version and bad input', () => {
       expect({ url, status: res.status, body: res.json }).toMatchObject({ url, status, body: { ...dpsErrorShape, errorCode } });
     }
     expect((await raw(dps, 'POST', `/enrollmentGroups/query${v}`, { body: '{"query":"*"}' })).status).toBe(200);
+  });
+
+  it('refuses deep and oversized bodies, survives garbage, and keeps serving', async () => {
+    const deep = `{"enrollmentGroupId":"deep","initialTwin":{"tags":${'['.repeat(5000)}${']'.repeat(5000)}}}`;
+    expect((await raw(dps, 'PUT', '/enrollmentGroups/deep?api-version=2021-10-01', { body: deep })).json).toMatchObject({ errorCode: 400010, message: expect.stringContaining('deeper than 64') });
+    const huge = await raw(dps, 'PUT', '/enrollmentGroups/huge?api-version=2021-10-01', { body: `{"pad":"${'x'.repeat(300 * 1024)}"}` });
+    expect(huge).toMatchObject({ status: 413, json: { errorCode: 413000 } });
+    await new Promise<void>((resolve) => {
+      const socket = connect({ host: dps.service.endpoint.host, port: dps.service.endpoint.port, ca: dps.caPem }, () => socket.end('NOT HTTP AT ALL\r\n\r\n'));
+      socket.on('data', () => {});
+      socket.on('error', () => resolve());
+      socket.on('close', () => resolve());
+    });
+    expect((await raw(dps, 'GET', '/resource')).status).toBe(200);
   });
 });
 
