@@ -1,0 +1,130 @@
+// The Node file store under kill -9: a child process rewrites one large record through
+// createFileStore, alternating between two values, and is SIGKILLed at random moments. After
+// every kill the file must hold exactly one of the two values (parsable, equal, never a mix, empty
+// or truncated), and temp files left by killed writers must not pile up.
+//
+// What a killed writer leaves: when it dies between creating its temp file and renaming it, the
+// temp file (`.<name>.<pid>.<random>.tmp`, mode 0600) stays behind; the target is untouched.
+// The next write to that file removes such leftovers of writers that are no longer running.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { build } from 'esbuild';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createFileStore } from '../hosts/node/file-store.js';
+
+const MIN_KILLS = 30;
+const MAX_KILLS = 50;
+/** Stop after MIN_KILLS once this many kills have landed inside a write. */
+const ENOUGH_MID_WRITE = 10;
+/** Each value is about 1 MiB: a write (stringify, write, fsync, rename) takes milliseconds. */
+const RECORD_BYTES = 1 << 20;
+
+let dir: string;
+let writer: string;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'dps-store-crash-'));
+  writer = join(dir, 'store-writer.mjs');
+  await build({
+    entryPoints: [join(import.meta.dirname, 'support', 'store-writer.ts')],
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    outfile: writer,
+    logLevel: 'silent',
+  });
+});
+
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** An assignment record as the provisioner stores it, padded to RECORD_BYTES with `fill`. */
+function record(hub: string, fill: string): string {
+  const assignment = { version: 1, assignedHub: hub, deviceId: 'crash-device', registrationId: 'crash-device', idScope: '0ne00000001', endpoint: 'global.azure-devices-provisioning.net:8883', provisionedAt: '2025-01-01T00:00:00.000Z' };
+  return JSON.stringify({ ...assignment, payload: { fill: fill.repeat(RECORD_BYTES) } });
+}
+
+interface Run {
+  /** Sets that completed before the kill. */
+  writes: number;
+  /** The killed writer's own temp file was left: the kill landed inside a write. */
+  midWrite: boolean;
+}
+
+/** Starts the writer, lets it run for `ms` after it is ready, kills it with SIGKILL. */
+function runAndKill(storePath: string, recordsPath: string, ms: number): Promise<Run & { pid: number }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [writer, storePath, recordsPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let killTimer: NodeJS.Timeout | undefined;
+    // A bound on the whole run, so a child that never gets ready cannot hold the test.
+    const guard = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    child.stdout.setEncoding('utf8').on('data', (text: string) => {
+      stdout += text;
+      if (killTimer === undefined && stdout.startsWith('ready\n')) killTimer = setTimeout(() => child.kill('SIGKILL'), ms);
+    });
+    child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(guard);
+      clearTimeout(killTimer);
+      if (signal !== 'SIGKILL' || killTimer === undefined) {
+        return reject(new Error(`the writer ended by itself (code ${code}, signal ${signal}): ${stderr}`));
+      }
+      const pid = child.pid!;
+      const midWrite = temps().some((name) => name.includes(`.${pid}.`));
+      resolve({ pid, writes: stdout.split('\n').filter((line) => line === 'w').length, midWrite });
+    });
+  });
+}
+
+function temps(): string[] {
+  return readdirSync(dir).filter((name) => name.startsWith('.store.json.') && name.endsWith('.tmp'));
+}
+
+describe('the Node file store killed mid-write (SIGKILL loop)', () => {
+  it('always holds the old or the new record, never a mix, empty or truncated, and leaves at most one temp file', async () => {
+    const storePath = join(dir, 'store.json');
+    const recordsPath = join(dir, 'records.json');
+    const values = [record('hub-a.azure-devices.net', 'a'), record('hub-b.azure-devices.net', 'b')];
+    writeFileSync(recordsPath, JSON.stringify(values));
+    await createFileStore(storePath).set('assignment', values[0]!);
+
+    const runs: Run[] = [];
+    let mostTemps = 0;
+    while (runs.length < MAX_KILLS && (runs.length < MIN_KILLS || runs.filter((r) => r.midWrite).length < ENOUGH_MID_WRITE)) {
+      const run = await runAndKill(storePath, recordsPath, Math.random() * 40);
+      runs.push(run);
+      const where = `after kill ${runs.length} (${run.writes} sets completed, ${run.midWrite ? 'inside a write' : 'between writes'})`;
+
+      // Exactly one of the two values, read raw and through a fresh store (the next boot).
+      const text = readFileSync(storePath, 'utf8');
+      let parsed: unknown;
+      expect(() => (parsed = JSON.parse(text)), `${where}: the file is not valid JSON (${text.length} bytes)`).not.toThrow();
+      expect(Object.keys(parsed as object), where).toEqual(['assignment']);
+      const value = (parsed as { assignment: string }).assignment;
+      expect(values.includes(value), `${where}: the record is neither of the two values`).toBe(true);
+      expect(await createFileStore(storePath).get('assignment'), where).toBe(value);
+
+      mostTemps = Math.max(mostTemps, temps().length);
+      expect(temps().length, `${where}: temp files piled up: ${temps().join(', ')}`).toBeLessThanOrEqual(1);
+    }
+
+    const midWrite = runs.filter((r) => r.midWrite).length;
+    console.log(
+      `file store crash test: ${runs.length} kills, ${midWrite} inside a write (temp file left), ${runs.length - midWrite} between writes; ` +
+        `${runs.reduce((n, r) => n + r.writes, 0)} sets completed in all; at most ${mostTemps} temp file(s) at once`,
+    );
+    expect(midWrite, 'no kill landed inside a write: the test proved nothing').toBeGreaterThan(0);
+
+    // The next write (a new process, say) cleans up what killed writers left.
+    await createFileStore(storePath).set('assignment', values[1]!);
+    expect(temps()).toEqual([]);
+    expect(await createFileStore(storePath).get('assignment')).toBe(values[1]);
+  }, 120_000);
+});
