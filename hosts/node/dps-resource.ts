@@ -31,7 +31,7 @@ export function printResource(io: Io, resource: Resource, json: boolean): void {
   io.stdout(
     `name: ${resource.name}\nidScope: ${p.idScope}\nallocationPolicy: ${p.allocationPolicy}\n` +
       `serviceOperationsHostName: ${p.serviceOperationsHostName}\ndeviceProvisioningHostName: ${p.deviceProvisioningHostName}\n` +
-      `linked hubs: ${p.iotHubs.length === 0 ? 'none' : ''}\n${hubLines(p.iotHubs)}`,
+      `linked hubs:${p.iotHubs.length === 0 ? ' none' : ''}\n${hubLines(p.iotHubs)}`,
   );
 }
 
