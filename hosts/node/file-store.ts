@@ -9,9 +9,13 @@
 //   processes writing the same file are not coordinated: the last rename wins.
 // - A file that is not a JSON object of strings makes `get` throw ProvisioningError('storage');
 //   `set` and `delete` replace it with a fresh object (the new value is never lost to it).
+// - A writer killed mid-write (kill -9, power loss) leaves its temp file behind, never a damaged
+//   target. Each write first removes such leftovers: temp files of this target named for a
+//   process that is no longer running, or for this process (whose writes to one path are
+//   serialised, so none of its own is in flight). A live process's temp file is left alone.
 
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ProvisioningError } from '../../src/errors.js';
 import type { Store } from '../../src/ports.js';
@@ -114,6 +118,7 @@ async function writeAtomically(file: string, records: Records): Promise<void> {
   } catch (error) {
     throw storageError(`cannot create the directory ${directory}`, error);
   }
+  await removeStaleTemps(directory, basename(file));
   try {
     const handle = await open(temp, 'wx', 0o600);
     try {
@@ -129,6 +134,35 @@ async function writeAtomically(file: string, records: Records): Promise<void> {
     throw storageError(`cannot write the store ${file}`, error);
   }
   await syncDirectory(directory);
+}
+
+/** Deletes `.<name>.<pid>.<random>.tmp` files that killed writers left. Best effort. */
+async function removeStaleTemps(directory: string, name: string): Promise<void> {
+  let entries: string[];
+  try {
+    entries = await readdir(directory);
+  } catch {
+    return;
+  }
+  const prefix = `.${name}.`;
+  for (const entry of entries) {
+    if (!entry.startsWith(prefix)) continue;
+    const match = /^(\d{1,10})\.[0-9a-f]{12}\.tmp$/.exec(entry.slice(prefix.length));
+    if (!match) continue;
+    const pid = Number(match[1]);
+    if (pid !== process.pid && isRunning(pid)) continue;
+    await unlink(join(directory, entry)).catch(() => {});
+  }
+}
+
+function isRunning(pid: number): boolean {
+  if (!(pid > 0)) return false; // process.kill(0) would signal our own process group
+  try {
+    process.kill(pid, 0); // signal 0: only checks that the process exists
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'; // exists, owned by another user
+  }
 }
 
 /** Make the rename durable. Not every platform can open or fsync a directory (Windows). */
