@@ -6,7 +6,7 @@
 // What a killed writer leaves: when it dies between creating its temp file and renaming it, the
 // temp file (`.<name>.<pid>.<random>.tmp`, mode 0600) stays behind; the target is untouched.
 // The next write to that file removes such leftovers of writers that are no longer running.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -127,4 +127,16 @@ describe('the Node file store killed mid-write (SIGKILL loop)', () => {
     expect(temps()).toEqual([]);
     expect(await createFileStore(storePath).get('assignment')).toBe(values[1]);
   }, 120_000);
+
+  it('removes only the temp files of writers that are gone: a running process may be mid-write', async () => {
+    const storePath = join(dir, 'shared.json');
+    const gone = spawnSync(process.execPath, ['-e', '']).pid!; // exited and reaped
+    const running = process.ppid;
+    const leftover = (pid: number) => `.shared.json.${pid}.0123456789ab.tmp`;
+    for (const pid of [gone, running, process.pid]) writeFileSync(join(dir, leftover(pid)), '{"half":');
+    writeFileSync(join(dir, '.shared.json.notes.tmp'), 'not ours');
+    await createFileStore(storePath).set('assignment', 'x');
+    const left = readdirSync(dir).filter((name) => name.startsWith('.shared.json.'));
+    expect(left.sort()).toEqual([leftover(running), '.shared.json.notes.tmp'].sort());
+  });
 });
