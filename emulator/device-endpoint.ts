@@ -17,12 +17,13 @@
 //   anywhere else in the handler closes only the client concerned.
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { createServer, type TLSSocket } from 'node:tls';
 import { Aedes, type Client, type PublishPacket } from 'aedes';
 import { parseRequestTopic, responseTopic, RESPONSE_SUBSCRIBE_TOPIC, type RequestTopic } from '../src/dps/topics.js';
 import { authenticateDevice, type AuthFailure, type DeviceAttestation } from './auth.js';
 import { DpsError, ErrorCodes, errorBody } from './dps-errors.js';
-import { statusFaultResponse, strayResponse, type FaultAction, type FaultPlan } from './faults.js';
+import { RawBody, statusFaultResponse, strayResponse, type FaultAction, type FaultPlan } from './faults.js';
 import { BoundedMqttStream } from './packet-limit.js';
 import type { DpsModel } from './model.js';
 import type { DpsResponse, RegistrationService } from './registrations.js';
@@ -77,6 +78,10 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
   const connections = new Set<Socket>();
   const socketOf = new WeakMap<object, TLSSocket>();
   const timers = new Set<NodeJS.Timeout>();
+  /** Clients whose connection a connect fault closes right after CONNACK. */
+  const hangUpAfterConnack = new WeakSet<Client>();
+  /** The last answer given on each connection, for a replay fault. */
+  const lastAnswer = new WeakMap<Client, { response: DpsResponse; rid: string }>();
   const timeoutMs = options.timeoutMs ?? 10_000;
   const responseQos = options.responseQos ?? 0;
 
@@ -107,18 +112,26 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
       const fault = options.faults.take('connect', result.attestation.registrationId);
       if (fault) {
         emit({ type: 'fault', registrationId: result.attestation.registrationId, on: 'connect', action: fault.type });
-        if (fault.type === 'drop') {
-          socketOf.get(client.conn)?.destroy();
-          done(Object.assign(new Error('dropped'), { returnCode: 3 as const }), false);
-          return;
-        }
-        if (fault.type === 'status') {
-          done(Object.assign(new Error('refused by fault'), { returnCode: fault.status as 2 | 3 | 4 | 5 }), false);
-          return;
-        }
-        if (fault.type === 'delay') {
-          later(fault.ms, () => accept());
-          return;
+        switch (fault.type) {
+          case 'drop':
+            if (fault.afterResponse) {
+              hangUpAfterConnack.add(client);
+              break;
+            }
+            socketOf.get(client.conn)?.destroy();
+            done(Object.assign(new Error('dropped'), { returnCode: 3 as const }), false);
+            return;
+          case 'status':
+            done(Object.assign(new Error('refused by fault'), { returnCode: fault.status as 2 | 3 | 4 | 5 }), false);
+            return;
+          case 'delay':
+            later(fault.ms, () => accept());
+            return;
+          case 'silent':
+            return; // never answered: the device's CONNACK timeout, or close(), ends it
+          case 'raw':
+            writeRaw(client, fault);
+            return;
         }
       }
       accept();
@@ -134,8 +147,30 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
         callback(null, null); // SUBACK 0x80 for this filter
         return;
       }
-      subscribed.add(client);
-      callback(null, { ...subscription, qos: Math.min(subscription.qos, 1) as 0 | 1 });
+      const grant = (): void => {
+        subscribed.add(client);
+        callback(null, { ...subscription, qos: Math.min(subscription.qos, 1) as 0 | 1 });
+      };
+      const registrationId = sessions.get(client)!.registrationId;
+      const fault = options.faults.take('subscribe', registrationId);
+      if (fault) emit({ type: 'fault', registrationId, on: 'subscribe', action: fault.type });
+      switch (fault?.type) {
+        case 'drop':
+          socketOf.get(client.conn)?.destroy();
+          return;
+        case 'status':
+          callback(null, null); // SUBACK 0x80
+          return;
+        case 'delay':
+          later(fault.ms, grant);
+          return;
+        case 'silent':
+          return; // no SUBACK, and aedes reads nothing more from this client
+        case 'raw':
+          writeRaw(client, fault);
+          return;
+      }
+      grant();
     },
     authorizePublish(client, packet, callback) {
       const session = client ? sessions.get(client) : undefined;
@@ -163,6 +198,9 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
       return packet.topic.startsWith('$dps/registrations/res/') ? packet : null;
     },
   });
+  broker.on('connackSent', (_packet, client) => {
+    if (hangUpAfterConnack.has(client)) hangUp(client);
+  });
   broker.on('clientError', (client, error) => emit({ type: 'closed-client', clientId: client.id, reason: error.message }));
   broker.on('connectionError', (client, error) =>
     emit({ type: 'closed-client', clientId: client.id ?? '', reason: error.message }),
@@ -171,17 +209,31 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
   async function handle(client: Client, session: DeviceAttestation, request: RequestTopic, payload: Buffer): Promise<void> {
     const registrationId = session.registrationId;
     try {
+      if (socketOf.get(client.conn)?.destroyed) return; // the connection died (or a fault dropped it) meanwhile
       const fault = options.faults.take(request.type, registrationId);
       if (fault) emit({ type: 'fault', registrationId, on: request.type, action: fault.type });
-      if (fault?.type === 'delay') {
-        await new Promise<void>((resolve) => later(fault.ms, resolve));
-        if (client.closed) return;
+      switch (fault?.type) {
+        case 'delay':
+          await new Promise<void>((resolve) => later(fault.ms, resolve));
+          if (client.closed) return;
+          break;
+        case 'status':
+          respond(client, statusFaultResponse(fault, new Date(now())), request.rid);
+          return;
+        case 'silent':
+          return;
+        case 'raw':
+          writeRaw(client, fault);
+          return;
+        case 'stray':
+          respond(client, strayResponse(fault.status ?? 202, new Date(now())), randomUUID());
+          break;
+        case 'replay': {
+          const previous = lastAnswer.get(client);
+          if (previous) respond(client, previous.response, previous.rid);
+          break;
+        }
       }
-      if (fault?.type === 'status') {
-        respond(client, statusFaultResponse(fault, new Date(now())), request.rid);
-        return;
-      }
-      if (fault?.type === 'stray') respond(client, strayResponse(fault.status ?? 202, new Date(now())), randomUUID());
       let response: DpsResponse;
       try {
         response =
@@ -196,12 +248,31 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
         socketOf.get(client.conn)?.destroy();
         return;
       }
-      respond(client, response, request.rid, fault?.type === 'drop' ? () => socketOf.get(client.conn)?.end() : undefined);
+      if (fault?.type === 'duplicate') respond(client, response, request.rid);
+      const then = fault?.type === 'drop' ? () => later(fault.afterMs ?? 0, () => hangUp(client)) : undefined;
+      respond(client, response, request.rid, then);
     } catch (error) {
       // A bug of ours: answer 500 and close this client only.
       emit({ type: 'closed-client', clientId: client.id, reason: `internal error: ${(error as Error).message}` });
       socketOf.get(client.conn)?.destroy();
     }
+  }
+
+  /** Close after what was written has gone out; read nothing more meanwhile. */
+  function hangUp(client: Client): void {
+    const socket = socketOf.get(client.conn);
+    if (!socket || socket.destroyed) return;
+    socket.pause();
+    (client.conn as unknown as Duplex).end();
+    later(2000, () => socket.destroy()); // a peer that never closes its side
+  }
+
+  /** A raw fault: bytes in order with aedes' own writes, then close or say nothing more. */
+  function writeRaw(client: Client, fault: Extract<FaultAction, { type: 'raw' }>): void {
+    const socket = socketOf.get(client.conn);
+    if (!socket || socket.destroyed) return;
+    (client.conn as unknown as Duplex).write(Buffer.from(fault.bytes.buffer, fault.bytes.byteOffset, fault.bytes.byteLength));
+    if ((fault.then ?? 'close') === 'close') hangUp(client);
   }
 
   function errorResponse(error: unknown): DpsResponse {
@@ -214,10 +285,11 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
       then?.();
       return; // nobody listens: a broker would not deliver it either
     }
+    lastAnswer.set(client, { response, rid });
     const packet: PublishPacket = {
       cmd: 'publish',
       topic: responseTopic(response.status, rid, response.retryAfterSeconds),
-      payload: Buffer.from(JSON.stringify(response.body)),
+      payload: Buffer.from(response.body instanceof RawBody ? response.body.text : JSON.stringify(response.body)),
       qos: responseQos,
       retain: false,
       dup: false,

@@ -1,41 +1,63 @@
-// Scripted misbehaviour for tests: make the device endpoint throttle, fail, drop connections or
-// send stray responses, a given number of times. A test pushes faults; each matching request
-// consumes one use of the first matching fault, in push order.
+// Scripted misbehaviour for tests: make the device endpoint throttle, fail, drop connections,
+// go silent, or send stray, duplicated, stale or malformed responses, a given number of times. A
+// test pushes faults; each matching request consumes one use of the first matching fault, in
+// push order.
 //
 //   emulator.faults.push({ on: 'register', action: { type: 'status', status: 429, retryAfter: 1 } });
 //   emulator.faults.push({ on: 'poll', action: { type: 'drop' }, times: 2, registrationId: 'dev-1' });
 //
 // Triggers:
-//   connect   a CONNECT that passed authentication (before CONNACK)
-//   register  a PUBLISH to $dps/registrations/PUT/iotdps-register/?$rid=...
-//   poll      a PUBLISH to $dps/registrations/GET/iotdps-get-operationstatus/?$rid=...&operationId=...
-// Actions:
-//   status   register/poll: answer res/<status> with DPS's error body (errorCode <status>000) and,
-//            when retryAfter is given, &retry-after=<retryAfter>; the request is not processed
-//            (a throttled register creates no operation). connect: `status` is the CONNACK
-//            return code to refuse with, 2..5 (2 identifier rejected, 3 server unavailable,
-//            4 bad username or password, 5 not authorized).
-//   drop     close the TCP connection without answering. register/poll: with `afterResponse`
-//            the request is processed and answered first, then the connection closes (the
-//            device knows the operationId and should resume polling); without it, a register
-//            is still processed (DPS may have started the operation) but not answered.
-//   stray    register/poll: first send a response with a foreign $rid, then handle the request
-//            normally. `status` (default 202) shapes it: 202 assigning, 200 an assigned result
-//            for 'stray-device' on 'stray-hub.azure-devices.net', otherwise DPS's error body.
-//            connect: not applicable.
-//   delay    hold the answer for `ms` milliseconds, then handle normally (a slow DPS).
+//   connect    a CONNECT that passed authentication (before CONNACK)
+//   subscribe  a SUBSCRIBE to the response topic (before SUBACK)
+//   register   a PUBLISH to $dps/registrations/PUT/iotdps-register/?$rid=...
+//   poll       a PUBLISH to $dps/registrations/GET/iotdps-get-operationstatus/?$rid=...&operationId=...
+// Actions (the triggers each applies to in brackets):
+//   status     [register, poll] answer res/<status> with DPS's error body (errorCode <status>000,
+//              or `errorCode`, and `message`), or with `body` verbatim when given (any text: an
+//              empty or non-JSON error body), and, when retryAfter is given, &retry-after=<n>;
+//              the request is not processed (a throttled register creates no operation).
+//              [connect] `status` is the CONNACK return code to refuse with, 2..5 (2 identifier
+//              rejected, 3 server unavailable, 4 bad username or password, 5 not authorized).
+//              [subscribe] `status` 0x80 (the only one): SUBACK refuses the subscription. (aedes
+//              always grants the QoS requested; send a SUBACK of your own with `raw`.)
+//   drop       close the connection without answering. [connect] without `afterResponse` no
+//              CONNACK is sent; with it, CONNACK 0 is sent and then the connection closes.
+//              [subscribe] no SUBACK. [register, poll] with `afterResponse` the request is
+//              processed and answered first, then the connection closes (after `afterMs` more
+//              milliseconds when given: while the device waits to poll); without it, a register is
+//              still processed (DPS may have started the operation) but not answered.
+//   stray      [register, poll] first send a response with a foreign $rid, then handle the request
+//              normally. `status` (default 202) shapes it: 202 assigning, 200 an assigned result
+//              for 'stray-device' on 'stray-hub.azure-devices.net', otherwise DPS's error body.
+//   delay      [all] hold the answer (CONNACK, SUBACK, response) for `ms` milliseconds, then
+//              handle normally (a slow DPS).
+//   silent     [all] never answer this request; the connection stays open and everything else
+//              (PUBACK, PINGRESP) keeps working. A silent register or poll is not processed.
+//              [connect] the CONNECT is never answered; [subscribe] nor is anything after it.
+//   duplicate  [register, poll] process the request and send the answer twice.
+//   replay     [register, poll] process the request, but first send again the previous answer
+//              given on this connection, with its old $rid (a stale, out-of-order response);
+//              nothing extra when this is the connection's first request.
+//   raw        [all] instead of the answer, write `bytes` on the connection as they are
+//              (garbage, a truncated or an oversized packet), then close the connection, or with
+//              then: 'silent' keep it open and say nothing more. A register or poll answered
+//              with raw bytes is not processed.
 
 import { randomBytes, randomUUID } from 'node:crypto';
 import { errorBody, genericErrorCode } from './dps-errors.js';
 import type { DpsResponse } from './registrations.js';
 
-export type FaultTrigger = 'connect' | 'register' | 'poll';
+export type FaultTrigger = 'connect' | 'subscribe' | 'register' | 'poll';
 
 export type FaultAction =
-  | { type: 'status'; status: number; retryAfter?: number; errorCode?: number; message?: string }
-  | { type: 'drop'; afterResponse?: boolean }
+  | { type: 'status'; status: number; retryAfter?: number; errorCode?: number; message?: string; body?: string }
+  | { type: 'drop'; afterResponse?: boolean; afterMs?: number }
   | { type: 'stray'; status?: number }
-  | { type: 'delay'; ms: number };
+  | { type: 'delay'; ms: number }
+  | { type: 'silent' }
+  | { type: 'duplicate' }
+  | { type: 'replay' }
+  | { type: 'raw'; bytes: Uint8Array; then?: 'close' | 'silent' };
 
 export interface Fault {
   on: FaultTrigger;
@@ -95,13 +117,19 @@ export class FaultPlan {
   }
 }
 
+const TRIGGERS: readonly FaultTrigger[] = ['connect', 'subscribe', 'register', 'poll'];
+
 function validate(fault: Fault): void {
-  if (!fault || !['connect', 'register', 'poll'].includes(fault.on)) {
-    throw new TypeError("A fault needs on: 'connect' | 'register' | 'poll'");
+  if (!fault || !TRIGGERS.includes(fault.on)) {
+    throw new TypeError("A fault needs on: 'connect' | 'subscribe' | 'register' | 'poll'");
   }
   const times = fault.times ?? 1;
   if (!Number.isInteger(times) || times < 1) throw new TypeError('A fault needs times >= 1');
+  const request = fault.on === 'register' || fault.on === 'poll';
   const action = fault.action;
+  const requestOnly = (what: string): void => {
+    if (!request) throw new TypeError(`A ${what} fault needs a register or poll request`);
+  };
   switch (action?.type) {
     case 'status':
       if (fault.on === 'connect') {
@@ -110,30 +138,58 @@ function validate(fault: Fault): void {
         }
         return;
       }
+      if (fault.on === 'subscribe') {
+        if (action.status !== 0x80) throw new TypeError('A subscribe status fault needs the SUBACK failure code 0x80');
+        return;
+      }
       if (!Number.isInteger(action.status) || action.status < 100 || action.status > 599) {
         throw new TypeError('A status fault needs a status from 100 to 599');
       }
       if (action.retryAfter !== undefined && (!Number.isInteger(action.retryAfter) || action.retryAfter < 0)) {
         throw new TypeError('A status fault retryAfter must be whole seconds');
       }
+      if (action.body !== undefined && typeof action.body !== 'string') throw new TypeError('A status fault body must be a string');
       return;
     case 'drop':
+      if (action.afterMs !== undefined) {
+        if (!request || !action.afterResponse) throw new TypeError('A drop fault takes afterMs only with afterResponse, on a register or poll');
+        if (!Number.isFinite(action.afterMs) || action.afterMs < 0) throw new TypeError('A drop fault needs afterMs >= 0');
+      }
+      if (action.afterResponse && fault.on === 'subscribe') throw new TypeError('A subscribe drop fault cannot answer first');
       return;
     case 'stray':
-      if (fault.on === 'connect') throw new TypeError('A stray response needs a register or poll request');
-      return;
+      return requestOnly('stray');
     case 'delay':
       if (!Number.isFinite(action.ms) || action.ms < 0) throw new TypeError('A delay fault needs ms >= 0');
       return;
+    case 'silent':
+      return;
+    case 'duplicate':
+      return requestOnly('duplicate');
+    case 'replay':
+      return requestOnly('replay');
+    case 'raw':
+      if (!(action.bytes instanceof Uint8Array)) throw new TypeError('A raw fault needs bytes (a Uint8Array)');
+      if (action.then !== undefined && action.then !== 'close' && action.then !== 'silent') {
+        throw new TypeError("A raw fault's then must be 'close' or 'silent'");
+      }
+      return;
     default:
-      throw new TypeError("A fault action type must be 'status', 'drop', 'stray' or 'delay'");
+      throw new TypeError("A fault action type must be 'status', 'drop', 'stray', 'delay', 'silent', 'duplicate', 'replay' or 'raw'");
   }
 }
 
 /** The answer a status fault sends: DPS's error body, with retry-after when the fault has one. */
 export function statusFaultResponse(fault: Extract<FaultAction, { type: 'status' }>, at: Date): DpsResponse {
-  const body = errorBody(fault.errorCode ?? genericErrorCode(fault.status), fault.message ?? faultMessage(fault.status), at);
+  const body = fault.body !== undefined
+    ? new RawBody(fault.body)
+    : errorBody(fault.errorCode ?? genericErrorCode(fault.status), fault.message ?? faultMessage(fault.status), at);
   return fault.retryAfter === undefined ? { status: fault.status, body } : { status: fault.status, body, retryAfterSeconds: fault.retryAfter };
+}
+
+/** A response body sent as this text, not serialized as JSON (a malformed or empty body). */
+export class RawBody {
+  constructor(readonly text: string) {}
 }
 
 /** A plausible answer to somebody else's request: a client that matches $rid must ignore it. */
