@@ -24,7 +24,7 @@ export interface RegisterOptions {
   timeoutMs?: number;
   /** SAS token lifetime in seconds (default 3600, at most 86400). */
   sasTtlSeconds?: number;
-  /** A request unanswered for this long counts as a lost connection (default 30 s). */
+  /** A request (CONNECT included) unanswered for this long counts as a lost connection (default 30 s). */
   responseTimeoutMs?: number;
   /** Wait between polls when DPS sends no retry-after (default 3 s). */
   defaultRetryAfterMs?: number;
@@ -57,6 +57,7 @@ export interface RegistrationResult {
 export const DEFAULT_TIMEOUT_MS = 5 * 60_000;
 export const DEFAULT_SAS_TTL_SECONDS = 3600;
 export const MAX_SAS_TTL_SECONDS = 86_400;
+export const DEFAULT_RESPONSE_TIMEOUT_MS = 30_000;
 const DEFAULT_BACKOFF: BackoffPolicy = { minMs: 1000, maxMs: 60_000, jitterMs: 1000 };
 
 /** Register with DPS and poll until assigned. Resolves with the assignment or rejects with a ProvisioningError. */
@@ -145,7 +146,7 @@ class Session {
     let subscribed: Promise<number> | undefined;
     if (!client?.isOpen) {
       try {
-        client = await this.connect();
+        client = await this.connect(deadline);
       } catch (error) {
         return { type: 'connect-failed', error: asProvisioningError(error, 'network') };
       }
@@ -158,7 +159,7 @@ class Session {
     });
     const cancelTimer = clock.setTimer(
       () => this.deliver({ type: 'lost', error: new ProvisioningError('network', 'DPS did not answer the request in time') }),
-      Math.max(0, Math.min(this.options.responseTimeoutMs ?? 30_000, deadline - clock.now())),
+      Math.max(0, Math.min(this.options.responseTimeoutMs ?? DEFAULT_RESPONSE_TIMEOUT_MS, deadline - clock.now())),
     );
     subscribed?.catch((error: unknown) => this.deliver({ type: 'connect-failed', error: asProvisioningError(error, 'failed') }));
     if (phase.type === 'register') {
@@ -173,7 +174,7 @@ class Session {
     return event;
   }
 
-  private async connect(): Promise<MqttClient> {
+  private async connect(deadline: number): Promise<MqttClient> {
     const { clock } = this.ports;
     const { idScope, registrationId, deviceKey, sasTtlSeconds } = this.options;
     this.connectAttempts++;
@@ -184,6 +185,8 @@ class Session {
       clientId: registrationId,
       username: dpsUsername(idScope, registrationId, this.options.clientVersion),
       password: dpsRegistrationSasToken(idScope, registrationId, deviceKey, expiry),
+      // TLS + CONNACK get the same time as any request, and never outlast the deadline.
+      connectTimeoutMs: Math.max(1, Math.min(this.options.responseTimeoutMs ?? DEFAULT_RESPONSE_TIMEOUT_MS, deadline - clock.now(), 2 ** 31 - 1)),
       ...(this.options.keepAliveSeconds !== undefined && { keepAliveSeconds: this.options.keepAliveSeconds }),
       ...(this.options.maxPacketSize !== undefined && { maxPacketSize: this.options.maxPacketSize }),
       onMessage: (topic, payload) => this.onMessage(topic, payload),
