@@ -82,7 +82,9 @@ export interface Step {
 
 export function step(state: MachineState, event: MachineEvent, now: number, config: MachineConfig): Step {
   if (now >= config.deadline && event.type !== 'response') {
-    return { state, action: { type: 'fail', error: deadlineError(state) } };
+    // A connection that failed or was lost as the deadline passed is the cause, unless something else held the flow up.
+    const cause = (event.type === 'connect-failed' || event.type === 'lost') && !state.problem ? { ...state, problem: problemOf(event.error) } : state;
+    return { state, action: { type: 'fail', error: deadlineError(cause) } };
   }
   switch (event.type) {
     case 'start':
