@@ -8,3 +8,7 @@ const code = await main(process.argv.slice(2), {
   env: process.env,
 });
 process.exitCode = code;
+// Exit once the output is flushed, without waiting for the event loop to drain: a TLS handshake
+// the flow gave up on at its deadline (a silent server) would otherwise hold the process until
+// the connection's own timeout (30 s), long after --timeout.
+process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
