@@ -74,9 +74,11 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     io.stdout(usage());
     return name === undefined ? EXIT_CODES['invalid-input'] : 0;
   }
-  const command = COMMANDS[name];
+  const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined; // not 'toString'
   if (!command) {
-    io.stderr(`moddable-dps: unknown command '${name}'\n${usage()}`);
+    // Named only when it can be a command name: a key pasted in its place must not be printed.
+    const shown = /^[a-z][a-z0-9-]{0,31}$/.test(name) ? ` '${name}'` : '';
+    io.stderr(`moddable-dps: unknown command${shown}\n${usage()}`);
     return EXIT_CODES['invalid-input'];
   }
   try {
