@@ -8,6 +8,7 @@
 //   dps: boot <client version> <platform>
 //   dps: settings idScope <scope> (<source>) key <group|device> (<source>) endpoint <host:port> (<source>)
 //   dps: registration-id <id>
+//   dps: trust <DigiCertGlobalRootG2.der | config caCertificate> sha256 <first 8 bytes, hex>
 //   dps: clock <ISO time> sntp <server> | dps: clock <ISO time> device (<why SNTP did not answer>)
 //   dps: connecting / connected / registering / assigning / retrying / reconnecting ...
 //   dps: cached <hub> <deviceId>   (the stored assignment matched: DPS not contacted)
@@ -24,7 +25,8 @@ import { clock, sleep, syncClock } from "./clock.js";
 import { macAddress, platform } from "./device.js";
 import { PreferenceStore } from "./preference-store.js";
 import { configNumber, readSettings } from "./settings.js";
-import { createTlsConnect } from "./tls-connect.js";
+import { sha256 } from "@noble/hashes/sha2.js";
+import { createTlsConnect, trustAnchor } from "./tls-connect.js";
 
 export const CLIENT_VERSION = "moddable-dps/0.1.0";
 
@@ -73,6 +75,9 @@ async function provisionOnce(): Promise<ProvisionResult> {
 	});
 	say(`registration-id ${registrationId}`);
 
+	const anchor = trustAnchor();
+	say(`trust ${anchor.source} sha256 ${hex(sha256(new Uint8Array(anchor.certificate as ArrayBuffer)).subarray(0, 8))}`);
+
 	const sync = await syncClock(sntpServers());
 	const now = new Date(clock.now()).toISOString();
 	say(sync.server ? `clock ${now} sntp ${sync.server}` : `clock ${now} device (${sync.failure})`);
@@ -87,7 +92,7 @@ async function provisionOnce(): Promise<ProvisionResult> {
 			timeoutMs: configNumber("provisioningTimeout", 300) * 1000,
 			clientVersion: CLIENT_VERSION,
 		},
-		{ connect: createTlsConnect(), clock, store: new PreferenceStore(), log: (event) => say(describeEvent(event)) },
+		{ connect: createTlsConnect({ trustAnchor: anchor }), clock, store: new PreferenceStore(), log: (event) => say(describeEvent(event)) },
 	);
 }
 
@@ -126,6 +131,12 @@ function traceMemory(): void {
 function sntpServers(): string[] {
 	const value = (config as Record<string, unknown>).sntp;
 	return typeof value === "string" ? value.split(",").map((s) => s.trim()).filter((s) => s !== "") : [];
+}
+
+function hex(bytes: Uint8Array): string {
+	let out = "";
+	for (const byte of bytes) out += (byte < 16 ? "0" : "") + byte.toString(16);
+	return out;
 }
 
 function describe(error: unknown): string {

@@ -1,9 +1,9 @@
 // The core's Connect port on Moddable's SecureSocket (modules/crypt/securesocket): TLS 1.2 over
 // the classic socket module, which resolves host names with the network's own DNS.
 //
-// - Trust: exactly one anchor, the "dps-ca" resource the manifest builds in ($(DPS_CA):
-//   DigiCert Global Root G2 for Azure, or the local emulator's CA). DER is used in place from
-//   flash; a PEM file (such as the emulator's ca.pem) is decoded once.
+// - Trust: exactly one anchor (see trustAnchor()): DigiCert Global Root G2, the root Azure DPS
+//   chains to, a resource used in place from flash; or, in a development build, the PEM
+//   certificate given as config caCertificate (the local emulator's CA).
 // - The server name (SNI and the certificate check) is the endpoint's host. Moddable's check
 //   matches DNS names and IPv4 addresses in subjectAltName, and the validity dates against the
 //   device clock, which must therefore be set first.
@@ -12,6 +12,7 @@
 // - Writes are queued and sent as the socket accepts them.
 import SecureSocket from "securesocket";
 import Resource from "Resource";
+import config from "mc/config";
 import Timer from "timer";
 import { base64Decode } from "../../src/bytes.js";
 import { ProvisioningError } from "../../src/errors.js";
@@ -41,32 +42,43 @@ interface TlsSocket {
 	ssl?: { serverRandom?: unknown; alert?: unknown };
 }
 
+export interface TrustAnchor {
+	/** DER. */
+	certificate: ArrayBuffer | HostBuffer;
+	/** Where it came from, for the boot trace. */
+	source: string;
+}
+
 export interface TlsConnectOptions {
-	/** The trust anchor (DER). Default: the "dps-ca" resource. */
-	trustAnchor?: ArrayBuffer | HostBuffer;
+	trustAnchor?: TrustAnchor;
 	connectTimeoutMs?: number;
 	/** Trace the TLS handshake (the SDK's own tracing; verbose). */
 	traceTls?: boolean;
 }
 
+export const AZURE_ROOT = "DigiCertGlobalRootG2.der";
+
 export function createTlsConnect(options: TlsConnectOptions = {}): Connect {
-	const trustAnchor = options.trustAnchor ?? loadTrustAnchor();
+	const anchor = (options.trustAnchor ?? trustAnchor()).certificate;
 	const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-	return (endpoint, handlers) => open(endpoint, handlers, trustAnchor, timeoutMs, options.traceTls === true);
+	return (endpoint, handlers) => open(endpoint, handlers, anchor, timeoutMs, options.traceTls === true);
 }
 
-/** The "dps-ca" resource as DER: dps-ca.der in place, or the first certificate of dps-ca.pem. */
-export function loadTrustAnchor(): ArrayBuffer | HostBuffer {
-	if (Resource.exists("dps-ca.der")) return new Resource("dps-ca.der");
-	if (Resource.exists("dps-ca.pem")) {
-		const pem = String.fromArrayBuffer(new Resource("dps-ca.pem").slice(0));
-		const body = /-----BEGIN CERTIFICATE-----([^-]+)-----END CERTIFICATE-----/.exec(pem)?.[1];
-		if (body) return base64Decode(body.replace(/\s+/g, ""), "The dps-ca.pem certificate").slice().buffer;
-	}
-	throw new ProvisioningError("invalid-input", "This firmware has no trust anchor: build it with DPS_CA=<certificate .der or .pem>");
+/**
+ * The build's caCertificate (PEM; its first certificate) when there is one, else the built-in
+ * DigiCert Global Root G2. It comes through mc/config rather than as a swapped resource because
+ * mcconfig regenerates the config on every build, while a resource whose source file changed
+ * for an older one can survive an incremental build.
+ */
+export function trustAnchor(): TrustAnchor {
+	const pem = typeof config.caCertificate === "string" ? config.caCertificate.trim() : "";
+	if (pem === "") return { certificate: new Resource(AZURE_ROOT), source: AZURE_ROOT };
+	const body = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+)-----END CERTIFICATE-----/.exec(pem)?.[1];
+	if (!body) throw new ProvisioningError("invalid-input", "config caCertificate is not a PEM certificate (-----BEGIN CERTIFICATE-----)");
+	return { certificate: base64Decode(body.replace(/\s+/g, ""), "The caCertificate").slice().buffer, source: "config caCertificate" };
 }
 
-function open(endpoint: Endpoint, handlers: ConnectionHandlers, trustAnchor: ArrayBuffer | HostBuffer, timeoutMs: number, traceTls: boolean): Promise<Connection> {
+function open(endpoint: Endpoint, handlers: ConnectionHandlers, anchor: ArrayBuffer | HostBuffer, timeoutMs: number, traceTls: boolean): Promise<Connection> {
 	const where = `${endpoint.host}:${endpoint.port}`;
 	return new Promise<Connection>((resolve, reject) => {
 		let socket: TlsSocket | undefined;
@@ -134,7 +146,7 @@ function open(endpoint: Endpoint, handlers: ConnectionHandlers, trustAnchor: Arr
 				tls = socket = new SecureSocket({
 					host: endpoint.host,
 					port: endpoint.port,
-					secure: { protocolVersion: TLS_1_2, certificate: trustAnchor, trace: traceTls },
+					secure: { protocolVersion: TLS_1_2, certificate: anchor, trace: traceTls },
 				}) as unknown as TlsSocket;
 			} catch (error) {
 				// The session refuses an anchor that is not valid at the device's time.
@@ -192,7 +204,7 @@ function handshakeError(socket: TlsSocket, where: string, message: number): Prov
 	if (ssl && (ssl.serverRandom !== undefined || ssl.alert !== undefined)) {
 		return new ProvisioningError(
 			"tls",
-			`The TLS handshake with ${where} failed: the server certificate is not trusted by this firmware's anchor (dps-ca), names another host, or is not valid at the device's time${clockHint()}`,
+			`The TLS handshake with ${where} failed: the server certificate is not trusted by this firmware's anchor, names another host, or is not valid at the device's time${clockHint()}`,
 		);
 	}
 	const what = message === DISCONNECTED ? "closed the connection before TLS began" : "could not be reached";
