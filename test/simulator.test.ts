@@ -7,11 +7,13 @@
 //           port 123 can be bound), provisions, stores the assignment
 //   boot 2: finds the stored assignment and does not contact DPS
 //   boot 3: the stored record damaged on "disk": read as damaged, provisions again
+//   then: no key (a configuration error) stops the loop; the default anchor (DigiCert) refuses
+//         the emulator: a tls error, traced and retried
 //
 // Needs: Linux, $MODDABLE with its tools built (mcconfig, mcsim), npm install done in
 // $MODDABLE/tools/xsbug-log, xvfb-run. Skipped otherwise. Downloads nothing.
 import { spawn, spawnSync } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
+import { X509Certificate, generateKeyPairSync } from 'node:crypto';
 import dgram from 'node:dgram';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -91,31 +93,13 @@ if (skipReason) {
     });
 
     it('builds with mcconfig for the simulator, trusting the emulator CA', () => {
-      const result = spawnSync(
-        join(TOOLS, 'mcconfig'),
-        [
-          '-d', '-m', '-p', 'lin', '-t', 'build', join(REPO, 'manifest.json'),
-          `idScope=${ID_SCOPE}`,
-          `endpoint=${dps.endpoint.host}:${dps.endpoint.port}`,
-          `sntp=${sntp ? '127.0.0.1' : ''}`,
-          'retryMin=2',
-        ],
-        {
-          cwd: REPO,
-          encoding: 'utf8',
-          env: { ...process.env, DPS_CA: dps.caPath, PATH: `${TOOLS}:${join(REPO, 'node_modules', '.bin')}:${process.env.PATH}` },
-          maxBuffer: 64 * 1024 * 1024,
-          timeout: 600_000,
-        },
-      );
-      const output = `${result.stdout}\n${result.stderr}`;
-      expect(result.status, output.split('\n').filter((line) => /error|failure/i.test(line)).join('\n')).toBe(0);
-      expect(existsSync(APP)).toBe(true);
+      build({ caCertificate: dps.caPem });
     }, 620_000);
 
     it('boot 1: builds its registration ID, syncs its clock, provisions and stores its hub', async () => {
       const trace = await boot();
       expect(trace).toContain(`dps: registration-id ${REGISTRATION_ID}`);
+      expect(trace).toContain(`dps: trust config caCertificate sha256 ${fingerprintPrefix(dps.caPem)}`);
       expect(trace).toMatch(/dps: settings idScope \S+ \(config\) key group \(preference\) endpoint 127\.0\.0\.1:\d+ \(config\)/);
       expect(trace).toMatch(sntp ? /dps: clock \S+ sntp 127\.0\.0\.1/ : /dps: clock \S+ device/);
       expect(trace).toContain(`dps: registering ${REGISTRATION_ID}`);
@@ -154,14 +138,56 @@ if (skipReason) {
       expect(connections()).toBeGreaterThan(before);
     }, 150_000);
 
+    it('a configuration error (no key) is traced and stops the retry loop', async () => {
+      writePreferences({ ...readPreferences(), dps: { serial: SERIAL }, 'dps-state': undefined });
+      const trace = await boot();
+      expect(trace).toMatch(/dps: error invalid-input No key: write Preference "dps"\/"deviceKey"/);
+      expect(trace).toMatch(/dps: stopped/);
+      expect(trace).not.toContain('dps: connecting');
+    }, 150_000);
+
+    it('a server the built-in anchor does not trust: a tls error, traced and retried', async () => {
+      writePreferences({ ...readPreferences(), dps: { serial: SERIAL, groupKey: GROUP_KEY }, 'dps-state': undefined });
+      build({ caCertificate: '' }); // the built-in anchor, DigiCert Global Root G2
+      const trace = await boot(/^dps: retry 1 in/);
+      expect(trace).toContain('dps: trust DigiCertGlobalRootG2.der sha256 cb3ccbb76031e5e0');
+      expect(trace).toMatch(/dps: error tls The TLS handshake with 127\.0\.0\.1:\d+ failed: the server certificate is not trusted/);
+      expect(trace).toMatch(/dps: retry 1 in \d+ s/);
+      expectNoSecrets(trace);
+    }, 620_000);
+
+    function build({ caCertificate }: { caCertificate: string }): void {
+      const result = spawnSync(
+        join(TOOLS, 'mcconfig'),
+        [
+          '-d', '-m', '-p', 'lin', '-t', 'build', join(REPO, 'manifest.json'),
+          `idScope=${ID_SCOPE}`,
+          `endpoint=${dps.endpoint.host}:${dps.endpoint.port}`,
+          `sntp=${sntp ? '127.0.0.1' : ''}`,
+          'retryMin=2',
+          `caCertificate=${caCertificate}`,
+        ],
+        {
+          cwd: REPO,
+          encoding: 'utf8',
+          env: { ...process.env, PATH: `${TOOLS}:${join(REPO, 'node_modules', '.bin')}:${process.env.PATH}` },
+          maxBuffer: 64 * 1024 * 1024,
+          timeout: 600_000,
+        },
+      );
+      const output = `${result.stdout}\n${result.stderr}`;
+      expect(result.status, output.split('\n').filter((line) => /error|failure/i.test(line)).join('\n')).toBe(0);
+      expect(existsSync(APP)).toBe(true);
+    }
+
     function connections(): number {
       return events.filter((event) => event.type === 'connected').length;
     }
   });
 }
 
-/** Run the app once; resolve with its "dps: " trace lines when it reports ready or stopped. */
-function boot(timeoutMs = 120_000): Promise<string> {
+/** Run the app once; resolve with its "dps: " trace lines once a line matches `until` (ready or stopped). */
+function boot(until = /^dps: (ready|stopped)/, timeoutMs = 120_000): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn('xvfb-run', ['-a', 'node', join(XSBUG_LOG, 'xsbug-log.js'), join(TOOLS, 'mcsim'), APP], {
       cwd: tmpdir(),
@@ -183,7 +209,7 @@ function boot(timeoutMs = 120_000): Promise<string> {
       child.once('exit', () => (error ? reject(error) : resolve(lines.join('\n'))));
       setTimeout(() => (error ? reject(error) : resolve(lines.join('\n'))), 5000).unref();
     };
-    const timer = setTimeout(() => finish(new Error(`no "dps: ready" within ${timeoutMs / 1000} s; trace:\n${lines.join('\n')}`)), timeoutMs);
+    const timer = setTimeout(() => finish(new Error(`no line matching ${until} within ${timeoutMs / 1000} s; trace:\n${lines.join('\n')}`)), timeoutMs);
     const take = (chunk: Buffer) => {
       buffered += chunk.toString('utf8');
       const parts = buffered.split('\n');
@@ -193,14 +219,19 @@ function boot(timeoutMs = 120_000): Promise<string> {
         const line = raw.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').replace(/\(xsdb\) /g, '').replace(/^\[Thread \d+\] /, '').trim();
         if (line.startsWith('dps: ')) lines.push(line);
         if (line.includes('XS abort')) finish(new Error(`${line}\n${lines.join('\n')}`));
-        // "ready" or "stopped" ends a boot; a debug build traces its memory use right after.
-        else if (/^dps: (ready|stopped)/.test(line)) setTimeout(() => finish(), 500);
+        // A debug build traces its memory use right after "ready": give it a moment.
+        else if (until.test(line)) setTimeout(() => finish(), 500);
       }
     };
     child.stdout.on('data', take);
     child.stderr.on('data', take);
     child.on('error', (error) => finish(error));
   });
+}
+
+/** The first 8 bytes of the certificate's SHA-256, as the firmware traces them. */
+function fingerprintPrefix(pem: string): string {
+  return new X509Certificate(pem).fingerprint256.replace(/:/g, '').slice(0, 16).toLowerCase();
 }
 
 function expectNoSecrets(trace: string): void {
