@@ -565,7 +565,7 @@ describe('DPS response body parser (parseResponseBody)', () => {
     const depthOf = (v: unknown): number => (typeof v === 'object' && v !== null ? 1 + Math.max(0, ...Object.values(v).map(depthOf)) : 0);
     const tricky = fc.string({ unit: fc.constantFrom('[', ']', '{', '}', '"', '\\', 'a'), maxLength: 8 });
     // A random JSON value wrapped in up to 100 arrays and objects, each with a random sibling.
-    const wrapper = fc.record({ key: fc.option(tricky), sibling: fc.jsonValue({ maxDepth: 2 }) });
+    const wrapper = fc.record({ key: fc.option(tricky), sibling: fc.jsonValue({ maxDepth: 1 }) });
     const value = fc.tuple(fc.jsonValue({ maxDepth: 3 }), fc.array(wrapper, { maxLength: 100 })).map(([leaf, wrappers]) =>
       wrappers.reduce<unknown>((inner, { key, sibling }) => (key === null ? [sibling, inner] : { [`${key}~`]: sibling, [key]: inner }), leaf));
     fc.assert(
