@@ -7,6 +7,7 @@
 //           port 123 can be bound), provisions, stores the assignment
 //   boot 2: finds the stored assignment and does not contact DPS
 //   boot 3: the stored record damaged on "disk": read as damaged, provisions again
+//   boot 4: a newer record torn midway (the other slot): the previous record is read, DPS skipped
 //   then: no key (a configuration error) stops the loop; the default anchor (DigiCert) refuses
 //         the emulator: a tls error, traced and retried
 //
@@ -136,6 +137,23 @@ if (skipReason) {
       expect(trace).not.toContain('dps: cached');
       expect(trace).toContain(`dps: ready ${HUB} ${REGISTRATION_ID} provisioned`);
       expect(connections()).toBeGreaterThan(before);
+    }, 150_000);
+
+    it('boot 4: a newer record torn by a power cut leaves the previous one, which is reported', async () => {
+      // What a write interrupted midway leaves: the valid record in one slot (here b), the other
+      // slot (a) holding a higher sequence whose checksum fails.
+      const preferences = readPreferences();
+      const slots = preferences['dps-state'] as Record<string, { buffer: string } | undefined>;
+      const valid = slots['assignment.a0'] ?? slots['assignment.b0'];
+      const torn = valid!.buffer.split(',').map(Number);
+      torn[5] = torn[5]! + 1; // sequence + 1 (big-endian u32 at offset 2), checksum left as it was
+      preferences['dps-state'] = { 'assignment.b0': valid, 'assignment.a0': { buffer: torn.join(',') } };
+      writePreferences(preferences);
+      const before = connections();
+      const trace = await boot();
+      expect(trace).toContain(`dps: cached ${HUB} ${REGISTRATION_ID}`);
+      expect(trace).toContain(`dps: ready ${HUB} ${REGISTRATION_ID} cached`);
+      expect(connections()).toBe(before);
     }, 150_000);
 
     it('a configuration error (no key) is traced and stops the retry loop', async () => {
