@@ -1,8 +1,9 @@
 // `moddable-dps emulator`: a local DPS in the foreground. Prints what a client needs (ID scope,
 // endpoints, the CA to trust, the linked hubs and enrollments), then one line per device event,
 // until SIGINT or SIGTERM.
+import { rm, writeFile } from 'node:fs/promises';
 import { networkInterfaces } from 'node:os';
-import { isAbsolute, relative } from 'node:path';
+import { isAbsolute, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigFileError, loadConfigFile } from '../../emulator/config-file.js';
 import { DpsError } from '../../emulator/dps-errors.js';
@@ -44,14 +45,6 @@ enrollments, then one line per device event.
   --region <r>           this listener's Azure region, for the geoLatency policy (e.g. westus)
 `;
 
-/** The service API's details, when this emulator has one. */
-interface ServiceInfo {
-  endpoint: string | { host: string; port: number };
-  keyName: string;
-  key: string;
-  connectionString: string;
-}
-
 export interface EmulatorControl {
   /** Stops the emulator like SIGINT does (for tests and embedding). */
   signal?: AbortSignal;
@@ -76,6 +69,7 @@ export async function emulatorCommand(argv: string[], io: CliIo, control: Emulat
   }
   const idScope = validateIdScope(v['id-scope'] ?? file?.idScope ?? DEFAULT_ID_SCOPE);
   const host = v.host ?? '127.0.0.1';
+  const stateDir = v['state-dir'] ?? DEFAULT_STATE_DIR;
   const port = whole(v.port, '--port', 0, 65535) ?? DEFAULT_DEVICE_PORT;
   const servicePort = whole(v['service-port'], '--service-port', 0, 65535) ?? DEFAULT_SERVICE_PORT;
   const retryAfterSeconds = whole(v['retry-after'], '--retry-after', 0, 3600) ?? DEFAULT_RETRY_AFTER_SECONDS;
@@ -98,9 +92,9 @@ export async function emulatorCommand(argv: string[], io: CliIo, control: Emulat
   let dps: DpsEmulator | undefined;
   const log = (line: string) => io.stdout(`[${new Date().toTimeString().slice(0, 8)}] ${line}\n`);
   try {
-    const options: EmulatorOptions & { servicePort?: number } = {
+    const options: EmulatorOptions = {
       idScope,
-      stateDir: v['state-dir'] ?? DEFAULT_STATE_DIR,
+      stateDir,
       host,
       port,
       servicePort,
@@ -119,7 +113,8 @@ export async function emulatorCommand(argv: string[], io: CliIo, control: Emulat
     } catch (error) {
       throw startFailure(error, { host, port, servicePort, config: v.config });
     }
-    io.stdout(banner(dps, { host, region, config: v.config, configFile: file?.config }));
+    const saved = await saveServiceConnectionString(dps, stateDir);
+    io.stdout(banner(dps, { host, region, config: v.config, configFile: file?.config, saved }));
     control.onReady?.(dps);
     const why = await stopped;
     io.stdout(`\n${why}: stopping the emulator\n`);
@@ -161,6 +156,20 @@ function parseFlags(argv: string[]) {
   return parsed.values.help ? undefined : parsed.values;
 }
 
+/**
+ * Write the service connection string into the state directory (mode 0600), so scripts and the
+ * README's walkthrough can read it (`--service-file`) instead of copying it from the banner. It
+ * names the service port, so it is rewritten at every start.
+ */
+export const SERVICE_CONNECTION_STRING_FILE = 'service-connection-string';
+
+async function saveServiceConnectionString(dps: DpsEmulator, stateDir: string): Promise<string> {
+  const path = resolve(stateDir, SERVICE_CONNECTION_STRING_FILE);
+  await rm(path, { force: true }); // a file left by another user or mode keeps its mode on rewrite
+  await writeFile(path, `${dps.service.connectionString}\n`, { mode: 0o600 });
+  return path;
+}
+
 function whole(text: string | undefined, flag: string, min: number, max: number): number | undefined {
   if (text === undefined) return undefined;
   const value = Number(text);
@@ -193,10 +202,11 @@ interface BannerContext {
   region: string | undefined;
   config: string | undefined;
   configFile: ModelConfig | undefined;
+  /** Where the service connection string was written. */
+  saved: string;
 }
 
 function banner(dps: DpsEmulator, context: BannerContext): string {
-  const service = (dps as DpsEmulator & { service?: ServiceInfo }).service;
   // A client on this machine dials loopback even when the emulator listens on every address.
   const device = `${isWildcard(context.host) ? '127.0.0.1' : hostForUrl(dps.endpoint.host)}:${dps.endpoint.port}`;
   const ca = shortPath(dps.caPath);
@@ -206,11 +216,12 @@ function banner(dps: DpsEmulator, context: BannerContext): string {
     row('ID scope', dps.idScope),
     row('device endpoint', `${device}  (MQTT over TLS, like global.azure-devices-provisioning.net:8883)`),
   ];
-  if (service) {
-    const endpoint = typeof service.endpoint === 'string' ? service.endpoint : `https://${hostForUrl(service.endpoint.host)}:${service.endpoint.port}`;
-    lines.push(row('service endpoint', `${endpoint}  (policy ${service.keyName})`));
-    lines.push(row('service connection', service.connectionString));
-  }
+  const { service } = dps;
+  lines.push(
+    row('service endpoint', `https://${hostForUrl(service.endpoint.host)}:${service.endpoint.port}  (policy ${service.keyName})`),
+    row('service connection', service.connectionString),
+    row('', `(also in ${shortPath(context.saved)}: --service-file, or DPS_SERVICE_CONNECTION_STRING)`),
+  );
   lines.push(
     row('CA certificate', ca),
     row('  our CLI trusts it', `moddable-dps register --endpoint ${device} --ca ${ca} ...`),
