@@ -1,8 +1,8 @@
 // `moddable-dps emulator` as a user runs it: in-process for the banner, the event log and a device
 // provisioned through it with our CLI; as a process for Ctrl+C and SIGTERM; and its refusals
 // (bad config files, bad flags, a port in use) with exit status 2 and one clear line.
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,7 +26,12 @@ const HUB_KEYS = example.iotHubs.map((h) => /SharedAccessKey=([^;]+)/.exec(h.con
 const dir = mkdtempSync(join(tmpdir(), 'dps-emulator-command-'));
 /** One state directory for every run: the CA is made once and reused, as across restarts. */
 const STATE = join(dir, 'state');
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+/** Emulators started as processes; any still running when the file ends (a failed test) are stopped. */
+const children = new Set<ChildProcess>();
+afterAll(() => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+});
 
 function capture(): CliIo & { out: () => string; err: () => string } {
   let stdout = '';
@@ -65,6 +70,12 @@ describe('the emulator in the foreground', () => {
     expect(banner).toMatch(/enrollment groups\s+demo-group\s+enabled/);
     expect(banner).toContain(`--ca ${ca}`);
     expect(banner).toContain(`DPS_CA=${dps.caPath} mcconfig`);
+    expect(banner).toMatch(new RegExp(`service endpoint\\s+https://127\\.0\\.0\\.1:${dps.service.endpoint.port}\\b`));
+    expect(banner).toMatch(/service connection\s+HostName=127\.0\.0\.1:\d+;SharedAccessKeyName=provisioningserviceowner;SharedAccessKey=/);
+    expect(banner).toContain(dps.service.connectionString);
+    const saved = join(STATE, 'service-connection-string');
+    expect(readFileSync(saved, 'utf8')).toBe(`${dps.service.connectionString}\n`);
+    expect(statSync(saved).mode & 0o777).toBe(0o600);
 
     const registered = await run(['register', '--id-scope', example.idScope, '--registration-id', 'cmd-device-1', '--group-key', GROUP_KEY, '--endpoint', endpoint!, '--ca', ca!, '--quiet']);
     expect(registered.code, registered.stderr).toBe(0);
@@ -81,7 +92,7 @@ describe('the emulator in the foreground', () => {
     expect(log).toContain(`assigned   cmd-device-1 → ${hub} as device cmd-device-1 (initialAssignment)`);
     expect(log).toMatch(/\] refused\s+cmd-device-2: the SAS signature does not match/);
     expect(log).toMatch(/stop requested: stopping the emulator\nstopped\n$/);
-    for (const secret of [GROUP_KEY, ...HUB_KEYS]) expect(log).not.toContain(secret);
+    for (const secret of [GROUP_KEY, dps.service.key, ...HUB_KEYS]) expect(log).not.toContain(secret);
     expect(io.err()).toBe('');
   });
 
@@ -94,25 +105,102 @@ describe('the emulator in the foreground', () => {
   });
 
   it.each(['SIGINT', 'SIGTERM'] as const)('as a process, exits 0 on %s after printing the banner', async (signal) => {
-    const child = spawn(process.execPath, [BIN, 'emulator', '--config', EXAMPLE, '--state-dir', STATE, '--port', '0', '--service-port', '0'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    await new Promise<void>((resolve, reject) => {
-      child.stdout.on('data', (chunk: Buffer) => {
-        stdout += chunk;
-        if (stdout.includes('Device events:')) resolve();
-      });
-      void exited.then((code) => reject(new Error(`exited early (${code}): ${stderr}`)));
-    });
+    const { child, exited, out, err } = await spawnEmulator(['--config', EXAMPLE, '--state-dir', STATE, '--port', '0', '--service-port', '0']);
     child.kill(signal);
     expect(await exited).toBe(0);
-    expect(stdout).toContain(`${signal}: stopping the emulator\nstopped\n`);
-    expect(stderr).toBe('');
+    expect(out()).toContain(`${signal}: stopping the emulator\nstopped\n`);
+    expect(err()).toBe('');
   });
+});
+
+/** Spawn the built CLI; resolves with the banner once it is out. */
+async function spawnEmulator(args: string[], cwd = ROOT) {
+  const child = spawn(process.execPath, [BIN, 'emulator', ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  let stdout = '';
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (chunk: Buffer) => {
+      stdout += chunk;
+      if (stdout.includes('Device events:')) resolve();
+    });
+    void exited.then((code) => reject(new Error(`exited early (${code}): ${stderr}`)));
+  });
+  return { child: child as ChildProcess, exited, out: () => stdout, err: () => stderr };
+}
+
+/** The fenced code blocks of a Markdown text, with their language ('' when none). */
+function fencedBlocks(markdown: string): { lang: string; body: string }[] {
+  const blocks: { lang: string; body: string }[] = [];
+  let open: { lang: string; lines: string[] } | undefined;
+  for (const line of markdown.split('\n')) {
+    if (open === undefined) {
+      const fence = /^```(\S*)\s*$/.exec(line);
+      if (fence) open = { lang: fence[1]!, lines: [] };
+    } else if (/^```\s*$/.test(line)) {
+      blocks.push({ lang: open.lang, body: `${open.lines.join('\n')}\n` });
+      open = undefined;
+    } else {
+      open.lines.push(line);
+    }
+  }
+  return blocks;
+}
+
+describe("the README's walkthrough", () => {
+  it('runs as written (ports made ephemeral) and shows what the README says it shows', async () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('### Walkthrough'));
+    const end = section.indexOf('\n## ');
+    const text = end < 0 ? section : section.slice(0, end);
+    const blocks = fencedBlocks(text);
+    const shell = blocks.filter((b) => b.lang === 'sh').map((b) => b.body);
+    const shown = blocks.filter((b) => b.lang === '').map((b) => b.body);
+    expect(shell).toHaveLength(2);
+    const [start, steps] = shell as [string, string];
+    expect(start.trim()).toMatch(/^npx moddable-dps emulator /);
+
+    const cwd = mkdtempSync(join(tmpdir(), 'dps-walkthrough-'));
+    try {
+      mkdirSync(join(cwd, 'examples'));
+      cpSync(EXAMPLE, join(cwd, 'examples', 'emulator.json'));
+      const args = start.trim().replace(/^npx moddable-dps emulator /, '').split(/\s+/);
+      const emulator = await spawnEmulator([...args, '--port', '0', '--service-port', '0', '--retry-after', '1'], cwd);
+      const port = /device endpoint\s+127\.0\.0\.1:(\d+)/.exec(emulator.out())![1]!;
+      const script = [
+        'set -e',
+        // openssl is only the README's way to make a random key
+        `command -v openssl >/dev/null 2>&1 || openssl() { node -e "process.stdout.write(require('node:crypto').randomBytes(32).toString('base64') + '\\n')"; }`,
+        steps.replaceAll('npx moddable-dps', `node '${BIN}'`).replaceAll('localhost:8883', `localhost:${port}`),
+      ].join('\n');
+      const env = { ...process.env };
+      delete env.DPS_SERVICE_CONNECTION_STRING;
+      const shellRun = spawn('bash', ['-c', script], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      children.add(shellRun);
+      let stdout = '';
+      let stderr = '';
+      shellRun.stdout.on('data', (chunk: Buffer) => (stdout += chunk));
+      shellRun.stderr.on('data', (chunk: Buffer) => (stderr += chunk));
+      const code = await new Promise<number | null>((resolve) => shellRun.on('exit', resolve));
+      expect(code, stderr).toBe(0);
+
+      const [assigned, device, log] = shown.slice(-3) as [string, string, string];
+      expect(stdout).toContain(assigned);
+      expect(stdout).toContain(device);
+      expect(stdout).toContain('"assignedHub": "demo-hub-2.azure-devices.net"');
+      expect(stdout).toContain('"substatus": "deviceDataMigrated"');
+      for (const line of log.trim().split('\n')) {
+        expect(emulator.out()).toContain(line.replace(/^\[\d\d:\d\d:\d\d\] /, ''));
+      }
+      emulator.child.kill('SIGINT');
+      expect(await emulator.exited).toBe(0);
+    } finally {
+      for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      rmSync(cwd, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
 
 describe('refusals: exit 2 and one line saying what to fix', () => {
@@ -142,14 +230,15 @@ describe('refusals: exit 2 and one line saying what to fix', () => {
     for (const secret of HUB_KEYS) expect(r.stderr).not.toContain(secret);
   });
 
-  it('a device port in use', async () => {
+  it.each(['--port', '--service-port'])('%s in use', async (flag) => {
     const server = createServer();
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const port = (server.address() as { port: number }).port;
     try {
-      const r = await run(['emulator', '--state-dir', STATE, '--port', String(port), '--service-port', '0']);
+      const ports = flag === '--port' ? ['--port', String(port), '--service-port', '0'] : ['--port', '0', '--service-port', String(port)];
+      const r = await run(['emulator', '--state-dir', STATE, ...ports]);
       expect(r.code).toBe(2);
-      expect(r.stderr).toBe(`error (invalid-input): 127.0.0.1 --port ${port} is in use (another emulator?): stop it or choose another port (0 picks a free one)\n`);
+      expect(r.stderr).toBe(`error (invalid-input): 127.0.0.1 ${flag} ${port} is in use (another emulator?): stop it or choose another port (0 picks a free one)\n`);
     } finally {
       server.close();
     }
