@@ -18,6 +18,7 @@
 //   dps: error <kind> <message>, then dps: retry <n> in <s> s | dps: stopped <why>
 import config from "mc/config";
 import Instrumentation from "instrumentation";
+import { sha256 } from "@noble/hashes/sha2.js";
 import { isProvisioningError } from "../../src/errors.js";
 import type { ProvisioningEvent } from "../../src/ports.js";
 import { provisionDevice, resolveRegistrationId, type ProvisionResult } from "../../src/provisioner.js";
@@ -25,7 +26,6 @@ import { clock, sleep, syncClock } from "./clock.js";
 import { macAddress, platform } from "./device.js";
 import { PreferenceStore } from "./preference-store.js";
 import { configNumber, readSettings } from "./settings.js";
-import { sha256 } from "@noble/hashes/sha2.js";
 import { createTlsConnect, trustAnchor } from "./tls-connect.js";
 
 export const CLIENT_VERSION = "moddable-dps/0.1.0";
