@@ -13,6 +13,7 @@ import { dpsCommand, hubCommand } from './dps-commands.js';
 import { nodeRandom, systemClock } from './clock.js';
 import { emulatorCommand } from './emulator-command.js';
 import { createFileStore } from './file-store.js';
+import { fleet } from './fleet.js';
 import { createTlsConnect } from './tls-connect.js';
 
 export interface CliIo {
@@ -48,6 +49,7 @@ Commands:
   dps                  manage DPS: show/update, linked-hub, enrollment-group (as az iot dps)
   hub                  the emulator's IoT hubs: policy renew-key, connection-string show, device show
   emulator             run a local DPS (device endpoint, service API) for development and CI
+  fleet                provision many virtual devices at once (a load test)
 
 Run 'moddable-dps <command> --help' for a command's options.
 `;
@@ -59,6 +61,7 @@ const COMMANDS: Record<string, Command> = {
   dps: dpsCommand,
   hub: hubCommand,
   emulator: emulatorCommand,
+  fleet,
 };
 
 /** Register further commands (the emulator adds its own). */

@@ -1,0 +1,148 @@
+// The fleet engine: run `count` provisionings with at most `concurrency` in flight, time each,
+// and sum up: successes, failures by error kind, wall time, throughput, latency percentiles and
+// the client's CPU time. It knows nothing about DPS: `provision(index)` does one device, so the
+// benchmarks drive Microsoft's client through the very same limiter.
+import { isProvisioningError } from '../../src/errors.js';
+
+export interface FleetProgress {
+  count: number;
+  done: number;
+  succeeded: number;
+  failed: number;
+  inFlight: number;
+  elapsedMs: number;
+}
+
+export interface FleetOptions {
+  count: number;
+  concurrency: number;
+  /** Provision device `index` (0-based); reject to count it as failed. */
+  provision(index: number): Promise<unknown>;
+  /** Called after each device starts or finishes. Keep it cheap: the caller throttles output. */
+  onProgress?(progress: FleetProgress): void;
+  /** The failure's kind for the summary; default: a ProvisioningError's kind, else 'unexpected'. */
+  kindOf?(error: unknown): string;
+}
+
+export interface LatencySummary {
+  min: number;
+  p50: number;
+  p95: number;
+  p99: number;
+  max: number;
+  mean: number;
+}
+
+export interface FleetSummary {
+  count: number;
+  concurrency: number;
+  succeeded: number;
+  failed: number;
+  /** Failed devices per error kind, e.g. { unauthorized: 25 }. */
+  failedByKind: Record<string, number>;
+  /** The first failure's message of each kind (never a key or token: ProvisioningErrors carry none). */
+  firstError: Record<string, string>;
+  wallTimeMs: number;
+  /** Assigned devices per second of wall time. */
+  throughputPerSecond: number;
+  /** Per-device time from start to assignment, in ms, over the assigned devices; null when none was. */
+  latencyMs: LatencySummary | null;
+  /** This process's CPU time during the run (user + system), in ms. */
+  cpuMs: { user: number; system: number; perDevice: number };
+}
+
+export async function runFleet(options: FleetOptions): Promise<FleetSummary> {
+  const { count, provision } = options;
+  if (!Number.isInteger(count) || count < 1) throw new RangeError('count must be a positive integer');
+  if (!Number.isInteger(options.concurrency) || options.concurrency < 1) throw new RangeError('concurrency must be a positive integer');
+  const concurrency = Math.min(options.concurrency, count);
+  const kindOf = options.kindOf ?? defaultKind;
+  const latencies: number[] = [];
+  const failedByKind: Record<string, number> = {};
+  const firstError: Record<string, string> = {};
+  let next = 0;
+  let inFlight = 0;
+  let failed = 0;
+
+  const cpuStart = process.cpuUsage();
+  const started = performance.now();
+  const report = (): void =>
+    options.onProgress?.({
+      count,
+      done: latencies.length + failed,
+      succeeded: latencies.length,
+      failed,
+      inFlight,
+      elapsedMs: performance.now() - started,
+    });
+
+  const worker = async (): Promise<void> => {
+    while (next < count) {
+      const index = next++;
+      inFlight++;
+      report();
+      const begun = performance.now();
+      try {
+        await provision(index);
+        latencies.push(performance.now() - begun);
+      } catch (error) {
+        failed++;
+        const kind = kindOf(error);
+        failedByKind[kind] = (failedByKind[kind] ?? 0) + 1;
+        firstError[kind] ??= error instanceof Error ? error.message : String(error);
+      }
+      inFlight--;
+      report();
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+
+  const wallTimeMs = performance.now() - started;
+  const cpu = process.cpuUsage(cpuStart);
+  return {
+    count,
+    concurrency,
+    succeeded: latencies.length,
+    failed,
+    failedByKind,
+    firstError,
+    wallTimeMs: round(wallTimeMs),
+    throughputPerSecond: round((latencies.length * 1000) / wallTimeMs),
+    latencyMs: summarizeLatencies(latencies),
+    cpuMs: { user: round(cpu.user / 1000), system: round(cpu.system / 1000), perDevice: round((cpu.user + cpu.system) / 1000 / count) },
+  };
+}
+
+/** min, nearest-rank p50/p95/p99, max and mean, rounded to µs; null for no samples. */
+export function summarizeLatencies(samples: readonly number[]): LatencySummary | null {
+  if (samples.length === 0) return null;
+  const sorted = [...samples].sort((a, b) => a - b);
+  const mean = sorted.reduce((sum, x) => sum + x, 0) / sorted.length;
+  return {
+    min: round(sorted[0]!),
+    p50: round(percentile(sorted, 50)),
+    p95: round(percentile(sorted, 95)),
+    p99: round(percentile(sorted, 99)),
+    max: round(sorted[sorted.length - 1]!),
+    mean: round(mean),
+  };
+}
+
+/** Nearest-rank percentile of ascending `sorted` (non-empty): the smallest sample with at least p % at or below it. */
+export function percentile(sorted: readonly number[], p: number): number {
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]!;
+}
+
+/** The registration IDs of a fleet: prefix + index, zero-padded to the width of the largest index. */
+export function fleetRegistrationId(prefix: string, index: number, lastIndex: number): string {
+  return `${prefix}${String(index).padStart(String(lastIndex).length, '0')}`;
+}
+
+function defaultKind(error: unknown): string {
+  return isProvisioningError(error) ? error.kind : 'unexpected';
+}
+
+function round(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}

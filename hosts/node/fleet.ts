@@ -1,0 +1,197 @@
+// `moddable-dps fleet`: provision many virtual devices of one enrollment group at once, to
+// load-test a DPS setup (the local emulator or a real instance). Each device is the core's
+// registerDevice over the Node host's TLS, its key derived from the group key once.
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { ProvisioningError } from '../../src/errors.js';
+import { deriveDeviceKey, validateIdScope, validateRegistrationId } from '../../src/identity.js';
+import { DPS_GLOBAL_ENDPOINT, registerDevice } from '../../src/dps/flow.js';
+import { formatEndpoint } from '../../src/provisioner.js';
+// cli.ts registers this command, so the import is circular: only used at call time, which is safe.
+import { EXIT_CODES, type CliIo } from './cli.js';
+import { parseEndpoint, readSecret } from './args.js';
+import { nodeRandom, systemClock } from './clock.js';
+import { createProgressView, type ProgressView } from './fleet-progress.js';
+import { fleetRegistrationId, runFleet, type FleetSummary } from './fleet-run.js';
+import { createResumingTlsConnect } from './fleet-tls.js';
+import { createTlsConnect } from './tls-connect.js';
+
+/** CliIo, optionally saying whether stderr is a terminal (default: process.stderr's). */
+export interface FleetIo extends CliIo {
+  stderrIsTTY?: boolean;
+  columns?: number;
+}
+
+const MAX_COUNT = 1_000_000;
+const MAX_CONCURRENCY = 10_000;
+
+const HELP = `Usage: moddable-dps fleet --id-scope <s> --group-key <k> --count <n> [options]
+
+Provisions <n> virtual devices of one enrollment group, at most --concurrency at a time, and
+prints a summary: assigned and failed devices (by kind), wall time, throughput and latency
+percentiles. A load test for a DPS setup: the local emulator or your own DPS instance.
+
+  --id-scope <s>             ID scope (env PROVISIONING_IDSCOPE)
+  --group-key <k>            the enrollment group key; --group-key-file <path> to read it
+  --count <n>                how many devices (1 to ${MAX_COUNT})
+  --concurrency <c>          devices in flight at once (default 10)
+  --prefix <p>               registration IDs are <p> + the zero-padded index (default dev-)
+  --start <i>                first index (default 0)
+  --endpoint <host[:port]>   DPS endpoint (env PROVISIONING_HOST; default ${DPS_GLOBAL_ENDPOINT.host}:${DPS_GLOBAL_ENDPOINT.port})
+  --ca <pem>                 trust this CA certificate as well (e.g. the emulator's)
+  --timeout <seconds>        each device's flow ends within this (default 300)
+  --full-handshakes          a full TLS handshake per device, as real devices do; by default
+                             later devices resume the first one's TLS session (cheaper for
+                             both ends)
+  --json                     print the summary as JSON on stdout
+  --quiet                    no progress on stderr
+
+Progress goes to stderr: a bar on a terminal, a line per 10 % otherwise.
+Exit status: 0 when every device was assigned; 2 bad input; otherwise the status 'register'
+uses for the most frequent kind of failure (3 unauthorized, 6 throttled, 8 network, ...).
+`;
+
+export async function fleet(argv: string[], io: FleetIo): Promise<number> {
+  const v = parseFlags(argv);
+  if (v.help) {
+    io.stdout(HELP);
+    return 0;
+  }
+  const env = io.env;
+  const idScope = validateIdScope(required(v['id-scope'] ?? env.PROVISIONING_IDSCOPE, '--id-scope', 'PROVISIONING_IDSCOPE'));
+  const groupKey = required(readSecret(v['group-key'], v['group-key-file'], '--group-key'), '--group-key');
+  const count = integer(required(v.count, '--count'), '--count', 1, MAX_COUNT);
+  const concurrency = v.concurrency === undefined ? 10 : integer(v.concurrency, '--concurrency', 1, MAX_CONCURRENCY);
+  const start = v.start === undefined ? 0 : integer(v.start, '--start', 0, Number.MAX_SAFE_INTEGER - MAX_COUNT);
+  const timeoutMs = (v.timeout === undefined ? 300 : integer(v.timeout, '--timeout', 1, 86_400)) * 1000;
+  const prefix = v.prefix ?? 'dev-';
+  const lastIndex = start + count - 1;
+  const idOf = (i: number): string => fleetRegistrationId(prefix, start + i, lastIndex);
+  for (const id of [idOf(0), idOf(count - 1)]) {
+    try {
+      validateRegistrationId(id);
+    } catch (error) {
+      throw new ProvisioningError('invalid-input', `--prefix ${JSON.stringify(prefix)} gives the registration ID ${JSON.stringify(id)}: ${(error as Error).message}`);
+    }
+  }
+  deriveDeviceKey(groupKey, idOf(0)); // a group key that is not base64 is bad input, before any traffic
+  const endpointText = v.endpoint ?? env.PROVISIONING_HOST;
+  const endpoint = endpointText ? parseEndpoint(endpointText) : DPS_GLOBAL_ENDPOINT;
+  const ca = v.ca === undefined ? undefined : readCa(v.ca);
+  const tlsOptions = ca === undefined ? {} : { ca };
+  const connect = v['full-handshakes'] ? createTlsConnect(tlsOptions) : createResumingTlsConnect(tlsOptions);
+
+  const progress: ProgressView | undefined = v.quiet
+    ? undefined
+    : createProgressView({
+        write: io.stderr,
+        isTTY: io.stderrIsTTY ?? process.stderr.isTTY === true,
+        columns: io.columns ?? process.stderr.columns ?? 80,
+      });
+  let summary: FleetSummary;
+  try {
+    summary = await runFleet({
+      count,
+      concurrency,
+      provision: (i) => {
+        const registrationId = idOf(i);
+        const deviceKey = deriveDeviceKey(groupKey, registrationId); // once per device
+        return registerDevice(
+          { idScope, registrationId, deviceKey, endpoint, timeoutMs, clientVersion: 'moddable-dps/0.1.0' },
+          { connect, clock: systemClock, random: nodeRandom },
+        );
+      },
+      ...(progress && { onProgress: (p) => progress.update(p) }),
+    });
+  } finally {
+    progress?.finish();
+  }
+
+  const report = {
+    idScope,
+    endpoint: formatEndpoint(endpoint),
+    firstRegistrationId: idOf(0),
+    lastRegistrationId: idOf(count - 1),
+    tlsSessionResumption: !v['full-handshakes'],
+    ...summary,
+  };
+  io.stdout(v.json ? `${JSON.stringify(report, null, 2)}\n` : describeSummary(report));
+  return exitCode(summary);
+}
+
+/** 0 when all were assigned; otherwise the exit status of the most frequent failure kind. */
+export function exitCode(summary: Pick<FleetSummary, 'failed' | 'failedByKind'>): number {
+  if (summary.failed === 0) return 0;
+  const [kind] = Object.entries(summary.failedByKind).sort((a, b) => b[1] - a[1])[0]!;
+  return EXIT_CODES[kind as keyof typeof EXIT_CODES] ?? EXIT_CODES.unexpected;
+}
+
+function describeSummary(r: FleetSummary & { endpoint: string; firstRegistrationId: string; lastRegistrationId: string }): string {
+  const ms = (x: number) => `${x.toFixed(1)} ms`;
+  const lines = [
+    `fleet: ${r.count} devices (${r.firstRegistrationId} … ${r.lastRegistrationId}) at ${r.endpoint}, concurrency ${r.concurrency}`,
+    `  assigned     ${r.succeeded}`,
+    `  failed       ${r.failed}`,
+    ...Object.entries(r.failedByKind).map(([kind, n]) => `    ${kind.padEnd(13)} ${String(n).padStart(6)}  first: ${r.firstError[kind]}`),
+    `  wall time    ${(r.wallTimeMs / 1000).toFixed(3)} s`,
+    `  throughput   ${r.throughputPerSecond.toFixed(1)} assigned/s`,
+    r.latencyMs
+      ? `  latency      p50 ${ms(r.latencyMs.p50)}  p95 ${ms(r.latencyMs.p95)}  p99 ${ms(r.latencyMs.p99)}  max ${ms(r.latencyMs.max)}`
+      : '  latency      (no device was assigned)',
+    `  client CPU   ${ms(r.cpuMs.perDevice)} per device (user ${ms(r.cpuMs.user)}, system ${ms(r.cpuMs.system)} in all)`,
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+function parseFlags(argv: string[]) {
+  try {
+    return parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        'id-scope': { type: 'string' },
+        'group-key': { type: 'string' },
+        'group-key-file': { type: 'string' },
+        count: { type: 'string' },
+        concurrency: { type: 'string' },
+        prefix: { type: 'string' },
+        start: { type: 'string' },
+        endpoint: { type: 'string' },
+        ca: { type: 'string' },
+        timeout: { type: 'string' },
+        'full-handshakes': { type: 'boolean' },
+        json: { type: 'boolean' },
+        quiet: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }).values;
+  } catch (error) {
+    // A stray positional may be a secret pasted in the wrong place: never echo it.
+    const positional = (error as { code?: string }).code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL';
+    throw new ProvisioningError('invalid-input', `${positional ? 'Unexpected argument without a flag' : (error as Error).message}. See --help`);
+  }
+}
+
+function required(value: string | undefined, flag: string, envName?: string): string {
+  if (value === undefined || value === '') {
+    throw new ProvisioningError('invalid-input', `Missing ${flag}${envName ? ` (or the ${envName} environment variable)` : ''}`);
+  }
+  return value;
+}
+
+function integer(text: string, flag: string, min: number, max: number): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ProvisioningError('invalid-input', `${flag} must be a whole number from ${min} to ${max}`);
+  }
+  return value;
+}
+
+function readCa(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ProvisioningError('invalid-input', `Cannot read the CA certificate ${file}: ${(error as Error).message}`);
+  }
+}
