@@ -448,6 +448,13 @@ export const SCENARIOS: Scenario[] = [
     arrange: (ctx) => ctx.fault('poll', { type: 'status', status: 200, body: '{"operationId":"4.00.x","status":"assigned"}' }),
   },
   {
+    id: 'tls-corrupt-handshake',
+    step: 'TLS handshake',
+    fault: "proxy flips a bit in the server's first encrypted handshake record, first connection",
+    expect: { outcome: 'assigned', connections: 2, registers: 1 },
+    arrange: async (ctx) => ({ endpoint: (await ctx.proxy((n) => (n === 0 ? { corruptAfterDeviceRecords: 0 } : {}))).endpoint }),
+  },
+  {
     id: 'tls-corrupt',
     step: 'TLS record after CONNECT',
     fault: 'proxy flips a bit in a TLS record of the first connection',

@@ -20,8 +20,9 @@ export interface ProxyPlan {
   stallToDeviceAfter?: number;
   /**
    * Flip a bit in the first TLS application-data record (content type 23) the server sends after
-   * the device has sent this many application-data records: with TLS 1.3, 2 means the record
-   * that follows the device's Finished and its MQTT CONNECT (a session ticket or CONNACK).
+   * the device has sent this many application-data records. With TLS 1.3: 0 is the server's
+   * encrypted handshake; 2 the record after the device's Finished and its MQTT CONNECT (a session
+   * ticket or CONNACK).
    */
   corruptAfterDeviceRecords?: number;
 }
