@@ -76,6 +76,7 @@ export function createResumingTlsConnect(options: TlsConnectOptions = {}): Conne
 function wrap(socket: tls.TLSSocket, handlers: ConnectionHandlers, where: string): Connection {
   let closed = false;
   let closing = false;
+  let corked = false;
   let failure: Error | undefined;
   socket.on('data', (chunk: Buffer) => {
     if (!closed) handlers.onData(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
@@ -90,7 +91,17 @@ function wrap(socket: tls.TLSSocket, handlers: ConnectionHandlers, where: string
   });
   return {
     write(data: Uint8Array): void {
-      if (!closed && !closing && !socket.destroyed && socket.writable) socket.write(data);
+      if (closed || closing || socket.destroyed || !socket.writable) return;
+      // Packets written in one go (SUBSCRIBE and the register PUBLISH) leave in one TLS record.
+      if (!corked) {
+        corked = true;
+        socket.cork();
+        process.nextTick(() => {
+          corked = false;
+          socket.uncork();
+        });
+      }
+      socket.write(data);
     },
     close(): void {
       if (closing || closed) return;
