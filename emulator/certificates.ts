@@ -53,7 +53,8 @@ export interface EmulatorCertificates {
 
 /**
  * Load the CA and server certificate from `stateDir`, creating what is missing: the CA when it
- * is absent, unreadable or about to expire (then the server certificate too); the server
+ * is absent, unreadable, made without an authority key identifier (by an older emulator) or
+ * about to expire (then the server certificate too); the server
  * certificate when it is absent, not signed by the CA, expiring soon, or does not cover every
  * configured host name.
  */
@@ -65,7 +66,7 @@ export async function loadOrCreateCertificates(options: CertificateOptions): Pro
   const caPath = join(dir, CA_CERT_FILE);
 
   let ca = await loadPair(join(dir, CA_CERT_FILE), join(dir, CA_KEY_FILE));
-  const createCa = !ca || !ca.cert.cAValid || expiresSoon(ca.cert, now());
+  const createCa = !ca || !ca.cert.cAValid || !ca.cert.getExtension('authorityKeyIdentifier') || expiresSoon(ca.cert, now());
   if (createCa) {
     ca = createCertificateAuthority(now());
     await writeAtomically(join(dir, CA_KEY_FILE), ca.keyPem, 0o600);
@@ -145,6 +146,8 @@ function createCertificateAuthority(now: Date): Pair {
     { name: 'basicConstraints', cA: true, pathLenConstraint: 0, critical: true },
     { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
     { name: 'subjectKeyIdentifier' },
+    // Self-referencing, as public roots carry it: Moddable's TLS (SDK 8.2.3) throws on a CA without it.
+    { name: 'authorityKeyIdentifier', keyIdentifier: cert.generateSubjectKeyIdentifier().getBytes() },
   ]);
   cert.sign(key, forge.md.sha256.create());
   cert.cAValid = true;

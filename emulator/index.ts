@@ -104,6 +104,9 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
     stateDir,
     hostNames: [...(options.hostNames ?? []), ...(isWildcard(host) ? [] : [host])],
   });
+  // Leaf and CA, as real DPS sends leaf and intermediate: Moddable's TLS (SDK 8.2.3) checks the
+  // host name only while walking a chain of two or more certificates.
+  const serverChain = certificates.serverCertPem + certificates.caPem;
   const policy = await loadOrCreateServicePolicy(stateDir, options.serviceKey);
   /** The name clients use: the listening address, or for a wildcard the first configured name. */
   const clientHost = isWildcard(host) ? (options.hostNames?.[0] ?? 'localhost') : host;
@@ -118,7 +121,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
     model,
     service,
     faults,
-    cert: certificates.serverCertPem,
+    cert: serverChain,
     key: certificates.serverKeyPem,
     host,
     port: options.port ?? 0,
@@ -132,7 +135,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
       model,
       idScope: options.idScope,
       policy,
-      cert: certificates.serverCertPem,
+      cert: serverChain,
       key: certificates.serverKeyPem,
       host,
       port: options.servicePort ?? 0,

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createConnection } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
+import forge from 'node-forge';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadOrCreateCertificates } from '../emulator/certificates.js';
 import { startEmulator } from '../emulator/index.js';
@@ -66,6 +67,45 @@ describe('certificates', () => {
     const second = await loadOrCreateCertificates({ stateDir: dir });
     expect(second.created).toEqual({ ca: true, server: true });
     expect(second.caPem).not.toBe(first.caPem);
+  });
+
+  it('gives the CA a self-referencing authority key identifier and serves leaf + CA (Moddable TLS needs both)', async () => {
+    const dir = join(root, 'chain');
+    const { caPem } = await loadOrCreateCertificates({ stateDir: dir });
+    const ca = forge.pki.certificateFromPem(caPem);
+    // Parsed back, forge keeps the extension's DER: SEQUENCE { [0] keyIdentifier }, ending in the key id.
+    const aki = ca.getExtension('authorityKeyIdentifier') as { value?: string } | undefined;
+    const keyId = ca.generateSubjectKeyIdentifier().getBytes();
+    expect(aki?.value?.endsWith(keyId)).toBe(true);
+
+    const dps = await startEmulator({ idScope: '0ne00000001', stateDir: dir });
+    try {
+      const chain = await new Promise<string[]>((resolve, reject) => {
+        const socket = tlsConnect({ host: '127.0.0.1', port: dps.endpoint.port, ca: caPem, servername: 'localhost' }, () => {
+          const names: string[] = [];
+          for (let c = socket.getPeerCertificate(true); c && !names.includes(c.fingerprint256); c = c.issuerCertificate) names.push(c.fingerprint256);
+          socket.destroy();
+          resolve(names);
+        });
+        socket.on('error', reject);
+      });
+      expect(chain).toHaveLength(2);
+      expect(chain[1]).toBe(new X509Certificate(caPem).fingerprint256);
+    } finally {
+      await dps.close();
+    }
+  });
+
+  it('replaces a CA made by an older emulator without an authority key identifier', async () => {
+    const dir = join(root, 'old-ca');
+    await loadOrCreateCertificates({ stateDir: dir });
+    const key = forge.pki.privateKeyFromPem(await readFile(join(dir, 'ca-key.pem'), 'utf8'));
+    const old = forge.pki.certificateFromPem(await readFile(join(dir, 'ca.pem'), 'utf8'));
+    old.setExtensions([{ name: 'basicConstraints', cA: true, critical: true }, { name: 'subjectKeyIdentifier' }]);
+    old.sign(key, forge.md.sha256.create());
+    await writeFile(join(dir, 'ca.pem'), forge.pki.certificateToPem(old));
+    const again = await loadOrCreateCertificates({ stateDir: dir });
+    expect(again.created).toEqual({ ca: true, server: true });
   });
 });
 

@@ -14,13 +14,12 @@
 // Needs: Linux, $MODDABLE with its tools built (mcconfig, mcsim), npm install done in
 // $MODDABLE/tools/xsbug-log, xvfb-run. Skipped otherwise. Downloads nothing.
 import { spawn, spawnSync } from 'node:child_process';
-import { X509Certificate, generateKeyPairSync } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import dgram from 'node:dgram';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import forge from 'node-forge';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmulator, type DpsEmulator, type EndpointEvent } from '../emulator/index.js';
 import { buildRegistrationId, deriveDeviceKey } from '../src/identity.js';
@@ -66,7 +65,6 @@ if (skipReason) {
 
     beforeAll(async () => {
       stateDir = mkdtempSync(join(tmpdir(), 'dps-simulator-'));
-      writeModdableCompatibleCertificates(stateDir);
       dps = await startEmulator({
         idScope: ID_SCOPE,
         stateDir,
@@ -292,56 +290,4 @@ function startSntpResponder(): Promise<dgram.Socket | undefined> {
     });
     socket.bind(123, '127.0.0.1', () => resolve(socket));
   });
-}
-
-/**
- * The emulator's state directory, prepared with a chain Moddable's TLS can verify: the server
- * sends its certificate and the CA's, and the CA carries an authority key identifier.
- * Moddable SDK 8.2.3 (modules/crypt/ssl/ssl_cert.js, CertificateManager.verify) checks the host
- * name only while walking a chain of two or more certificates, and compares the issuer's
- * authority key identifier without checking that there is one, so a lone leaf, or a CA without
- * that extension, is refused. Real DPS sends leaf + intermediate, which passes. The emulator
- * keeps the files it finds (server.pem is served as written), so it serves this chain.
- */
-function writeModdableCompatibleCertificates(dir: string): void {
-  const { pki } = forge;
-  const keys = () => {
-    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, privateKeyEncoding: { type: 'pkcs1', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
-    const key = pki.privateKeyFromPem(privateKey);
-    return { key, publicKey: pki.setRsaPublicKey(key.n, key.e), pem: privateKey };
-  };
-  const now = Date.now();
-  const issue = (subject: string, publicKey: forge.pki.PublicKey, serial: string, days: number, extensions: object[], signer: forge.pki.rsa.PrivateKey) => {
-    const cert = pki.createCertificate();
-    cert.publicKey = publicKey;
-    cert.serialNumber = serial;
-    cert.validity.notBefore = new Date(now - 3_600_000);
-    cert.validity.notAfter = new Date(now + days * 86_400_000);
-    cert.setSubject([{ name: 'commonName', value: subject }]);
-    cert.setIssuer([{ name: 'commonName', value: 'moddable-dps simulator test CA' }]);
-    cert.setExtensions(extensions);
-    cert.sign(signer, forge.md.sha256.create());
-    return pki.certificateToPem(cert);
-  };
-  const ca = keys();
-  const caKeyId = pki.getPublicKeyFingerprint(ca.publicKey, { type: 'RSAPublicKey' }).getBytes();
-  const caPem = issue('moddable-dps simulator test CA', ca.publicKey, '01', 3650, [
-    { name: 'basicConstraints', cA: true, critical: true },
-    { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
-    { name: 'subjectKeyIdentifier' },
-    { name: 'authorityKeyIdentifier', keyIdentifier: caKeyId },
-  ], ca.key);
-  const server = keys();
-  const serverPem = issue('localhost', server.publicKey, '02', 800, [
-    { name: 'basicConstraints', cA: false, critical: true },
-    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
-    { name: 'extKeyUsage', serverAuth: true },
-    { name: 'subjectAltName', altNames: [{ type: 2, value: 'localhost' }, { type: 7, ip: '127.0.0.1' }, { type: 7, ip: '::1' }] },
-    { name: 'subjectKeyIdentifier' },
-    { name: 'authorityKeyIdentifier', keyIdentifier: caKeyId },
-  ], ca.key);
-  writeFileSync(join(dir, 'ca.pem'), caPem);
-  writeFileSync(join(dir, 'ca-key.pem'), ca.pem, { mode: 0o600 });
-  writeFileSync(join(dir, 'server.pem'), serverPem + caPem);
-  writeFileSync(join(dir, 'server-key.pem'), server.pem, { mode: 0o600 });
 }
