@@ -52,6 +52,8 @@ const UNTRUSTED_CODES = new Set([
 ]);
 const EXPIRED_CODES = new Set(['CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID']);
 const HOSTNAME_CODES = new Set(['ERR_TLS_CERT_ALTNAME_INVALID', 'HOSTNAME_MISMATCH']);
+/** A TLS record that failed its integrity check: bytes damaged on the way, not a trust problem. */
+const DAMAGED_CODES = new Set(['ERR_SSL_DECRYPTION_FAILED_OR_BAD_RECORD_MAC', 'ERR_SSL_SSLV3_ALERT_BAD_RECORD_MAC']);
 
 const CA_HINT =
   'If the server uses a private CA (for example the local DPS emulator), pass its certificate with --ca <pem>.';
@@ -189,6 +191,9 @@ function mapConnectError(err: Error, where: string, name: string): ProvisioningE
       `the server certificate of ${where} has expired or is not yet valid (${c}); check this machine's clock. ${CA_HINT}`,
       { cause: err },
     );
+  }
+  if (DAMAGED_CODES.has(c)) {
+    return new ProvisioningError('network', `the TLS handshake with ${where} received damaged data (${c}); another attempt may succeed`, { cause: err });
   }
   if (c.startsWith('ERR_SSL_') || c === 'EPROTO' || c.startsWith('ERR_TLS_')) {
     return new ProvisioningError('tls', `TLS handshake with ${where} failed (${c}): ${err.message}`, { cause: err });
