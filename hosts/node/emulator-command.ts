@@ -236,9 +236,10 @@ function banner(dps: DpsEmulator, context: BannerContext): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** How to build the firmware to trust this emulator (the manifest's DPS_CA, mc/config idScope and endpoint). */
+/** How to build the firmware to trust this emulator (mc/config caCertificate, idScope and endpoint). */
 function firmwareLines(dps: DpsEmulator, host: string, device: string): string[] {
-  const build = (platform: string, endpoint: string) => `DPS_CA=${dps.caPath} mcconfig -d -m -p ${platform} idScope=${dps.idScope} endpoint=${endpoint}`;
+  const build = (platform: string, endpoint: string) =>
+    `mcconfig -d -m -p ${platform} manifest.json idScope=${dps.idScope} endpoint=${endpoint} "caCertificate=$(cat ${dps.caPath})"`;
   if (!isWildcard(host)) {
     return [
       row('  firmware trusts it', build('lin', device)),
