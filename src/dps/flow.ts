@@ -68,10 +68,9 @@ export async function registerDevice(options: RegisterOptions, ports: RegisterPo
   if (!Number.isInteger(sasTtlSeconds) || sasTtlSeconds < 60 || sasTtlSeconds > MAX_SAS_TTL_SECONDS) {
     throw new ProvisioningError('invalid-input', `The SAS lifetime must be a whole number of seconds from 60 to ${MAX_SAS_TTL_SECONDS}`);
   }
-  // Sign once up front so a malformed key is an input error before any traffic.
-  dpsRegistrationSasToken(options.idScope, registrationId, options.deviceKey, 0);
-
   const session = new Session({ ...options, registrationId, sasTtlSeconds }, ports);
+  // Sign the first connection's token now: a malformed key is an input error before any traffic.
+  session.password();
   try {
     return await session.run();
   } finally {
@@ -90,6 +89,8 @@ class Session {
   private readonly log: Log;
   private readonly random: Random;
   private readonly endpoint: Endpoint;
+  /** The last token signed: the same expiry second gives the same token, so it is signed once. */
+  private signed: { expiry: number; token: string } | undefined;
 
   constructor(
     private readonly options: RegisterOptions & { registrationId: string; sasTtlSeconds: number },
@@ -174,17 +175,24 @@ class Session {
     return event;
   }
 
+  /** The SAS token for a connection opened now (valid for sasTtlSeconds). */
+  password(): string {
+    const { idScope, registrationId, deviceKey, sasTtlSeconds } = this.options;
+    const expiry = Math.floor(this.ports.clock.now() / 1000) + sasTtlSeconds;
+    if (this.signed?.expiry !== expiry) this.signed = { expiry, token: dpsRegistrationSasToken(idScope, registrationId, deviceKey, expiry) };
+    return this.signed.token;
+  }
+
   private async connect(deadline: number): Promise<MqttClient> {
     const { clock } = this.ports;
-    const { idScope, registrationId, deviceKey, sasTtlSeconds } = this.options;
+    const { idScope, registrationId } = this.options;
     this.connectAttempts++;
     this.log({ type: 'connecting', host: this.endpoint.host, port: this.endpoint.port, attempt: this.connectAttempts });
-    const expiry = Math.floor(clock.now() / 1000) + sasTtlSeconds;
     let client: MqttClient | undefined = undefined;
     client = await MqttClient.connect(this.ports.connect, this.endpoint, clock, {
       clientId: registrationId,
       username: dpsUsername(idScope, registrationId, this.options.clientVersion),
-      password: dpsRegistrationSasToken(idScope, registrationId, deviceKey, expiry),
+      password: this.password(),
       // TLS + CONNACK get the same time as any request, and never outlast the deadline.
       connectTimeoutMs: Math.max(1, Math.min(this.options.responseTimeoutMs ?? DEFAULT_RESPONSE_TIMEOUT_MS, deadline - clock.now(), 2 ** 31 - 1)),
       ...(this.options.keepAliveSeconds !== undefined && { keepAliveSeconds: this.options.keepAliveSeconds }),
