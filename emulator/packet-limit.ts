@@ -78,11 +78,18 @@ export class BoundedMqttStream extends Duplex {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this._writev([{ chunk }], callback);
+  }
+
+  // mqtt-packet corks this stream while it writes a packet in pieces (header, topic, payload):
+  // on uncork they arrive here together and leave as one TLS record instead of two to four.
+  override _writev(chunks: { chunk: Buffer }[], callback: (error?: Error | null) => void): void {
     if (this.#socket.destroyed) {
       callback();
       return;
     }
-    this.#socket.write(chunk, (error) => callback(error ?? null));
+    const data = chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map(({ chunk }) => chunk));
+    this.#socket.write(data, (error) => callback(error ?? null));
   }
 
   override _final(callback: (error?: Error | null) => void): void {
