@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmulator, type DpsEmulator } from '../emulator/index.js';
 import { EXIT_CODES, main } from '../hosts/node/cli.js';
 import { fleetRegistrationId, percentile, runFleet, summarizeLatencies } from '../hosts/node/fleet-run.js';
-import { createResumingTlsConnect } from '../hosts/node/fleet-tls.js';
+import { createFleetTlsConnect } from '../hosts/node/fleet-tls.js';
 import { ProvisioningError } from '../src/errors.js';
 import type { Connection } from '../src/ports.js';
 
@@ -226,7 +226,7 @@ describe('the fleet engine', () => {
 });
 
 describe('TLS session resumption for the fleet', () => {
-  it('resumes the first session on later connections, and fails like tls-connect for an untrusted server', async () => {
+  it('resumes the first session on later connections (not with resume: false), and fails like tls-connect for an untrusted server', async () => {
     const stateDir = join(dir, 'emulator');
     const reused: boolean[] = [];
     const server = tls.createServer({ cert: readFileSync(join(stateDir, 'server.pem')), key: readFileSync(join(stateDir, 'server-key.pem')) }, (socket) => {
@@ -237,15 +237,17 @@ describe('TLS session resumption for the fleet', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const endpoint = { host: '127.0.0.1', port: (server.address() as { port: number }).port };
     try {
-      const connect = createResumingTlsConnect({ ca: dps.caPem });
-      for (let i = 0; i < 3; i++) {
-        let connection: Connection | undefined;
-        await new Promise<void>((resolve, reject) => {
-          connect(endpoint, { onData: () => connection?.close(), onClose: () => resolve() }).then((c) => (connection = c), reject);
-        });
+      for (const resume of [true, false]) {
+        const connect = createFleetTlsConnect({ ca: dps.caPem, resume });
+        for (let i = 0; i < 3; i++) {
+          let connection: Connection | undefined;
+          await new Promise<void>((resolve, reject) => {
+            connect(endpoint, { onData: () => connection?.close(), onClose: () => resolve() }).then((c) => (connection = c), reject);
+          });
+        }
       }
-      expect(reused).toEqual([false, true, true]);
-      const untrusted = await createResumingTlsConnect()(endpoint, { onData: () => {}, onClose: () => {} }).then(
+      expect(reused).toEqual([false, true, true, false, false, false]); // resumed; then --full-handshakes
+      const untrusted = await createFleetTlsConnect()(endpoint, { onData: () => {}, onClose: () => {} }).then(
         () => undefined,
         (e: unknown) => e,
       );

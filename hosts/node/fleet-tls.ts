@@ -1,13 +1,14 @@
-// TLS for fleet mode: the Node host's Connect (tls-connect.ts) plus session resumption across
-// the fleet's virtual devices. The first handshake is a full one; every later connection offers
-// the newest session ticket the server issued, so the server skips its certificate signature and
-// the client its chain verification and certificate decoding (measured in bench/README.md).
-// The trust rules are tls-connect.ts's (Node's roots plus `ca`, verification always on): a
-// resumed session is one the server issued on a verified connection.
-//
-// Failures are tls-connect.ts's too: a connection that fails before the handshake completes is
+// TLS for fleet mode: the Node host's Connect (tls-connect.ts, same trust rules: Node's roots
+// plus `ca`, verification always on) with two changes for many devices from one process:
+// - session resumption (unless `resume` is false): the first handshake is a full one; every
+//   later connection offers the newest session ticket the server issued, so the server skips
+//   its certificate signature and the client its chain verification and certificate decoding.
+//   A resumed session is one the server issued on a verified connection.
+// - packets written in one tick (the pipelined SUBSCRIBE and register PUBLISH) leave in one TLS
+//   record: writes are corked until the next tick.
+// Failures read as tls-connect.ts's: a connection that fails before the handshake completes is
 // tried once more through createTlsConnect, whose answer (its mapped ProvisioningError, or a
-// connection) is the result. A timeout is not retried.
+// connection) is the result. A timeout is not retried. Figures: bench/README.md.
 import net from 'node:net';
 import tls from 'node:tls';
 import { ProvisioningError } from '../../src/errors.js';
@@ -16,7 +17,13 @@ import { createTlsConnect, DEFAULT_CONNECT_TIMEOUT_MS, type TlsConnectOptions } 
 
 const CLOSE_GRACE_MS = 2_000;
 
-export function createResumingTlsConnect(options: TlsConnectOptions = {}): Connect {
+export interface FleetTlsOptions extends TlsConnectOptions {
+  /** Resume TLS sessions across connections (default true). */
+  resume?: boolean;
+}
+
+export function createFleetTlsConnect(options: FleetTlsOptions = {}): Connect {
+  const resume = options.resume ?? true;
   const standard = createTlsConnect(options); // also validates the options and the PEM
   const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   const ca = options.ca === undefined ? [] : Array.isArray(options.ca) ? options.ca : [options.ca];
@@ -32,7 +39,7 @@ export function createResumingTlsConnect(options: TlsConnectOptions = {}): Conne
     const servername = options.servername ?? (net.isIP(host) === 0 ? host : undefined);
     const key = `${host}|${endpoint.port}|${servername ?? ''}`;
     return new Promise<Connection>((resolve, reject) => {
-      const session = sessions.get(key);
+      const session = resume ? sessions.get(key) : undefined;
       const socket = tls.connect({
         host,
         port: endpoint.port,
@@ -42,7 +49,7 @@ export function createResumingTlsConnect(options: TlsConnectOptions = {}): Conne
         ...(session !== undefined ? { session } : {}),
       });
       socket.setNoDelay(true);
-      socket.on('session', (ticket: Buffer) => sessions.set(key, ticket));
+      if (resume) socket.on('session', (ticket: Buffer) => sessions.set(key, ticket));
       let settled = false;
       const settle = (): boolean => {
         if (settled) return false;
