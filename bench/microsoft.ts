@@ -1,0 +1,44 @@
+// Microsoft's device client (azure-iot-provisioning-device + -device-mqtt +
+// azure-iot-security-symmetric-key) provisioning one device, as their sample
+// register_symkey.js does: derive the device key with node:crypto, register, done.
+// Pointed at the emulator as test/emulator-peer.test.ts does: provisioningHost 'host:port'
+// (the transport connects to 'mqtts://' + host) and the CA through its own MqttBase.
+import { createHmac } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { BENCH_ID_SCOPE, type Target } from './common.js';
+
+// CommonJS packages: required (Node's ESM loader does not see their named exports).
+const require = createRequire(import.meta.url);
+const { ProvisioningDeviceClient } = require('azure-iot-provisioning-device') as typeof import('azure-iot-provisioning-device');
+const { Mqtt } = require('azure-iot-provisioning-device-mqtt') as typeof import('azure-iot-provisioning-device-mqtt');
+const { SymmetricKeySecurityClient } = require('azure-iot-security-symmetric-key') as typeof import('azure-iot-security-symmetric-key');
+const requireFromTransport = createRequire(require.resolve('azure-iot-provisioning-device-mqtt'));
+const { MqttBase } = requireFromTransport('azure-iot-mqtt-base') as {
+  MqttBase: new () => { setOptions(options: { ca: string }): void };
+};
+
+export interface MicrosoftResult {
+  assignedHub: string;
+  deviceId: string;
+}
+
+/** The device key of a group member, as Microsoft's sample computes it. */
+export function microsoftDeriveKey(groupKey: string, registrationId: string): string {
+  return createHmac('SHA256', Buffer.from(groupKey, 'base64')).update(registrationId, 'utf8').digest('base64');
+}
+
+export async function provisionWithMicrosoft(target: Target, registrationId: string, groupKey: string): Promise<MicrosoftResult> {
+  const deviceKey = microsoftDeriveKey(groupKey, registrationId);
+  const base = new MqttBase();
+  base.setOptions({ ca: target.caPem });
+  const client = ProvisioningDeviceClient.create(
+    `${target.host}:${target.port}`,
+    BENCH_ID_SCOPE,
+    new Mqtt(base as never),
+    // Two copies of azure-iot-common are installed; the objects are compatible at run time.
+    new SymmetricKeySecurityClient(registrationId, deviceKey) as never,
+  );
+  const result = (await client.register()) as unknown as MicrosoftResult;
+  if (!result?.assignedHub) throw new Error(`Microsoft's client got no assignment for ${registrationId}`);
+  return result;
+}
