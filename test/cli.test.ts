@@ -99,6 +99,12 @@ describe('sas-token', () => {
     }
   });
 
+  it('bounds --ttl to a day, like the tokens the device makes', async () => {
+    const r = await run(['sas-token', '--id-scope', ID_SCOPE, '--registration-id', 'dev-1', '--key', PUBLISHED_DEVICE_KEY, '--ttl', '86401']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--ttl must be a whole number from 60 to 86400/);
+  });
+
   it('refuses --expiry with --ttl', async () => {
     const r = await run(['sas-token', '--id-scope', ID_SCOPE, '--registration-id', 'dev-1', '--key', PUBLISHED_DEVICE_KEY, '--ttl', '5', '--expiry', '5']);
     expect(r.code).toBe(2);

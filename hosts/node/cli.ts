@@ -7,7 +7,7 @@ import { deriveDeviceKey, validateIdScope, validateRegistrationId } from '../../
 import type { ProvisioningEvent } from '../../src/ports.js';
 import { provisionDevice } from '../../src/provisioner.js';
 import { dpsRegistrationSasToken } from '../../src/sas.js';
-import { DEFAULT_SAS_TTL_SECONDS } from '../../src/dps/flow.js';
+import { DEFAULT_SAS_TTL_SECONDS, MAX_SAS_TTL_SECONDS } from '../../src/dps/flow.js';
 import { parseEndpoint, readSecret } from './args.js';
 import { dpsCommand, hubCommand } from './dps-commands.js';
 import { nodeRandom, systemClock } from './clock.js';
@@ -161,7 +161,7 @@ Prints only the SAS token a device presents to DPS as its MQTT password.
   --registration-id <r>    the device's registration ID
   --key <deviceKey>        the device's symmetric key (base64); --key-file <path> to read it
   --expiry <seconds>       absolute expiry, Unix seconds
-  --ttl <seconds>          lifetime from now (default ${DEFAULT_SAS_TTL_SECONDS})
+  --ttl <seconds>          lifetime from now, 60 to ${MAX_SAS_TTL_SECONDS} (default ${DEFAULT_SAS_TTL_SECONDS})
 `;
 
 async function sasToken(argv: string[], io: CliIo): Promise<number> {
@@ -185,7 +185,7 @@ async function sasToken(argv: string[], io: CliIo): Promise<number> {
   const key = required(readSecret(v.key, v['key-file'], '--key'), '--key');
   const expiry = v.expiry !== undefined
     ? integer(v.expiry, '--expiry', 1, 2 ** 53)
-    : Math.floor(systemClock.now() / 1000) + (v.ttl !== undefined ? integer(v.ttl, '--ttl', 1, 365 * 86_400) : DEFAULT_SAS_TTL_SECONDS);
+    : Math.floor(systemClock.now() / 1000) + (v.ttl !== undefined ? integer(v.ttl, '--ttl', 60, MAX_SAS_TTL_SECONDS) : DEFAULT_SAS_TTL_SECONDS);
   io.stdout(`${dpsRegistrationSasToken(idScope, registrationId, key, expiry)}\n`);
   return 0;
 }
