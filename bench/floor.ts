@@ -5,6 +5,7 @@
 //     found by byte framing and a regular expression, nothing else. It sends what our core
 //     sends (CONNECT; SUBSCRIBE + register PUBLISH pipelined; poll PUBLISH after retry-after),
 //     so its time is the protocol's floor on this server, the server's own work included.
+import { isIP } from 'node:net';
 import tls from 'node:tls';
 import { encodePacket } from '../src/mqtt/codec.js';
 import { dpsRegistrationSasToken } from '../src/sas.js';
@@ -16,8 +17,10 @@ export function minimalContext(target: Target, maxVersion?: 'TLSv1.2'): tls.Secu
   return tls.createSecureContext({ ca: target.caPem, ...(maxVersion && { maxVersion }) });
 }
 
+/** Addressed as ours is: SNI with a host name, none with an IP address (then the certificate's IP is checked). */
 function open(target: Target, context: tls.SecureContext, session?: Buffer): tls.TLSSocket {
-  const socket = tls.connect({ host: target.host, port: target.port, secureContext: context, servername: 'localhost', ...(session && { session }) });
+  const servername = isIP(target.host) === 0 ? target.host : undefined;
+  const socket = tls.connect({ host: target.host, port: target.port, secureContext: context, ...(servername && { servername }), ...(session && { session }) });
   socket.setNoDelay(true);
   return socket;
 }

@@ -7,15 +7,30 @@ import { createHmac } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { BENCH_ID_SCOPE, type Target } from './common.js';
 
-// CommonJS packages: required (Node's ESM loader does not see their named exports).
+// CommonJS packages: required (Node's ESM loader does not see their named exports), and only
+// when first used, so a process measuring our client does not load them.
 const require = createRequire(import.meta.url);
-const { ProvisioningDeviceClient } = require('azure-iot-provisioning-device') as typeof import('azure-iot-provisioning-device');
-const { Mqtt } = require('azure-iot-provisioning-device-mqtt') as typeof import('azure-iot-provisioning-device-mqtt');
-const { SymmetricKeySecurityClient } = require('azure-iot-security-symmetric-key') as typeof import('azure-iot-security-symmetric-key');
-const requireFromTransport = createRequire(require.resolve('azure-iot-provisioning-device-mqtt'));
-const { MqttBase } = requireFromTransport('azure-iot-mqtt-base') as {
-  MqttBase: new () => { setOptions(options: { ca: string }): void };
-};
+let sdk:
+  | {
+      ProvisioningDeviceClient: typeof import('azure-iot-provisioning-device').ProvisioningDeviceClient;
+      Mqtt: typeof import('azure-iot-provisioning-device-mqtt').Mqtt;
+      SymmetricKeySecurityClient: typeof import('azure-iot-security-symmetric-key').SymmetricKeySecurityClient;
+      MqttBase: new () => { setOptions(options: { ca: string }): void };
+    }
+  | undefined;
+
+/** Load Microsoft's packages (done by the first provisioning otherwise: call it before timing). */
+export function loadMicrosoftClient(): NonNullable<typeof sdk> {
+  if (sdk) return sdk;
+  const requireFromTransport = createRequire(require.resolve('azure-iot-provisioning-device-mqtt'));
+  sdk = {
+    ProvisioningDeviceClient: (require('azure-iot-provisioning-device') as typeof import('azure-iot-provisioning-device')).ProvisioningDeviceClient,
+    Mqtt: (require('azure-iot-provisioning-device-mqtt') as typeof import('azure-iot-provisioning-device-mqtt')).Mqtt,
+    SymmetricKeySecurityClient: (require('azure-iot-security-symmetric-key') as typeof import('azure-iot-security-symmetric-key')).SymmetricKeySecurityClient,
+    MqttBase: (requireFromTransport('azure-iot-mqtt-base') as { MqttBase: NonNullable<typeof sdk>['MqttBase'] }).MqttBase,
+  };
+  return sdk;
+}
 
 export interface MicrosoftResult {
   assignedHub: string;
@@ -28,6 +43,7 @@ export function microsoftDeriveKey(groupKey: string, registrationId: string): st
 }
 
 export async function provisionWithMicrosoft(target: Target, registrationId: string, groupKey: string): Promise<MicrosoftResult> {
+  const { ProvisioningDeviceClient, Mqtt, SymmetricKeySecurityClient, MqttBase } = loadMicrosoftClient();
   const deviceKey = microsoftDeriveKey(groupKey, registrationId);
   const base = new MqttBase();
   base.setOptions({ ca: target.caPem });
