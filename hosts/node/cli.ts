@@ -9,11 +9,8 @@ import { provisionDevice } from '../../src/provisioner.js';
 import { dpsRegistrationSasToken } from '../../src/sas.js';
 import { DEFAULT_SAS_TTL_SECONDS, MAX_SAS_TTL_SECONDS } from '../../src/dps/flow.js';
 import { parseEndpoint, readSecret } from './args.js';
-import { dpsCommand, hubCommand } from './dps-commands.js';
 import { nodeRandom, systemClock } from './clock.js';
-import { emulatorCommand } from './emulator-command.js';
 import { createFileStore } from './file-store.js';
-import { fleet } from './fleet.js';
 import { createTlsConnect } from './tls-connect.js';
 
 export interface CliIo {
@@ -58,30 +55,24 @@ const COMMANDS: Record<string, Command> = {
   register,
   'compute-device-key': computeDeviceKey,
   'sas-token': sasToken,
-  dps: dpsCommand,
-  hub: hubCommand,
-  emulator: emulatorCommand,
-  fleet,
+  // Loaded when used: the emulator and the management client are most of the CLI's start-up time.
+  dps: async (argv, io) => (await import('./dps-commands.js')).dpsCommand(argv, io),
+  hub: async (argv, io) => (await import('./dps-commands.js')).hubCommand(argv, io),
+  emulator: async (argv, io) => (await import('./emulator-command.js')).emulatorCommand(argv, io),
+  fleet: async (argv, io) => (await import('./fleet.js')).fleet(argv, io),
 };
-
-/** Register further commands (the emulator adds its own). */
-export function addCommand(name: string, command: Command, summary: string): void {
-  COMMANDS[name] = command;
-  extraUsage.push(`  ${name.padEnd(20)} ${summary}`);
-}
-const extraUsage: string[] = [];
 
 export async function main(argv: string[], io: CliIo): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-    io.stdout(usage());
+    io.stdout(USAGE);
     return name === undefined ? EXIT_CODES['invalid-input'] : 0;
   }
   const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined; // not 'toString'
   if (!command) {
     // Named only when it can be a command name: a key pasted in its place must not be printed.
     const shown = /^[a-z][a-z0-9-]{0,31}$/.test(name) ? ` '${name}'` : '';
-    io.stderr(`moddable-dps: unknown command${shown}\n${usage()}`);
+    io.stderr(`moddable-dps: unknown command${shown}\n${USAGE}`);
     return EXIT_CODES['invalid-input'];
   }
   try {
@@ -89,10 +80,6 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   } catch (error) {
     return reportError(error, io);
   }
-}
-
-function usage(): string {
-  return extraUsage.length ? USAGE.replace('\nRun', `${extraUsage.join('\n')}\n\nRun`) : USAGE;
 }
 
 /** One clear line per failure; secrets never appear in ProvisioningError messages. */
