@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmulator, type DpsEmulator } from '../emulator/index.js';
 import { EXIT_CODES, main } from '../hosts/node/cli.js';
 import { fleetRegistrationId, percentile, runFleet, summarizeLatencies } from '../hosts/node/fleet-run.js';
-import { createFleetTlsConnect } from '../hosts/node/fleet-tls.js';
+import { createTlsConnect } from '../hosts/node/tls-connect.js';
 import { ProvisioningError } from '../src/errors.js';
 import type { Connection } from '../src/ports.js';
 
@@ -238,7 +238,7 @@ describe('TLS session resumption for the fleet', () => {
     const endpoint = { host: '127.0.0.1', port: (server.address() as { port: number }).port };
     try {
       for (const resume of [true, false]) {
-        const connect = createFleetTlsConnect({ ca: dps.caPem, resume });
+        const connect = createTlsConnect({ ca: dps.caPem, resumeSessions: resume });
         for (let i = 0; i < 3; i++) {
           let connection: Connection | undefined;
           await new Promise<void>((resolve, reject) => {
@@ -247,7 +247,7 @@ describe('TLS session resumption for the fleet', () => {
         }
       }
       expect(reused).toEqual([false, true, true, false, false, false]); // resumed; then --full-handshakes
-      const untrusted = await createFleetTlsConnect()(endpoint, { onData: () => {}, onClose: () => {} }).then(
+      const untrusted = await createTlsConnect({ resumeSessions: true })(endpoint, { onData: () => {}, onClose: () => {} }).then(
         () => undefined,
         (e: unknown) => e,
       );

@@ -13,7 +13,7 @@ import { parseEndpoint, readSecret } from './args.js';
 import { nodeRandom, systemClock } from './clock.js';
 import { createProgressView, type ProgressView } from './fleet-progress.js';
 import { fleetRegistrationId, runFleet, type FleetSummary } from './fleet-run.js';
-import { createFleetTlsConnect } from './fleet-tls.js';
+import { createTlsConnect } from './tls-connect.js';
 
 /** CliIo, optionally saying whether stderr is a terminal (default: process.stderr's). */
 export interface FleetIo extends CliIo {
@@ -77,7 +77,7 @@ export async function fleet(argv: string[], io: FleetIo): Promise<number> {
   const endpointText = v.endpoint ?? env.PROVISIONING_HOST;
   const endpoint = endpointText ? parseEndpoint(endpointText) : DPS_GLOBAL_ENDPOINT;
   const ca = v.ca === undefined ? undefined : readCa(v.ca);
-  const connect = createFleetTlsConnect({ ...(ca !== undefined && { ca }), resume: !v['full-handshakes'] });
+  const connect = createTlsConnect({ ...(ca !== undefined && { ca }), resumeSessions: !v['full-handshakes'] });
 
   const progress: ProgressView | undefined = v.quiet
     ? undefined

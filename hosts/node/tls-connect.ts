@@ -27,6 +27,12 @@ export interface TlsConnectOptions {
   connectTimeoutMs?: number;
   /** Lowest TLS version offered. Default and minimum 'TLSv1.2'. */
   minVersion?: 'TLSv1.2' | 'TLSv1.3';
+  /**
+   * Offer the newest session ticket the server issued on an earlier (verified) connection to the
+   * same host, port and name, so the handshake skips the certificate work on both ends. For many
+   * devices from one process (fleet mode); a device is one connection at a time. Default false.
+   */
+  resumeSessions?: boolean;
 }
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
@@ -78,16 +84,19 @@ export function createTlsConnect(options: TlsConnectOptions = {}): Connect {
     ...(extra.length > 0 ? { ca: [...tls.rootCertificates, ...extra] } : {}),
   });
 
-  return (endpoint, handlers) => open(endpoint, handlers, { secureContext, servername, timeoutMs });
+  const sessions = options.resumeSessions ? new Map<string, Buffer>() : undefined;
+  return (endpoint, handlers) => open(endpoint, handlers, { secureContext, servername, timeoutMs, sessions });
 }
 
 interface OpenSettings {
   secureContext: tls.SecureContext;
   servername: string | undefined;
   timeoutMs: number;
+  /** Session tickets by host, port and server name, when resuming. */
+  sessions: Map<string, Buffer> | undefined;
 }
 
-function open(endpoint: Endpoint, handlers: ConnectionHandlers, settings: OpenSettings): Promise<Connection> {
+function open(endpoint: Endpoint, handlers: ConnectionHandlers, settings: OpenSettings, offerSession = true): Promise<Connection> {
   const host = stripBrackets(endpoint.host);
   const port = endpoint.port;
   const where = formatHostPort(host, port);
@@ -95,6 +104,9 @@ function open(endpoint: Endpoint, handlers: ConnectionHandlers, settings: OpenSe
     return Promise.reject(new ProvisioningError('invalid-input', `not a valid endpoint: ${where}`));
   }
   const servername = settings.servername ?? (net.isIP(host) === 0 ? host : undefined);
+
+  const sessionKey = `${host}|${port}|${servername ?? ''}`;
+  const session = offerSession ? settings.sessions?.get(sessionKey) : undefined;
 
   return new Promise<Connection>((resolve, reject) => {
     let settled = false;
@@ -104,8 +116,11 @@ function open(endpoint: Endpoint, handlers: ConnectionHandlers, settings: OpenSe
       secureContext: settings.secureContext,
       rejectUnauthorized: true,
       ...(servername !== undefined ? { servername } : {}),
+      ...(session !== undefined ? { session } : {}),
     });
     socket.setNoDelay(true);
+    const sessions = settings.sessions;
+    if (sessions) socket.on('session', (ticket: Buffer) => sessions.set(sessionKey, ticket));
 
     const fail = (error: ProvisioningError): void => {
       if (settled) return;
@@ -118,9 +133,24 @@ function open(endpoint: Endpoint, handlers: ConnectionHandlers, settings: OpenSe
     const timer = setTimeout(() => {
       fail(new ProvisioningError('network', `timed out after ${settings.timeoutMs} ms connecting to ${where} (TCP or TLS handshake)`));
     }, settings.timeoutMs);
-    const onEarlyError = (err: Error): void => fail(mapConnectError(err, where, servername ?? host));
-    const onEarlyClose = (): void =>
-      fail(new ProvisioningError('network', `${where} closed the connection during the TLS handshake`));
+    // A resumed handshake that fails (the server forgot the ticket, or refuses it) is tried once
+    // afresh, whose outcome, a connection or its mapped error, is the answer.
+    const retryFresh = (): boolean => {
+      if (session === undefined || settled) return false;
+      settled = true;
+      clearTimeout(timer);
+      socket.removeListener('secureConnect', onSecureConnect);
+      socket.destroy();
+      settings.sessions?.delete(sessionKey);
+      open(endpoint, handlers, settings, false).then(resolve, reject);
+      return true;
+    };
+    const onEarlyError = (err: Error): void => {
+      if (!retryFresh()) fail(mapConnectError(err, where, servername ?? host));
+    };
+    const onEarlyClose = (): void => {
+      if (!retryFresh()) fail(new ProvisioningError('network', `${where} closed the connection during the TLS handshake`));
+    };
     socket.on('error', onEarlyError);
     socket.on('close', onEarlyClose);
 
@@ -139,6 +169,7 @@ function open(endpoint: Endpoint, handlers: ConnectionHandlers, settings: OpenSe
 function wrap(socket: tls.TLSSocket, handlers: ConnectionHandlers, where: string): Connection {
   let closed = false;
   let closing = false;
+  let corked = false;
   let failure: Error | undefined;
 
   socket.on('data', (chunk: Buffer) => {
@@ -158,6 +189,15 @@ function wrap(socket: tls.TLSSocket, handlers: ConnectionHandlers, where: string
   return {
     write(data: Uint8Array): void {
       if (closed || closing || socket.destroyed || !socket.writable) return;
+      // Packets written in one go (the pipelined SUBSCRIBE and register PUBLISH) leave in one TLS record.
+      if (!corked) {
+        corked = true;
+        socket.cork();
+        process.nextTick(() => {
+          corked = false;
+          socket.uncork();
+        });
+      }
       socket.write(data);
     },
     close(): void {
