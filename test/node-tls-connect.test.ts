@@ -275,15 +275,30 @@ describe('createTlsConnect', () => {
     expect(error.kind).toBe('tls');
   });
 
-  it('adds ca to Node root certificates rather than replacing them', () => {
+  it('adds ca to Node\'s root store rather than replacing it', async () => {
+    // The bundled roots cannot be exercised offline (no public root's key here): what can be
+    // seen is that the context starts from Node's own root store (no ca option) and then trusts ca.
+    const server = await tlsServer();
     const spy = vi.spyOn(tls, 'createSecureContext');
     try {
-      createTlsConnect({ ca: caPem });
-      const ca = spy.mock.calls[0]?.[0]?.ca as string[];
-      expect(ca.length).toBe(tls.rootCertificates.length + 1);
-      expect(ca).toContain(tls.rootCertificates[0]);
-      expect(ca[ca.length - 1]!.trim()).toBe(caPem.trim());
-      expect(spy.mock.calls[0]?.[0]?.minVersion).toBe('TLSv1.2');
+      const connect = createTlsConnect({ ca: caPem });
+      expect(spy.mock.calls).toHaveLength(1);
+      expect(spy.mock.calls[0]?.[0]).toEqual({ minVersion: 'TLSv1.2' });
+      (await connect({ host: '127.0.0.1', port: server.port }, recorder())).close();
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it('falls back to the documented ca option on a Node without the native addCACert', async () => {
+    const server = await tlsServer(); // before the spy: the server makes a context of its own
+    const spy = vi.spyOn(tls, 'createSecureContext').mockImplementationOnce(() => ({ context: {} }) as unknown as tls.SecureContext);
+    try {
+      const connection = await createTlsConnect({ ca: caPem })({ host: '127.0.0.1', port: server.port }, recorder());
+      connection.close();
+      const fallback = spy.mock.calls[1]?.[0]?.ca as string[];
+      expect(fallback).toHaveLength(tls.rootCertificates.length + 1);
+      expect(fallback.at(-1)!.trim()).toBe(caPem.trim());
     } finally {
       spy.mockRestore();
     }
