@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { ProvisioningError } from '../src/errors.js';
 import { registerDevice, type RegisterOptions } from '../src/dps/flow.js';
 import type { ProvisioningEvent } from '../src/ports.js';
 import { verifySasToken } from '../src/sas.js';
 import { FakeClock, settle } from './support/fake-clock.js';
 import { assignedBody, assigningBody, errorBody, HUB, ScriptedDps, type Reply } from './support/scripted-dps.js';
+import { failure } from './support/errors.js';
 
 const ID_SCOPE = '0ne00000A0A';
 const REGISTRATION_ID = 'sensor-0042';
@@ -43,15 +43,6 @@ function setup(script: Reply[], options: Partial<RegisterOptions> = {}, dpsOptio
   return { clock, dps, events, run, elapsed };
 }
 
-async function failure(promise: Promise<unknown>): Promise<ProvisioningError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(ProvisioningError);
-    return error as ProvisioningError;
-  }
-  throw new Error('expected the flow to fail');
-}
 
 describe('registerDevice against a scripted DPS', () => {
   it('registers, waits the retry-after, polls and returns the assignment', async () => {

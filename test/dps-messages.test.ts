@@ -8,6 +8,7 @@ import {
   parseResponseBody,
   registerRequestBody,
 } from '../src/dps/messages.js';
+import { errorOf } from './support/errors.js';
 
 // Sources:
 //  [C]  Azure/azure-sdk-for-c sdk/tests/iot/provisioning/test_az_iot_provisioning_client_parser.c
@@ -26,16 +27,7 @@ const TEST_JSON_PAYLOAD = '{"hello":"world","o1":{"v1":123, "o2": {"v2":321}}, "
 const bytes = (text: string) => new TextEncoder().encode(text);
 const text = (body: Uint8Array) => new TextDecoder().decode(body);
 
-function protocolError(fn: () => unknown): ProvisioningError {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ProvisioningError);
-    expect((error as ProvisioningError).kind).toBe('protocol');
-    return error as ProvisioningError;
-  }
-  throw new Error('expected a protocol ProvisioningError');
-}
+const protocolError = (fn: () => unknown) => errorOf(fn, 'protocol');
 
 const assignedState = (extra = '') =>
   '{"x509":{},' +

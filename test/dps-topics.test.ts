@@ -12,6 +12,7 @@ import {
   registerTopic,
   responseTopic,
 } from '../src/dps/topics.js';
+import { errorOf } from './support/errors.js';
 
 // Sources:
 //  [C]  Azure/azure-sdk-for-c sdk/tests/iot/provisioning/test_az_iot_provisioning_client.c
@@ -23,15 +24,6 @@ import {
 const TEST_ID_SCOPE = '0neFEEDC0DE'; // [C]
 const TEST_OPERATION_ID = '4.d0a671905ea5b2c8.42d78160-4c78-479e-8be7-61d5e55dac0d'; // [C]
 
-function errorOf(fn: () => unknown): ProvisioningError {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ProvisioningError);
-    return error as ProvisioningError;
-  }
-  throw new Error('expected a ProvisioningError');
-}
 
 describe('username', () => {
   it('has the azure-sdk-for-c shape and api-version', () => {

@@ -10,17 +10,9 @@ import {
   validateRegistrationId,
   type HardwareIdentity,
 } from '../src/identity.js';
+import { errorOf } from './support/errors.js';
 
-function invalidInput(fn: () => unknown): ProvisioningError {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ProvisioningError);
-    expect((error as ProvisioningError).kind).toBe('invalid-input');
-    return error as ProvisioningError;
-  }
-  throw new Error('expected an invalid-input ProvisioningError');
-}
+const invalidInput = (fn: () => unknown) => errorOf(fn, 'invalid-input');
 
 // Independent reference: Microsoft's Node sample derives group device keys like this
 // (Azure/azure-iot-sdk-node, provisioning/device/samples/register_symkeygroup.js,

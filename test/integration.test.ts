@@ -8,9 +8,9 @@ import { startEmulator, type DpsEmulator } from '../emulator/index.js';
 import { systemClock } from '../hosts/node/clock.js';
 import { createFileStore } from '../hosts/node/file-store.js';
 import { createTlsConnect } from '../hosts/node/tls-connect.js';
-import { ProvisioningError } from '../src/errors.js';
 import type { ProvisioningEvent } from '../src/ports.js';
 import { provisionDevice, type DeviceConfig } from '../src/provisioner.js';
+import { failure } from './support/errors.js';
 
 const ID_SCOPE = '0ne000INTEG';
 const GROUP_KEY = Buffer.from('integration-test-group-key-0123456789abcdef').toString('base64');
@@ -60,14 +60,6 @@ async function provision(config: Partial<DeviceConfig>, options: { trust?: boole
   return { ...result, events };
 }
 
-async function failure(promise: Promise<unknown>): Promise<ProvisioningError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(ProvisioningError);
-  return error as ProvisioningError;
-}
 
 describe('provisioning through real TLS against the emulator', () => {
   it('registers a group member, honours the retry-after, and is assigned a linked hub', async () => {

@@ -3,18 +3,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_DPS_PORT, flagOrEnv, parseEndpoint, readSecret } from '../hosts/node/args.js';
-import { ProvisioningError } from '../src/errors.js';
+import { errorOf } from './support/errors.js';
 
-function invalid(run: () => unknown): ProvisioningError {
-  try {
-    run();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ProvisioningError);
-    expect((error as ProvisioningError).kind).toBe('invalid-input');
-    return error as ProvisioningError;
-  }
-  throw new Error('expected invalid-input');
-}
+const invalid = (run: () => unknown) => errorOf(run, 'invalid-input');
 
 describe('parseEndpoint', () => {
   it.each([

@@ -3,9 +3,9 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { SharedAccessSignature } from 'azure-iot-common';
 import { SymmetricKeySecurityClient } from 'azure-iot-security-symmetric-key';
-import { ProvisioningError } from '../src/errors.js';
 import { deriveDeviceKey } from '../src/identity.js';
 import { buildSasToken, dpsRegistrationSasToken, parseSasToken, verifySasToken } from '../src/sas.js';
+import { errorOf } from './support/errors.js';
 
 const KEY = Buffer.from('a 32-byte test key for SAS tests').toString('base64');
 
@@ -19,15 +19,6 @@ function fieldsOf(token: string): Map<string, string> {
   return new Map(token.slice('SharedAccessSignature '.length).split('&').map((kv) => kv.split('=', 2) as [string, string]));
 }
 
-function errorOf(fn: () => unknown): ProvisioningError {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ProvisioningError);
-    return error as ProvisioningError;
-  }
-  throw new Error('expected a ProvisioningError');
-}
 
 function wellFormed(s: string): boolean {
   try {
