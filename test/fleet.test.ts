@@ -11,6 +11,7 @@ import { fleetRegistrationId, percentile, runFleet, summarizeLatencies } from '.
 import { createTlsConnect } from '../hosts/node/tls-connect.js';
 import { ProvisioningError } from '../src/errors.js';
 import type { Connection } from '../src/ports.js';
+import type { FleetSummary } from '../hosts/node/fleet-run.js';
 
 const ID_SCOPE = '0ne000FLEET';
 const GROUP_KEY = Buffer.from('fleet-test-group-key-0123456789abcdefghij').toString('base64');
@@ -50,19 +51,8 @@ const fleetArgs = (prefix: string, count: number, concurrency: number) => [
   '--ca', dps.caPath, '--prefix', prefix, '--count', String(count), '--concurrency', String(concurrency), '--timeout', '15',
 ];
 
-interface Summary {
-  count: number;
-  concurrency: number;
-  succeeded: number;
-  failed: number;
-  failedByKind: Record<string, number>;
-  firstError: Record<string, string>;
-  wallTimeMs: number;
-  throughputPerSecond: number;
-  latencyMs: { min: number; p50: number; p95: number; p99: number; max: number; mean: number } | null;
-  cpuMs: { user: number; system: number; perDevice: number };
-  tlsSessionResumption: boolean;
-}
+/** What `fleet --json` prints: the run's summary, and whether TLS sessions were resumed. */
+type Summary = FleetSummary & { tlsSessionResumption: boolean };
 
 function expectConsistent(s: Summary): void {
   expect(s.succeeded + s.failed).toBe(s.count);
