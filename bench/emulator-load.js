@@ -9,13 +9,12 @@
 //   node bench/emulator-load.js --json                  the reports as JSON
 //
 // Exits 1 when a run loses, doubles or fails a registration, or a hostile client is not refused.
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { build } from 'esbuild';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { bundleForNode } from './bundle.js';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const flag = (name, fallback) => {
   const arg = process.argv.find((a) => a.startsWith(`--${name}=`));
   return arg ? Number(arg.slice(name.length + 3)) : fallback;
@@ -26,18 +25,7 @@ const JSON_OUT = process.argv.includes('--json');
 const HOSTILE_ONLY = process.argv.includes('--hostile-only');
 
 // The load harness is TypeScript: bundle it for Node first.
-const cache = join(ROOT, 'node_modules', '.cache', 'moddable-dps');
-mkdirSync(cache, { recursive: true });
-const harnessFile = join(cache, 'emulator-load.mjs');
-await build({
-  entryPoints: [join(ROOT, 'test', 'support', 'load.ts')],
-  bundle: true,
-  platform: 'node',
-  format: 'esm',
-  packages: 'external',
-  outfile: harnessFile,
-  logLevel: 'silent',
-});
+const harnessFile = await bundleForNode('test/support/load.ts', 'emulator-load');
 const { runLoad } = await import(pathToFileURL(harnessFile).href);
 
 const stateDir = mkdtempSync(join(tmpdir(), 'dps-emulator-load-bench-'));

@@ -11,15 +11,13 @@
 // collection with --expose-gc) and its peak (process.memoryUsage().heapUsed, sampled every 256 cases). FAIL when a property fails, an error escapes (unhandled rejection), or one
 // case takes longer than --hang-ms (default 2000 ms: a hang detector, not a performance bar).
 // Not part of npm test.
-import { mkdirSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { build } from 'esbuild';
+import { pathToFileURL } from 'node:url';
+import { bundleForNode } from './bundle.js';
 import fc from 'fast-check';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const options = Object.fromEntries(
   process.argv.slice(2).map((arg) => {
     const m = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
@@ -38,18 +36,7 @@ const registry = (globalThis.__fuzzBench ??= { suite: '', tests: [] });
 export function describe(name, body) { const outer = registry.suite; registry.suite = name; try { body(); } finally { registry.suite = outer; } }
 export function it(name, body) { registry.tests.push({ suite: registry.suite, name, body }); }
 `;
-const cache = join(ROOT, 'node_modules', '.cache', 'moddable-dps');
-mkdirSync(cache, { recursive: true });
-const bundle = join(cache, 'fuzz-bench.mjs');
-await build({
-  entryPoints: [join(ROOT, 'test', 'fuzz.test.ts')],
-  bundle: true,
-  platform: 'node',
-  format: 'esm',
-  target: 'node20',
-  packages: 'external',
-  outfile: bundle,
-  logLevel: 'silent',
+const bundle = await bundleForNode('test/fuzz.test.ts', 'fuzz-bench', {
   plugins: [{
     name: 'vitest-stand-in',
     setup(b) {

@@ -10,14 +10,12 @@
 // what each figure means and the recorded results). Ours is measured as users run it: the
 // `moddable-dps` CLI in dist/ (rebuilt first) for whole-process time and fleet runs.
 import { execFile, fork, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { build } from 'esbuild';
+import { bundleForNode, ROOT } from './bundle.js';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
 const JSON_FILE = argv.find((a) => a.startsWith('--json='))?.slice(7);
@@ -28,7 +26,6 @@ const FLEET_DEVICES = QUICK ? 150 : 400;
 const CONCURRENCY = 16;
 const RETRY_AFTER_S = 1;
 
-const CACHE = join(ROOT, 'node_modules', '.cache', 'moddable-dps', 'bench');
 const CLI = join(ROOT, 'dist', 'hosts', 'node', 'bin.js');
 const GROUP_KEY = Buffer.alloc(32, 7).toString('base64'); // bench/common.ts BENCH_GROUP_KEY
 const ID_SCOPE = '0ne000BENCH';
@@ -53,18 +50,10 @@ console.log(QUICK ? '--quick: fewer repetitions, noisier figures\n' : '');
 await promisify(execFile)(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { cwd: ROOT }).catch((error) => {
   console.log(`warning: the build reported errors; measuring what it emitted\n${String(error.stdout ?? error).slice(0, 2000)}`);
 });
-mkdirSync(CACHE, { recursive: true });
-await build({
-  entryPoints: ['emulator-process', 'client-process', 'microsoft-register'].map((n) => join(ROOT, 'bench', `${n}.ts`)),
-  bundle: true,
-  platform: 'node',
-  format: 'esm',
-  target: 'node20',
-  packages: 'external',
-  outdir: CACHE,
-  outExtension: { '.js': '.mjs' },
-  logLevel: 'warning',
-});
+const bundled = {};
+for (const name of ['emulator-process', 'client-process', 'microsoft-register']) {
+  bundled[name] = await bundleForNode(`bench/${name}.ts`, `bench/${name}`, { logLevel: 'warning' });
+}
 const stateDir = mkdtempSync(join(tmpdir(), 'dps-bench-'));
 
 // ---- (d) the floor and (a) latency, on an emulator with retry-after 1 s -----------------------
@@ -229,7 +218,7 @@ function rotate(list, n) {
 
 /** The emulator in its own process. */
 async function emulator(retryAfterSeconds) {
-  const proc = fork(join(CACHE, 'emulator-process.mjs'), [JSON.stringify({ stateDir, retryAfterSeconds })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const proc = fork(bundled['emulator-process'], [JSON.stringify({ stateDir, retryAfterSeconds })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const ready = await new Promise((resolve, reject) => {
     proc.once('message', resolve);
     proc.once('exit', (code) => reject(new Error(`the emulator exited with ${code}`)));
@@ -253,7 +242,7 @@ async function emulator(retryAfterSeconds) {
 /** Run a task in bench/client-process.ts; resolves with its result. */
 function child(task) {
   return new Promise((resolve, reject) => {
-    const proc = fork(join(CACHE, 'client-process.mjs'), [JSON.stringify(task)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const proc = fork(bundled['client-process'], [JSON.stringify(task)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     let result;
     proc.once('message', (message) => (result = message));
     proc.once('exit', (code) => (result ? resolve(result) : reject(new Error(`${task.task}/${task.client ?? ''} exited with ${code} and no result`))));
@@ -286,7 +275,7 @@ async function wholeProcess(client, target) {
   const run =
     client === 'ours'
       ? await timed(process.execPath, [CLI, 'register', '--id-scope', ID_SCOPE, '--registration-id', id, '--group-key', GROUP_KEY, '--endpoint', endpoint, '--ca', target.caPath, '--quiet'])
-      : await timed(process.execPath, [join(CACHE, 'microsoft-register.mjs'), endpoint, target.caPath, id], { ...process.env, BENCH_GROUP_KEY: GROUP_KEY });
+      : await timed(process.execPath, [bundled['microsoft-register'], endpoint, target.caPath, id], { ...process.env, BENCH_GROUP_KEY: GROUP_KEY });
   if (run.code !== 0 || !run.stdout.includes('bench-hub')) throw new Error(`${client} whole-process run failed (${run.code}): ${run.stderr}`);
   return run.ms;
 }

@@ -15,30 +15,18 @@
 // Moddable's preloaded modules do not go through it; use the plain figures for a device.
 // The flow figures include the in-memory DPS that answers the device (it encodes and decodes
 // its side with the same codec): about one "MQTT decode" plus one "MQTT encode" of extra work.
-import { mkdirSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { build } from 'esbuild';
+import { bundleForNode, ROOT } from './bundle.js';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const args = new Set(process.argv.slice(2));
 const lockdown = args.has('--lockdown');
 
 // The harness is TypeScript (test/xs/harness.ts): bundle it for Node first.
-const cache = join(ROOT, 'node_modules', '.cache', 'moddable-dps');
-mkdirSync(cache, { recursive: true });
-const harnessFile = join(cache, 'xs-harness.mjs');
-await build({
-  entryPoints: [join(ROOT, 'test', 'xs', 'harness.ts')],
-  bundle: true,
-  platform: 'node',
-  format: 'esm',
-  packages: 'external',
-  outfile: harnessFile,
-  logLevel: 'silent',
-});
+const harnessFile = await bundleForNode('test/xs/harness.ts', 'xs-harness');
 const harness = await import(pathToFileURL(harnessFile).href);
 
 // ---- Bundle size of the core: what a device imports (provisionDevice and the identity helpers).
