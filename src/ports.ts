@@ -53,6 +53,8 @@ export type ProvisioningEvent =
   | { type: 'connected'; host: string; port: number }
   | { type: 'registering'; registrationId: string }
   | { type: 'assigning'; operationId: string; attempt: number; waitMs: number }
+  // attempt: the n-th connection (connecting), the n-th poll (assigning), the n-th retry of the
+  // flow, counted across connections (retrying, reconnecting).
   | { type: 'retrying'; reason: string; attempt: number; waitMs: number }
   | { type: 'reconnecting'; reason: string; attempt: number; waitMs: number }
   | { type: 'assigned'; assignedHub: string; deviceId: string }

@@ -118,6 +118,25 @@ describe('registerDevice against a scripted DPS', () => {
     expect(t.dps.requests.map((r) => r.type)).toEqual(['register', 'register', 'register']);
   });
 
+  it('numbers each retry, on one connection and across reconnections', async () => {
+    const t = setup([
+      { status: 503, body: errorBody(503000, 'Service unavailable') },
+      { status: 429, body: errorBody(429001, 'Throttled') },
+      { drop: true },
+      { status: 503, body: errorBody(503000, 'Service unavailable') },
+      { status: 200, body: assignedBody(REGISTRATION_ID) },
+    ]);
+    await t.run();
+    const retries = t.events.filter((e) => e.type === 'retrying' || e.type === 'reconnecting');
+    expect(retries.map((e) => [e.type, (e as { attempt: number }).attempt])).toEqual([
+      ['retrying', 1],
+      ['retrying', 2],
+      ['reconnecting', 3],
+      ['retrying', 4],
+    ]);
+    expect(t.events.filter((e) => e.type === 'connecting').map((e) => (e as { attempt: number }).attempt)).toEqual([1, 2]);
+  });
+
   it('reconnects with a fresh SAS after a drop and resumes polling the same operation', async () => {
     const t = setup([
       { status: 202, retryAfter: 2, body: assigningBody('op-3') },

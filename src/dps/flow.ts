@@ -86,6 +86,8 @@ class Session {
   private ridCounter = 0;
   private readonly ridPrefix: string;
   private connectAttempts = 0;
+  /** Retries and reconnections so far: each wait that is not a poll is the next one. */
+  private retries = 0;
   private readonly log: Log;
   private readonly random: Random;
   private readonly endpoint: Endpoint;
@@ -243,9 +245,9 @@ class Session {
     if (reason === 'assigning' && phase.type === 'poll') {
       this.log({ type: 'assigning', operationId: phase.operationId, attempt: polls, waitMs });
     } else if (reason === 'network' || reason === 'protocol') {
-      this.log({ type: 'reconnecting', reason: detail, attempt: this.connectAttempts, waitMs });
+      this.log({ type: 'reconnecting', reason: detail, attempt: ++this.retries, waitMs });
     } else {
-      this.log({ type: 'retrying', reason: detail, attempt: this.connectAttempts, waitMs });
+      this.log({ type: 'retrying', reason: detail, attempt: ++this.retries, waitMs });
     }
   }
 
