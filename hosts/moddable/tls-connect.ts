@@ -99,16 +99,23 @@ function open(endpoint: Endpoint, handlers: ConnectionHandlers, anchor: ArrayBuf
 			},
 		};
 
+		// Closing never happens inside a socket callback. Most closes start in one: the core reads a
+		// CONNACK refusal, a protocol error or a DISCONNECT in onData and closes the connection
+		// from there, and the peer's own close arrives as a callback. The SDK's socket module
+		// (lin: modules/network/socket/lin/modSocket.c, socketReadable) still uses the native
+		// socket after the callback returns; closed and collected meanwhile, it is a
+		// use-after-free that crashed the simulator on CONNACK 3 and 5. So the connection is
+		// marked closed at once (nothing more is delivered or written) and the socket is closed
+		// from a timer of its own, on a later turn, whichever path ended it (errors, timeouts,
+		// DISCONNECT, the peer).
 		const finish = () => {
 			state = "closed";
 			queue.length = 0;
 			if (timer !== undefined) Timer.clear(timer);
 			timer = undefined;
-			try {
-				socket?.close();
-			} catch {
-				// already closed by the socket module
-			}
+			const closing = socket;
+			socket = undefined;
+			if (closing) Timer.set(() => closeQuietly(closing), 0);
 		};
 
 		const fail = (error: ProvisioningError) => {
@@ -196,6 +203,14 @@ function open(endpoint: Endpoint, handlers: ConnectionHandlers, anchor: ArrayBuf
 			};
 		}
 	});
+}
+
+function closeQuietly(socket: TlsSocket): void {
+	try {
+		socket.close();
+	} catch {
+		// already closed by the socket module
+	}
 }
 
 /** Before the connection opened: a TLS failure once the server has said hello, a network failure before. */
