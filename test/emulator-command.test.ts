@@ -69,7 +69,10 @@ describe('the emulator in the foreground', () => {
     for (const [i, weight] of [1, 2, 7].entries()) expect(banner).toMatch(new RegExp(`${HUBS[i]}\\s+weight ${weight}\\b.*${weight * 10}%`));
     expect(banner).toMatch(/enrollment groups\s+demo-group\s+enabled/);
     expect(banner).toContain(`--ca ${ca}`);
-    expect(banner).toContain(`"caCertificate=$(cat ${dps.caPath})"`);
+    expect(banner).toContain(
+      `mcconfig -d -m -p lin -t build manifest.json idScope=0ne00DEMO01 endpoint=${endpoint} sntp= serial=SN-0001 ` +
+        `"groupKey=<primary key of enrollment group demo-group>" "caCertificate=$(cat ${dps.caPath})"`,
+    );
     expect(banner).toMatch(new RegExp(`service endpoint\\s+https://127\\.0\\.0\\.1:${dps.service.endpoint.port}\\b`));
     expect(banner).toMatch(/service connection\s+HostName=127\.0\.0\.1:\d+;SharedAccessKeyName=provisioningserviceowner;SharedAccessKey=/);
     expect(banner).toContain(dps.service.connectionString);

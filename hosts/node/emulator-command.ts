@@ -236,21 +236,46 @@ function banner(dps: DpsEmulator, context: BannerContext): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** How to build the firmware to trust this emulator (mc/config caCertificate, idScope and endpoint). */
+/**
+ * How to build the firmware to trust this emulator: a whole mcconfig line that works as printed
+ * once the key placeholder is filled in (the banner prints no key), and how to run the result.
+ */
 function firmwareLines(dps: DpsEmulator, host: string, device: string): string[] {
-  const build = (platform: string, endpoint: string) =>
-    `mcconfig -d -m -p ${platform} manifest.json idScope=${dps.idScope} endpoint=${endpoint} "caCertificate=$(cat ${dps.caPath})"`;
+  const run = 'node $MODDABLE/tools/xsbug-log/xsbug-log.js $MODDABLE/build/bin/lin/release/mcsim $MODDABLE/build/bin/lin/mc/debug/moddable-dps/mc.so';
   if (!isWildcard(host)) {
     return [
-      row('  firmware trusts it', build('lin', device)),
-      row('', '(the simulator on this machine; for an ESP32 on the LAN, run with --host 0.0.0.0)'),
+      row('  firmware trusts it', firmwareBuildLine(dps, { platform: 'lin', endpoint: device })),
+      row('', `(the simulator on this machine, with $MODDABLE/build/bin/lin/release and node_modules/.bin on PATH; run it: ${run})`),
+      row('', '(for an ESP32 on the LAN, run the emulator with --host 0.0.0.0)'),
     ];
   }
   const lan = lanAddresses().find((a) => !a.includes(':')) ?? '<this machine\'s LAN address>';
   return [
-    row('  firmware trusts it', `${build('esp32', `${lan}:${dps.endpoint.port}`)} ssid=<wifi> password=<wifi password>`),
-    row('', `(the simulator on this machine: -p lin endpoint=${device})`),
+    row('  firmware trusts it', firmwareBuildLine(dps, { platform: 'esp32/<board>', endpoint: `${lan}:${dps.endpoint.port}` })),
+    row('', `(the simulator on this machine: ${firmwareBuildLine(dps, { platform: 'lin', endpoint: device })})`),
   ];
+}
+
+/**
+ * The mcconfig line of a development firmware for this emulator. The simulator line builds only
+ * (-t build, debug: its trace goes to xsbug-log), with the host's clock (sntp= : no SNTP) and a
+ * serial number for its registration ID; an ESP32 line builds a release firmware, flashes it and
+ * asks for the Wi-Fi. The key is a named placeholder.
+ */
+export function firmwareBuildLine(dps: DpsEmulator, target: { platform: string; endpoint: string }): string {
+  const simulator = target.platform === 'lin';
+  const group = dps.model.enrollmentGroups().find((g) => g.provisioningStatus !== 'disabled') ?? dps.model.enrollmentGroups()[0];
+  const individual = dps.model.individualEnrollments()[0];
+  const identity = group
+    ? ['serial=SN-0001', `"groupKey=<primary key of enrollment group ${group.enrollmentGroupId}>"`]
+    : individual
+      ? [`registrationId=${individual.registrationId}`, `"deviceKey=<primary key of enrollment ${individual.registrationId}>"`]
+      : ['serial=SN-0001', '"groupKey=<primary key of an enrollment group>"'];
+  return [
+    ...(simulator ? ['mcconfig -d -m -p lin -t build'] : [`mcconfig -m -p ${target.platform}`]), 'manifest.json',
+    `idScope=${dps.idScope}`, `endpoint=${target.endpoint}`, ...(simulator ? ['sntp='] : ['ssid=<wifi> password=<wifi password>']),
+    ...identity, `"caCertificate=$(cat ${dps.caPath})"`,
+  ].join(' ');
 }
 
 const LABEL = 24;
