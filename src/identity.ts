@@ -45,6 +45,19 @@ export function validateRegistrationId(id: string): string {
   return id;
 }
 
+// The IoT Hub rule, from Azure's docs (MicrosoftDocs/azure-docs,
+// articles/iot-hub/iot-hub-devguide-identity-registry.md, "Device identity properties";
+// https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-identity-registry):
+//   "A case-sensitive string (up to 128 characters long) of ASCII 7-bit alphanumeric characters
+//    plus certain special characters: - . % _ * ? ! ( ) , : = @ $ '. The special characters:
+//    + # are not supported."
+const DEVICE_ID = /^[A-Za-z0-9\-.%_*?!(),:=@$']{1,128}$/;
+
+/** Whether `id` is a device ID IoT Hub allows (what DPS assigns, and what a stored record holds). */
+export function isDeviceId(id: unknown): id is string {
+  return typeof id === 'string' && DEVICE_ID.test(id);
+}
+
 /** A device's hardware facts, the values a registration ID template may name. */
 export interface HardwareIdentity {
   serial?: string;

@@ -1,10 +1,10 @@
 // The top of the core: resolve the device's identity and key, reuse a stored assignment that
 // matches it, otherwise register with DPS and store what DPS assigned.
 import { ProvisioningError, isProvisioningError } from './errors.js';
-import { buildRegistrationId, deriveDeviceKey, validateRegistrationId, type HardwareIdentity } from './identity.js';
+import { buildRegistrationId, deriveDeviceKey, isDeviceId, validateRegistrationId, type HardwareIdentity } from './identity.js';
 import type { Endpoint, Log, Store } from './ports.js';
 import { DPS_GLOBAL_ENDPOINT, registerDevice, type RegisterOptions, type RegisterPorts } from './dps/flow.js';
-import { isNestedDeeper, MAX_JSON_DEPTH } from './dps/messages.js';
+import { isHostName, isNestedDeeper, MAX_JSON_DEPTH } from './dps/messages.js';
 
 export interface DeviceConfig extends Omit<RegisterOptions, 'registrationId' | 'deviceKey'> {
   /** Given outright (e.g. written at the factory); otherwise built from the template. */
@@ -96,6 +96,10 @@ export async function provisionDevice(config: DeviceConfig, ports: ProvisionerPo
   // Derived only now: a cached boot needs no key (an HMAC saved on every boot of a device).
   const deviceKey = resolveDeviceKey(config, registrationId);
   const result = await registerDevice({ ...config, registrationId, deviceKey, endpoint }, ports);
+  // DPS echoes the registration ID it assigned (in any case): another device's assignment is not ours.
+  if (result.registrationId.toLowerCase() !== registrationId) {
+    throw new ProvisioningError('protocol', 'DPS answered with the assignment of another registration ID');
+  }
   const assignment: Assignment = {
     assignedHub: result.assignedHub,
     deviceId: result.deviceId,
@@ -149,6 +153,8 @@ export function parseAssignment(text: string): Assignment | undefined {
   for (const field of ['assignedHub', 'deviceId', 'registrationId', 'idScope', 'endpoint', 'provisionedAt'] as const) {
     if (typeof record[field] !== 'string' || record[field] === '') return undefined;
   }
+  // What parseResponseBody would refuse from DPS is refused from the store too: the file may have been edited.
+  if (!isHostName(record.assignedHub) || !isDeviceId(record.deviceId)) return undefined;
   if (record.substatus !== undefined && typeof record.substatus !== 'string') return undefined;
   return {
     assignedHub: record.assignedHub as string,

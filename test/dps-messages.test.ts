@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { ProvisioningError } from '../src/errors.js';
 import {
   DEFAULT_MAX_BODY_BYTES,
+  isHostName,
   isRegistrationStatus,
   parseRegisterRequestBody,
   parseResponseBody,
@@ -295,6 +296,78 @@ describe('parseResponseBody: error bodies (non-2xx)', () => {
   it('clips a very long server message', () => {
     const parsed = parseResponseBody(400, bytes(JSON.stringify({ message: 'm'.repeat(5000) })));
     expect(parsed.kind === 'error' && parsed.message!.length).toBeLessThanOrEqual(501);
+  });
+});
+
+// Issue 16: a hostile or compromised endpoint must not get a hub or device ID stored and printed
+// that is not one, nor a control character into our error messages.
+describe('parseResponseBody: what DPS assigns is checked', () => {
+  const assigned = (fields: Record<string, unknown>) =>
+    bytes(JSON.stringify({ operationId: 'op', status: 'assigned', registrationState: { registrationId: 'dev-1', assignedHub: TEST_HUB_HOSTNAME, deviceId: 'dev-1', ...fields } }));
+  const label63 = 'a'.repeat(63);
+  const name253 = `${label63}.${label63}.${label63}.${'b'.repeat(61)}`;
+
+  it('takes a DNS host name as the hub, and any device ID IoT Hub allows', () => {
+    expect(name253).toHaveLength(253);
+    for (const hub of [TEST_HUB_HOSTNAME, 'localhost', 'HUB-1.Example.COM', '127.0.0.1', 'x', name253, `${label63}.net`]) {
+      expect(isHostName(hub)).toBe(true);
+      const parsed = parseResponseBody(200, assigned({ assignedHub: hub }));
+      expect(parsed.kind === 'operation' && parsed.registrationState?.assignedHub).toBe(hub);
+    }
+    // IoT Hub's rule (identity registry docs): up to 128 of ASCII alphanumerics and - . % _ * ? ! ( ) , : = @ $ '
+    for (const deviceId of ["Dev-1.%_*?!(),:=@$'", 'D'.repeat(128), 'x']) {
+      const parsed = parseResponseBody(200, assigned({ deviceId }));
+      expect(parsed.kind === 'operation' && parsed.registrationState?.deviceId).toBe(deviceId);
+    }
+  });
+
+  it.each([
+    ['terminal escape codes', '\x1b[31mevil.azure-devices.net\x1b[0m'],
+    ['a newline forging a deviceId line', 'hub.azure-devices.net\ndeviceId: attacker-controlled'],
+    ['a path', 'evil/../../etc/passwd'],
+    ['a single space', ' '],
+    ['10 KB of text', 'a'.repeat(10 * 1024)],
+    ['an empty name', ''],
+    ['a port', 'hub.azure-devices.net:8883'],
+    ['a trailing dot', 'hub.azure-devices.net.'],
+    ['an empty label', 'hub..azure-devices.net'],
+    ['a label starting with a hyphen', '-hub.azure-devices.net'],
+    ['a label ending with a hyphen', 'hub-.azure-devices.net'],
+    ['a 64-character label', `${'a'.repeat(64)}.net`],
+    ['254 characters', `${name253}b`],
+    ['an underscore', 'my_hub.azure-devices.net'],
+    ['non-ASCII letters', 'hüb.azure-devices.net'],
+    ['a scheme', 'https://hub.azure-devices.net'],
+  ])('refuses an assignedHub with %s, as protocol', (_, hub) => {
+    expect(isHostName(hub)).toBe(false);
+    expect(protocolError(() => parseResponseBody(200, assigned({ assignedHub: hub }))).message).toBe('DPS sent an assignedHub that is not a DNS host name');
+  });
+
+  it.each([
+    ['terminal escape codes', '\x1b]0;pwned\x07dev-1'],
+    ['a newline', 'dev-1\nassignedHub: evil'],
+    ['a space', 'dev 1'],
+    ['a plus (an MQTT wildcard)', 'dev+1'],
+    ['a hash (an MQTT wildcard)', 'dev#1'],
+    ['a slash', 'dev/1'],
+    ['non-ASCII letters', 'dév-1'],
+    ['129 characters', 'd'.repeat(129)],
+    ['nothing', ''],
+  ])('refuses a deviceId with %s, as protocol', (_, deviceId) => {
+    expect(protocolError(() => parseResponseBody(200, assigned({ deviceId }))).message).toMatch(/^DPS sent a deviceId that IoT Hub does not allow/);
+  });
+
+  it('escapes control characters in the texts it passes on (message, trackingId, errorMessage)', () => {
+    const repaint = '\x1b[2K\rerror (none): all good';
+    const error = parseResponseBody(400, bytes(JSON.stringify({ errorCode: 400004, trackingId: `t-1\r${repaint}`, message: repaint })));
+    expect(error).toEqual({ kind: 'error', status: 400, errorCode: 400004, trackingId: 't-1\\r\\u001b[2K\\rerror (none): all good', message: '\\u001b[2K\\rerror (none): all good' });
+    const failed = parseResponseBody(200, bytes(JSON.stringify({ operationId: 'op', status: 'failed', registrationState: { registrationId: 'dev-1', errorMessage: `bad\u202e\n${repaint}` } })));
+    expect(failed.kind === 'operation' && failed.registrationState?.errorMessage).toBe('bad\\u202e\\n\\u001b[2K\\rerror (none): all good');
+  });
+
+  it('escapes before it clips: an escaped message stays within the limit', () => {
+    const parsed = parseResponseBody(400, bytes(JSON.stringify({ message: '\x1b'.repeat(1000) })));
+    expect(parsed.kind === 'error' && parsed.message).toBe(`${'\\u001b'.repeat(83)}\\u…`);
   });
 });
 

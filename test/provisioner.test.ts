@@ -3,6 +3,7 @@ import { deriveDeviceKey } from '../src/identity.js';
 import type { ProvisioningEvent, Store } from '../src/ports.js';
 import { parseAssignment, provisionDevice, type DeviceConfig } from '../src/provisioner.js';
 import { verifySasToken } from '../src/sas.js';
+import { failure } from './support/errors.js';
 import { FakeClock, settle } from './support/fake-clock.js';
 import { assignedBody, HUB, ScriptedDps, type Reply } from './support/scripted-dps.js';
 
@@ -104,6 +105,45 @@ describe('provisionDevice', () => {
     expect(events).toContainEqual({ type: 'store-failed', message: 'disk full' });
   });
 
+  // Issue 16: what a hostile DPS sends is never stored, so no later boot reuses it.
+  it('stores no assignment whose hub or device ID is not one: a protocol error after the flow retried', async () => {
+    const hostile = (state: Record<string, unknown>): Reply => {
+      const body = assignedBody('dev-1');
+      return { status: 200, body: { ...body, registrationState: { ...body.registrationState, ...state } } };
+    };
+    for (const state of [{ assignedHub: 'hub.azure-devices.net\ndeviceId: attacker-controlled' }, { assignedHub: 'evil/../../etc/passwd' }, { deviceId: '\x1b[31mdev-1' }]) {
+      const store = new MemoryStore();
+      // The flow takes a malformed answer as a broken connection: three reconnects, then it gives up.
+      const run = provision({ registrationId: 'dev-1', deviceKey: GROUP_KEY }, store, Array.from({ length: 4 }, () => hostile(state)));
+      const error = await failure(run, 'protocol');
+      expect(error.message).toMatch(/not a DNS host name|deviceId that IoT Hub does not allow/);
+      expect(store.values.size).toBe(0);
+    }
+  });
+
+  it("refuses another device's assignment, and takes its own registration ID in any case", async () => {
+    const store = new MemoryStore();
+    const error = await failure(provision({ registrationId: 'dev-1', deviceKey: GROUP_KEY }, store, [{ status: 200, body: assignedBody('dev-2') }]), 'protocol');
+    expect(error.message).toBe('DPS answered with the assignment of another registration ID');
+    expect(store.values.size).toBe(0);
+    const upper = await provision({ registrationId: 'dev-1', deviceKey: GROUP_KEY }, store, [{ status: 200, body: { ...assignedBody('DEV-1'), registrationState: { ...assignedBody('DEV-1').registrationState, deviceId: 'dev-1' } } }]);
+    expect(upper.result.assignment).toMatchObject({ registrationId: 'dev-1', deviceId: 'dev-1' });
+    expect(store.values.size).toBe(1);
+  });
+
+  it('reports a stored record with an invalid hub or device ID as unreadable, and provisions again over it', async () => {
+    const record = { version: 1, assignedHub: HUB, deviceId: 'dev-1', registrationId: 'dev-1', idScope: ID_SCOPE, endpoint: 'dps.test:8883', provisionedAt: '2025-01-01T00:00:00.000Z' };
+    for (const edit of [{ assignedHub: '\x1b]0;pwned\x07evil.net' }, { assignedHub: 'evil.net/x' }, { deviceId: 'dev-1\r' }, { deviceId: 'dev 1' }]) {
+      const store = new MemoryStore();
+      store.values.set('assignment', JSON.stringify({ ...record, ...edit }));
+      const { result, events, dps } = await provision({ registrationId: 'dev-1', deviceKey: GROUP_KEY }, store, [{ status: 200, body: assignedBody('dev-1') }]);
+      expect(events[0]).toEqual({ type: 'store-unreadable', message: 'The stored assignment under "assignment" is not a valid record' });
+      expect(result).toMatchObject({ fromCache: false, assignment: { assignedHub: HUB, deviceId: 'dev-1' } });
+      expect(dps.network.attempts).toHaveLength(1);
+      expect(JSON.parse(store.values.get('assignment')!)).toMatchObject({ assignedHub: HUB, deviceId: 'dev-1' });
+    }
+  });
+
   it('refuses ambiguous or missing identity and keys before any traffic', async () => {
     for (const config of [{ registrationId: 'dev-1' }, { registrationId: 'dev-1', deviceKey: GROUP_KEY, groupKey: GROUP_KEY }, { deviceKey: GROUP_KEY }, { registrationIdTemplate: '{serial}', deviceKey: GROUP_KEY }]) {
       await expect(provision(config, undefined, [])).rejects.toMatchObject({ kind: 'invalid-input' });
@@ -117,6 +157,14 @@ describe('parseAssignment', () => {
     expect(parseAssignment(JSON.stringify({ ...good, extra: 'x' }))).toEqual({ assignedHub: 'h', deviceId: 'd', registrationId: 'r', idScope: 's', endpoint: 'e:1', provisionedAt: 't' });
     for (const bad of ['', 'null', '[]', '7', JSON.stringify({ ...good, version: 2 }), JSON.stringify({ ...good, deviceId: '' }), JSON.stringify({ ...good, assignedHub: 5 }), JSON.stringify({ ...good, substatus: 3 })]) {
       expect(parseAssignment(bad)).toBeUndefined();
+    }
+  });
+
+  it('validates the hub and device ID as it does what DPS sends', () => {
+    const good = { version: 1, assignedHub: 'hub.azure-devices.net', deviceId: "Dev-1.%_*?!(),:=@$'", registrationId: 'r', idScope: 's', endpoint: 'e:1', provisionedAt: 't' };
+    expect(parseAssignment(JSON.stringify(good))).toMatchObject({ assignedHub: good.assignedHub, deviceId: good.deviceId });
+    for (const edit of [{ assignedHub: ' ' }, { assignedHub: 'hub.net\n' }, { assignedHub: 'a'.repeat(10_240) }, { assignedHub: 'hub.net:8883' }, { deviceId: 'dev+1' }, { deviceId: '\u202edev' }, { deviceId: 'd'.repeat(129) }]) {
+      expect(parseAssignment(JSON.stringify({ ...good, ...edit }))).toBeUndefined();
     }
   });
 });

@@ -5,8 +5,9 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ProvisioningError, isProvisioningError, type ErrorKind } from '../../src/errors.js';
 import { deriveDeviceKey, validateIdScope, validateRegistrationId } from '../../src/identity.js';
 import type { ProvisioningEvent } from '../../src/ports.js';
-import { provisionDevice } from '../../src/provisioner.js';
+import { provisionDevice, type Assignment } from '../../src/provisioner.js';
 import { dpsRegistrationSasToken } from '../../src/sas.js';
+import { printable } from '../../src/text.js';
 import { DEFAULT_SAS_TTL_SECONDS, MAX_SAS_TTL_SECONDS } from '../../src/dps/flow.js';
 import { parseEndpoint, readSecret } from './args.js';
 import { nodeRandom, systemClock } from './clock.js';
@@ -82,18 +83,21 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   }
 }
 
-/** One clear line per failure; secrets never appear in ProvisioningError messages. */
+/**
+ * One clear line per failure; secrets never appear in ProvisioningError messages. Messages may
+ * quote a server (DPS, the management API): control characters are shown escaped, never acted on.
+ */
 export function reportError(error: unknown, io: CliIo): number {
   if (isProvisioningError(error)) {
     const details = [
       error.errorCode !== undefined ? `errorCode ${error.errorCode}` : '',
       error.trackingId !== undefined ? `trackingId ${error.trackingId}` : '',
     ].filter(Boolean);
-    io.stderr(`error (${error.kind}): ${error.message}${details.length ? ` [${details.join(', ')}]` : ''}\n`);
+    io.stderr(`${printable(`error (${error.kind}): ${error.message}${details.length ? ` [${details.join(', ')}]` : ''}`)}\n`);
     return EXIT_CODES[error.kind];
   }
   const message = error instanceof Error ? error.message : String(error);
-  io.stderr(`error (unexpected): ${message}\n`);
+  io.stderr(`${printable(`error (unexpected): ${message}`)}\n`);
   return EXIT_CODES.unexpected;
 }
 
@@ -275,21 +279,30 @@ async function register(argv: string[], io: CliIo): Promise<number> {
       ...(v.store && { store: createFileStore(v.store) }),
     },
   );
-  if (v.json) io.stdout(`${JSON.stringify({ ...assignment, fromCache }, null, 2)}\n`);
-  else io.stdout(`assignedHub: ${assignment.assignedHub}\ndeviceId: ${assignment.deviceId}\n`);
+  io.stdout(describeAssignment(assignment, fromCache, v.json === true));
   return 0;
 }
 
-/** A progress line for a person. Events carry no secrets by construction. */
+/**
+ * What register prints on stdout. The core checked what DPS sent (a host name, a device ID), and
+ * it is shown escaped all the same; JSON's own escapes leave DEL, C1 controls, bidi overrides and
+ * U+2028 raw, so each line of the JSON is escaped too (it stays JSON of the same value).
+ */
+export function describeAssignment(assignment: Assignment, fromCache: boolean, json: boolean): string {
+  if (json) return `${JSON.stringify({ ...assignment, fromCache }, null, 2).split('\n').map(printable).join('\n')}\n`;
+  return `assignedHub: ${printable(assignment.assignedHub)}\ndeviceId: ${printable(assignment.deviceId)}\n`;
+}
+
+/** A progress line for a person. Events carry no secrets by construction; what a server or a file said is shown escaped. */
 export function describeEvent(event: ProvisioningEvent): string {
   const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
   switch (event.type) {
     case 'cached':
-      return `using the stored assignment: ${event.assignedHub} as ${event.deviceId} (DPS not contacted; --force to provision again)`;
+      return `using the stored assignment: ${printable(event.assignedHub)} as ${printable(event.deviceId)} (DPS not contacted; --force to provision again)`;
     case 'store-unreadable':
-      return `warning: the stored assignment cannot be read, provisioning again: ${event.message}`;
+      return `warning: the stored assignment cannot be read, provisioning again: ${printable(event.message)}`;
     case 'store-failed':
-      return `warning: could not store the assignment: ${event.message}`;
+      return `warning: could not store the assignment: ${printable(event.message)}`;
     case 'connecting':
       return `connecting to ${event.host}:${event.port}${event.attempt > 1 ? ` (attempt ${event.attempt})` : ''}`;
     case 'connected':
@@ -299,11 +312,11 @@ export function describeEvent(event: ProvisioningEvent): string {
     case 'assigning':
       return `assigning — attempt ${event.attempt}, waiting ${seconds(event.waitMs)}`;
     case 'retrying':
-      return `retrying: ${event.reason} — waiting ${seconds(event.waitMs)}`;
+      return `retrying: ${printable(event.reason)} — waiting ${seconds(event.waitMs)}`;
     case 'reconnecting':
-      return `connection lost: ${event.reason} — reconnecting in ${seconds(event.waitMs)}`;
+      return `connection lost: ${printable(event.reason)} — reconnecting in ${seconds(event.waitMs)}`;
     case 'assigned':
-      return `assigned hub ${event.assignedHub} (device ID ${event.deviceId})`;
+      return `assigned hub ${printable(event.assignedHub)} (device ID ${printable(event.deviceId)})`;
     case 'stored':
       return `stored the assignment`;
   }

@@ -20,6 +20,7 @@ import {
 } from '../../emulator/index.js';
 import { ProvisioningError } from '../../src/errors.js';
 import { validateIdScope } from '../../src/identity.js';
+import { printable } from '../../src/text.js';
 import type { CliIo } from './cli.js';
 
 /** The ID scope when neither --id-scope nor the config file names one. */
@@ -332,40 +333,46 @@ const REFUSALS: Record<string, string> = {
   fault: 'refused by an injected fault',
 };
 
-/** One log line per device event; undefined for the noise (polls still assigning). No keys or tokens. */
+/**
+ * One log line per device event; undefined for the noise (polls still assigning). No keys or
+ * tokens. What a device sent (client and registration IDs) and what a custom allocation webhook
+ * answered are shown escaped and clipped: a log line never carries a control character.
+ */
 export function describeEmulatorEvent(event: EndpointEvent, dps: DpsEmulator | undefined): string | undefined {
   switch (event.type) {
     case 'refused':
-      return `refused    ${printable(event.clientId)}: ${REFUSALS[event.reason] ?? event.reason} (CONNACK 5)`;
+      return `refused    ${shown(event.clientId)}: ${REFUSALS[event.reason] ?? event.reason} (CONNACK 5)`;
     case 'connected':
-      return `connected  ${event.registrationId}`;
+      return `connected  ${shown(event.registrationId)}`;
     case 'fault':
-      return `fault      ${event.registrationId}: ${event.action} on ${event.on}`;
+      return `fault      ${shown(event.registrationId)}: ${event.action} on ${event.on}`;
     case 'closed-client':
       if (event.reason === 'not authorized') return undefined; // the refusal was logged already
-      return `closed     ${printable(event.clientId) || '(before CONNECT)'}: ${printable(event.reason)}`;
+      return `closed     ${shown(event.clientId) || '(before CONNECT)'}: ${shown(event.reason)}`;
     case 'request': {
       const id = event.registrationId;
       if (event.request === 'register') {
-        if (event.status !== 202) return `register   ${id}: answered ${event.status}`;
+        if (event.status !== 202) return `register   ${shown(id)}: answered ${event.status}`;
         const record = dps?.model.registration(id);
-        const via = record?.enrollment.kind === 'group' ? `enrollment group ${record.enrollment.enrollmentGroupId}` : 'individual enrollment';
-        return `registering ${id} (${via})`;
+        const via = record?.enrollment.kind === 'group' ? `enrollment group ${shown(record.enrollment.enrollmentGroupId)}` : 'individual enrollment';
+        return `registering ${shown(id)} (${via})`;
       }
       if (event.status === 202) return undefined;
-      if (event.status !== 200) return `poll       ${id}: answered ${event.status}`;
+      if (event.status !== 200) return `poll       ${shown(id)}: answered ${event.status}`;
       const state = dps?.model.registration(id)?.state;
-      if (!state) return `poll       ${id}: answered 200`;
-      if (state.status === 'assigned') return `assigned   ${id} → ${state.assignedHub} as device ${state.deviceId} (${state.substatus})`;
-      if (state.status === 'disabled') return `disabled   ${id}: its enrollment is disabled`;
-      return `${state.status.padEnd(10)} ${id}: ${state.errorCode ?? ''} ${state.errorMessage ?? ''}`.trimEnd();
+      if (!state) return `poll       ${shown(id)}: answered 200`;
+      if (state.status === 'assigned') {
+        return `assigned   ${shown(id)} → ${shown(state.assignedHub ?? '')} as device ${shown(state.deviceId ?? '')} (${shown(state.substatus ?? '')})`;
+      }
+      if (state.status === 'disabled') return `disabled   ${shown(id)}: its enrollment is disabled`;
+      return `${state.status.padEnd(10)} ${shown(id)}: ${state.errorCode ?? ''} ${shown(state.errorMessage ?? '')}`.trimEnd();
     }
   }
 }
 
-function printable(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  return text.replace(/[\u0000-\u001f\u007f]/g, '?').slice(0, 160);
+/** Text from a device or a webhook, for a log line: at most 160 characters, control characters escaped. */
+function shown(text: string): string {
+  return printable(text.slice(0, 160));
 }
 
 function shortPath(path: string): string {

@@ -3,7 +3,8 @@
 // as azure-sdk-for-c parses them (sdk/src/azure/iot/az_iot_provisioning_client.c).
 import { utf8Decode, utf8Encode } from '../bytes.js';
 import { ProvisioningError } from '../errors.js';
-import { validateRegistrationId } from '../identity.js';
+import { isDeviceId, validateRegistrationId } from '../identity.js';
+import { printable } from '../text.js';
 
 export type RegistrationStatus = 'unassigned' | 'assigning' | 'assigned' | 'failed' | 'disabled';
 export const REGISTRATION_STATUSES: readonly RegistrationStatus[] = ['unassigned', 'assigning', 'assigned', 'failed', 'disabled'];
@@ -29,7 +30,10 @@ export type DpsResponse =
 export const DEFAULT_MAX_BODY_BYTES = 16 * 1024;
 /** Longest operation ID accepted (real ones are ~60 characters). */
 const MAX_OPERATION_ID_LENGTH = 256;
-/** Error messages from the server are cut to this length before they reach ours. */
+/**
+ * Texts from the server (error messages, tracking IDs) are cut to this length and their control
+ * characters escaped (see text.ts) before they reach our errors: hosts print those.
+ */
 const MAX_SERVER_MESSAGE_LENGTH = 500;
 /**
  * Deepest nesting of arrays and objects accepted in a body, as azure-sdk-for-c's JSON reader
@@ -128,6 +132,14 @@ function parseRegistrationState(value: unknown, fallbackStatus: RegistrationStat
   if ((state.assignedHub === undefined) !== (state.deviceId === undefined)) {
     throw protocol('DPS sent an assigned hub without a device ID, or a device ID without a hub', details);
   }
+  // The device connects to the hub, and stores and prints both: nothing else may pass for them.
+  if (state.assignedHub !== undefined && !isHostName(state.assignedHub)) {
+    throw protocol('DPS sent an assignedHub that is not a DNS host name', details);
+  }
+  if (state.deviceId !== undefined && !isDeviceId(state.deviceId)) {
+    throw protocol('DPS sent a deviceId that IoT Hub does not allow (up to 128 of A-Z a-z 0-9 - . % _ * ? ! ( ) , : = @ $ \')', details);
+  }
+  if (state.errorMessage !== undefined) state.errorMessage = clip(state.errorMessage);
   if (value.errorCode !== undefined && value.errorCode !== null) {
     if (!Number.isSafeInteger(value.errorCode)) throw bad('errorCode');
     state.errorCode = value.errorCode as number;
@@ -219,6 +231,15 @@ function checkSize(body: Uint8Array, maxBytes: number, what: string): void {
   }
 }
 
+/**
+ * Whether `name` is a DNS host name (RFC 1123 section 2.1, as IoT Hub names are): dot-separated
+ * labels of 1-63 letters, digits and hyphens, none starting or ending with a hyphen, 253
+ * characters at most; no port, path, space or trailing dot.
+ */
+export function isHostName(name: unknown): name is string {
+  return typeof name === 'string' && name.length <= 253 && /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(name);
+}
+
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
@@ -228,7 +249,8 @@ function isPrintableAscii(text: string, maxLength: number): boolean {
 }
 
 function clip(text: string): string {
-  return text.length <= MAX_SERVER_MESSAGE_LENGTH ? text : `${text.slice(0, MAX_SERVER_MESSAGE_LENGTH)}…`;
+  const shown = printable(text);
+  return shown.length <= MAX_SERVER_MESSAGE_LENGTH ? shown : `${shown.slice(0, MAX_SERVER_MESSAGE_LENGTH)}…`;
 }
 
 function protocol(message: string, details: ErrorDetailsLike = {}): ProvisioningError {
