@@ -3,7 +3,7 @@
 import { ProvisioningError, isProvisioningError } from './errors.js';
 import { buildRegistrationId, deriveDeviceKey, isDeviceId, validateRegistrationId, type HardwareIdentity } from './identity.js';
 import type { Endpoint, Log, Store } from './ports.js';
-import { DPS_GLOBAL_ENDPOINT, registerDevice, type RegisterOptions, type RegisterPorts } from './dps/flow.js';
+import { DEFAULT_TIMEOUT_MS, DPS_GLOBAL_ENDPOINT, registerDevice, type RegisterOptions, type RegisterPorts } from './dps/flow.js';
 import { isHostName, isNestedDeeper, MAX_JSON_DEPTH } from './dps/messages.js';
 
 export interface DeviceConfig extends Omit<RegisterOptions, 'registrationId' | 'deviceKey'> {
@@ -20,6 +20,11 @@ export interface DeviceConfig extends Omit<RegisterOptions, 'registrationId' | '
   force?: boolean;
   /** Store key of the assignment record (default 'assignment'). */
   storeKey?: string;
+  /**
+   * A store that cannot be read or written fails the provisioning with the store's error (kind
+   * 'storage', or 'timeout') instead of being reported as 'store-unreadable' / 'store-failed'.
+   */
+  storeRequired?: boolean;
 }
 
 export interface ProvisionerPorts extends RegisterPorts {
@@ -84,9 +89,11 @@ export async function provisionDevice(config: DeviceConfig, ports: ProvisionerPo
   const identity = { idScope: config.idScope, registrationId, endpoint: formatEndpoint(endpoint) };
   const storeKey = config.storeKey ?? DEFAULT_STORE_KEY;
   const log = ports.log ?? (() => {});
+  // timeoutMs bounds the whole call: the time the store took comes off the registration's.
+  const deadline = ports.clock.now() + (config.timeoutMs ?? DEFAULT_TIMEOUT_MS);
 
   if (ports.store && !config.force) {
-    const stored = await loadAssignment(ports.store, storeKey, log);
+    const stored = await loadAssignment(ports.store, storeKey, log, config.storeRequired);
     if (stored && matches(stored, identity)) {
       log({ type: 'cached', assignedHub: stored.assignedHub, deviceId: stored.deviceId });
       return { assignment: stored, fromCache: true };
@@ -95,7 +102,8 @@ export async function provisionDevice(config: DeviceConfig, ports: ProvisionerPo
 
   // Derived only now: a cached boot needs no key (an HMAC saved on every boot of a device).
   const deviceKey = resolveDeviceKey(config, registrationId);
-  const result = await registerDevice({ ...config, registrationId, deviceKey, endpoint }, ports);
+  const timeoutMs = Math.max(0, deadline - ports.clock.now());
+  const result = await registerDevice({ ...config, registrationId, deviceKey, endpoint, timeoutMs }, ports);
   // DPS echoes the registration ID it assigned (in any case): another device's assignment is not ours.
   if (result.registrationId.toLowerCase() !== registrationId) {
     throw new ProvisioningError('protocol', 'DPS answered with the assignment of another registration ID');
@@ -115,6 +123,7 @@ export async function provisionDevice(config: DeviceConfig, ports: ProvisionerPo
       await ports.store.set(storeKey, JSON.stringify({ version: RECORD_VERSION, ...assignment }));
       log({ type: 'stored', key: storeKey });
     } catch (error) {
+      if (config.storeRequired) throw asStoreError(error);
       // The device is provisioned; failing to remember it costs a registration next boot, not the result.
       log({ type: 'store-failed', message: isProvisioningError(error) || error instanceof Error ? error.message : String(error) });
     }
@@ -122,12 +131,16 @@ export async function provisionDevice(config: DeviceConfig, ports: ProvisionerPo
   return { assignment, fromCache: false };
 }
 
-/** The stored assignment, or undefined when there is none or it cannot be read (reported, never thrown). */
-export async function loadAssignment(store: Store, key: string, log: Log = () => {}): Promise<Assignment | undefined> {
+/**
+ * The stored assignment, or undefined when there is none or it cannot be read (reported; thrown
+ * only when the store is `required`).
+ */
+export async function loadAssignment(store: Store, key: string, log: Log = () => {}, required = false): Promise<Assignment | undefined> {
   let text: string | undefined;
   try {
     text = await store.get(key);
   } catch (error) {
+    if (required) throw asStoreError(error);
     log({ type: 'store-unreadable', message: error instanceof Error ? error.message : String(error) });
     return undefined;
   }
@@ -174,4 +187,10 @@ function matches(stored: Assignment, identity: { idScope: string; registrationId
     stored.registrationId === identity.registrationId &&
     stored.endpoint.toLowerCase() === identity.endpoint
   );
+}
+
+/** A store's failure as the ProvisioningError it is, or as one of kind 'storage'. */
+function asStoreError(error: unknown): ProvisioningError {
+  if (isProvisioningError(error)) return error;
+  return new ProvisioningError('storage', `The store failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
 }

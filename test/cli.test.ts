@@ -1,8 +1,8 @@
 // The CLI as a user runs it: in-process through main() for speed, and once through the built
 // executable. Output streams are checked for what must and must not appear in them.
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -182,6 +182,107 @@ describe('register', () => {
     const positional = await run(['compute-device-key', PUBLISHED_GROUP_KEY]);
     expect(positional.code).toBe(2);
     expect(positional.stderr).not.toContain(PUBLISHED_GROUP_KEY);
+  });
+});
+
+describe('register --store: only a new file or a store file is ever written', () => {
+  const register = (id: string, store: string, ...more: string[]) =>
+    ['register', '--id-scope', ID_SCOPE, '--registration-id', id, '--group-key', GROUP_KEY, '--endpoint', endpointArg(), '--ca', caFile, '--timeout', '10', '--store', store, ...more];
+  /** Exit 12 with one line naming the reason, nothing on stdout, and DPS not contacted. */
+  async function refused(args: string[], reason: RegExp) {
+    const r = await run(args);
+    expect(r.code, r.stderr).toBe(EXIT_CODES.storage);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/^error \(storage\): [^\n]*\n$/);
+    expect(r.stderr).toMatch(reason);
+    expect(r.stderr).not.toContain(GROUP_KEY);
+    return r;
+  }
+
+  it('refuses the device key given as --store: exit 12, the key file untouched, the key not printed', async () => {
+    const deviceKey = (await run(['compute-device-key', '--key', GROUP_KEY, '--registration-id', 'cli-store-key'])).stdout;
+    const keyFile = join(dir, 'dev.key');
+    writeFileSync(keyFile, deviceKey);
+    const args = ['register', '--id-scope', ID_SCOPE, '--registration-id', 'cli-store-key', '--key-file', keyFile, '--endpoint', endpointArg(), '--ca', caFile, '--store', keyFile];
+    const r = await refused(args, /refusing to use .*dev\.key as the store: it is not a store file \(not JSON\); it is left untouched/);
+    expect(r.stderr).not.toContain(deviceKey.trim());
+    expect(readFileSync(keyFile, 'utf8')).toBe(deviceKey);
+    // Also with --force, which registers first: the key still survives, and the run still fails.
+    await refused([...args, '--force', '--quiet'], /it is not a store file/);
+    expect(readFileSync(keyFile, 'utf8')).toBe(deviceKey);
+  });
+
+  it('refuses a config file, a directory and a path under a regular file', async () => {
+    const config = join(dir, 'config.json');
+    const text = '{\n  "idScope": "0ne0012ABCD",\n  "retries": 3\n}\n';
+    writeFileSync(config, text);
+    await refused(register('cli-store-config', config), /it is not a store file;/);
+    expect(readFileSync(config, 'utf8')).toBe(text);
+
+    const directory = join(dir, 'store-dir');
+    mkdirSync(directory);
+    await refused(register('cli-store-config', directory), /it is a directory/);
+    expect(readdirSync(directory)).toEqual([]);
+
+    await refused(register('cli-store-config', join(config, 'store.json'), '--quiet'), /cannot read the store .*config\.json\/store\.json \(ENOTDIR\)/);
+    expect(readFileSync(config, 'utf8')).toBe(text);
+  });
+
+  it.runIf(process.platform !== 'win32')('refuses a FIFO at once instead of blocking past --timeout', async () => {
+    const fifo = join(dir, 'store.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const started = Date.now();
+    await refused([...register('cli-store-fifo', fifo), '--timeout', '2'], /it is a FIFO/);
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(lstatSync(fifo).isFIFO()).toBe(true);
+  });
+
+  it.runIf(process.platform !== 'win32')('refuses a read-only directory with exit 12, also with --quiet', async (ctx) => {
+    if (process.getuid?.() === 0) ctx.skip('running as root, which ignores directory permissions');
+    const locked = join(dir, 'locked');
+    mkdirSync(locked);
+    chmodSync(locked, 0o500);
+    try {
+      await refused(register('cli-store-locked', join(locked, 'store.json'), '--quiet'), /cannot write the store .*\(EACCES\)/);
+    } finally {
+      chmodSync(locked, 0o700);
+    }
+  });
+
+  it.runIf(process.platform !== 'win32')('follows a symbolic link: the store it points to is updated and reused, the link stays', async () => {
+    mkdirSync(join(dir, 'state'));
+    const target = join(dir, 'state', 'assignment.json');
+    const link = join(dir, 'linked-store.json');
+    symlinkSync(target, link);
+    // A link to a missing file is refused (it could create a file anywhere)...
+    await refused(register('cli-store-link', link), /it is a symbolic link to a missing file/);
+    expect(existsSync(target)).toBe(false);
+    // ...a link to a store file is followed.
+    writeFileSync(target, '');
+    const first = await run(register('cli-store-link', link, '--json'));
+    expect(first.code, first.stderr).toBe(0);
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    const onDisk = JSON.parse(readFileSync(target, 'utf8')) as { records: { assignment: string } };
+    expect(JSON.parse(onDisk.records.assignment)).toMatchObject({ registrationId: 'cli-store-link', assignedHub: 'cli-hub.azure-devices.net' });
+    const second = await run(register('cli-store-link', link, '--json'));
+    expect(JSON.parse(second.stdout)).toMatchObject({ registrationId: 'cli-store-link', fromCache: true });
+  });
+
+  it('--store-optional: a store that cannot be used is a warning on stderr (even with --quiet) and exit 0', async () => {
+    const plain = join(dir, 'plain-file');
+    writeFileSync(plain, 'x');
+    const r = await run(register('cli-store-optional', join(plain, 'store.json'), '--store-optional', '--quiet'));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe('assignedHub: cli-hub.azure-devices.net\ndeviceId: cli-store-optional\n');
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^warning: the stored assignment cannot be read, provisioning again: .*ENOTDIR/);
+    expect(lines[1]).toMatch(/^warning: could not store the assignment: .*ENOTDIR/);
+    expect(readFileSync(plain, 'utf8')).toBe('x');
+
+    const alone = await run(['register', '--id-scope', ID_SCOPE, '--registration-id', 'cli-store-optional', '--group-key', GROUP_KEY, '--store-optional']);
+    expect(alone.code).toBe(EXIT_CODES['invalid-input']);
+    expect(alone.stderr).toBe('error (invalid-input): --store-optional needs --store\n');
   });
 });
 

@@ -106,8 +106,10 @@ describe('the Node file store killed mid-write (SIGKILL loop)', () => {
       const text = readFileSync(storePath, 'utf8');
       let parsed: unknown;
       expect(() => (parsed = JSON.parse(text)), `${where}: the file is not valid JSON (${text.length} bytes)`).not.toThrow();
-      expect(Object.keys(parsed as object), where).toEqual(['assignment']);
-      const value = (parsed as { assignment: string }).assignment;
+      expect(Object.keys(parsed as object), where).toEqual(['moddable-dps-store', 'records']);
+      const records = (parsed as { records: Record<string, string> }).records;
+      expect(Object.keys(records), where).toEqual(['assignment']);
+      const value = records.assignment!;
       expect(values.includes(value), `${where}: the record is neither of the two values`).toBe(true);
       expect(await createFileStore(storePath).get('assignment'), where).toBe(value);
 

@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
+import { ProvisioningError } from '../src/errors.js';
 import { deriveDeviceKey } from '../src/identity.js';
 import type { ProvisioningEvent, Store } from '../src/ports.js';
 import { parseAssignment, provisionDevice, type DeviceConfig } from '../src/provisioner.js';
 import { verifySasToken } from '../src/sas.js';
 import { failure } from './support/errors.js';
 import { FakeClock, settle } from './support/fake-clock.js';
-import { assignedBody, HUB, ScriptedDps, type Reply } from './support/scripted-dps.js';
+import { assignedBody, assigningBody, HUB, ScriptedDps, type Reply } from './support/scripted-dps.js';
 
 const ID_SCOPE = '0ne00000A0A';
 // The published enrollment-group vector (Azure docs, articles/iot-dps/how-to-legacy-device-symm-key.md).
@@ -103,6 +104,34 @@ describe('provisionDevice', () => {
     const { result, events } = await provision({ registrationId: 'dev-1', deviceKey: GROUP_KEY }, store, [{ status: 200, body: assignedBody('dev-1') }]);
     expect(result.assignment.assignedHub).toBe(HUB);
     expect(events).toContainEqual({ type: 'store-failed', message: 'disk full' });
+  });
+
+  it('with storeRequired, a store that cannot be read fails before DPS is contacted, and one that cannot be written fails after', async () => {
+    const unreadable = new MemoryStore();
+    unreadable.failGet = new Error('flash read error');
+    const read = await failure(provision({ registrationId: 'dev-1', deviceKey: GROUP_KEY, storeRequired: true }, unreadable, []), 'storage');
+    expect(read.message).toBe('The store failed: flash read error');
+
+    const unwritable = new MemoryStore();
+    unwritable.failSet = new ProvisioningError('storage', 'refusing to use it');
+    const written = await failure(provision({ registrationId: 'dev-1', deviceKey: GROUP_KEY, storeRequired: true }, unwritable, [{ status: 200, body: assignedBody('dev-1') }]), 'storage');
+    expect(written).toBe(unwritable.failSet);
+  });
+
+  it('timeoutMs bounds the whole call: the time a slow store took comes off the registration', async () => {
+    const clock = new FakeClock();
+    const slow: Store = {
+      get: () => new Promise((resolve) => clock.setTimer(() => resolve(undefined), 4000)),
+      set: async () => {},
+      delete: async () => {},
+    };
+    const dps = new ScriptedDps([{ status: 202, retryAfter: 3, body: assigningBody() }, { status: 200, body: assignedBody('dev-1') }]);
+    const promise = provisionDevice({ idScope: ID_SCOPE, endpoint: ENDPOINT, registrationId: 'dev-1', deviceKey: GROUP_KEY, timeoutMs: 5000 }, { connect: dps.connect, clock, store: slow });
+    const outcome = failure(promise, 'timeout');
+    while (await clock.runNext()) await settle();
+    await outcome;
+    // Given its own 5 s, the registration would have waited the 3 s and been assigned.
+    expect(clock.now() - Date.UTC(2025, 0, 1)).toBeLessThanOrEqual(5000);
   });
 
   // Issue 16: what a hostile DPS sends is never stored, so no later boot reuses it.

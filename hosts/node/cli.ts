@@ -8,7 +8,7 @@ import type { ProvisioningEvent } from '../../src/ports.js';
 import { provisionDevice, type Assignment } from '../../src/provisioner.js';
 import { dpsRegistrationSasToken } from '../../src/sas.js';
 import { printable } from '../../src/text.js';
-import { DEFAULT_SAS_TTL_SECONDS, MAX_SAS_TTL_SECONDS } from '../../src/dps/flow.js';
+import { DEFAULT_SAS_TTL_SECONDS, DEFAULT_TIMEOUT_MS, MAX_SAS_TTL_SECONDS } from '../../src/dps/flow.js';
 import { parseEndpoint, readSecret } from './args.js';
 import { nodeRandom, systemClock } from './clock.js';
 import { createFileStore } from './file-store.js';
@@ -196,14 +196,16 @@ assigned hub. With --store, a matching stored assignment is reused and DPS is no
   --endpoint <host[:port]>          DPS endpoint (env PROVISIONING_HOST; default global.azure-devices-provisioning.net:8883)
   --ca <pem>                        trust this CA certificate as well (e.g. the emulator's)
   --payload <json>                  custom data sent with the registration
-  --store <file>                    where the assignment is kept between runs
+  --store <file>                    where the assignment is kept between runs (only a new file or a
+                                    store file is written; a symbolic link's target is updated)
+  --store-optional                  a store that cannot be used is a warning, not exit 12
   --force                           provision even when a matching assignment is stored
   --timeout <seconds>               give up after this long (default 300)
   --json                            print the result as JSON
-  --quiet                           no progress lines on stderr
+  --quiet                           no progress lines on stderr (warnings still are printed)
 
 Exit status: 0 assigned; 2 bad input; 3 unauthorized; 4 disabled; 5 failed; 6 throttled;
-7 server errors; 8 network; 9 untrusted certificate; 10 protocol; 11 timeout.
+7 server errors; 8 network; 9 untrusted certificate; 10 protocol; 11 timeout; 12 storage.
 `;
 
 async function register(argv: string[], io: CliIo): Promise<number> {
@@ -223,6 +225,7 @@ async function register(argv: string[], io: CliIo): Promise<number> {
       ca: { type: 'string' },
       payload: { type: 'string' },
       store: { type: 'string' },
+      'store-optional': { type: 'boolean' },
       force: { type: 'boolean' },
       timeout: { type: 'string' },
       json: { type: 'boolean' },
@@ -257,7 +260,14 @@ async function register(argv: string[], io: CliIo): Promise<number> {
     }
   }
   const endpointText = v.endpoint ?? env.PROVISIONING_HOST;
-  const print = v.quiet ? () => {} : (event: ProvisioningEvent) => io.stderr(`${describeEvent(event)}\n`);
+  const warning = (event: ProvisioningEvent) => event.type === 'store-failed' || event.type === 'store-unreadable';
+  const print = (event: ProvisioningEvent) => {
+    if (!v.quiet || warning(event)) io.stderr(`${describeEvent(event)}\n`);
+  };
+  if (v['store-optional'] && !v.store) throw new ProvisioningError('invalid-input', '--store-optional needs --store');
+  const timeoutMs = v.timeout !== undefined ? integer(v.timeout, '--timeout', 1, 86_400) * 1000 : DEFAULT_TIMEOUT_MS;
+  // The store's file operations end by the same deadline as the flow (a hung file system).
+  const deadline = systemClock.now() + timeoutMs;
   const { assignment, fromCache } = await provisionDevice(
     {
       idScope: required(v['id-scope'] ?? env.PROVISIONING_IDSCOPE, '--id-scope', 'PROVISIONING_IDSCOPE'),
@@ -268,7 +278,8 @@ async function register(argv: string[], io: CliIo): Promise<number> {
       ...(endpointText && { endpoint: parseEndpoint(endpointText) }),
       ...(payload !== undefined && { payload }),
       ...(v.force && { force: true }),
-      ...(v.timeout !== undefined && { timeoutMs: integer(v.timeout, '--timeout', 1, 86_400) * 1000 }),
+      ...(v.store && !v['store-optional'] && { storeRequired: true }),
+      timeoutMs,
       clientVersion: 'moddable-dps/0.1.0',
     },
     {
@@ -276,7 +287,7 @@ async function register(argv: string[], io: CliIo): Promise<number> {
       clock: systemClock,
       random: nodeRandom,
       log: print,
-      ...(v.store && { store: createFileStore(v.store) }),
+      ...(v.store && { store: createFileStore(v.store, { deadline }) }),
     },
   );
   io.stdout(describeAssignment(assignment, fromCache, v.json === true));
