@@ -13,6 +13,11 @@
 // lost midway) leaves a slot that fails its checksum and is ignored, so the previous record is
 // read: the old value or the new one, never a mix, as the Store port requires. A record with no
 // valid slot at all reads as damaged (the core then provisions again); never as another record.
+//
+// A value under one of a key's Preference names that this store cannot have written (not bytes,
+// or a part 0 that is not a format-1 header: another program's, or a newer firmware's) is never
+// overwritten or deleted: set and delete refuse the key with a 'storage' error. A damaged record
+// of this store (a torn write, a checksum mismatch) is overwritten as before.
 import Preference from "preference";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { utf8Decode, utf8Encode } from "../../src/bytes.js";
@@ -54,6 +59,7 @@ export class PreferenceStore implements Store {
 
 	async set(key: string, value: string): Promise<void> {
 		const { current, highest } = this.#read(key);
+		this.#checkOurs(key);
 		const slot: Slot = current?.slot === "a" ? "b" : "a";
 		const parts = encode(key, value, highest + 1);
 		try {
@@ -67,6 +73,7 @@ export class PreferenceStore implements Store {
 
 	async delete(key: string): Promise<void> {
 		checkName(key);
+		this.#checkOurs(key);
 		try {
 			for (const slot of SLOTS) for (let i = 0; i < MAX_PARTS; i++) this.#remove(partKey(key, slot, i));
 		} catch (error) {
@@ -129,6 +136,24 @@ export class PreferenceStore implements Store {
 			return "the value is not UTF-8";
 		}
 		return { slot, sequence, value: text };
+	}
+
+	/** Throws when a value under one of `key`'s Preference names is not this store's (see the top). */
+	#checkOurs(key: string): void {
+		let foreign: string | undefined;
+		try {
+			for (const slot of SLOTS) {
+				for (let i = 0; i < MAX_PARTS && !foreign; i++) {
+					const name = partKey(key, slot, i);
+					const bytes = this.#bytes(name);
+					if (bytes === null) foreign = `${name} is not bytes`;
+					else if (i === 0 && bytes && (bytes.length < HEADER_BYTES || bytes[0] !== FORMAT)) foreign = `${name} is not a format ${FORMAT} record`;
+				}
+			}
+		} catch (error) {
+			throw storageError(`Could not read "${key}" from Preference`, error);
+		}
+		if (foreign) throw new ProvisioningError("storage", `Preference "${this.#domain}" holds a value this store did not write (${foreign}); it is left untouched`);
 	}
 
 	/** undefined: absent; null: present but not bytes. */
