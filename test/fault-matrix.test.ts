@@ -21,10 +21,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmulator, type DpsEmulator, type EndpointEvent, type FaultAction, type FaultTrigger } from '../emulator/index.js';
 import { systemClock } from '../hosts/node/clock.js';
 import { createTlsConnect } from '../hosts/node/tls-connect.js';
+import { reportError } from '../hosts/node/cli.js';
 import { ProvisioningError, type ErrorKind } from '../src/errors.js';
 import { encodePacket } from '../src/mqtt/codec.js';
-import type { Clock, Connect, Endpoint, ProvisioningEvent } from '../src/ports.js';
-import { provisionDevice, type DeviceConfig, type ProvisionResult } from '../src/provisioner.js';
+import type { Clock, Connect, Endpoint, ProvisioningEvent, Store } from '../src/ports.js';
+import { parseAssignment, provisionDevice, type DeviceConfig, type ProvisionResult } from '../src/provisioner.js';
 import { startTcpProxy, type ProxyPlan, type TcpProxy } from './support/tcp-proxy.js';
 
 const ID_SCOPE = '0ne00FAULTS';
@@ -92,6 +93,8 @@ interface Run {
   events: ProvisioningEvent[];
   served: { register: number; poll: number };
   proxied?: number;
+  /** The device's store (in memory): what it kept for its next boot. */
+  stored: Map<string, string>;
 }
 
 const DEFAULTS: Partial<DeviceConfig> = {
@@ -114,6 +117,15 @@ const wholeResponse = encodePacket({
   retain: false,
 });
 const truncatedResponse = wholeResponse.subarray(0, Math.floor(wholeResponse.length / 2));
+/** A 200 "assigned" for `registrationId` with `state` over its registrationState: what a hostile endpoint sends. */
+function assignedAnswer(registrationId: string, state: Record<string, string>): string {
+  const registrationState = { registrationId, assignedHub: HUBS[0], deviceId: registrationId, status: 'assigned', substatus: 'initialAssignment', ...state };
+  return JSON.stringify({ operationId: '4.00.hostile', status: 'assigned', registrationState });
+}
+/** Every character a terminal acts on (see src/text.ts), tested apart from the module's own list. */
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/;
+const notHostName = { pattern: /assignedHub that is not a DNS host name/, names: 'the invalid hub' };
 const clockAdvice = { pattern: /device clock, which reads \d{4}-\d\d-\d\dT.*sync the clock/, names: 'the device clock and its reading' };
 
 export const SCENARIOS: Scenario[] = [
@@ -447,6 +459,75 @@ export const SCENARIOS: Scenario[] = [
     expect: { outcome: 'error', kind: 'protocol', connections: 1, message: { pattern: /without an assigned hub/, names: 'the missing hub' } },
     arrange: (ctx) => ctx.fault('poll', { type: 'status', status: 200, body: '{"operationId":"4.00.x","status":"assigned"}' }),
   },
+
+  // ---- a hostile or compromised endpoint (issue 16): nothing it sends is stored or printed raw ----
+  {
+    id: 'hostile-hub-escape',
+    step: 'register',
+    fault: '200 "assigned" to a hub named with terminal escape codes (ESC[31m), on every attempt',
+    expect: { outcome: 'error', kind: 'protocol', connections: 4, message: notHostName },
+    arrange: (ctx) => ctx.fault('register', { type: 'status', status: 200, body: assignedAnswer(ctx.registrationId, { assignedHub: `\x1b[31m${HUBS[0]}` }) }, 1000),
+  },
+  {
+    id: 'hostile-hub-newline',
+    step: 'register',
+    fault: "200 \"assigned\" to a hub whose name has a newline and a forged 'deviceId: attacker-controlled' line, on every attempt",
+    expect: { outcome: 'error', kind: 'protocol', connections: 4, message: notHostName },
+    arrange: (ctx) => ctx.fault('register', { type: 'status', status: 200, body: assignedAnswer(ctx.registrationId, { assignedHub: `${HUBS[0]}\ndeviceId: attacker-controlled` }) }, 1000),
+  },
+  {
+    id: 'hostile-hub-path',
+    step: 'register',
+    fault: '200 "assigned" to the hub evil/../../etc/passwd, on every attempt',
+    expect: { outcome: 'error', kind: 'protocol', connections: 4, message: notHostName },
+    arrange: (ctx) => ctx.fault('register', { type: 'status', status: 200, body: assignedAnswer(ctx.registrationId, { assignedHub: 'evil/../../etc/passwd' }) }, 1000),
+  },
+  {
+    id: 'hostile-hub-space',
+    step: 'register',
+    fault: "200 \"assigned\" to the hub ' ' (a single space), on every attempt",
+    expect: { outcome: 'error', kind: 'protocol', connections: 4, message: notHostName },
+    arrange: (ctx) => ctx.fault('register', { type: 'status', status: 200, body: assignedAnswer(ctx.registrationId, { assignedHub: ' ' }) }, 1000),
+  },
+  {
+    id: 'hostile-hub-10k',
+    step: 'register',
+    fault: '200 "assigned" to a hub named with 10 KB of text, on every attempt',
+    expect: { outcome: 'error', kind: 'protocol', connections: 4, message: notHostName },
+    arrange: (ctx) => ctx.fault('register', { type: 'status', status: 200, body: assignedAnswer(ctx.registrationId, { assignedHub: 'a'.repeat(10 * 1024) }) }, 1000),
+  },
+  {
+    id: 'hostile-device-id',
+    step: 'register',
+    fault: '200 "assigned" with a deviceId holding terminal escape codes (OSC title, BEL), on every attempt',
+    expect: { outcome: 'error', kind: 'protocol', connections: 4, message: { pattern: /deviceId that IoT Hub does not allow/, names: 'the invalid device ID' } },
+    arrange: (ctx) => ctx.fault('register', { type: 'status', status: 200, body: assignedAnswer(ctx.registrationId, { deviceId: `\x1b]0;pwned\x07${ctx.registrationId}` }) }, 1000),
+  },
+  {
+    id: 'other-registration',
+    step: 'register',
+    fault: '200 "assigned" whose registrationId is another device\'s',
+    expect: { outcome: 'error', kind: 'protocol', connections: 1, message: { pattern: /another registration ID/, names: 'the other registration' } },
+    arrange: (ctx) => ctx.fault('register', { type: 'status', status: 200, body: assignedAnswer(ctx.registrationId, { registrationId: 'fm-someone-else', deviceId: 'fm-someone-else' }) }),
+  },
+  {
+    id: 'hostile-error-text',
+    step: 'register',
+    fault: "400 whose message and trackingId hold escape codes and a carriage return repainting the line as 'error (none): all good'",
+    expect: { outcome: 'error', kind: 'failed', connections: 1, message: { pattern: /\\u001b\[2K\\rerror \(none\): all good/, names: 'the server message, escaped' } },
+    arrange: (ctx) => {
+      const repaint = '\x1b[2K\rerror (none): all good';
+      ctx.fault('register', { type: 'status', status: 400, body: JSON.stringify({ errorCode: 400004, trackingId: `t-1${repaint}`, message: repaint }) });
+    },
+    check: (run) => {
+      const error = run.error as ProvisioningError;
+      expect(error.trackingId).toBe('t-1\\u001b[2K\\rerror (none): all good');
+      let stderr = '';
+      expect(reportError(error, { stdout: () => {}, stderr: (text) => void (stderr += text), env: {} })).toBe(5);
+      expect(stderr.slice(0, -1)).not.toMatch(CONTROL);
+      expect(stderr).toMatch(/^error \(failed\): DPS refused the registration \(400\): /);
+    },
+  },
   {
     id: 'tls-corrupt-handshake',
     step: 'TLS handshake',
@@ -634,7 +715,9 @@ async function runScenario(scenario: Scenario): Promise<Run> {
   const arranged = (await scenario.arrange(ctx)) ?? {};
   const options = { ...DEFAULTS, ...scenario.options };
   const events: ProvisioningEvent[] = [];
-  const run: Run = { registrationId, hung: false, events, served: { register: 0, poll: 0 } };
+  const stored = new Map<string, string>();
+  const store: Store = { get: async (key) => stored.get(key), set: async (key, value) => void stored.set(key, value), delete: async (key) => void stored.delete(key) };
+  const run: Run = { registrationId, hung: false, events, served: { register: 0, poll: 0 }, stored };
   let cancelHang = (): void => {};
   const hang = new Promise<'hung'>((resolve) => {
     const timer = setTimeout(() => resolve('hung'), (options.timeoutMs ?? 0) + HANG_GRACE_MS);
@@ -642,7 +725,7 @@ async function runScenario(scenario: Scenario): Promise<Run> {
   });
   const provisioning = provisionDevice(
     { ...options, idScope: ID_SCOPE, registrationId, groupKey: GROUP_KEY, endpoint: arranged.endpoint ?? dps.endpoint },
-    { connect, clock: arranged.clock ?? systemClock, random: () => 0, log: (event) => events.push(event) },
+    { connect, clock: arranged.clock ?? systemClock, random: () => 0, log: (event) => events.push(event), store },
   ).then(
     (result) => void (run.result = result),
     (error: unknown) => void (run.error = error),
@@ -669,12 +752,15 @@ describe('fault matrix: provisioned correctly or a typed error before the deadli
         expect(HUBS).toContain(assignment.assignedHub);
         expect(dps.model.hubDevice(assignment.assignedHub, run.registrationId)).toBeDefined();
         expect(dps.model.registration(run.registrationId)?.state.assignedHub).toBe(assignment.assignedHub);
+        expect(parseAssignment(run.stored.get('assignment') ?? '')).toEqual(assignment);
         if (expected.registers !== undefined) expect(count('registering')).toBe(expected.registers);
       } else {
         expect(run.error).toBeInstanceOf(ProvisioningError);
         const error = run.error as ProvisioningError;
         expect({ kind: error.kind, message: error.message }).toMatchObject({ kind: expected.kind });
         if (expected.message) expect(error.message).toMatch(expected.message.pattern);
+        expect([...run.stored.keys()], 'a failed run stored nothing').toEqual([]);
+        expect(error.message).not.toMatch(CONTROL);
       }
       if (expected.connections !== undefined) expect(count('connecting')).toBe(expected.connections);
       scenario.check?.(run);

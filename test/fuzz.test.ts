@@ -11,19 +11,21 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { describe, it } from 'vitest';
 import { base64Decode, base64Encode, utf8Encode } from '../src/bytes.js';
-import { isNestedDeeper, parseResponseBody, type DpsResponse } from '../src/dps/messages.js';
+import { isHostName, isNestedDeeper, parseResponseBody, type DpsResponse } from '../src/dps/messages.js';
 import { registerDevice } from '../src/dps/flow.js';
 import { dpsUsername, parseDpsUsername, parseRequestTopic, parseResponseTopic, pollTopic, registerTopic, responseTopic } from '../src/dps/topics.js';
 import { ProvisioningError, type ErrorKind } from '../src/errors.js';
-import { buildRegistrationId, validateRegistrationId, type HardwareIdentity } from '../src/identity.js';
+import { buildRegistrationId, isDeviceId, validateRegistrationId, type HardwareIdentity } from '../src/identity.js';
 import { MqttClient } from '../src/mqtt/client.js';
 import { encodePacket, PacketDecoder, type Packet } from '../src/mqtt/codec.js';
-import { parseAssignment } from '../src/provisioner.js';
+import type { ProvisioningEvent, Store } from '../src/ports.js';
+import { parseAssignment, provisionDevice, type ProvisionResult } from '../src/provisioner.js';
 import { buildSasToken, parseSasToken, verifySasToken } from '../src/sas.js';
-import { EXIT_CODES, main } from '../hosts/node/cli.js';
+import { describeAssignment, describeEvent, EXIT_CODES, main, reportError } from '../hosts/node/cli.js';
+import { describeEmulatorEvent } from '../hosts/node/emulator-command.js';
 import { FakeClock, settle } from './support/fake-clock.js';
 import { ScriptedNetwork, type ScriptedConnection } from './support/scripted-connection.js';
-import { assignedBody, assigningBody, errorBody } from './support/scripted-dps.js';
+import { assignedBody, assigningBody, errorBody, HUB } from './support/scripted-dps.js';
 
 /** FUZZ_RUNS overrides every property's case count (bench/fuzz.js sets it). */
 const FUZZ_RUNS = Number(process.env.FUZZ_RUNS) || undefined;
@@ -855,5 +857,98 @@ describe('the register/poll flow against a fuzzed DPS (scripted, fake clock)', (
 
   it('found: a server that accepted the connection and never answered CONNECT held the flow 30 s past a 1 s deadline', async () => {
     await flowUnderFuzz(['silent'], [], 1, 1000, 0);
+  });
+});
+
+// ---- what reaches the terminal ----
+
+/** Every character a terminal or log reader acts on: C0, DEL, C1, bidi controls, U+2028/9 (listed here, not taken from src/text.ts). */
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/;
+/** Text a hostile server or device sends: our fuzz text plus what repaints, forges or reorders a line. */
+const hostileText = fc.string({ unit: fc.oneof(textUnit, fc.constantFrom('\x1b[2K', '\x1b]0;t\x07', '\r', '\n', '\x9b', '\x7f', '\u202e', '\u2066', '\u2029')), maxLength: 30 });
+const hostileOr = (good: string) => fc.oneof(fc.constant(good), hostileText);
+const hostileState = fc.record(
+  {
+    registrationId: hostileOr(REGISTRATION_ID),
+    assignedHub: hostileOr(HUB),
+    deviceId: hostileOr(REGISTRATION_ID),
+    substatus: hostileText,
+    errorMessage: hostileText,
+    payload: fc.dictionary(hostileText, hostileText, { maxKeys: 2 }),
+  },
+  { requiredKeys: ['registrationId'] },
+);
+const hostileReply: fc.Arbitrary<ServerReply> = fc.oneof(
+  fc.record({ status: fc.constantFrom(200, 202), registrationStatus: fc.constantFrom('assigned', 'assigning', 'failed', 'disabled'), state: hostileState })
+    .map(({ status, registrationStatus, state }) => ({ status, retryAfter: 1, body: utf8Encode(JSON.stringify({ operationId: 'op-1', status: registrationStatus, registrationState: { ...state, status: registrationStatus } })), ownRid: true })),
+  fc.record({ status: fc.constantFrom(400, 401, 404, 429, 500, 503), trackingId: hostileText, message: hostileText })
+    .map(({ status, trackingId, message }) => ({ status, retryAfter: 1, body: utf8Encode(JSON.stringify({ errorCode: status * 1000, trackingId, message })), ownRid: true })),
+);
+
+/** One provisioning (with a store) against DPS answers from `replies`, and what the CLI prints of it: progress, result or error line. */
+async function cliOutputUnderFuzz(replies: ServerReply[]): Promise<{ output: string; stored: string | undefined }> {
+  const clock = new FakeClock();
+  const network = fuzzedDps([], [...replies], 1);
+  const events: ProvisioningEvent[] = [];
+  const values = new Map<string, string>();
+  const store: Store = { get: async (key) => values.get(key), set: async (key, value) => void values.set(key, value), delete: async (key) => void values.delete(key) };
+  let result: { value: ProvisionResult } | { error: unknown } | undefined;
+  provisionDevice(
+    { idScope: '0ne00000001', registrationId: REGISTRATION_ID, deviceKey: base64Encode(utf8Encode('fuzz-key')), timeoutMs: 20_000, backoff: { minMs: 500, maxMs: 5000, jitterMs: 0 } },
+    { connect: network.connect, clock, random: () => 0.5, log: (event) => events.push(event), store },
+  ).then((value) => (result = { value }), (error: unknown) => (result = { error }));
+  for (let steps = 0; result === undefined; steps++) {
+    assert.ok(steps < 10_000, 'the provisioning did not end after 10,000 timer steps');
+    await settle();
+    if (result === undefined && !(await clock.runNext())) await settle();
+  }
+  let output = events.map((event) => `${describeEvent(event)}\n`).join('');
+  if ('error' in result) reportError(result.error, { stdout: (t) => void (output += t), stderr: (t) => void (output += t), env: {} });
+  else output += describeAssignment(result.value.assignment, result.value.fromCache, false) + describeAssignment(result.value.assignment, result.value.fromCache, true);
+  return { output, stored: values.get('assignment') };
+}
+
+describe('server and device text on its way to the terminal', () => {
+  it('strings from DPS, through the core and the CLI, never reach stdout or stderr with a control character, nor the store unchecked', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(hostileReply, { minLength: 1, maxLength: 4 }), async (replies) => {
+        const { output, stored } = await cliOutputUnderFuzz(replies);
+        for (const line of output.split('\n')) assert.doesNotMatch(line, CONTROL, `printed: ${JSON.stringify(line)}`);
+        if (stored === undefined) return;
+        const assignment = parseAssignment(stored);
+        assert.ok(assignment && isHostName(assignment.assignedHub) && isDeviceId(assignment.deviceId), `stored: ${stored}`);
+        assert.equal(assignment.registrationId, REGISTRATION_ID);
+      }),
+      runs(150),
+    );
+  });
+
+  it("found: a hub name with a newline printed a forged 'deviceId:' line, and an error message repainted its own line", async () => {
+    const answer = { status: 200, retryAfter: undefined, ownRid: true, body: utf8Encode(JSON.stringify(assignedBody(REGISTRATION_ID))) };
+    const state = assignedBody(REGISTRATION_ID).registrationState;
+    const newline = { ...answer, body: utf8Encode(JSON.stringify({ ...assignedBody(REGISTRATION_ID), registrationState: { ...state, assignedHub: `${HUB}\ndeviceId: attacker-controlled` } })) };
+    const { output, stored } = await cliOutputUnderFuzz([newline, newline, newline, newline]);
+    assert.doesNotMatch(output, /^deviceId: attacker-controlled/m);
+    assert.equal(stored, undefined);
+    const repaint = { status: 400, retryAfter: undefined, ownRid: true, body: utf8Encode(JSON.stringify({ errorCode: 400004, message: '\x1b[2K\rerror (none): all good' })) };
+    assert.match((await cliOutputUnderFuzz([repaint])).output, /^error \(failed\): .*\\u001b\[2K\\rerror \(none\): all good \[errorCode 400004\]$/m);
+  });
+
+  it('device text in the emulator log never carries a control character', () => {
+    const emulatorEvent = fc.oneof(
+      fc.record({ type: fc.constant('refused' as const), clientId: hostileText, reason: fc.constantFrom('registration-id' as const, 'fault' as const) }),
+      fc.record({ type: fc.constant('connected' as const), registrationId: hostileText }),
+      fc.record({ type: fc.constant('fault' as const), registrationId: hostileText, on: fc.constant('register'), action: fc.constant('drop' as const) }),
+      fc.record({ type: fc.constant('closed-client' as const), clientId: hostileText, reason: hostileText }),
+      fc.record({ type: fc.constant('request' as const), registrationId: hostileText, request: fc.constantFrom('register' as const, 'poll' as const), status: fc.constantFrom(200, 400, 429) }),
+    );
+    fc.assert(
+      fc.property(emulatorEvent, (event) => {
+        const line = describeEmulatorEvent(event, undefined);
+        if (line !== undefined) assert.doesNotMatch(line, CONTROL, `logged: ${JSON.stringify(line)}`);
+      }),
+      runs(300),
+    );
   });
 });
