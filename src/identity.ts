@@ -51,11 +51,12 @@ export function validateRegistrationId(id: string): string {
 //   "A case-sensitive string (up to 128 characters long) of ASCII 7-bit alphanumeric characters
 //    plus certain special characters: - . % _ * ? ! ( ) , : = @ $ '. The special characters:
 //    + # are not supported."
-const DEVICE_ID = /^[A-Za-z0-9\-.%_*?!(),:=@$']{1,128}$/;
+const DEVICE_ID = /^[A-Za-z0-9\-.%_*?!(),:=@$']+$/;
+const MAX_DEVICE_ID_LENGTH = 128;
 
 /** Whether `id` is a device ID IoT Hub allows (what DPS assigns, and what a stored record holds). */
 export function isDeviceId(id: unknown): id is string {
-  return typeof id === 'string' && DEVICE_ID.test(id);
+  return typeof id === 'string' && id.length <= MAX_DEVICE_ID_LENGTH && DEVICE_ID.test(id);
 }
 
 /** A device's hardware facts, the values a registration ID template may name. */

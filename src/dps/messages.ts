@@ -237,7 +237,10 @@ function checkSize(body: Uint8Array, maxBytes: number, what: string): void {
  * characters at most; no port, path, space or trailing dot.
  */
 export function isHostName(name: unknown): name is string {
-  return typeof name === 'string' && name.length <= 253 && /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(name);
+  if (typeof name !== 'string' || name.length === 0 || name.length > 253) return false;
+  // Label lengths are counted, not left to a bounded quantifier: XS (as @agoric/xsnap builds it)
+  // does not enforce one inside an optional group (/^a(?:[a-]{0,2}a)?$/ matches 'aaaaa').
+  return name.split('.').every((label) => label.length <= 63 && /^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$/.test(label));
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
