@@ -104,10 +104,6 @@ export async function provisionDevice(config: DeviceConfig, ports: ProvisionerPo
   const deviceKey = resolveDeviceKey(config, registrationId);
   const timeoutMs = Math.max(0, deadline - ports.clock.now());
   const result = await registerDevice({ ...config, registrationId, deviceKey, endpoint, timeoutMs }, ports);
-  // DPS echoes the registration ID it assigned (in any case): another device's assignment is not ours.
-  if (result.registrationId.toLowerCase() !== registrationId) {
-    throw new ProvisioningError('protocol', 'DPS answered with the assignment of another registration ID');
-  }
   const assignment: Assignment = {
     assignedHub: result.assignedHub,
     deviceId: result.deviceId,

@@ -118,6 +118,18 @@ describe('registerDevice against a scripted DPS', () => {
     expect(t.dps.requests.map((r) => r.type)).toEqual(['register', 'register', 'register']);
   });
 
+  it("refuses another device's assignment, before announcing it", async () => {
+    const t = setup([{ status: 200, body: assignedBody('someone-else') }]);
+    const error = await failure(t.run());
+    expect(error).toMatchObject({ kind: 'protocol', message: 'DPS answered with the assignment of another registration ID' });
+    expect(t.events.some((e) => e.type === 'assigned')).toBe(false);
+  });
+
+  it('takes its own assignment whatever the case DPS writes the registration ID in', async () => {
+    const t = setup([{ status: 200, body: assignedBody(REGISTRATION_ID.toUpperCase()) }]);
+    await expect(t.run()).resolves.toMatchObject({ assignedHub: HUB });
+  });
+
   it('numbers each retry, on one connection and across reconnections', async () => {
     const t = setup([
       { status: 503, body: errorBody(503000, 'Service unavailable') },

@@ -121,6 +121,10 @@ class Session {
       const action = next.action;
       switch (action.type) {
         case 'done':
+          // DPS echoes the registration ID it assigned (in any case): another device's assignment is not ours.
+          if (action.registrationState.registrationId.toLowerCase() !== this.options.registrationId.toLowerCase()) {
+            throw new ProvisioningError('protocol', 'DPS answered with the assignment of another registration ID');
+          }
           this.log({ type: 'assigned', assignedHub: action.registrationState.assignedHub!, deviceId: action.registrationState.deviceId! });
           return toResult(action.registrationState, action.operationId);
         case 'fail':
