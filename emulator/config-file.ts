@@ -16,7 +16,7 @@ import { DpsError } from './dps-errors.js';
 import { DpsModel } from './model.js';
 import type { ModelConfig } from './model-types.js';
 import { ALLOCATION_POLICIES } from './model-types.js';
-import { isBase64Key, parseConnectionString } from './validation.js';
+import { isBase64Key, isReservedName, parseConnectionString, RESERVED_NAMES } from './validation.js';
 
 export interface EmulatorConfigFile {
   /** The instance's ID scope, when the file names one. */
@@ -142,6 +142,7 @@ export function checkConfig(json: unknown, file: string): EmulatorConfigFile {
         fail(`${at}/name`, `the name must be the connection string's HostName (${hostName}), or left out`);
       }
       if (h.location !== undefined && typeof h.location !== 'string') fail(`${at}/location`, 'must be a region name, e.g. westus');
+      if (typeof h.location === 'string' && isReservedName(h.location)) fail(`${at}/location`, reserved('a region name'));
       const weight = h.allocationWeight;
       if (weight !== undefined && weight !== null && (!Number.isInteger(weight) || (weight as number) < 1 || (weight as number) > 1000)) {
         fail(`${at}/allocationWeight`, `must be a whole number from 1 to 1000, or null for 1${shown(weight)}`);
@@ -164,8 +165,10 @@ export function checkConfig(json: unknown, file: string): EmulatorConfigFile {
     const table = object(root.latency, '/latency', 'the latency table must be { "<from region>": { "<to region>": <ms> } }', fail);
     for (const [from, row] of Object.entries(table)) {
       const at = `/latency/${escapePointer(from)}`;
+      if (isReservedName(from)) fail(at, reserved('a region name'));
       const r = object(row, at, `must be { "<to region>": <milliseconds> }`, fail);
       for (const [to, ms] of Object.entries(r)) {
+        if (isReservedName(to)) fail(`${at}/${escapePointer(to)}`, reserved('a region name'));
         if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
           fail(`${at}/${escapePointer(to)}`, `must be a non-negative number of milliseconds${shown(ms)}`);
         }
@@ -187,6 +190,7 @@ export function checkConfig(json: unknown, file: string): EmulatorConfigFile {
       onlyFields(e, at, group ? GROUP_FIELDS : INDIVIDUAL_FIELDS, fail);
       const id = e[idField];
       if (typeof id !== 'string' || id === '') fail(`${at}/${idField}`, `the ${idField} is missing`);
+      if (isReservedName(id as string)) fail(`${at}/${idField}`, reserved(`an ${idField}`));
       if (seen.has((id as string).toLowerCase())) fail(`${at}/${idField}`, `${JSON.stringify(id)} is listed twice (IDs are case-insensitive)`);
       seen.add((id as string).toLowerCase());
       checkEnrollmentFields(e, at, model, fail);
@@ -254,6 +258,11 @@ function onlyFields(value: Record<string, unknown>, pointer: string, allowed: re
     const near = allowed.find((a) => a.toLowerCase() === key.toLowerCase());
     fail(`${pointer}/${escapePointer(key)}`, near ? `unknown field: did you mean "${near}"?` : `unknown field; expected one of ${allowed.filter((a) => !a.startsWith('$')).join(', ')}`);
   }
+}
+
+/** Why __proto__, constructor or prototype is refused where `what` is expected. */
+function reserved(what: string): string {
+  return `${RESERVED_NAMES.join(', ')} are reserved names, refused as ${what}`;
 }
 
 /** A value worth repeating in a message: short and plainly not a key. */

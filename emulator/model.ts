@@ -19,6 +19,7 @@ import type {
 } from './model-types.js';
 import { IotHubRegistry } from './hubs.js';
 import {
+  checkRegion,
   newEtag,
   parseConnectionString,
   validateEnrollmentFields,
@@ -40,7 +41,7 @@ export class DpsModel {
   #individuals = new Map<string, IndividualEnrollment>();
   #registrations = new Map<string, RegistrationRecord>();
   #devices = new Map<string, Map<string, HubDevice>>();
-  #latency: LatencyTable = {};
+  #latency: LatencyTable = Object.create(null);
   readonly #now: () => Date;
   /** The emulated IoT hubs behind the links, with their shared access policies (hubs.ts). */
   readonly iotHubs = new IotHubRegistry();
@@ -64,20 +65,24 @@ export class DpsModel {
     this.#allocationPolicy = validateInstancePolicy(policy);
   }
 
+  /** A copy, of null-prototype objects (region names are user text: no lookup may reach Object.prototype). */
   get latency(): LatencyTable {
-    return structuredClone(this.#latency);
+    return copyLatency(this.#latency);
   }
 
   setLatency(table: LatencyTable): void {
-    if (table === null || typeof table !== 'object') throw invalidConfiguration('The latency table must be an object');
-    const out: LatencyTable = {};
+    if (table === null || typeof table !== 'object' || Array.isArray(table)) throw invalidConfiguration('The latency table must be an object');
+    const out: LatencyTable = Object.create(null);
     for (const [from, row] of Object.entries(table)) {
-      if (row === null || typeof row !== 'object') throw invalidConfiguration(`The latency row for ${from} must be an object`);
+      checkRegion(from, 'The latency table names the region');
+      if (row === null || typeof row !== 'object' || Array.isArray(row)) throw invalidConfiguration(`The latency row for ${from} must be an object`);
+      const target: Record<string, number> = (out[from.toLowerCase()] ??= Object.create(null));
       for (const [to, ms] of Object.entries(row)) {
+        checkRegion(to, `The latency row for ${from} names the region`);
         if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
           throw invalidConfiguration(`The latency from ${from} to ${to} must be a non-negative number of milliseconds`);
         }
-        (out[from.toLowerCase()] ??= {})[to.toLowerCase()] = ms;
+        target[to.toLowerCase()] = ms;
       }
     }
     this.#latency = out;
@@ -303,6 +308,12 @@ export class DpsModel {
   removeHubDevice(hostName: string, deviceId: string): void {
     this.#devices.get(hostName.toLowerCase())?.delete(deviceId);
   }
+}
+
+function copyLatency(table: LatencyTable): LatencyTable {
+  const out: LatencyTable = Object.create(null);
+  for (const [from, row] of Object.entries(table)) out[from] = Object.assign(Object.create(null) as Record<string, number>, row);
+  return out;
 }
 
 /** RFC 7232 If-Match: absent passes; '*' needs an existing resource; otherwise the etags must match. */

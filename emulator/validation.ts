@@ -63,6 +63,7 @@ export function validateLinkedHub(config: LinkedHubConfig): LinkedHub {
   }
   const location = config.location ?? '';
   if (typeof location !== 'string') throw invalidConfiguration(`The location of ${parsed.hostName} must be a region name`);
+  checkRegion(location, `The location of ${parsed.hostName}`);
   return {
     name: parsed.hostName,
     hostName: parsed.hostName,
@@ -106,7 +107,26 @@ function checkedId(id: string, field: string): string {
   } catch (error) {
     throw invalidConfiguration(`The ${field}: ${(error as Error).message}`);
   }
+  if (isReservedName(id)) throw invalidConfiguration(`The ${field} '${id}' is a reserved name (${RESERVED_NAMES.join(', ')} are refused)`);
   return id;
+}
+
+/**
+ * Names refused for anything a table is keyed by (enrollment group IDs, registration IDs, region
+ * names), in any case: as a plain object's key they reach Object.prototype. The model keeps its
+ * tables in Maps and null-prototype objects as well; refusing the names keeps them out of every
+ * copy a caller makes (JSON, spread, structuredClone).
+ */
+export const RESERVED_NAMES: readonly string[] = ['__proto__', 'constructor', 'prototype'];
+
+export function isReservedName(name: string): boolean {
+  return RESERVED_NAMES.includes(name.toLowerCase());
+}
+
+/** A region name (a linked hub's location, a latency table's row or column): any text but a reserved name. */
+export function checkRegion(region: string, what: string): string {
+  if (isReservedName(region)) throw invalidConfiguration(`${what} '${region}' is a reserved name, not a region (${RESERVED_NAMES.join(', ')} are refused)`);
+  return region;
 }
 
 export interface EnrollmentFieldsChecked {
