@@ -1,7 +1,9 @@
 // Known-answer vectors and round trips of the core's pure functions: identity, SAS, UTF-8, base64.
 import { base64Decode, base64Encode, utf8Decode, utf8Encode } from '../../../src/bytes.js';
-import { buildRegistrationId, deriveDeviceKey, validateIdScope, validateRegistrationId } from '../../../src/identity.js';
+import { isHostName } from '../../../src/dps/messages.js';
+import { buildRegistrationId, deriveDeviceKey, isDeviceId, validateIdScope, validateRegistrationId } from '../../../src/identity.js';
 import { buildSasToken, dpsRegistrationSasToken, parseSasToken, verifySasToken } from '../../../src/sas.js';
+import { printable } from '../../../src/text.js';
 import { attempt, fromHex, hex } from './util.js';
 
 /** Azure's published derivation vector (MicrosoftDocs/azure-docs, articles/iot-dps/how-to-legacy-device-symm-key.md). */
@@ -120,8 +122,30 @@ export function registrationIds() {
 }
 
 /** Everything above that every engine must agree on (the long-string decode is separate). */
+/**
+ * What the core accepts from DPS, and how it prints server text. Regular expressions are where XS
+ * and V8 have differed (xsnap's XS does not enforce a bounded quantifier inside an optional
+ * group), so the validators meet their edges here on both engines.
+ */
+export function serverText() {
+  const label = (n: number) => 'a'.repeat(n);
+  const hosts = [
+    'my-hub.azure-devices.net', 'a', '127.0.0.1', `${label(63)}.net`, `${label(64)}.net`, 'a-.net', '-a.net', 'a..net',
+    'evil/../../etc/passwd', ' ', 'hub\n.net', 'hub.net:8883', `${label(63)}.${label(63)}.${label(63)}.${label(61)}`,
+    `${label(63)}.${label(63)}.${label(63)}.${label(62)}`, 'hub.azure-devices.net.', '',
+  ];
+  const deviceIds = ['device-1', "a-.%_*?!(),:=@$'", 'x'.repeat(128), 'x'.repeat(129), 'a b', 'a+b', 'a#b', 'ü', '', 'a\u001bb'];
+  const texts = ['plain', 'a\u001b[31mred', 'line\nforged', 'carriage\rreturn', '\u0000\u007f\u0085\u009b', 'rtl\u202eevil', 'sep\u2028\u2029', 'tab\there', 'ü€😀'];
+  return {
+    hosts: hosts.map((h) => [h, isHostName(h)]),
+    deviceIds: deviceIds.map((id) => [id, isDeviceId(id)]),
+    printable: texts.map((t) => [t, printable(t)]),
+  };
+}
+
 export function all() {
   return {
+    serverText: serverText(),
     keyDerivation: keyDerivation(),
     sasTokens: sasTokens(),
     utf8: utf8RoundTrips(),
