@@ -3,7 +3,9 @@
 // walkthrough (link hubs, set weights and policy, create a group, provision, see where it
 // landed), the key-renewal interim failure, exit codes per failure kind, and no secret in any
 // output except where the command's output is the secret.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -192,5 +194,48 @@ describe('errors and help', () => {
       expect(res.stdout).toMatch(/^Usage: moddable-dps (dps|hub)/);
     }
     expect((await run(['--help'])).stdout).toMatch(/dps .*az iot dps/);
+  });
+});
+
+describe('--timeout bounds each request as a whole', () => {
+  /** An HTTPS server with the emulator's certificate that answers 200 and then one byte every 300 ms, forever. */
+  async function trickling(): Promise<{ server: Server; service: string }> {
+    const emulatorDir = join(dir, 'emulator');
+    const server = createServer({ cert: readFileSync(join(emulatorDir, 'server.pem')), key: readFileSync(join(emulatorDir, 'server-key.pem')) }, (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{');
+      const drip = setInterval(() => res.write(' '), 300);
+      res.on('close', () => clearInterval(drip));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    return { server, service: dps.service.connectionString.replace(/HostName=[^;]+/, `HostName=127.0.0.1:${port}`) };
+  }
+
+  it('a service that trickles its answer ends the command at the deadline with exit 8', async () => {
+    const { server, service } = await trickling();
+    try {
+      for (const args of [['dps', 'show'], ['hub', 'device', 'list', '--hub-name', A], ['dps', 'enrollment-group', 'list']]) {
+        const started = Date.now();
+        const result = await run([...args, '--service', service, '--ca', dps.caPath, '--timeout', '2']);
+        const elapsed = Date.now() - started;
+        expect(result, args.join(' ')).toMatchObject({ code: EXIT_CODES.network, stderr: expect.stringMatching(/no complete answer from 127\.0\.0\.1:\d+ within 2 s \(--timeout\)/) });
+        expect(elapsed, args.join(' ')).toBeGreaterThanOrEqual(1900);
+        expect(elapsed, args.join(' ')).toBeLessThan(6000); // the trickle kept the socket busy: only the total deadline ends it
+      }
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('is a whole number of seconds, listed in every help', async () => {
+    for (const value of ['0', '1.5', 'soon', '86401']) {
+      expect(await cli('dps', 'show', '--timeout', value), value).toMatchObject({ code: 2, stderr: expect.stringContaining('--timeout must be a whole number of seconds from 1 to 86400') });
+    }
+    expect((await cli('dps', 'show', '--timeout', '5')).code).toBe(0);
+    for (const args of [['dps', '--help'], ['dps', 'linked-hub', '--help'], ['dps', 'enrollment-group', '--help'], ['hub', '--help']]) {
+      expect((await run(args)).stdout, args.join(' ')).toContain('--timeout <seconds>');
+    }
   });
 });

@@ -22,15 +22,20 @@ const COMMON: Flags = {
   service: { type: 'string' },
   'service-file': { type: 'string' },
   ca: { type: 'string' },
+  timeout: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 };
+
+/** Each request (connection, TLS, the whole answer) ends within --timeout seconds. */
+const DEFAULT_TIMEOUT_SECONDS = 30;
 
 export const COMMON_HELP = `Common options:
   --service <cs>        the DPS service connection string (env ${SERVICE_ENV}); for the emulator
                         HostName=<host>:<port>;SharedAccessKeyName=provisioningserviceowner;SharedAccessKey=<key>
   --service-file <path> read the connection string from a file instead
   --ca <pem>            trust this CA certificate as well (the emulator's ca.pem)
+  --timeout <seconds>   give up on a request not fully answered within this (default ${DEFAULT_TIMEOUT_SECONDS}; exit 8)
   --json                print JSON
 `;
 
@@ -67,7 +72,15 @@ export function serviceClient(values: Values, io: Io): DpsServiceClient {
     }
     if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new ProvisioningError('invalid-input', `The CA file ${caFile} holds no PEM certificate`);
   }
-  return new DpsServiceClient(connection, ca ? { ca } : {});
+  return new DpsServiceClient(connection, { ...(ca && { ca }), timeoutMs: timeoutSeconds(values.timeout) * 1000 });
+}
+
+function timeoutSeconds(value: Values[string]): number {
+  if (value === undefined) return DEFAULT_TIMEOUT_SECONDS;
+  if (typeof value !== 'string' || !/^\d{1,5}$/.test(value) || Number(value) < 1 || Number(value) > 86_400) {
+    throw new ProvisioningError('invalid-input', '--timeout must be a whole number of seconds from 1 to 86400');
+  }
+  return Number(value);
 }
 
 export function required(values: Values, flag: string): string {

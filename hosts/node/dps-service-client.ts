@@ -95,6 +95,18 @@ export class DpsServiceClient {
     }
     const where = `${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
     return new Promise((resolve, reject) => {
+      // One deadline for the whole request (connection, TLS, headers, body): a socket idle timeout
+      // never fires for a server that trickles its answer a byte at a time. The first failure
+      // settles the promise; what the destroyed request reports afterwards is ignored.
+      const fail = (error: ProvisioningError): void => {
+        clearTimeout(deadline);
+        reject(error);
+        req.destroy();
+      };
+      const deadline = setTimeout(
+        () => fail(new ProvisioningError('network', `no complete answer from ${where} within ${this.#timeoutMs / 1000} s (--timeout)`)),
+        this.#timeoutMs,
+      );
       const req = httpsRequest(
         {
           host,
@@ -105,17 +117,17 @@ export class DpsServiceClient {
           agent: false,
           servername: isIP(host) ? '' : host,
           ...(this.#ca ? { ca: this.#ca } : {}),
-          timeout: this.#timeoutMs,
         },
         (res) => {
           const chunks: Buffer[] = [];
           let size = 0;
           res.on('data', (chunk: Buffer) => {
             size += chunk.length;
-            if (size > MAX_RESPONSE_BYTES) req.destroy(new ProvisioningError('protocol', `the reply from ${where} is larger than ${MAX_RESPONSE_BYTES} bytes`));
+            if (size > MAX_RESPONSE_BYTES) fail(new ProvisioningError('protocol', `the reply from ${where} is larger than ${MAX_RESPONSE_BYTES} bytes`));
             else chunks.push(chunk);
           });
           res.on('end', () => {
+            clearTimeout(deadline);
             const text = Buffer.concat(chunks).toString('utf8');
             let body: unknown;
             if (text.trim() !== '') {
@@ -128,11 +140,10 @@ export class DpsServiceClient {
             }
             resolve({ status: res.statusCode ?? 0, headers: res.headers, body });
           });
-          res.on('error', (error) => reject(connectError(error, where)));
+          res.on('error', (error) => fail(connectError(error, where)));
         },
       );
-      req.on('timeout', () => req.destroy(new ProvisioningError('timeout', `no answer from ${where} within ${this.#timeoutMs / 1000} s`)));
-      req.on('error', (error) => reject(error instanceof ProvisioningError ? error : connectError(error, where)));
+      req.on('error', (error) => fail(error instanceof ProvisioningError ? error : connectError(error, where)));
       req.end(payload);
     });
   }
