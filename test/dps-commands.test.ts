@@ -4,7 +4,8 @@
 // landed), the key-renewal interim failure, exit codes per failure kind, and no secret in any
 // output except where the command's output is the secret.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:https';
+import type { ServerResponse } from 'node:http';
+import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -197,35 +198,41 @@ describe('errors and help', () => {
   });
 });
 
+/** An HTTPS server with the emulator's certificate, answering with `handler`; `service` is a connection string for it. */
+async function hostileService(handler: (res: ServerResponse) => void): Promise<{ service: string; close(): Promise<void> }> {
+  const emulatorDir = join(dir, 'emulator');
+  const server = createServer({ cert: readFileSync(join(emulatorDir, 'server.pem')), key: readFileSync(join(emulatorDir, 'server-key.pem')) }, (_req, res) => handler(res));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    service: dps.service.connectionString.replace(/HostName=[^;]+/, `HostName=127.0.0.1:${port}`),
+    async close() {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
 describe('--timeout bounds each request as a whole', () => {
-  /** An HTTPS server with the emulator's certificate that answers 200 and then one byte every 300 ms, forever. */
-  async function trickling(): Promise<{ server: Server; service: string }> {
-    const emulatorDir = join(dir, 'emulator');
-    const server = createServer({ cert: readFileSync(join(emulatorDir, 'server.pem')), key: readFileSync(join(emulatorDir, 'server-key.pem')) }, (_req, res) => {
+  it('a service that trickles its answer ends the command at the deadline with exit 8', async () => {
+    // 200, then one byte every 300 ms, forever.
+    const trickling = await hostileService((res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.write('{');
       const drip = setInterval(() => res.write(' '), 300);
       res.on('close', () => clearInterval(drip));
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as AddressInfo;
-    return { server, service: dps.service.connectionString.replace(/HostName=[^;]+/, `HostName=127.0.0.1:${port}`) };
-  }
-
-  it('a service that trickles its answer ends the command at the deadline with exit 8', async () => {
-    const { server, service } = await trickling();
     try {
       for (const args of [['dps', 'show'], ['hub', 'device', 'list', '--hub-name', A], ['dps', 'enrollment-group', 'list']]) {
         const started = Date.now();
-        const result = await run([...args, '--service', service, '--ca', dps.caPath, '--timeout', '2']);
+        const result = await run([...args, '--service', trickling.service, '--ca', dps.caPath, '--timeout', '2']);
         const elapsed = Date.now() - started;
         expect(result, args.join(' ')).toMatchObject({ code: EXIT_CODES.network, stderr: expect.stringMatching(/no complete answer from 127\.0\.0\.1:\d+ within 2 s \(--timeout\)/) });
         expect(elapsed, args.join(' ')).toBeGreaterThanOrEqual(1900);
         expect(elapsed, args.join(' ')).toBeLessThan(6000); // the trickle kept the socket busy: only the total deadline ends it
       }
     } finally {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
+      await trickling.close();
     }
   });
 
@@ -236,6 +243,35 @@ describe('--timeout bounds each request as a whole', () => {
     expect((await cli('dps', 'show', '--timeout', '5')).code).toBe(0);
     for (const args of [['dps', '--help'], ['dps', 'linked-hub', '--help'], ['dps', 'enrollment-group', '--help'], ['hub', '--help']]) {
       expect((await run(args)).stdout, args.join(' ')).toContain('--timeout <seconds>');
+    }
+  });
+});
+
+describe('JSON nesting is bounded as the core bounds it', () => {
+  it('a JSON-valued flag nested 5,000 levels deep is bad input (exit 2) naming the limit, and nothing is sent', async () => {
+    const deep = `${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}`;
+    for (const flag of ['--initial-twin-tags', '--initial-twin-properties']) {
+      const result = await cli('dps', 'enrollment-group', 'create', '--enrollment-id', 'cli-deep', flag, deep);
+      expect(result, flag).toMatchObject({ code: EXIT_CODES['invalid-input'], stderr: `error (invalid-input): ${flag} nests objects and arrays deeper than 64 levels, the limit\n` });
+    }
+    expect(dps.model.enrollmentGroup('cli-deep')).toBeUndefined();
+    const fits = `${'{"a":'.repeat(40)}1${'}'.repeat(40)}`;
+    expect((await cli('dps', 'enrollment-group', 'create', '--enrollment-id', 'cli-deep', '--initial-twin-tags', fits)).code).toBe(0);
+    expect((await cli('dps', 'enrollment-group', 'delete', '--enrollment-id', 'cli-deep')).code).toBe(0);
+  });
+
+  it('a reply nested deeper than twice the limit is a protocol error (exit 10), not a crash', async () => {
+    const deep = await hostileService((res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(`${'['.repeat(5000)}${']'.repeat(5000)}`);
+    });
+    try {
+      for (const args of [['dps', 'show'], ['dps', 'enrollment-group', 'show', '--enrollment-id', 'g'], ['hub', 'device', 'list', '--hub-name', A]]) {
+        const result = await run([...args, '--service', deep.service, '--ca', dps.caPath]);
+        expect(result, args.join(' ')).toMatchObject({ code: EXIT_CODES.protocol, stderr: expect.stringMatching(/answered 200 with JSON nested deeper than 128 levels/) });
+      }
+    } finally {
+      await deep.close();
     }
   });
 });

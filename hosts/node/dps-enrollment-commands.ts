@@ -2,6 +2,7 @@
 // enrollment-group`, over the DPS service API (so they work against real DPS as well).
 // create prints the group with its keys (as az does: that is how you learn generated keys);
 // show prints them only with --show-keys (as az); list never does.
+import { isNestedDeeper, MAX_JSON_DEPTH } from '../../src/dps/messages.js';
 import { ProvisioningError } from '../../src/errors.js';
 import { COMMON_HELP, optionalSecretFlag, parseFlags, printJson, required, safe, serviceClient, type Io, type Values } from './dps-cli-shared.js';
 
@@ -134,8 +135,12 @@ function groupFromFlags(id: string, values: Values): EnrollmentGroup {
   return group;
 }
 
+/** A JSON-valued flag. Its depth is bounded as the core bounds what DPS sends: deeper JSON cannot be sent (JSON.stringify recurses). */
 function json(text: string | boolean | string[] | undefined, flag: string): unknown {
   if (typeof text !== 'string') return undefined;
+  if (isNestedDeeper(text, MAX_JSON_DEPTH)) {
+    throw new ProvisioningError('invalid-input', `${flag} nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels, the limit`);
+  }
   try {
     return JSON.parse(text);
   } catch {

@@ -6,12 +6,19 @@
 import { request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
 import { rootCertificates } from 'node:tls';
+import { isNestedDeeper, MAX_JSON_DEPTH } from '../../src/dps/messages.js';
 import { ProvisioningError, type ErrorKind } from '../../src/errors.js';
 import { buildSasToken } from '../../src/sas.js';
 
 export const SERVICE_API_VERSION = '2021-10-01';
 const TOKEN_TTL_SECONDS = 3600;
 const MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
+/**
+ * Deeper replies are refused before parsing: printing them (JSON.stringify recurses) would
+ * overflow the stack. Twice the core's bound, so that a list of enrollments each as deep as the
+ * emulator accepts (MAX_JSON_DEPTH) still passes.
+ */
+const MAX_REPLY_DEPTH = 2 * MAX_JSON_DEPTH;
 
 export interface ServiceConnection {
   /** The connection string's HostName, exactly: what tokens are signed for. */
@@ -130,6 +137,10 @@ export class DpsServiceClient {
             clearTimeout(deadline);
             const text = Buffer.concat(chunks).toString('utf8');
             let body: unknown;
+            if (isNestedDeeper(text, MAX_REPLY_DEPTH)) {
+              reject(new ProvisioningError('protocol', `${where} answered ${res.statusCode} with JSON nested deeper than ${MAX_REPLY_DEPTH} levels`, { status: res.statusCode ?? 0 }));
+              return;
+            }
             if (text.trim() !== '') {
               try {
                 body = JSON.parse(text);
