@@ -3,7 +3,8 @@
 //   username   = '<idScope>/registrations/<registrationId>/api-version=...[&ClientVersion=...]'
 //   password   = a SAS token for resource '<idScope>/registrations/<registrationId>', signed with
 //                the individual enrollment's primary or secondary key, or with the key derived
-//                from an enrollment group's primary or secondary key; not expired.
+//                from an enrollment group's primary or secondary key; not expired, and not
+//                expiring more than ten years from now (MAX_TOKEN_LIFETIME_SECONDS).
 // An individual enrollment for the registration ID takes precedence over every group, as in DPS.
 import { createHmac } from 'node:crypto';
 import { deriveDeviceKey } from '../src/identity.js';
@@ -11,6 +12,17 @@ import { verifySasToken } from '../src/sas.js';
 import { parseDpsUsername } from '../src/dps/topics.js';
 import type { DpsModel } from './model.js';
 import type { EnrollmentRef } from './model-types.js';
+
+/**
+ * The longest a device SAS token may still be valid. DPS documents no maximum; the one figure on
+ * record is Microsoft's for IoT Hub SAS tokens: "the standardized maximum lifetime currently
+ * supported is ten years" (ewertons, Azure/azure-iot-sdk-c#714, 2018-11-19,
+ * https://github.com/Azure/azure-iot-sdk-c/issues/714). The emulator applies it to DPS's device
+ * tokens: one whose expiry lies further ahead (a clock far ahead, an expiry written in milliseconds)
+ * is refused like a bad one (CONNACK 5). Ten years is counted as 3653 days (with the leap days)
+ * from the emulator's clock; a token the device makes lives an hour by default, a day at most.
+ */
+export const MAX_TOKEN_LIFETIME_SECONDS = 3653 * 86_400;
 
 export interface DeviceAttestation {
   /** As the device sent it (DPS IDs are case-insensitive; keys derive from the exact bytes). */
@@ -30,7 +42,8 @@ export type AuthFailure =
   | 'token-malformed'
   | 'token-resource'
   | 'token-signature'
-  | 'token-expired';
+  | 'token-expired'
+  | 'token-lifetime';
 
 export type AuthResult = { ok: true; attestation: DeviceAttestation } | { ok: false; reason: AuthFailure };
 
@@ -71,9 +84,10 @@ export function authenticateDevice(
   }
   if (candidates.length === 0) return { ok: false, reason: 'no-enrollment' };
 
-  // The most telling reason across all candidates: a token that verifies but has expired beats a
-  // wrong signature, which beats a wrong resource or a malformed token.
+  // The most telling reason across all candidates: a token that verifies but has expired (or
+  // lives too long) beats a wrong signature, which beats a wrong resource or a malformed token.
   const rank: Record<AuthFailure, number> = {
+    'token-lifetime': 4,
     'token-expired': 4,
     'token-signature': 3,
     'token-resource': 2,
@@ -88,6 +102,10 @@ export function authenticateDevice(
   for (const candidate of candidates) {
     for (const key of [candidate.keys.primaryKey, candidate.keys.secondaryKey]) {
       const result = verifySasToken(token, key, nowSeconds, resource);
+      if (result.ok && result.token.se - nowSeconds > MAX_TOKEN_LIFETIME_SECONDS) {
+        worst = 'token-lifetime';
+        continue;
+      }
       if (result.ok) {
         return { ok: true, attestation: { registrationId, enrollment: candidate.enrollment, deviceKeys: candidate.keys } };
       }

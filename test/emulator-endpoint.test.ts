@@ -10,6 +10,7 @@ import { generate, parser, type Packet } from 'mqtt-packet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildSasToken } from '../src/sas.js';
 import { deriveDeviceKey } from '../src/identity.js';
+import { authenticateDevice, MAX_TOKEN_LIFETIME_SECONDS } from '../emulator/auth.js';
 import { startEmulator, type DpsEmulator } from '../emulator/index.js';
 
 const ID_SCOPE = '0ne0000E2E1';
@@ -148,6 +149,28 @@ describe('CONNECT', () => {
     expect(await b.connack()).toBe(0);
     a.end();
     b.end();
+  });
+
+  it('accepts a token valid for up to ten years and refuses a longer one (the maximum Microsoft states for IoT Hub)', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const token = (id: string, expiry: number) => sasFor(id, deriveDeviceKey(GROUP_KEY, id), expiry);
+    const longest = await RawDevice.device('conn-long-1', { password: token('conn-long-1', now + MAX_TOKEN_LIFETIME_SECONDS - 60) });
+    expect(await longest.connack()).toBe(0);
+    longest.end();
+    const tooLong = await RawDevice.device('conn-long-2', { password: token('conn-long-2', now + MAX_TOKEN_LIFETIME_SECONDS + 3600) });
+    expect(await tooLong.connack()).toBe(5);
+    await tooLong.closed;
+    // An expiry in milliseconds, a common mistake, lies thousands of years ahead.
+    const millis = await RawDevice.device('conn-long-3', { password: token('conn-long-3', Date.now() + 3_600_000) });
+    expect(await millis.connack()).toBe(5);
+    await millis.closed;
+
+    // The exact bound, and the reason the emulator logs.
+    const username = `${ID_SCOPE}/registrations/conn-long-4/api-version=2019-03-31`;
+    const at = (expiry: number) => authenticateDevice(emulator.model, ID_SCOPE, 'conn-long-4', username, token('conn-long-4', expiry), now);
+    expect(MAX_TOKEN_LIFETIME_SECONDS).toBe(3653 * 24 * 3600);
+    expect(at(now + MAX_TOKEN_LIFETIME_SECONDS).ok).toBe(true);
+    expect(at(now + MAX_TOKEN_LIFETIME_SECONDS + 1)).toEqual({ ok: false, reason: 'token-lifetime' });
   });
 
   it.each([

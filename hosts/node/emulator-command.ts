@@ -330,6 +330,7 @@ const REFUSALS: Record<string, string> = {
   'token-resource': 'the SAS token is for another resource (sr)',
   'token-signature': 'the SAS signature does not match any enrollment key (wrong key, or a group key used as the device key?)',
   'token-expired': 'the SAS token has expired (check the device clock)',
+  'token-lifetime': 'the SAS token expires more than ten years from now (check the device clock, and that the expiry is in seconds)',
   fault: 'refused by an injected fault',
 };
 
