@@ -3,13 +3,19 @@
 // DPS emulator. The factory settings (serial number, group key) are written into the simulator's
 // Preference file as a factory would write them into NVS; the rest comes from mcconfig arguments.
 //
-//   boot 1: builds its registration ID from {serial}-{mac}, syncs its clock (SNTP on loopback when
-//           port 123 can be bound), provisions, stores the assignment
+// The first build is the README's configuration, made exactly by the line the emulator's banner
+// prints (serial number and group key on the mcconfig command line, sntp= so the device keeps the
+// host's clock), with retryMin=2 so that the retries fit in a test:
+//   boot 1: builds its registration ID from {serial}-{mac}, provisions, stores the assignment
 //   boot 2: finds the stored assignment and does not contact DPS
 //   boot 3: the stored record damaged on "disk": read as damaged, provisions again
 //   boot 4: a newer record torn midway (the other slot): the previous record is read, DPS skipped
-//   then: no key (a configuration error) stops the loop; the default anchor (DigiCert) refuses
-//         the emulator: a tls error, traced and retried
+//   boot 5: DPS refuses CONNECT with CONNACK 3 twice, then 5 twice: typed error lines and retries,
+//           never a lost simulator (closing the socket inside its callback crashed it), then ready
+//   boot 6: a wrong group key from the factory (Preference): refused, traced, retried, again
+// A second build (no key, the default anchor):
+//   no key (a configuration error) stops the loop; with the factory's serial and group key, the
+//   default anchor (DigiCert) refuses the emulator: a tls error, traced and retried
 //
 // Needs: Linux, $MODDABLE with its tools built (mcconfig, mcsim), npm install done in
 // $MODDABLE/tools/xsbug-log, xvfb-run. Skipped otherwise. Downloads nothing.
@@ -22,6 +28,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmulator, type DpsEmulator, type EndpointEvent } from '../emulator/index.js';
+import { firmwareBuildLine } from '../hosts/node/emulator-command.js';
 import { buildRegistrationId, deriveDeviceKey } from '../src/identity.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -35,8 +42,11 @@ const PREFERENCES = '/tmp/modpreferences.json';
 
 const ID_SCOPE = '0ne00051M01';
 const GROUP_KEY = Buffer.from('simulator-test-group-key-0123456789abcdef-0123456789').toString('base64');
+const WRONG_KEY = Buffer.from('not-the-group-key-of-this-enrollment-group-0123456789').toString('base64');
+const GROUP = 'factory-line';
 const HUB = 'hub-sim.azure-devices.net';
-const SERIAL = 'SN-0042';
+/** The serial number the banner's build line gives the simulator. */
+const SERIAL = 'SN-0001';
 /** The simulator's MAC address, from the manifest's "lin" config. */
 const MAC = '02:00:00:00:d5:01';
 const REGISTRATION_ID = buildRegistrationId('{serial}-{mac}', { serial: SERIAL, mac: MAC });
@@ -71,14 +81,14 @@ if (skipReason) {
         retryAfterSeconds: 1,
         config: {
           iotHubs: [{ connectionString: `HostName=${HUB};SharedAccessKeyName=iothubowner;SharedAccessKey=${Buffer.alloc(32, 9).toString('base64')}` }],
-          enrollmentGroups: [{ enrollmentGroupId: 'factory-line', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY, secondaryKey: GROUP_KEY } } }],
+          enrollmentGroups: [{ enrollmentGroupId: GROUP, attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY, secondaryKey: GROUP_KEY } } }],
         },
         onEvent: (event) => events.push(event),
       });
       sntp = await startSntpResponder();
       savedPreferences = readPreferences();
-      // What the factory writes into NVS: the serial number and the group key (domain "dps").
-      writePreferences({ ...savedPreferences, dps: { serial: SERIAL, groupKey: GROUP_KEY }, 'dps-state': undefined });
+      // No factory settings: the README's build carries the serial number and the group key.
+      writePreferences({ ...savedPreferences, dps: undefined, 'dps-state': undefined });
     });
 
     afterAll(async () => {
@@ -91,16 +101,20 @@ if (skipReason) {
       if (stateDir) rmSync(stateDir, { recursive: true, force: true });
     });
 
-    it('builds with mcconfig for the simulator, trusting the emulator CA', () => {
-      build({ caCertificate: dps.caPem });
+    it('builds with the mcconfig line the emulator prints (the README configuration), trusting its CA', () => {
+      const line = firmwareBuildLine(dps, { platform: 'lin', endpoint: `${dps.endpoint.host}:${dps.endpoint.port}` });
+      const placeholder = `"groupKey=<primary key of enrollment group ${GROUP}>"`;
+      expect(line).toContain(placeholder);
+      // As a user runs it: in a shell, from the checkout, the key filled in.
+      build(['sh', '-c', `${line.replace(placeholder, `"groupKey=${GROUP_KEY}"`)} retryMin=2`]);
     }, 620_000);
 
     it('boot 1: builds its registration ID, syncs its clock, provisions and stores its hub', async () => {
       const trace = await boot();
       expect(trace).toContain(`dps: registration-id ${REGISTRATION_ID}`);
       expect(trace).toContain(`dps: trust config caCertificate sha256 ${fingerprintPrefix(dps.caPem)}`);
-      expect(trace).toMatch(/dps: settings idScope \S+ \(config\) key group \(preference\) endpoint 127\.0\.0\.1:\d+ \(config\)/);
-      expect(trace).toMatch(sntp ? /dps: clock \S+ sntp 127\.0\.0\.1/ : /dps: clock \S+ device/);
+      expect(trace).toMatch(/dps: settings idScope \S+ \(config\) key group \(config\) endpoint 127\.0\.0\.1:\d+ \(config\)/);
+      expect(trace).toMatch(/dps: clock \S+ device \(/);
       expect(trace).toContain(`dps: registering ${REGISTRATION_ID}`);
       expect(trace).toContain(`dps: assigned ${HUB} ${REGISTRATION_ID}`);
       expect(trace).toContain('dps: stored assignment');
@@ -110,6 +124,13 @@ if (skipReason) {
       expect(dps.model.registration(REGISTRATION_ID)?.state).toMatchObject({ status: 'assigned', assignedHub: HUB });
       expect(dps.model.hubDevice(HUB, REGISTRATION_ID)).toBeDefined();
       expect(Object.keys(readPreferences()['dps-state'] ?? {})).toContain('assignment.a0');
+      const memory = /dps: memory slot-heap (\d+) peak (\d+) chunk-heap (\d+) peak (\d+) stack-peak (\d+) gc (\d+) in (\d+) ms modules (\d+)/.exec(trace);
+      expect(memory, trace).not.toBeNull();
+      const [, , slotPeak, , chunkPeak, stackPeak] = memory!.map(Number);
+      expect(slotPeak).toBeGreaterThan(0);
+      expect(chunkPeak).toBeGreaterThan(0);
+      expect(stackPeak).toBeGreaterThan(0);
+      console.log(`simulator, provisioning: ${memory![0]}`);
     }, 150_000);
 
     it('boot 2: reports the stored assignment and does not contact DPS', async () => {
@@ -120,6 +141,7 @@ if (skipReason) {
       expect(trace).not.toContain('dps: connecting');
       expect(connections()).toBe(before);
       expectNoSecrets(trace);
+      console.log(`simulator, cached boot: ${trace.split('\n').find((line) => line.startsWith('dps: memory'))}`);
     }, 150_000);
 
     it('boot 3: a damaged stored record is read as damaged, never as a hub, and the device provisions again', async () => {
@@ -154,43 +176,66 @@ if (skipReason) {
       expect(connections()).toBe(before);
     }, 150_000);
 
-    it('a configuration error (no key) is traced and stops the retry loop', async () => {
-      writePreferences({ ...readPreferences(), dps: { serial: SERIAL }, 'dps-state': undefined });
+    it('boot 5: DPS refuses CONNECT (CONNACK 3 twice, then 5 twice): typed errors, retries, never a crash, then ready', async () => {
+      writePreferences({ ...readPreferences(), 'dps-state': undefined });
+      dps.faults.push({ on: 'connect', action: { type: 'status', status: 3 }, times: 2 });
+      dps.faults.push({ on: 'connect', action: { type: 'status', status: 5 }, times: 2 });
+      const before = connections();
+      const trace = await boot(/^dps: (ready|stopped)/, 150_000);
+      // CONNACK 3 is transient: the flow retries it itself; CONNACK 5 ends the attempt as unauthorized, and the boot loop retries.
+      expect(trace).toMatch(/dps: retrying attempt 1 wait \d+ ms: The server is unavailable \(CONNACK 3/);
+      expect(trace).toMatch(/dps: retrying attempt 2 wait \d+ ms: The server is unavailable \(CONNACK 3/);
+      expect(trace.match(/dps: error unauthorized The server refused the connection \(CONNACK 5: not authorized\)/g)).toHaveLength(2);
+      expect(trace).toMatch(/dps: retry 1 in \d+ s[\s\S]*dps: retry 2 in \d+ s/);
+      expect(trace).toContain(`dps: ready ${HUB} ${REGISTRATION_ID} provisioned`);
+      expect(connections()).toBe(before + 1);
+      expect(dps.faults.fired().filter((r) => r.on === 'connect')).toHaveLength(4);
+      expectNoSecrets(trace);
+    }, 180_000);
+
+    it('boot 6: a wrong group key from the factory: refused, traced and retried, every time', async () => {
+      writePreferences({ ...readPreferences(), dps: { groupKey: WRONG_KEY }, 'dps-state': undefined });
+      const trace = await boot(/^dps: retry 3 in/, 150_000);
+      expect(trace).toMatch(/dps: settings idScope \S+ \(config\) key group \(preference\)/);
+      expect(trace.match(/dps: error unauthorized The server refused the connection \(CONNACK 5: not authorized\)/g)!.length).toBeGreaterThanOrEqual(3);
+      expect(trace).not.toContain('dps: ready');
+      expect(trace).not.toContain(WRONG_KEY);
+      expect(trace).not.toContain(deriveDeviceKey(WRONG_KEY, REGISTRATION_ID));
+      expectNoSecrets(trace);
+    }, 180_000);
+
+    it('a build without a key: the configuration error is traced and stops the retry loop', async () => {
+      writePreferences({ ...readPreferences(), dps: undefined, 'dps-state': undefined });
+      build(['-d', '-m', '-p', 'lin', '-t', 'build', join(REPO, 'manifest.json'), `idScope=${ID_SCOPE}`,
+        `endpoint=${dps.endpoint.host}:${dps.endpoint.port}`, 'sntp=', 'retryMin=2', 'caCertificate=']);
       const trace = await boot();
       expect(trace).toMatch(/dps: error invalid-input No key: write Preference "dps"\/"deviceKey"/);
       expect(trace).toMatch(/dps: stopped/);
       expect(trace).not.toContain('dps: connecting');
-    }, 150_000);
+    }, 620_000);
 
-    it('a server the built-in anchor does not trust: a tls error, traced and retried', async () => {
-      writePreferences({ ...readPreferences(), dps: { serial: SERIAL, groupKey: GROUP_KEY }, 'dps-state': undefined });
-      build({ caCertificate: '' }); // the built-in anchor, DigiCert Global Root G2
+    it('factory settings in Preference, and a server the built-in anchor does not trust: a tls error, traced and retried', async () => {
+      // What the factory writes into NVS: the serial number and the group key (domain "dps").
+      writePreferences({ ...readPreferences(), dps: { serial: 'SN-0042', groupKey: GROUP_KEY }, 'dps-state': undefined });
       const trace = await boot(/^dps: retry 1 in/);
+      expect(trace).toMatch(/key group \(preference\)/);
+      expect(trace).toContain(`dps: registration-id ${buildRegistrationId('{serial}-{mac}', { serial: 'SN-0042', mac: MAC })}`);
       expect(trace).toContain('dps: trust DigiCertGlobalRootG2.der sha256 cb3ccbb76031e5e0');
       expect(trace).toMatch(/dps: error tls The TLS handshake with 127\.0\.0\.1:\d+ failed: the server certificate is not trusted/);
       expect(trace).toMatch(/dps: retry 1 in \d+ s/);
       expectNoSecrets(trace);
-    }, 620_000);
+    }, 150_000);
 
-    function build({ caCertificate }: { caCertificate: string }): void {
-      const result = spawnSync(
-        join(TOOLS, 'mcconfig'),
-        [
-          '-d', '-m', '-p', 'lin', '-t', 'build', join(REPO, 'manifest.json'),
-          `idScope=${ID_SCOPE}`,
-          `endpoint=${dps.endpoint.host}:${dps.endpoint.port}`,
-          `sntp=${sntp ? '127.0.0.1' : ''}`,
-          'retryMin=2',
-          `caCertificate=${caCertificate}`,
-        ],
-        {
-          cwd: REPO,
-          encoding: 'utf8',
-          env: { ...process.env, PATH: `${TOOLS}:${join(REPO, 'node_modules', '.bin')}:${process.env.PATH}` },
-          maxBuffer: 64 * 1024 * 1024,
-          timeout: 600_000,
-        },
-      );
+    /** Runs mcconfig (argv, or a shell command line) from the checkout, the SDK's tools and tsc on the PATH, as the README says. */
+    function build(args: string[]): void {
+      const [command, ...rest] = args[0] === 'sh' ? args : [join(TOOLS, 'mcconfig'), ...args];
+      const result = spawnSync(command!, rest, {
+        cwd: REPO,
+        encoding: 'utf8',
+        env: { ...process.env, PATH: `${TOOLS}:${join(REPO, 'node_modules', '.bin')}:${process.env.PATH}` },
+        maxBuffer: 64 * 1024 * 1024,
+        timeout: 600_000,
+      });
       const output = `${result.stdout}\n${result.stderr}`;
       expect(result.status, output.split('\n').filter((line) => /error|failure/i.test(line)).join('\n')).toBe(0);
       expect(existsSync(APP)).toBe(true);
@@ -217,6 +262,7 @@ function boot(until = /^dps: (ready|stopped)/, timeoutMs = 120_000): Promise<str
       if (done) return;
       done = true;
       clearTimeout(timer);
+      clearInterval(watchdog);
       try {
         process.kill(-child.pid!, 'SIGTERM');
       } catch {
@@ -242,6 +288,14 @@ function boot(until = /^dps: (ready|stopped)/, timeoutMs = 120_000): Promise<str
     child.stdout.on('data', take);
     child.stderr.on('data', take);
     child.on('error', (error) => finish(error));
+    child.on('exit', (code, signal) => finish(new Error(`xsbug-log ended (${signal ?? `exit ${code}`}) before a line matching ${until}; trace:\n${lines.join('\n')}`)));
+    // A crash of the simulator (a SIGSEGV) leaves xsbug-log waiting for it: watch mcsim itself.
+    let seen = false;
+    const watchdog = setInterval(() => {
+      const alive = spawnSync('pgrep', ['-g', String(child.pid), '-x', 'mcsim']).status === 0;
+      if (alive) seen = true;
+      else if (seen) finish(new Error(`the simulator (mcsim) died before a line matching ${until}; trace:\n${lines.join('\n')}`));
+    }, 500);
   });
 }
 

@@ -15,6 +15,7 @@
 //   dps: assigned <hub> <deviceId> (DPS answered)
 //   dps: stored <key> | dps: store-failed <message> | dps: store-unreadable <message>
 //   dps: ready <hub> <deviceId> cached|provisioned
+//   dps: memory slot-heap <bytes> peak <bytes> chunk-heap <bytes> peak <bytes> stack-peak <bytes> gc <n> in <ms> ms modules <n>   (debug builds)
 //   dps: error <kind> <message>, then dps: retry <n> in <s> s | dps: stopped <why>
 import config from "mc/config";
 import Instrumentation from "instrumentation";
@@ -25,6 +26,7 @@ import { provisionDevice, resolveRegistrationId, type ProvisionResult } from "..
 import { clock, sleep, syncClock } from "./clock.js";
 import { macAddress, platform } from "./device.js";
 import { PreferenceStore } from "./preference-store.js";
+import { watchMemory, type MemoryPeaks } from "./memory.js";
 import { configNumber, readSettings } from "./settings.js";
 import { createTlsConnect, trustAnchor } from "./tls-connect.js";
 
@@ -37,6 +39,7 @@ export default function main(): void {
 /** Provision (or find the stored assignment), retrying until it succeeds or the settings are wrong. */
 export async function boot(): Promise<ProvisionResult | undefined> {
 	say(`boot ${CLIENT_VERSION} ${platform}`);
+	const memory = watchMemory();
 	const retryMinMs = configNumber("retryMin", 15) * 1000;
 	const retryMaxMs = configNumber("retryMax", 1800) * 1000;
 	for (let attempt = 1; ; attempt++) {
@@ -44,7 +47,7 @@ export async function boot(): Promise<ProvisionResult | undefined> {
 			const result = await provisionOnce();
 			const { assignedHub, deviceId } = result.assignment;
 			say(`ready ${assignedHub} ${deviceId} ${result.fromCache ? "cached" : "provisioned"}`);
-			traceMemory();
+			traceMemory(memory.stop());
 			return result;
 		} catch (error) {
 			const kind = isProvisioningError(error) ? error.kind : "internal";
@@ -120,12 +123,14 @@ function describeEvent(event: ProvisioningEvent): string {
 	}
 }
 
-/** Debug builds only (instrumentation is compiled out of release builds): the XS memory in use. */
-function traceMemory(): void {
-	const read = (name: Parameters<typeof Instrumentation.map>[0]) => Instrumentation.get(Instrumentation.map(name));
-	const stack = read("XS Stack Used");
-	if (stack === undefined) return;
-	say(`memory slot-heap ${read("XS Slot Heap Used")} chunk-heap ${read("XS Chunk Heap Used")} stack ${stack} modules ${read("XS Modules Loaded")}`);
+/** Debug builds only (instrumentation is compiled out of release builds): the XS memory in use, and its peaks since boot. */
+function traceMemory(peaks: MemoryPeaks | undefined): void {
+	if (!peaks) return;
+	const modules = Instrumentation.get(Instrumentation.map("XS Modules Loaded"));
+	say(
+		`memory slot-heap ${peaks.slotHeap} peak ${peaks.slotHeapPeak} chunk-heap ${peaks.chunkHeap} peak ${peaks.chunkHeapPeak}` +
+			` stack-peak ${peaks.stackPeak} gc ${peaks.collections} in ${peaks.ms} ms modules ${modules}`,
+	);
 }
 
 function sntpServers(): string[] {
