@@ -118,6 +118,18 @@ describe('registerDevice against a scripted DPS', () => {
     expect(t.dps.requests.map((r) => r.type)).toEqual(['register', 'register', 'register']);
   });
 
+  it.each([
+    [5, 'unauthorized', /^The server refused the connection \(CONNACK 5: not authorized\); check the ID scope, registration ID and key\. The SAS token's expiry comes from the device clock, which reads \S+: if that is wrong, sync the clock$/],
+    [4, 'unauthorized', /^The server refused the credentials \(CONNACK 4: bad user name or password\); check the ID scope/],
+    [2, 'invalid-input', /^The server rejected the client identifier "sensor-0042" \(CONNACK 2: identifier rejected\); for DPS it must be the registration ID$/],
+  ] as const)('explains CONNACK %i in DPS terms', async (connack, kind, message) => {
+    const t = setup([], {}, { connack });
+    const error = await failure(t.run());
+    expect(error.kind).toBe(kind);
+    expect(error.message).toMatch(message);
+    expect(error.status).toBe(connack);
+  });
+
   it("refuses another device's assignment, before announcing it", async () => {
     const t = setup([{ status: 200, body: assignedBody('someone-else') }]);
     const error = await failure(t.run());

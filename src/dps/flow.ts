@@ -255,12 +255,24 @@ class Session {
     }
   }
 
-  /** Unauthorized is most often a wrong key or a wrong clock: say what the clock read. */
+  /**
+   * DPS's advice on a refusal: CONNACK 2 means the client ID is not the registration ID; being
+   * unauthorized is most often a wrong ID scope, registration ID or key, or a wrong clock (say what
+   * the clock read).
+   */
   private explain(error: ProvisioningError): ProvisioningError {
-    if (error.kind !== 'unauthorized' || error.message.includes('clock reads')) return error;
-    const reads = new Date(this.ports.clock.now()).toISOString();
-    const message = `${error.message}. The SAS token's expiry comes from the device clock, which reads ${reads}: if that is wrong, sync the clock`;
-    return new ProvisioningError('unauthorized', message, {
+    const fromConnack = error.errorCode === undefined && error.status !== undefined && error.message.includes('CONNACK');
+    let message: string;
+    if (error.kind === 'invalid-input' && fromConnack && error.status === 2) {
+      message = `${error.message}; for DPS it must be the registration ID`;
+    } else if (error.kind === 'unauthorized' && !error.message.includes('clock reads')) {
+      const reads = new Date(this.ports.clock.now()).toISOString();
+      const check = fromConnack ? '; check the ID scope, registration ID and key' : '';
+      message = `${error.message}${check}. The SAS token's expiry comes from the device clock, which reads ${reads}: if that is wrong, sync the clock`;
+    } else {
+      return error;
+    }
+    return new ProvisioningError(error.kind, message, {
       ...(error.errorCode !== undefined && { errorCode: error.errorCode }),
       ...(error.trackingId !== undefined && { trackingId: error.trackingId }),
       ...(error.status !== undefined && { status: error.status }),

@@ -191,19 +191,12 @@ export class MqttClient {
     } catch (error) {
       return this.#fail(isProvisioningError(error) ? error : new ProvisioningError('protocol', String(error)));
     }
-    // An exception from onMessage surfaces after the rest of the chunk is handled.
-    let thrown: { error: unknown } | undefined;
     for (const packet of packets) {
       if (this.#isClosed()) break; // a packet or a callback ended the session
       this.#pingOutstanding = false;
       this.#arm('receiveIdle', this.#keepAliveMs, () => this.#ping());
-      try {
-        this.#handle(packet);
-      } catch (error) {
-        thrown ??= { error };
-      }
+      this.#handle(packet);
     }
-    if (thrown) throw thrown.error;
   }
 
   #handle(packet: Packet): void {
@@ -241,7 +234,7 @@ export class MqttClient {
         return this.#take(packet.messageId, 'puback')?.resolve(1);
       case 'publish':
         if (packet.qos === 1) this.#write(encodePacket({ type: 'puback', messageId: packet.messageId! }));
-        if (this.#state === 'open') this.#onMessage(packet.topic, packet.payload);
+        if (this.#state === 'open') this.#deliver(packet.topic, packet.payload);
         return;
       case 'pingresp':
         return;
@@ -251,6 +244,19 @@ export class MqttClient {
         return this.#fail(unexpected('second CONNACK'));
       default:
         return this.#fail(unexpected(`${packet.type.toUpperCase()}, which only a client sends`));
+    }
+  }
+
+  /**
+   * Hands a message to onMessage. An exception there ends the session (onClose reports it): it
+   * never escapes into the host's socket callback, where it would be lost or abort the device.
+   */
+  #deliver(topic: string, payload: Uint8Array): void {
+    try {
+      this.#onMessage(topic, payload);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      this.#fail(new ProvisioningError('protocol', `Handling the message on ${JSON.stringify(topic)} failed: ${reason}`, { cause: error }));
     }
   }
 
@@ -348,14 +354,14 @@ function unexpected(what: string): ProvisioningError {
 
 /** CONNACK return codes (§3.2.2.3) as error kinds. */
 function connackError(code: number, clientId: string): ProvisioningError {
+  // The advice a person can act on depends on the service (DPS, IoT Hub): its driver adds it.
   const fail = (kind: ErrorKind, message: string) => new ProvisioningError(kind, message, { status: code });
-  const check = 'check the ID scope, registration ID and key, and the device clock (the SAS token expiry depends on it)';
   switch (code) {
     case 1: return fail('protocol', 'The server refused MQTT 3.1.1 (CONNACK 1: unacceptable protocol version)');
-    case 2: return fail('invalid-input', `The server rejected the client identifier ${JSON.stringify(clientId)} (CONNACK 2: identifier rejected); for DPS it must be the registration ID`);
+    case 2: return fail('invalid-input', `The server rejected the client identifier ${JSON.stringify(clientId)} (CONNACK 2: identifier rejected)`);
     case 3: return fail('server', 'The server is unavailable (CONNACK 3: server unavailable); try again later');
-    case 4: return fail('unauthorized', `The server refused the credentials (CONNACK 4: bad user name or password); ${check}`);
-    case 5: return fail('unauthorized', `The server refused the connection (CONNACK 5: not authorized); ${check}`);
+    case 4: return fail('unauthorized', 'The server refused the credentials (CONNACK 4: bad user name or password)');
+    case 5: return fail('unauthorized', 'The server refused the connection (CONNACK 5: not authorized)');
     default: return fail('protocol', `The server answered CONNECT with an unknown CONNACK return code ${code}`);
   }
 }
