@@ -25,6 +25,7 @@ export type ErrorKind =
   /** Persistent storage failed. */
   | 'storage';
 
+/** What a failure carries besides its kind and message: the one shape of these details in the core. */
 export interface ErrorDetails {
   /** DPS's six-digit errorCode, when DPS sent one. */
   errorCode?: number;
@@ -53,6 +54,20 @@ export class ProvisioningError extends Error {
     this.status = details.status;
     if (details.cause !== undefined) (this as { cause?: unknown }).cause = details.cause;
   }
+
+  /** The same failure (kind, errorCode, trackingId, status) told with another message. */
+  rephrase(message: string): ProvisioningError {
+    return new ProvisioningError(this.kind, message, detailsOf(this));
+  }
+}
+
+/** The errorCode, trackingId and status that are set, and nothing else (no cause). */
+export function detailsOf(details: ErrorDetails): ErrorDetails {
+  const out: ErrorDetails = {};
+  if (details.errorCode !== undefined) out.errorCode = details.errorCode;
+  if (details.trackingId !== undefined) out.trackingId = details.trackingId;
+  if (details.status !== undefined) out.status = details.status;
+  return out;
 }
 
 export function isProvisioningError(value: unknown): value is ProvisioningError {

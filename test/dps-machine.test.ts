@@ -48,15 +48,14 @@ describe('the DPS state machine', () => {
 
   it('waits the retry-after DPS gives on 202, then polls that operation', () => {
     const s = run([[{ type: 'start' }, T0], [response(202, assigning('op-7'), 2), T0 + 100]]);
-    expect(s.action).toEqual({ type: 'wait', ms: 2000, reason: 'assigning', detail: 'operation op-7' });
+    expect(s.action).toEqual({ type: 'wait', ms: 2000, reason: 'assigning', operationId: 'op-7', poll: 1 });
     const next = step(s.state, { type: 'waited' }, T0 + 2100, config());
-    expect(next.action).toEqual({ type: 'request', phase: { type: 'poll', operationId: 'op-7' } });
+    expect(next.action).toEqual({ type: 'request', phase: { type: 'poll', operationId: 'op-7', polls: 1 } });
   });
 
   it('uses the default wait when a 202 has no retry-after, and counts polls', () => {
     const s = run([[{ type: 'start' }, T0], [response(202, assigning()), T0], [{ type: 'waited' }, T0 + 3000], [response(202, assigning()), T0 + 3100]]);
-    expect(s.action).toMatchObject({ type: 'wait', ms: 3000, reason: 'assigning' });
-    expect(s.state.polls).toBe(2);
+    expect(s.action).toMatchObject({ type: 'wait', ms: 3000, reason: 'assigning', poll: 2 });
   });
 
   it('ends with the registration state on 200 assigned', () => {
@@ -94,7 +93,7 @@ describe('the DPS state machine', () => {
 
   it('retries the same request after 429, honouring retry-after', () => {
     const s = run([[{ type: 'start' }, T0], [response(429, errorBody(429), 5), T0]]);
-    expect(s.action).toMatchObject({ type: 'wait', ms: 5000, reason: 'throttled' });
+    expect(s.action).toMatchObject({ type: 'wait', ms: 5000, reason: 'retrying', cause: 'throttled' });
     expect(step(s.state, { type: 'waited' }, T0 + 5000, config()).action).toEqual({ type: 'request', phase: { type: 'register' } });
   });
 
@@ -112,7 +111,7 @@ describe('the DPS state machine', () => {
 
   it('keeps polling the same operation after a 429 on poll', () => {
     const s = run([[{ type: 'start' }, T0], [response(202, assigning('op-9'), 1), T0], [{ type: 'waited' }, T0 + 1000], [response(429, errorBody(429), 2), T0 + 1000], [{ type: 'waited' }, T0 + 3000]]);
-    expect(s.action).toEqual({ type: 'request', phase: { type: 'poll', operationId: 'op-9' } });
+    expect(s.action).toEqual({ type: 'request', phase: { type: 'poll', operationId: 'op-9', polls: 1 } });
   });
 
   it('re-registers when DPS no longer knows the operation (404 on poll)', () => {
@@ -123,8 +122,8 @@ describe('the DPS state machine', () => {
   it('after a lost connection, backs off and resumes polling the same operation', () => {
     const lost: MachineEvent = { type: 'lost', error: new ProvisioningError('network', 'reset') };
     const s = run([[{ type: 'start' }, T0], [response(202, assigning('op-3'), 1), T0], [{ type: 'waited' }, T0 + 1000], [lost, T0 + 1000]]);
-    expect(s.action).toMatchObject({ type: 'wait', reason: 'network', ms: 1500 });
-    expect(step(s.state, { type: 'waited' }, T0 + 3000, config()).action).toEqual({ type: 'request', phase: { type: 'poll', operationId: 'op-3' } });
+    expect(s.action).toMatchObject({ type: 'wait', reason: 'reconnecting', cause: 'network', detail: 'reset', ms: 1500 });
+    expect(step(s.state, { type: 'waited' }, T0 + 3000, config()).action).toEqual({ type: 'request', phase: { type: 'poll', operationId: 'op-3', polls: 1 } });
   });
 
   it('fails at once when the connection is refused as unauthorized or the certificate is untrusted', () => {
@@ -136,7 +135,7 @@ describe('the DPS state machine', () => {
 
   it('retries a server-unavailable refusal with backoff', () => {
     const s = run([[{ type: 'start' }, T0], [{ type: 'connect-failed', error: new ProvisioningError('server', 'CONNACK 3') }, T0]]);
-    expect(s.action).toMatchObject({ type: 'wait', reason: 'server' });
+    expect(s.action).toMatchObject({ type: 'wait', reason: 'retrying', cause: 'server', detail: 'CONNACK 3' });
   });
 
   it('gives up after repeated protocol violations', () => {

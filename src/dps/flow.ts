@@ -130,7 +130,11 @@ class Session {
         case 'fail':
           throw this.explain(action.error);
         case 'wait':
-          this.logWait(action.reason, action.detail, action.ms, state.polls, state.phase);
+          this.log(
+            action.reason === 'assigning'
+              ? { type: 'assigning', operationId: action.operationId, attempt: action.poll, waitMs: action.ms }
+              : { type: action.reason, reason: action.detail, attempt: ++this.retries, waitMs: action.ms },
+          );
           await this.sleep(Math.min(action.ms, config.deadline - clock.now()));
           event = { type: 'waited' };
           break;
@@ -245,16 +249,6 @@ class Session {
     return new Promise((resolve) => this.ports.clock.setTimer(resolve, Math.max(0, ms)));
   }
 
-  private logWait(reason: string, detail: string, waitMs: number, polls: number, phase: Phase): void {
-    if (reason === 'assigning' && phase.type === 'poll') {
-      this.log({ type: 'assigning', operationId: phase.operationId, attempt: polls, waitMs });
-    } else if (reason === 'network' || reason === 'protocol') {
-      this.log({ type: 'reconnecting', reason: detail, attempt: ++this.retries, waitMs });
-    } else {
-      this.log({ type: 'retrying', reason: detail, attempt: ++this.retries, waitMs });
-    }
-  }
-
   /**
    * DPS's advice on a refusal: CONNACK 2 means the client ID is not the registration ID; being
    * unauthorized is most often a wrong ID scope, registration ID or key, or a wrong clock (say what
@@ -272,11 +266,7 @@ class Session {
     } else {
       return error;
     }
-    return new ProvisioningError(error.kind, message, {
-      ...(error.errorCode !== undefined && { errorCode: error.errorCode }),
-      ...(error.trackingId !== undefined && { trackingId: error.trackingId }),
-      ...(error.status !== undefined && { status: error.status }),
-    });
+    return error.rephrase(message);
   }
 }
 

@@ -11,7 +11,7 @@
 //
 // Every wait is checked against the deadline first: a wait that would end past it fails now,
 // with the kind of the problem that kept us waiting (throttled, server, network, timeout).
-import { ProvisioningError, type ErrorKind } from '../errors.js';
+import { detailsOf, ProvisioningError, type ErrorKind } from '../errors.js';
 import type { Random } from '../ports.js';
 import type { DpsResponse, RegistrationState } from './messages.js';
 
@@ -35,32 +35,34 @@ export interface MachineConfig {
   maxProtocolErrors: number;
 }
 
-export type Phase = { type: 'register' } | { type: 'poll'; operationId: string };
-
-/** Why the flow is waiting or was last held up; names the failure if the deadline passes. */
-interface Problem {
-  kind: ErrorKind;
-  message: string;
-  errorCode?: number;
-  trackingId?: string;
-  status?: number;
-}
+/** What to request next; `polls` counts the status requests answered "assigning" for this operation. */
+export type Phase = { type: 'register' } | { type: 'poll'; operationId: string; polls: number };
 
 export interface MachineState {
   phase: Phase;
   /** Consecutive transient failures: the backoff exponent. Reset by any useful response. */
   failures: number;
   protocolErrors: number;
-  /** Polls sent for the current operation. */
-  polls: number;
-  problem: Problem | undefined;
+  /**
+   * What last held the flow up (a throttle, a server error, a lost connection): the failure to
+   * report, with its details, if the deadline passes. Undefined while DPS is simply assigning.
+   */
+  problem: ProvisioningError | undefined;
 }
 
-export type WaitReason = 'assigning' | 'throttled' | 'server' | 'network' | 'protocol';
+/**
+ * A wait, and what it means to the device's owner (the host logs it as it is): DPS is assigning
+ * (the n-th poll follows), or the same request is retried on this connection (`retrying`: DPS
+ * throttled or failed) or on a new one (`reconnecting`: the connection failed or the server broke
+ * the protocol). `cause` is the kind of the problem; `detail` its message.
+ */
+export type Wait =
+  | { type: 'wait'; ms: number; reason: 'assigning'; operationId: string; poll: number }
+  | { type: 'wait'; ms: number; reason: 'retrying' | 'reconnecting'; cause: ErrorKind; detail: string };
 
 export type Action =
   | { type: 'request'; phase: Phase }
-  | { type: 'wait'; ms: number; reason: WaitReason; detail: string }
+  | Wait
   | { type: 'done'; registrationState: RegistrationState; operationId: string }
   | { type: 'fail'; error: ProvisioningError };
 
@@ -72,7 +74,7 @@ export type MachineEvent =
   | { type: 'waited' };
 
 export function initialState(): MachineState {
-  return { phase: { type: 'register' }, failures: 0, protocolErrors: 0, polls: 0, problem: undefined };
+  return { phase: { type: 'register' }, failures: 0, protocolErrors: 0, problem: undefined };
 }
 
 export interface Step {
@@ -82,8 +84,10 @@ export interface Step {
 
 export function step(state: MachineState, event: MachineEvent, now: number, config: MachineConfig): Step {
   if (now >= config.deadline && event.type !== 'response') {
-    // A connection that failed or was lost as the deadline passed is the cause, unless something else held the flow up.
-    const cause = (event.type === 'connect-failed' || event.type === 'lost') && !state.problem ? { ...state, problem: problemOf(event.error) } : state;
+    // A connection that failed or was lost as the deadline passed is the cause, unless something
+    // else held the flow up, or DPS was still assigning.
+    const lost = (event.type === 'connect-failed' || event.type === 'lost') && !state.problem && state.phase.type === 'register';
+    const cause = lost ? { ...state, problem: event.error } : state;
     return { state, action: { type: 'fail', error: deadlineError(cause) } };
   }
   switch (event.type) {
@@ -104,17 +108,17 @@ function onConnectFailed(state: MachineState, error: ProvisioningError, now: num
   if (error.kind === 'unauthorized' || error.kind === 'tls' || error.kind === 'invalid-input' || error.kind === 'failed') {
     return { state, action: { type: 'fail', error } };
   }
-  return retryLater(state, problemOf(error), now, config);
+  return retryLater(state, error, now, config);
 }
 
 function onLost(state: MachineState, error: ProvisioningError, now: number, config: MachineConfig): Step {
   if (error.kind === 'protocol') {
     const protocolErrors = state.protocolErrors + 1;
     if (protocolErrors > config.maxProtocolErrors) return { state, action: { type: 'fail', error } };
-    return retryLater({ ...state, protocolErrors }, problemOf(error), now, config);
+    return retryLater({ ...state, protocolErrors }, error, now, config);
   }
   if (error.kind === 'unauthorized') return { state, action: { type: 'fail', error } };
-  return retryLater(state, problemOf(error), now, config);
+  return retryLater(state, error, now, config);
 }
 
 function onResponse(
@@ -127,22 +131,16 @@ function onResponse(
   const retryAfterMs = event.retryAfterSeconds === undefined ? undefined : event.retryAfterSeconds * 1000;
 
   if (response.kind === 'error') {
-    const problem: Problem = {
-      kind: 'failed',
-      message: response.message ?? `DPS answered ${status}`,
-      status,
-      ...(response.errorCode !== undefined && { errorCode: response.errorCode }),
-      ...(response.trackingId !== undefined && { trackingId: response.trackingId }),
-    };
-    if (status === 429) return retryLater(state, { ...problem, kind: 'throttled' }, now, config, retryAfterMs);
-    if (status >= 500) return retryLater(state, { ...problem, kind: 'server' }, now, config, retryAfterMs);
+    const kind: ErrorKind =
+      status === 429 ? 'throttled' : status >= 500 ? 'server' : status === 401 || status === 403 ? 'unauthorized' : 'failed';
+    const problem = new ProvisioningError(kind, response.message ?? `DPS answered ${status}`, { ...detailsOf(response), status });
+    if (kind === 'throttled' || kind === 'server') return retryLater(state, problem, now, config, retryAfterMs);
     if (status === 404 && state.phase.type === 'poll') {
       // DPS no longer knows the operation (expired, or lost in a failover): start over.
-      const next: MachineState = { ...state, phase: { type: 'register' }, polls: 0, failures: 0, problem };
+      const next: MachineState = { ...state, phase: { type: 'register' }, failures: 0, problem };
       return { state: next, action: { type: 'request', phase: next.phase } };
     }
-    const kind: ErrorKind = status === 401 || status === 403 ? 'unauthorized' : 'failed';
-    return { state, action: { type: 'fail', error: toError({ ...problem, kind }, describeRefusal(status, state.phase)) } };
+    return { state, action: { type: 'fail', error: rephrase(problem, describeRefusal(status, state.phase)) } };
   }
 
   const registration = response.registrationState;
@@ -168,32 +166,30 @@ function onResponse(
     }
     case 'assigning':
     case 'unassigned': {
-      const polls = state.phase.type === 'poll' && state.phase.operationId === response.operationId ? state.polls + 1 : 1;
-      const next: MachineState = {
-        phase: { type: 'poll', operationId: response.operationId },
-        failures: 0,
-        protocolErrors: 0,
-        polls,
-        problem: { kind: 'timeout', message: `DPS was still assigning (operation ${response.operationId})` },
-      };
+      const { operationId } = response;
+      const polls = state.phase.type === 'poll' && state.phase.operationId === operationId ? state.phase.polls + 1 : 1;
+      const next: MachineState = { phase: { type: 'poll', operationId, polls }, failures: 0, protocolErrors: 0, problem: undefined };
       const ms = retryAfterMs ?? config.defaultRetryAfterMs;
-      return waitOrFail(next, ms, 'assigning', `operation ${response.operationId}`, now, config);
+      return waitOrFail(next, { type: 'wait', ms, reason: 'assigning', operationId, poll: polls }, now, config);
     }
   }
 }
 
-/** A transient problem: wait as the server asked, or back off exponentially with jitter. */
-function retryLater(state: MachineState, problem: Problem, now: number, config: MachineConfig, retryAfterMs?: number): Step {
+/**
+ * A transient problem: wait as the server asked, or back off exponentially with jitter. DPS's
+ * answers (throttled, server errors) are retried on the connection; anything else on a new one.
+ */
+function retryLater(state: MachineState, problem: ProvisioningError, now: number, config: MachineConfig, retryAfterMs?: number): Step {
   const failures = state.failures + 1;
   const next: MachineState = { ...state, failures, problem };
   const ms = retryAfterMs ?? backoffMs(failures, config);
-  const reason: WaitReason = problem.kind === 'throttled' || problem.kind === 'server' || problem.kind === 'protocol' ? problem.kind : 'network';
-  return waitOrFail(next, ms, reason, problem.message, now, config);
+  const reason = problem.kind === 'throttled' || problem.kind === 'server' ? 'retrying' : 'reconnecting';
+  return waitOrFail(next, { type: 'wait', ms, reason, cause: problem.kind, detail: problem.message }, now, config);
 }
 
-function waitOrFail(state: MachineState, ms: number, reason: WaitReason, detail: string, now: number, config: MachineConfig): Step {
-  if (now + ms >= config.deadline) return { state, action: { type: 'fail', error: deadlineError(state) } };
-  return { state, action: { type: 'wait', ms, reason, detail } };
+function waitOrFail(state: MachineState, wait: Wait, now: number, config: MachineConfig): Step {
+  if (now + wait.ms >= config.deadline) return { state, action: { type: 'fail', error: deadlineError(state) } };
+  return { state, action: wait };
 }
 
 /** Exponential backoff: min·2^(n-1), capped at max, plus uniform jitter. */
@@ -205,6 +201,9 @@ export function backoffMs(failures: number, config: Pick<MachineConfig, 'backoff
 
 function deadlineError(state: MachineState): ProvisioningError {
   const problem = state.problem;
+  if (!problem && state.phase.type === 'poll') {
+    return new ProvisioningError('timeout', `The provisioning deadline passed: DPS was still assigning (operation ${state.phase.operationId})`);
+  }
   if (!problem) return new ProvisioningError('timeout', 'The provisioning deadline passed before DPS answered');
   const prefix: Record<string, string> = {
     throttled: 'DPS kept throttling the device (429) until the deadline passed',
@@ -213,7 +212,7 @@ function deadlineError(state: MachineState): ProvisioningError {
     protocol: 'DPS kept sending malformed data until the deadline passed',
     timeout: 'The provisioning deadline passed',
   };
-  return toError(problem, `${prefix[problem.kind] ?? 'The provisioning deadline passed'}: ${problem.message}`);
+  return rephrase(problem, `${prefix[problem.kind] ?? 'The provisioning deadline passed'}: ${problem.message}`);
 }
 
 function describeRefusal(status: number, phase: Phase): string {
@@ -224,21 +223,7 @@ function describeRefusal(status: number, phase: Phase): string {
   return `DPS refused ${what} (${status})`;
 }
 
-function problemOf(error: ProvisioningError): Problem {
-  return {
-    kind: error.kind,
-    message: error.message,
-    ...(error.errorCode !== undefined && { errorCode: error.errorCode }),
-    ...(error.trackingId !== undefined && { trackingId: error.trackingId }),
-    ...(error.status !== undefined && { status: error.status }),
-  };
-}
-
-function toError(problem: Problem, message: string): ProvisioningError {
-  const detail = problem.message && !message.includes(problem.message) ? `${message}: ${problem.message}` : message;
-  return new ProvisioningError(problem.kind, detail, {
-    ...(problem.errorCode !== undefined && { errorCode: problem.errorCode }),
-    ...(problem.trackingId !== undefined && { trackingId: problem.trackingId }),
-    ...(problem.status !== undefined && { status: problem.status }),
-  });
+/** The problem told with `message`, followed by the problem's own message unless it is already in it. */
+function rephrase(problem: ProvisioningError, message: string): ProvisioningError {
+  return problem.rephrase(problem.message && !message.includes(problem.message) ? `${message}: ${problem.message}` : message);
 }

@@ -2,7 +2,7 @@
 // Field names from the DPS device REST API (DeviceRegistrationResult, RegistrationOperationStatus)
 // as azure-sdk-for-c parses them (sdk/src/azure/iot/az_iot_provisioning_client.c).
 import { utf8Decode, utf8Encode } from '../bytes.js';
-import { ProvisioningError } from '../errors.js';
+import { ProvisioningError, type ErrorDetails } from '../errors.js';
 import { isDeviceId, validateRegistrationId } from '../identity.js';
 import { printable } from '../text.js';
 
@@ -112,7 +112,7 @@ export function isRegistrationStatus(value: unknown): value is RegistrationStatu
   return typeof value === 'string' && (REGISTRATION_STATUSES as readonly string[]).includes(value);
 }
 
-function parseRegistrationState(value: unknown, fallbackStatus: RegistrationStatus, details: ErrorDetailsLike): RegistrationState {
+function parseRegistrationState(value: unknown, fallbackStatus: RegistrationStatus, details: ErrorDetails): RegistrationState {
   if (!isObject(value)) throw protocol('DPS sent a registrationState that is not an object', details);
   const bad = (field: string) => protocol(`DPS sent a registrationState with an invalid ${field}`, details);
   if (typeof value.registrationId !== 'string') throw bad('registrationId');
@@ -165,12 +165,6 @@ function parseErrorBody(status: number, body: Uint8Array): DpsResponse {
     response.operationId = json.operationId;
   }
   return response;
-}
-
-interface ErrorDetailsLike {
-  status?: number;
-  errorCode?: number;
-  trackingId?: string;
 }
 
 /** errorCode (a number, or digits in a string) and trackingId, when well-typed. */
@@ -256,6 +250,6 @@ function clip(text: string): string {
   return shown.length <= MAX_SERVER_MESSAGE_LENGTH ? shown : `${shown.slice(0, MAX_SERVER_MESSAGE_LENGTH)}…`;
 }
 
-function protocol(message: string, details: ErrorDetailsLike = {}): ProvisioningError {
+function protocol(message: string, details: ErrorDetails = {}): ProvisioningError {
   return new ProvisioningError('protocol', message, details);
 }
