@@ -30,7 +30,6 @@ const GROUPS = [
   { name: 'core (src/)', prefix: 'src' },
   { name: 'device host (hosts/moddable/)', prefix: 'hosts/moddable' },
   { name: 'npm: @noble/hashes', prefix: '@noble/hashes' },
-  { name: 'npm: @scure/base', prefix: '@scure/base' },
 ];
 
 const build = spawnSync(mcconfig, ['-m', '-p', PLATFORM, '-t', 'build', join(REPO, 'manifest.json')], {

@@ -143,7 +143,7 @@ if (args.has('--json')) {
   console.log('every figure includes the empty command\'s cost (first row).');
   if (lockdown) console.log("under lockdown, 'load' is mostly SES's global eval scanning the bundle's source, not the core's module init.");
   console.log('');
-  console.log('core bundle (provisionDevice + identity helpers, with @noble/hashes and @scure/base; esbuild, ES2022):');
+  console.log('core bundle (provisionDevice + identity helpers, with @noble/hashes; esbuild, ES2022):');
   const line = (name, s) =>
     console.log(`  ${pad(name, 10)}${String(s.bytes).padStart(7)} bytes  gzip ${String(s.gzip).padStart(6)}  (own code ${s.own}, dependencies ${s.deps}; ${s.modules} modules)`);
   line('plain', plain);

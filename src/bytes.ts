@@ -1,5 +1,4 @@
 // UTF-8 and base64 without TextEncoder, atob or Buffer (XS on a device has none of them).
-import { base64 } from '@scure/base';
 import { ProvisioningError } from './errors.js';
 
 /** UTF-8 encode. Lone surrogates become U+FFFD, as TextEncoder does. */
@@ -102,15 +101,83 @@ function invalidUtf8(): ProvisioningError {
   return new ProvisioningError('protocol', 'Invalid UTF-8 in a string from the server');
 }
 
+// Base64 (RFC 4648 §4, with padding). Moddable's XS has Uint8Array.fromBase64 and toBase64
+// (TC39 "Uint8Array to/from base64"), Node 20 and xsnap's XS do not: the native ones when
+// present, else the small codec below. Both are strict: padding required, no whitespace, no
+// other alphabet, and the unused bits of the last character must be zero (one encoding per
+// byte string, as a key's must be).
+
+const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+
+interface NativeBase64 {
+  fromBase64?: (text: string, options: { lastChunkHandling: 'strict' }) => Uint8Array;
+}
+const native = Uint8Array as unknown as NativeBase64;
+const nativeToBase64 = (Uint8Array.prototype as unknown as { toBase64?: () => string }).toBase64;
+
 export function base64Encode(bytes: Uint8Array): string {
-  return base64.encode(bytes);
+  if (nativeToBase64) return nativeToBase64.call(bytes);
+  let out = '';
+  let i = 0;
+  for (; i + 2 < bytes.length; i += 3) {
+    const n = (bytes[i]! << 16) | (bytes[i + 1]! << 8) | bytes[i + 2]!;
+    out += ALPHABET[n >> 18]! + ALPHABET[(n >> 12) & 63]! + ALPHABET[(n >> 6) & 63]! + ALPHABET[n & 63]!;
+  }
+  if (i + 1 === bytes.length) {
+    const n = bytes[i]! << 16;
+    out += `${ALPHABET[n >> 18]!}${ALPHABET[(n >> 12) & 63]!}==`;
+  } else if (i + 2 === bytes.length) {
+    const n = (bytes[i]! << 16) | (bytes[i + 1]! << 8);
+    out += `${ALPHABET[n >> 18]!}${ALPHABET[(n >> 12) & 63]!}${ALPHABET[(n >> 6) & 63]!}=`;
+  }
+  return out;
 }
 
 /** Strict base64 decode; `what` names the value in the error (never its content: it may be a key). */
 export function base64Decode(text: string, what: string): Uint8Array {
+  const bytes = typeof text !== 'string' || text.length % 4 !== 0 ? undefined : native.fromBase64 ? decodeNative(text) : decode(text);
+  if (!bytes) throw new ProvisioningError('invalid-input', `${what} is not valid base64`);
+  return bytes;
+}
+
+function decodeNative(text: string): Uint8Array | undefined {
+  if (/[^A-Za-z0-9+/=]/.test(text)) return undefined; // fromBase64 skips ASCII whitespace
   try {
-    return base64.decode(text);
+    return native.fromBase64!(text, { lastChunkHandling: 'strict' });
   } catch {
-    throw new ProvisioningError('invalid-input', `${what} is not valid base64`);
+    return undefined;
   }
+}
+
+/** text.length is a multiple of 4. */
+function decode(text: string): Uint8Array | undefined {
+  const padding = text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0;
+  const out = new Uint8Array((text.length / 4) * 3 - padding);
+  let o = 0;
+  for (let i = 0; i < text.length; i += 4) {
+    const last = i + 4 === text.length;
+    const a = value(text, i);
+    const b = value(text, i + 1);
+    const c = last && padding === 2 ? 0 : value(text, i + 2);
+    const d = last && padding >= 1 ? 0 : value(text, i + 3);
+    if ((a | b | c | d) < 0) return undefined;
+    const n = (a << 18) | (b << 12) | (c << 6) | d;
+    out[o++] = n >> 16;
+    if (o < out.length) out[o++] = (n >> 8) & 0xff;
+    if (o < out.length) out[o++] = n & 0xff;
+    // The bits the padding hides must be zero.
+    if (last && ((padding === 2 && (n & 0xffff) !== 0) || (padding === 1 && (n & 0xff) !== 0))) return undefined;
+  }
+  return out;
+}
+
+/** The 6-bit value of the character at i, or -1 (also for '=' where a character belongs). */
+function value(text: string, i: number): number {
+  const c = text.charCodeAt(i);
+  if (c >= 65 && c <= 90) return c - 65;
+  if (c >= 97 && c <= 122) return c - 71;
+  if (c >= 48 && c <= 57) return c + 4;
+  if (c === 43) return 62;
+  if (c === 47) return 63;
+  return -1;
 }

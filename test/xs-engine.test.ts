@@ -87,7 +87,7 @@ describe.each(MODES)('the core on XS (%s)', (mode) => {
   it('hides every host facility a device may lack from the core', () => {
     const probe = valueOf('hostGlobals', mode) as { seen: Record<string, string>; nativeBase64: string; frozenIntrinsics: boolean };
     for (const [name, type] of Object.entries(probe.seen)) expect(`${name}: ${type}`).toBe(`${name}: undefined`);
-    // xsnap's XS has no Uint8Array.prototype.toBase64 (Moddable 8.2.3 has): @scure/base's fallback runs here.
+    // xsnap's XS has no Uint8Array.prototype.toBase64 (Moddable 8.2.3 has): src/bytes.ts's own codec runs here.
     expect(probe.nativeBase64).toBe('undefined');
     // Under SES lockdown the intrinsics are frozen, as in Moddable's preloaded (flash) modules.
     expect(probe.frozenIntrinsics).toBe(mode === 'lockdown');
