@@ -63,5 +63,28 @@ export type ProvisioningEvent =
 
 export type Log = (event: ProvisioningEvent) => void;
 
+/**
+ * IoT Hub session events (src/hub/session.ts). None carries a key, a signature or a token; the
+ * texts come from the core's own errors and validated names (hosts still print them escaped).
+ * attempt: the n-th connection (hub-connecting), the n-th consecutive failure (hub-disconnected).
+ */
+export type HubEvent =
+  | { type: 'hub-connecting'; host: string; port: number; attempt: number }
+  | { type: 'hub-connected'; host: string; port: number }
+  | { type: 'hub-twin'; desiredVersion: number; reportedVersion: number }
+  | { type: 'hub-desired'; version: number }
+  | { type: 'hub-reported'; version: number }
+  | { type: 'hub-telemetry'; bytes: number }
+  | { type: 'hub-method'; name: string; status: number }
+  | { type: 'hub-c2d'; bytes: number }
+  /** The SAS token expires at `expiresAt` (ms since the epoch): reconnecting with a fresh one. */
+  | { type: 'hub-renewing'; expiresAt: number }
+  /** The connection ended or could not be opened; the next attempt follows in `waitMs`. */
+  | { type: 'hub-disconnected'; reason: string; attempt: number; waitMs: number }
+  /** Something the hub sent was dropped: a malformed or unexpected message, or an answer to no request. */
+  | { type: 'hub-ignored'; reason: string };
+
+export type HubLog = (event: HubEvent) => void;
+
 /** Uniform random number in [0, 1). Jitter and correlation ids; not for secrets. */
 export type Random = () => number;
