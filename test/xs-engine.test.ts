@@ -10,6 +10,7 @@ import * as vectors from './xs/scenarios/vectors.js';
 import * as mqtt from './xs/scenarios/mqtt.js';
 import * as machine from './xs/scenarios/machine.js';
 import * as flow from './xs/scenarios/flow.js';
+import * as hub from './xs/scenarios/hub.js';
 
 interface Scenario extends ScenarioRef {
   node: (env: ScenarioEnv) => unknown;
@@ -20,6 +21,7 @@ const scenarios: Record<string, Scenario> = {
   mqtt: { module: './scenarios/mqtt.ts', exportName: 'codec', node: () => mqtt.codec() },
   machine: { module: './scenarios/machine.ts', exportName: 'machine', node: () => machine.machine() },
   flow: { module: './scenarios/flow.ts', exportName: 'flows', node: (env) => flow.flows(env) },
+  hub: { module: './scenarios/hub.ts', exportName: 'hub', node: (env) => hub.hub(env) },
   utf8Long3000: { module: './scenarios/vectors.ts', exportName: 'utf8Long3000', node: () => vectors.utf8Long3000() },
   // XS only: what the sandbox leaves visible.
   hostGlobals: { module: './scenarios/probe.ts', exportName: 'hostGlobals', node: () => null },
@@ -119,6 +121,14 @@ describe.each(MODES)('the core on XS (%s)', (mode) => {
     expect(value).toEqual(node.flow);
     expect(value.firstBoot.result).toMatchObject({ value: { fromCache: false, assignment: { assignedHub: flow.ASSIGNED_HUB } } });
     expect(value.secondBoot.result).toMatchObject({ value: { fromCache: true } });
+  });
+
+  it('builds and parses IoT Hub topics, signs the hub SAS vector and runs a hub session exactly as Node does', () => {
+    const value = valueOf('hub', mode) as Awaited<ReturnType<typeof hub.hub>>;
+    expect(value).toEqual(node.hub);
+    expect(value.topics.sas.nodeSdk).toBe(hub.NODE_SDK_SAS);
+    expect(value.session.outcome).toMatchObject({ value: { version: 2, ended: true } });
+    expect(value.session.methodAnswers).toHaveLength(1);
   });
 
   it('decodes a 3000-byte UTF-8 string (below xsnap’s stack limit)', () => {
