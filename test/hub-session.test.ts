@@ -269,6 +269,22 @@ describe('a connected session', () => {
     expect(t.clock.pendingTimers).toBe(0);
   });
 
+  it('survives handlers that throw, logging that they did without their text', async () => {
+    const t = await connected({
+      onDesired: (patch) => { if ('boom' in patch) throw new Error('secret-1'); },
+      onC2D: () => { throw new Error('secret-2'); },
+    });
+    t.hub.sendDesired({ boom: true }, 2);
+    t.hub.publish(`devices/${DEVICE}/messages/devicebound/`, 'x');
+    await settle();
+    expect(t.events.filter((e) => e.type === 'hub-ignored')).toEqual([
+      { type: 'hub-ignored', reason: 'the desired-properties handler threw' },
+      { type: 'hub-ignored', reason: 'the cloud-to-device handler threw' },
+    ]);
+    expect(t.session.isConnected).toBe(true);
+    t.session.close();
+  });
+
   it('ends cleanly on close(): no timers left, no key or token in any event', async () => {
     const t = await connected();
     await drive(t.session.sendTelemetry('x'), t.clock);

@@ -33,6 +33,8 @@ export class HubSession {
   #closed = false;
   /** Wakes a reconnection wait when the session closes. */
   #wake: (() => void) | undefined;
+  /** Cancels the current connection's token renewal. */
+  #renewal: (() => void) | undefined;
   #desiredVersion = -1;
   #connections = 0;
   readonly #twin: TwinRequests;
@@ -161,8 +163,7 @@ export class HubSession {
     }
     established = true;
     this.#log({ type: 'hub-connected', host: endpoint.host, port: endpoint.port });
-    this.#timer(() => {
-      if (this.#client !== client) return;
+    this.#renewal = this.#timer(() => {
       this.#log({ type: 'hub-renewing', expiresAt: expiry * 1000 });
       this.#drop(new ProvisioningError('network', 'The connection was closed to renew its SAS token'));
       this.#reconnect(undefined);
@@ -195,7 +196,7 @@ export class HubSession {
       if (!c2d || !onC2D) return this.#ignore('a message on a topic this session does not handle');
       if (payload.length > maxC2dBytes) return this.#ignore(`a cloud-to-device message of ${payload.length} bytes (over ${maxC2dBytes})`);
       this.#log({ type: 'hub-c2d', bytes: payload.length });
-      onC2D(payload, c2d);
+      this.#call(() => onC2D(payload, c2d), 'the cloud-to-device handler threw');
     } catch (error) {
       this.#ignore(asError(error).message);
     }
@@ -222,10 +223,15 @@ export class HubSession {
     if (version <= this.#desiredVersion) return;
     this.#desiredVersion = version;
     this.#log({ type: 'hub-desired', version });
+    this.#call(() => this.#options.onDesired?.(patch, version), 'the desired-properties handler threw');
+  }
+
+  /** Runs a device handler; what it throws is the device's business, logged without its text (it may hold anything). */
+  #call(handler: () => void, reason: string): void {
     try {
-      this.#options.onDesired?.(patch, version);
-    } catch (error) {
-      this.#ignore(`the desired-properties handler failed: ${asError(error).message}`);
+      handler();
+    } catch {
+      this.#ignore(reason);
     }
   }
 
@@ -243,6 +249,8 @@ export class HubSession {
   #drop(error: ProvisioningError): void {
     const client = this.#client;
     this.#client = undefined;
+    this.#renewal?.();
+    this.#renewal = undefined;
     client?.disconnect();
     this.#twin.failAll(error);
   }
