@@ -5,13 +5,13 @@
 //       → {coldMs, warmMs, contextMs?}: the first provisioning in this process (client set-up
 //         included; contextMs: ours' createTlsConnect), then a second one
 //   {task: 'fleet', target, client: 'microsoft' | 'ideal' | 'ideal-resume' | 'ideal-resume-tls12', count, concurrency, prefix}
-//       → the FleetSummary of hosts/node/fleet-run.ts (the limiter `moddable-dps fleet` uses)
+//       → the FleetSummary of cli/fleet/run.ts (the limiter `moddable-dps fleet` uses)
 //   {task: 'core', devices} → bench/core.ts's figures (no network at all)
 // The result goes back over IPC (or to stdout when run by hand). Ours in fleet mode is the real CLI, run by bench/run.js.
 import type { SecureContext } from 'node:tls';
 import { createTlsConnect } from '../hosts/node/tls-connect.js';
 import { systemClock, nodeRandom } from '../hosts/node/clock.js';
-import { fleetRegistrationId, runFleet } from '../hosts/node/fleet-run.js';
+import { fleetRegistrationId, runFleet } from '../cli/fleet/run.js';
 import { provisionDevice } from '../src/provisioner.js';
 import { BENCH_GROUP_KEY, BENCH_ID_SCOPE, type Target } from './common.js';
 import { coreCpu } from './core.js';

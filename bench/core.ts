@@ -5,7 +5,7 @@
 // promises and timers. Used to take before/after figures of core optimisations without the
 // noise of the TLS stack, which costs ten times more per device (see bench/README.md).
 import { systemClock } from '../hosts/node/clock.js';
-import { runFleet } from '../hosts/node/fleet-run.js';
+import { runFleet } from '../cli/fleet/run.js';
 import { registerDevice } from '../src/dps/flow.js';
 import { responseTopic } from '../src/dps/topics.js';
 import { deriveDeviceKey } from '../src/identity.js';

@@ -26,7 +26,7 @@ const FLEET_DEVICES = QUICK ? 150 : 400;
 const CONCURRENCY = 16;
 const RETRY_AFTER_S = 1;
 
-const CLI = join(ROOT, 'dist', 'hosts', 'node', 'bin.js');
+const CLI = join(ROOT, 'dist', 'cli', 'bin.js');
 const GROUP_KEY = Buffer.alloc(32, 7).toString('base64'); // bench/common.ts BENCH_GROUP_KEY
 const ID_SCOPE = '0ne000BENCH';
 const results = { date: new Date().toISOString(), machine: machine(), quick: QUICK };
@@ -101,10 +101,10 @@ row('overhead beyond the wait, warm', L('ours', 'warm') - 1000, L('microsoft', '
 row('whole process, ms', L('ours', 'whole'), L('microsoft', 'whole'), `spawn to exit: 'moddable-dps register' vs Microsoft's sample; 'node -e ""' takes ${f1(median(lat.node))}`);
 const imports = { cli: [], emulatorCommand: [] };
 for (let rep = 0; rep < REPS; rep++) {
-  imports.cli.push(await importTime('hosts/node/cli.js'));
-  imports.emulatorCommand.push(await importTime('hosts/node/emulator-command.js'));
+  imports.cli.push(await importTime('cli/main.js'));
+  imports.emulatorCommand.push(await importTime('cli/emulator.js'));
 }
-console.log(`  CLI start-up: importing dist/hosts/node/cli.js takes ${f1(median(imports.cli))} ms; the 'emulator' command's modules (aedes, node-forge, ...), loaded only when that command runs, take ${f1(median(imports.emulatorCommand))} ms`);
+console.log(`  CLI start-up: importing dist/cli/main.js takes ${f1(median(imports.cli))} ms; the 'emulator' command's modules (aedes, node-forge, ...), loaded only when that command runs, take ${f1(median(imports.emulatorCommand))} ms`);
 results.latency = { raw: lat, median: Object.fromEntries(['ours', 'microsoft'].map((c) => [c, { coldMs: L(c, 'cold'), warmMs: L(c, 'warm'), wholeProcessMs: L(c, 'whole') }])), nodeStartMs: median(lat.node), createTlsConnectMs: median(lat.contextMs), importCliMs: median(imports.cli), importEmulatorCommandMs: median(imports.emulatorCommand) };
 await dps.close();
 

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmulator, type DpsEmulator } from '../emulator/index.js';
-import { EXIT_CODES, main } from '../hosts/node/cli.js';
+import { main } from '../cli/main.js';
+import { EXIT_CODES } from '../cli/shared/io.js';
 import { verifySasToken } from '../src/sas.js';
 
 // Published enrollment-group vector (Azure docs, articles/iot-dps/how-to-legacy-device-symm-key.md).
@@ -288,7 +289,7 @@ describe('register --store: only a new file or a store file is ever written', ()
 
 describe('the moddable-dps executable', () => {
   it('runs as a process and exits with the command\'s status', async () => {
-    const bin = join(import.meta.dirname, '..', 'dist', 'hosts', 'node', 'bin.js');
+    const bin = join(import.meta.dirname, '..', 'dist', 'cli', 'bin.js');
     const { stdout } = await promisify(execFile)(process.execPath, [bin, 'compute-device-key', '--key', PUBLISHED_GROUP_KEY, '--registration-id', PUBLISHED_ID]);
     expect(stdout).toBe(`${PUBLISHED_DEVICE_KEY}\n`);
     const failed = await promisify(execFile)(process.execPath, [bin, 'register']).catch((e: { code: number; stderr: string }) => e);

@@ -8,13 +8,13 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 
 const ROOT = join(import.meta.dirname, '..');
-const DEMO = join(ROOT, 'dist', 'hosts', 'node', 'demo.js');
+const DEMO = join(ROOT, 'dist', 'cli', 'demo.js');
 const HUBS = ['demo-hub-1.azure-devices.net', 'demo-hub-2.azure-devices.net', 'demo-hub-3.azure-devices.net'];
 
 describe('npm start (the demo)', () => {
   it('is what package.json starts', () => {
     const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
-    expect(pkg.scripts.start).toBe('node dist/hosts/node/demo.js');
+    expect(pkg.scripts.start).toBe('node dist/cli/demo.js');
   });
 
   it('starts a local DPS, provisions the demo device onto one of the three hubs, and exits 0 leaving nothing behind', async () => {

@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmulator, type DpsEmulator } from '../emulator/index.js';
-import { EXIT_CODES, main } from '../hosts/node/cli.js';
+import { main } from '../cli/main.js';
+import { EXIT_CODES } from '../cli/shared/io.js';
 
 const ID_SCOPE = '0ne000CLIDP';
 const key = (fill: number): string => Buffer.alloc(32, fill).toString('base64');

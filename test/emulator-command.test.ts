@@ -8,12 +8,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { DpsEmulator } from '../emulator/index.js';
-import { EXIT_CODES, main, type CliIo } from '../hosts/node/cli.js';
-import { emulatorCommand } from '../hosts/node/emulator-command.js';
+import { emulatorCommand } from '../cli/emulator.js';
+import { main } from '../cli/main.js';
+import { EXIT_CODES, type CliIo } from '../cli/shared/io.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const EXAMPLE = join(ROOT, 'examples', 'emulator.json');
-const BIN = join(ROOT, 'dist', 'hosts', 'node', 'bin.js');
+const BIN = join(ROOT, 'dist', 'cli', 'bin.js');
 const example = JSON.parse(readFileSync(EXAMPLE, 'utf8')) as {
   idScope: string;
   iotHubs: { connectionString: string }[];

@@ -21,7 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmulator, type DpsEmulator, type EndpointEvent, type FaultAction, type FaultTrigger } from '../emulator/index.js';
 import { systemClock } from '../hosts/node/clock.js';
 import { createTlsConnect } from '../hosts/node/tls-connect.js';
-import { reportError } from '../hosts/node/cli.js';
+import { reportError } from '../cli/shared/io.js';
 import { ProvisioningError, type ErrorKind } from '../src/errors.js';
 import { encodePacket } from '../src/mqtt/codec.js';
 import type { Clock, Connect, Endpoint, ProvisioningEvent, Store } from '../src/ports.js';
@@ -810,7 +810,7 @@ describe('the CLI against a silent server', () => {
     dir = mkdtempSync(join(tmpdir(), 'dps-fault-cli-'));
     symlinkSync(join(import.meta.dirname, '..', 'node_modules'), join(dir, 'node_modules'), 'dir');
     bin = join(dir, 'bin.mjs');
-    await build({ entryPoints: [join(import.meta.dirname, '..', 'hosts', 'node', 'bin.ts')], outfile: bin, bundle: true, platform: 'node', format: 'esm', packages: 'external', logLevel: 'error' });
+    await build({ entryPoints: [join(import.meta.dirname, '..', 'cli', 'bin.ts')], outfile: bin, bundle: true, platform: 'node', format: 'esm', packages: 'external', logLevel: 'error' });
     proxy = await startTcpProxy({ host: '127.0.0.1', port: 9 }, () => ({ stallToDeviceAfter: 0 }));
   });
 

@@ -6,12 +6,13 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmulator, type DpsEmulator } from '../emulator/index.js';
-import { EXIT_CODES, main } from '../hosts/node/cli.js';
-import { fleetRegistrationId, percentile, runFleet, summarizeLatencies } from '../hosts/node/fleet-run.js';
+import { fleetRegistrationId, percentile, runFleet, summarizeLatencies } from '../cli/fleet/run.js';
+import { main } from '../cli/main.js';
+import { EXIT_CODES } from '../cli/shared/io.js';
 import { createTlsConnect } from '../hosts/node/tls-connect.js';
 import { ProvisioningError } from '../src/errors.js';
 import type { Connection } from '../src/ports.js';
-import type { FleetSummary } from '../hosts/node/fleet-run.js';
+import type { FleetSummary } from '../cli/fleet/run.js';
 
 const ID_SCOPE = '0ne000FLEET';
 const GROUP_KEY = Buffer.from('fleet-test-group-key-0123456789abcdefghij').toString('base64');

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DEFAULT_DPS_PORT, flagOrEnv, parseEndpoint, readSecret } from '../hosts/node/args.js';
+import { DEFAULT_DPS_PORT, parseEndpoint, readSecret } from '../cli/shared/args.js';
 import { errorOf } from './support/errors.js';
 
 const invalid = (run: () => unknown) => errorOf(run, 'invalid-input');
@@ -53,17 +53,6 @@ describe('parseEndpoint', () => {
     expect(error.message).toMatch(/connection string/);
     const slash = invalid(() => parseEndpoint('abc/def+ghi'));
     expect(slash.message).not.toContain('abc/def');
-  });
-});
-
-describe('flagOrEnv', () => {
-  it('prefers the flag, falls back to the environment, treats empty as absent', () => {
-    const env = { PROVISIONING_IDSCOPE: '0ne00000001', EMPTY: '' };
-    expect(flagOrEnv('0ne0000000F', env, 'PROVISIONING_IDSCOPE')).toBe('0ne0000000F');
-    expect(flagOrEnv(undefined, env, 'PROVISIONING_IDSCOPE')).toBe('0ne00000001');
-    expect(flagOrEnv('', env, 'PROVISIONING_IDSCOPE')).toBe('0ne00000001');
-    expect(flagOrEnv(undefined, env, 'EMPTY')).toBeUndefined();
-    expect(flagOrEnv(undefined, env, 'MISSING')).toBeUndefined();
   });
 });
 

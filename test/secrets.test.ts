@@ -20,7 +20,8 @@ import { inspect, promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startEmulator, type DpsEmulator, type EndpointEvent } from '../emulator/index.js';
 import { SERVER_CERT_FILE, SERVER_KEY_FILE } from '../emulator/certificates.js';
-import { EXIT_CODES, main } from '../hosts/node/cli.js';
+import { main } from '../cli/main.js';
+import { EXIT_CODES } from '../cli/shared/io.js';
 import { systemClock } from '../hosts/node/clock.js';
 import { createFileStore } from '../hosts/node/file-store.js';
 import { createTlsConnect } from '../hosts/node/tls-connect.js';
@@ -321,7 +322,7 @@ describe('the CLI says no secret, whatever the outcome', () => {
   });
 
   it('the built executable, once: a wrong key read from a file', async () => {
-    const bin = join(import.meta.dirname, '..', 'dist', 'hosts', 'node', 'bin.js');
+    const bin = join(import.meta.dirname, '..', 'dist', 'cli', 'bin.js');
     expect(existsSync(bin), 'dist/ is missing: run `npm run build` (npm test does)').toBe(true);
     const wrongFile = join(dir, 'wrong.key');
     writeFileSync(wrongFile, WRONG_GROUP_KEY);

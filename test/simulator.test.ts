@@ -28,7 +28,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmulator, type DpsEmulator, type EndpointEvent } from '../emulator/index.js';
-import { firmwareBuildLine } from '../hosts/node/emulator-command.js';
+import { firmwareBuildLine } from '../cli/emulator.js';
 import { buildRegistrationId, deriveDeviceKey } from '../src/identity.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');

@@ -4,7 +4,7 @@
 // show prints them only with --show-keys (as az); list never does.
 import { isNestedDeeper, MAX_JSON_DEPTH } from '../../src/dps/messages.js';
 import { ProvisioningError } from '../../src/errors.js';
-import { COMMON_HELP, optionalSecretFlag, parseFlags, printJson, required, safe, serviceClient, type Io, type Values } from './dps-cli-shared.js';
+import { COMMON_HELP, optionalSecretFlag, parseFlags, printJson, required, safe, serviceClient, type Io, type Values } from '../service/flags.js';
 
 interface EnrollmentGroup {
   enrollmentGroupId: string;

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The `moddable-dps` executable: runs the CLI with the process's arguments and streams.
-import { main } from './cli.js';
+import { main } from './main.js';
 
 const code = await main(process.argv.slice(2), {
   stdout: (text) => process.stdout.write(text),

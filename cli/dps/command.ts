@@ -1,18 +1,17 @@
-// `moddable-dps dps ...` and `moddable-dps hub ...`: manage a DPS instance (the local emulator,
-// or real DPS for the enrollment-group commands, which use the DPS service API) with the names
-// and flags of `az iot dps` and `az iot hub`. Every command takes --service <connection string>
-// (or --service-file, or DPS_SERVICE_CONNECTION_STRING), --ca <pem>, --json and --help.
+// `moddable-dps dps ...`: manage a DPS instance (the local emulator, or real DPS for the
+// enrollment-group commands, which use the DPS service API) with the names and flags of
+// `az iot dps`. Every command takes --service <connection string> (or --service-file, or
+// DPS_SERVICE_CONNECTION_STRING), --ca <pem>, --json and --help (../service/flags.ts).
 //
 // Keys are printed only where they are the point of the command: `dps enrollment-group create`
-// (the created group with its keys, as az prints it), `dps enrollment-group show --show-keys`,
-// `hub policy renew-key` (the renewed policy, as az prints it) and `hub connection-string show`.
-// The linked hubs' connection strings come back masked (SharedAccessKey=****), as ARM returns them.
+// (the created group with its keys, as az prints it), `dps enrollment-group show --show-keys`;
+// `hub` (../hub/command.ts) likewise. The linked hubs' connection strings come back masked
+// (SharedAccessKey=****), as ARM returns them.
 import { ProvisioningError } from '../../src/errors.js';
-import { COMMON_HELP, parseFlags, safe, serviceClient, type Io } from './dps-cli-shared.js';
-import { enrollmentGroupCommand } from './dps-enrollment-commands.js';
-import { linkedHubCommand, printResource, setPath, type Resource } from './dps-resource.js';
-
-export { hubCommand } from './dps-hub-commands.js';
+import { COMMON_HELP, parseFlags, safe, serviceClient, type Io } from '../service/flags.js';
+import { enrollmentGroupCommand } from './enrollment-group.js';
+import { linkedHubCommand } from './linked-hub.js';
+import { printResource, setPath, type Resource } from './resource.js';
 
 const DPS_HELP = `Usage: moddable-dps dps <command> [options]
 

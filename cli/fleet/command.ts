@@ -8,12 +8,12 @@ import { deriveDeviceKey, validateIdScope, validateRegistrationId } from '../../
 import { DPS_GLOBAL_ENDPOINT, registerDevice } from '../../src/dps/flow.js';
 import { formatEndpoint } from '../../src/provisioner.js';
 // cli.ts registers this command, so the import is circular: only used at call time, which is safe.
-import { EXIT_CODES, type CliIo } from './cli.js';
-import { parseEndpoint, readSecret } from './args.js';
-import { nodeRandom, systemClock } from './clock.js';
-import { createProgressView, type ProgressView } from './fleet-progress.js';
-import { fleetRegistrationId, runFleet, type FleetSummary } from './fleet-run.js';
-import { createTlsConnect } from './tls-connect.js';
+import { EXIT_CODES, type CliIo } from '../shared/io.js';
+import { parseEndpoint, readSecret } from '../shared/args.js';
+import { nodeRandom, systemClock } from '../../hosts/node/clock.js';
+import { createProgressView, type ProgressView } from './progress.js';
+import { fleetRegistrationId, runFleet, type FleetSummary } from './run.js';
+import { createTlsConnect } from '../../hosts/node/tls-connect.js';
 
 /** CliIo, optionally saying whether stderr is a terminal (default: process.stderr's). */
 export interface FleetIo extends CliIo {

@@ -5,8 +5,8 @@ import { rm, writeFile } from 'node:fs/promises';
 import { networkInterfaces } from 'node:os';
 import { isAbsolute, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ConfigFileError, loadConfigFile } from '../../emulator/config-file.js';
-import { DpsError } from '../../emulator/dps-errors.js';
+import { ConfigFileError, loadConfigFile } from '../emulator/config-file.js';
+import { DpsError } from '../emulator/dps-errors.js';
 import {
   DEFAULT_RETRY_AFTER_SECONDS,
   DEFAULT_STATE_DIR,
@@ -17,11 +17,11 @@ import {
   type EnrollmentGroup,
   type IndividualEnrollment,
   type ModelConfig,
-} from '../../emulator/index.js';
-import { ProvisioningError } from '../../src/errors.js';
-import { validateIdScope } from '../../src/identity.js';
-import { printable } from '../../src/text.js';
-import type { CliIo } from './cli.js';
+} from '../emulator/index.js';
+import { ProvisioningError } from '../src/errors.js';
+import { validateIdScope } from '../src/identity.js';
+import { printable } from '../src/text.js';
+import type { CliIo } from './shared/io.js';
 
 /** The ID scope when neither --id-scope nor the config file names one. */
 export const DEFAULT_ID_SCOPE = '0ne00DEMO01';

@@ -3,8 +3,10 @@
 
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ProvisioningError } from '../../src/errors.js';
 import type { Endpoint } from '../../src/ports.js';
+import type { CliIo } from './io.js';
 
 export const DEFAULT_DPS_PORT = 8883;
 
@@ -54,17 +56,6 @@ function parsePort(text: string, bad: (why: string) => Error): number {
   return port;
 }
 
-/** The flag's value when given, else the environment variable's; an empty value counts as absent. */
-export function flagOrEnv(
-  value: string | undefined,
-  env: Record<string, string | undefined>,
-  name: string,
-): string | undefined {
-  if (value !== undefined && value !== '') return value;
-  const fromEnv = env[name];
-  return fromEnv !== undefined && fromEnv !== '' ? fromEnv : undefined;
-}
-
 /**
  * A secret given either inline (`--key <value>`) or as a file (`--key-file <path>`): the file's
  * text with surrounding whitespace (a trailing newline) removed. Undefined when neither is given.
@@ -91,4 +82,37 @@ export function readSecret(value: string | undefined, file: string | undefined, 
     throw new ProvisioningError('invalid-input', `${fileFlag} ${file} holds more than one line; it must contain only the key`);
   }
   return secret;
+}
+
+/** parseArgs with our error type, and --help handled. Returns undefined when help was printed. */
+export function parse<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T, help: string, io: CliIo) {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false });
+  } catch (error) {
+    // A stray positional may be a secret pasted in the wrong place: never echo it.
+    const positional = (error as { code?: string }).code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL';
+    const message = positional ? 'Unexpected argument without a flag' : (error as Error).message;
+    throw new ProvisioningError('invalid-input', `${message}. See --help`);
+  }
+  if ((parsed.values as { help?: boolean }).help) {
+    io.stdout(help);
+    return undefined;
+  }
+  return parsed.values as { [K in keyof T]?: T[K] extends { type: 'boolean' } ? boolean : string };
+}
+
+export function required(value: string | undefined, flag: string, envName?: string): string {
+  if (value === undefined || value === '') {
+    throw new ProvisioningError('invalid-input', `Missing ${flag}${envName ? ` (or the ${envName} environment variable)` : ''}`);
+  }
+  return value;
+}
+
+export function integer(text: string, flag: string, min: number, max: number): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ProvisioningError('invalid-input', `${flag} must be a whole number from ${min} to ${max}`);
+  }
+  return value;
 }

@@ -7,13 +7,14 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { loadConfigFile } from '../../emulator/config-file.js';
-import { startEmulator, type DpsEmulator } from '../../emulator/index.js';
-import { ProvisioningError } from '../../src/errors.js';
-import { provisionDevice } from '../../src/provisioner.js';
-import { describeEvent, reportError, type CliIo } from './cli.js';
-import { nodeRandom, systemClock } from './clock.js';
-import { createTlsConnect } from './tls-connect.js';
+import { loadConfigFile } from '../emulator/config-file.js';
+import { startEmulator, type DpsEmulator } from '../emulator/index.js';
+import { ProvisioningError } from '../src/errors.js';
+import { provisionDevice } from '../src/provisioner.js';
+import { reportError, type CliIo } from './shared/io.js';
+import { describeEvent } from './shared/output.js';
+import { nodeRandom, systemClock } from '../hosts/node/clock.js';
+import { createTlsConnect } from '../hosts/node/tls-connect.js';
 
 export const DEMO_REGISTRATION_ID = 'demo-device-001';
 const DEMO_CONFIG = join('examples', 'emulator.json');
@@ -103,7 +104,7 @@ export async function runDemo(io: CliIo): Promise<number> {
   }
 }
 
-/** examples/emulator.json of this checkout, from src (hosts/node/) or from the build (dist/hosts/node/). */
+/** examples/emulator.json of this checkout, from the source (cli/) or from the build (dist/cli/). */
 function findDemoConfig(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 5; i++) {

@@ -3,15 +3,12 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ProvisioningError } from '../../src/errors.js';
-import { readSecret } from './args.js';
-import { DpsServiceClient, parseServiceConnectionString } from './dps-service-client.js';
+import { readSecret } from '../shared/args.js';
+import type { CliIo } from '../shared/io.js';
+import { DpsServiceClient, parseServiceConnectionString } from './client.js';
 
-/** The CLI's io (cli.ts CliIo). */
-export interface Io {
-  stdout: (text: string) => void;
-  stderr: (text: string) => void;
-  env: Record<string, string | undefined>;
-}
+/** The CLI's io. */
+export type Io = CliIo;
 
 export const SERVICE_ENV = 'DPS_SERVICE_CONNECTION_STRING';
 

@@ -7,7 +7,7 @@
 //   hub device show --hub-name <host> --device-id <id>    the identity DPS created and its twin (no keys)
 //   hub device list --hub-name <host>
 import { ProvisioningError } from '../../src/errors.js';
-import { COMMON_HELP, parseFlags, printJson, required, safe, serviceClient, type Io } from './dps-cli-shared.js';
+import { COMMON_HELP, parseFlags, printJson, required, safe, serviceClient, type Io } from '../service/flags.js';
 
 const HELP = `Usage: moddable-dps hub <command> [options]   (the local emulator's IoT hubs)
 

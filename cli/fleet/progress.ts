@@ -1,6 +1,6 @@
 // Live progress of a fleet run on stderr: a bar redrawn in place (at most 10 times a second) on
 // a terminal, plain lines (each 10 % and every 5 s) otherwise.
-import type { FleetProgress } from './fleet-run.js';
+import type { FleetProgress } from './run.js';
 
 export interface ProgressOutput {
   write(text: string): void;
