@@ -4,6 +4,7 @@
 import { computeDeviceKey, sasToken } from './keys.js';
 import { register } from './register.js';
 import { EXIT_CODES, reportError, type CliIo, type Command } from './shared/io.js';
+import { escapedOutput } from './shared/output.js';
 
 const USAGE = `Usage: moddable-dps <command> [options]
 
@@ -24,8 +25,9 @@ const COMMANDS: Record<string, Command> = {
   'compute-device-key': computeDeviceKey,
   'sas-token': sasToken,
   // Loaded when used: the emulator and the management client are most of the CLI's start-up time.
-  dps: async (argv, io) => (await import('./dps/command.js')).dpsCommand(argv, io),
-  hub: async (argv, io) => (await import('./hub/command.js')).hubCommand(argv, io),
+  // What the service API sends (names, tags, twins) is printed escaped, as DPS's answers are.
+  dps: async (argv, io) => (await import('./dps/command.js')).dpsCommand(argv, escapedOutput(io)),
+  hub: async (argv, io) => (await import('./hub/command.js')).hubCommand(argv, escapedOutput(io)),
   emulator: async (argv, io) => (await import('./emulator.js')).emulatorCommand(argv, io),
   fleet: async (argv, io) => (await import('./fleet/command.js')).fleet(argv, io),
 };

@@ -165,6 +165,27 @@ describe("the seeds' walkthrough through the CLI", () => {
     expect((await cli('dps', 'enrollment-group', 'show', '--enrollment-id', 'cli-line-1')).code).toBe(EXIT_CODES.failed);
   });
 
+  it("prints what the service sent escaped: a twin's text cannot drive the terminal or forge a line", async () => {
+    const hostile = { note: 'a\u001b[2Jb\u2028deviceId: forged\u202eevil\u0085' };
+    const created = await cliSecret(
+      'dps', 'enrollment-group', 'create', '--enrollment-id', 'cli-hostile', '--primary-key', key(41),
+      '--allocation-policy', 'static', '--iot-hubs', A, '--initial-twin-tags', JSON.stringify(hostile),
+    );
+    expect(created.code).toBe(0);
+    const groupShown = await cli('dps', 'enrollment-group', 'show', '--enrollment-id', 'cli-hostile', '--json');
+    const register = await run(['register', '--id-scope', ID_SCOPE, '--registration-id', 'cli-hostile-1', '--group-key', key(41), '--endpoint', `${dps.endpoint.host}:${dps.endpoint.port}`, '--ca', dps.caPath, '--quiet', '--force']);
+    expect(register.code).toBe(0);
+    const device = await cli('hub', 'device', 'show', '--hub-name', A, '--device-id', 'cli-hostile-1');
+    const deviceJson = await cli('hub', 'device', 'show', '--hub-name', A, '--device-id', 'cli-hostile-1', '--json');
+    for (const shown of [groupShown.stdout, device.stdout, deviceJson.stdout]) {
+      expect(shown).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/);
+    }
+    expect(device.stdout).toContain('\\u2028deviceId: forged\\u202eevil');
+    expect(JSON.parse(deviceJson.stdout).tags).toEqual(hostile); // still JSON of the same value
+    expect(JSON.parse(groupShown.stdout).initialTwin.tags).toEqual(hostile);
+    expect((await cli('dps', 'enrollment-group', 'delete', '--enrollment-id', 'cli-hostile')).code).toBe(0);
+  });
+
   it('refuses a static group without a hub, and bad flags, before or at the service', async () => {
     expect(await cli('dps', 'enrollment-group', 'create', '--enrollment-id', 'cli-bad', '--allocation-policy', 'static')).toMatchObject({ code: 2, stderr: expect.stringContaining('exactly one IoT hub') });
     expect((await cli('dps', 'enrollment-group', 'create', '--enrollment-id', 'cli-bad', '--initial-twin-tags', '{nope')).stderr).toContain('not valid JSON');

@@ -3,6 +3,16 @@
 import type { ProvisioningEvent } from '../../src/ports.js';
 import type { Assignment } from '../../src/provisioner.js';
 import { printable } from '../../src/text.js';
+import type { CliIo } from './io.js';
+
+/**
+ * An io whose stdout shows every line escaped: for commands that print what a service sent
+ * (names, tags, twins, messages), line by line as the command wrote it. JSON stays JSON of the
+ * same value (the escapes are JSON's own).
+ */
+export function escapedOutput(io: CliIo): CliIo {
+  return { ...io, stdout: (text) => io.stdout(text.split('\n').map(printable).join('\n')) };
+}
 
 /**
  * What register prints on stdout. The core checked what DPS sent (a host name, a device ID), and
