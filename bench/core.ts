@@ -7,7 +7,7 @@
 import { systemClock } from '../hosts/node/clock.js';
 import { runFleet } from '../cli/fleet/run.js';
 import { registerDevice } from '../src/dps/flow.js';
-import { responseTopic } from '../src/dps/topics.js';
+import { responseTopic } from '../src/dps/server.js';
 import { deriveDeviceKey } from '../src/identity.js';
 import { encodePacket } from '../src/mqtt/codec.js';
 import type { Connect } from '../src/ports.js';

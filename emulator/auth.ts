@@ -8,8 +8,8 @@
 // An individual enrollment for the registration ID takes precedence over every group, as in DPS.
 import { createHmac } from 'node:crypto';
 import { deriveDeviceKey } from '../src/identity.js';
-import { verifySasToken } from '../src/sas.js';
-import { parseDpsUsername } from '../src/dps/topics.js';
+import { verifySasToken } from '../src/sas-verify.js';
+import { parseDpsUsername } from '../src/dps/server.js';
 import type { DpsModel } from './model.js';
 import type { EnrollmentRef } from './model-types.js';
 

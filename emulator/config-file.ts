@@ -41,10 +41,6 @@ export class ConfigFileError extends Error {
   }
 }
 
-export function isConfigFileError(value: unknown): value is ConfigFileError {
-  return value instanceof ConfigFileError;
-}
-
 const TOP_FIELDS = ['$schema', 'idScope', 'allocationPolicy', 'iotHubs', 'enrollmentGroups', 'individualEnrollments', 'latency'];
 const HUB_FIELDS = ['connectionString', 'location', 'allocationWeight', 'applyAllocationPolicy', 'name'];
 const ENROLLMENT_FIELDS = [

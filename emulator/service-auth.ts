@@ -11,7 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { verifySasToken } from '../src/sas.js';
+import { verifySasToken } from '../src/sas-verify.js';
 import { generateKey, isBase64Key } from './validation.js';
 
 export const SERVICE_KEY_NAME = 'provisioningserviceowner';

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmulator, type DpsEmulator } from '../emulator/index.js';
 import { main } from '../cli/main.js';
 import { EXIT_CODES } from '../cli/shared/io.js';
-import { verifySasToken } from '../src/sas.js';
+import { verifySasToken } from '../src/sas-verify.js';
 
 // Published enrollment-group vector (Azure docs, articles/iot-dps/how-to-legacy-device-symm-key.md).
 const PUBLISHED_GROUP_KEY = '8isrFI1sGsIlvvFSSFRiMfCNzv21fjbE/+ah/lSh3lF8e2YG1Te7w1KpZhJFFXJrqYKi9yegxkqIChbqOS9Egw==';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { registerDevice, type RegisterOptions } from '../src/dps/flow.js';
 import type { ProvisioningEvent } from '../src/ports.js';
-import { verifySasToken } from '../src/sas.js';
+import { verifySasToken } from '../src/sas-verify.js';
 import { FakeClock, settle } from './support/fake-clock.js';
 import { assignedBody, assigningBody, errorBody, HUB, ScriptedDps, type Reply } from './support/scripted-dps.js';
 import { failure } from './support/errors.js';

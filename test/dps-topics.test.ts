@@ -1,17 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { ProvisioningError } from '../src/errors.js';
-import {
-  DPS_API_VERSION,
-  RESPONSE_SUBSCRIBE_TOPIC,
-  dpsUsername,
-  parseDpsUsername,
-  parseRequestTopic,
-  parseResponseTopic,
-  pollTopic,
-  registerTopic,
-  responseTopic,
-} from '../src/dps/topics.js';
+import { DPS_API_VERSION, RESPONSE_SUBSCRIBE_TOPIC, dpsUsername, parseResponseTopic, pollTopic, registerTopic } from '../src/dps/topics.js';
+import { parseDpsUsername, parseRequestTopic, responseTopic } from '../src/dps/server.js';
 import { errorOf } from './support/errors.js';
 
 // Sources:

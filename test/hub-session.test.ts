@@ -4,7 +4,7 @@ import { connectHub } from '../src/hub/session.js';
 import type { HubSessionOptions } from '../src/hub/options.js';
 import { shouldReprovision } from '../src/hub/reprovision.js';
 import type { HubEvent } from '../src/ports.js';
-import { parseSasToken, verifySasToken } from '../src/sas.js';
+import { parseSasToken, verifySasToken } from '../src/sas-verify.js';
 import { ProvisioningError } from '../src/errors.js';
 import { FakeClock, settle } from './support/fake-clock.js';
 import { failure } from './support/errors.js';

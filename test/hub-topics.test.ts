@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { SharedAccessSignature } from 'azure-iot-common';
 import { ProvisioningError } from '../src/errors.js';
-import { verifySasToken } from '../src/sas.js';
+import { verifySasToken } from '../src/sas-verify.js';
 import {
   c2dSubscribeTopic,
   DESIRED_SUBSCRIBE_TOPIC,

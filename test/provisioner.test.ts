@@ -3,7 +3,7 @@ import { ProvisioningError } from '../src/errors.js';
 import { deriveDeviceKey } from '../src/identity.js';
 import type { ProvisioningEvent, Store } from '../src/ports.js';
 import { parseAssignment, provisionDevice, type DeviceConfig } from '../src/provisioner.js';
-import { verifySasToken } from '../src/sas.js';
+import { verifySasToken } from '../src/sas-verify.js';
 import { failure } from './support/errors.js';
 import { FakeClock, settle } from './support/fake-clock.js';
 import { assignedBody, assigningBody, HUB, ScriptedDps, type Reply } from './support/scripted-dps.js';

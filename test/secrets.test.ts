@@ -31,7 +31,8 @@ import { deriveDeviceKey } from '../src/identity.js';
 import { PacketDecoder } from '../src/mqtt/codec.js';
 import type { Clock, Connect } from '../src/ports.js';
 import { provisionDevice, type DeviceConfig, type ProvisionerPorts } from '../src/provisioner.js';
-import { dpsRegistrationSasToken, parseSasToken, verifySasToken } from '../src/sas.js';
+import { dpsRegistrationSasToken } from '../src/sas.js';
+import { parseSasToken, verifySasToken } from '../src/sas-verify.js';
 import { FakeClock, settle } from './support/fake-clock.js';
 import { assignedBody, assigningBody, errorBody, ScriptedDps, type Reply } from './support/scripted-dps.js';
 

@@ -60,21 +60,6 @@ export function registerRequestBody(registrationId: string, payload?: unknown): 
 }
 
 /**
- * The server side: read a device's register request body. `registrationId` is returned as sent
- * (other clients may use any case). Throws `protocol` for an oversized body, invalid UTF-8 or
- * JSON, a non-object, or a missing or non-string registrationId.
- */
-export function parseRegisterRequestBody(body: Uint8Array, maxBytes = DEFAULT_MAX_BODY_BYTES): { registrationId: string; payload?: unknown } {
-  const json = parseJsonObject(body, maxBytes, 'register request');
-  if (typeof json.registrationId !== 'string' || json.registrationId.length === 0) {
-    throw protocol('The register request has no registrationId');
-  }
-  const request: { registrationId: string; payload?: unknown } = { registrationId: json.registrationId };
-  if (json.payload !== undefined && json.payload !== null) request.payload = json.payload;
-  return request;
-}
-
-/**
  * Parse a DPS response body for the status its topic carried.
  * - 2xx: strict. Must be a JSON object with a string `operationId` (non-empty unless the status
  *   is final: azure-sdk-for-c's own "disabled" example sends "") and a known `status`; a

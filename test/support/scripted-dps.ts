@@ -2,7 +2,7 @@
 // by the next entry of a script (status, retry-after, body), so flow tests decide exactly what
 // DPS says and when, with a FakeClock and no sockets.
 import { encodePacket, type Packet } from '../../src/mqtt/codec.js';
-import { parseRequestTopic, responseTopic } from '../../src/dps/topics.js';
+import { parseRequestTopic, responseTopic } from '../../src/dps/server.js';
 import { broker, ScriptedNetwork, type ScriptedConnection } from './scripted-connection.js';
 
 export type Reply =

@@ -2,7 +2,8 @@
 import { base64Decode, base64Encode, utf8Decode, utf8Encode } from '../../../src/bytes.js';
 import { isHostName } from '../../../src/dps/messages.js';
 import { buildRegistrationId, deriveDeviceKey, isDeviceId, validateIdScope, validateRegistrationId } from '../../../src/identity.js';
-import { buildSasToken, dpsRegistrationSasToken, parseSasToken, verifySasToken } from '../../../src/sas.js';
+import { buildSasToken, dpsRegistrationSasToken } from '../../../src/sas.js';
+import { parseSasToken, verifySasToken } from '../../../src/sas-verify.js';
 import { printable } from '../../../src/text.js';
 import { attempt, fromHex, hex } from './util.js';
 
