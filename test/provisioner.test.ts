@@ -6,29 +6,13 @@ import { parseAssignment, provisionDevice, type DeviceConfig } from '../src/prov
 import { verifySasToken } from '../src/sas-verify.js';
 import { failure } from './support/errors.js';
 import { FakeClock, settle } from './support/fake-clock.js';
+import { MemoryStore } from './support/memory-store.js';
 import { assignedBody, assigningBody, HUB, ScriptedDps, type Reply } from './support/scripted-dps.js';
 
 const ID_SCOPE = '0ne00000A0A';
 // The published enrollment-group vector (Azure docs, articles/iot-dps/how-to-legacy-device-symm-key.md).
 const GROUP_KEY = '8isrFI1sGsIlvvFSSFRiMfCNzv21fjbE/+ah/lSh3lF8e2YG1Te7w1KpZhJFFXJrqYKi9yegxkqIChbqOS9Egw==';
 const ENDPOINT = { host: 'dps.test', port: 8883 };
-
-class MemoryStore implements Store {
-  readonly values = new Map<string, string>();
-  failGet: Error | undefined;
-  failSet: Error | undefined;
-  async get(key: string) {
-    if (this.failGet) throw this.failGet;
-    return this.values.get(key);
-  }
-  async set(key: string, value: string) {
-    if (this.failSet) throw this.failSet;
-    this.values.set(key, value);
-  }
-  async delete(key: string) {
-    this.values.delete(key);
-  }
-}
 
 async function provision(config: Partial<DeviceConfig>, store: Store | undefined, script: Reply[]) {
   const clock = new FakeClock();
