@@ -176,11 +176,16 @@ describe('the DPS state machine', () => {
         const cfg = config({ random: () => r });
         let state = step(initialState(), { type: 'start' }, T0, cfg).state;
         let now = T0;
-        for (const event of events) {
+        // DPS's events, then (if it has not ended yet) connections that keep failing: it must end
+        // by failing before the deadline, within the waits the backoff allows, naming a cause.
+        const lost: MachineEvent = { type: 'lost', error: new ProvisioningError('network', 'drop') };
+        const forever = [...events, ...Array.from({ length: 1000 }, () => lost)];
+        for (const event of forever) {
           const s = step(state, event, now, cfg);
           state = s.state;
           if (s.action.type === 'fail') {
             expect(now).toBeLessThanOrEqual(cfg.deadline);
+            expect(['throttled', 'server', 'network', 'timeout']).toContain(s.action.error.kind);
             return;
           }
           expect(s.action.type).toBe('wait');
@@ -189,6 +194,7 @@ describe('the DPS state machine', () => {
           now += ms;
           state = step(state, { type: 'waited' }, now, cfg).state;
         }
+        expect.fail(`did not end after ${forever.length} events (${now - T0} ms of waiting)`);
       }),
       { numRuns: 500 },
     );

@@ -13,7 +13,7 @@
 // The scenarios run concurrently (each with its own registration ID, faults and proxy), so the
 // file takes about as long as its slowest scenario.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
@@ -792,11 +792,15 @@ describe('fault matrix: provisioned correctly or a typed error before the deadli
     for (const [on, action] of bad) expect(() => dps.faults.push({ on, action, registrationId: 'fm-never' }), `${on} ${JSON.stringify(action)}`).toThrow(TypeError);
   });
 
-  it('has a row per scenario, each with a unique id', () => {
+  it("has a row per scenario, each with a unique id, and the README's table is the generated one", () => {
     expect(new Set(SCENARIOS.map((s) => s.id)).size).toBe(SCENARIOS.length);
     const table = matrixTable(SCENARIOS);
-    expect(table.split('\n')).toHaveLength(SCENARIOS.length + 2);
     if (process.env.PRINT_FAULT_MATRIX) console.log(`\n${table}\n`);
+    const readme = readFileSync(join(import.meta.dirname, '..', 'README.md'), 'utf8').split('\n');
+    const start = readme.indexOf('| step | fault | outcome |');
+    expect(start, "the README's fault matrix table").toBeGreaterThan(0);
+    const end = readme.findIndex((line, i) => i > start && !line.startsWith('|'));
+    expect(readme.slice(start, end).join('\n'), 'README.md is out of date: PRINT_FAULT_MATRIX=1 npx vitest run test/fault-matrix.test.ts').toBe(table);
   });
 });
 
