@@ -2,15 +2,15 @@
 // executable. Output streams are checked for what must and must not appear in them.
 import { execFile, execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEmulator, type DpsEmulator } from '../emulator/index.js';
-import { main } from '../cli/main.js';
+import type { DpsEmulator } from '../emulator/index.js';
 import { EXIT_CODES } from '../cli/shared/io.js';
 import { verifySasToken } from '../src/sas-verify.js';
+import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
+import { runCli } from './support/cli-runner.js';
 
 // Published enrollment-group vector (Azure docs, articles/iot-dps/how-to-legacy-device-symm-key.md).
 const PUBLISHED_GROUP_KEY = '8isrFI1sGsIlvvFSSFRiMfCNzv21fjbE/+ah/lSh3lF8e2YG1Te7w1KpZhJFFXJrqYKi9yegxkqIChbqOS9Egw==';
@@ -20,34 +20,29 @@ const PUBLISHED_DEVICE_KEY = 'Jsm0lyGpjaVYVP2g3FnmnmG9dI/9qU24wNoykUmermc=';
 const ID_SCOPE = '0ne000CLI01';
 const GROUP_KEY = Buffer.from('cli-test-group-key-0123456789abcdefghij').toString('base64');
 
-async function run(args: string[], env: Record<string, string | undefined> = {}) {
-  let stdout = '';
-  let stderr = '';
-  const code = await main(args, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env });
-  return { code, stdout, stderr };
-}
+const run = runCli;
 
 let dps: DpsEmulator;
 let dir: string;
 let caFile: string;
 
+let fixture: TestEmulator;
+
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'dps-cli-'));
-  dps = await startEmulator({
+  fixture = await startTestEmulator('dps-cli-', {
     idScope: ID_SCOPE,
-    stateDir: join(dir, 'emulator'),
     retryAfterSeconds: 0,
     config: {
       iotHubs: [{ connectionString: `HostName=cli-hub.azure-devices.net;SharedAccessKeyName=iothubowner;SharedAccessKey=${GROUP_KEY}` }],
       enrollmentGroups: [{ enrollmentGroupId: 'cli-group', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY, secondaryKey: GROUP_KEY } } }],
     },
   });
+  ({ dps, dir } = fixture);
   caFile = dps.caPath;
 });
 
 afterAll(async () => {
-  await dps?.close();
-  rmSync(dir, { recursive: true, force: true });
+  await fixture?.close();
 });
 
 const endpointArg = () => `${dps.endpoint.host}:${dps.endpoint.port}`;

@@ -3,16 +3,16 @@
 // walkthrough (link hubs, set weights and policy, create a group, provision, see where it
 // landed), the key-renewal interim failure, exit codes per failure kind, and no secret in any
 // output except where the command's output is the secret.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEmulator, type DpsEmulator } from '../emulator/index.js';
-import { main } from '../cli/main.js';
+import type { DpsEmulator } from '../emulator/index.js';
 import { EXIT_CODES } from '../cli/shared/io.js';
+import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
+import { runCli } from './support/cli-runner.js';
 
 const ID_SCOPE = '0ne000CLIDP';
 const key = (fill: number): string => Buffer.alloc(32, fill).toString('base64');
@@ -26,11 +26,9 @@ let dir: string;
 const outputs: string[] = [];
 
 async function run(args: string[], env: Record<string, string | undefined> = {}) {
-  let stdout = '';
-  let stderr = '';
-  const code = await main(args, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env });
-  outputs.push(stdout, stderr);
-  return { code, stdout, stderr };
+  const result = await runCli(args, env);
+  outputs.push(result.stdout, result.stderr);
+  return result;
 }
 
 /** A `dps` / `hub` command with --service and --ca. */
@@ -42,14 +40,15 @@ async function cliSecret(...args: string[]) {
   return result;
 }
 
+let fixture: TestEmulator;
+
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'dps-commands-'));
-  dps = await startEmulator({
+  fixture = await startTestEmulator('dps-commands-', {
     idScope: ID_SCOPE,
-    stateDir: join(dir, 'emulator'),
     retryAfterSeconds: 0,
     config: { iotHubs: [{ connectionString: cs(A, key(1)), location: 'westus' }, { connectionString: cs(B, key(2)), location: 'eastus' }] },
   });
+  ({ dps, dir } = fixture);
 });
 
 afterAll(async () => {
@@ -58,8 +57,7 @@ afterAll(async () => {
   const printed = outputs.join('\n');
   expect(printed).not.toContain(dps.service.key);
   for (const secret of [key(1), key(3), key(40)]) expect(printed).not.toContain(secret);
-  await dps?.close();
-  rmSync(dir, { recursive: true, force: true });
+  await fixture?.close();
 });
 
 describe('dps show and dps update', () => {

@@ -4,17 +4,15 @@
 // (rights checked on link, key renewal breaking the link until its connection string is
 // updated), and the hub registry showing where a device landed with its initial twin.
 // Devices register through the MQTT endpoint with our core, as in integration.test.ts.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEmulator, type DpsEmulator } from '../emulator/index.js';
+import type { DpsEmulator } from '../emulator/index.js';
 import { systemClock } from '../hosts/node/clock.js';
 import { createTlsConnect } from '../hosts/node/tls-connect.js';
 import { deriveDeviceKey } from '../src/identity.js';
 import { ProvisioningError } from '../src/errors.js';
 import { provisionDevice } from '../src/provisioner.js';
 import { serviceCall } from './support/service-https.js';
+import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
 
 const ID_SCOPE = '0ne000MGMT1';
 const key = (fill: number): string => Buffer.alloc(32, fill).toString('base64');
@@ -26,13 +24,12 @@ const GROUP_KEY = key(20);
 const V = '?api-version=2021-10-01';
 
 let dps: DpsEmulator;
-let stateDir: string;
+
+let fixture: TestEmulator;
 
 beforeAll(async () => {
-  stateDir = mkdtempSync(join(tmpdir(), 'dps-management-'));
-  dps = await startEmulator({
+  fixture = await startTestEmulator('dps-management-', {
     idScope: ID_SCOPE,
-    stateDir,
     retryAfterSeconds: 0,
     config: {
       iotHubs: [
@@ -48,11 +45,11 @@ beforeAll(async () => {
       ],
     },
   });
+  ({ dps } = fixture);
 });
 
 afterAll(async () => {
-  await dps?.close();
-  rmSync(stateDir, { recursive: true, force: true });
+  await fixture?.close();
 });
 
 const call = (method: string, path: string, options: Parameters<typeof serviceCall>[3] = {}) => serviceCall(dps, method, path, options);

@@ -19,27 +19,27 @@ import { systemClock } from '../hosts/node/clock.js';
 import { provisionDevice } from '../src/provisioner.js';
 import { buildSasToken } from '../src/sas.js';
 import { serviceCall } from './support/service-https.js';
+import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
 
 const ID_SCOPE = '0ne000SVC01';
 const key = (fill: number): string => Buffer.alloc(32, fill).toString('base64');
 const HUBS = ['svc-hub-a.azure-devices.net', 'svc-hub-b.azure-devices.net'];
 
 let dps: DpsEmulator;
-let stateDir: string;
+
+let fixture: TestEmulator;
 
 beforeAll(async () => {
-  stateDir = mkdtempSync(join(tmpdir(), 'dps-service-'));
-  dps = await startEmulator({
+  fixture = await startTestEmulator('dps-service-', {
     idScope: ID_SCOPE,
-    stateDir,
     retryAfterSeconds: 0,
     config: { iotHubs: HUBS.map((host) => ({ connectionString: `HostName=${host};SharedAccessKeyName=iothubowner;SharedAccessKey=${key(1)}` })) },
   });
+  ({ dps } = fixture);
 });
 
 afterAll(async () => {
-  await dps?.close();
-  rmSync(stateDir, { recursive: true, force: true });
+  await fixture?.close();
 });
 
 function serviceClient(connectionString = dps.service.connectionString): ProvisioningServiceClient {

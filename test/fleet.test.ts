@@ -1,18 +1,18 @@
 // `moddable-dps fleet` against the emulator (retry-after 0), its engine with a scripted
 // provisioning, and the TLS session resumption it uses by default.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEmulator, type DpsEmulator } from '../emulator/index.js';
+import type { DpsEmulator } from '../emulator/index.js';
 import { fleetRegistrationId, percentile, runFleet, summarizeLatencies } from '../cli/fleet/run.js';
-import { main } from '../cli/main.js';
 import { EXIT_CODES } from '../cli/shared/io.js';
 import { createTlsConnect } from '../hosts/node/tls-connect.js';
 import { ProvisioningError } from '../src/errors.js';
 import type { Connection } from '../src/ports.js';
 import type { FleetSummary } from '../cli/fleet/run.js';
+import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
+import { runCli } from './support/cli-runner.js';
 
 const ID_SCOPE = '0ne000FLEET';
 const GROUP_KEY = Buffer.from('fleet-test-group-key-0123456789abcdefghij').toString('base64');
@@ -21,31 +21,25 @@ const HUB = 'fleet-hub.azure-devices.net';
 let dps: DpsEmulator;
 let dir: string;
 
+let fixture: TestEmulator;
+
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'dps-fleet-'));
-  dps = await startEmulator({
+  fixture = await startTestEmulator('dps-fleet-', {
     idScope: ID_SCOPE,
-    stateDir: join(dir, 'emulator'),
     retryAfterSeconds: 0,
     config: {
       iotHubs: [{ connectionString: `HostName=${HUB};SharedAccessKeyName=iothubowner;SharedAccessKey=${GROUP_KEY}` }],
       enrollmentGroups: [{ enrollmentGroupId: 'fleet-group', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY, secondaryKey: GROUP_KEY } } }],
     },
   });
+  ({ dps, dir } = fixture);
 });
 
 afterAll(async () => {
-  await dps?.close();
-  rmSync(dir, { recursive: true, force: true });
+  await fixture?.close();
 });
 
-async function run(args: string[], tty = false) {
-  let stdout = '';
-  let stderr = '';
-  const io = { stdout: (t: string) => (stdout += t), stderr: (t: string) => (stderr += t), env: {}, stderrIsTTY: tty, columns: 120 };
-  const code = await main(args, io);
-  return { code, stdout, stderr };
-}
+const run = (args: string[], tty = false) => runCli(args, {}, { stderrIsTTY: tty, columns: 120 });
 
 const fleetArgs = (prefix: string, count: number, concurrency: number) => [
   'fleet', '--id-scope', ID_SCOPE, '--group-key', GROUP_KEY, '--endpoint', `${dps.endpoint.host}:${dps.endpoint.port}`,

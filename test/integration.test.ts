@@ -1,16 +1,15 @@
 // The Node host end to end: real TLS sockets on loopback, our MQTT session and DPS flow, against
 // the emulator's device endpoint, with the emulator's fault hooks playing a misbehaving DPS.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEmulator, type DpsEmulator } from '../emulator/index.js';
+import type { DpsEmulator } from '../emulator/index.js';
 import { systemClock } from '../hosts/node/clock.js';
 import { createFileStore } from '../hosts/node/file-store.js';
 import { createTlsConnect } from '../hosts/node/tls-connect.js';
 import type { ProvisioningEvent } from '../src/ports.js';
 import { provisionDevice, type DeviceConfig } from '../src/provisioner.js';
 import { failure } from './support/errors.js';
+import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
 
 const ID_SCOPE = '0ne000INTEG';
 const GROUP_KEY = Buffer.from('integration-test-group-key-0123456789abcdef').toString('base64');
@@ -18,13 +17,13 @@ const DEVICE_KEY = Buffer.from('integration-test-device-key-0123456789abcdef').t
 const HUBS = ['hub-a.azure-devices.net', 'hub-b.azure-devices.net'];
 
 let dps: DpsEmulator;
-let stateDir: string;
+let dir: string;
+
+let fixture: TestEmulator;
 
 beforeAll(async () => {
-  stateDir = mkdtempSync(join(tmpdir(), 'dps-integration-'));
-  dps = await startEmulator({
+  fixture = await startTestEmulator('dps-integration-', {
     idScope: ID_SCOPE,
-    stateDir,
     retryAfterSeconds: 1,
     config: {
       iotHubs: HUBS.map((host) => ({
@@ -39,11 +38,11 @@ beforeAll(async () => {
       ],
     },
   });
+  ({ dps, dir } = fixture);
 });
 
 afterAll(async () => {
-  await dps?.close();
-  rmSync(stateDir, { recursive: true, force: true });
+  await fixture?.close();
 });
 
 async function provision(config: Partial<DeviceConfig>, options: { trust?: boolean; store?: string } = {}) {
@@ -78,7 +77,7 @@ describe('provisioning through real TLS against the emulator', () => {
   });
 
   it('stores the assignment and skips DPS on the next run', async () => {
-    const store = join(stateDir, 'assignment.json');
+    const store = join(dir, 'assignment.json');
     const first = await provision({ registrationId: 'cached-device-1' }, { store });
     const second = await provision({ registrationId: 'cached-device-1' }, { store });
     expect(second.fromCache).toBe(true);
