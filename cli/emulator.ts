@@ -21,6 +21,7 @@ import {
 import { ProvisioningError } from '../src/errors.js';
 import { validateIdScope } from '../src/identity.js';
 import { printable } from '../src/text.js';
+import { looksLikeSecret } from './shared/args.js';
 import type { CliIo } from './shared/io.js';
 
 /** The ID scope when neither --id-scope nor the config file names one. */
@@ -58,6 +59,11 @@ export async function emulatorCommand(argv: string[], io: CliIo, control: Emulat
   if (!v) {
     io.stdout(EMULATOR_HELP);
     return 0;
+  }
+  // Paths are named in errors and in the banner: a secret pasted in place of one must not be.
+  for (const flag of ['config', 'state-dir'] as const) {
+    const looks = v[flag] === undefined ? undefined : looksLikeSecret(v[flag]);
+    if (looks) throw new ProvisioningError('invalid-input', `the value of --${flag} looks like ${looks}, not a path`);
   }
   let file: Awaited<ReturnType<typeof loadConfigFile>> | undefined;
   if (v.config !== undefined) {

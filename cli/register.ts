@@ -1,6 +1,5 @@
 // `moddable-dps register`: provision one device with DPS (or the local emulator) through the Node
 // host, as the firmware does, and keep the assignment in a file store.
-import { readFileSync } from 'node:fs';
 import { DEFAULT_TIMEOUT_MS } from '../src/dps/flow.js';
 import { ProvisioningError } from '../src/errors.js';
 import type { ProvisioningEvent } from '../src/ports.js';
@@ -8,7 +7,7 @@ import { provisionDevice } from '../src/provisioner.js';
 import { nodeRandom, systemClock } from '../hosts/node/clock.js';
 import { createFileStore } from '../hosts/node/file-store.js';
 import { createTlsConnect } from '../hosts/node/tls-connect.js';
-import { integer, parse, parseEndpoint, readSecret, required } from './shared/args.js';
+import { integer, parse, parseEndpoint, readCaFile, readSecret, required } from './shared/args.js';
 import type { CliIo } from './shared/io.js';
 import { describeAssignment, describeEvent } from './shared/output.js';
 
@@ -81,15 +80,7 @@ export async function register(argv: string[], io: CliIo): Promise<number> {
       throw new ProvisioningError('invalid-input', '--payload is not valid JSON');
     }
   }
-  const caFile = v.ca;
-  let ca: string | undefined;
-  if (caFile !== undefined) {
-    try {
-      ca = readFileSync(caFile, 'utf8');
-    } catch (error) {
-      throw new ProvisioningError('invalid-input', `Cannot read the CA certificate ${caFile}: ${(error as Error).message}`);
-    }
-  }
+  const ca = v.ca === undefined ? undefined : readCaFile(v.ca);
   const endpointText = v.endpoint ?? env.PROVISIONING_HOST;
   const warning = (event: ProvisioningEvent) => event.type === 'store-failed' || event.type === 'store-unreadable';
   const print = (event: ProvisioningEvent) => {

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DEFAULT_DPS_PORT, parseEndpoint, readSecret } from '../cli/shared/args.js';
+import { DEFAULT_DPS_PORT, looksLikeSecret, parseEndpoint, readCaFile, readSecret } from '../cli/shared/args.js';
 import { errorOf } from './support/errors.js';
 
 const invalid = (run: () => unknown) => errorOf(run, 'invalid-input');
@@ -83,13 +83,13 @@ describe('readSecret', () => {
     expect(error.message).not.toContain(key);
   });
 
-  it('names the file but never its content when it is unusable', () => {
+  it('says why a file is unusable, naming the flag but never the path nor the content', () => {
     const missing = join(dir, 'missing.key');
-    expect(invalid(() => readSecret(undefined, missing, '--key')).message).toBe(`cannot read --key-file ${missing}: no such file`);
+    expect(invalid(() => readSecret(undefined, missing, '--key')).message).toBe('cannot read --key-file: no such file');
 
     const empty = join(dir, 'empty.key');
     writeFileSync(empty, ' \n');
-    expect(invalid(() => readSecret(undefined, empty, '--key')).message).toMatch(/--key-file .*empty\.key is empty/);
+    expect(invalid(() => readSecret(undefined, empty, '--key')).message).toBe('the --key-file file is empty');
 
     const twoLines = join(dir, 'two.key');
     writeFileSync(twoLines, `${key}\n${key}\n`);
@@ -99,5 +99,40 @@ describe('readSecret', () => {
 
     expect(invalid(() => readSecret(undefined, dir, '--key')).message).toMatch(/directory/);
     expect(invalid(() => readSecret(undefined, '', '--key')).message).toMatch(/needs a file name/);
+  });
+
+  it.each([
+    ['a key', '--key', 'bXktZ3JvdXAta2V5LWJhc2U2NC0wMTIzNDU2Nzg5YWJjZGVm'],
+    ['a connection string', '--service', 'HostName=dps.example;SharedAccessKeyName=provisioningserviceowner;SharedAccessKey=c2VjcmV0LWtleS0wMTIzNDU2Nzg5YWJjZGVm'],
+    ['a SAS token', '--key', 'SharedAccessSignature sr=x&sig=c2VjcmV0&se=1'],
+    ['a PEM block', '--key', '-----BEGIN PRIVATE KEY-----\nMIIB...\n-----END PRIVATE KEY-----'],
+  ])('a secret typed where its file belongs is named as %s and never echoed', (looks, flag, secret) => {
+    const error = invalid(() => readSecret(undefined, secret, flag));
+    expect(error.message).toContain(`looks like ${looks}`);
+    expect(error.message).toContain(`give it with ${flag}`);
+    expect(error.message).not.toContain(secret);
+    for (const part of secret.split(/[;&=\n ]/).filter((p) => p.length >= 8)) expect(error.message).not.toContain(part);
+  });
+
+  it('takes an ordinary path for what it is', () => {
+    for (const path of ['device.key', './keys/dev-1.key', '/etc/moddable/group.key', 'C:\\keys\\dev.key', 'aaaaaaaaaaaaaaaaaaaaaaaa']) {
+      expect(looksLikeSecret(path), path).toBeUndefined();
+    }
+  });
+});
+
+describe('readCaFile', () => {
+  it('names an ordinary path, but not a secret pasted in its place', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'moddable-dps-ca-'));
+    const missing = join(dir, 'missing-ca.pem');
+    expect(invalid(() => readCaFile(missing)).message).toBe(`cannot read the CA certificate --ca ${missing}: no such file`);
+    const token = 'SharedAccessSignature sr=x&sig=c2VjcmV0LXNpZ25hdHVyZQ%3D%3D&se=1';
+    const error = invalid(() => readCaFile(token));
+    expect(error.message).toMatch(/looks like a SAS token, not a path/);
+    expect(error.message).not.toContain('c2VjcmV0');
+    const notPem = join(dir, 'not.pem');
+    writeFileSync(notPem, 'hello');
+    expect(invalid(() => readCaFile(notPem)).message).toMatch(/holds no PEM certificate/);
+    rmSync(dir, { recursive: true, force: true });
   });
 });

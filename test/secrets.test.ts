@@ -17,7 +17,7 @@ import { createServer, type Server } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect, promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startEmulator, type DpsEmulator, type EndpointEvent } from '../emulator/index.js';
 import { SERVER_CERT_FILE, SERVER_KEY_FILE } from '../emulator/certificates.js';
 import { main } from '../cli/main.js';
@@ -118,6 +118,9 @@ function captureError(label: string, error: unknown): void {
     capture(`${label}: JSON.stringify(error)`, JSON.stringify(error) ?? '');
   }
 }
+
+// Each test's outputs are audited when it ends, pass or fail: a failed test's leak is its own.
+afterEach(() => audit());
 
 // Anything the code under test prints behind our back: console.* and the process's own streams.
 const consoleMethods = ['log', 'info', 'warn', 'error', 'debug', 'trace'] as const;
@@ -250,7 +253,6 @@ describe('the CLI says no secret, whatever the outcome', () => {
       signs: { registrationId: 'secret-individual', key: DEVICE_KEY },
     });
     expect(env.code, env.stderr).toBe(0);
-    audit();
   });
 
   it('compute-device-key and sas-token: the secret on stdout only, nothing on stderr', async () => {
@@ -260,13 +262,11 @@ describe('the CLI says no secret, whatever the outcome', () => {
     expect(token).toMatchObject({ code: 0, stderr: '' });
     expect(verifySasToken(token.stdout.trim(), computed.stdout.trim(), Math.floor(Date.now() / 1000)).ok).toBe(true);
     addToken(token.stdout.trim());
-    audit();
   });
 
   it('unauthorized: a wrong group key, and a group key given as the device key', async () => {
     expectFailure(await cli(register('secret-member-3', ['--group-key', WRONG_GROUP_KEY]), { signs: { registrationId: 'secret-member-3', key: derived(WRONG_GROUP_KEY, 'secret-member-3') } }), 'unauthorized');
     expectFailure(await cli(register('secret-member-4', ['--key', GROUP_KEY]), { signs: { registrationId: 'secret-member-4', key: GROUP_KEY } }), 'unauthorized');
-    audit();
   });
 
   it('disabled, tls (CA not given), network (nothing listening)', async () => {
@@ -275,7 +275,6 @@ describe('the CLI says no secret, whatever the outcome', () => {
     expectFailure(await cli(noCa, { signs: { registrationId: 'secret-member-5', key: derived(GROUP_KEY, 'secret-member-5') } }), 'tls');
     const closed = ['register', '--id-scope', ID_SCOPE, '--registration-id', 'secret-member-6', '--group-key', GROUP_KEY, '--endpoint', '127.0.0.1:1', '--timeout', '1'];
     expectFailure(await cli(closed, { signs: { registrationId: 'secret-member-6', key: derived(GROUP_KEY, 'secret-member-6') } }), 'network');
-    audit();
   });
 
   it('protocol (a server answering garbage) and throttled (429 until the deadline)', async () => {
@@ -284,7 +283,6 @@ describe('the CLI says no secret, whatever the outcome', () => {
     dps.faults.push({ on: 'register', registrationId: 'secret-member-8', action: { type: 'status', status: 429, retryAfter: 1 }, times: 10 });
     const throttled = register('secret-member-8', ['--group-key', GROUP_KEY], '2');
     expectFailure(await cli(throttled, { signs: { registrationId: 'secret-member-8', key: derived(GROUP_KEY, 'secret-member-8') } }), 'throttled');
-    audit();
   });
 
   it('invalid input: malformed and misplaced keys are refused without being echoed', async () => {
@@ -313,13 +311,45 @@ describe('the CLI says no secret, whatever the outcome', () => {
       expectFailure(run, 'invalid-input');
       expect(run.stdout).toBe('');
     }
-    audit();
+  });
+
+  it('every command: a secret typed where its file belongs (every *-file flag, --ca, --config) is named for what it looks like, never echoed', async () => {
+    secrets.set('service connection string', dps.service.connectionString);
+    secrets.set('service key', dps.service.key);
+    const hubCs = `HostName=secret-hub.azure-devices.net;SharedAccessKeyName=iothubowner;SharedAccessKey=${HUB_KEY}`;
+    const token = dpsRegistrationSasToken(ID_SCOPE, 'secret-member-11', DEVICE_KEY, 4_000_000_000);
+    addToken(token);
+    const service = ['--service', dps.service.connectionString, '--ca', dps.caPath];
+    const member = ['--id-scope', ID_SCOPE, '--registration-id', 'secret-member-11'];
+    // [command line with the secret where a path belongs, what it looks like]
+    const cases: [string[], string][] = [
+      [['register', ...member, '--key-file', DEVICE_KEY], 'a key'],
+      [['register', ...member, '--group-key-file', GROUP_KEY], 'a key'],
+      [['register', ...member, '--key', DEVICE_KEY, '--ca', token], 'a SAS token'],
+      [['compute-device-key', '--registration-id', 'secret-member-11', '--key-file', GROUP_KEY], 'a key'],
+      [['sas-token', ...member, '--key-file', DEVICE_KEY], 'a key'],
+      [['fleet', '--id-scope', ID_SCOPE, '--count', '1', '--group-key-file', GROUP_KEY], 'a key'],
+      [['fleet', '--id-scope', ID_SCOPE, '--count', '1', '--group-key', GROUP_KEY, '--ca', GROUP_KEY_2], 'a key'],
+      [['dps', 'show', '--service-file', dps.service.connectionString, '--ca', dps.caPath], 'a connection string'],
+      [['dps', 'show', '--service', dps.service.connectionString, '--ca', dps.service.key], 'a key'],
+      [['dps', 'linked-hub', 'create', '--connection-string-file', hubCs, ...service], 'a connection string'],
+      [['dps', 'enrollment-group', 'create', '--enrollment-id', 'secret-files', '--primary-key-file', GROUP_KEY, ...service], 'a key'],
+      [['dps', 'enrollment-group', 'create', '--enrollment-id', 'secret-files', '--secondary-key-file', GROUP_KEY_2, ...service], 'a key'],
+      [['hub', 'device', 'show', '--hub-name', 'secret-hub.azure-devices.net', '--device-id', 'x', '--service-file', dps.service.connectionString], 'a connection string'],
+      [['emulator', '--config', hubCs], 'a connection string'],
+      [['emulator', '--state-dir', GROUP_KEY], 'a key'],
+    ];
+    for (const [args, looks] of cases) {
+      const run = await cli(args);
+      expectFailure(run, 'invalid-input');
+      expect(run.stderr, args.join(' ')).toContain(`looks like ${looks}`);
+      expect(run.stdout).toBe('');
+    }
   });
 
   it('a key pasted in place of the command', async () => {
     const run = await cli([GROUP_KEY, 'register']);
     expect(run.code).toBe(EXIT_CODES['invalid-input']);
-    audit();
   });
 
   it('the built executable, once: a wrong key read from a file', async () => {
@@ -337,7 +367,6 @@ describe('the CLI says no secret, whatever the outcome', () => {
     expect(result.code, result.stderr).toBe(EXIT_CODES.unauthorized);
     capture('moddable-dps executable stdout', result.stdout);
     capture('moddable-dps executable stderr', result.stderr);
-    audit();
   });
 });
 
@@ -400,7 +429,6 @@ describe('the core flow says no secret, whatever the outcome', () => {
     // The tokens were really captured: each verifies with the key it was signed with.
     expect(tokens.length - firstToken).toBeGreaterThanOrEqual(3);
     expect(verifySasToken(tokens[firstToken]!, deriveDeviceKey(GROUP_KEY, 'secret-core-1'), 0).ok).toBe(true);
-    audit();
   });
 
   const registrationId = 'secret-core';
@@ -434,7 +462,6 @@ describe('the core flow says no secret, whatever the outcome', () => {
     for (const connection of scripted.network.connections) {
       for (const connect of connection.sentOf('connect')) addToken(connect.password!);
     }
-    audit();
   });
 });
 
@@ -442,6 +469,5 @@ describe('the emulator says no secret', () => {
   it('in any of its events', () => {
     expect(emulatorEvents.length).toBeGreaterThan(0);
     for (const event of emulatorEvents) capture(`emulator event ${event.type}`, JSON.stringify(event));
-    audit();
   });
 });

@@ -1,7 +1,6 @@
 // `moddable-dps fleet`: provision many virtual devices of one enrollment group at once, to
 // load-test a DPS setup (the local emulator or a real instance). Each device is the core's
 // registerDevice over the Node host's TLS, its key derived from the group key once.
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ProvisioningError } from '../../src/errors.js';
 import { deriveDeviceKey, validateIdScope, validateRegistrationId } from '../../src/identity.js';
@@ -9,7 +8,7 @@ import { DPS_GLOBAL_ENDPOINT, registerDevice } from '../../src/dps/flow.js';
 import { formatEndpoint } from '../../src/provisioner.js';
 // cli.ts registers this command, so the import is circular: only used at call time, which is safe.
 import { EXIT_CODES, type CliIo } from '../shared/io.js';
-import { parseEndpoint, readSecret } from '../shared/args.js';
+import { parseEndpoint, readCaFile, readSecret } from '../shared/args.js';
 import { nodeRandom, systemClock } from '../../hosts/node/clock.js';
 import { createProgressView, type ProgressView } from './progress.js';
 import { fleetRegistrationId, runFleet, type FleetSummary } from './run.js';
@@ -76,7 +75,7 @@ export async function fleet(argv: string[], io: FleetIo): Promise<number> {
   deriveDeviceKey(groupKey, idOf(0)); // a group key that is not base64 is bad input, before any traffic
   const endpointText = v.endpoint ?? env.PROVISIONING_HOST;
   const endpoint = endpointText ? parseEndpoint(endpointText) : DPS_GLOBAL_ENDPOINT;
-  const ca = v.ca === undefined ? undefined : readCa(v.ca);
+  const ca = v.ca === undefined ? undefined : readCaFile(v.ca);
   const connect = createTlsConnect({ ...(ca !== undefined && { ca }), resumeSessions: !v['full-handshakes'] });
 
   const progress: ProgressView | undefined = v.quiet
@@ -186,10 +185,3 @@ function integer(text: string, flag: string, min: number, max: number): number {
   return value;
 }
 
-function readCa(file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (error) {
-    throw new ProvisioningError('invalid-input', `Cannot read the CA certificate ${file}: ${(error as Error).message}`);
-  }
-}

@@ -1,9 +1,8 @@
 // Shared by the `dps` and `hub` commands: flag parsing (with the common flags), the service
 // client from --service / --service-file / DPS_SERVICE_CONNECTION_STRING and --ca, and output.
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ProvisioningError } from '../../src/errors.js';
-import { readSecret } from '../shared/args.js';
+import { readCaFile, readSecret } from '../shared/args.js';
 import type { CliIo } from '../shared/io.js';
 import { DpsServiceClient, parseServiceConnectionString } from './client.js';
 
@@ -60,15 +59,7 @@ export function serviceClient(values: Values, io: Io): DpsServiceClient {
   if (!text) throw new ProvisioningError('invalid-input', `Missing --service <connection string> (or the ${SERVICE_ENV} environment variable)`);
   const connection = parseServiceConnectionString(text);
   const caFile = values.ca as string | undefined;
-  let ca: string | undefined;
-  if (caFile !== undefined) {
-    try {
-      ca = readFileSync(caFile, 'utf8');
-    } catch (error) {
-      throw new ProvisioningError('invalid-input', `Cannot read the CA certificate ${caFile}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`);
-    }
-    if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new ProvisioningError('invalid-input', `The CA file ${caFile} holds no PEM certificate`);
-  }
+  const ca = caFile === undefined ? undefined : readCaFile(caFile);
   return new DpsServiceClient(connection, { ...(ca && { ca }), timeoutMs: timeoutSeconds(values.timeout) * 1000 });
 }
 

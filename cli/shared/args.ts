@@ -60,6 +60,9 @@ function parsePort(text: string, bad: (why: string) => Error): number {
  * A secret given either inline (`--key <value>`) or as a file (`--key-file <path>`): the file's
  * text with surrounding whitespace (a trailing newline) removed. Undefined when neither is given.
  * `flag` is the inline flag's name, e.g. '--key'; the file flag is `${flag}-file`.
+ *
+ * No message repeats the path: `--key-file "$KEY"` typed for `--key "$KEY"` would otherwise put
+ * the key on stderr and in CI logs. When the "path" looks like a secret, the message says so.
  */
 export function readSecret(value: string | undefined, file: string | undefined, flag: string): string | undefined {
   const fileFlag = `${flag}-file`;
@@ -72,16 +75,54 @@ export function readSecret(value: string | undefined, file: string | undefined, 
   try {
     text = readFileSync(file, 'utf8');
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a directory' : (code ?? 'unreadable');
-    throw new ProvisioningError('invalid-input', `cannot read ${fileFlag} ${file}: ${why}`);
+    const looks = looksLikeSecret(file);
+    const hint = looks ? `; the value looks like ${looks}, not a path: give it with ${flag}, or its file's path with ${fileFlag}` : '';
+    throw new ProvisioningError('invalid-input', `cannot read ${fileFlag}: ${readFailure(error)}${hint}`);
   }
   const secret = text.replace(/^\uFEFF/, '').trim();
-  if (secret === '') throw new ProvisioningError('invalid-input', `${fileFlag} ${file} is empty`);
+  if (secret === '') throw new ProvisioningError('invalid-input', `the ${fileFlag} file is empty`);
   if (/[\r\n]/.test(secret)) {
-    throw new ProvisioningError('invalid-input', `${fileFlag} ${file} holds more than one line; it must contain only the key`);
+    throw new ProvisioningError('invalid-input', `the ${fileFlag} file holds more than one line; it must contain only the secret`);
   }
   return secret;
+}
+
+/**
+ * A CA certificate file (`--ca <pem file>`). A CA is no secret and a path is named in errors,
+ * unless the value looks like a key, a token or a PEM block pasted in place of the path.
+ */
+export function readCaFile(file: string, flag = '--ca'): string {
+  const looks = looksLikeSecret(file);
+  const named = looks ? `${flag} (the value looks like ${looks}, not a path: give the PEM file's path)` : `${flag} ${file}`;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ProvisioningError('invalid-input', `cannot read the CA certificate ${named}: ${readFailure(error)}`);
+  }
+  if (!text.includes('-----BEGIN CERTIFICATE-----')) throw new ProvisioningError('invalid-input', `the CA file ${named} holds no PEM certificate`);
+  return text;
+}
+
+/** What a value given where a path belongs looks like, when it looks like a secret (never the value itself). */
+export function looksLikeSecret(value: string): string | undefined {
+  if (/^\s*SharedAccessSignature\s/i.test(value) || /(^|[?&\s])sig=/i.test(value)) return 'a SAS token';
+  if (/(^|;)\s*(HostName|SharedAccessKeyName|SharedAccessKey|DeviceId)\s*=/i.test(value)) return 'a connection string';
+  if (/-----BEGIN [A-Z ]+-----/.test(value)) return 'a PEM block (a certificate or a private key)';
+  // Base64 of 16 or more bytes with nothing of a path in it: a symmetric key.
+  if (value.length >= 24 && value.length % 4 === 0 && /^[A-Za-z0-9+/]+={0,2}$/.test(value) && /[0-9]/.test(value) && /[A-Z]/.test(value) && /[a-z]/.test(value)) {
+    return 'a key';
+  }
+  return undefined;
+}
+
+function readFailure(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'no such file';
+  if (code === 'EACCES') return 'permission denied';
+  if (code === 'EISDIR') return 'it is a directory';
+  if (code === 'ENAMETOOLONG') return 'the name is too long for a path';
+  return code ?? 'unreadable';
 }
 
 /** parseArgs with our error type, and --help handled. Returns undefined when help was printed. */
