@@ -50,8 +50,9 @@ function setup(options: Partial<HubSessionOptions> = {}) {
 const sentTypes = (packets: Packet[]) => packets.map((p) => (p.type === 'publish' ? `publish ${p.topic.split('?')[0]}` : p.type));
 
 describe('connecting', () => {
-  it('presents the device ID, the username and a fresh hub SAS token, then subscribes and GETs the twin in one burst', async () => {
+  it('presents the device ID, the username and a fresh hub SAS token, and subscribes and GETs the twin right behind CONNECT', async () => {
     const t = setup();
+    t.hub.autoConnack = false;
     t.hub.holdSubacks = true;
     const opening = t.open();
     await settle();
@@ -62,8 +63,9 @@ describe('connecting', () => {
     expect(token).toMatchObject({ resource: `${HUB}/devices/${DEVICE}`, se: t.clock.now() / 1000 + 3600 });
     expect(token.skn).toBeUndefined();
     expect(verifySasToken(connect.password!, KEY, t.clock.now() / 1000, `${HUB}/devices/${DEVICE}`).ok).toBe(true);
-    // No SUBACK yet: the GET left right behind the SUBSCRIBEs, one round trip after CONNACK.
+    // No CONNACK yet: the SUBSCRIBEs and the GET left right behind CONNECT, so a connect costs one round trip after TLS.
     expect(sentTypes(connection.sent)).toEqual(['connect', 'subscribe', 'subscribe', 'subscribe', 'subscribe', 'publish $iothub/twin/GET/']);
+    t.hub.connack();
     expect(connection.sentOf('subscribe').map((s) => s.subscriptions[0]!.topic)).toEqual([
       '$iothub/twin/res/#', '$iothub/twin/PATCH/properties/desired/#', '$iothub/methods/POST/#', `devices/${DEVICE}/messages/devicebound/#`,
     ]);
@@ -73,6 +75,14 @@ describe('connecting', () => {
     expect(t.desired).toEqual([[{ telemetryInterval: 10 }, 1]]);
     expect(t.types()).toEqual(['hub-connecting', 'hub-twin', 'hub-desired', 'hub-connected']);
     session.close();
+  });
+
+  it('a hub that refuses CONNECT fails the GET sent behind it at once, with the refusal', async () => {
+    const t = setup();
+    t.hub.connacks.push(5);
+    const error = await failure(t.connect(), 'unauthorized');
+    expect(error.message).toMatch(/CONNACK 5/);
+    expect(t.clock.pendingTimers).toBe(0); // no twin request left waiting for its timeout
   });
 
   it('connects to an endpoint override and sends the model ID, subscribing only to what it handles', async () => {

@@ -174,6 +174,51 @@ describe('connect', () => {
   });
 });
 
+describe('requests behind CONNECT, before CONNACK (onConnectSent)', () => {
+  const hold: Responder = () => {}; // the test answers CONNECT itself
+
+  it('sends them right behind CONNECT, and settles them once the server accepts', async () => {
+    const requests: { subscribed?: ReturnType<typeof watch<number>>; published?: ReturnType<typeof watch<void>> } = {};
+    const s = setup(hold, {
+      onConnectSent: (client) => {
+        requests.subscribed = watch(client.subscribe('$iothub/twin/res/#', 1));
+        requests.published = watch(client.publish('$iothub/twin/GET/?$rid=1', new Uint8Array(0), 0));
+      },
+    });
+    const connecting = watch(s.connecting);
+    await settle();
+    const server = s.network.last;
+    expect(server.sent.map((p) => p.type)).toEqual(['connect', 'subscribe', 'publish']);
+    expect(connecting.state).toBe('pending');
+    expect(requests.published!.state).toBe('resolved'); // QoS 0: written
+    server.send(CONNACK_OK, { type: 'suback', messageId: server.sentOf('subscribe')[0]!.messageId, granted: [1] });
+    await settle();
+    expect(connecting.state).toBe('resolved');
+    expect(requests.subscribed!).toMatchObject({ state: 'resolved', value: 1 });
+  });
+
+  it('rejects them with the refusal when the server refuses the connection', async () => {
+    let subscribed: ReturnType<typeof watch<number>> | undefined;
+    const s = setup(hold, { onConnectSent: (client) => void (subscribed = watch(client.subscribe('t/#', 1))) });
+    const connecting = watch(s.connecting);
+    await settle();
+    s.network.last.send({ type: 'connack', sessionPresent: false, returnCode: 5 });
+    await settle();
+    expectError(connecting.error, 'unauthorized', /CONNACK 5/);
+    expectError(subscribed!.error, 'unauthorized', /CONNACK 5/);
+    expectClosed(s);
+  });
+
+  it('ends the attempt, with a typed error, when the callback throws', async () => {
+    const s = setup(acceptConnect, {
+      onConnectSent: () => {
+        throw new Error('bug');
+      },
+    });
+    expectError(await s.connecting.catch((e: unknown) => e), 'invalid-input', /Sending behind CONNECT failed: bug/);
+  });
+});
+
 describe('subscribe and publish', () => {
   it('subscribe resolves with the granted QoS; a refusal (0x80) rejects as failed and the session stays open', async () => {
     const s = await connected();

@@ -136,27 +136,38 @@ export class HubSession {
     const expiry = Math.floor(clock.now() / 1000) + sasTtlSeconds;
     let client: MqttClient | undefined = undefined;
     let established = false;
-    client = await MqttClient.connect(this.#ports.connect, endpoint, clock, {
-      clientId: deviceId,
-      username: topics.hubUsername(hub, deviceId, modelId),
-      password: topics.hubSasToken(hub, deviceId, deviceKey, expiry),
-      connectTimeoutMs: requestTimeoutMs,
-      ...(this.#options.keepAliveSeconds !== undefined && { keepAliveSeconds: this.#options.keepAliveSeconds }),
-      ...(this.#options.maxPacketSize !== undefined && { maxPacketSize: this.#options.maxPacketSize }),
-      onMessage: (topic, payload) => this.#onMessage(topic, payload),
-      onClose: (error) => {
-        if (client === undefined || this.#client !== client) return;
-        const lost = error ?? new ProvisioningError('network', 'IoT Hub closed the connection');
-        this.#drop(lost); // while opening, the GET in flight fails with it and the loop tries again
-        if (established) this.#reconnect(lost);
-      },
-    });
+    let burst: Promise<unknown> | undefined;
+    try {
+      client = await MqttClient.connect(this.#ports.connect, endpoint, clock, {
+        clientId: deviceId,
+        username: topics.hubUsername(hub, deviceId, modelId),
+        password: topics.hubSasToken(hub, deviceId, deviceKey, expiry),
+        connectTimeoutMs: requestTimeoutMs,
+        ...(this.#options.keepAliveSeconds !== undefined && { keepAliveSeconds: this.#options.keepAliveSeconds }),
+        ...(this.#options.maxPacketSize !== undefined && { maxPacketSize: this.#options.maxPacketSize }),
+        onMessage: (topic, payload) => this.#onMessage(topic, payload),
+        // One burst right behind CONNECT, waiting for neither CONNACK nor SUBACK (MQTT keeps order,
+        // and the hub has subscribed us before it answers the GET): a connect costs one round trip after TLS.
+        onConnectSent: (opening) => {
+          const subscribed = this.#subscriptions().map((topic) => opening.subscribe(topic, 1));
+          burst = Promise.all([...subscribed, this.#twin.send(opening, 'GET', new Uint8Array(0))]);
+          burst.catch(() => {}); // awaited once connected; a refused connection is connect()'s to report
+        },
+        onClose: (error) => {
+          if (client === undefined || this.#client !== client) return;
+          const lost = error ?? new ProvisioningError('network', 'IoT Hub closed the connection');
+          this.#drop(lost); // while opening, the GET in flight fails with it and the loop tries again
+          if (established) this.#reconnect(lost);
+        },
+      });
+    } catch (error) {
+      this.#twin.failAll(asError(error)); // the GET sent behind a refused CONNECT gets no answer
+      throw error;
+    }
     if (this.#closed) return client.disconnect();
     this.#client = client;
-    // One burst, without waiting for SUBACK (MQTT keeps order): the hub has subscribed us before it answers the GET.
-    const subscribed = this.#subscriptions().map((topic) => client!.subscribe(topic, 1));
     try {
-      await Promise.all([...subscribed, this.getTwin()]);
+      await burst;
     } catch (error) {
       if (this.#client === client) this.#drop(asError(error));
       throw error;

@@ -14,6 +14,13 @@ export interface MqttClientOptions {
   connectTimeoutMs?: number; // time allowed for TLS + CONNACK, default 30000
   onMessage(topic: string, payload: Uint8Array): void;
   /**
+   * Called once CONNECT is written, before CONNACK. SUBSCRIBEs and PUBLISHes made here leave right
+   * behind CONNECT (MQTT 3.1.1 §3.1.4 lets a client send before CONNACK; the server processes them
+   * only if it accepts the connection), which saves a round trip; if the server refuses, they
+   * reject with the refusal, as connect() does.
+   */
+  onConnectSent?(client: MqttClient): void;
+  /**
    * The connection ended without disconnect() being called (error describes why); called at
    * most once, and only after connect() resolved (before that, connect() rejects instead).
    */
@@ -40,6 +47,7 @@ export class MqttClient {
   readonly #keepAliveMs: number;
   readonly #onMessage: MqttClientOptions['onMessage'];
   readonly #onClose: MqttClientOptions['onClose'];
+  readonly #onConnectSent: MqttClientOptions['onConnectSent'];
   readonly #decoder: PacketDecoder;
   readonly #inFlight = new Map<number, InFlight>();
   #state: 'connecting' | 'open' | 'closed' = 'connecting';
@@ -59,6 +67,7 @@ export class MqttClient {
     this.#keepAliveMs = (options.keepAliveSeconds ?? DEFAULT_KEEP_ALIVE_SECONDS) * 1000;
     this.#onMessage = options.onMessage;
     this.#onClose = options.onClose;
+    this.#onConnectSent = options.onConnectSent;
     this.#decoder = new PacketDecoder(options.maxPacketSize ?? DEFAULT_MAX_PACKET_SIZE);
   }
 
@@ -105,9 +114,9 @@ export class MqttClient {
       await this.#request('puback', topic, qos, publish);
       return;
     }
-    if (this.#state !== 'open') throw this.#notOpen(`publish to ${JSON.stringify(topic)}`);
+    if (!this.#canSend()) throw this.#notOpen(`publish to ${JSON.stringify(topic)}`);
     this.#write(encodePacket({ type: 'publish', topic, payload, qos, dup: false, retain: false })); // checks qos at run time
-    if (this.#state !== 'open') throw this.#notOpen(`publish to ${JSON.stringify(topic)}`); // the write closed it
+    if (!this.#canSend()) throw this.#notOpen(`publish to ${JSON.stringify(topic)}`); // the write closed it
   }
 
   /** Sends DISCONNECT and closes; pending operations reject with kind 'network'. onClose is not called. Idempotent. */
@@ -140,6 +149,13 @@ export class MqttClient {
           if (this.#state === 'closed') return connection.close(); // timed out or failed meanwhile
           this.#connection = connection;
           this.#write(hello);
+          if (this.#state !== 'connecting' || !this.#onConnectSent) return;
+          try {
+            this.#onConnectSent(this);
+          } catch (error) {
+            const reason = error instanceof Error ? error.message : String(error);
+            this.#fail(new ProvisioningError('invalid-input', `Sending behind CONNECT failed: ${reason}`, { cause: error }));
+          }
         },
         (error: unknown) => {
           const message = `Could not connect to ${where}: ${error instanceof Error ? error.message : String(error)}`;
@@ -152,7 +168,7 @@ export class MqttClient {
   #request(awaits: InFlight['awaits'], topic: string, qos: 0 | 1, packet: (messageId: number) => Packet): Promise<number> {
     return new Promise<number>((resolve, reject) => {
       const what = awaits === 'suback' ? `subscribe to ${JSON.stringify(topic)}` : `publish to ${JSON.stringify(topic)}`;
-      if (this.#state !== 'open') return reject(this.#notOpen(what));
+      if (!this.#canSend()) return reject(this.#notOpen(what));
       const messageId = this.#allocateId();
       if (messageId === undefined) {
         return reject(new ProvisioningError('invalid-input', `Cannot ${what}: 65535 MQTT operations are in flight`));
@@ -335,6 +351,11 @@ export class MqttClient {
   #closeReason(): ProvisioningError | undefined {
     if (typeof this.#closeError === 'function') this.#closeError = this.#closeError();
     return this.#closeError;
+  }
+
+  /** Open, or connecting with CONNECT already written (requests may follow it before CONNACK). */
+  #canSend(): boolean {
+    return this.#state === 'open' || (this.#state === 'connecting' && this.#connection !== undefined);
   }
 
   #isClosed(): boolean {

@@ -44,6 +44,8 @@ export class ScriptedHub {
   /** When false, telemetry gets no PUBACK. */
   ackTelemetry = true;
   readonly #heldSubacks: { packet: Extract<Packet, { type: 'subscribe' }>; connection: ScriptedConnection }[] = [];
+  /** What a connection sent behind CONNECT before its CONNACK: handled once accepted, as a broker does (MQTT 3.1.1 §3.1.4). */
+  readonly #early = new Map<ScriptedConnection, Packet[] | 'accepted' | 'refused'>();
 
   constructor() {
     this.network = new ScriptedNetwork({ respond: (packet, connection) => this.#respond(packet, connection) });
@@ -58,7 +60,10 @@ export class ScriptedHub {
   }
 
   connack(returnCode = 0, connection = this.last): void {
+    const early = this.#early.get(connection);
+    this.#early.set(connection, returnCode === 0 ? 'accepted' : 'refused');
     connection.send({ type: 'connack', sessionPresent: false, returnCode });
+    if (returnCode === 0 && Array.isArray(early)) for (const packet of early) this.#respond(packet, connection);
   }
 
   releaseSubacks(): void {
@@ -99,6 +104,14 @@ export class ScriptedHub {
   }
 
   #respond(packet: Packet, connection: ScriptedConnection): void {
+    if (packet.type !== 'connect') {
+      const early = this.#early.get(connection);
+      if (early === 'refused') return; // never processed
+      if (early !== 'accepted') {
+        this.#early.set(connection, [...(early ?? []), packet]);
+        return;
+      }
+    }
     switch (packet.type) {
       case 'connect':
         if (this.autoConnack) this.connack(this.connacks.shift() ?? 0, connection);
