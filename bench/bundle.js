@@ -8,12 +8,12 @@ import { build } from 'esbuild';
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const CACHE = join(ROOT, 'node_modules', '.cache', 'moddable-dps');
 
-/** Bundles `entry` (a path from the repository root) to CACHE/<name>.mjs and returns that path. */
+/** Bundles `entry` (a path from the repository root; or options.stdin) to CACHE/<name>.mjs and returns that path. */
 export async function bundleForNode(entry, name, options = {}) {
   mkdirSync(CACHE, { recursive: true });
   const outfile = join(CACHE, `${name}.mjs`);
   await build({
-    entryPoints: [join(ROOT, entry)],
+    ...(entry !== undefined && { entryPoints: [join(ROOT, entry)] }),
     bundle: true,
     platform: 'node',
     format: 'esm',

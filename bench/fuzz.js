@@ -1,21 +1,22 @@
-// The long fuzz run: the properties of test/fuzz.test.ts (the very same code), ≥ 100,000 cases each.
+// The long fuzz run: the properties of test/fuzz-*.test.ts (the very same code), ≥ 100,000 cases each.
 //   node bench/fuzz.js                    100,000 cases per property
 //   node bench/fuzz.js --runs=1000000     or FUZZ_RUNS=1000000
 //   node bench/fuzz.js --only=decoder     properties whose name contains the text
 //   FUZZ_SEED=123 node bench/fuzz.js      replay a run (the seed is printed)
 //   node --expose-gc bench/fuzz.js        collect garbage before each property: cleaner peak heap
-// Self-contained: esbuild bundles the TypeScript test file (no `npm run build` needed), with
+// Self-contained: esbuild bundles the TypeScript test files (no `npm run build` needed), with
 // `vitest` replaced by a stand-in that collects describe/it, and fast-check kept external so this
 // script's fast-check is the bundle's: a global life-cycle plugin times each case.
 // Per property: cases, cases/second, the slowest case, the heap when it started (after a
 // collection with --expose-gc) and its peak (process.memoryUsage().heapUsed, sampled every 256 cases). FAIL when a property fails, an error escapes (unhandled rejection), or one
 // case takes longer than --hang-ms (default 2000 ms: a hang detector, not a performance bar).
 // Not part of npm test.
+import { readdirSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
-import { bundleForNode } from './bundle.js';
+import { bundleForNode, ROOT } from './bundle.js';
 import fc from 'fast-check';
 
 const options = Object.fromEntries(
@@ -30,13 +31,15 @@ const seed = Number(options.seed ?? process.env.FUZZ_SEED ?? (Date.now() ^ (Math
 const hangMs = Number(options['hang-ms'] ?? 2000);
 if (!(Number.isSafeInteger(runs) && runs > 0)) throw new Error('bench/fuzz.js: --runs must be a positive whole number');
 
-// ---- bundle test/fuzz.test.ts with a stand-in for vitest ----
+// ---- bundle test/fuzz-*.test.ts with a stand-in for vitest ----
 const VITEST_STAND_IN = `
 const registry = (globalThis.__fuzzBench ??= { suite: '', tests: [] });
 export function describe(name, body) { const outer = registry.suite; registry.suite = name; try { body(); } finally { registry.suite = outer; } }
 export function it(name, body) { registry.tests.push({ suite: registry.suite, name, body }); }
 `;
-const bundle = await bundleForNode('test/fuzz.test.ts', 'fuzz-bench', {
+const fuzzFiles = readdirSync(join(ROOT, 'test')).filter((name) => /^fuzz-.*\.test\.ts$/.test(name)).sort();
+const bundle = await bundleForNode(undefined, 'fuzz-bench', {
+  stdin: { contents: fuzzFiles.map((name) => `import './test/${name}';`).join('\n'), resolveDir: ROOT, loader: 'ts' },
   plugins: [{
     name: 'vitest-stand-in',
     setup(b) {

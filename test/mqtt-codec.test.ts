@@ -5,6 +5,7 @@ import fc from 'fast-check';
 import mqtt from 'mqtt-packet';
 import { encodePacket, PacketDecoder, type Packet } from '../src/mqtt/codec.js';
 import { ProvisioningError } from '../src/errors.js';
+import { concat } from './support/fuzz.js';
 
 // ---- mqtt-packet's shapes <-> ours ----
 
@@ -115,16 +116,6 @@ const packetArb: fc.Arbitrary<Packet> = fc.oneof(
 
 function decodeAll(bytes: Uint8Array, maxPacketSize?: number): Packet[] {
   return new PacketDecoder(maxPacketSize).push(bytes);
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let o = 0;
-  for (const c of chunks) {
-    out.set(c, o);
-    o += c.length;
-  }
-  return out;
 }
 
 describe('differential against mqtt-packet', () => {
