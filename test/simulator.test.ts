@@ -13,6 +13,7 @@
 //   boot 5: DPS refuses CONNECT with CONNACK 3 twice, then 5 twice: typed error lines and retries,
 //           never a lost simulator (closing the socket inside its callback crashed it), then ready
 //   boot 6: a wrong group key from the factory (Preference): refused, traced, retried, again
+//   boot 7: a DPS error message with escape codes and a newline: traced escaped, on one line
 // A second build (no key, the default anchor):
 //   no key (a configuration error) stops the loop; with the factory's serial and group key, the
 //   default anchor (DigiCert) refuses the emulator: a tls error, traced and retried
@@ -203,6 +204,15 @@ if (skipReason) {
       expect(trace).not.toContain(deriveDeviceKey(WRONG_KEY, REGISTRATION_ID));
       expectNoSecrets(trace);
     }, 180_000);
+
+    it('boot 7: text from DPS is traced escaped, on one line (an error message with escape codes and a newline)', async () => {
+      writePreferences({ ...readPreferences(), dps: undefined, 'dps-state': undefined });
+      dps.faults.push({ on: 'register', action: { type: 'status', status: 400, errorCode: 400004, message: '\u001b[2Jall good\ndps: ready forged' } });
+      const trace = await boot(/^dps: retry 1 in/);
+      expect(trace).toContain('dps: error failed DPS refused the registration (400): \\u001b[2Jall good\\ndps: ready forged');
+      expect(trace).not.toMatch(/[\u0000-\u0009\u000b-\u001f]/);
+      expect(trace.split('\n').filter((line) => line.startsWith('dps: ready'))).toEqual([]);
+    }, 150_000);
 
     it('a build without a key: the configuration error is traced and stops the retry loop', async () => {
       writePreferences({ ...readPreferences(), dps: undefined, 'dps-state': undefined });

@@ -23,6 +23,7 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import { isProvisioningError } from "../../src/errors.js";
 import type { ProvisioningEvent } from "../../src/ports.js";
 import { provisionDevice, resolveRegistrationId, type ProvisionResult } from "../../src/provisioner.js";
+import { printable } from "../../src/text.js";
 import { clock, sleep, syncClock } from "./clock.js";
 import { macAddress, platform } from "./device.js";
 import { PreferenceStore } from "./preference-store.js";
@@ -148,7 +149,10 @@ function describe(error: unknown): string {
 	return error instanceof Error ? error.message : String(error);
 }
 
-/** One trace line; messages never span lines, so a log reader can match line by line. */
+/**
+ * One trace line. Messages may quote DPS (a hub name, an error message): control characters are
+ * shown escaped, so no line spans two and none drives the terminal a log is read on.
+ */
 function say(line: string): void {
-	trace(`dps: ${line.replace(/[\r\n]+/g, " ")}\n`);
+	trace(`dps: ${printable(line)}\n`);
 }
