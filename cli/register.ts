@@ -1,15 +1,10 @@
 // `moddable-dps register`: provision one device with DPS (or the local emulator) through the Node
 // host, as the firmware does, and keep the assignment in a file store.
-import { DEFAULT_TIMEOUT_MS } from '../src/dps/flow.js';
-import { ProvisioningError } from '../src/errors.js';
-import type { ProvisioningEvent } from '../src/ports.js';
 import { provisionDevice } from '../src/provisioner.js';
-import { nodeRandom, systemClock } from '../hosts/node/clock.js';
-import { createFileStore } from '../hosts/node/file-store.js';
-import { createTlsConnect } from '../hosts/node/tls-connect.js';
-import { integer, parse, parseEndpoint, readCaFile, readSecret, required } from './shared/args.js';
+import { parse } from './shared/args.js';
 import type { CliIo } from './shared/io.js';
-import { describeAssignment, describeEvent } from './shared/output.js';
+import { describeAssignment } from './shared/output.js';
+import { PROVISIONING_FLAGS, PROVISIONING_HELP, provisioningFromFlags } from './shared/provisioning.js';
 
 const REGISTER_HELP = `Usage: moddable-dps register --id-scope <s> (--registration-id <r> | --registration-id-template <t> [--serial <n>] [--mac <m>])
                              (--key <deviceKey> | --group-key <groupKey>) [options]
@@ -17,101 +12,17 @@ const REGISTER_HELP = `Usage: moddable-dps register --id-scope <s> (--registrati
 Provisions the device with DPS: registers, waits while DPS is assigning, and prints the
 assigned hub. With --store, a matching stored assignment is reused and DPS is not contacted.
 
-  --id-scope <s>                    ID scope (env PROVISIONING_IDSCOPE)
-  --registration-id <r>             registration ID (env PROVISIONING_REGISTRATION_ID)
-  --registration-id-template <t>    build the ID from the identity, e.g. '{serial}-{mac}'
-  --serial <n>, --mac <m>           the identity the template is filled with
-  --key <deviceKey>                 the device's key (env PROVISIONING_SYMMETRIC_KEY); --key-file <path>
-  --group-key <groupKey>            an enrollment group key: the device key is derived; --group-key-file <path>
-  --endpoint <host[:port]>          DPS endpoint (env PROVISIONING_HOST; default global.azure-devices-provisioning.net:8883)
-  --ca <pem>                        trust this CA certificate as well (e.g. the emulator's)
-  --payload <json>                  custom data sent with the registration
-  --store <file>                    where the assignment is kept between runs (only a new file or a
-                                    store file is written; a symbolic link's target is updated)
-  --store-optional                  a store that cannot be used is a warning, not exit 12
-  --force                           provision even when a matching assignment is stored
-  --timeout <seconds>               give up after this long (default 300)
-  --json                            print the result as JSON
-  --quiet                           no progress lines on stderr (warnings still are printed)
+${PROVISIONING_HELP}
 
 Exit status: 0 assigned; 2 bad input; 3 unauthorized; 4 disabled; 5 failed; 6 throttled;
 7 server errors; 8 network; 9 untrusted certificate; 10 protocol; 11 timeout; 12 storage.
 `;
 
 export async function register(argv: string[], io: CliIo): Promise<number> {
-  const v = parse(
-    argv,
-    {
-      'id-scope': { type: 'string' },
-      'registration-id': { type: 'string' },
-      'registration-id-template': { type: 'string' },
-      serial: { type: 'string' },
-      mac: { type: 'string' },
-      key: { type: 'string' },
-      'key-file': { type: 'string' },
-      'group-key': { type: 'string' },
-      'group-key-file': { type: 'string' },
-      endpoint: { type: 'string' },
-      ca: { type: 'string' },
-      payload: { type: 'string' },
-      store: { type: 'string' },
-      'store-optional': { type: 'boolean' },
-      force: { type: 'boolean' },
-      timeout: { type: 'string' },
-      json: { type: 'boolean' },
-      quiet: { type: 'boolean' },
-    },
-    REGISTER_HELP,
-    io,
-  );
+  const v = parse(argv, PROVISIONING_FLAGS, REGISTER_HELP, io);
   if (!v) return 0;
-  const env = io.env;
-  const template = v['registration-id-template'];
-  const registrationId = v['registration-id'] ?? (template ? undefined : env.PROVISIONING_REGISTRATION_ID);
-  if (registrationId && template) throw new ProvisioningError('invalid-input', 'Give --registration-id or --registration-id-template, not both');
-  if (!registrationId && !template) throw new ProvisioningError('invalid-input', 'Missing --registration-id or --registration-id-template (or PROVISIONING_REGISTRATION_ID)');
-  const groupKey = readSecret(v['group-key'], v['group-key-file'], '--group-key');
-  const deviceKey = readSecret(v.key, v['key-file'], '--key') ?? (groupKey ? undefined : env.PROVISIONING_SYMMETRIC_KEY);
-  let payload: unknown;
-  if (v.payload !== undefined) {
-    try {
-      payload = JSON.parse(v.payload);
-    } catch {
-      throw new ProvisioningError('invalid-input', '--payload is not valid JSON');
-    }
-  }
-  const ca = v.ca === undefined ? undefined : readCaFile(v.ca);
-  const endpointText = v.endpoint ?? env.PROVISIONING_HOST;
-  const warning = (event: ProvisioningEvent) => event.type === 'store-failed' || event.type === 'store-unreadable';
-  const print = (event: ProvisioningEvent) => {
-    if (!v.quiet || warning(event)) io.stderr(`${describeEvent(event)}\n`);
-  };
-  if (v['store-optional'] && !v.store) throw new ProvisioningError('invalid-input', '--store-optional needs --store');
-  const timeoutMs = v.timeout !== undefined ? integer(v.timeout, '--timeout', 1, 86_400) * 1000 : DEFAULT_TIMEOUT_MS;
-  // The store's file operations end by the same deadline as the flow (a hung file system).
-  const deadline = systemClock.now() + timeoutMs;
-  const { assignment, fromCache } = await provisionDevice(
-    {
-      idScope: required(v['id-scope'] ?? env.PROVISIONING_IDSCOPE, '--id-scope', 'PROVISIONING_IDSCOPE'),
-      ...(registrationId && { registrationId }),
-      ...(template && { registrationIdTemplate: template, identity: { ...(v.serial && { serial: v.serial }), ...(v.mac && { mac: v.mac }) } }),
-      ...(deviceKey && { deviceKey }),
-      ...(groupKey && { groupKey }),
-      ...(endpointText && { endpoint: parseEndpoint(endpointText) }),
-      ...(payload !== undefined && { payload }),
-      ...(v.force && { force: true }),
-      ...(v.store && !v['store-optional'] && { storeRequired: true }),
-      timeoutMs,
-      clientVersion: 'moddable-dps/0.1.0',
-    },
-    {
-      connect: createTlsConnect(ca ? { ca } : {}),
-      clock: systemClock,
-      random: nodeRandom,
-      log: print,
-      ...(v.store && { store: createFileStore(v.store, { deadline }) }),
-    },
-  );
+  const { config, ports } = provisioningFromFlags(v, io);
+  const { assignment, fromCache } = await provisionDevice(config, ports);
   io.stdout(describeAssignment(assignment, fromCache, v.json === true));
   return 0;
 }

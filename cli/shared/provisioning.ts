@@ -1,0 +1,116 @@
+// The provisioning flags `register` and `device` share (the flags of Microsoft's samples and of
+// `az iot dps`), turned into the core's DeviceConfig and the Node host's ports.
+import { DEFAULT_TIMEOUT_MS } from '../../src/dps/flow.js';
+import { ProvisioningError } from '../../src/errors.js';
+import type { ProvisioningEvent } from '../../src/ports.js';
+import type { DeviceConfig, ProvisionerPorts } from '../../src/provisioner.js';
+import { nodeRandom, systemClock } from '../../hosts/node/clock.js';
+import { createFileStore } from '../../hosts/node/file-store.js';
+import { createTlsConnect } from '../../hosts/node/tls-connect.js';
+import { integer, parseEndpoint, readCaFile, readSecret, required } from './args.js';
+import type { CliIo } from './io.js';
+import { describeEvent } from './output.js';
+
+export const CLIENT_VERSION = 'moddable-dps/0.1.0';
+
+export const PROVISIONING_FLAGS = {
+  'id-scope': { type: 'string' },
+  'registration-id': { type: 'string' },
+  'registration-id-template': { type: 'string' },
+  serial: { type: 'string' },
+  mac: { type: 'string' },
+  key: { type: 'string' },
+  'key-file': { type: 'string' },
+  'group-key': { type: 'string' },
+  'group-key-file': { type: 'string' },
+  endpoint: { type: 'string' },
+  ca: { type: 'string' },
+  payload: { type: 'string' },
+  store: { type: 'string' },
+  'store-optional': { type: 'boolean' },
+  force: { type: 'boolean' },
+  timeout: { type: 'string' },
+  json: { type: 'boolean' },
+  quiet: { type: 'boolean' },
+} as const;
+
+export const PROVISIONING_HELP = `  --id-scope <s>                    ID scope (env PROVISIONING_IDSCOPE)
+  --registration-id <r>             registration ID (env PROVISIONING_REGISTRATION_ID)
+  --registration-id-template <t>    build the ID from the identity, e.g. '{serial}-{mac}'
+  --serial <n>, --mac <m>           the identity the template is filled with
+  --key <deviceKey>                 the device's key (env PROVISIONING_SYMMETRIC_KEY); --key-file <path>
+  --group-key <groupKey>            an enrollment group key: the device key is derived; --group-key-file <path>
+  --endpoint <host[:port]>          DPS endpoint (env PROVISIONING_HOST; default global.azure-devices-provisioning.net:8883)
+  --ca <pem>                        trust this CA certificate as well (e.g. the emulator's)
+  --payload <json>                  custom data sent with the registration
+  --store <file>                    where the assignment is kept between runs (only a new file or a
+                                    store file is written; a symbolic link's target is updated)
+  --store-optional                  a store that cannot be used is a warning, not exit 12
+  --force                           provision even when a matching assignment is stored
+  --timeout <seconds>               give up provisioning after this long (default 300)
+  --json                            print the result as JSON
+  --quiet                           no progress lines on stderr (warnings still are printed)`;
+
+export type ProvisioningValues = { [K in keyof typeof PROVISIONING_FLAGS]?: (typeof PROVISIONING_FLAGS)[K]['type'] extends 'boolean' ? boolean : string };
+
+export interface Provisioning {
+  config: DeviceConfig;
+  ports: ProvisionerPorts;
+  /** The CA given with --ca (PEM), for other connections of the command. */
+  ca: string | undefined;
+  /** Prints a progress line unless --quiet (warnings always). */
+  print: (line: string, warning?: boolean) => void;
+}
+
+/** The flags' meaning, checked before any traffic. */
+export function provisioningFromFlags(v: ProvisioningValues, io: CliIo): Provisioning {
+  const env = io.env;
+  const template = v['registration-id-template'];
+  const registrationId = v['registration-id'] ?? (template ? undefined : env.PROVISIONING_REGISTRATION_ID);
+  if (registrationId && template) throw new ProvisioningError('invalid-input', 'Give --registration-id or --registration-id-template, not both');
+  if (!registrationId && !template) throw new ProvisioningError('invalid-input', 'Missing --registration-id or --registration-id-template (or PROVISIONING_REGISTRATION_ID)');
+  const groupKey = readSecret(v['group-key'], v['group-key-file'], '--group-key');
+  const deviceKey = readSecret(v.key, v['key-file'], '--key') ?? (groupKey ? undefined : env.PROVISIONING_SYMMETRIC_KEY);
+  let payload: unknown;
+  if (v.payload !== undefined) {
+    try {
+      payload = JSON.parse(v.payload);
+    } catch {
+      throw new ProvisioningError('invalid-input', '--payload is not valid JSON');
+    }
+  }
+  const ca = v.ca === undefined ? undefined : readCaFile(v.ca);
+  const endpointText = v.endpoint ?? env.PROVISIONING_HOST;
+  const print = (line: string, warning = false) => {
+    if (!v.quiet || warning) io.stderr(`${line}\n`);
+  };
+  const warning = (event: ProvisioningEvent) => event.type === 'store-failed' || event.type === 'store-unreadable';
+  if (v['store-optional'] && !v.store) throw new ProvisioningError('invalid-input', '--store-optional needs --store');
+  const timeoutMs = v.timeout !== undefined ? integer(v.timeout, '--timeout', 1, 86_400) * 1000 : DEFAULT_TIMEOUT_MS;
+  // The store's file operations end by the same deadline as the flow (a hung file system).
+  const deadline = systemClock.now() + timeoutMs;
+  return {
+    config: {
+      idScope: required(v['id-scope'] ?? env.PROVISIONING_IDSCOPE, '--id-scope', 'PROVISIONING_IDSCOPE'),
+      ...(registrationId && { registrationId }),
+      ...(template && { registrationIdTemplate: template, identity: { ...(v.serial && { serial: v.serial }), ...(v.mac && { mac: v.mac }) } }),
+      ...(deviceKey && { deviceKey }),
+      ...(groupKey && { groupKey }),
+      ...(endpointText && { endpoint: parseEndpoint(endpointText) }),
+      ...(payload !== undefined && { payload }),
+      ...(v.force && { force: true }),
+      ...(v.store && !v['store-optional'] && { storeRequired: true }),
+      timeoutMs,
+      clientVersion: CLIENT_VERSION,
+    },
+    ports: {
+      connect: createTlsConnect(ca ? { ca } : {}),
+      clock: systemClock,
+      random: nodeRandom,
+      log: (event) => print(describeEvent(event), warning(event)),
+      ...(v.store && { store: createFileStore(v.store, { deadline }) }),
+    },
+    ca,
+    print,
+  };
+}
