@@ -25,11 +25,14 @@ import { parseRequestTopic, responseTopic, type RequestTopic } from '../src/dps/
 import { authenticateDevice, type AuthFailure, type DeviceAttestation } from './auth.js';
 import { DpsError, ErrorCodes, errorBody } from './dps-errors.js';
 import { RawBody, statusFaultResponse, strayResponse, type FaultAction, type FaultPlan } from './faults.js';
+import type { HubEndpointEvent } from './iothub-service.js';
 import { BoundedMqttStream } from './packet-limit.js';
 import type { DpsModel } from './model.js';
 import type { DpsResponse, RegistrationService } from './registrations.js';
 
+/** What the emulator reports: the DPS endpoint's events and the IoT hubs' (iothub-service.ts). */
 export type EndpointEvent =
+  | HubEndpointEvent
   | { type: 'refused'; clientId: string; reason: AuthFailure | 'fault' }
   | { type: 'connected'; registrationId: string }
   | { type: 'request'; registrationId: string; request: RequestTopic['type']; status: number }

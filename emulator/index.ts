@@ -7,6 +7,8 @@ import { resolve } from 'node:path';
 import { loadOrCreateCertificates } from './certificates.js';
 import { startDeviceEndpoint, type EndpointEvent } from './device-endpoint.js';
 import { FaultPlan } from './faults.js';
+import { startIotHubEndpoint, type IotHubEndpoint } from './iothub-endpoint.js';
+import type { EmulatedIotHubs } from './iothub-service.js';
 import { DpsModel } from './model.js';
 import type { ModelConfig } from './model-types.js';
 import { RegistrationService } from './registrations.js';
@@ -19,6 +21,9 @@ export { FaultPlan } from './faults.js';
 export { DpsModel } from './model.js';
 export type * from './model-types.js';
 export type { EmulatedHub, HubPolicy, HubRight } from './hubs.js';
+export type { EmulatedIotHubs, HubEndpointEvent, TelemetryMessage } from './iothub-service.js';
+export { IotHubError, TELEMETRY_LOG_SIZE } from './iothub-service.js';
+export type { TwinView } from './iothub-twins.js';
 export { serviceClientAgent } from './service-agent.js';
 
 export const DEFAULT_STATE_DIR = '.dps-emulator';
@@ -58,6 +63,8 @@ export interface EmulatorOptions {
    * in the state directory (service-policy.json), so the connection string survives restarts.
    */
   serviceKey?: string;
+  /** The emulated IoT hubs' MQTT device endpoint port (TLS, same host and certificate); 0 (the default) picks a free one. IoT Hub uses 8883. */
+  hubPort?: number;
 }
 
 export interface EmulatorService {
@@ -80,7 +87,11 @@ export interface DpsEmulator {
   faults: FaultPlan;
   /** The service API (enrollments, registrations) and the management API (linked hubs, emulated hubs). */
   service: EmulatorService;
-  /** Closes the device endpoint and the service API. */
+  /** Where devices connect to their emulated IoT hub (MQTT over TLS); the username names the hub. */
+  hubEndpoint: { host: string; port: number };
+  /** The emulated IoT hubs' service side: twins, device status, direct methods, C2D, telemetry. */
+  hubs: EmulatedIotHubs;
+  /** Closes the device endpoint, the IoT hub endpoint and the service API. */
   close(): Promise<void>;
 }
 
@@ -130,7 +141,16 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
     ...(options.onEvent !== undefined ? { onEvent: options.onEvent } : {}),
   });
   let serviceApi;
+  let hubEndpoint: IotHubEndpoint | undefined;
   try {
+    hubEndpoint = await startIotHubEndpoint({
+      model,
+      cert: serverChain,
+      key: certificates.serverKeyPem,
+      host,
+      port: options.hubPort ?? 0,
+      ...(options.onEvent !== undefined ? { onEvent: options.onEvent } : {}),
+    });
     serviceApi = await startServiceApi({
       model,
       idScope: options.idScope,
@@ -144,7 +164,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
     });
   } catch (error) {
     service.close();
-    await endpoint.close();
+    await Promise.all([endpoint.close(), hubEndpoint?.close()]);
     throw error;
   }
   return {
@@ -154,6 +174,8 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
     caPath: certificates.caPath,
     model,
     faults,
+    hubEndpoint: { host: hubEndpoint.host, port: hubEndpoint.port },
+    hubs: hubEndpoint.hubs,
     service: {
       endpoint: { host: clientHost, port: serviceApi.port },
       keyName: SERVICE_KEY_NAME,
@@ -162,7 +184,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
     },
     close: async () => {
       service.close();
-      await Promise.all([endpoint.close(), serviceApi.close()]);
+      await Promise.all([endpoint.close(), hubEndpoint.close(), serviceApi.close()]);
     },
   };
 }

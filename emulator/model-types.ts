@@ -126,7 +126,12 @@ export interface HubDevice {
   registrationId: string;
   authentication: { type: 'sas'; symmetricKey: { primaryKey: string; secondaryKey: string } };
   tags: Record<string, unknown>;
-  properties: { desired: Record<string, unknown> };
+  /** The twin's properties; `reported` is absent until the device reports. */
+  properties: { desired: Record<string, unknown>; reported?: Record<string, unknown> };
+  /** The twin's desired and reported `$version`; absent: 1 and 1 (the twin as DPS created it). */
+  twinVersions?: { desired: number; reported: number };
+  /** Absent: enabled. A disabled device cannot connect to its hub. */
+  status?: 'enabled' | 'disabled';
   createdDateTimeUtc: string;
   lastUpdatedDateTimeUtc: string;
 }

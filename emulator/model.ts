@@ -305,6 +305,14 @@ export class DpsModel {
     registry.set(device.deviceId, structuredClone(device));
   }
 
+  /** Replace an existing device identity (its twin or status), linked hub or not; false when there is none. */
+  replaceHubDevice(hostName: string, device: HubDevice): boolean {
+    const registry = this.#devices.get(hostName.toLowerCase());
+    if (!registry?.has(device.deviceId)) return false;
+    registry.set(device.deviceId, structuredClone(device));
+    return true;
+  }
+
   removeHubDevice(hostName: string, deviceId: string): void {
     this.#devices.get(hostName.toLowerCase())?.delete(deviceId);
   }
