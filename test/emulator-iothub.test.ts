@@ -9,6 +9,8 @@ import { createTlsConnect } from '../hosts/node/tls-connect.js';
 import type { Clock } from '../src/ports.js';
 import type { JsonObject } from '../src/hub/messages.js';
 import { connectHub, type HubSession } from '../src/hub/session.js';
+import { hubSasToken, hubUsername } from '../src/hub/topics.js';
+import { MqttClient } from '../src/mqtt/client.js';
 import type { HubSessionOptions } from '../src/hub/options.js';
 import { provisionDevice } from '../src/provisioner.js';
 import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
@@ -151,5 +153,36 @@ describe("a provisioned device on the emulator's IoT hub", () => {
       'no-device',
     ]);
     expect(JSON.stringify(events)).not.toContain(DEVICE_KEY);
+  });
+
+  it("keeps a device to its own topics: another device's filter gets 0x80, a publish elsewhere is dropped, a bad patch gets 400", async () => {
+    await provision('thermo-4');
+    const received: { topic: string; body: string }[] = [];
+    const client = await MqttClient.connect(createTlsConnect({ ca: dps.caPem, connectTimeoutMs: 5000 }), dps.hubEndpoint, systemClock, {
+      clientId: 'thermo-4',
+      username: hubUsername(HUB, 'thermo-4'),
+      password: hubSasToken(HUB, 'thermo-4', DEVICE_KEY, Math.floor(Date.now() / 1000) + 600),
+      onMessage: (topic, payload) => received.push({ topic, body: Buffer.from(payload).toString('utf8') }),
+      onClose: () => {},
+    });
+    try {
+      await failure(client.subscribe('devices/thermo-1/messages/devicebound/#', 1), 'failed');
+      await failure(client.subscribe('#', 0), 'failed');
+      expect(await client.subscribe('$iothub/twin/res/#', 1)).toBe(1);
+      await client.publish('devices/thermo-1/messages/events/', new TextEncoder().encode('forged'), 1);
+      await client.publish('$iothub/twin/PATCH/properties/reported/?$rid=7', new TextEncoder().encode('{not json'), 0);
+      await client.publish('$iothub/twin/PATCH/properties/reported/?$rid=8', new TextEncoder().encode('[1,2]'), 0);
+      await until(() => received.length === 2);
+      expect(received.map((r) => r.topic)).toEqual(['$iothub/twin/res/400/?$rid=7', '$iothub/twin/res/400/?$rid=8']);
+      expect(dps.hubs.telemetry(HUB).map((m) => m.body)).not.toContain('forged');
+      expect(events.filter((e) => e.type === 'hub-topic-refused' && e.deviceId === 'thermo-4')).toEqual([
+        { type: 'hub-topic-refused', hub: HUB, deviceId: 'thermo-4', action: 'subscribe', topic: 'devices/thermo-1/messages/devicebound/#' },
+        { type: 'hub-topic-refused', hub: HUB, deviceId: 'thermo-4', action: 'subscribe', topic: '#' },
+        { type: 'hub-topic-refused', hub: HUB, deviceId: 'thermo-4', action: 'publish', topic: 'devices/thermo-1/messages/events/' },
+      ]);
+      expect(dps.hubs.twin(HUB, 'thermo-4')?.properties.reported).toEqual({ $version: 1 });
+    } finally {
+      client.disconnect();
+    }
   });
 });
