@@ -225,24 +225,30 @@ export class RegistrationService {
     const deviceId = 'deviceId' in enrollment && enrollment.deviceId ? enrollment.deviceId : device.registrationId;
     const wasAssigned = previous?.status === 'assigned' && previous.assignedHub !== undefined;
     const moved = wasAssigned && previous!.assignedHub !== hostName;
-    const migrate = moved && enrollment.reprovisionPolicy.migrateDeviceData;
+    // The reprovision policy (concepts-device-reprovision.md): "migrate data" moves the whole twin
+    // (tags, desired and reported properties with their versions) to the new hub; "reset to
+    // initial config" starts from the enrollment's initial twin, also on the same hub ("often used
+    // for a factory reset without changing IoT hubs"); "never re-provision" kept the hub above.
+    const reset = wasAssigned && enrollment.reprovisionPolicy.updateHubAssignment && !enrollment.reprovisionPolicy.migrateDeviceData;
     const old = wasAssigned ? model.hubDevice(previous!.assignedHub!, previous!.deviceId ?? deviceId) : undefined;
     const existing = model.hubDevice(hostName, deviceId);
-    // A webhook's initialTwin wins over migration (concepts-custom-allocation.md); then migrated
-    // data; a device that stays keeps its twin; otherwise the enrollment's initialTwin.
-    const twin: { tags: Record<string, unknown>; desired: Record<string, unknown> } = twinOverride
-      ? { tags: twinOverride.tags ?? {}, desired: twinOverride.properties?.desired ?? {} }
-      : migrate && old
-        ? { tags: old.tags, desired: old.properties.desired }
-        : !moved && existing
-          ? { tags: existing.tags, desired: existing.properties.desired }
-          : { tags: enrollment.initialTwin?.tags ?? {}, desired: enrollment.initialTwin?.properties?.desired ?? {} };
+    // The device's own twin, moved or kept, unless the policy resets it; otherwise the initial
+    // twin: a custom allocation webhook's, which DPS uses "on initial assignment or when
+    // reprovisioning if the ... policy is set to Reprovision and reset to initial config" and
+    // ignores otherwise (concepts-custom-allocation.md), else the enrollment's.
+    const kept = moved ? old : existing;
+    const initial = twinOverride ?? enrollment.initialTwin;
+    const fresh = reset || !kept || (twinOverride !== undefined && !wasAssigned);
+    const twin: Pick<HubDevice, 'tags' | 'properties' | 'twinVersions'> = fresh
+      ? { tags: initial?.tags ?? {}, properties: { desired: initial?.properties?.desired ?? {} } }
+      : { tags: kept.tags, properties: kept.properties, ...(kept.twinVersions && { twinVersions: kept.twinVersions }) };
     const identity: HubDevice = {
       deviceId,
       registrationId: device.registrationId,
       authentication: { type: 'sas', symmetricKey: { ...device.deviceKeys } },
-      tags: structuredClone(twin.tags),
-      properties: { desired: structuredClone(twin.desired) },
+      ...structuredClone(twin),
+      // A device that stays keeps its status (DPS does not enable a device an operator disabled).
+      ...(!moved && existing?.status && { status: existing.status }),
       createdDateTimeUtc: !moved && existing ? existing.createdDateTimeUtc : now,
       lastUpdatedDateTimeUtc: now,
     };
@@ -250,7 +256,8 @@ export class RegistrationService {
     if (moved && old) model.removeHubDevice(previous!.assignedHub!, old.deviceId);
 
     let substatus: RegistrationSubstatus = 'initialAssignment';
-    if (moved) substatus = migrate ? 'deviceDataMigrated' : 'deviceDataReset';
+    if (reset) substatus = 'deviceDataReset';
+    else if (moved) substatus = 'deviceDataMigrated';
     else if (wasAssigned) substatus = previous!.substatus ?? 'initialAssignment';
     return { ...base, assignedHub: hostName, deviceId, status: 'assigned', substatus };
   }

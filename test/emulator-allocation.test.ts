@@ -170,6 +170,26 @@ describe('registrations through the model', () => {
     expect(finish(model, 'mover')).toMatchObject({ assignedHub: 'a.azure-devices.net', substatus: 'deviceDataReset' });
     expect(model.hubDevice('a.azure-devices.net', 'mover')?.tags).toEqual({ site: 'three' });
   });
+
+  it('reset to initial config resets the twin on the same hub too ("a factory reset without changing IoT hubs"); a device that stays keeps its status', () => {
+    const model = new DpsModel({ iotHubs: [hubConfig('a')] });
+    const initialTwin = { tags: { site: 'one' }, properties: { desired: { interval: 10 } } };
+    model.putEnrollmentGroup({ enrollmentGroupId: 'g', attestation: { type: 'symmetricKey' }, initialTwin });
+    expect(finish(model, 'stayer').substatus).toBe('initialAssignment');
+    const used = { ...model.hubDevice('a.azure-devices.net', 'stayer')!, status: 'disabled' as const };
+    used.properties = { desired: { interval: 5 }, reported: { firmware: '1.0' } };
+    used.twinVersions = { desired: 2, reported: 3 };
+    model.replaceHubDevice('a.azure-devices.net', used);
+    expect(finish(model, 'stayer').substatus).toBe('initialAssignment'); // migrate data (the default): the twin stays as it is
+    expect(model.hubDevice('a.azure-devices.net', 'stayer')).toMatchObject({ status: 'disabled', properties: used.properties, twinVersions: used.twinVersions });
+
+    model.putEnrollmentGroup({ enrollmentGroupId: 'g', attestation: { type: 'symmetricKey' }, initialTwin, reprovisionPolicy: { migrateDeviceData: false } });
+    expect(finish(model, 'stayer')).toMatchObject({ assignedHub: 'a.azure-devices.net', substatus: 'deviceDataReset' });
+    const reset = model.hubDevice('a.azure-devices.net', 'stayer')!;
+    expect(reset).toMatchObject({ status: 'disabled', tags: { site: 'one' }, properties: { desired: { interval: 10 } } });
+    expect(reset.properties.reported).toBeUndefined();
+    expect(reset.twinVersions).toBeUndefined(); // $version 1 and 1, as DPS creates a twin
+  });
 });
 
 describe('custom allocation', () => {
