@@ -6,6 +6,8 @@
 // - A device subscribes and publishes only its own topics (deviceTopic below): another filter gets
 //   SUBACK 0x80, a publish elsewhere is dropped; both are logged. A QoS 2 publish closes the
 //   connection and a QoS 2 subscription is granted QoS 1, as the doc says IoT Hub does.
+// - A device deleted or disabled while connected (through the service side, or moved to another
+//   hub by DPS) is disconnected: at once by the service side, at its next packet otherwise.
 // - Twin GET and reported PATCH are answered on '$iothub/twin/res/<status>/?$rid=<rid>[&$version=n]'
 //   once the device has subscribed to '$iothub/twin/res/#'; telemetry is PUBACKed and logged.
 // - What the service side sends (desired updates, method calls, C2D) is written to the device's
@@ -107,6 +109,10 @@ export async function startIotHubEndpoint(options: IotHubEndpointOptions): Promi
     authorizeSubscribe(client, subscription, callback) {
       const session = sessions.get(client);
       const allowed = session && [...SUBSCRIBABLE, `devices/${session.deviceId}/messages/devicebound/#`].includes(subscription.topic);
+      if (session && !stillRegistered(session)) {
+        client.close();
+        return;
+      }
       if (!session || !allowed) {
         if (session) hubs.refusedTopic(session, 'subscribe', subscription.topic);
         callback(null, null); // SUBACK 0x80 for this filter
@@ -123,6 +129,10 @@ export async function startIotHubEndpoint(options: IotHubEndpointOptions): Promi
       }
       if (packet.qos === 2) {
         callback(new Error('QoS 2 is not supported')); // as IoT Hub: the connection is closed
+        return;
+      }
+      if (!stillRegistered(session)) {
+        callback(new Error('the device was deleted or disabled')); // e.g. DPS moved it to another hub
         return;
       }
       packet.retain = false;
@@ -151,6 +161,12 @@ export async function startIotHubEndpoint(options: IotHubEndpointOptions): Promi
     const session = sessions.get(client);
     if (session) hubs.detach(session, client);
   });
+
+  /** The device still exists in its hub, enabled (DPS may have moved it meanwhile). */
+  function stillRegistered(session: HubConnection): boolean {
+    const device = model.hubDevice(session.hub, session.deviceId);
+    return device !== undefined && device.status !== 'disabled';
+  }
 
   function handle(client: Client, session: HubConnection, kind: NonNullable<ReturnType<typeof deviceTopic>>, topic: string, payload: Buffer): void {
     if (client.closed) return;
