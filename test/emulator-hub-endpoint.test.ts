@@ -1,0 +1,142 @@
+// Microsoft's device client is the referee of the emulator's IoT Hub endpoint (telemetry, twin and
+// methods: emulator-iothub-sdk.test.ts): azure-iot-device + azure-iot-device-mqtt, over real TLS on
+// loopback, as a device the emulator's DPS provisioned, receives a cloud-to-device message; a
+// wrong key, an expired token, a disabled device and a deleted one get CONNACK 5, which the client
+// reports as UnauthorizedError.
+//
+// How the client reaches a local port (node_modules/azure-iot-device-mqtt/dist/mqtt.js,
+// _getBaseConfig; azure-iot-mqtt-base/dist/mqtt_base.js, _connectClient):
+// - the connection string's GatewayHostName (IoT Edge's transparent gateway setting) replaces the
+//   host of the URI: 'mqtts://' + (gatewayHostName || host), and mqtt.js takes the port from it,
+//   while the username and the SAS token still name HostName, the hub;
+// - the CA: Client.setOptions({ ca }) reaches MqttBase, which hands `ca` to the TLS connection.
+// For a token that has expired, the client is built from a SharedAccessSignatureAuthenticationProvider
+// holding Microsoft's own SharedAccessSignature.create(...) with an expiry in the past.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Client, Message, SharedAccessSignature, SharedAccessSignatureAuthenticationProvider } from 'azure-iot-device';
+import { Mqtt } from 'azure-iot-device-mqtt';
+import type { DpsEmulator, EndpointEvent } from '../emulator/index.js';
+import { systemClock } from '../hosts/node/clock.js';
+import { createTlsConnect } from '../hosts/node/tls-connect.js';
+import { provisionDevice } from '../src/provisioner.js';
+import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
+
+const ID_SCOPE = '0ne000PEER2';
+const HUB = 'hub-peer.azure-devices.net';
+const keyOf = (text: string): string => Buffer.from(text.padEnd(32, '#')).toString('base64');
+const DEVICE_KEY = keyOf('peer-device-key');
+
+let fixture: TestEmulator;
+let dps: DpsEmulator;
+const events: EndpointEvent[] = [];
+
+beforeAll(async () => {
+  fixture = await startTestEmulator('dps-hub-peer-', {
+    idScope: ID_SCOPE,
+    retryAfterSeconds: 0,
+    onEvent: (event) => events.push(event),
+    config: {
+      iotHubs: [{ connectionString: `HostName=${HUB};SharedAccessKeyName=iothubowner;SharedAccessKey=${keyOf(HUB)}` }],
+      individualEnrollments: ['peer-1', 'peer-2'].map((registrationId) => ({
+        registrationId,
+        attestation: { type: 'symmetricKey' as const, symmetricKey: { primaryKey: DEVICE_KEY, secondaryKey: keyOf('secondary') } },
+      })),
+    },
+  });
+  dps = fixture.dps;
+});
+
+afterAll(async () => {
+  await fixture?.close();
+});
+
+/** Provision through the emulator's DPS, as a device would; returns the hub and device ID. */
+async function provision(registrationId: string): Promise<{ hub: string; deviceId: string }> {
+  const { assignment } = await provisionDevice(
+    { idScope: ID_SCOPE, endpoint: dps.endpoint, registrationId, deviceKey: DEVICE_KEY, timeoutMs: 20_000 },
+    { connect: createTlsConnect({ ca: dps.caPem, connectTimeoutMs: 5000 }), clock: systemClock },
+  );
+  return { hub: assignment.assignedHub, deviceId: assignment.deviceId };
+}
+
+const gateway = (): string => `127.0.0.1:${dps.hubEndpoint.port}`;
+
+/** Microsoft's client for `deviceId` on `hub`, through the emulator's port, trusting its CA (setOptions is asynchronous). */
+async function microsoftClient(hub: string, deviceId: string, key = DEVICE_KEY): Promise<Client> {
+  const client = Client.fromConnectionString(`HostName=${hub};DeviceId=${deviceId};SharedAccessKey=${key};GatewayHostName=${gateway()}`, Mqtt);
+  await client.setOptions({ ca: dps.caPem });
+  return client;
+}
+
+/** Open, or the error the client reports. */
+async function openError(opening: Client | Promise<Client>): Promise<Error | undefined> {
+  const client = await opening;
+  try {
+    await client.open();
+    return undefined;
+  } catch (error) {
+    return error as Error;
+  } finally {
+    await client.close().catch(() => {});
+  }
+}
+
+/** The client subscribes when a listener is added and tells nobody when the SUBACK came: give it time on loopback. */
+function subscribing(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 300));
+}
+
+/** Resolves when `check` holds, polling every 10 ms for up to 5 s. */
+async function until(check: () => boolean): Promise<void> {
+  for (let waited = 0; !check(); waited += 10) {
+    if (waited > 5000) throw new Error('timed out waiting');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+describe("Microsoft's device client on the emulator's IoT hub", () => {
+  it('receives a cloud-to-device message with its properties, and completes it', async () => {
+    const { hub, deviceId } = await provision('peer-1');
+    expect(hub).toBe(HUB);
+    const client = await microsoftClient(hub, deviceId);
+    await client.open();
+    try {
+      const received: { body: string; kind: unknown; to: unknown }[] = [];
+      client.on('message', (msg: Message) => {
+        received.push({ body: msg.getData().toString(), kind: msg.properties.getValue('kind'), to: msg.to });
+        void client.complete(msg);
+      });
+      await subscribing(); // the client subscribes when the first 'message' listener is added
+      await dps.hubs.sendC2D(hub, deviceId, 'hello device', { kind: 'greeting' });
+      await until(() => received.length === 1);
+      expect(received[0]).toEqual({ body: 'hello device', kind: 'greeting', to: `/devices/${deviceId}/messages/devicebound` });
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('refuses a wrong key, an expired token, a disabled device and a deleted one with CONNACK 5 (UnauthorizedError)', async () => {
+    const { hub, deviceId } = await provision('peer-2');
+    const refusedBefore = events.filter((e) => e.type === 'hub-refused').length;
+
+    expect((await openError(microsoftClient(hub, deviceId, keyOf('not the key'))))?.name).toBe('UnauthorizedError');
+
+    const expired = SharedAccessSignature.create(hub, deviceId, DEVICE_KEY, Math.floor(Date.now() / 1000) - 60).toString();
+    const provider = new SharedAccessSignatureAuthenticationProvider({ host: hub, deviceId, gatewayHostName: gateway(), sharedAccessSignature: expired });
+    const expiredClient = Client.fromAuthenticationProvider(provider, Mqtt);
+    await expiredClient.setOptions({ ca: dps.caPem });
+    expect((await openError(expiredClient))?.name).toBe('UnauthorizedError');
+
+    dps.hubs.setDeviceStatus(hub, deviceId, 'disabled');
+    expect((await openError(microsoftClient(hub, deviceId)))?.name).toBe('UnauthorizedError');
+    dps.hubs.setDeviceStatus(hub, deviceId, 'enabled');
+    expect(await openError(microsoftClient(hub, deviceId))).toBeUndefined();
+
+    dps.hubs.deleteDevice(hub, deviceId);
+    expect((await openError(microsoftClient(hub, deviceId)))?.name).toBe('UnauthorizedError');
+
+    const reasons = events.filter((e) => e.type === 'hub-refused').slice(refusedBefore).map((e) => ('reason' in e ? e.reason : ''));
+    expect(reasons).toEqual(['token-signature', 'token-expired', 'disabled', 'no-device']);
+    expect(JSON.stringify(events)).not.toContain(DEVICE_KEY);
+  });
+});
