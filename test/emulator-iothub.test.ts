@@ -143,13 +143,21 @@ describe("a provisioned device on the emulator's IoT hub", () => {
     dps.hubs.setDeviceStatus(HUB, 'thermo-3', 'enabled');
     (await connect('thermo-3')).close();
 
+    // A token valid for more than ten years (auth.ts MAX_TOKEN_LIFETIME_SECONDS): our session never makes one.
+    const elevenYears = Math.floor(Date.now() / 1000) + 11 * 366 * 86_400;
+    const tls = createTlsConnect({ ca: dps.caPem, connectTimeoutMs: 5000 });
+    const options = { clientId: 'thermo-3', username: hubUsername(HUB, 'thermo-3'), onMessage: () => {}, onClose: () => {} };
+    await failure(MqttClient.connect(tls, dps.hubEndpoint, systemClock, { ...options, password: hubSasToken(HUB, 'thermo-3', DEVICE_KEY, elevenYears) }), 'unauthorized');
+
     dps.hubs.deleteDevice(HUB, 'thermo-3');
     await failure(connect('thermo-3'), 'unauthorized');
+
     expect(events.filter((e) => e.type === 'hub-refused').map((e) => 'reason' in e && e.reason)).toEqual([
       'token-signature',
       'token-expired',
       'disabled',
       'disabled',
+      'token-lifetime',
       'no-device',
     ]);
     expect(JSON.stringify(events)).not.toContain(DEVICE_KEY);
