@@ -10,6 +10,7 @@ const USAGE = `Usage: moddable-dps <command> [options]
 
 Commands:
   register             provision a device with DPS (or the local emulator) and store the result
+  device               provision, connect to the assigned IoT hub, send telemetry, answer methods
   compute-device-key   derive a device key from an enrollment group key
   sas-token            print a DPS registration SAS token
   dps                  manage DPS: show/update, linked-hub, enrollment-group (as az iot dps)
@@ -30,6 +31,7 @@ const COMMANDS: Record<string, Command> = {
   hub: async (argv, io) => (await import('./hub/command.js')).hubCommand(argv, escapedOutput(io)),
   emulator: async (argv, io) => (await import('./emulator.js')).emulatorCommand(argv, io),
   fleet: async (argv, io) => (await import('./fleet/command.js')).fleet(argv, io),
+  device: async (argv, io) => (await import('./device.js')).device(argv, io),
 };
 
 export async function main(argv: string[], io: CliIo): Promise<number> {

@@ -1,6 +1,6 @@
 // How the CLI prints provisioning: progress lines and the result. Whatever came from a server
 // or a file is shown escaped (src/text.ts), never acted on by the terminal.
-import type { ProvisioningEvent } from '../../src/ports.js';
+import type { HubEvent, ProvisioningEvent } from '../../src/ports.js';
 import type { Assignment } from '../../src/provisioner.js';
 import { printable } from '../../src/text.js';
 import type { CliIo } from './io.js';
@@ -50,5 +50,33 @@ export function describeEvent(event: ProvisioningEvent): string {
       return `assigned hub ${printable(event.assignedHub)} (device ID ${printable(event.deviceId)})`;
     case 'stored':
       return `stored the assignment`;
+  }
+}
+
+/** A progress line for the IoT Hub session; what the hub sent is shown escaped. */
+export function describeHubEvent(event: HubEvent): string {
+  switch (event.type) {
+    case 'hub-connecting':
+      return `connecting to the hub at ${event.host}:${event.port}${event.attempt > 1 ? ` (attempt ${event.attempt})` : ''}`;
+    case 'hub-connected':
+      return `connected to the hub at ${event.host}:${event.port}`;
+    case 'hub-twin':
+      return `twin received (desired version ${event.desiredVersion}, reported version ${event.reportedVersion})`;
+    case 'hub-desired':
+      return `desired properties version ${event.version} applied`;
+    case 'hub-reported':
+      return `reported properties now at version ${event.version}`;
+    case 'hub-telemetry':
+      return `telemetry sent (${event.bytes} bytes)`;
+    case 'hub-method':
+      return `direct method ${printable(event.name)} answered ${event.status}`;
+    case 'hub-c2d':
+      return `cloud-to-device message (${event.bytes} bytes)`;
+    case 'hub-renewing':
+      return `renewing the SAS token (it expires at ${new Date(event.expiresAt).toISOString()}): reconnecting`;
+    case 'hub-disconnected':
+      return `hub connection lost: ${printable(event.reason)} — reconnecting in ${(event.waitMs / 1000).toFixed(1)} s`;
+    case 'hub-ignored':
+      return `ignored from the hub: ${printable(event.reason)}`;
   }
 }
