@@ -161,6 +161,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
       port: options.servicePort ?? 0,
       clientHost,
       deviceProvisioningHostName: `${bracketed(clientHost)}:${endpoint.port}`,
+      hubs: hubEndpoint.hubs,
     });
   } catch (error) {
     service.close();

@@ -1,6 +1,7 @@
 // The emulator's service endpoint: HTTPS with the same server certificate as the device
 // endpoint, serving the DPS service API (service-routes.ts) and the management API
-// (service-management.ts), both behind DPS's service SAS (service-auth.ts).
+// (service-management.ts, with the emulated hubs' own service API in hub-routes.ts), both behind
+// DPS's service SAS (service-auth.ts).
 //
 // Clients reach it through a connection string
 //   HostName=<host>:<port>;SharedAccessKeyName=provisioningserviceowner;SharedAccessKey=<key>
@@ -11,6 +12,7 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { isIP } from 'node:net';
 import { DpsError, ErrorCodes } from './dps-errors.js';
+import type { EmulatedIotHubs } from './iothub-service.js';
 import type { DpsModel } from './model.js';
 import { authorizeServiceRequest, type ServicePolicy } from './service-auth.js';
 import { ServiceErrorCodes, errorResponse, readRequest, send, type ErrorShape, type ServiceResponse } from './service-http.js';
@@ -31,6 +33,8 @@ export interface ServiceApiOptions {
   clientHost?: string;
   /** host:port devices use, shown as deviceProvisioningHostName. */
   deviceProvisioningHostName: string;
+  /** The emulated IoT hubs' service side (twins, devices, methods, C2D, telemetry under /hubs/{host}/). */
+  hubs: EmulatedIotHubs;
   /** Unix milliseconds; for tests. */
   now?: () => number;
 }
@@ -68,12 +72,13 @@ export async function startServiceApi(options: ServiceApiOptions): Promise<Servi
           respond(serviceRoute(options.model, request));
         } else if (isManagementCollection(collection)) {
           respond(
-            managementRoute(
+            await managementRoute(
               {
                 model: options.model,
                 idScope: options.idScope,
                 serviceOperationsHostName: hostName,
                 deviceProvisioningHostName: options.deviceProvisioningHostName,
+                hubs: options.hubs,
               },
               request,
             ),

@@ -114,6 +114,7 @@ function armCode(status: number): string {
     409: 'Conflict',
     412: 'PreconditionFailed',
     413: 'RequestEntityTooLarge',
+    504: 'GatewayTimeout',
   };
   return names[status] ?? 'InternalServerError';
 }

@@ -9,6 +9,7 @@
 //   GET  /hubs/{host}/policies[/{keyName}]       shared access policies with keys (`az iot hub policy list|show`)
 //   POST /hubs/{host}/policies/{keyName}/renew-key?key=primary|secondary|swap   (`az iot hub policy renew-key`)
 //   GET  /hubs/{host}/devices[/{deviceId}]       the hub's registry: identities and twin tags/desired properties
+//   /hubs/{host}/twins/..., /events, and PUT|DELETE|POST on /devices/{id}: the hub's own service API (hub-routes.ts)
 //
 // As ARM does, GET masks each linked hub's key (SharedAccessKey=****) and allocationWeight /
 // applyAllocationPolicy read as given (1 / true when not set). allocationPolicy uses ARM's
@@ -18,7 +19,9 @@
 // allocationPolicy means Hashed, as in a full ARM PUT.
 import { createHash } from 'node:crypto';
 import { DpsError, ErrorCodes, invalidConfiguration, notFound } from './dps-errors.js';
+import { hubDataRoute, isHubDataRoute } from './hub-routes.js';
 import { rightsText, type RenewKey } from './hubs.js';
+import type { EmulatedIotHubs } from './iothub-service.js';
 import type { DpsModel } from './model.js';
 import type { AllocationPolicy, HubDevice, LinkedHub, LinkedHubConfig } from './model-types.js';
 import { ServiceErrorCodes, dpsError, ifMatch, noRoute, notAllowed, isObject, type ServiceRequest, type ServiceResponse } from './service-http.js';
@@ -33,6 +36,8 @@ export interface ManagementContext {
   /** host:port of the service API and of the device endpoint, as clients write them. */
   serviceOperationsHostName: string;
   deviceProvisioningHostName: string;
+  /** The emulated hubs' service side, for their twins, devices, methods, C2D and telemetry (hub-routes.ts). */
+  hubs: EmulatedIotHubs;
 }
 
 const ARM_POLICY: Record<Exclude<AllocationPolicy, 'custom'>, string> = { hashed: 'Hashed', geoLatency: 'GeoLatency', static: 'Static' };
@@ -42,7 +47,7 @@ export function isManagementCollection(segment: string | undefined): boolean {
   return name === 'resource' || name === 'hubs';
 }
 
-export function managementRoute(context: ManagementContext, request: ServiceRequest): ServiceResponse {
+export function managementRoute(context: ManagementContext, request: ServiceRequest): ServiceResponse | Promise<ServiceResponse> {
   const [collection, ...rest] = request.segments;
   if (collection!.toLowerCase() === 'resource') {
     if (rest.length > 0) throw noRoute(request);
@@ -52,10 +57,11 @@ export function managementRoute(context: ManagementContext, request: ServiceRequ
   }
   const { model } = context;
   const [host, sub, name, action, ...extra] = rest;
-  if (extra.length > 0) throw noRoute(request);
   if (host === undefined) return get(request, () => model.iotHubs.list().map((hub) => hubSummary(context, hub.hostName)));
   const hub = model.iotHubs.hub(host);
   if (!hub) throw notFound(`The IoT hub ${host} is not known to the emulator (link it to create it)`);
+  if (isHubDataRoute(sub, name, request.method)) return hubDataRoute(context.hubs, hub.hostName, request, rest.slice(1));
+  if (extra.length > 0) throw noRoute(request);
   if (sub === undefined) return get(request, () => hubSummary(context, hub.hostName));
   if (sub.toLowerCase() === 'policies') {
     const policies = hub.policies.map((p) => ({ keyName: p.keyName, primaryKey: p.primaryKey, secondaryKey: p.secondaryKey, rights: rightsText(p.rights) }));
@@ -191,7 +197,7 @@ function deviceView(device: HubDevice): Record<string, unknown> {
   return {
     deviceId: device.deviceId,
     registrationId: device.registrationId,
-    status: 'enabled',
+    status: device.status ?? 'enabled',
     authentication: device.authentication,
     tags: device.tags,
     properties: device.properties,

@@ -2,7 +2,9 @@
 // methods: emulator-iothub-sdk.test.ts): azure-iot-device + azure-iot-device-mqtt, over real TLS on
 // loopback, as a device the emulator's DPS provisioned, receives a cloud-to-device message; a
 // wrong key, an expired token, a disabled device and a deleted one get CONNACK 5, which the client
-// reports as UnauthorizedError.
+// reports as UnauthorizedError. The same device is then driven through the service API over HTTPS
+// (emulator/hub-routes.ts, IoT Hub's REST names): twin, desired update, direct method, C2D,
+// telemetry log, disable and delete.
 //
 // How the client reaches a local port (node_modules/azure-iot-device-mqtt/dist/mqtt.js,
 // _getBaseConfig; azure-iot-mqtt-base/dist/mqtt_base.js, _connectClient):
@@ -19,6 +21,7 @@ import type { DpsEmulator, EndpointEvent } from '../emulator/index.js';
 import { systemClock } from '../hosts/node/clock.js';
 import { createTlsConnect } from '../hosts/node/tls-connect.js';
 import { provisionDevice } from '../src/provisioner.js';
+import { serviceCall } from './support/service-https.js';
 import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
 
 const ID_SCOPE = '0ne000PEER2';
@@ -37,7 +40,7 @@ beforeAll(async () => {
     onEvent: (event) => events.push(event),
     config: {
       iotHubs: [{ connectionString: `HostName=${HUB};SharedAccessKeyName=iothubowner;SharedAccessKey=${keyOf(HUB)}` }],
-      individualEnrollments: ['peer-1', 'peer-2'].map((registrationId) => ({
+      individualEnrollments: ['peer-1', 'peer-2', 'peer-3'].map((registrationId) => ({
         registrationId,
         attestation: { type: 'symmetricKey' as const, symmetricKey: { primaryKey: DEVICE_KEY, secondaryKey: keyOf('secondary') } },
       })),
@@ -138,5 +141,61 @@ describe("Microsoft's device client on the emulator's IoT hub", () => {
     const reasons = events.filter((e) => e.type === 'hub-refused').slice(refusedBefore).map((e) => ('reason' in e ? e.reason : ''));
     expect(reasons).toEqual(['token-signature', 'token-expired', 'disabled', 'no-device']);
     expect(JSON.stringify(events)).not.toContain(DEVICE_KEY);
+  });
+});
+
+describe("the hubs' service API over HTTPS, with Microsoft's client as the device", () => {
+  it('shows and updates the twin, invokes a method, sends C2D, lists telemetry, disables and deletes the device', async () => {
+    const { hub, deviceId } = await provision('peer-3');
+    const path = (rest: string): string => `/hubs/${hub}/${rest}`;
+    const client = await microsoftClient(hub, deviceId);
+    await client.open();
+    try {
+      const twin = await client.getTwin();
+      const desired: Record<string, unknown>[] = [];
+      twin.on('properties.desired', (delta: Record<string, unknown>) => desired.push(delta));
+      client.onDeviceMethod('reboot', (request, response) => void response.send(200, { rebooting: request.payload }));
+      const c2d: string[] = [];
+      client.on('message', (msg: Message) => {
+        c2d.push(msg.getData().toString());
+        void client.complete(msg);
+      });
+      await subscribing();
+
+      const shown = await serviceCall(dps, 'GET', path(`twins/${deviceId}`));
+      expect(shown).toMatchObject({ status: 200, json: { deviceId, status: 'enabled', properties: { desired: { $version: 1 }, reported: { $version: 1 } } } });
+
+      const updated = await serviceCall(dps, 'PATCH', path(`twins/${deviceId}`), { body: { properties: { desired: { interval: 15 } } } });
+      expect(updated).toMatchObject({ status: 200, json: { properties: { desired: { interval: 15, $version: 2 } } } });
+      await until(() => desired.some((d) => d.$version === 2));
+      expect((await serviceCall(dps, 'PATCH', path(`twins/${deviceId}`), { body: { tags: { x: 1 }, properties: { desired: {} } } })).status).toBe(400);
+
+      const invoked = await serviceCall(dps, 'POST', path(`twins/${deviceId}/methods`), { body: { methodName: 'reboot', payload: { in: 1 }, responseTimeoutInSeconds: 5 } });
+      expect(invoked).toMatchObject({ status: 200, json: { status: 200, payload: { rebooting: { in: 1 } } } });
+      expect((await serviceCall(dps, 'POST', path(`twins/${deviceId}/methods`), { body: { methodName: 'reboot', responseTimeoutInSeconds: 1 } })).status).toBe(400);
+
+      expect((await serviceCall(dps, 'POST', path(`devices/${deviceId}/messages/deviceBound`), { body: { body: 'from https', properties: { a: 'b' } } })).status).toBe(204);
+      await until(() => c2d.length === 1);
+      expect(c2d).toEqual(['from https']);
+
+      await client.sendEvent(new Message('{"n":1}'));
+      const events = await serviceCall(dps, 'GET', `${path('events')}?deviceId=${deviceId}`);
+      expect(events).toMatchObject({ status: 200, json: [{ deviceId, body: '{"n":1}' }] });
+
+      const disabled = await serviceCall(dps, 'PUT', path(`devices/${deviceId}`), { body: { status: 'disabled' } });
+      expect(disabled).toMatchObject({ status: 200, json: { deviceId, status: 'disabled' } });
+      expect((await serviceCall(dps, 'GET', path(`devices/${deviceId}`))).json).toMatchObject({ status: 'disabled' });
+      await until(() => !dps.hubs.connected(hub, deviceId)); // IoT Hub drops a device it disables
+      expect((await openError(microsoftClient(hub, deviceId)))?.name).toBe('UnauthorizedError');
+      const offline = await serviceCall(dps, 'POST', path(`twins/${deviceId}/methods`), { body: { methodName: 'reboot' } });
+      expect(offline).toMatchObject({ status: 404, json: { error: { code: 'NotFound', errorCode: 404103 } } }); // DeviceNotOnline
+
+      expect((await serviceCall(dps, 'DELETE', path(`devices/${deviceId}`))).status).toBe(204);
+      expect((await serviceCall(dps, 'GET', path(`twins/${deviceId}`))).status).toBe(404);
+      expect((await serviceCall(dps, 'PUT', path(`devices/${deviceId}`), { body: { status: 'enabled' } })).status).toBe(404);
+      expect((await serviceCall(dps, 'GET', `/hubs/no-such-hub.azure-devices.net/twins/${deviceId}`)).status).toBe(404);
+    } finally {
+      await client.close();
+    }
   });
 });
