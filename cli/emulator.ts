@@ -28,6 +28,8 @@ import type { CliIo } from './shared/io.js';
 export const DEFAULT_ID_SCOPE = '0ne00DEMO01';
 export const DEFAULT_DEVICE_PORT = 8883;
 export const DEFAULT_SERVICE_PORT = 8443;
+/** The emulated IoT hubs' device endpoint (IoT Hub itself listens on 8883, which DPS takes here). */
+export const DEFAULT_HUB_PORT = 8884;
 
 export const EMULATOR_HELP = `Usage: moddable-dps emulator [--config <file.json>] [options]
 
@@ -43,6 +45,7 @@ enrollments, then one line per device event.
   --host <address>       listening address (default 127.0.0.1; 0.0.0.0 for devices on the LAN)
   --port <n>             device endpoint port (default ${DEFAULT_DEVICE_PORT}; 0 picks a free one)
   --service-port <n>     service API port (default ${DEFAULT_SERVICE_PORT}; 0 picks a free one)
+  --hub-port <n>         the emulated IoT hubs' device endpoint port (default ${DEFAULT_HUB_PORT}; 0 picks a free one)
   --retry-after <s>      retry-after sent with each 202 "assigning" (default ${DEFAULT_RETRY_AFTER_SECONDS})
   --region <r>           this listener's Azure region, for the geoLatency policy (e.g. westus)
 `;
@@ -79,6 +82,7 @@ export async function emulatorCommand(argv: string[], io: CliIo, control: Emulat
   const stateDir = v['state-dir'] ?? DEFAULT_STATE_DIR;
   const port = whole(v.port, '--port', 0, 65535) ?? DEFAULT_DEVICE_PORT;
   const servicePort = whole(v['service-port'], '--service-port', 0, 65535) ?? DEFAULT_SERVICE_PORT;
+  const hubPort = whole(v['hub-port'], '--hub-port', 0, 65535) ?? DEFAULT_HUB_PORT;
   const retryAfterSeconds = whole(v['retry-after'], '--retry-after', 0, 3600) ?? DEFAULT_RETRY_AFTER_SECONDS;
   const region = v.region?.toLowerCase();
   if (region !== undefined && !/^[a-z0-9-]{1,64}$/.test(region)) {
@@ -105,6 +109,7 @@ export async function emulatorCommand(argv: string[], io: CliIo, control: Emulat
       host,
       port,
       servicePort,
+      hubPort,
       // Listening on every address: the certificate must also name the LAN address an ESP32 dials.
       hostNames: isWildcard(host) ? ['localhost', ...lanAddresses()] : [],
       retryAfterSeconds,
@@ -118,7 +123,7 @@ export async function emulatorCommand(argv: string[], io: CliIo, control: Emulat
     try {
       dps = await startEmulator(options);
     } catch (error) {
-      throw startFailure(error, { host, port, servicePort, config: v.config });
+      throw startFailure(error, { host, port, servicePort, hubPort, config: v.config });
     }
     const saved = await saveServiceConnectionString(dps, stateDir);
     io.stdout(banner(dps, { host, region, config: v.config, configFile: file?.config, saved }));
@@ -147,6 +152,7 @@ function parseFlags(argv: string[]) {
         host: { type: 'string' },
         port: { type: 'string' },
         'service-port': { type: 'string' },
+        'hub-port': { type: 'string' },
         'retry-after': { type: 'string' },
         region: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -186,10 +192,13 @@ function whole(text: string | undefined, flag: string, min: number, max: number)
   return value;
 }
 
-function startFailure(error: unknown, where: { host: string; port: number; servicePort: number; config: string | undefined }): unknown {
+function startFailure(error: unknown, where: { host: string; port: number; servicePort: number; hubPort: number; config: string | undefined }): unknown {
   const code = (error as NodeJS.ErrnoException).code;
   const address = (error as { port?: number }).port;
-  const which = address === where.servicePort && address !== where.port ? `--service-port ${where.servicePort}` : `--port ${where.port}`;
+  const which =
+    address === where.servicePort && address !== where.port ? `--service-port ${where.servicePort}`
+      : address === where.hubPort && address !== where.port ? `--hub-port ${where.hubPort}`
+        : `--port ${where.port}`;
   if (code === 'EADDRINUSE') {
     return new ProvisioningError('invalid-input', `${where.host} ${which} is in use (another emulator?): stop it or choose another port (0 picks a free one)`);
   }
@@ -222,6 +231,7 @@ function banner(dps: DpsEmulator, context: BannerContext): string {
     '',
     row('ID scope', dps.idScope),
     row('device endpoint', `${device}  (MQTT over TLS, like global.azure-devices-provisioning.net:8883)`),
+    row('IoT hubs endpoint', `${isWildcard(context.host) ? '127.0.0.1' : hostForUrl(dps.hubEndpoint.host)}:${dps.hubEndpoint.port}  (MQTT over TLS for every hub below, like <hub>:8883; --hub-endpoint)`),
   ];
   const { service } = dps;
   lines.push(
@@ -374,8 +384,37 @@ export function describeEmulatorEvent(event: EndpointEvent, dps: DpsEmulator | u
       if (state.status === 'disabled') return `disabled   ${shown(id)}: its enrollment is disabled`;
       return `${state.status.padEnd(10)} ${shown(id)}: ${state.errorCode ?? ''} ${shown(state.errorMessage ?? '')}`.trimEnd();
     }
+    case 'hub-refused':
+      return `hub refused ${shown(event.clientId)}${event.hub ? ` at ${shown(event.hub)}` : ''}: ${HUB_REFUSALS[event.reason] ?? event.reason} (CONNACK 5)`;
+    case 'hub-connected':
+      return `online     ${shown(event.deviceId)} at ${shown(event.hub)}${event.modelId ? ` (model ${shown(event.modelId)})` : ''}`;
+    case 'hub-disconnected':
+      return `offline    ${shown(event.deviceId)} at ${shown(event.hub)}`;
+    case 'hub-topic-refused':
+      return `hub refused ${shown(event.deviceId)}'s ${event.action} on ${shown(event.topic)} (not its own topic)`;
+    case 'hub-twin':
+      return event.request === 'reported'
+        ? `twin       ${shown(event.deviceId)} reported${event.version !== undefined ? ` → version ${event.version}` : ''} (${event.status})`
+        : `twin       ${shown(event.deviceId)} desired${event.version !== undefined ? ` → version ${event.version}` : ''}`;
+    case 'hub-telemetry':
+      return `telemetry  ${shown(event.deviceId)} at ${shown(event.hub)}: ${event.bytes} bytes`;
+    case 'hub-method':
+      return `method     ${shown(event.method)} on ${shown(event.deviceId)}: ${event.status}`;
   }
 }
+
+/** Why the IoT hub endpoint refused a device, for the log. */
+const HUB_REFUSALS: Record<string, string> = {
+  username: 'the username is not <hub>/<deviceId>/?api-version=...',
+  'client-id': 'the client ID is not the device ID',
+  'no-device': 'no such device in that hub',
+  disabled: 'the device is disabled in that hub',
+  'token-malformed': 'the SAS token is malformed',
+  'token-resource': 'the SAS token is for another resource',
+  'token-signature': "the SAS token is not signed with the device's key",
+  'token-expired': 'the SAS token has expired',
+  'token-lifetime': 'the SAS token is valid for more than ten years (an expiry in milliseconds?)',
+};
 
 /** Text from a device or a webhook, for a log line: at most 160 characters, control characters escaped. */
 function shown(text: string): string {

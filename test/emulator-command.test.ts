@@ -59,7 +59,7 @@ async function startInProcess(args: string[]) {
 
 describe('the emulator in the foreground', () => {
   it('prints the banner, provisions a device through our CLI, logs it without secrets, and stops', async () => {
-    const { dps, io, stop } = await startInProcess(['--config', EXAMPLE, '--state-dir', STATE, '--port', '0', '--service-port', '0', '--retry-after', '0']);
+    const { dps, io, stop } = await startInProcess(['--config', EXAMPLE, '--state-dir', STATE, '--port', '0', '--service-port', '0', '--hub-port', '0', '--retry-after', '0']);
     const banner = io.out();
     const endpoint = /device endpoint\s+(127\.0\.0\.1:\d+)/.exec(banner)?.[1];
     const ca = /CA certificate\s+(\S+)/.exec(banner)?.[1];
@@ -75,6 +75,7 @@ describe('the emulator in the foreground', () => {
         `"groupKey=<primary key of enrollment group demo-group>" "caCertificate=$(cat ${dps.caPath})"`,
     );
     expect(banner).toMatch(new RegExp(`service endpoint\\s+https://127\\.0\\.0\\.1:${dps.service.endpoint.port}\\b`));
+    expect(banner).toMatch(new RegExp(`IoT hubs endpoint\\s+127\\.0\\.0\\.1:${dps.hubEndpoint.port}\\b`));
     expect(banner).toMatch(/service connection\s+HostName=127\.0\.0\.1:\d+;SharedAccessKeyName=provisioningserviceowner;SharedAccessKey=/);
     expect(banner).toContain(dps.service.connectionString);
     const saved = join(STATE, 'service-connection-string');
@@ -101,7 +102,7 @@ describe('the emulator in the foreground', () => {
   });
 
   it('runs without a config: the default ID scope, no hubs, no enrollments', async () => {
-    const { io, stop } = await startInProcess(['--state-dir', STATE, '--port', '0', '--service-port', '0', '--id-scope', '0ne00CMD002']);
+    const { io, stop } = await startInProcess(['--state-dir', STATE, '--port', '0', '--service-port', '0', '--hub-port', '0', '--id-scope', '0ne00CMD002']);
     expect(io.out()).toMatch(/ID scope\s+0ne00CMD002/);
     expect(io.out()).toMatch(/linked hubs\s+none/);
     expect(io.out()).toMatch(/enrollment groups\s+none/);
@@ -109,7 +110,7 @@ describe('the emulator in the foreground', () => {
   });
 
   it.each(['SIGINT', 'SIGTERM'] as const)('as a process, exits 0 on %s after printing the banner', async (signal) => {
-    const { child, exited, out, err } = await spawnEmulator(['--config', EXAMPLE, '--state-dir', STATE, '--port', '0', '--service-port', '0']);
+    const { child, exited, out, err } = await spawnEmulator(['--config', EXAMPLE, '--state-dir', STATE, '--port', '0', '--service-port', '0', '--hub-port', '0']);
     child.kill(signal);
     expect(await exited).toBe(0);
     expect(out()).toContain(`${signal}: stopping the emulator\nstopped\n`);
@@ -171,7 +172,7 @@ describe("the README's walkthrough", () => {
       mkdirSync(join(cwd, 'examples'));
       cpSync(EXAMPLE, join(cwd, 'examples', 'emulator.json'));
       const args = start.trim().replace(/^npx moddable-dps emulator /, '').split(/\s+/);
-      const emulator = await spawnEmulator([...args, '--port', '0', '--service-port', '0', '--retry-after', '1'], cwd);
+      const emulator = await spawnEmulator([...args, '--port', '0', '--service-port', '0', '--hub-port', '0', '--retry-after', '1'], cwd);
       const port = /device endpoint\s+127\.0\.0\.1:(\d+)/.exec(emulator.out())![1]!;
       const script = [
         'set -e',
@@ -225,7 +226,7 @@ describe('refusals: exit 2 and one line saying what to fix', () => {
     ['an unknown flag', () => ['--frobnicate'], /Unknown option '--frobnicate'/],
   ];
   it.each(cases)('%s', async (_what, args, message) => {
-    const r = await run(['emulator', '--state-dir', STATE, '--port', '0', '--service-port', '0', ...args()]);
+    const r = await run(['emulator', '--state-dir', STATE, '--port', '0', '--service-port', '0', '--hub-port', '0', ...args()]);
     expect(r.code).toBe(EXIT_CODES['invalid-input']);
     expect(r.stdout).toBe('');
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
@@ -234,12 +235,13 @@ describe('refusals: exit 2 and one line saying what to fix', () => {
     for (const secret of HUB_KEYS) expect(r.stderr).not.toContain(secret);
   });
 
-  it.each(['--port', '--service-port'])('%s in use', async (flag) => {
+  it.each(['--port', '--service-port', '--hub-port'])('%s in use', async (flag) => {
     const server = createServer();
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const port = (server.address() as { port: number }).port;
     try {
-      const ports = flag === '--port' ? ['--port', String(port), '--service-port', '0'] : ['--port', '0', '--service-port', String(port)];
+      const ports = ['--port', '0', '--service-port', '0', '--hub-port', '0'];
+      ports[ports.indexOf(flag) + 1] = String(port);
       const r = await run(['emulator', '--state-dir', STATE, ...ports]);
       expect(r.code).toBe(2);
       expect(r.stderr).toBe(`error (invalid-input): 127.0.0.1 ${flag} ${port} is in use (another emulator?): stop it or choose another port (0 picks a free one)\n`);
