@@ -49,6 +49,11 @@ export interface EmulatorCertificates {
   hostNames: string[];
   /** What this call had to create: false means loaded from the state directory. */
   created: { ca: boolean; server: boolean };
+  /**
+   * Another certificate for the server's key, signed by the CA, covering `hostNames` only: for an
+   * emulated IoT hub's own host name, served when a device names that hub in SNI. Not stored.
+   */
+  issueServerCertificate(hostNames: readonly string[]): string;
 }
 
 /**
@@ -85,6 +90,7 @@ export async function loadOrCreateCertificates(options: CertificateOptions): Pro
     await writeAtomically(join(dir, SERVER_KEY_FILE), server.keyPem, 0o600);
     await writeAtomically(join(dir, SERVER_CERT_FILE), server.certPem, 0o644);
   }
+  const serverPublicKey = server!.cert.publicKey as forge.pki.rsa.PublicKey;
   return {
     caPem: authority.certPem,
     caPath,
@@ -92,6 +98,7 @@ export async function loadOrCreateCertificates(options: CertificateOptions): Pro
     serverKeyPem: server!.keyPem,
     hostNames: subjectAltNames(server!.cert),
     created: { ca: createCa, server: createServer },
+    issueServerCertificate: (names) => pki.certificateToPem(signServerCertificate(authority, serverPublicKey, uniqueNames([...names]), now())),
   };
 }
 
@@ -156,6 +163,11 @@ function createCertificateAuthority(now: Date): Pair {
 
 function createServerCertificate(ca: Pair, hostNames: string[], now: Date): Pair {
   const { publicKey, key, keyPem } = rsaKeyPair();
+  const cert = signServerCertificate(ca, publicKey, hostNames, now);
+  return { cert, certPem: pki.certificateToPem(cert), key, keyPem };
+}
+
+function signServerCertificate(ca: Pair, publicKey: forge.pki.rsa.PublicKey, hostNames: string[], now: Date): Pair['cert'] {
   const cert = pki.createCertificate() as Pair['cert'];
   cert.publicKey = publicKey;
   setValidity(cert, now, SERVER_LIFETIME_DAYS);
@@ -173,7 +185,7 @@ function createServerCertificate(ca: Pair, hostNames: string[], now: Date): Pair
     { name: 'authorityKeyIdentifier', keyIdentifier: ca.cert.generateSubjectKeyIdentifier().getBytes() },
   ]);
   cert.sign(ca.key, forge.md.sha256.create());
-  return { cert, certPem: pki.certificateToPem(cert), key, keyPem };
+  return cert;
 }
 
 function setValidity(cert: forge.pki.Certificate, now: Date, days: number): void {

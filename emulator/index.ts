@@ -147,6 +147,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
       model,
       cert: serverChain,
       key: certificates.serverKeyPem,
+      issueCertificate: (hostName) => certificates.issueServerCertificate([hostName]) + certificates.caPem,
       host,
       port: options.hubPort ?? 0,
       ...(options.onEvent !== undefined ? { onEvent: options.onEvent } : {}),

@@ -21,7 +21,9 @@ export type HubAuthFailure =
   | 'token-resource'
   | 'token-signature'
   | 'token-expired'
-  | 'token-lifetime';
+  | 'token-lifetime'
+  /** The TLS server name (SNI) names another emulated hub than the username (iothub-sni.ts). */
+  | 'sni';
 
 export interface HubConnection {
   /** The hub's host name as the registry spells it. */

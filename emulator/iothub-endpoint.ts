@@ -2,7 +2,8 @@
 // aedes behind node:tls, one port for every emulated hub; the username names the hub
 // (iothub-auth.ts). Source: MicrosoftDocs/azure-docs, iot-mqtt-connect-to-iot-hub.md.
 //
-// - CONNECT is checked against the hub's registry (iothub-auth.ts); any refusal is CONNACK 5.
+// - CONNECT is checked against the hub's registry (iothub-auth.ts) and the SNI name (iothub-sni.ts,
+//   which also picks a hub's own certificate); any refusal is CONNACK 5.
 // - A device subscribes and publishes only its own topics (deviceTopic below): another filter gets
 //   SUBACK 0x80, a publish elsewhere is dropped; both are logged. A QoS 2 publish closes the
 //   connection and a QoS 2 subscription is granted QoS 1, as the doc says IoT Hub does.
@@ -17,6 +18,7 @@ import { createServer } from 'node:tls';
 import { Aedes, type Client, type PublishPacket } from 'aedes';
 import { authenticateHubDevice, type HubConnection } from './iothub-auth.js';
 import { IotHubService, type HubEndpointEvent } from './iothub-service.js';
+import { hubSniCallback, sniContradicts } from './iothub-sni.js';
 import { parseJson, patchTwin, printable, twinDocument } from './iothub-twins.js';
 import type { DpsModel } from './model.js';
 import { BoundedMqttStream } from './packet-limit.js';
@@ -28,6 +30,8 @@ export interface IotHubEndpointOptions {
   /** PEM server certificate chain and key. */
   cert: string;
   key: string;
+  /** A PEM chain (leaf, CA) for `key` covering one emulated hub's host name, for devices that name it in SNI (iothub-sni.ts). */
+  issueCertificate?: (hostName: string) => string;
   host: string;
   /** 0 for an ephemeral port. */
   port: number;
@@ -82,6 +86,8 @@ export async function startIotHubEndpoint(options: IotHubEndpointOptions): Promi
   const model = options.model;
   const sessions = new WeakMap<Client, HubConnection>();
   const connections = new Set<Socket>();
+  /** The name each connection sent in SNI, by the stream aedes knows it by. */
+  const serverNames = new WeakMap<object, string | false>();
   const timeoutMs = options.timeoutMs ?? 10_000;
   const hubs = new IotHubService(model, emit, now);
 
@@ -96,7 +102,8 @@ export async function startIotHubEndpoint(options: IotHubEndpointOptions): Promi
       callback(null, true);
     },
     authenticate(client, username, password, done) {
-      const result = authenticateHubDevice(model, client.id, username, password?.toString('utf8'), Math.floor(now() / 1000));
+      let result = authenticateHubDevice(model, client.id, username, password?.toString('utf8'), Math.floor(now() / 1000));
+      if (result.ok && sniContradicts(model, serverNames.get(client.conn), result.connection.hub)) result = { ok: false, reason: 'sni', hub: result.connection.hub };
       if (!result.ok) {
         emit({ type: 'hub-refused', clientId: printable(client.id), ...(result.hub !== undefined && { hub: result.hub }), reason: result.reason });
         done(Object.assign(new Error('not authorized'), { returnCode: 5 as const }), false);
@@ -209,7 +216,13 @@ export async function startIotHubEndpoint(options: IotHubEndpointOptions): Promi
     client.publish(packet, () => {});
   }
 
-  const server = createServer({ cert: options.cert, key: options.key, minVersion: 'TLSv1.2', handshakeTimeout: timeoutMs });
+  const server = createServer({
+    cert: options.cert,
+    key: options.key,
+    minVersion: 'TLSv1.2',
+    handshakeTimeout: timeoutMs,
+    ...(options.issueCertificate && { SNICallback: hubSniCallback(model, options.key, options.issueCertificate) }),
+  });
   server.on('tlsClientError', () => {
     // An untrusting or broken client: its socket is closed by node:tls.
   });
@@ -220,6 +233,7 @@ export async function startIotHubEndpoint(options: IotHubEndpointOptions): Promi
   server.on('secureConnection', (socket) => {
     socket.setNoDelay(true);
     const stream = new BoundedMqttStream(socket, options.maxPacketBytes ?? 257 * 1024);
+    serverNames.set(stream, socket.servername ?? false);
     stream.on('error', () => {
       // reported through aedes' clientError; the connection is gone
     });

@@ -4,7 +4,8 @@
 // wrong key, an expired token, a disabled device and a deleted one get CONNACK 5, which the client
 // reports as UnauthorizedError. The same device is then driven through the service API over HTTPS
 // (emulator/hub-routes.ts, IoT Hub's REST names): twin, desired update, direct method, C2D,
-// telemetry log, disable and delete.
+// telemetry log, disable and delete. Last, the one port's TLS server names: a device that names
+// its hub in SNI gets that hub's own certificate, and one whose SNI names another hub is refused.
 //
 // How the client reaches a local port (node_modules/azure-iot-device-mqtt/dist/mqtt.js,
 // _getBaseConfig; azure-iot-mqtt-base/dist/mqtt_base.js, _connectClient):
@@ -14,18 +15,23 @@
 // - the CA: Client.setOptions({ ca }) reaches MqttBase, which hands `ca` to the TLS connection.
 // For a token that has expired, the client is built from a SharedAccessSignatureAuthenticationProvider
 // holding Microsoft's own SharedAccessSignature.create(...) with an expiry in the past.
+import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client, Message, SharedAccessSignature, SharedAccessSignatureAuthenticationProvider } from 'azure-iot-device';
 import { Mqtt } from 'azure-iot-device-mqtt';
 import type { DpsEmulator, EndpointEvent } from '../emulator/index.js';
 import { systemClock } from '../hosts/node/clock.js';
 import { createTlsConnect } from '../hosts/node/tls-connect.js';
+import { hubSasToken, hubUsername } from '../src/hub/topics.js';
+import { MqttClient } from '../src/mqtt/client.js';
 import { provisionDevice } from '../src/provisioner.js';
+import { failure } from './support/errors.js';
 import { serviceCall } from './support/service-https.js';
 import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
 
 const ID_SCOPE = '0ne000PEER2';
 const HUB = 'hub-peer.azure-devices.net';
+const OTHER_HUB = 'hub-other.azure-devices.net';
 const keyOf = (text: string): string => Buffer.from(text.padEnd(32, '#')).toString('base64');
 const DEVICE_KEY = keyOf('peer-device-key');
 
@@ -39,9 +45,10 @@ beforeAll(async () => {
     retryAfterSeconds: 0,
     onEvent: (event) => events.push(event),
     config: {
-      iotHubs: [{ connectionString: `HostName=${HUB};SharedAccessKeyName=iothubowner;SharedAccessKey=${keyOf(HUB)}` }],
-      individualEnrollments: ['peer-1', 'peer-2', 'peer-3'].map((registrationId) => ({
+      iotHubs: [HUB, OTHER_HUB].map((host) => ({ connectionString: `HostName=${host};SharedAccessKeyName=iothubowner;SharedAccessKey=${keyOf(host)}` })),
+      individualEnrollments: ['peer-1', 'peer-2', 'peer-3', 'peer-4'].map((registrationId) => ({
         registrationId,
+        iotHubs: [HUB],
         attestation: { type: 'symmetricKey' as const, symmetricKey: { primaryKey: DEVICE_KEY, secondaryKey: keyOf('secondary') } },
       })),
     },
@@ -197,5 +204,39 @@ describe("the hubs' service API over HTTPS, with Microsoft's client as the devic
     } finally {
       await client.close();
     }
+  });
+});
+
+describe('TLS server names (SNI) on the one port of every hub', () => {
+  /** The certificate the endpoint serves to a client that sends `servername`, verified by Node against that name. */
+  function certificateFor(servername: string): Promise<PeerCertificate> {
+    return new Promise((resolve, reject) => {
+      const socket = tlsConnect({ host: '127.0.0.1', port: dps.hubEndpoint.port, servername, ca: dps.caPem }, () => {
+        resolve(socket.getPeerCertificate());
+        socket.end();
+      });
+      socket.once('error', reject);
+    });
+  }
+
+  it("serves a hub's own certificate to a device that names it, the default one otherwise, and refuses SNI naming another hub", async () => {
+    expect((await certificateFor(HUB)).subjectaltname).toBe(`DNS:${HUB}`);
+    expect((await certificateFor(OTHER_HUB)).subjectaltname).toBe(`DNS:${OTHER_HUB}`); // a hub, but not this device's
+    expect((await certificateFor('localhost')).subjectaltname).toContain('DNS:localhost');
+    await expect(certificateFor('hub-unknown.azure-devices.net')).rejects.toThrow(/altnames/); // the default certificate does not cover it
+
+    const { hub, deviceId } = await provision('peer-4');
+    const connectNaming = (servername: string): Promise<MqttClient> =>
+      MqttClient.connect(createTlsConnect({ ca: dps.caPem, servername, connectTimeoutMs: 5000 }), dps.hubEndpoint, systemClock, {
+        clientId: deviceId,
+        username: hubUsername(hub, deviceId),
+        password: hubSasToken(hub, deviceId, DEVICE_KEY, Math.floor(Date.now() / 1000) + 600),
+        onMessage: () => {},
+        onClose: () => {},
+      });
+    (await connectNaming(HUB)).disconnect();
+    (await connectNaming('localhost')).disconnect();
+    await failure(connectNaming(OTHER_HUB), 'unauthorized');
+    expect(events.filter((e) => e.type === 'hub-refused').at(-1)).toEqual({ type: 'hub-refused', clientId: deviceId, hub: HUB, reason: 'sni' });
   });
 });
