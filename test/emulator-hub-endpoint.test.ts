@@ -219,7 +219,7 @@ describe('TLS server names (SNI) on the one port of every hub', () => {
     });
   }
 
-  it("serves a hub's own certificate to a device that names it, the default one otherwise, and refuses SNI naming another hub", async () => {
+  it("serves a hub's own certificate to a device that names it, the default one otherwise, refuses SNI naming another hub, and keeps one connection per device", async () => {
     expect((await certificateFor(HUB)).subjectaltname).toBe(`DNS:${HUB}`);
     expect((await certificateFor(OTHER_HUB)).subjectaltname).toBe(`DNS:${OTHER_HUB}`); // a hub, but not this device's
     expect((await certificateFor('localhost')).subjectaltname).toContain('DNS:localhost');
@@ -234,8 +234,20 @@ describe('TLS server names (SNI) on the one port of every hub', () => {
         onMessage: () => {},
         onClose: () => {},
       });
-    (await connectNaming(HUB)).disconnect();
-    (await connectNaming('localhost')).disconnect();
+    // IoT Hub keeps one connection per device: a new one drops the one before (iot-mqtt-connect-to-iot-hub.md).
+    let firstClosed = false;
+    const first = await MqttClient.connect(createTlsConnect({ ca: dps.caPem, servername: HUB, connectTimeoutMs: 5000 }), dps.hubEndpoint, systemClock, {
+      clientId: deviceId,
+      username: hubUsername(hub, deviceId),
+      password: hubSasToken(hub, deviceId, DEVICE_KEY, Math.floor(Date.now() / 1000) + 600),
+      onMessage: () => {},
+      onClose: () => (firstClosed = true),
+    });
+    const second = await connectNaming('localhost');
+    await until(() => firstClosed);
+    expect(dps.hubs.connected(hub, deviceId)).toBe(true);
+    second.disconnect();
+    first.disconnect();
     await failure(connectNaming(OTHER_HUB), 'unauthorized');
     expect(events.filter((e) => e.type === 'hub-refused').at(-1)).toEqual({ type: 'hub-refused', clientId: deviceId, hub: HUB, reason: 'sni' });
   });
