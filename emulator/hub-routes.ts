@@ -9,16 +9,21 @@
 //   PUT    /hubs/{host}/devices/{id}                Create Or Update Identity, for an existing one: {"status": "enabled"|"disabled"}
 //   DELETE /hubs/{host}/devices/{id}                Delete Identity
 //   POST   /hubs/{host}/devices/{id}/messages/deviceBound   a cloud-to-device message: {"body": "...", "properties": {...}}
-//   GET    /hubs/{host}/events[?deviceId=...]       the hub's telemetry log, oldest first (the last TELEMETRY_LOG_SIZE)
+//   GET    /hubs/{host}/events[?deviceId=..][&from=<n>][&waitSeconds=<s>]   the hub's telemetry log, oldest first
+//                                                   (the last TELEMETRY_LOG_SIZE), from sequence number n on; when
+//                                                   there is none yet, waits up to s seconds (0-60) for the next one:
+//                                                   a follower asks again with from = the last sequenceNumber + 1
 // What `az iot hub device-twin show|update`, `az iot hub device-identity update|delete`,
 // `az iot hub invoke-device-method`, `az iot device c2d-message send` and
 // `az iot hub monitor-events` do. Tags cannot be patched here (the emulator keeps DPS's).
 import { DpsError, genericErrorCode } from './dps-errors.js';
-import { IotHubError, type EmulatedIotHubs } from './iothub-service.js';
+import { IotHubError, type EmulatedIotHubs, type TelemetryMessage } from './iothub-service.js';
 import { dpsError, isObject, noRoute, notAllowed, type ServiceRequest, type ServiceResponse } from './service-http.js';
 
 /** IoT Hub bounds a method's response timeout to 5..300 s (iot-hub-devguide-direct-methods.md); default 30 s. */
 const METHOD_TIMEOUT_SECONDS = { min: 5, max: 300, default: 30 };
+/** The longest a follower's request waits for the next message. */
+const MAX_WAIT_SECONDS = 60;
 
 /** Whether `/hubs/{host}/<sub>/...` belongs here rather than to the management routes. */
 export function isHubDataRoute(sub: string | undefined, name: string | undefined, method: string): boolean {
@@ -32,8 +37,7 @@ export async function hubDataRoute(hubs: EmulatedIotHubs, hub: string, request: 
     switch (collection!.toLowerCase()) {
       case 'events':
         if (id !== undefined) throw noRoute(request);
-        if (request.method !== 'GET') throw notAllowed(request);
-        return { status: 200, body: hubs.telemetry(hub).filter((m) => !request.query.has('deviceId') || m.deviceId === request.query.get('deviceId')) };
+        return await events(hubs, hub, request);
       case 'twins':
         if (id === undefined || extra !== undefined) throw noRoute(request);
         if (action?.toLowerCase() === 'methods') return await invoke(hubs, hub, id, request);
@@ -67,6 +71,38 @@ export async function hubDataRoute(hubs: EmulatedIotHubs, hub: string, request: 
     if (error instanceof IotHubError) throw new DpsError(error.status, genericErrorCode(error.status), error.message);
     throw error;
   }
+}
+
+async function events(hubs: EmulatedIotHubs, hub: string, request: ServiceRequest): Promise<ServiceResponse> {
+  if (request.method !== 'GET') throw notAllowed(request);
+  const deviceId = request.query.get('deviceId');
+  const from = wholeNumber(request, 'from', Number.MAX_SAFE_INTEGER);
+  const waitMs = wholeNumber(request, 'waitSeconds', MAX_WAIT_SECONDS) * 1000;
+  const wanted = (m: TelemetryMessage): boolean =>
+    m.hub.toLowerCase() === hub.toLowerCase() && m.sequenceNumber >= from && (deviceId === null || m.deviceId === deviceId);
+  const logged = hubs.telemetry(hub).filter(wanted);
+  if (logged.length > 0 || waitMs === 0) return { status: 200, body: logged };
+  const next = await new Promise<TelemetryMessage[]>((resolve) => {
+    const timer = setTimeout(() => {
+      stop();
+      resolve([]);
+    }, waitMs);
+    timer.unref(); // a follower left waiting does not keep a closing emulator alive
+    const stop = hubs.onTelemetry((message) => {
+      if (!wanted(message)) return;
+      clearTimeout(timer);
+      stop();
+      resolve([message]);
+    });
+  });
+  return { status: 200, body: next };
+}
+
+function wholeNumber(request: ServiceRequest, name: string, max: number): number {
+  const text = request.query.get(name);
+  if (text === null) return 0;
+  if (!/^\d{1,16}$/.test(text) || Number(text) > max) throw dpsError(400, `${name} must be a whole number from 0 to ${max}`);
+  return Number(text);
 }
 
 function twin(hubs: EmulatedIotHubs, hub: string, id: string): unknown {

@@ -26,6 +26,8 @@ export interface TelemetryMessage {
   /** The property bag, decoded: application properties and system ones ('$.ct', '$.mid', ...). */
   properties: Record<string, string>;
   enqueuedTimeUtc: string;
+  /** 1, 2, 3... per hub, as Event Hubs numbers the messages of IoT Hub's built-in endpoint: a follower's cursor. */
+  sequenceNumber: number;
 }
 
 /** Why a service call failed, with IoT Hub's HTTP status: 404 (no such device, or not connected), 504 (no answer in time), 400. */
@@ -72,6 +74,7 @@ export class IotHubService implements EmulatedIotHubs {
   readonly #live = new Map<string, Client>();
   readonly #subscriptions = new WeakMap<Client, Set<string>>();
   readonly #logs = new Map<string, TelemetryMessage[]>();
+  readonly #sequence = new Map<string, number>();
   readonly #listeners = new Set<(message: TelemetryMessage) => void>();
   readonly #calls = new Map<string, PendingCall>();
   #nextRid = 1;
@@ -208,7 +211,9 @@ export class IotHubService implements EmulatedIotHubs {
       body: payload.toString('utf8'),
       properties: parsePropertyBag(bag) ?? {},
       enqueuedTimeUtc: new Date(this.now()).toISOString(),
+      sequenceNumber: (this.#sequence.get(session.hub) ?? 0) + 1,
     };
+    this.#sequence.set(session.hub, message.sequenceNumber);
     const log = this.#logs.get(session.hub) ?? [];
     this.#logs.set(session.hub, log);
     log.push(message);

@@ -4,7 +4,7 @@
 // wrong key, an expired token, a disabled device and a deleted one get CONNACK 5, which the client
 // reports as UnauthorizedError. The same device is then driven through the service API over HTTPS
 // (emulator/hub-routes.ts, IoT Hub's REST names): twin, desired update, direct method, C2D,
-// telemetry log, disable and delete. Last, the one port's TLS server names: a device that names
+// telemetry log and its follower's long poll, disable and delete. Last, the one port's TLS server names: a device that names
 // its hub in SNI gets that hub's own certificate, and one whose SNI names another hub is refused.
 //
 // How the client reaches a local port (node_modules/azure-iot-device-mqtt/dist/mqtt.js,
@@ -187,7 +187,14 @@ describe("the hubs' service API over HTTPS, with Microsoft's client as the devic
 
       await client.sendEvent(new Message('{"n":1}'));
       const events = await serviceCall(dps, 'GET', `${path('events')}?deviceId=${deviceId}`);
-      expect(events).toMatchObject({ status: 200, json: [{ deviceId, body: '{"n":1}' }] });
+      expect(events).toMatchObject({ status: 200, json: [{ deviceId, body: '{"n":1}', sequenceNumber: expect.any(Number) }] });
+      const next = (events.json as { sequenceNumber: number }[])[0]!.sequenceNumber + 1;
+      const following = serviceCall(dps, 'GET', `${path('events')}?deviceId=${deviceId}&from=${next}&waitSeconds=10`); // waits for the next message
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await client.sendEvent(new Message('{"n":2}'));
+      expect(await following).toMatchObject({ status: 200, json: [{ deviceId, body: '{"n":2}', sequenceNumber: next }] });
+      expect(await serviceCall(dps, 'GET', `${path('events')}?from=${next + 1}&waitSeconds=0`)).toMatchObject({ status: 200, json: [] });
+      expect((await serviceCall(dps, 'GET', `${path('events')}?waitSeconds=61`)).status).toBe(400);
 
       const disabled = await serviceCall(dps, 'PUT', path(`devices/${deviceId}`), { body: { status: 'disabled' } });
       expect(disabled).toMatchObject({ status: 200, json: { deviceId, status: 'disabled' } });
