@@ -142,13 +142,14 @@ export async function startIotHubEndpoint(options: IotHubEndpointOptions): Promi
         callback(new Error('the device was deleted or disabled')); // e.g. DPS moved it to another hub
         return;
       }
+      const retained = packet.retain; // not kept: IoT Hub passes it on with the property mqtt-retain (iot-mqtt-connect-to-iot-hub.md)
       packet.retain = false;
       const kind = deviceTopic(packet.topic, session.deviceId);
       if (!kind) hubs.refusedTopic(session, 'publish', packet.topic);
       else {
         const payload = Buffer.from(packet.payload ?? []);
         const topic = packet.topic;
-        setImmediate(() => handle(client, session, kind, topic, payload));
+        setImmediate(() => handle(client, session, kind, topic, payload, retained));
       }
       callback(null); // acknowledged (PUBACK for QoS 1); forwarded to nobody (authorizeForward)
     },
@@ -175,10 +176,10 @@ export async function startIotHubEndpoint(options: IotHubEndpointOptions): Promi
     return device !== undefined && device.status !== 'disabled';
   }
 
-  function handle(client: Client, session: HubConnection, kind: NonNullable<ReturnType<typeof deviceTopic>>, topic: string, payload: Buffer): void {
+  function handle(client: Client, session: HubConnection, kind: NonNullable<ReturnType<typeof deviceTopic>>, topic: string, payload: Buffer, retained: boolean): void {
     if (client.closed) return;
     if (kind === 'telemetry') {
-      hubs.telemetryReceived(session, topic, payload);
+      hubs.telemetryReceived(session, topic, payload, retained);
       return;
     }
     const rid = ridOf(topic);

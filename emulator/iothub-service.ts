@@ -203,13 +203,16 @@ export class IotHubService implements EmulatedIotHubs {
     this.emit({ type: 'hub-topic-refused', hub: session.hub, deviceId: session.deviceId, action, topic: printable(topic) });
   }
 
-  telemetryReceived(session: HubConnection, topic: string, payload: Buffer): void {
+  /** `retained`: the PUBLISH had RETAIN set, which IoT Hub passes on as the application property mqtt-retain. */
+  telemetryReceived(session: HubConnection, topic: string, payload: Buffer, retained = false): void {
     const bag = topic.slice(`devices/${session.deviceId}/messages/events/`.length);
+    const properties = parsePropertyBag(bag) ?? {};
+    if (retained) properties['mqtt-retain'] = 'true';
     const message: TelemetryMessage = {
       hub: session.hub,
       deviceId: session.deviceId,
       body: payload.toString('utf8'),
-      properties: parsePropertyBag(bag) ?? {},
+      properties,
       enqueuedTimeUtc: new Date(this.now()).toISOString(),
       sequenceNumber: (this.#sequence.get(session.hub) ?? 0) + 1,
     };

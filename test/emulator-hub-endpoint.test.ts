@@ -5,7 +5,8 @@
 // reports as UnauthorizedError. The same device is then driven through the service API over HTTPS
 // (emulator/hub-routes.ts, IoT Hub's REST names): twin, desired update, direct method, C2D,
 // telemetry log and its follower's long poll, disable and delete. Last, the one port's TLS server names: a device that names
-// its hub in SNI gets that hub's own certificate, and one whose SNI names another hub is refused.
+// its hub in SNI gets that hub's own certificate, and one whose SNI names another hub is refused;
+// and a retained telemetry PUBLISH is passed on with the property mqtt-retain.
 //
 // How the client reaches a local port (node_modules/azure-iot-device-mqtt/dist/mqtt.js,
 // _getBaseConfig; azure-iot-mqtt-base/dist/mqtt_base.js, _connectClient):
@@ -16,6 +17,7 @@
 // For a token that has expired, the client is built from a SharedAccessSignatureAuthenticationProvider
 // holding Microsoft's own SharedAccessSignature.create(...) with an expiry in the past.
 import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
+import { generate } from 'mqtt-packet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client, Message, SharedAccessSignature, SharedAccessSignatureAuthenticationProvider } from 'azure-iot-device';
 import { Mqtt } from 'azure-iot-device-mqtt';
@@ -46,7 +48,7 @@ beforeAll(async () => {
     onEvent: (event) => events.push(event),
     config: {
       iotHubs: [HUB, OTHER_HUB].map((host) => ({ connectionString: `HostName=${host};SharedAccessKeyName=iothubowner;SharedAccessKey=${keyOf(host)}` })),
-      individualEnrollments: ['peer-1', 'peer-2', 'peer-3', 'peer-4'].map((registrationId) => ({
+      individualEnrollments: ['peer-1', 'peer-2', 'peer-3', 'peer-4', 'peer-5'].map((registrationId) => ({
         registrationId,
         iotHubs: [HUB],
         attestation: { type: 'symmetricKey' as const, symmetricKey: { primaryKey: DEVICE_KEY, secondaryKey: keyOf('secondary') } },
@@ -257,5 +259,22 @@ describe('TLS server names (SNI) on the one port of every hub', () => {
     first.disconnect();
     await failure(connectNaming(OTHER_HUB), 'unauthorized');
     expect(events.filter((e) => e.type === 'hub-refused').at(-1)).toEqual({ type: 'hub-refused', clientId: deviceId, hub: HUB, reason: 'sni' });
+  });
+});
+
+describe('MQTT details IoT Hub documents', () => {
+  it('passes a retained telemetry message on with the property mqtt-retain instead of keeping it', async () => {
+    const { hub, deviceId } = await provision('peer-5');
+    const socket = tlsConnect({ host: '127.0.0.1', port: dps.hubEndpoint.port, ca: dps.caPem });
+    socket.on('error', () => {});
+    const password = hubSasToken(hub, deviceId, DEVICE_KEY, Math.floor(Date.now() / 1000) + 600);
+    socket.write(generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 60, clientId: deviceId, username: hubUsername(hub, deviceId), password: Buffer.from(password) }));
+    socket.write(generate({ cmd: 'publish', topic: `devices/${deviceId}/messages/events/a=1`, payload: Buffer.from('kept?'), qos: 0, retain: true, dup: false }));
+    try {
+      await until(() => dps.hubs.telemetry(hub).some((m) => m.deviceId === deviceId));
+      expect(dps.hubs.telemetry(hub).find((m) => m.deviceId === deviceId)).toMatchObject({ body: 'kept?', properties: { a: '1', 'mqtt-retain': 'true' } });
+    } finally {
+      socket.destroy();
+    }
   });
 });
