@@ -258,18 +258,19 @@ function banner(dps: DpsEmulator, context: BannerContext): string {
  * once the key placeholder is filled in (the banner prints no key), and how to run the result.
  */
 function firmwareLines(dps: DpsEmulator, host: string, device: string): string[] {
+  const hubs = `${device.slice(0, device.lastIndexOf(':'))}:${dps.hubEndpoint.port}`;
   const run = 'node $MODDABLE/tools/xsbug-log/xsbug-log.js $MODDABLE/build/bin/lin/release/mcsim $MODDABLE/build/bin/lin/mc/debug/moddable-dps/mc.so';
   if (!isWildcard(host)) {
     return [
-      row('  firmware trusts it', firmwareBuildLine(dps, { platform: 'lin', endpoint: device })),
+      row('  firmware trusts it', firmwareBuildLine(dps, { platform: 'lin', endpoint: device, hubEndpoint: hubs })),
       row('', `(the simulator on this machine, with $MODDABLE/build/bin/lin/release and node_modules/.bin on PATH; run it: ${run})`),
       row('', '(for an ESP32 on the LAN, run the emulator with --host 0.0.0.0)'),
     ];
   }
   const lan = lanAddresses().find((a) => !a.includes(':')) ?? '<this machine\'s LAN address>';
   return [
-    row('  firmware trusts it', firmwareBuildLine(dps, { platform: 'esp32/<board>', endpoint: `${lan}:${dps.endpoint.port}` })),
-    row('', `(the simulator on this machine: ${firmwareBuildLine(dps, { platform: 'lin', endpoint: device })})`),
+    row('  firmware trusts it', firmwareBuildLine(dps, { platform: 'esp32/<board>', endpoint: `${lan}:${dps.endpoint.port}`, hubEndpoint: `${lan}:${dps.hubEndpoint.port}` })),
+    row('', `(the simulator on this machine: ${firmwareBuildLine(dps, { platform: 'lin', endpoint: device, hubEndpoint: hubs })})`),
   ];
 }
 
@@ -279,7 +280,7 @@ function firmwareLines(dps: DpsEmulator, host: string, device: string): string[]
  * serial number for its registration ID; an ESP32 line builds a release firmware, flashes it and
  * asks for the Wi-Fi. The key is a named placeholder.
  */
-export function firmwareBuildLine(dps: DpsEmulator, target: { platform: string; endpoint: string }): string {
+export function firmwareBuildLine(dps: DpsEmulator, target: { platform: string; endpoint: string; hubEndpoint: string }): string {
   const simulator = target.platform === 'lin';
   const group = dps.model.enrollmentGroups().find((g) => g.provisioningStatus !== 'disabled') ?? dps.model.enrollmentGroups()[0];
   const individual = dps.model.individualEnrollments()[0];
@@ -290,7 +291,8 @@ export function firmwareBuildLine(dps: DpsEmulator, target: { platform: string; 
       : ['serial=SN-0001', '"groupKey=<primary key of an enrollment group>"'];
   return [
     ...(simulator ? ['mcconfig -d -m -p lin -t build'] : [`mcconfig -m -p ${target.platform}`]), 'manifest.json',
-    `idScope=${dps.idScope}`, `endpoint=${target.endpoint}`, ...(simulator ? ['sntp='] : ['ssid=<wifi> password=<wifi password>']),
+    `idScope=${dps.idScope}`, `endpoint=${target.endpoint}`, `hubEndpoint=${target.hubEndpoint}`,
+    ...(simulator ? ['sntp='] : ['ssid=<wifi> password=<wifi password>']),
     ...identity, `"caCertificate=$(cat ${dps.caPath})"`,
   ].join(' ');
 }

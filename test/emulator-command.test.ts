@@ -71,7 +71,7 @@ describe('the emulator in the foreground', () => {
     expect(banner).toMatch(/enrollment groups\s+demo-group\s+enabled/);
     expect(banner).toContain(`--ca ${ca}`);
     expect(banner).toContain(
-      `mcconfig -d -m -p lin -t build manifest.json idScope=0ne00DEMO01 endpoint=${endpoint} sntp= serial=SN-0001 ` +
+      `mcconfig -d -m -p lin -t build manifest.json idScope=0ne00DEMO01 endpoint=${endpoint} hubEndpoint=127.0.0.1:${dps.hubEndpoint.port} sntp= serial=SN-0001 ` +
         `"groupKey=<primary key of enrollment group demo-group>" "caCertificate=$(cat ${dps.caPath})"`,
     );
     expect(banner).toMatch(new RegExp(`service endpoint\\s+https://127\\.0\\.0\\.1:${dps.service.endpoint.port}\\b`));

@@ -6,7 +6,8 @@
 // The first build is the README's configuration, made exactly by the line the emulator's banner
 // prints (serial number and group key on the mcconfig command line, sntp= so the device keeps the
 // host's clock), with retryMin=2 so that the retries fit in a test:
-//   boot 1: builds its registration ID from {serial}-{mac}, provisions, stores the assignment
+//   boot 1: builds its registration ID from {serial}-{mac}, provisions, stores the assignment,
+//           goes online: the initial twin's telemetryInterval, a reported patch, telemetry
 //   boot 2: finds the stored assignment and does not contact DPS
 //   boot 3: the stored record damaged on "disk": read as damaged, provisions again
 //   boot 4: a newer record torn midway (the other slot): the previous record is read, DPS skipped
@@ -14,6 +15,8 @@
 //           never a lost simulator (closing the socket inside its callback crashed it), then ready
 //   boot 6: a wrong group key from the factory (Preference): refused, traced, retried, again
 //   boot 7: a DPS error message with escape codes and a newline: traced escaped, on one line
+//   online: the stored hub no longer knows the device (refused, provisioned again, online again),
+//           then a "reprovision" direct method (provisioned again, online again), "reboot" 501
 // A second build (no key, the default anchor):
 //   no key (a configuration error) stops the loop; with the factory's serial and group key, the
 //   default anchor (DigiCert) refuses the emulator: a tls error, traced and retried
@@ -82,7 +85,12 @@ if (skipReason) {
         retryAfterSeconds: 1,
         config: {
           iotHubs: [{ connectionString: `HostName=${HUB};SharedAccessKeyName=iothubowner;SharedAccessKey=${Buffer.alloc(32, 9).toString('base64')}` }],
-          enrollmentGroups: [{ enrollmentGroupId: GROUP, attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY, secondaryKey: GROUP_KEY } } }],
+          enrollmentGroups: [{
+            enrollmentGroupId: GROUP,
+            attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY, secondaryKey: GROUP_KEY } },
+            // The device reads its telemetry interval from here once online.
+            initialTwin: { tags: {}, properties: { desired: { telemetryInterval: 1 } } },
+          }],
         },
         onEvent: (event) => events.push(event),
       });
@@ -103,7 +111,7 @@ if (skipReason) {
     });
 
     it('builds with the mcconfig line the emulator prints (the README configuration), trusting its CA', () => {
-      const line = firmwareBuildLine(dps, { platform: 'lin', endpoint: `${dps.endpoint.host}:${dps.endpoint.port}` });
+      const line = firmwareBuildLine(dps, { platform: 'lin', endpoint: `${dps.endpoint.host}:${dps.endpoint.port}`, hubEndpoint: `${dps.hubEndpoint.host}:${dps.hubEndpoint.port}` });
       const placeholder = `"groupKey=<primary key of enrollment group ${GROUP}>"`;
       expect(line).toContain(placeholder);
       // As a user runs it: in a shell, from the checkout, the key filled in.
@@ -132,6 +140,22 @@ if (skipReason) {
       expect(chunkPeak).toBeGreaterThan(0);
       expect(stackPeak).toBeGreaterThan(0);
       console.log(`simulator, provisioning: ${memory![0]}`);
+    }, 150_000);
+
+    it('boot 1, online: connects to its hub, takes the initial twin\'s interval, reports and sends telemetry', async () => {
+      const trace = await boot(/^hub: telemetry 2$/);
+      expect(trace).toContain(`dps: ready ${HUB} ${REGISTRATION_ID} cached`);
+      expect(trace).toMatch(new RegExp(`hub: connected 127\\.0\\.0\\.1:${dps.hubEndpoint.port}`));
+      expect(trace).toContain(`hub: online ${HUB} ${REGISTRATION_ID} desired 1 interval 1`);
+      expect(trace).toMatch(/hub: reported \d+/);
+      expect(trace).toContain('hub: telemetry 1');
+      expectNoSecrets(trace);
+      const messages = dps.hubs.telemetry(HUB).filter((m) => m.deviceId === REGISTRATION_ID);
+      expect(messages.length).toBeGreaterThanOrEqual(2);
+      expect(JSON.parse(messages[0]!.body)).toMatchObject({ seq: 1 });
+      expect(dps.hubs.twin(HUB, REGISTRATION_ID)?.properties.reported).toMatchObject({ firmware: 'moddable-dps/0.1.0', registrationId: REGISTRATION_ID });
+      const memory = trace.split('\n').find((line) => line.startsWith('dps: memory'));
+      console.log(`simulator, provisioned from the store and online: ${memory}`);
     }, 150_000);
 
     it('boot 2: reports the stored assignment and does not contact DPS', async () => {
@@ -214,6 +238,28 @@ if (skipReason) {
       expect(trace.split('\n').filter((line) => line.startsWith('dps: ready'))).toEqual([]);
     }, 150_000);
 
+    it('online: a stored hub that no longer knows the device refuses it; provisioned again, online again; a reprovision method does the same', async () => {
+      writePreferences({ ...readPreferences(), dps: undefined });
+      expect(await boot(/^hub: online /)).toContain('dps: stored assignment');
+      dps.hubs.deleteDevice(HUB, REGISTRATION_ID); // the stored assignment now names a hub that forgot the device
+      const child = bootProcess(/^hub: telemetry 1$/);
+      try {
+        const first = await child.reached;
+        expect(first).toContain(`dps: cached ${HUB} ${REGISTRATION_ID}`);
+        expect(first).toMatch(/dps: reprovisioning 1 in 0 ms: .*CONNACK 5/);
+        expect(first).toContain(`dps: registering ${REGISTRATION_ID}`);
+        expect(first).toContain(`dps: ready ${HUB} ${REGISTRATION_ID} provisioned reprovisions 1`);
+        expect(await dps.hubs.invokeMethod(HUB, REGISTRATION_ID, 'reprovision', {}, 10_000)).toEqual({ status: 200, payload: { reprovisioning: true } });
+        const again = await child.until(/^hub: online .* interval 1$/, 2);
+        expect(again).toContain('hub: reprovision requested');
+        expect(again.match(/dps: registering /g)).toHaveLength(2);
+        expect(await dps.hubs.invokeMethod(HUB, REGISTRATION_ID, 'reboot', {}, 10_000)).toMatchObject({ status: 501 });
+        expectNoSecrets(again);
+      } finally {
+        await child.stop();
+      }
+    }, 150_000);
+
     it('a build without a key: the configuration error is traced and stops the retry loop', async () => {
       writePreferences({ ...readPreferences(), dps: undefined, 'dps-state': undefined });
       build(['-d', '-m', '-p', 'lin', '-t', 'build', join(REPO, 'manifest.json'), `idScope=${ID_SCOPE}`,
@@ -257,56 +303,104 @@ if (skipReason) {
   });
 }
 
-/** Run the app once; resolve with its "dps: " trace lines once a line matches `until` (ready or stopped). */
-function boot(until = /^dps: (ready|stopped)/, timeoutMs = 120_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('xvfb-run', ['-a', 'node', join(XSBUG_LOG, 'xsbug-log.js'), join(TOOLS, 'mcsim'), APP], {
-      cwd: tmpdir(),
-      detached: true, // its own process group: xvfb-run, Xvfb, xsbug-log and mcsim end together
-      stdio: ['ignore', 'pipe', 'pipe'],
+/** Run the app once; resolve with its "dps: " and "hub: " trace lines once a line matches `until` (ready or stopped), then stop it. */
+async function boot(until = /^dps: (ready|stopped)/, timeoutMs = 120_000): Promise<string> {
+  const run = bootProcess(until, timeoutMs);
+  try {
+    await run.reached;
+    // A debug build traces its memory use right after "ready": give it a moment.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    return run.trace();
+  } finally {
+    await run.stop();
+  }
+}
+
+/**
+ * The simulator running the app, its trace read as it comes: `reached` settles once a line
+ * matches `first`; until(pattern, n) once n lines in all match `pattern`. Any wait fails at once
+ * when the simulator crashes (a SIGSEGV leaves xsbug-log waiting: mcsim itself is watched) or
+ * aborts, and after `timeoutMs`.
+ */
+function bootProcess(first: RegExp, timeoutMs = 120_000) {
+  const child = spawn('xvfb-run', ['-a', 'node', join(XSBUG_LOG, 'xsbug-log.js'), join(TOOLS, 'mcsim'), APP], {
+    cwd: tmpdir(),
+    detached: true, // its own process group: xvfb-run, Xvfb, xsbug-log and mcsim end together
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: string[] = [];
+  const waits = new Set<{ pattern: RegExp; count: number; resolve: (trace: string) => void; reject: (error: Error) => void; timer: NodeJS.Timeout }>();
+  let failure: Error | undefined;
+  let buffered = '';
+  const trace = () => lines.join('\n');
+  const check = () => {
+    for (const wait of waits) {
+      if (lines.filter((line) => wait.pattern.test(line)).length >= wait.count) {
+        waits.delete(wait);
+        clearTimeout(wait.timer);
+        wait.resolve(trace());
+      }
+    }
+  };
+  const fail = (error: Error) => {
+    failure ??= error;
+    for (const wait of waits) {
+      clearTimeout(wait.timer);
+      wait.reject(error);
+    }
+    waits.clear();
+  };
+  const until = (pattern: RegExp, count = 1): Promise<string> =>
+    new Promise((resolve, reject) => {
+      if (failure) return reject(failure);
+      const timer = setTimeout(() => {
+        waits.delete(wait);
+        reject(new Error(`no ${count} line(s) matching ${pattern} within ${timeoutMs / 1000} s; trace:\n${trace()}`));
+      }, timeoutMs);
+      const wait = { pattern, count, resolve, reject, timer };
+      waits.add(wait);
+      check();
     });
-    const lines: string[] = [];
-    let buffered = '';
-    let done = false;
-    const finish = (error?: Error) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
+  const take = (chunk: Buffer) => {
+    buffered += chunk.toString('utf8');
+    const parts = buffered.split('\n');
+    buffered = parts.pop()!;
+    for (const raw of parts) {
+      // xsbug-log prints "[Thread 1] <trace>" between xsdb prompts and terminal escapes.
+      const line = raw.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').replace(/\(xsdb\) /g, '').replace(/^\[Thread \d+\] /, '').trim();
+      if (line.startsWith('dps: ') || line.startsWith('hub: ')) lines.push(line);
+      if (line.includes('XS abort')) fail(new Error(`${line}\n${trace()}`));
+    }
+    check();
+  };
+  child.stdout.on('data', take);
+  child.stderr.on('data', take);
+  child.on('error', (error) => fail(error));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.on('exit', (code, signal) => fail(new Error(`xsbug-log ended (${signal ?? `exit ${code}`}); trace:\n${trace()}`)));
+  let seen = false;
+  const watchdog = setInterval(() => {
+    const alive = spawnSync('pgrep', ['-g', String(child.pid), '-x', 'mcsim']).status === 0;
+    if (alive) seen = true;
+    else if (seen) fail(new Error(`the simulator (mcsim) died; trace:\n${trace()}`));
+  }, 500);
+  const reached = until(first);
+  reached.catch(() => {}); // a test that never awaits it still sees the failure in until()
+  return {
+    reached,
+    until,
+    trace,
+    async stop(): Promise<void> {
       clearInterval(watchdog);
+      failure ??= new Error('stopped');
       try {
         process.kill(-child.pid!, 'SIGTERM');
       } catch {
         // already gone
       }
-      child.once('exit', () => (error ? reject(error) : resolve(lines.join('\n'))));
-      setTimeout(() => (error ? reject(error) : resolve(lines.join('\n'))), 5000).unref();
-    };
-    const timer = setTimeout(() => finish(new Error(`no line matching ${until} within ${timeoutMs / 1000} s; trace:\n${lines.join('\n')}`)), timeoutMs);
-    const take = (chunk: Buffer) => {
-      buffered += chunk.toString('utf8');
-      const parts = buffered.split('\n');
-      buffered = parts.pop()!;
-      for (const raw of parts) {
-        // xsbug-log prints "[Thread 1] <trace>" between xsdb prompts and terminal escapes.
-        const line = raw.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').replace(/\(xsdb\) /g, '').replace(/^\[Thread \d+\] /, '').trim();
-        if (line.startsWith('dps: ')) lines.push(line);
-        if (line.includes('XS abort')) finish(new Error(`${line}\n${lines.join('\n')}`));
-        // A debug build traces its memory use right after "ready": give it a moment.
-        else if (until.test(line)) setTimeout(() => finish(), 500);
-      }
-    };
-    child.stdout.on('data', take);
-    child.stderr.on('data', take);
-    child.on('error', (error) => finish(error));
-    child.on('exit', (code, signal) => finish(new Error(`xsbug-log ended (${signal ?? `exit ${code}`}) before a line matching ${until}; trace:\n${lines.join('\n')}`)));
-    // A crash of the simulator (a SIGSEGV) leaves xsbug-log waiting for it: watch mcsim itself.
-    let seen = false;
-    const watchdog = setInterval(() => {
-      const alive = spawnSync('pgrep', ['-g', String(child.pid), '-x', 'mcsim']).status === 0;
-      if (alive) seen = true;
-      else if (seen) finish(new Error(`the simulator (mcsim) died before a line matching ${until}; trace:\n${lines.join('\n')}`));
-    }, 500);
-  });
+      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+    },
+  };
 }
 
 /** The first 8 bytes of the certificate's SHA-256, as the firmware traces them. */

@@ -1,10 +1,12 @@
 // Boot: who am I (registration ID from the factory settings and the chip), what time is it
-// (SNTP), where do I belong (a stored assignment that matches, or DPS), then report it.
+// (SNTP), where do I belong (a stored assignment that matches, or DPS), then go online: connect to
+// the hub, and run the device (online.ts) until the hub turns it away or a method asks to
+// provision again (then provision again), or the session ends.
 // A failure is traced with its kind and retried with a growing wait; a configuration error stops
 // the loop, since waiting will not fix it. Nothing secret is ever traced: the core's events and
 // error messages carry no key, signature or token, and the settings are traced by source only.
 //
-// Every line starts with "dps: " and a word a test can match:
+// Every line starts with "dps: " or "hub: " (online.ts) and a word a test can match:
 //   dps: boot <client version> <platform>
 //   dps: settings idScope <scope> (<source>) key <group|device> (<source>) endpoint <host:port> (<source>)
 //   dps: registration-id <id>
@@ -14,21 +16,26 @@
 //   dps: cached <hub> <deviceId>   (the stored assignment matched: DPS not contacted)
 //   dps: assigned <hub> <deviceId> (DPS answered)
 //   dps: stored <key> | dps: store-failed <message> | dps: store-unreadable <message>
-//   dps: ready <hub> <deviceId> cached|provisioned
+//   dps: ready <hub> <deviceId> cached|provisioned [reprovisions <n>]   (provisioned and connected to the hub)
+//   dps: reprovisioning <round> in <ms> ms: <why the hub turned the device away>
+//   hub: connecting <host:port> attempt <n> | hub: connected | hub: disconnected ... (the session's events)
 //   dps: memory slot-heap <bytes> peak <bytes> chunk-heap <bytes> peak <bytes> stack-peak <bytes> gc <n> in <ms> ms modules <n>   (debug builds)
 //   dps: error <kind> <message>, then dps: retry <n> in <s> s | dps: stopped <why>
 import config from "mc/config";
 import Instrumentation from "instrumentation";
 import { sha256 } from "@noble/hashes/sha2.js";
+import { goOnline, type Online } from "../../src/device.js";
 import { isProvisioningError } from "../../src/errors.js";
-import type { ProvisioningEvent } from "../../src/ports.js";
-import { provisionDevice, resolveRegistrationId, type ProvisionResult } from "../../src/provisioner.js";
+import { shouldReprovision } from "../../src/hub/reprovision.js";
+import type { HubEvent, ProvisioningEvent } from "../../src/ports.js";
+import { resolveRegistrationId } from "../../src/provisioner.js";
 import { printable } from "../../src/text.js";
 import { clock, sleep, syncClock } from "./clock.js";
 import { macAddress, platform } from "./device.js";
 import { PreferenceStore } from "./preference-store.js";
 import { watchMemory, type MemoryPeaks } from "./memory.js";
-import { configNumber, readSettings } from "./settings.js";
+import { DeviceApp } from "./online.js";
+import { configNumber, parseEndpoint, readSettings } from "./settings.js";
 import { createTlsConnect, trustAnchor } from "./tls-connect.js";
 
 export const CLIENT_VERSION = "moddable-dps/0.1.0";
@@ -37,34 +44,50 @@ export default function main(): void {
 	boot().catch((error: unknown) => say(`stopped ${describe(error)}`));
 }
 
-/** Provision (or find the stored assignment), retrying until it succeeds or the settings are wrong. */
-export async function boot(): Promise<ProvisionResult | undefined> {
+/**
+ * Provision (or find the stored assignment) and go online, retrying until it succeeds or the
+ * settings are wrong; then run the device, and provision again whenever the hub turns it away.
+ */
+export async function boot(): Promise<void> {
 	say(`boot ${CLIENT_VERSION} ${platform}`);
 	const memory = watchMemory();
+	let memoryTraced = false;
+	const app = new DeviceApp((line) => trace(`hub: ${printable(line)}\n`), CLIENT_VERSION, configNumber("telemetryInterval", 60));
 	const retryMinMs = configNumber("retryMin", 15) * 1000;
 	const retryMaxMs = configNumber("retryMax", 1800) * 1000;
+	let force = false;
 	for (let attempt = 1; ; attempt++) {
+		let online: Online;
 		try {
-			const result = await provisionOnce();
-			const { assignedHub, deviceId } = result.assignment;
-			say(`ready ${assignedHub} ${deviceId} ${result.fromCache ? "cached" : "provisioned"}`);
-			traceMemory(memory.stop());
-			return result;
+			online = await onlineOnce(app, force);
 		} catch (error) {
 			const kind = isProvisioningError(error) ? error.kind : "internal";
 			say(`error ${kind} ${describe(error)}`);
 			if (kind === "invalid-input") {
 				say('stopped: fix the settings (Preference "dps" or the build\'s config) and restart');
-				return undefined;
+				return;
 			}
 			const waitMs = Math.min(retryMaxMs, retryMinMs * 2 ** Math.min(attempt - 1, 20)) + Math.random() * retryMinMs;
 			say(`retry ${attempt} in ${Math.round(waitMs / 1000)} s`);
 			await sleep(waitMs);
+			continue;
 		}
+		attempt = 0;
+		const { assignedHub, deviceId } = online.assignment;
+		say(`ready ${assignedHub} ${deviceId} ${online.fromCache ? "cached" : "provisioned"}${online.reprovisions ? ` reprovisions ${online.reprovisions}` : ""}`);
+		if (!memoryTraced) {
+			memoryTraced = true;
+			traceMemory(memory.stop());
+		}
+		const end = await app.run(online.session, online.assignment);
+		// Turned away by the hub, or asked by a method: DPS again (goOnline bounds the rounds).
+		const error = end.reprovision ? undefined : end.error;
+		force = end.reprovision || shouldReprovision(error);
+		if (!force && !error) return;
 	}
 }
 
-async function provisionOnce(): Promise<ProvisionResult> {
+async function onlineOnce(app: DeviceApp, force: boolean): Promise<Online> {
 	const settings = readSettings();
 	const { sources } = settings;
 	say(
@@ -86,7 +109,9 @@ async function provisionOnce(): Promise<ProvisionResult> {
 	const now = new Date(clock.now()).toISOString();
 	say(sync.server ? `clock ${now} sntp ${sync.server}` : `clock ${now} device (${sync.failure})`);
 
-	return provisionDevice(
+	const hubEndpoint = configText("hubEndpoint");
+	const modelId = configText("modelId");
+	return goOnline(
 		{
 			idScope: settings.idScope,
 			registrationId,
@@ -95,8 +120,20 @@ async function provisionOnce(): Promise<ProvisionResult> {
 			endpoint: settings.endpoint,
 			timeoutMs: configNumber("provisioningTimeout", 300) * 1000,
 			clientVersion: CLIENT_VERSION,
+			...(force && { force }),
+			// Development: the local emulator's hubs listen here; the credentials still name the hub.
+			...(hubEndpoint && { hubEndpoint: parseEndpoint(hubEndpoint) }),
+			...(modelId && { modelId }),
+			session: app.settings(),
 		},
-		{ connect: createTlsConnect({ trustAnchor: anchor }), clock, store: new PreferenceStore(), log: (event) => say(describeEvent(event)) },
+		{
+			connect: createTlsConnect({ trustAnchor: anchor }),
+			clock,
+			store: new PreferenceStore(),
+			log: (event) => say(describeEvent(event)),
+			hubLog: (event) => trace(`hub: ${printable(describeHubEvent(event))}\n`),
+			onEvent: (event) => say(`reprovisioning ${event.round} in ${event.waitMs} ms: ${event.reason}`),
+		},
 	);
 }
 
@@ -122,6 +159,36 @@ function describeEvent(event: ProvisioningEvent): string {
 		case "store-unreadable":
 			return `${event.type} ${event.message}`;
 	}
+}
+
+function describeHubEvent(event: HubEvent): string {
+	switch (event.type) {
+		case "hub-connecting":
+			return `connecting ${event.host}:${event.port} attempt ${event.attempt}`;
+		case "hub-connected":
+			return `connected ${event.host}:${event.port}`;
+		case "hub-twin":
+			return `twin desired ${event.desiredVersion} reported ${event.reportedVersion}`;
+		case "hub-disconnected":
+			return `disconnected attempt ${event.attempt} wait ${event.waitMs} ms: ${event.reason}`;
+		case "hub-renewing":
+			return `renewing token expiring ${new Date(event.expiresAt).toISOString()}`;
+		case "hub-ignored":
+			return `ignored ${event.reason}`;
+		case "hub-desired":
+		case "hub-reported":
+			return `${event.type.slice(4)}-version ${event.version}`;
+		case "hub-telemetry":
+		case "hub-c2d":
+			return `${event.type.slice(4)}-bytes ${event.bytes}`;
+		case "hub-method":
+			return `method-answered ${event.name} ${event.status}`;
+	}
+}
+
+function configText(key: string): string | undefined {
+	const value = (config as Record<string, unknown>)[key];
+	return typeof value === "string" && value.trim() !== "" ? value.trim() : undefined;
 }
 
 /** Debug builds only (instrumentation is compiled out of release builds): the XS memory in use, and its peaks since boot. */

@@ -165,6 +165,7 @@ function open(endpoint: Endpoint, handlers: ConnectionHandlers, anchor: ArrayBuf
 				timer = undefined;
 				fail(new ProvisioningError("network", `Timed out after ${timeoutMs / 1000} s connecting to ${where} (TCP or TLS handshake)`));
 			}, timeoutMs);
+			deferPeerClose(tls);
 
 			tls.callback = (message, value) => {
 				if (state === "closed") return;
@@ -203,6 +204,29 @@ function open(endpoint: Endpoint, handlers: ConnectionHandlers, anchor: ArrayBuf
 			};
 		}
 	});
+}
+
+/**
+ * SecureSocket itself closes its TCP socket inside that socket's callback when the peer closes the
+ * connection or it fails (modules/crypt/securesocket/securesocket.js: `this.close()` in
+ * `sock.callback`), the same hazard as above: the simulator died when a hub closed the
+ * connection of a device it had deleted. Those two messages reach SecureSocket on a later turn,
+ * once the native read loop is done with the socket.
+ */
+function deferPeerClose(tls: TlsSocket): void {
+	const raw = (tls as unknown as { sock?: { callback: (message: number, value?: number) => void } }).sock;
+	if (!raw) return;
+	const inner = raw.callback;
+	raw.callback = (message, value) => {
+		if (message !== DISCONNECTED && message !== ERROR) return inner(message, value);
+		Timer.set(() => {
+			try {
+				inner(message, value);
+			} catch {
+				// SecureSocket's close() of a socket the socket module has already closed ("close on closed socket")
+			}
+		}, 0);
+	};
 }
 
 function closeQuietly(socket: TlsSocket): void {
