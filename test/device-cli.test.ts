@@ -59,7 +59,8 @@ describe('moddable-dps device', () => {
   it('provisions, goes online with the initial twin, reports, sends at the twin interval and answers a method', async () => {
     const running = device('cli-device-1', '--msg-count', '3', '--properties', 'site=lab;kind=test', '--method-response-code', '201', '--method-response-payload', '{"ok":true}');
     // A direct method from the service side while it sends.
-    await until(() => dps.hubs.connected(HUB, 'cli-device-1'), 15_000);
+    // Online once it sends: its subscriptions, sent behind CONNECT, are in place by then.
+    await until(() => dps.hubs.telemetry(HUB).some((m) => m.deviceId === 'cli-device-1'), 15_000);
     const answer = await dps.hubs.invokeMethod(HUB, 'cli-device-1', 'ping', { n: 1 }, 10_000);
     const run = await running;
     expect(run.code, run.stderr).toBe(0);
@@ -90,7 +91,8 @@ describe('moddable-dps device', () => {
 
   it('a direct method "reprovision" provisions again on demand, then carries on sending', async () => {
     const running = device('cli-device-3', '--msg-count', '3', '--msg-interval', '1');
-    await until(() => dps.hubs.connected(HUB, 'cli-device-3'), 15_000);
+    // Online once it sends: its subscriptions, sent behind CONNECT, are in place by then.
+    await until(() => dps.hubs.telemetry(HUB).some((m) => m.deviceId === 'cli-device-3'), 15_000);
     expect(await dps.hubs.invokeMethod(HUB, 'cli-device-3', 'reprovision', {}, 10_000)).toEqual({ status: 200, payload: { reprovisioning: true } });
     const run = await running;
     expect(run.code, run.stderr).toBe(0);
