@@ -1,18 +1,22 @@
-// `npm start`: the whole story in one run. Starts a local DPS on loopback from
+// `npm start`: the whole story in one run. Starts a local DPS and its IoT hubs on loopback from
 // examples/emulator.json (three linked hubs weighted 1, 2 and 7, one enrollment group),
-// provisions a demo device through the Node host exactly as `moddable-dps register` does,
-// shows where it landed, and stops. Leaves nothing behind: the emulator's CA lives in a
-// temporary directory that is removed at the end.
+// provisions a demo device through the Node host exactly as `moddable-dps register` does, shows
+// where it landed, takes it online (initial twin, a report, telemetry), has its hub forget it
+// (refused, provisioned again, online again), and stops. Leaves nothing behind: the emulator's
+// CA lives in a temporary directory that is removed at the end.
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { loadConfigFile } from '../emulator/config-file.js';
 import { startEmulator, type DpsEmulator } from '../emulator/index.js';
+import { goOnline } from '../src/device.js';
 import { ProvisioningError } from '../src/errors.js';
+import type { Store } from '../src/ports.js';
 import { provisionDevice } from '../src/provisioner.js';
+import { printable } from '../src/text.js';
 import { reportError, type CliIo } from './shared/io.js';
-import { describeEvent } from './shared/output.js';
+import { describeEvent, describeHubEvent } from './shared/output.js';
 import { nodeRandom, systemClock } from '../hosts/node/clock.js';
 import { createTlsConnect } from '../hosts/node/tls-connect.js';
 
@@ -55,6 +59,7 @@ export async function runDemo(io: CliIo): Promise<number> {
 
     out(`2. Provision ${DEMO_REGISTRATION_ID} through the Node host, as the firmware would`);
     out(`   (npx moddable-dps register --id-scope ${dps.idScope} --registration-id ${DEMO_REGISTRATION_ID} --group-key <the group's key> --endpoint ${dps.endpoint.host}:${dps.endpoint.port} --ca <the CA>)`);
+    const store = memoryStore();
     const { assignment } = await provisionDevice(
       {
         idScope: dps.idScope,
@@ -69,6 +74,7 @@ export async function runDemo(io: CliIo): Promise<number> {
         clock: systemClock,
         random: nodeRandom,
         log: (event) => out(`   ${describeEvent(event)}`),
+        store,
       },
     );
     out();
@@ -87,6 +93,44 @@ export async function runDemo(io: CliIo): Promise<number> {
       out(`   DPS's registration record: ${record.state.status} (${record.state.substatus ?? '-'}) through enrollment group ${group.enrollmentGroupId}`);
     }
     out(`   (hashed allocation is deterministic: ${DEMO_REGISTRATION_ID} lands here every time; other IDs spread 1:2:7)`);
+    out();
+
+    out(`4. Online: connect to ${assignment.assignedHub} (the emulator's hubs listen on ${dps.hubEndpoint.host}:${dps.hubEndpoint.port})`);
+    out(`   (npx moddable-dps device ... --hub-endpoint ${dps.hubEndpoint.host}:${dps.hubEndpoint.port} does all of this)`);
+    const demoDevice = {
+      idScope: dps.idScope,
+      registrationId: DEMO_REGISTRATION_ID,
+      groupKey: group.attestation.symmetricKey.primaryKey,
+      endpoint: dps.endpoint,
+      hubEndpoint: dps.hubEndpoint,
+      timeoutMs: 30_000,
+      clientVersion: 'moddable-dps-demo/0.1.0',
+    };
+    const ports = {
+      connect: createTlsConnect({ ca: dps.caPem }),
+      clock: systemClock,
+      random: nodeRandom,
+      store,
+      log: (event: Parameters<typeof describeEvent>[0]) => out(`   ${describeEvent(event)}`),
+      hubLog: (event: Parameters<typeof describeHubEvent>[0]) => out(`   ${describeHubEvent(event)}`),
+      onEvent: (event: { reason: string; round: number }) => out(`   the hub turned the device away (${printable(event.reason)}): provisioning again (round ${event.round})`),
+    };
+    let online = await goOnline(demoDevice, ports);
+    out(`   twin desired properties (the enrollment's initial twin): ${printable(JSON.stringify(online.session.twin.desired))}`);
+    await online.session.updateReported({ client: 'moddable-dps-demo/0.1.0', registrationId: DEMO_REGISTRATION_ID });
+    for (let seq = 1; seq <= 2; seq++) await online.session.sendTelemetry(JSON.stringify({ seq, temperature: 20 + seq }), { contentType: 'application/json' });
+    const received = () => dps!.hubs.telemetry(assignment.assignedHub).filter((m) => m.deviceId === assignment.deviceId).length;
+    out(`   telemetry: the hub has ${received()} messages from ${assignment.deviceId}`);
+    out();
+
+    out(`5. The hub forgets the device (as if an operator deleted it there): refused, provisioned again, online again`);
+    dps.hubs.deleteDevice(assignment.assignedHub, assignment.deviceId);
+    const why = await online.session.ended;
+    out(`   the session ended: ${printable(why?.message ?? 'closed')}`);
+    online = await goOnline({ ...demoDevice, force: true }, ports);
+    await online.session.sendTelemetry(JSON.stringify({ seq: 3, temperature: 23 }), { contentType: 'application/json' });
+    out(`   online again on ${online.assignment.assignedHub}; the hub has ${received()} messages from ${assignment.deviceId}`);
+    online.session.close();
     out();
     out('Next:');
     out(`   npx moddable-dps emulator --config ${DEMO_CONFIG}`);
@@ -121,4 +165,14 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
     stderr: (text) => process.stderr.write(text),
     env: process.env,
   });
+}
+
+/** The assignment between the steps, in memory: the demo leaves nothing behind. */
+function memoryStore(): Store {
+  const values = new Map<string, string>();
+  return {
+    get: async (key) => values.get(key),
+    set: async (key, value) => void values.set(key, value),
+    delete: async (key) => void values.delete(key),
+  };
 }

@@ -17,7 +17,7 @@ describe('npm start (the demo)', () => {
     expect(pkg.scripts.start).toBe('node dist/cli/demo.js');
   });
 
-  it('starts a local DPS, provisions the demo device onto one of the three hubs, and exits 0 leaving nothing behind', async () => {
+  it('starts a local DPS and its hubs, provisions the demo device onto one of the three, takes it online, re-provisions it when its hub forgets it, and exits 0 leaving nothing behind', async () => {
     const { stdout, stderr } = await promisify(execFile)(process.execPath, [DEMO], { cwd: ROOT, timeout: 60_000 });
     expect(stderr).toBe('');
     for (const [i, weight] of [1, 2, 7].entries()) expect(stdout).toMatch(new RegExp(`${HUBS[i]}\\s+weight ${weight}\\b`));
@@ -27,6 +27,12 @@ describe('npm start (the demo)', () => {
     expect(HUBS).toContain(hub);
     expect(stdout).toMatch(/device ID\s+demo-device-001\n/);
     expect(stdout).toContain(`tags {"environment":"demo"}`);
+    // Online: the initial twin, a report, telemetry; then forgotten by its hub, provisioned again, online again.
+    expect(stdout).toContain(`twin desired properties (the enrollment's initial twin): {"telemetryInterval":60,"$version":1}`);
+    expect(stdout).toContain('reported properties now at version 2');
+    expect(stdout).toContain('telemetry: the hub has 2 messages from demo-device-001');
+    expect(stdout).toMatch(/the session ended: The server refused the connection \(CONNACK 5: not authorized\)/);
+    expect(stdout).toMatch(/online again on demo-hub-\d\.azure-devices\.net; the hub has 3 messages from demo-device-001/);
     const stateDir = /CA certificate\s+freshly made in (\S+)/.exec(stdout)?.[1];
     expect(stateDir).toBeDefined();
     expect(existsSync(stateDir!)).toBe(false);
