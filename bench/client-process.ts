@@ -9,19 +9,26 @@
 //   {task: 'core', devices} → bench/core.ts's figures (no network at all)
 // The result goes back over IPC (or to stdout when run by hand). Ours in fleet mode is the real CLI, run by bench/run.js.
 import type { SecureContext } from 'node:tls';
-import { createTlsConnect } from '../hosts/node/tls-connect.js';
-import { systemClock, nodeRandom } from '../hosts/node/clock.js';
 import { fleetRegistrationId, runFleet } from '../cli/fleet/run.js';
+import { nodeRandom, systemClock } from '../hosts/node/clock.js';
+import { createTlsConnect } from '../hosts/node/tls-connect.js';
 import { provisionDevice } from '../src/provisioner.js';
 import { BENCH_GROUP_KEY, BENCH_ID_SCOPE, type Target } from './common.js';
 import { coreCpu } from './core.js';
-import { handshake, idealProvision, minimalContext, mqttRoundTrips, type IdealTimes } from './floor.js';
+import { handshake, type IdealTimes, idealProvision, minimalContext, mqttRoundTrips } from './floor.js';
 import { loadMicrosoftClient, provisionWithMicrosoft } from './microsoft.js';
 
 type Task =
   | { task: 'floor'; target: Target; handshakes: number; roundTrips: number; idealRuns: number; prefix: string }
   | { task: 'one'; target: Target; client: 'ours' | 'microsoft'; prefix: string }
-  | { task: 'fleet'; target: Target; client: 'microsoft' | 'ideal' | 'ideal-resume' | 'ideal-resume-tls12'; count: number; concurrency: number; prefix: string }
+  | {
+      task: 'fleet';
+      target: Target;
+      client: 'microsoft' | 'ideal' | 'ideal-resume' | 'ideal-resume-tls12';
+      count: number;
+      concurrency: number;
+      prefix: string;
+    }
   | { task: 'core'; devices: number };
 
 const task = JSON.parse(process.argv[2] ?? '{}') as Task;
@@ -90,7 +97,8 @@ async function fleet(t: Extract<Task, { task: 'fleet' }>) {
     const context: SecureContext = minimalContext(t.target, t.client === 'ideal-resume-tls12' ? 'TLSv1.2' : undefined);
     let session: Buffer | undefined;
     const resume = t.client !== 'ideal';
-    provision = (i) => idealProvision(t.target, context, id(i), resume ? { ...(session && { session }), onSession: (s) => (session = s) } : {});
+    provision = (i) =>
+      idealProvision(t.target, context, id(i), resume ? { ...(session && { session }), onSession: (s) => (session = s) } : {});
   }
   return runFleet({ count: t.count, concurrency: t.concurrency, provision });
 }

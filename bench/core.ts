@@ -4,8 +4,9 @@
 // own: key derivation, SAS, MQTT encode/decode, topic and JSON parsing, the state machine,
 // promises and timers. Used to take before/after figures of core optimisations without the
 // noise of the TLS stack, which costs ten times more per device (see bench/README.md).
-import { systemClock } from '../hosts/node/clock.js';
+
 import { runFleet } from '../cli/fleet/run.js';
+import { systemClock } from '../hosts/node/clock.js';
 import { registerDevice } from '../src/dps/flow.js';
 import { responseTopic } from '../src/dps/server.js';
 import { deriveDeviceKey } from '../src/identity.js';
@@ -18,14 +19,30 @@ const utf8 = (value: unknown): Uint8Array => new TextEncoder().encode(JSON.strin
 
 // The answers, encoded once for every device (the client checks the rid, not the device ID).
 // With random() = 0 the client's rids are '0.1' (register) and '0.2' (poll).
-const publish = (topic: string, body: unknown) => encodePacket({ type: 'publish', topic, payload: utf8(body), qos: 0, dup: false, retain: false });
+const publish = (topic: string, body: unknown) =>
+  encodePacket({ type: 'publish', topic, payload: utf8(body), qos: 0, dup: false, retain: false });
 const concat = (...parts: Uint8Array[]) => Uint8Array.from(parts.flatMap((p) => [...p]));
 const TIME = '2026-11-23T00:00:00.000Z';
-const STATE = { registrationId: 'core', createdDateTimeUtc: TIME, assignedHub: BENCH_HUB, deviceId: 'core', status: 'assigned', substatus: 'initialAssignment', lastUpdatedDateTimeUtc: TIME, etag: 'ImJlbmNoIg==' };
+const STATE = {
+  registrationId: 'core',
+  createdDateTimeUtc: TIME,
+  assignedHub: BENCH_HUB,
+  deviceId: 'core',
+  status: 'assigned',
+  substatus: 'initialAssignment',
+  lastUpdatedDateTimeUtc: TIME,
+  etag: 'ImJlbmNoIg==',
+};
 const CONNACK = encodePacket({ type: 'connack', sessionPresent: false, returnCode: 0 });
 const SUBACK = encodePacket({ type: 'suback', messageId: 1, granted: [1] });
-const REGISTERED = concat(encodePacket({ type: 'puback', messageId: 2 }), publish(responseTopic(202, '0.1', 0), { operationId: OPERATION_ID, status: 'assigning' }));
-const ASSIGNED = concat(encodePacket({ type: 'puback', messageId: 3 }), publish(responseTopic(200, '0.2'), { operationId: OPERATION_ID, status: 'assigned', registrationState: STATE }));
+const REGISTERED = concat(
+  encodePacket({ type: 'puback', messageId: 2 }),
+  publish(responseTopic(202, '0.1', 0), { operationId: OPERATION_ID, status: 'assigning' }),
+);
+const ASSIGNED = concat(
+  encodePacket({ type: 'puback', messageId: 3 }),
+  publish(responseTopic(200, '0.2'), { operationId: OPERATION_ID, status: 'assigned', registrationState: STATE }),
+);
 
 /** A Connect whose server answers each packet with the bytes above, a promise job later. */
 const replayConnect: Connect = async (_endpoint, handlers) => {
@@ -58,7 +75,12 @@ export async function coreCpu(devices: number, warmup = 300): Promise<CoreFigure
   const one = (i: number, tag: string) => {
     const registrationId = `core-${tag}-${i}`;
     return registerDevice(
-      { idScope: BENCH_ID_SCOPE, registrationId, deviceKey: deriveDeviceKey(BENCH_GROUP_KEY, registrationId), endpoint: { host: 'replay', port: 8883 } },
+      {
+        idScope: BENCH_ID_SCOPE,
+        registrationId,
+        deviceKey: deriveDeviceKey(BENCH_GROUP_KEY, registrationId),
+        endpoint: { host: 'replay', port: 8883 },
+      },
       { connect: replayConnect, clock: systemClock, random: () => 0 },
     );
   };

@@ -29,13 +29,24 @@ const harnessFile = await bundleForNode('test/support/load.ts', 'emulator-load')
 const { runLoad } = await import(pathToFileURL(harnessFile).href);
 
 const stateDir = mkdtempSync(join(tmpdir(), 'dps-emulator-load-bench-'));
-const machine = { date: new Date().toISOString().slice(0, 10), cpu: cpus()[0]?.model ?? 'unknown', cpus: availableParallelism(), node: process.version };
+const machine = {
+  date: new Date().toISOString().slice(0, 10),
+  cpu: cpus()[0]?.model ?? 'unknown',
+  cpus: availableParallelism(),
+  node: process.version,
+};
 const runs = [];
 let ok = true;
 try {
   for (const hostile of HOSTILE_ONLY ? [true] : [false, true]) {
     const loadavgBefore = Number(loadavg()[0].toFixed(2));
-    const report = await runLoad({ devices: DEVICES, concurrency: CONCURRENCY, stateDir, hostile, progress: (line) => !JSON_OUT && console.log(`  ${line}`) });
+    const report = await runLoad({
+      devices: DEVICES,
+      concurrency: CONCURRENCY,
+      stateDir,
+      hostile,
+      progress: (line) => !JSON_OUT && console.log(`  ${line}`),
+    });
     const problems = check(report, hostile);
     ok &&= problems.length === 0;
     runs.push({ hostile, loadavgBefore, report, problems });
@@ -57,7 +68,8 @@ function check(r, hostile) {
   if (!r.afterwards.provisioned || !r.afterwards.closed) problems.push(`afterwards: ${JSON.stringify(r.afterwards)}`);
   if (hostile) {
     const h = r.hostile;
-    if (h.badConnects.refused !== h.badConnects.sent) problems.push(`bad CONNECTs: ${h.badConnects.refused} of ${h.badConnects.sent} refused`);
+    if (h.badConnects.refused !== h.badConnects.sent)
+      problems.push(`bad CONNECTs: ${h.badConnects.refused} of ${h.badConnects.sent} refused`);
     for (const key of ['garbage', 'plainTextGarbage', 'oversizedPublish', 'oversizedConnect', 'slowloris']) {
       if (h[key].closed !== h[key].sent) problems.push(`${key}: ${h[key].closed} of ${h[key].sent} closed`);
     }
@@ -68,14 +80,26 @@ function check(r, hostile) {
 
 function print(r, hostile, problems, loadavgBefore) {
   const rate = (r.devices / (r.wallMs / 1000)).toFixed(0);
-  console.log(`\n${r.devices} devices, ${r.concurrency} at a time, ${hostile ? 'WITH' : 'without'} hostile clients (1-min load average before: ${loadavgBefore})`);
-  console.log(`  wall ${(r.wallMs / 1000).toFixed(1)} s (${rate} devices/s); per device p50 ${r.latencyMs.p50} ms, p95 ${r.latencyMs.p95} ms, max ${r.latencyMs.max} ms`);
-  console.log(`  CPU user ${(r.cpuMs.user / 1000).toFixed(1)} s + system ${(r.cpuMs.system / 1000).toFixed(1)} s; peak RSS ${r.peakRssMiB} MiB`);
-  console.log(`  assigned ${r.assigned}, registration records ${r.registrations}, reconnects ${r.extraConnections}; per hub ${Object.values(r.perHub).join(' / ')}`);
+  console.log(
+    `\n${r.devices} devices, ${r.concurrency} at a time, ${hostile ? 'WITH' : 'without'} hostile clients (1-min load average before: ${loadavgBefore})`,
+  );
+  console.log(
+    `  wall ${(r.wallMs / 1000).toFixed(1)} s (${rate} devices/s); per device p50 ${r.latencyMs.p50} ms, p95 ${r.latencyMs.p95} ms, max ${r.latencyMs.max} ms`,
+  );
+  console.log(
+    `  CPU user ${(r.cpuMs.user / 1000).toFixed(1)} s + system ${(r.cpuMs.system / 1000).toFixed(1)} s; peak RSS ${r.peakRssMiB} MiB`,
+  );
+  console.log(
+    `  assigned ${r.assigned}, registration records ${r.registrations}, reconnects ${r.extraConnections}; per hub ${Object.values(r.perHub).join(' / ')}`,
+  );
   if (hostile) {
     const h = r.hostile;
-    console.log(`  hostile: ${h.badConnects.sent} bad CONNECTs (${h.badConnects.refused} refused with CONNACK 5), ${h.garbage.sent}+${h.plainTextGarbage.sent} garbage, ` +
-      `${h.halfOpenTls.opened} half-open TLS, ${h.mute.opened} mute, ${h.slowloris.sent} slowloris, ${h.oversizedPublish.sent}+${h.oversizedConnect.sent} oversized`);
+    console.log(
+      `  hostile: ${h.badConnects.sent} bad CONNECTs (${h.badConnects.refused} refused with CONNACK 5), ${h.garbage.sent}+${h.plainTextGarbage.sent} garbage, ` +
+        `${h.halfOpenTls.opened} half-open TLS, ${h.mute.opened} mute, ${h.slowloris.sent} slowloris, ${h.oversizedPublish.sent}+${h.oversizedConnect.sent} oversized`,
+    );
   }
-  console.log(problems.length ? `  FAIL: ${problems.join('; ')}` : '  PASS: none lost, none doubled, every hostile client refused or closed');
+  console.log(
+    problems.length ? `  FAIL: ${problems.join('; ')}` : '  PASS: none lost, none doubled, every hostile client refused or closed',
+  );
 }

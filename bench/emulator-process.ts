@@ -15,7 +15,10 @@ const dps = await startEmulator({
   config: {
     iotHubs: [{ connectionString: `HostName=${BENCH_HUB};SharedAccessKeyName=iothubowner;SharedAccessKey=${BENCH_GROUP_KEY}` }],
     enrollmentGroups: [
-      { enrollmentGroupId: 'bench', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: BENCH_GROUP_KEY, secondaryKey: BENCH_GROUP_KEY } } },
+      {
+        enrollmentGroupId: 'bench',
+        attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: BENCH_GROUP_KEY, secondaryKey: BENCH_GROUP_KEY } },
+      },
     ],
   },
 });

@@ -22,7 +22,9 @@ const json = process.argv.includes('--json');
 const TOOLS = MODDABLE ? join(MODDABLE, 'build', 'bin', PLATFORM, 'release') : '';
 const mcconfig = join(TOOLS, PLATFORM === 'win' ? 'mcconfig.exe' : 'mcconfig');
 if (!MODDABLE || !existsSync(mcconfig)) {
-  console.log(`firmware-size: skipped: ${MODDABLE ? `no mcconfig in ${TOOLS} (build the SDK's tools)` : 'MODDABLE is not set (needs the Moddable SDK)'}`);
+  console.log(
+    `firmware-size: skipped: ${MODDABLE ? `no mcconfig in ${TOOLS} (build the SDK's tools)` : 'MODDABLE is not set (needs the Moddable SDK)'}`,
+  );
   process.exit(0);
 }
 
@@ -46,7 +48,9 @@ if (build.status !== 0) {
 const modulesDir = join(MODDABLE, 'build', 'tmp', PLATFORM, 'mc', 'release', 'moddable-dps', 'modules');
 const rows = [];
 for (const file of listXsb(modulesDir)) {
-  const module = relative(modulesDir, file).replace(/\\/g, '/').replace(/\.xsb$/, '');
+  const module = relative(modulesDir, file)
+    .replace(/\\/g, '/')
+    .replace(/\.xsb$/, '');
   const group = GROUPS.find((g) => module === g.prefix || module.startsWith(`${g.prefix}/`));
   if (group) rows.push({ group: group.name, module, bytes: statSync(file).size });
 }

@@ -7,10 +7,10 @@
 //     so its time is the protocol's floor on this server, the server's own work included.
 import { isIP } from 'node:net';
 import tls from 'node:tls';
+import { dpsUsername, pollTopic, RESPONSE_SUBSCRIBE_TOPIC, registerTopic } from '../src/dps/topics.js';
+import { deriveDeviceKey } from '../src/identity.js';
 import { encodePacket } from '../src/mqtt/codec.js';
 import { dpsRegistrationSasToken } from '../src/sas.js';
-import { deriveDeviceKey } from '../src/identity.js';
-import { dpsUsername, pollTopic, registerTopic, RESPONSE_SUBSCRIBE_TOPIC } from '../src/dps/topics.js';
 import { BENCH_GROUP_KEY, BENCH_ID_SCOPE, type Target } from './common.js';
 
 export function minimalContext(target: Target, maxVersion?: 'TLSv1.2'): tls.SecureContext {
@@ -20,7 +20,13 @@ export function minimalContext(target: Target, maxVersion?: 'TLSv1.2'): tls.Secu
 /** Addressed as ours is: SNI with a host name, none with an IP address (then the certificate's IP is checked). */
 function open(target: Target, context: tls.SecureContext, session?: Buffer): tls.TLSSocket {
   const servername = isIP(target.host) === 0 ? target.host : undefined;
-  const socket = tls.connect({ host: target.host, port: target.port, secureContext: context, ...(servername && { servername }), ...(session && { session }) });
+  const socket = tls.connect({
+    host: target.host,
+    port: target.port,
+    secureContext: context,
+    ...(servername && { servername }),
+    ...(session && { session }),
+  });
   socket.setNoDelay(true);
   return socket;
 }
@@ -66,7 +72,14 @@ class Framer {
 function connectPacket(registrationId: string): Uint8Array {
   const key = deriveDeviceKey(BENCH_GROUP_KEY, registrationId);
   const password = dpsRegistrationSasToken(BENCH_ID_SCOPE, registrationId, key, Math.floor(Date.now() / 1000) + 3600);
-  return encodePacket({ type: 'connect', clientId: registrationId, keepAlive: 60, clean: true, username: dpsUsername(BENCH_ID_SCOPE, registrationId), password });
+  return encodePacket({
+    type: 'connect',
+    clientId: registrationId,
+    keepAlive: 60,
+    clean: true,
+    username: dpsUsername(BENCH_ID_SCOPE, registrationId),
+    password,
+  });
 }
 
 /** `count` PINGREQ → PINGRESP round trips, one at a time, on an authenticated connection (ms each). */
@@ -120,7 +133,15 @@ export function idealProvision(
   const hello = connectPacket(registrationId);
   const subscribe = encodePacket({ type: 'subscribe', messageId: 1, subscriptions: [{ topic: RESPONSE_SUBSCRIBE_TOPIC, qos: 1 }] });
   const body = Buffer.from(JSON.stringify({ registrationId }));
-  const register = encodePacket({ type: 'publish', topic: registerTopic('1'), payload: body, qos: 1, dup: false, retain: false, messageId: 2 });
+  const register = encodePacket({
+    type: 'publish',
+    topic: registerTopic('1'),
+    payload: body,
+    qos: 1,
+    dup: false,
+    retain: false,
+    messageId: 2,
+  });
   const request = Buffer.concat([subscribe, register]);
   return new Promise((resolve, reject) => {
     const started = performance.now();
@@ -161,7 +182,15 @@ export function idealProvision(
           const operationId = /"operationId":"([^"]+)"/.exec(text)?.[1];
           if (status !== '202' || !operationId) return reject(new Error(`unexpected response: ${text.slice(0, 200)}`));
           const waitMs = Number(/retry-after=(\d+)/.exec(text)?.[1] ?? 3) * 1000;
-          const poll = encodePacket({ type: 'publish', topic: pollTopic(String(++messageId), operationId), payload: new Uint8Array(0), qos: 1, dup: false, retain: false, messageId });
+          const poll = encodePacket({
+            type: 'publish',
+            topic: pollTopic(String(++messageId), operationId),
+            payload: new Uint8Array(0),
+            qos: 1,
+            dup: false,
+            retain: false,
+            messageId,
+          });
           setTimeout(() => {
             times.waitedMs += lap();
             socket.write(poll);

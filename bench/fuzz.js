@@ -16,8 +16,8 @@ import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
-import { bundleForNode, ROOT } from './bundle.js';
 import fc from 'fast-check';
+import { bundleForNode, ROOT } from './bundle.js';
 
 const options = Object.fromEntries(
   process.argv.slice(2).map((arg) => {
@@ -37,30 +37,36 @@ const registry = (globalThis.__fuzzBench ??= { suite: '', tests: [] });
 export function describe(name, body) { const outer = registry.suite; registry.suite = name; try { body(); } finally { registry.suite = outer; } }
 export function it(name, body) { registry.tests.push({ suite: registry.suite, name, body }); }
 `;
-const fuzzFiles = readdirSync(join(ROOT, 'test')).filter((name) => /^fuzz-.*\.test\.ts$/.test(name)).sort();
+const fuzzFiles = readdirSync(join(ROOT, 'test'))
+  .filter((name) => /^fuzz-.*\.test\.ts$/.test(name))
+  .sort();
 const bundle = await bundleForNode(undefined, 'fuzz-bench', {
   stdin: { contents: fuzzFiles.map((name) => `import './test/${name}';`).join('\n'), resolveDir: ROOT, loader: 'ts' },
-  plugins: [{
-    name: 'vitest-stand-in',
-    setup(b) {
-      b.onResolve({ filter: /^vitest$/ }, () => ({ path: 'vitest', namespace: 'stand-in' }));
-      b.onLoad({ filter: /.*/, namespace: 'stand-in' }, () => ({ contents: VITEST_STAND_IN, loader: 'js' }));
+  plugins: [
+    {
+      name: 'vitest-stand-in',
+      setup(b) {
+        b.onResolve({ filter: /^vitest$/ }, () => ({ path: 'vitest', namespace: 'stand-in' }));
+        b.onLoad({ filter: /.*/, namespace: 'stand-in' }, () => ({ contents: VITEST_STAND_IN, loader: 'js' }));
+      },
     },
-  }],
+  ],
 });
 
 // ---- timing and heap of every case, through fast-check's global life-cycle plugin ----
 let current; // the property being run: { cases, maxMs, baseHeap, peakHeap }
-fc.installGlobalPlugin(fc.beforeEach(() => {
-  const started = performance.now();
-  return () => {
-    const ms = performance.now() - started;
-    if (!current) return;
-    current.cases++;
-    if (ms > current.maxMs) current.maxMs = ms;
-    if ((current.cases & 255) === 0) sampleHeap();
-  };
-}));
+fc.installGlobalPlugin(
+  fc.beforeEach(() => {
+    const started = performance.now();
+    return () => {
+      const ms = performance.now() - started;
+      if (!current) return;
+      current.cases++;
+      if (ms > current.maxMs) current.maxMs = ms;
+      if ((current.cases & 255) === 0) sampleHeap();
+    };
+  }),
+);
 fc.configureGlobal({ seed });
 
 function sampleHeap() {
@@ -80,7 +86,12 @@ const cpu = cpus()[0]?.model ?? 'unknown CPU';
 console.log(`fuzz bench ${new Date().toISOString()}  node ${process.version}  ${availableParallelism()} CPUs (${cpu})`);
 console.log(`${runs.toLocaleString('en')} cases per property, seed ${seed}${globalThis.gc ? ', gc before each' : ''}\n`);
 const header = ['property', 'cases', 'cases/s', 'max ms/case', 'heap MB', 'peak MB'];
-console.log(`${header[0].padEnd(78)}${header.slice(1).map((h) => h.padStart(12)).join('')}`);
+console.log(
+  `${header[0].padEnd(78)}${header
+    .slice(1)
+    .map((h) => h.padStart(12))
+    .join('')}`,
+);
 
 const failures = [];
 let totalCases = 0;
@@ -109,11 +120,21 @@ for (const test of tests) {
   const slow = stats.maxMs > hangMs;
   const name = `  ${test.name.length > 74 ? `${test.name.slice(0, 73)}…` : test.name}`;
   const mb = (bytes) => (bytes / 2 ** 20).toFixed(1);
-  const cells = stats.cases === 0 // a pinned regression: one plain run, no fast-check cases
-    ? ['pinned', '', `${(seconds * 1000).toFixed(2)}`, mb(stats.baseHeap), mb(stats.peakHeap)]
-    : [stats.cases.toLocaleString('en'), Math.round(stats.cases / seconds).toLocaleString('en'), stats.maxMs.toFixed(2), mb(stats.baseHeap), mb(stats.peakHeap)];
+  const cells =
+    stats.cases === 0 // a pinned regression: one plain run, no fast-check cases
+      ? ['pinned', '', `${(seconds * 1000).toFixed(2)}`, mb(stats.baseHeap), mb(stats.peakHeap)]
+      : [
+          stats.cases.toLocaleString('en'),
+          Math.round(stats.cases / seconds).toLocaleString('en'),
+          stats.maxMs.toFixed(2),
+          mb(stats.baseHeap),
+          mb(stats.peakHeap),
+        ];
   console.log(`${name.padEnd(78)}${cells.map((c) => c.padStart(12)).join('')}${failure ? '  FAILED' : slow ? '  SLOW' : ''}`);
-  if (failure) failures.push(`${test.suite} › ${test.name}: ${failure instanceof Error ? `${failure.message}${failure.cause ? `\n  caused by: ${failure.cause}` : ''}` : failure}`);
+  if (failure)
+    failures.push(
+      `${test.suite} › ${test.name}: ${failure instanceof Error ? `${failure.message}${failure.cause ? `\n  caused by: ${failure.cause}` : ''}` : failure}`,
+    );
   if (slow) failures.push(`${test.suite} › ${test.name}: one case took ${stats.maxMs.toFixed(0)} ms (over --hang-ms=${hangMs})`);
   if (escaped.length) failures.push(`${test.suite} › ${test.name}: escaped: ${escaped.splice(0).map(String).join('; ')}`);
 }
@@ -121,5 +142,7 @@ for (const test of tests) {
 console.log('');
 for (const failure of failures) console.log(`FAIL ${failure.slice(0, 4000)}\n`);
 const verdict = failures.length === 0 && tests.length > 0 ? 'PASS' : 'FAIL';
-console.log(`${verdict}: ${tests.length} properties, ${totalCases.toLocaleString('en')} cases, ${failures.length} failure(s), seed ${seed}`);
+console.log(
+  `${verdict}: ${tests.length} properties, ${totalCases.toLocaleString('en')} cases, ${failures.length} failure(s), seed ${seed}`,
+);
 process.exitCode = verdict === 'PASS' ? 0 : 1;

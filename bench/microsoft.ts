@@ -24,9 +24,11 @@ export function loadMicrosoftClient(): NonNullable<typeof sdk> {
   if (sdk) return sdk;
   const requireFromTransport = createRequire(require.resolve('azure-iot-provisioning-device-mqtt'));
   sdk = {
-    ProvisioningDeviceClient: (require('azure-iot-provisioning-device') as typeof import('azure-iot-provisioning-device')).ProvisioningDeviceClient,
+    ProvisioningDeviceClient: (require('azure-iot-provisioning-device') as typeof import('azure-iot-provisioning-device'))
+      .ProvisioningDeviceClient,
     Mqtt: (require('azure-iot-provisioning-device-mqtt') as typeof import('azure-iot-provisioning-device-mqtt')).Mqtt,
-    SymmetricKeySecurityClient: (require('azure-iot-security-symmetric-key') as typeof import('azure-iot-security-symmetric-key')).SymmetricKeySecurityClient,
+    SymmetricKeySecurityClient: (require('azure-iot-security-symmetric-key') as typeof import('azure-iot-security-symmetric-key'))
+      .SymmetricKeySecurityClient,
     MqttBase: (requireFromTransport('azure-iot-mqtt-base') as { MqttBase: NonNullable<typeof sdk>['MqttBase'] }).MqttBase,
   };
   return sdk;

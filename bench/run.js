@@ -44,10 +44,16 @@ const prefix = (tag) => `b${Date.now().toString(36)}-${tag}-${runCounter++}-`;
 
 // ---- set-up ---------------------------------------------------------------------------------
 const m = results.machine;
-console.log(`moddable-dps bench — ${results.date.slice(0, 10)}, ${m.cpu}, ${m.cpus} CPUs (nproc), Node ${m.node}, load average ${m.loadavg}`);
+console.log(
+  `moddable-dps bench — ${results.date.slice(0, 10)}, ${m.cpu}, ${m.cpus} CPUs (nproc), Node ${m.node}, load average ${m.loadavg}`,
+);
 console.log(QUICK ? '--quick: fewer repetitions, noisier figures\n' : '');
 
-await promisify(execFile)(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { cwd: ROOT }).catch((error) => {
+await promisify(execFile)(
+  process.execPath,
+  [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json')],
+  { cwd: ROOT },
+).catch((error) => {
   console.log(`warning: the build reported errors; measuring what it emitted\n${String(error.stdout ?? error).slice(0, 2000)}`);
 });
 const bundled = {};
@@ -59,7 +65,14 @@ const stateDir = mkdtempSync(join(tmpdir(), 'dps-bench-'));
 // ---- (d) the floor and (a) latency, on an emulator with retry-after 1 s -----------------------
 let dps = await emulator(RETRY_AFTER_S);
 console.log(`(d) the floor — loopback, emulator with retry-after ${RETRY_AFTER_S} s`);
-const floorRun = await child({ task: 'floor', target: dps.target, handshakes: 30, roundTrips: 50, idealRuns: QUICK ? 3 : 5, prefix: prefix('floor') });
+const floorRun = await child({
+  task: 'floor',
+  target: dps.target,
+  handshakes: 30,
+  roundTrips: 50,
+  idealRuns: QUICK ? 3 : 5,
+  prefix: prefix('floor'),
+});
 const handshakeMs = median(floorRun.handshakeMs);
 const rttMs = median(floorRun.rttMs);
 const floorMs = RETRY_AFTER_S * 1000 + handshakeMs + 3 * rttMs;
@@ -72,11 +85,19 @@ const ideal = {
   pollMs: median(floorRun.ideal.map((t) => t.pollMs.at(-1))),
   waitedMs: median(floorRun.ideal.map((t) => t.waitedMs)),
 };
-console.log(`  TLS handshake            ${f2(handshakeMs)} ms median of ${floorRun.handshakeMs.length} (the first in a fresh process: ${f2(floorRun.handshakeColdMs)} ms)`);
+console.log(
+  `  TLS handshake            ${f2(handshakeMs)} ms median of ${floorRun.handshakeMs.length} (the first in a fresh process: ${f2(floorRun.handshakeColdMs)} ms)`,
+);
 console.log(`  MQTT round trip          ${f2(rttMs)} ms median of ${floorRun.rttMs.length} (PINGREQ → PINGRESP)`);
-console.log(`  floor                    ${f1(floorMs)} ms = ${RETRY_AFTER_S * 1000} + handshake + 3 round trips (overhead floor ${f1(floorMs - RETRY_AFTER_S * 1000)} ms; cold process ${f1(floorColdMs - RETRY_AFTER_S * 1000)} ms)`);
-console.log(`  ideal client             ${f1(ideal.totalMs)} ms median of ${floorRun.ideal.length}: handshake ${f2(ideal.handshakeMs)}, CONNECT→CONNACK ${f2(ideal.connectMs)}, register→202 ${f2(ideal.registerMs)}, wait ${f1(ideal.waitedMs)}, poll→200 ${f2(ideal.pollMs)}`);
-console.log(`                           (same packets as ours, raw TLS, no parsing: the protocol's floor on this server, its own work included)`);
+console.log(
+  `  floor                    ${f1(floorMs)} ms = ${RETRY_AFTER_S * 1000} + handshake + 3 round trips (overhead floor ${f1(floorMs - RETRY_AFTER_S * 1000)} ms; cold process ${f1(floorColdMs - RETRY_AFTER_S * 1000)} ms)`,
+);
+console.log(
+  `  ideal client             ${f1(ideal.totalMs)} ms median of ${floorRun.ideal.length}: handshake ${f2(ideal.handshakeMs)}, CONNECT→CONNACK ${f2(ideal.connectMs)}, register→202 ${f2(ideal.registerMs)}, wait ${f1(ideal.waitedMs)}, poll→200 ${f2(ideal.pollMs)}`,
+);
+console.log(
+  `                           (same packets as ours, raw TLS, no parsing: the protocol's floor on this server, its own work included)`,
+);
 results.floor = { handshakeMs, handshakeColdMs: floorRun.handshakeColdMs, rttMs, floorMs, floorColdMs, ideal };
 
 console.log(`\n(a) latency of one provisioning, retry-after ${RETRY_AFTER_S} s — median of ${REPS}, each client in a fresh process`);
@@ -96,21 +117,44 @@ const row = (label, a, b, note = '') => console.log(`  ${label.padEnd(34)}${pad(
 console.log(`  ${''.padEnd(34)}${pad('ours', 9)}${pad('Microsoft', 11)}`);
 row('first in the process (cold), ms', L('ours', 'cold'), L('microsoft', 'cold'), 'client set-up included');
 row('second in the process (warm), ms', L('ours', 'warm'), L('microsoft', 'warm'));
-row('overhead beyond the wait, cold', L('ours', 'cold') - 1000, L('microsoft', 'cold') - 1000, `ours: createTlsConnect alone ${f1(median(lat.contextMs))} ms (Node's root certificates + the CA into one context)`);
+row(
+  'overhead beyond the wait, cold',
+  L('ours', 'cold') - 1000,
+  L('microsoft', 'cold') - 1000,
+  `ours: createTlsConnect alone ${f1(median(lat.contextMs))} ms (Node's root certificates + the CA into one context)`,
+);
 row('overhead beyond the wait, warm', L('ours', 'warm') - 1000, L('microsoft', 'warm') - 1000);
-row('whole process, ms', L('ours', 'whole'), L('microsoft', 'whole'), `spawn to exit: 'moddable-dps register' vs Microsoft's sample; 'node -e ""' takes ${f1(median(lat.node))}`);
+row(
+  'whole process, ms',
+  L('ours', 'whole'),
+  L('microsoft', 'whole'),
+  `spawn to exit: 'moddable-dps register' vs Microsoft's sample; 'node -e ""' takes ${f1(median(lat.node))}`,
+);
 const imports = { cli: [], emulatorCommand: [] };
 for (let rep = 0; rep < REPS; rep++) {
   imports.cli.push(await importTime('cli/main.js'));
   imports.emulatorCommand.push(await importTime('cli/emulator.js'));
 }
-console.log(`  CLI start-up: importing dist/cli/main.js takes ${f1(median(imports.cli))} ms; the 'emulator' command's modules (aedes, node-forge, ...), loaded only when that command runs, take ${f1(median(imports.emulatorCommand))} ms`);
-results.latency = { raw: lat, median: Object.fromEntries(['ours', 'microsoft'].map((c) => [c, { coldMs: L(c, 'cold'), warmMs: L(c, 'warm'), wholeProcessMs: L(c, 'whole') }])), nodeStartMs: median(lat.node), createTlsConnectMs: median(lat.contextMs), importCliMs: median(imports.cli), importEmulatorCommandMs: median(imports.emulatorCommand) };
+console.log(
+  `  CLI start-up: importing dist/cli/main.js takes ${f1(median(imports.cli))} ms; the 'emulator' command's modules (aedes, node-forge, ...), loaded only when that command runs, take ${f1(median(imports.emulatorCommand))} ms`,
+);
+results.latency = {
+  raw: lat,
+  median: Object.fromEntries(
+    ['ours', 'microsoft'].map((c) => [c, { coldMs: L(c, 'cold'), warmMs: L(c, 'warm'), wholeProcessMs: L(c, 'whole') }]),
+  ),
+  nodeStartMs: median(lat.node),
+  createTlsConnectMs: median(lat.contextMs),
+  importCliMs: median(imports.cli),
+  importEmulatorCommandMs: median(imports.emulatorCommand),
+};
 await dps.close();
 
 // ---- (b) CPU per provisioning and (c) fleet throughput, retry-after 0 --------------------------
 dps = await emulator(0);
-console.log(`\n(b) client CPU per provisioning (user + system) — ${CPU_DEVICES} devices one at a time, retry-after 0, median of ${LOAD_REPS}`);
+console.log(
+  `\n(b) client CPU per provisioning (user + system) — ${CPU_DEVICES} devices one at a time, retry-after 0, median of ${LOAD_REPS}`,
+);
 const CPU_CLIENTS = ['ours', 'ours-full', 'microsoft', 'ideal', 'ideal-resume', 'ideal-resume-tls12'];
 const LABEL = {
   ours: "ours: 'moddable-dps fleet' (TLS sessions resumed)",
@@ -128,14 +172,20 @@ console.log(`  ${''.padEnd(52)}${pad('client ms', 10)}${pad('emulator ms', 13)}$
 const cpuMedian = {};
 for (const client of CPU_CLIENTS) {
   const runs = cpu[client];
-  cpuMedian[client] = { clientMs: median(runs.map((r) => r.cpuMs.perDevice)), emulatorMs: median(runs.map((r) => r.emulatorCpuPerDeviceMs)), p50Ms: median(runs.map((r) => r.latencyMs.p50)) };
+  cpuMedian[client] = {
+    clientMs: median(runs.map((r) => r.cpuMs.perDevice)),
+    emulatorMs: median(runs.map((r) => r.emulatorCpuPerDeviceMs)),
+    p50Ms: median(runs.map((r) => r.latencyMs.p50)),
+  };
   const c = cpuMedian[client];
   console.log(`  ${LABEL[client].padEnd(52)}${pad(f2(c.clientMs), 10)}${pad(f2(c.emulatorMs), 13)}${pad(f2(c.p50Ms), 9)}`);
 }
 results.cpu = { devices: CPU_DEVICES, runs: cpu, median: cpuMedian };
 const core = [];
 for (let rep = 0; rep < LOAD_REPS; rep++) core.push((await child({ task: 'core', devices: QUICK ? 2000 : 5000 })).cpuUsPerDevice);
-console.log(`  the core alone (bench/core.ts: registerDevice over a replaying connection, no TLS): ${f1(median(core))} µs per provisioning`);
+console.log(
+  `  the core alone (bench/core.ts: registerDevice over a replaying connection, no TLS): ${f1(median(core))} µs per provisioning`,
+);
 results.cpu.coreUsPerDevice = median(core);
 
 console.log(`\n(c) fleet throughput — ${FLEET_DEVICES} devices at concurrency ${CONCURRENCY}, retry-after 0, median of ${LOAD_REPS}`);
@@ -144,7 +194,9 @@ const fleet = Object.fromEntries(FLEET_CLIENTS.map((c) => [c, []]));
 for (let rep = 0; rep < LOAD_REPS; rep++) {
   for (const client of rotate(FLEET_CLIENTS, rep)) fleet[client].push(await fleetRun(client, dps, FLEET_DEVICES, CONCURRENCY));
 }
-console.log(`  ${''.padEnd(52)}${pad('devices/s', 10)}${pad('p50 ms', 9)}${pad('p99 ms', 9)}${pad('client', 9)}${pad('emulator', 10)}${pad('emu busy', 10)}`);
+console.log(
+  `  ${''.padEnd(52)}${pad('devices/s', 10)}${pad('p50 ms', 9)}${pad('p99 ms', 9)}${pad('client', 9)}${pad('emulator', 10)}${pad('emu busy', 10)}`,
+);
 const fleetMedian = {};
 for (const client of FLEET_CLIENTS) {
   const runs = fleet[client];
@@ -156,7 +208,9 @@ for (const client of FLEET_CLIENTS) {
     emulatorMs: median(runs.map((r) => r.emulatorCpuPerDeviceMs)),
     emulatorBusy: median(runs.map((r) => r.emulatorBusy)),
   });
-  console.log(`  ${LABEL[client].padEnd(52)}${pad(f1(f.throughput), 10)}${pad(f1(f.p50Ms), 9)}${pad(f1(f.p99Ms), 9)}${pad(f2(f.clientMs), 9)}${pad(f2(f.emulatorMs), 10)}${pad(`${Math.round(f.emulatorBusy * 100)} %`, 10)}`);
+  console.log(
+    `  ${LABEL[client].padEnd(52)}${pad(f1(f.throughput), 10)}${pad(f1(f.p50Ms), 9)}${pad(f1(f.p99Ms), 9)}${pad(f2(f.clientMs), 9)}${pad(f2(f.emulatorMs), 10)}${pad(`${Math.round(f.emulatorBusy * 100)} %`, 10)}`,
+  );
 }
 console.log('  (client, emulator: CPU ms per device; emu busy: emulator CPU time / wall time, 100 % = one core)');
 results.fleet = { devices: FLEET_DEVICES, concurrency: CONCURRENCY, runs: fleet, median: fleetMedian };
@@ -172,21 +226,59 @@ const target = (name, value, ok, note) => {
   console.log(`  ${verdict(ok)}  ${name.padEnd(58)}${pad(value, 10)}   ${note}`);
 };
 const over = (c, w) => L(c, w) - 1000;
-target('latency overhead ours / Microsoft <= 0.20, cold', f2(over('ours', 'cold') / over('microsoft', 'cold')), over('ours', 'cold') <= over('microsoft', 'cold') / 5, `${f1(over('ours', 'cold'))} vs ${f1(over('microsoft', 'cold'))} ms`);
-target('latency overhead ours / Microsoft <= 0.20, warm', f2(over('ours', 'warm') / over('microsoft', 'warm')), over('ours', 'warm') <= over('microsoft', 'warm') / 5, `${f1(over('ours', 'warm'))} vs ${f1(over('microsoft', 'warm'))} ms`);
-target('latency within 10 ms of the floor, warm', `+${f1(L('ours', 'warm') - floorMs)} ms`, L('ours', 'warm') - floorMs <= 10, `${f1(L('ours', 'warm'))} vs floor ${f1(floorMs)} ms`);
-target('latency within 10 ms of the floor, cold', `+${f1(L('ours', 'cold') - floorColdMs)} ms`, L('ours', 'cold') - floorColdMs <= 10, `${f1(L('ours', 'cold'))} vs cold floor ${f1(floorColdMs)} ms`);
+target(
+  'latency overhead ours / Microsoft <= 0.20, cold',
+  f2(over('ours', 'cold') / over('microsoft', 'cold')),
+  over('ours', 'cold') <= over('microsoft', 'cold') / 5,
+  `${f1(over('ours', 'cold'))} vs ${f1(over('microsoft', 'cold'))} ms`,
+);
+target(
+  'latency overhead ours / Microsoft <= 0.20, warm',
+  f2(over('ours', 'warm') / over('microsoft', 'warm')),
+  over('ours', 'warm') <= over('microsoft', 'warm') / 5,
+  `${f1(over('ours', 'warm'))} vs ${f1(over('microsoft', 'warm'))} ms`,
+);
+target(
+  'latency within 10 ms of the floor, warm',
+  `+${f1(L('ours', 'warm') - floorMs)} ms`,
+  L('ours', 'warm') - floorMs <= 10,
+  `${f1(L('ours', 'warm'))} vs floor ${f1(floorMs)} ms`,
+);
+target(
+  'latency within 10 ms of the floor, cold',
+  `+${f1(L('ours', 'cold') - floorColdMs)} ms`,
+  L('ours', 'cold') - floorColdMs <= 10,
+  `${f1(L('ours', 'cold'))} vs cold floor ${f1(floorColdMs)} ms`,
+);
 const cpuRatio = cpuMedian.ours.clientMs / cpuMedian.microsoft.clientMs;
-target('CPU per provisioning ours / Microsoft <= 0.33', f2(cpuRatio), cpuRatio <= 1 / 3, `${f2(cpuMedian.ours.clientMs)} vs ${f2(cpuMedian.microsoft.clientMs)} ms (--full-handshakes ${f2(cpuMedian['ours-full'].clientMs / cpuMedian.microsoft.clientMs)})`);
+target(
+  'CPU per provisioning ours / Microsoft <= 0.33',
+  f2(cpuRatio),
+  cpuRatio <= 1 / 3,
+  `${f2(cpuMedian.ours.clientMs)} vs ${f2(cpuMedian.microsoft.clientMs)} ms (--full-handshakes ${f2(cpuMedian['ours-full'].clientMs / cpuMedian.microsoft.clientMs)})`,
+);
 const thrRatio = fleetMedian.ours.throughput / fleetMedian.microsoft.throughput;
-target(`fleet throughput ours / Microsoft >= 3, concurrency ${CONCURRENCY}`, f2(thrRatio), thrRatio >= 3, `${f1(fleetMedian.ours.throughput)} vs ${f1(fleetMedian.microsoft.throughput)} devices/s (--full-handshakes ${f2(fleetMedian['ours-full'].throughput / fleetMedian.microsoft.throughput)})`);
+target(
+  `fleet throughput ours / Microsoft >= 3, concurrency ${CONCURRENCY}`,
+  f2(thrRatio),
+  thrRatio >= 3,
+  `${f1(fleetMedian.ours.throughput)} vs ${f1(fleetMedian.microsoft.throughput)} devices/s (--full-handshakes ${f2(fleetMedian['ours-full'].throughput / fleetMedian.microsoft.throughput)})`,
+);
 console.log('\nwhat bounds the ratios here (from the same run)');
-console.log(`  latency: 1/5 of Microsoft's warm overhead is ${f1(over('microsoft', 'warm') / 5)} ms; the ideal client's overhead is ${f1(ideal.totalMs - 1000)} ms (ideal / Microsoft ${f2((ideal.totalMs - 1000) / over('microsoft', 'warm'))}), the floor's ${f1(floorMs - 1000)} ms`);
+console.log(
+  `  latency: 1/5 of Microsoft's warm overhead is ${f1(over('microsoft', 'warm') / 5)} ms; the ideal client's overhead is ${f1(ideal.totalMs - 1000)} ms (ideal / Microsoft ${f2((ideal.totalMs - 1000) / over('microsoft', 'warm'))}), the floor's ${f1(floorMs - 1000)} ms`,
+);
 const ofMs = (c) => `${f2(cpuMedian[c].clientMs)} ms (${f2(cpuMedian[c].clientMs / cpuMedian.microsoft.clientMs)} of Microsoft's)`;
-console.log(`  CPU: the ideal client costs ${ofMs('ideal')}, resumed ${ofMs('ideal-resume')}; with TLS 1.2 resumption ${ofMs('ideal-resume-tls12')}`);
+console.log(
+  `  CPU: the ideal client costs ${ofMs('ideal')}, resumed ${ofMs('ideal-resume')}; with TLS 1.2 resumption ${ofMs('ideal-resume-tls12')}`,
+);
 const emuCap = 1000 / fleetMedian.ours.emulatorMs;
-console.log(`  throughput: ideal client (resumed) / Microsoft ${f2(fleetMedian['ideal-resume'].throughput / fleetMedian.microsoft.throughput)}, with TLS 1.2 resumption ${f2(fleetMedian['ideal-resume-tls12'].throughput / fleetMedian.microsoft.throughput)}`);
-console.log(`  throughput: the emulator spends ${f2(fleetMedian.ours.emulatorMs)} ms CPU per device with ours (one thread): at most ${f1(emuCap)} devices/s = ${f2(emuCap / fleetMedian.microsoft.throughput)}× Microsoft's rate, on ${m.cpus} cores shared with the client`);
+console.log(
+  `  throughput: ideal client (resumed) / Microsoft ${f2(fleetMedian['ideal-resume'].throughput / fleetMedian.microsoft.throughput)}, with TLS 1.2 resumption ${f2(fleetMedian['ideal-resume-tls12'].throughput / fleetMedian.microsoft.throughput)}`,
+);
+console.log(
+  `  throughput: the emulator spends ${f2(fleetMedian.ours.emulatorMs)} ms CPU per device with ours (one thread): at most ${f1(emuCap)} devices/s = ${f2(emuCap / fleetMedian.microsoft.throughput)}× Microsoft's rate, on ${m.cpus} cores shared with the client`,
+);
 results.targets = targets;
 
 // ---- (e) XS footprint and firmware size (benches of their own) --------------------------------
@@ -209,7 +301,14 @@ if (JSON_FILE) {
 // ---- helpers ----------------------------------------------------------------------------------
 
 function machine() {
-  return { cpu: cpus()[0]?.model ?? 'unknown', cpus: availableParallelism(), node: process.version, loadavg: loadavg().map((x) => x.toFixed(2)).join(' ') };
+  return {
+    cpu: cpus()[0]?.model ?? 'unknown',
+    cpus: availableParallelism(),
+    node: process.version,
+    loadavg: loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' '),
+  };
 }
 
 function rotate(list, n) {
@@ -218,7 +317,9 @@ function rotate(list, n) {
 
 /** The emulator in its own process. */
 async function emulator(retryAfterSeconds) {
-  const proc = fork(bundled['emulator-process'], [JSON.stringify({ stateDir, retryAfterSeconds })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const proc = fork(bundled['emulator-process'], [JSON.stringify({ stateDir, retryAfterSeconds })], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   const ready = await new Promise((resolve, reject) => {
     proc.once('message', resolve);
     proc.once('exit', (code) => reject(new Error(`the emulator exited with ${code}`)));
@@ -245,7 +346,9 @@ function child(task) {
     const proc = fork(bundled['client-process'], [JSON.stringify(task)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     let result;
     proc.once('message', (message) => (result = message));
-    proc.once('exit', (code) => (result ? resolve(result) : reject(new Error(`${task.task}/${task.client ?? ''} exited with ${code} and no result`))));
+    proc.once('exit', (code) =>
+      result ? resolve(result) : reject(new Error(`${task.task}/${task.client ?? ''} exited with ${code} and no result`)),
+    );
   });
 }
 
@@ -264,7 +367,11 @@ function timed(command, args, env = process.env) {
 /** ms to import a module of dist/ in a fresh process. */
 async function importTime(module) {
   const url = new URL(`../dist/${module}`, import.meta.url).href;
-  const run = await timed(process.execPath, ['--input-type=module', '-e', `const t = performance.now(); await import(${JSON.stringify(url)}); console.log(performance.now() - t);`]);
+  const run = await timed(process.execPath, [
+    '--input-type=module',
+    '-e',
+    `const t = performance.now(); await import(${JSON.stringify(url)}); console.log(performance.now() - t);`,
+  ]);
   return Number(run.stdout.trim());
 }
 
@@ -274,9 +381,27 @@ async function wholeProcess(client, target) {
   const endpoint = `${target.host}:${target.port}`;
   const run =
     client === 'ours'
-      ? await timed(process.execPath, [CLI, 'register', '--id-scope', ID_SCOPE, '--registration-id', id, '--group-key', GROUP_KEY, '--endpoint', endpoint, '--ca', target.caPath, '--quiet'])
-      : await timed(process.execPath, [bundled['microsoft-register'], endpoint, target.caPath, id], { ...process.env, BENCH_GROUP_KEY: GROUP_KEY });
-  if (run.code !== 0 || !run.stdout.includes('bench-hub')) throw new Error(`${client} whole-process run failed (${run.code}): ${run.stderr}`);
+      ? await timed(process.execPath, [
+          CLI,
+          'register',
+          '--id-scope',
+          ID_SCOPE,
+          '--registration-id',
+          id,
+          '--group-key',
+          GROUP_KEY,
+          '--endpoint',
+          endpoint,
+          '--ca',
+          target.caPath,
+          '--quiet',
+        ])
+      : await timed(process.execPath, [bundled['microsoft-register'], endpoint, target.caPath, id], {
+          ...process.env,
+          BENCH_GROUP_KEY: GROUP_KEY,
+        });
+  if (run.code !== 0 || !run.stdout.includes('bench-hub'))
+    throw new Error(`${client} whole-process run failed (${run.code}): ${run.stderr}`);
   return run.ms;
 }
 
@@ -285,7 +410,18 @@ async function fleetRun(client, dps, count, concurrency) {
   const before = await dps.cpu();
   let summary;
   if (client === 'ours' || client === 'ours-full') {
-    const args = [CLI, 'fleet', '--id-scope', ID_SCOPE, '--group-key', GROUP_KEY, '--endpoint', `${dps.target.host}:${dps.target.port}`, '--ca', dps.target.caPath];
+    const args = [
+      CLI,
+      'fleet',
+      '--id-scope',
+      ID_SCOPE,
+      '--group-key',
+      GROUP_KEY,
+      '--endpoint',
+      `${dps.target.host}:${dps.target.port}`,
+      '--ca',
+      dps.target.caPath,
+    ];
     args.push('--count', String(count), '--concurrency', String(concurrency), '--prefix', prefix(client), '--json', '--quiet');
     if (client === 'ours-full') args.push('--full-handshakes');
     const run = await timed(process.execPath, args);

@@ -131,21 +131,27 @@ if (args.has('--json')) {
 } else {
   const pad = (text, n) => String(text).padEnd(n);
   const num = (n) => String(n).padStart(11);
-  console.log(`XS footprint of the moddable-dps core — ${figures.date}, ${figures.machine.cpu} (${figures.machine.cpus} CPUs), Node ${process.version}`);
+  console.log(
+    `XS footprint of the moddable-dps core — ${figures.date}, ${figures.machine.cpu} (${figures.machine.cpus} CPUs), Node ${process.version}`,
+  );
   console.log(`${figures.engine}${lockdown ? ', after SES lockdown' : ', plain (no lockdown)'}`);
   console.log('');
   console.log(`${pad('operation', 46)}${num('computrons')}${num('(repeat)')}${num('slots')}${num('retained')}`);
   console.log(`${pad('load the bundle (module init)', 46)}${num(load.compute)}${num('')}${num(load.slots)}${num('')}`);
   for (const r of rows) console.log(`${pad(r.label, 46)}${num(r.computeFirst)}${num(r.computeNext)}${num(r.slotsFirst)}${num(r.retained)}`);
   console.log('');
-  console.log(`computrons: first run, then the last of ${REPEAT}; slots: allocated by the first run (32 B each on 64-bit XS, 16 B on ESP32);`);
+  console.log(
+    `computrons: first run, then the last of ${REPEAT}; slots: allocated by the first run (32 B each on 64-bit XS, 16 B on ESP32);`,
+  );
   console.log(`retained: slots still live after a collection once the ${REPEAT} runs ended (caches, the stored record).`);
-  console.log('every figure includes the empty command\'s cost (first row).');
+  console.log("every figure includes the empty command's cost (first row).");
   if (lockdown) console.log("under lockdown, 'load' is mostly SES's global eval scanning the bundle's source, not the core's module init.");
   console.log('');
   console.log('core bundle (provisionDevice + identity helpers, with @noble/hashes; esbuild, ES2022):');
   const line = (name, s) =>
-    console.log(`  ${pad(name, 10)}${String(s.bytes).padStart(7)} bytes  gzip ${String(s.gzip).padStart(6)}  (own code ${s.own}, dependencies ${s.deps}; ${s.modules} modules)`);
+    console.log(
+      `  ${pad(name, 10)}${String(s.bytes).padStart(7)} bytes  gzip ${String(s.gzip).padStart(6)}  (own code ${s.own}, dependencies ${s.deps}; ${s.modules} modules)`,
+    );
   line('plain', plain);
   line('minified', minified);
 }

@@ -9,16 +9,16 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { loadConfigFile } from '../emulator/config-file.js';
-import { startEmulator, type DpsEmulator } from '../emulator/index.js';
+import { type DpsEmulator, startEmulator } from '../emulator/index.js';
+import { nodeRandom, systemClock } from '../hosts/node/clock.js';
+import { createTlsConnect } from '../hosts/node/tls-connect.js';
 import { goOnline } from '../src/device.js';
 import { ProvisioningError } from '../src/errors.js';
 import type { Store } from '../src/ports.js';
 import { provisionDevice } from '../src/provisioner.js';
 import { printable } from '../src/text.js';
-import { reportError, type CliIo } from './shared/io.js';
+import { type CliIo, reportError } from './shared/io.js';
 import { describeEvent, describeHubEvent } from './shared/output.js';
-import { nodeRandom, systemClock } from '../hosts/node/clock.js';
-import { createTlsConnect } from '../hosts/node/tls-connect.js';
 
 export const DEMO_REGISTRATION_ID = 'demo-device-001';
 const DEMO_CONFIG = join('examples', 'emulator.json');
@@ -49,7 +49,9 @@ export async function runDemo(io: CliIo): Promise<number> {
     out(`   CA certificate     freshly made in ${stateDir} (removed at the end)`);
     out(`   allocation policy  ${dps.model.allocationPolicy}: each device goes to one hub, in proportion to the weights`);
     for (const hub of hubs) {
-      const share = hub.applyAllocationPolicy ? `${Math.round((100 * hub.allocationWeight) / total)}% of devices` : 'never chosen by the policy';
+      const share = hub.applyAllocationPolicy
+        ? `${Math.round((100 * hub.allocationWeight) / total)}% of devices`
+        : 'never chosen by the policy';
       out(`     ${hub.hostName.padEnd(width)}  weight ${String(hub.allocationWeight).padEnd(3)}  ${share}`);
     }
     const group = dps.model.enrollmentGroups()[0];
@@ -58,7 +60,9 @@ export async function runDemo(io: CliIo): Promise<number> {
     out();
 
     out(`2. Provision ${DEMO_REGISTRATION_ID} through the Node host, as the firmware would`);
-    out(`   (npx moddable-dps register --id-scope ${dps.idScope} --registration-id ${DEMO_REGISTRATION_ID} --group-key <the group's key> --endpoint ${dps.endpoint.host}:${dps.endpoint.port} --ca <the CA>)`);
+    out(
+      `   (npx moddable-dps register --id-scope ${dps.idScope} --registration-id ${DEMO_REGISTRATION_ID} --group-key <the group's key> --endpoint ${dps.endpoint.host}:${dps.endpoint.port} --ca <the CA>)`,
+    );
     const store = memoryStore();
     const { assignment } = await provisionDevice(
       {
@@ -90,7 +94,9 @@ export async function runDemo(io: CliIo): Promise<number> {
     }
     const record = dps.model.registration(DEMO_REGISTRATION_ID);
     if (record) {
-      out(`   DPS's registration record: ${record.state.status} (${record.state.substatus ?? '-'}) through enrollment group ${group.enrollmentGroupId}`);
+      out(
+        `   DPS's registration record: ${record.state.status} (${record.state.substatus ?? '-'}) through enrollment group ${group.enrollmentGroupId}`,
+      );
     }
     out(`   (hashed allocation is deterministic: ${DEMO_REGISTRATION_ID} lands here every time; other IDs spread 1:2:7)`);
     out();
@@ -113,12 +119,14 @@ export async function runDemo(io: CliIo): Promise<number> {
       store,
       log: (event: Parameters<typeof describeEvent>[0]) => out(`   ${describeEvent(event)}`),
       hubLog: (event: Parameters<typeof describeHubEvent>[0]) => out(`   ${describeHubEvent(event)}`),
-      onEvent: (event: { reason: string; round: number }) => out(`   the hub turned the device away (${printable(event.reason)}): provisioning again (round ${event.round})`),
+      onEvent: (event: { reason: string; round: number }) =>
+        out(`   the hub turned the device away (${printable(event.reason)}): provisioning again (round ${event.round})`),
     };
     let online = await goOnline(demoDevice, ports);
     out(`   twin desired properties (the enrollment's initial twin): ${printable(JSON.stringify(online.session.twin.desired))}`);
     await online.session.updateReported({ client: 'moddable-dps-demo/0.1.0', registrationId: DEMO_REGISTRATION_ID });
-    for (let seq = 1; seq <= 2; seq++) await online.session.sendTelemetry(JSON.stringify({ seq, temperature: 20 + seq }), { contentType: 'application/json' });
+    for (let seq = 1; seq <= 2; seq++)
+      await online.session.sendTelemetry(JSON.stringify({ seq, temperature: 20 + seq }), { contentType: 'application/json' });
     const received = () => dps!.hubs.telemetry(assignment.assignedHub).filter((m) => m.deviceId === assignment.deviceId).length;
     out(`   telemetry: the hub has ${received()} messages from ${assignment.deviceId}`);
     out();

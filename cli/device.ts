@@ -59,7 +59,8 @@ export async function device(argv: string[], io: CliIo): Promise<number> {
   const { config, ports, print } = provisioningFromFlags(v, io);
   const count = v['msg-count'] === undefined ? 10 : integer(v['msg-count'], '--msg-count', 0, 1_000_000);
   const fixedInterval = v['msg-interval'] === undefined ? undefined : integer(v['msg-interval'], '--msg-interval', 0, 86_400);
-  const methodStatus = v['method-response-code'] === undefined ? 200 : integer(v['method-response-code'], '--method-response-code', 100, 599);
+  const methodStatus =
+    v['method-response-code'] === undefined ? 200 : integer(v['method-response-code'], '--method-response-code', 100, 599);
   const methodPayload = jsonFlag(v['method-response-payload'], '--method-response-payload') ?? {};
   const properties = v.properties === undefined ? undefined : parseProperties(v.properties);
   const maxReprovisions = v['max-reprovisions'] === undefined ? undefined : integer(v['max-reprovisions'], '--max-reprovisions', 0, 100);
@@ -87,21 +88,28 @@ export async function device(argv: string[], io: CliIo): Promise<number> {
         if (typeof interval === 'number' && Number.isInteger(interval) && interval >= 0 && interval <= 86_400) desiredInterval = interval;
       },
       onMethod,
-      onC2D: (body, messageProperties) => print(`cloud-to-device message: ${printable(new TextDecoder().decode(body))} ${printable(JSON.stringify(messageProperties))}`),
+      onC2D: (body, messageProperties) =>
+        print(`cloud-to-device message: ${printable(new TextDecoder().decode(body))} ${printable(JSON.stringify(messageProperties))}`),
     },
   };
   const hubPorts = {
     ...ports,
     hubLog: (event: Parameters<typeof describeHubEvent>[0]) => print(describeHubEvent(event)),
     onEvent: (event: { reason: string; round: number; waitMs: number }) =>
-      print(`the hub turned the device away (${printable(event.reason)}): provisioning again, round ${event.round}, in ${(event.waitMs / 1000).toFixed(1)} s`),
+      print(
+        `the hub turned the device away (${printable(event.reason)}): provisioning again, round ${event.round}, in ${(event.waitMs / 1000).toFixed(1)} s`,
+      ),
   };
 
   const budget = maxReprovisions ?? DEFAULT_MAX_REPROVISIONS;
   let current: Online = await goOnline(online, hubPorts);
   let reprovisions = current.reprovisions;
   const first = current;
-  io.stdout(v.json ? '' : `assignedHub: ${printable(current.assignment.assignedHub)}\ndeviceId: ${printable(current.assignment.deviceId)}\ntwin: ${printable(JSON.stringify(current.session.twin))}\n`);
+  io.stdout(
+    v.json
+      ? ''
+      : `assignedHub: ${printable(current.assignment.assignedHub)}\ndeviceId: ${printable(current.assignment.deviceId)}\ntwin: ${printable(JSON.stringify(current.session.twin))}\n`,
+  );
   const reportedVersion = await current.session.updateReported({
     client: CLIENT_VERSION,
     registrationId: current.assignment.registrationId,
@@ -123,7 +131,11 @@ export async function device(argv: string[], io: CliIo): Promise<number> {
       if (outcome === 'send') {
         const body = v.data ?? JSON.stringify({ seq: sent + 1, registrationId: current.assignment.registrationId });
         try {
-          await current.session.sendTelemetry(body, { contentType: 'application/json', contentEncoding: 'utf-8', ...(properties && { properties }) });
+          await current.session.sendTelemetry(body, {
+            contentType: 'application/json',
+            contentEncoding: 'utf-8',
+            ...(properties && { properties }),
+          });
           sent++;
           print(`sent message ${sent} of ${count}`);
         } catch (error) {
@@ -137,7 +149,8 @@ export async function device(argv: string[], io: CliIo): Promise<number> {
         throw why ?? new ProvisioningError('network', 'The IoT Hub session ended');
       }
       current.session.close();
-      if (reprovisions >= budget) throw why ?? new ProvisioningError('failed', `Asked to provision again more than --max-reprovisions (${budget}) times`);
+      if (reprovisions >= budget)
+        throw why ?? new ProvisioningError('failed', `Asked to provision again more than --max-reprovisions (${budget}) times`);
       if (outcome !== 'reprovision') print(`the hub turned the device away (${printable(why!.message)}): provisioning again`);
       current = await goOnline({ ...online, force: true, maxReprovisions: budget - reprovisions - 1 }, hubPorts);
       reprovisions += 1 + current.reprovisions;
@@ -147,7 +160,14 @@ export async function device(argv: string[], io: CliIo): Promise<number> {
     current.session.close();
   }
   if (v.json) {
-    const result = { assignment: current.assignment, fromCache: first.fromCache, reprovisions, twin: current.session.twin, reportedVersion, sent };
+    const result = {
+      assignment: current.assignment,
+      fromCache: first.fromCache,
+      reprovisions,
+      twin: current.session.twin,
+      reportedVersion,
+      sent,
+    };
     io.stdout(`${JSON.stringify(result, null, 2).split('\n').map(printable).join('\n')}\n`);
   } else {
     io.stdout(`sent: ${sent} messages${reprovisions > 0 ? `\nreprovisions: ${reprovisions}` : ''}\n`);

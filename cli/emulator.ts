@@ -4,24 +4,23 @@
 import { rm, writeFile } from 'node:fs/promises';
 import { networkInterfaces } from 'node:os';
 import { isAbsolute, relative, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { ConfigFileError, loadConfigFile } from '../emulator/config-file.js';
 import { DpsError } from '../emulator/dps-errors.js';
 import {
   DEFAULT_RETRY_AFTER_SECONDS,
   DEFAULT_STATE_DIR,
-  startEmulator,
   type DpsEmulator,
   type EmulatorOptions,
   type EndpointEvent,
   type EnrollmentGroup,
   type IndividualEnrollment,
   type ModelConfig,
+  startEmulator,
 } from '../emulator/index.js';
 import { ProvisioningError } from '../src/errors.js';
 import { validateIdScope } from '../src/identity.js';
 import { printable } from '../src/text.js';
-import { looksLikeSecret } from './shared/args.js';
+import { looksLikeSecret, parse } from './shared/args.js';
 import type { CliIo } from './shared/io.js';
 
 /** The ID scope when neither --id-scope nor the config file names one. */
@@ -57,12 +56,21 @@ export interface EmulatorControl {
   onReady?: (dps: DpsEmulator) => void;
 }
 
+const EMULATOR_FLAGS = {
+  config: { type: 'string' },
+  'id-scope': { type: 'string' },
+  'state-dir': { type: 'string' },
+  host: { type: 'string' },
+  port: { type: 'string' },
+  'service-port': { type: 'string' },
+  'hub-port': { type: 'string' },
+  'retry-after': { type: 'string' },
+  region: { type: 'string' },
+} as const;
+
 export async function emulatorCommand(argv: string[], io: CliIo, control: EmulatorControl = {}): Promise<number> {
-  const v = parseFlags(argv);
-  if (!v) {
-    io.stdout(EMULATOR_HELP);
-    return 0;
-  }
+  const v = parse(argv, EMULATOR_FLAGS, EMULATOR_HELP, io);
+  if (!v) return 0;
   // Paths are named in errors and in the banner: a secret pasted in place of one must not be.
   for (const flag of ['config', 'state-dir'] as const) {
     const looks = v[flag] === undefined ? undefined : looksLikeSecret(v[flag]);
@@ -140,35 +148,6 @@ export async function emulatorCommand(argv: string[], io: CliIo, control: Emulat
   }
 }
 
-function parseFlags(argv: string[]) {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      options: {
-        config: { type: 'string' },
-        'id-scope': { type: 'string' },
-        'state-dir': { type: 'string' },
-        host: { type: 'string' },
-        port: { type: 'string' },
-        'service-port': { type: 'string' },
-        'hub-port': { type: 'string' },
-        'retry-after': { type: 'string' },
-        region: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    });
-  } catch (error) {
-    const positional = (error as { code?: string }).code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL';
-    // One line: node's message for '--port -1' spans three.
-    const message = positional ? 'Unexpected argument without a flag' : (error as Error).message.split('\n').join(' ').replace(/\.+$/, '');
-    throw new ProvisioningError('invalid-input', `${message}. See --help`);
-  }
-  return parsed.values.help ? undefined : parsed.values;
-}
-
 /**
  * Write the service connection string into the state directory (mode 0600), so scripts and the
  * README's walkthrough can read it (`--service-file`) instead of copying it from the banner. It
@@ -192,17 +171,26 @@ function whole(text: string | undefined, flag: string, min: number, max: number)
   return value;
 }
 
-function startFailure(error: unknown, where: { host: string; port: number; servicePort: number; hubPort: number; config: string | undefined }): unknown {
+function startFailure(
+  error: unknown,
+  where: { host: string; port: number; servicePort: number; hubPort: number; config: string | undefined },
+): unknown {
   const code = (error as NodeJS.ErrnoException).code;
   const address = (error as { port?: number }).port;
   const which =
-    address === where.servicePort && address !== where.port ? `--service-port ${where.servicePort}`
-      : address === where.hubPort && address !== where.port ? `--hub-port ${where.hubPort}`
+    address === where.servicePort && address !== where.port
+      ? `--service-port ${where.servicePort}`
+      : address === where.hubPort && address !== where.port
+        ? `--hub-port ${where.hubPort}`
         : `--port ${where.port}`;
   if (code === 'EADDRINUSE') {
-    return new ProvisioningError('invalid-input', `${where.host} ${which} is in use (another emulator?): stop it or choose another port (0 picks a free one)`);
+    return new ProvisioningError(
+      'invalid-input',
+      `${where.host} ${which} is in use (another emulator?): stop it or choose another port (0 picks a free one)`,
+    );
   }
-  if (code === 'EACCES') return new ProvisioningError('invalid-input', `not allowed to listen on ${where.host} ${which}: choose a port above 1023`);
+  if (code === 'EACCES')
+    return new ProvisioningError('invalid-input', `not allowed to listen on ${where.host} ${which}: choose a port above 1023`);
   if (code === 'EADDRNOTAVAIL') return new ProvisioningError('invalid-input', `--host ${where.host} is not an address of this machine`);
   if (error instanceof DpsError) {
     return new ProvisioningError('invalid-input', `${where.config ?? 'the configuration'}: ${error.message}`);
@@ -231,7 +219,10 @@ function banner(dps: DpsEmulator, context: BannerContext): string {
     '',
     row('ID scope', dps.idScope),
     row('device endpoint', `${device}  (MQTT over TLS, like global.azure-devices-provisioning.net:8883)`),
-    row('IoT hubs endpoint', `${isWildcard(context.host) ? '127.0.0.1' : hostForUrl(dps.hubEndpoint.host)}:${dps.hubEndpoint.port}  (MQTT over TLS for every hub below, like <hub>:8883; --hub-endpoint)`),
+    row(
+      'IoT hubs endpoint',
+      `${isWildcard(context.host) ? '127.0.0.1' : hostForUrl(dps.hubEndpoint.host)}:${dps.hubEndpoint.port}  (MQTT over TLS for every hub below, like <hub>:8883; --hub-endpoint)`,
+    ),
   ];
   const { service } = dps;
   lines.push(
@@ -259,7 +250,8 @@ function banner(dps: DpsEmulator, context: BannerContext): string {
  */
 function firmwareLines(dps: DpsEmulator, host: string, device: string): string[] {
   const hubs = `${device.slice(0, device.lastIndexOf(':'))}:${dps.hubEndpoint.port}`;
-  const run = 'node $MODDABLE/tools/xsbug-log/xsbug-log.js $MODDABLE/build/bin/lin/release/mcsim $MODDABLE/build/bin/lin/mc/debug/moddable-dps/mc.so';
+  const run =
+    'node $MODDABLE/tools/xsbug-log/xsbug-log.js $MODDABLE/build/bin/lin/release/mcsim $MODDABLE/build/bin/lin/mc/debug/moddable-dps/mc.so';
   if (!isWildcard(host)) {
     return [
       row('  firmware trusts it', firmwareBuildLine(dps, { platform: 'lin', endpoint: device, hubEndpoint: hubs })),
@@ -267,9 +259,16 @@ function firmwareLines(dps: DpsEmulator, host: string, device: string): string[]
       row('', '(for an ESP32 on the LAN, run the emulator with --host 0.0.0.0)'),
     ];
   }
-  const lan = lanAddresses().find((a) => !a.includes(':')) ?? '<this machine\'s LAN address>';
+  const lan = lanAddresses().find((a) => !a.includes(':')) ?? "<this machine's LAN address>";
   return [
-    row('  firmware trusts it', firmwareBuildLine(dps, { platform: 'esp32/<board>', endpoint: `${lan}:${dps.endpoint.port}`, hubEndpoint: `${lan}:${dps.hubEndpoint.port}` })),
+    row(
+      '  firmware trusts it',
+      firmwareBuildLine(dps, {
+        platform: 'esp32/<board>',
+        endpoint: `${lan}:${dps.endpoint.port}`,
+        hubEndpoint: `${lan}:${dps.hubEndpoint.port}`,
+      }),
+    ),
     row('', `(the simulator on this machine: ${firmwareBuildLine(dps, { platform: 'lin', endpoint: device, hubEndpoint: hubs })})`),
   ];
 }
@@ -290,10 +289,14 @@ export function firmwareBuildLine(dps: DpsEmulator, target: { platform: string; 
       ? [`registrationId=${individual.registrationId}`, `"deviceKey=<primary key of enrollment ${individual.registrationId}>"`]
       : ['serial=SN-0001', '"groupKey=<primary key of an enrollment group>"'];
   return [
-    ...(simulator ? ['mcconfig -d -m -p lin -t build'] : [`mcconfig -m -p ${target.platform}`]), 'manifest.json',
-    `idScope=${dps.idScope}`, `endpoint=${target.endpoint}`, `hubEndpoint=${target.hubEndpoint}`,
+    ...(simulator ? ['mcconfig -d -m -p lin -t build'] : [`mcconfig -m -p ${target.platform}`]),
+    'manifest.json',
+    `idScope=${dps.idScope}`,
+    `endpoint=${target.endpoint}`,
+    `hubEndpoint=${target.hubEndpoint}`,
     ...(simulator ? ['sntp='] : ['ssid=<wifi> password=<wifi password>']),
-    ...identity, `"caCertificate=$(cat ${dps.caPath})"`,
+    ...identity,
+    `"caCertificate=$(cat ${dps.caPath})"`,
   ].join(' ');
 }
 
@@ -305,15 +308,22 @@ function hubLines(dps: DpsEmulator): string[] {
   if (hubs.length === 0) return [row('linked hubs', 'none: link one before devices can be assigned')];
   const total = hubs.filter((h) => h.applyAllocationPolicy).reduce((sum, h) => sum + h.allocationWeight, 0);
   const width = Math.max(...hubs.map((h) => h.hostName.length));
-  return hubs.map((hub, i) => {
-    const share = !hub.applyAllocationPolicy
-      ? 'applyAllocationPolicy false: only enrollments that list it'
-      : dps.model.allocationPolicy === 'hashed'
-        ? `${Math.round((100 * hub.allocationWeight) / total)}% of hashed allocations`
-        : '';
-    const text = [hub.hostName.padEnd(width), `weight ${String(hub.allocationWeight).padEnd(4)}`, (hub.location || '-').padEnd(12), share].join('  ');
-    return i === 0 ? row('linked hubs', text) : `${' '.repeat(LABEL + 2)}${text}`;
-  }).map((line) => line.trimEnd());
+  return hubs
+    .map((hub, i) => {
+      const share = !hub.applyAllocationPolicy
+        ? 'applyAllocationPolicy false: only enrollments that list it'
+        : dps.model.allocationPolicy === 'hashed'
+          ? `${Math.round((100 * hub.allocationWeight) / total)}% of hashed allocations`
+          : '';
+      const text = [
+        hub.hostName.padEnd(width),
+        `weight ${String(hub.allocationWeight).padEnd(4)}`,
+        (hub.location || '-').padEnd(12),
+        share,
+      ].join('  ');
+      return i === 0 ? row('linked hubs', text) : `${' '.repeat(LABEL + 2)}${text}`;
+    })
+    .map((line) => line.trimEnd());
 }
 
 function enrollmentLines(
@@ -373,7 +383,8 @@ export function describeEmulatorEvent(event: EndpointEvent, dps: DpsEmulator | u
       if (event.request === 'register') {
         if (event.status !== 202) return `register   ${shown(id)}: answered ${event.status}`;
         const record = dps?.model.registration(id);
-        const via = record?.enrollment.kind === 'group' ? `enrollment group ${shown(record.enrollment.enrollmentGroupId)}` : 'individual enrollment';
+        const via =
+          record?.enrollment.kind === 'group' ? `enrollment group ${shown(record.enrollment.enrollmentGroupId)}` : 'individual enrollment';
         return `registering ${shown(id)} (${via})`;
       }
       if (event.status === 202) return undefined;

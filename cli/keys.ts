@@ -1,10 +1,11 @@
 // `moddable-dps compute-device-key` and `moddable-dps sas-token`: the two commands whose output
 // is a secret (as az's), printed alone on stdout so that scripts can capture it.
+
+import { systemClock } from '../hosts/node/clock.js';
 import { DEFAULT_SAS_TTL_SECONDS, MAX_SAS_TTL_SECONDS } from '../src/dps/flow.js';
 import { ProvisioningError } from '../src/errors.js';
 import { deriveDeviceKey, validateIdScope, validateRegistrationId } from '../src/identity.js';
 import { dpsRegistrationSasToken } from '../src/sas.js';
-import { systemClock } from '../hosts/node/clock.js';
 import { integer, parse, readSecret, required } from './shared/args.js';
 import type { CliIo } from './shared/io.js';
 
@@ -19,7 +20,12 @@ compute-device-key' does) and prints only the key.
 `;
 
 export async function computeDeviceKey(argv: string[], io: CliIo): Promise<number> {
-  const v = parse(argv, { key: { type: 'string' }, 'key-file': { type: 'string' }, 'registration-id': { type: 'string' } }, COMPUTE_HELP, io);
+  const v = parse(
+    argv,
+    { key: { type: 'string' }, 'key-file': { type: 'string' }, 'registration-id': { type: 'string' } },
+    COMPUTE_HELP,
+    io,
+  );
   if (!v) return 0;
   const groupKey = required(readSecret(v.key, v['key-file'], '--key'), '--key');
   io.stdout(`${deriveDeviceKey(groupKey, required(v['registration-id'], '--registration-id'))}\n`);
@@ -56,9 +62,11 @@ export async function sasToken(argv: string[], io: CliIo): Promise<number> {
   const idScope = validateIdScope(required(v['id-scope'], '--id-scope'));
   const registrationId = validateRegistrationId(required(v['registration-id'], '--registration-id'));
   const key = required(readSecret(v.key, v['key-file'], '--key'), '--key');
-  const expiry = v.expiry !== undefined
-    ? integer(v.expiry, '--expiry', 1, 2 ** 53)
-    : Math.floor(systemClock.now() / 1000) + (v.ttl !== undefined ? integer(v.ttl, '--ttl', 60, MAX_SAS_TTL_SECONDS) : DEFAULT_SAS_TTL_SECONDS);
+  const expiry =
+    v.expiry !== undefined
+      ? integer(v.expiry, '--expiry', 1, 2 ** 53)
+      : Math.floor(systemClock.now() / 1000) +
+        (v.ttl !== undefined ? integer(v.ttl, '--ttl', 60, MAX_SAS_TTL_SECONDS) : DEFAULT_SAS_TTL_SECONDS);
   io.stdout(`${dpsRegistrationSasToken(idScope, registrationId, key, expiry)}\n`);
   return 0;
 }

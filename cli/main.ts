@@ -3,7 +3,7 @@
 // bring the emulator or the service client are loaded only when they run (start-up time).
 import { computeDeviceKey, sasToken } from './keys.js';
 import { register } from './register.js';
-import { EXIT_CODES, reportError, type CliIo, type Command } from './shared/io.js';
+import { type CliIo, type Command, EXIT_CODES, reportError } from './shared/io.js';
 import { escapedOutput } from './shared/output.js';
 
 const USAGE = `Usage: moddable-dps <command> [options]

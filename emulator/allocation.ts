@@ -28,9 +28,7 @@ export interface AllocationRequest {
   latency?: LatencyTable;
 }
 
-export type AllocationResult =
-  | { ok: true; hub: LinkedHub }
-  | { ok: false; status: number; errorCode: number; message: string };
+export type AllocationResult = { ok: true; hub: LinkedHub } | { ok: false; status: number; errorCode: number; message: string };
 
 /** The hubs a registration may land on: the enrollment's list, or every linked hub. */
 export function candidateHubs(
@@ -99,9 +97,7 @@ export function hashedPick(hubs: readonly LinkedHub[], registrationId: string): 
 }
 
 export function rendezvousScore(hubHostName: string, registrationId: string, weight: number): number {
-  const digest = createHash('sha256')
-    .update(`${hubHostName.toLowerCase()}\n${registrationId.toLowerCase()}`, 'utf8')
-    .digest();
+  const digest = createHash('sha256').update(`${hubHostName.toLowerCase()}\n${registrationId.toLowerCase()}`, 'utf8').digest();
   // The first 53 bits: 6 whole bytes (48 bits) and the top 5 bits of the seventh.
   const high = digest.readUIntBE(0, 6);
   const low = digest[6]! >> 3;

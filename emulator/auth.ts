@@ -7,9 +7,9 @@
 //                expiring more than ten years from now (MAX_TOKEN_LIFETIME_SECONDS).
 // An individual enrollment for the registration ID takes precedence over every group, as in DPS.
 import { createHmac } from 'node:crypto';
+import { parseDpsUsername } from '../src/dps/server.js';
 import { deriveDeviceKey } from '../src/identity.js';
 import { verifySasToken } from '../src/sas-verify.js';
-import { parseDpsUsername } from '../src/dps/server.js';
 import type { DpsModel } from './model.js';
 import type { EnrollmentRef } from './model-types.js';
 

@@ -71,7 +71,7 @@ export async function loadOrCreateCertificates(options: CertificateOptions): Pro
   const caPath = join(dir, CA_CERT_FILE);
 
   let ca = await loadPair(join(dir, CA_CERT_FILE), join(dir, CA_KEY_FILE));
-  const createCa = !ca || !ca.cert.cAValid || !ca.cert.getExtension('authorityKeyIdentifier') || expiresSoon(ca.cert, now());
+  const createCa = !ca?.cert.cAValid || !ca.cert.getExtension('authorityKeyIdentifier') || expiresSoon(ca.cert, now());
   if (createCa) {
     ca = createCertificateAuthority(now());
     await writeAtomically(join(dir, CA_KEY_FILE), ca.keyPem, 0o600);
@@ -81,10 +81,7 @@ export async function loadOrCreateCertificates(options: CertificateOptions): Pro
 
   let server = createCa ? undefined : await loadPair(join(dir, SERVER_CERT_FILE), join(dir, SERVER_KEY_FILE));
   const createServer =
-    !server ||
-    expiresSoon(server.cert, now()) ||
-    !signedBy(server.cert, authority.cert) ||
-    !covers(server.cert, hostNames);
+    !server || expiresSoon(server.cert, now()) || !signedBy(server.cert, authority.cert) || !covers(server.cert, hostNames);
   if (createServer) {
     server = createServerCertificate(authority, hostNames, now());
     await writeAtomically(join(dir, SERVER_KEY_FILE), server.keyPem, 0o600);
@@ -98,7 +95,8 @@ export async function loadOrCreateCertificates(options: CertificateOptions): Pro
     serverKeyPem: server!.keyPem,
     hostNames: subjectAltNames(server!.cert),
     created: { ca: createCa, server: createServer },
-    issueServerCertificate: (names) => pki.certificateToPem(signServerCertificate(authority, serverPublicKey, uniqueNames([...names]), now())),
+    issueServerCertificate: (names) =>
+      pki.certificateToPem(signServerCertificate(authority, serverPublicKey, uniqueNames([...names]), now())),
   };
 }
 
@@ -211,9 +209,7 @@ function signedBy(cert: forge.pki.Certificate, ca: forge.pki.Certificate): boole
 }
 
 function subjectAltNames(cert: forge.pki.Certificate): string[] {
-  const san = cert.getExtension('subjectAltName') as
-    | { altNames?: Array<{ type: number; value?: string; ip?: string }> }
-    | undefined;
+  const san = cert.getExtension('subjectAltName') as { altNames?: Array<{ type: number; value?: string; ip?: string }> } | undefined;
   const names: string[] = [];
   for (const alt of san?.altNames ?? []) {
     if (alt.type === 2 && alt.value) names.push(alt.value.toLowerCase());

@@ -67,7 +67,14 @@ export async function loadConfigFile(path: string): Promise<EmulatorConfigFile> 
     text = await readFile(path, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a directory' : (code ?? 'unreadable');
+    const why =
+      code === 'ENOENT'
+        ? 'no such file'
+        : code === 'EACCES'
+          ? 'permission denied'
+          : code === 'EISDIR'
+            ? 'it is a directory'
+            : (code ?? 'unreadable');
     throw new ConfigFileError(path, '', `cannot read the config file: ${why}`);
   }
   return parseConfigFile(text, path);
@@ -81,7 +88,8 @@ export function parseConfigFile(text: string, file: string): EmulatorConfigFile 
   } catch {
     // V8's message may quote the text around the error, which can hold a key: find the place ourselves.
     const at = syntaxErrorAt(text.replace(/^\uFEFF/, ''));
-    const what = at < 0 ? '' : at >= text.length ? ': unexpected end of file' : `: unexpected ${JSON.stringify(text.replace(/^\uFEFF/, '')[at])}`;
+    const what =
+      at < 0 ? '' : at >= text.length ? ': unexpected end of file' : `: unexpected ${JSON.stringify(text.replace(/^\uFEFF/, '')[at])}`;
     throw new ConfigFileError(file, '', `not valid JSON${at < 0 ? '' : ` (${lineColumn(text.replace(/^\uFEFF/, ''), at)}${what})`}`);
   }
   return checkConfig(json, file);
@@ -187,7 +195,8 @@ export function checkConfig(json: unknown, file: string): EmulatorConfigFile {
       const id = e[idField];
       if (typeof id !== 'string' || id === '') fail(`${at}/${idField}`, `the ${idField} is missing`);
       if (isReservedName(id as string)) fail(`${at}/${idField}`, reserved(`an ${idField}`));
-      if (seen.has((id as string).toLowerCase())) fail(`${at}/${idField}`, `${JSON.stringify(id)} is listed twice (IDs are case-insensitive)`);
+      if (seen.has((id as string).toLowerCase()))
+        fail(`${at}/${idField}`, `${JSON.stringify(id)} is listed twice (IDs are case-insensitive)`);
       seen.add((id as string).toLowerCase());
       checkEnrollmentFields(e, at, model, fail);
       const { etag: _e, createdDateTimeUtc: _c, lastUpdatedDateTimeUtc: _u, ...input } = e;
@@ -203,9 +212,19 @@ export function checkConfig(json: unknown, file: string): EmulatorConfigFile {
 }
 
 /** The checks with an exact pointer; the model checks the rest (static needs one hub, custom needs a webhook). */
-function checkEnrollmentFields(e: Record<string, unknown>, at: string, model: DpsModel, fail: (pointer: string, reason: string) => never): void {
+function checkEnrollmentFields(
+  e: Record<string, unknown>,
+  at: string,
+  model: DpsModel,
+  fail: (pointer: string, reason: string) => never,
+): void {
   if (e.attestation !== undefined && e.attestation !== null) {
-    const a = object(e.attestation, `${at}/attestation`, 'must be { "type": "symmetricKey", "symmetricKey": { "primaryKey": ..., "secondaryKey": ... } }', fail);
+    const a = object(
+      e.attestation,
+      `${at}/attestation`,
+      'must be { "type": "symmetricKey", "symmetricKey": { "primaryKey": ..., "secondaryKey": ... } }',
+      fail,
+    );
     if (a.type !== 'symmetricKey') fail(`${at}/attestation/type`, `the emulator supports symmetricKey attestation only${shown(a.type)}`);
     if (a.symmetricKey !== undefined && a.symmetricKey !== null) {
       const keys = object(a.symmetricKey, `${at}/attestation/symmetricKey`, 'must be { "primaryKey": ..., "secondaryKey": ... }', fail);
@@ -220,20 +239,31 @@ function checkEnrollmentFields(e: Record<string, unknown>, at: string, model: Dp
   if (e.provisioningStatus !== undefined && e.provisioningStatus !== 'enabled' && e.provisioningStatus !== 'disabled') {
     fail(`${at}/provisioningStatus`, `must be enabled or disabled${shown(e.provisioningStatus)}`);
   }
-  if (e.allocationPolicy !== undefined && e.allocationPolicy !== null && !(ALLOCATION_POLICIES as readonly unknown[]).includes(e.allocationPolicy)) {
+  if (
+    e.allocationPolicy !== undefined &&
+    e.allocationPolicy !== null &&
+    !(ALLOCATION_POLICIES as readonly unknown[]).includes(e.allocationPolicy)
+  ) {
     fail(`${at}/allocationPolicy`, `must be one of ${ALLOCATION_POLICIES.join(', ')}${shown(e.allocationPolicy)}`);
   }
   if (e.iotHubs !== undefined && e.iotHubs !== null) {
-    const hubs = array(e.iotHubs, `${at}/iotHubs`, 'a list of linked hubs\' host names', fail);
+    const hubs = array(e.iotHubs, `${at}/iotHubs`, "a list of linked hubs' host names", fail);
     hubs.forEach((hub, i) => {
       if (typeof hub !== 'string') fail(`${at}/iotHubs/${i}`, 'must be a host name');
-      if (!model.linkedHub(hub as string)) fail(`${at}/iotHubs/${i}`, `${JSON.stringify(hub)} is not one of the iotHubs linked in this file`);
+      if (!model.linkedHub(hub as string))
+        fail(`${at}/iotHubs/${i}`, `${JSON.stringify(hub)} is not one of the iotHubs linked in this file`);
     });
   }
   if (e.reprovisionPolicy !== undefined && e.reprovisionPolicy !== null) {
-    const r = object(e.reprovisionPolicy, `${at}/reprovisionPolicy`, 'must be { "updateHubAssignment": true|false, "migrateDeviceData": true|false }', fail);
+    const r = object(
+      e.reprovisionPolicy,
+      `${at}/reprovisionPolicy`,
+      'must be { "updateHubAssignment": true|false, "migrateDeviceData": true|false }',
+      fail,
+    );
     for (const name of ['updateHubAssignment', 'migrateDeviceData']) {
-      if (r[name] !== undefined && r[name] !== null && typeof r[name] !== 'boolean') fail(`${at}/reprovisionPolicy/${name}`, `must be true or false${shown(r[name])}`);
+      if (r[name] !== undefined && r[name] !== null && typeof r[name] !== 'boolean')
+        fail(`${at}/reprovisionPolicy/${name}`, `must be true or false${shown(r[name])}`);
     }
   }
 }
@@ -248,11 +278,21 @@ function array(value: unknown, pointer: string, what: string, fail: (pointer: st
   return value as unknown[];
 }
 
-function onlyFields(value: Record<string, unknown>, pointer: string, allowed: readonly string[], fail: (pointer: string, reason: string) => never): void {
+function onlyFields(
+  value: Record<string, unknown>,
+  pointer: string,
+  allowed: readonly string[],
+  fail: (pointer: string, reason: string) => never,
+): void {
   for (const key of Object.keys(value)) {
     if (allowed.includes(key)) continue;
     const near = allowed.find((a) => a.toLowerCase() === key.toLowerCase());
-    fail(`${pointer}/${escapePointer(key)}`, near ? `unknown field: did you mean "${near}"?` : `unknown field; expected one of ${allowed.filter((a) => !a.startsWith('$')).join(', ')}`);
+    fail(
+      `${pointer}/${escapePointer(key)}`,
+      near
+        ? `unknown field: did you mean "${near}"?`
+        : `unknown field; expected one of ${allowed.filter((a) => !a.startsWith('$')).join(', ')}`,
+    );
   }
 }
 

@@ -20,14 +20,14 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createServer, type TLSSocket } from 'node:tls';
 import { Aedes, type Client, type PublishPacket } from 'aedes';
+import { parseRequestTopic, type RequestTopic, responseTopic } from '../src/dps/server.js';
 import { RESPONSE_SUBSCRIBE_TOPIC } from '../src/dps/topics.js';
-import { parseRequestTopic, responseTopic, type RequestTopic } from '../src/dps/server.js';
-import { authenticateDevice, type AuthFailure, type DeviceAttestation } from './auth.js';
+import { type AuthFailure, authenticateDevice, type DeviceAttestation } from './auth.js';
 import { DpsError, ErrorCodes, errorBody } from './dps-errors.js';
-import { RawBody, statusFaultResponse, strayResponse, type FaultAction, type FaultPlan } from './faults.js';
+import { type FaultAction, type FaultPlan, RawBody, statusFaultResponse, strayResponse } from './faults.js';
 import type { HubEndpointEvent } from './iothub-service.js';
-import { BoundedMqttStream } from './packet-limit.js';
 import type { DpsModel } from './model.js';
+import { BoundedMqttStream } from './packet-limit.js';
 import type { DpsResponse, RegistrationService } from './registrations.js';
 
 /** What the emulator reports: the DPS endpoint's events and the IoT hubs' (iothub-service.ts). */
@@ -206,9 +206,7 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
     if (hangUpAfterConnack.has(client)) hangUp(client);
   });
   broker.on('clientError', (client, error) => emit({ type: 'closed-client', clientId: client.id, reason: error.message }));
-  broker.on('connectionError', (client, error) =>
-    emit({ type: 'closed-client', clientId: client.id ?? '', reason: error.message }),
-  );
+  broker.on('connectionError', (client, error) => emit({ type: 'closed-client', clientId: client.id ?? '', reason: error.message }));
 
   async function handle(client: Client, session: DeviceAttestation, request: RequestTopic, payload: Buffer): Promise<void> {
     const registrationId = session.registrationId;
@@ -241,9 +239,7 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
       let response: DpsResponse;
       try {
         response =
-          request.type === 'register'
-            ? options.service.register(session, payload)
-            : options.service.poll(session, request.operationId);
+          request.type === 'register' ? options.service.register(session, payload) : options.service.poll(session, request.operationId);
       } catch (error) {
         response = errorResponse(error);
       }

@@ -105,9 +105,7 @@ export class FaultPlan {
   /** For the endpoint: the action for this request, consuming one use, or undefined. */
   take(on: FaultTrigger, registrationId: string): FaultAction | undefined {
     const id = registrationId.toLowerCase();
-    const index = this.#queue.findIndex(
-      (f) => f.on === on && (f.registrationId === undefined || f.registrationId.toLowerCase() === id),
-    );
+    const index = this.#queue.findIndex((f) => f.on === on && (f.registrationId === undefined || f.registrationId.toLowerCase() === id));
     if (index === -1) return undefined;
     const fault = this.#queue[index]!;
     fault.remaining -= 1;
@@ -152,7 +150,8 @@ function validate(fault: Fault): void {
       return;
     case 'drop':
       if (action.afterMs !== undefined) {
-        if (!request || !action.afterResponse) throw new TypeError('A drop fault takes afterMs only with afterResponse, on a register or poll');
+        if (!request || !action.afterResponse)
+          throw new TypeError('A drop fault takes afterMs only with afterResponse, on a register or poll');
         if (!Number.isFinite(action.afterMs) || action.afterMs < 0) throw new TypeError('A drop fault needs afterMs >= 0');
       }
       if (action.afterResponse && fault.on === 'subscribe') throw new TypeError('A subscribe drop fault cannot answer first');
@@ -181,10 +180,13 @@ function validate(fault: Fault): void {
 
 /** The answer a status fault sends: DPS's error body, with retry-after when the fault has one. */
 export function statusFaultResponse(fault: Extract<FaultAction, { type: 'status' }>, at: Date): DpsResponse {
-  const body = fault.body !== undefined
-    ? new RawBody(fault.body)
-    : errorBody(fault.errorCode ?? genericErrorCode(fault.status), fault.message ?? faultMessage(fault.status), at);
-  return fault.retryAfter === undefined ? { status: fault.status, body } : { status: fault.status, body, retryAfterSeconds: fault.retryAfter };
+  const body =
+    fault.body !== undefined
+      ? new RawBody(fault.body)
+      : errorBody(fault.errorCode ?? genericErrorCode(fault.status), fault.message ?? faultMessage(fault.status), at);
+  return fault.retryAfter === undefined
+    ? { status: fault.status, body }
+    : { status: fault.status, body, retryAfterSeconds: fault.retryAfter };
 }
 
 /** A response body sent as this text, not serialized as JSON (a malformed or empty body). */

@@ -17,7 +17,7 @@
 // `az iot hub invoke-device-method`, `az iot device c2d-message send` and
 // `az iot hub monitor-events` do. Tags cannot be patched here (the emulator keeps DPS's).
 import { DpsError, genericErrorCode } from './dps-errors.js';
-import { IotHubError, type EmulatedIotHubs, type TelemetryMessage } from './iothub-service.js';
+import { type EmulatedIotHubs, IotHubError, type TelemetryMessage } from './iothub-service.js';
 import { dpsError, isObject, noRoute, notAllowed, type ServiceRequest, type ServiceResponse } from './service-http.js';
 
 /** IoT Hub bounds a method's response timeout to 5..300 s (iot-hub-devguide-direct-methods.md); default 30 s. */
@@ -61,7 +61,10 @@ export async function hubDataRoute(hubs: EmulatedIotHubs, hub: string, request: 
         }
         if (request.method !== 'PUT') throw notAllowed(request);
         if (!isObject(request.body) || (request.body.status !== 'enabled' && request.body.status !== 'disabled')) {
-          throw dpsError(400, 'The emulator changes only the status of an identity DPS created: send {"status": "enabled"} or {"status": "disabled"}');
+          throw dpsError(
+            400,
+            'The emulator changes only the status of an identity DPS created: send {"status": "enabled"} or {"status": "disabled"}',
+          );
         }
         if (!hubs.twin(hub, id!)) throw dpsError(404, `The device ${id} does not exist in ${hub} (identities are created by DPS)`);
         hubs.setDeviceStatus(hub, id!, request.body.status);
@@ -128,8 +131,16 @@ async function invoke(hubs: EmulatedIotHubs, hub: string, id: string, request: S
     throw dpsError(400, 'An Invoke Device Method body is {"methodName": "...", "payload": ..., "responseTimeoutInSeconds": 30}');
   }
   const seconds = body.responseTimeoutInSeconds ?? METHOD_TIMEOUT_SECONDS.default;
-  if (typeof seconds !== 'number' || !Number.isInteger(seconds) || seconds < METHOD_TIMEOUT_SECONDS.min || seconds > METHOD_TIMEOUT_SECONDS.max) {
-    throw dpsError(400, `responseTimeoutInSeconds must be a whole number from ${METHOD_TIMEOUT_SECONDS.min} to ${METHOD_TIMEOUT_SECONDS.max}`);
+  if (
+    typeof seconds !== 'number' ||
+    !Number.isInteger(seconds) ||
+    seconds < METHOD_TIMEOUT_SECONDS.min ||
+    seconds > METHOD_TIMEOUT_SECONDS.max
+  ) {
+    throw dpsError(
+      400,
+      `responseTimeoutInSeconds must be a whole number from ${METHOD_TIMEOUT_SECONDS.min} to ${METHOD_TIMEOUT_SECONDS.max}`,
+    );
   }
   try {
     return { status: 200, body: await hubs.invokeMethod(hub, id, body.methodName, body.payload ?? null, seconds * 1000) };
@@ -143,7 +154,8 @@ async function invoke(hubs: EmulatedIotHubs, hub: string, id: string, request: S
 }
 
 function c2dMessage(body: unknown): { body: string; properties: Record<string, string> } {
-  if (!isObject(body) || typeof body.body !== 'string') throw dpsError(400, 'A cloud-to-device message is {"body": "<text>", "properties": {"name": "value"}}');
+  if (!isObject(body) || typeof body.body !== 'string')
+    throw dpsError(400, 'A cloud-to-device message is {"body": "<text>", "properties": {"name": "value"}}');
   const properties = body.properties ?? {};
   if (!isObject(properties) || Object.values(properties).some((value) => typeof value !== 'string')) {
     throw dpsError(400, 'The properties of a cloud-to-device message are names with text values');

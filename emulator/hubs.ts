@@ -16,7 +16,7 @@
 // Hubs outlive their links: unlinking a hub leaves it (its policies and its device registry).
 // Host names and key names are case-insensitive.
 import { DpsError, ErrorCodes, invalidConfiguration, notFound } from './dps-errors.js';
-import { generateKey, type ConnectionString } from './validation.js';
+import { type ConnectionString, generateKey } from './validation.js';
 
 export type HubRight = 'RegistryRead' | 'RegistryWrite' | 'ServiceConnect' | 'DeviceConnect';
 export const HUB_RIGHTS: readonly HubRight[] = ['RegistryRead', 'RegistryWrite', 'ServiceConnect', 'DeviceConnect'];
@@ -113,7 +113,7 @@ export class IotHubRegistry {
     } catch (error) {
       return (
         `The connection string of the linked IoT hub ${link.hostName} is out of date: ${(error as Error).message}. ` +
-        'Update the link with the hub\'s current connection string (az iot dps update --set ' +
+        "Update the link with the hub's current connection string (az iot dps update --set " +
         'properties.iotHubs[<i>].connectionString=..., or moddable-dps dps update --set ...)'
       );
     }

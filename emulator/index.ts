@@ -5,9 +5,9 @@
 //   await dps.close();
 import { resolve } from 'node:path';
 import { loadOrCreateCertificates } from './certificates.js';
-import { startDeviceEndpoint, type EndpointEvent } from './device-endpoint.js';
+import { type EndpointEvent, startDeviceEndpoint } from './device-endpoint.js';
 import { FaultPlan } from './faults.js';
-import { startIotHubEndpoint, type IotHubEndpoint } from './iothub-endpoint.js';
+import { type IotHubEndpoint, startIotHubEndpoint } from './iothub-endpoint.js';
 import type { EmulatedIotHubs } from './iothub-service.js';
 import { DpsModel } from './model.js';
 import type { ModelConfig } from './model-types.js';
@@ -18,12 +18,12 @@ import { loadOrCreateServicePolicy, SERVICE_KEY_NAME } from './service-auth.js';
 export type { EndpointEvent } from './device-endpoint.js';
 export type { Fault, FaultAction, FaultRecord, FaultTrigger } from './faults.js';
 export { FaultPlan } from './faults.js';
-export { DpsModel } from './model.js';
-export type * from './model-types.js';
 export type { EmulatedHub, HubPolicy, HubRight } from './hubs.js';
 export type { EmulatedIotHubs, HubEndpointEvent, TelemetryMessage } from './iothub-service.js';
 export { IotHubError, TELEMETRY_LOG_SIZE } from './iothub-service.js';
 export type { TwinView } from './iothub-twins.js';
+export { DpsModel } from './model.js';
+export type * from './model-types.js';
 export { serviceClientAgent } from './service-agent.js';
 
 export const DEFAULT_STATE_DIR = '.dps-emulator';
@@ -140,7 +140,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
     ...(options.responseQos !== undefined ? { responseQos: options.responseQos } : {}),
     ...(options.onEvent !== undefined ? { onEvent: options.onEvent } : {}),
   });
-  let serviceApi;
+  let serviceApi: Awaited<ReturnType<typeof startServiceApi>>;
   let hubEndpoint: IotHubEndpoint | undefined;
   try {
     hubEndpoint = await startIotHubEndpoint({

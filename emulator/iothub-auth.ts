@@ -70,7 +70,13 @@ export function authenticateHubDevice(
   if (!device) return { ok: false, reason: 'no-device', hub };
   if (device.status === 'disabled') return { ok: false, reason: 'disabled', hub };
   const resource = `${hub}/devices/${parsed.deviceId}`;
-  const rank: Record<string, number> = { 'token-malformed': 0, 'token-resource': 1, 'token-signature': 2, 'token-expired': 3, 'token-lifetime': 3 };
+  const rank: Record<string, number> = {
+    'token-malformed': 0,
+    'token-resource': 1,
+    'token-signature': 2,
+    'token-expired': 3,
+    'token-lifetime': 3,
+  };
   let worst: HubAuthFailure = 'token-malformed';
   const { primaryKey, secondaryKey } = device.authentication.symmetricKey;
   for (const key of [primaryKey, secondaryKey]) {

@@ -17,7 +17,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { createServer } from 'node:tls';
 import { Aedes, type Client, type PublishPacket } from 'aedes';
 import { authenticateHubDevice, type HubConnection } from './iothub-auth.js';
-import { IotHubService, type HubEndpointEvent } from './iothub-service.js';
+import { type HubEndpointEvent, IotHubService } from './iothub-service.js';
 import { hubSniCallback, sniContradicts } from './iothub-sni.js';
 import { parseJson, patchTwin, printable, twinDocument } from './iothub-twins.js';
 import type { DpsModel } from './model.js';
@@ -103,9 +103,15 @@ export async function startIotHubEndpoint(options: IotHubEndpointOptions): Promi
     },
     authenticate(client, username, password, done) {
       let result = authenticateHubDevice(model, client.id, username, password?.toString('utf8'), Math.floor(now() / 1000));
-      if (result.ok && sniContradicts(model, serverNames.get(client.conn), result.connection.hub)) result = { ok: false, reason: 'sni', hub: result.connection.hub };
+      if (result.ok && sniContradicts(model, serverNames.get(client.conn), result.connection.hub))
+        result = { ok: false, reason: 'sni', hub: result.connection.hub };
       if (!result.ok) {
-        emit({ type: 'hub-refused', clientId: printable(client.id), ...(result.hub !== undefined && { hub: result.hub }), reason: result.reason });
+        emit({
+          type: 'hub-refused',
+          clientId: printable(client.id),
+          ...(result.hub !== undefined && { hub: result.hub }),
+          reason: result.reason,
+        });
         done(Object.assign(new Error('not authorized'), { returnCode: 5 as const }), false);
         return;
       }
@@ -176,7 +182,14 @@ export async function startIotHubEndpoint(options: IotHubEndpointOptions): Promi
     return device !== undefined && device.status !== 'disabled';
   }
 
-  function handle(client: Client, session: HubConnection, kind: NonNullable<ReturnType<typeof deviceTopic>>, topic: string, payload: Buffer, retained: boolean): void {
+  function handle(
+    client: Client,
+    session: HubConnection,
+    kind: NonNullable<ReturnType<typeof deviceTopic>>,
+    topic: string,
+    payload: Buffer,
+    retained: boolean,
+  ): void {
     if (client.closed) return;
     if (kind === 'telemetry') {
       hubs.telemetryReceived(session, topic, payload, retained);

@@ -5,7 +5,16 @@
 import { randomUUID } from 'node:crypto';
 import type { Client, PublishPacket } from 'aedes';
 import type { HubAuthFailure, HubConnection } from './iothub-auth.js';
-import { buildPropertyBag, parseJson, parsePropertyBag, patchTwin, printable, twinView, type JsonObject, type TwinView } from './iothub-twins.js';
+import {
+  buildPropertyBag,
+  type JsonObject,
+  parseJson,
+  parsePropertyBag,
+  patchTwin,
+  printable,
+  type TwinView,
+  twinView,
+} from './iothub-twins.js';
 import type { DpsModel } from './model.js';
 
 export type HubEndpointEvent =
@@ -50,7 +59,13 @@ export interface EmulatedIotHubs {
   setDeviceStatus(hub: string, deviceId: string, status: 'enabled' | 'disabled'): void;
   /** Remove the device from the hub's registry and close its connection. */
   deleteDevice(hub: string, deviceId: string): void;
-  invokeMethod(hub: string, deviceId: string, methodName: string, payload: unknown, timeoutMs?: number): Promise<{ status: number; payload: unknown }>;
+  invokeMethod(
+    hub: string,
+    deviceId: string,
+    methodName: string,
+    payload: unknown,
+    timeoutMs?: number,
+  ): Promise<{ status: number; payload: unknown }>;
   /** Resolves once the message is written to the device's connection (QoS 1). */
   sendC2D(hub: string, deviceId: string, body: string | Uint8Array, properties?: Record<string, string>): Promise<void>;
   /** The last TELEMETRY_LOG_SIZE messages of a hub, oldest first. */
@@ -117,7 +132,13 @@ export class IotHubService implements EmulatedIotHubs {
     this.#live.get(key(hub, deviceId))?.close();
   }
 
-  invokeMethod(hub: string, deviceId: string, methodName: string, payload: unknown, timeoutMs = 30_000): Promise<{ status: number; payload: unknown }> {
+  invokeMethod(
+    hub: string,
+    deviceId: string,
+    methodName: string,
+    payload: unknown,
+    timeoutMs = 30_000,
+  ): Promise<{ status: number; payload: unknown }> {
     if (typeof methodName !== 'string' || !METHOD_NAME.test(methodName)) {
       return Promise.reject(new IotHubError(400, "A method name is 1-128 of A-Z a-z 0-9 - . _ : ~ ! $ ' ( ) * , ; = @"));
     }
@@ -140,7 +161,9 @@ export class IotHubService implements EmulatedIotHubs {
     const client = this.#live.get(key(hub, deviceId));
     const filter = `devices/${deviceId}/messages/devicebound/#`;
     if (!client || !this.isSubscribed(client, filter)) {
-      return Promise.reject(new IotHubError(404, `The device ${deviceId} is not connected to ${hub} with cloud-to-device messages subscribed`));
+      return Promise.reject(
+        new IotHubError(404, `The device ${deviceId} is not connected to ${hub} with cloud-to-device messages subscribed`),
+      );
     }
     const bag = buildPropertyBag({ ...properties, '$.mid': randomUUID(), '$.to': `/devices/${deviceId}/messages/devicebound` });
     return this.#send(client, `devices/${deviceId}/messages/devicebound/${bag}`, body, 1);
@@ -164,7 +187,12 @@ export class IotHubService implements EmulatedIotHubs {
   attach(session: HubConnection, client: Client): void {
     this.#live.set(key(session.hub, session.deviceId), client);
     this.#subscriptions.set(client, new Set());
-    this.emit({ type: 'hub-connected', hub: session.hub, deviceId: session.deviceId, ...(session.modelId !== undefined && { modelId: printable(session.modelId) }) });
+    this.emit({
+      type: 'hub-connected',
+      hub: session.hub,
+      deviceId: session.deviceId,
+      ...(session.modelId !== undefined && { modelId: printable(session.modelId) }),
+    });
   }
 
   detach(session: HubConnection, client: Client): void {
@@ -194,9 +222,12 @@ export class IotHubService implements EmulatedIotHubs {
 
   /** What the hub may write to a device's connection. */
   mayReceive(session: HubConnection, topic: string): boolean {
-    return ['$iothub/twin/res/', '$iothub/twin/PATCH/properties/desired/', '$iothub/methods/POST/', `devices/${session.deviceId}/messages/devicebound/`].some((prefix) =>
-      topic.startsWith(prefix),
-    );
+    return [
+      '$iothub/twin/res/',
+      '$iothub/twin/PATCH/properties/desired/',
+      '$iothub/methods/POST/',
+      `devices/${session.deviceId}/messages/devicebound/`,
+    ].some((prefix) => topic.startsWith(prefix));
   }
 
   refusedTopic(session: HubConnection, action: 'subscribe' | 'publish', topic: string): void {

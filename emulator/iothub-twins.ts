@@ -43,13 +43,18 @@ export function twinDocument(device: HubDevice): string {
  * device and version, or an error message (for the emulator's log and the service caller) when
  * the patch is not a JSON object, is too deep or makes the section too large.
  */
-export function patchTwin(device: HubDevice, section: 'desired' | 'reported', patch: unknown): { device: HubDevice; version: number } | { error: string } {
+export function patchTwin(
+  device: HubDevice,
+  section: 'desired' | 'reported',
+  patch: unknown,
+): { device: HubDevice; version: number } | { error: string } {
   if (!isObject(patch)) return { error: 'a twin patch must be a JSON object' };
   if (depth(patch) > MAX_TWIN_DEPTH) return { error: `a twin patch may nest at most ${MAX_TWIN_DEPTH} levels` };
   const next = structuredClone(device);
   const target = section === 'desired' ? next.properties.desired : (next.properties.reported ??= {});
   merge(target, patch);
-  if (JSON.stringify(target).length > MAX_TWIN_SECTION_BYTES) return { error: `the ${section} properties would exceed ${MAX_TWIN_SECTION_BYTES} bytes` };
+  if (JSON.stringify(target).length > MAX_TWIN_SECTION_BYTES)
+    return { error: `the ${section} properties would exceed ${MAX_TWIN_SECTION_BYTES} bytes` };
   const versions = { ...(device.twinVersions ?? { desired: 1, reported: 1 }) };
   versions[section] += 1;
   next.twinVersions = versions;

@@ -94,11 +94,7 @@ export type EnrollmentGroupInput = EnrollmentInput<EnrollmentGroup>;
 export type IndividualEnrollmentInput = EnrollmentInput<IndividualEnrollment>;
 
 export type RegistrationStatus = 'unassigned' | 'assigning' | 'assigned' | 'failed' | 'disabled';
-export type RegistrationSubstatus =
-  | 'initialAssignment'
-  | 'deviceDataMigrated'
-  | 'deviceDataReset'
-  | 'reprovisionedToInitialAssignment';
+export type RegistrationSubstatus = 'initialAssignment' | 'deviceDataMigrated' | 'deviceDataReset' | 'reprovisionedToInitialAssignment';
 
 /** A registration record (the service API's DeviceRegistrationState, and the device's registrationState). */
 export interface DeviceRegistrationState {

@@ -3,6 +3,7 @@
 // Every change is validated here, so the device endpoint and the REST API share the rules.
 // IDs (registration, enrollment group, hub host name) are case-insensitive, as in DPS.
 import { DpsError, ErrorCodes, invalidConfiguration, notFound } from './dps-errors.js';
+import { IotHubRegistry } from './hubs.js';
 import type {
   AllocationPolicy,
   DeviceRegistrationState,
@@ -17,7 +18,6 @@ import type {
   LinkedHubConfig,
   ModelConfig,
 } from './model-types.js';
-import { IotHubRegistry } from './hubs.js';
 import {
   checkRegion,
   newEtag,
@@ -71,11 +71,13 @@ export class DpsModel {
   }
 
   setLatency(table: LatencyTable): void {
-    if (table === null || typeof table !== 'object' || Array.isArray(table)) throw invalidConfiguration('The latency table must be an object');
+    if (table === null || typeof table !== 'object' || Array.isArray(table))
+      throw invalidConfiguration('The latency table must be an object');
     const out: LatencyTable = Object.create(null);
     for (const [from, row] of Object.entries(table)) {
       checkRegion(from, 'The latency table names the region');
-      if (row === null || typeof row !== 'object' || Array.isArray(row)) throw invalidConfiguration(`The latency row for ${from} must be an object`);
+      if (row === null || typeof row !== 'object' || Array.isArray(row))
+        throw invalidConfiguration(`The latency row for ${from} must be an object`);
       const target: Record<string, number> = (out[from.toLowerCase()] ??= Object.create(null));
       for (const [to, ms] of Object.entries(row)) {
         checkRegion(to, `The latency row for ${from} names the region`);
@@ -233,7 +235,10 @@ export class DpsModel {
     checkEtag(previous?.etag, ifMatch, `enrollment ${registrationId}`);
     const what = `enrollment ${registrationId}`;
     const fields = validateEnrollmentFields(input, new Set(this.#hubs.keys()), what, previous?.attestation);
-    if (input.deviceId !== undefined && (typeof input.deviceId !== 'string' || !/^[A-Za-z0-9\-.+%_#*?!(),:=@$']{1,128}$/.test(input.deviceId))) {
+    if (
+      input.deviceId !== undefined &&
+      (typeof input.deviceId !== 'string' || !/^[A-Za-z0-9\-.+%_#*?!(),:=@$']{1,128}$/.test(input.deviceId))
+    ) {
       throw invalidConfiguration(`The deviceId of ${what} is not a valid IoT Hub device ID`);
     }
     const now = this.#now().toISOString();

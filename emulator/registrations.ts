@@ -93,7 +93,11 @@ export class RegistrationService {
     const now = this.#options.now();
     const request = parseRegisterBody(body);
     if (request.registrationId.toLowerCase() !== device.registrationId.toLowerCase()) {
-      throw new DpsError(400, ErrorCodes.registrationIdMismatch, 'The registrationId in the request body differs from the one the device connected with');
+      throw new DpsError(
+        400,
+        ErrorCodes.registrationIdMismatch,
+        'The registrationId in the request body differs from the one the device connected with',
+      );
     }
     const enrollment = this.#enrollment(device);
     this.#purge(now);
@@ -126,7 +130,11 @@ export class RegistrationService {
     const now = this.#options.now();
     const operation = this.#operations.get(operationId);
     if (!operation || operation.registrationId !== device.registrationId.toLowerCase() || now >= operation.expiresAt) {
-      throw new DpsError(404, ErrorCodes.operationNotFound, `The operation ${operationId.slice(0, 100)} is not known for this registration`);
+      throw new DpsError(
+        404,
+        ErrorCodes.operationNotFound,
+        `The operation ${operationId.slice(0, 100)} is not known for this registration`,
+      );
     }
     if (now < operation.readyAt || !operation.state) return this.#assigning(operationId);
     return { status: 200, body: { operationId, status: operation.state.status, registrationState: operation.state } };
@@ -193,7 +201,9 @@ export class RegistrationService {
         webhookUrl: definition.webhookUrl,
         enrollment: 'enrollmentGroupId' in enrollment ? { kind: 'group', value: enrollment } : { kind: 'individual', value: enrollment },
         registrationId: device.registrationId,
-        ...(wasAssigned ? { currentIotHubHostName: previous!.assignedHub!, currentDeviceId: previous!.deviceId ?? device.registrationId } : {}),
+        ...(wasAssigned
+          ? { currentIotHubHostName: previous!.assignedHub!, currentDeviceId: previous!.deviceId ?? device.registrationId }
+          : {}),
         payload,
         linkedHubs: candidates.map((h) => h.hostName),
       },
@@ -266,9 +276,7 @@ export class RegistrationService {
   #enrollment(device: DeviceAttestation): Enrollment {
     const ref = device.enrollment;
     const enrollment =
-      ref.kind === 'individual'
-        ? this.#model.individualEnrollment(ref.registrationId)
-        : this.#model.enrollmentGroup(ref.enrollmentGroupId);
+      ref.kind === 'individual' ? this.#model.individualEnrollment(ref.registrationId) : this.#model.enrollmentGroup(ref.enrollmentGroupId);
     if (!enrollment) {
       throw new DpsError(401, ErrorCodes.unauthorized, 'The enrollment this device authenticated with no longer exists');
     }
@@ -276,11 +284,7 @@ export class RegistrationService {
   }
 }
 
-function failed(
-  base: Base,
-  errorCode: number,
-  errorMessage: string,
-): DeviceRegistrationState {
+function failed(base: Base, errorCode: number, errorMessage: string): DeviceRegistrationState {
   return { ...base, status: 'failed', errorCode, errorMessage };
 }
 

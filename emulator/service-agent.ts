@@ -15,7 +15,7 @@
 // connections, so nothing is left open after a request.
 import { Agent, type AgentOptions } from 'node:https';
 import { isIP, type Socket } from 'node:net';
-import { connect, rootCertificates, type ConnectionOptions } from 'node:tls';
+import { type ConnectionOptions, connect, rootCertificates } from 'node:tls';
 
 export interface ServiceClientAgentOptions {
   /** The emulator's CA certificate (PEM), trusted in addition to Node's root certificates. */

@@ -15,7 +15,7 @@ import { DpsError, ErrorCodes } from './dps-errors.js';
 import type { EmulatedIotHubs } from './iothub-service.js';
 import type { DpsModel } from './model.js';
 import { authorizeServiceRequest, type ServicePolicy } from './service-auth.js';
-import { ServiceErrorCodes, errorResponse, readRequest, send, type ErrorShape, type ServiceResponse } from './service-http.js';
+import { type ErrorShape, errorResponse, readRequest, ServiceErrorCodes, type ServiceResponse, send } from './service-http.js';
 import { isManagementCollection, managementRoute } from './service-management.js';
 import { isServiceCollection, serviceRoute } from './service-routes.js';
 

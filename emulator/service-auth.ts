@@ -59,7 +59,10 @@ export function authorizeServiceRequest(
   nowSeconds: number,
 ): ServiceAuthResult {
   if (header === undefined || header === '') {
-    return { ok: false, message: 'The Authorization header is missing: send a SharedAccessSignature for the provisioningserviceowner policy' };
+    return {
+      ok: false,
+      message: 'The Authorization header is missing: send a SharedAccessSignature for the provisioningserviceowner policy',
+    };
   }
   const reasons = new Set<string>();
   for (const key of [policy.primaryKey, policy.secondaryKey]) {
@@ -70,7 +73,10 @@ export function authorizeServiceRequest(
     }
     const { token } = result;
     if ((token.skn ?? '').toLowerCase() !== SERVICE_KEY_NAME) {
-      return { ok: false, message: `The SharedAccessSignature names the policy '${shown(token.skn)}'; the emulator has only ${SERVICE_KEY_NAME}` };
+      return {
+        ok: false,
+        message: `The SharedAccessSignature names the policy '${shown(token.skn)}'; the emulator has only ${SERVICE_KEY_NAME}`,
+      };
     }
     if (!resources.some((resource) => resource.toLowerCase() === token.resource.toLowerCase())) {
       return { ok: false, message: `The SharedAccessSignature is for '${shown(token.resource)}', not for this service (${resources[0]})` };
@@ -78,7 +84,8 @@ export function authorizeServiceRequest(
     return { ok: true };
   }
   if (reasons.has('expired')) return { ok: false, message: 'The SharedAccessSignature has expired (check the clock, or sign a new one)' };
-  if (reasons.has('signature')) return { ok: false, message: 'The SharedAccessSignature is not signed with a key of the provisioningserviceowner policy' };
+  if (reasons.has('signature'))
+    return { ok: false, message: 'The SharedAccessSignature is not signed with a key of the provisioningserviceowner policy' };
   return { ok: false, message: 'The Authorization header is not a valid SharedAccessSignature' };
 }
 

@@ -48,7 +48,10 @@ export async function readRequest(req: IncomingMessage): Promise<ServiceRequest>
   const url = new URL(req.url ?? '/', 'https://emulator.invalid');
   let segments: string[];
   try {
-    segments = url.pathname.split('/').filter((s) => s !== '').map((s) => decodeURIComponent(s));
+    segments = url.pathname
+      .split('/')
+      .filter((s) => s !== '')
+      .map((s) => decodeURIComponent(s));
   } catch {
     throw new DpsError(400, ErrorCodes.badRequest, 'The request path is not valid URL encoding');
   }
@@ -135,7 +138,11 @@ export function noRoute(request: ServiceRequest): DpsError {
 }
 
 export function notAllowed(request: ServiceRequest): DpsError {
-  return dpsError(405, `${request.method} is not supported on /${request.segments.join('/').slice(0, 200)}`, ServiceErrorCodes.methodNotAllowed);
+  return dpsError(
+    405,
+    `${request.method} is not supported on /${request.segments.join('/').slice(0, 200)}`,
+    ServiceErrorCodes.methodNotAllowed,
+  );
 }
 
 /** How deeply `value` nests (without recursion, so any depth is measured safely); stops counting past the limit. */

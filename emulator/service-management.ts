@@ -20,11 +20,11 @@
 import { createHash } from 'node:crypto';
 import { DpsError, ErrorCodes, invalidConfiguration, notFound } from './dps-errors.js';
 import { hubDataRoute, isHubDataRoute } from './hub-routes.js';
-import { rightsText, type RenewKey } from './hubs.js';
+import { type RenewKey, rightsText } from './hubs.js';
 import type { EmulatedIotHubs } from './iothub-service.js';
 import type { DpsModel } from './model.js';
 import type { AllocationPolicy, HubDevice, LinkedHub, LinkedHubConfig } from './model-types.js';
-import { ServiceErrorCodes, dpsError, ifMatch, noRoute, notAllowed, isObject, type ServiceRequest, type ServiceResponse } from './service-http.js';
+import { ifMatch, isObject, noRoute, notAllowed, type ServiceRequest, type ServiceResponse } from './service-http.js';
 import { parseConnectionString, validateInstancePolicy } from './validation.js';
 
 export const MASKED_KEY = '****';
@@ -64,7 +64,12 @@ export function managementRoute(context: ManagementContext, request: ServiceRequ
   if (extra.length > 0) throw noRoute(request);
   if (sub === undefined) return get(request, () => hubSummary(context, hub.hostName));
   if (sub.toLowerCase() === 'policies') {
-    const policies = hub.policies.map((p) => ({ keyName: p.keyName, primaryKey: p.primaryKey, secondaryKey: p.secondaryKey, rights: rightsText(p.rights) }));
+    const policies = hub.policies.map((p) => ({
+      keyName: p.keyName,
+      primaryKey: p.primaryKey,
+      secondaryKey: p.secondaryKey,
+      rights: rightsText(p.rights),
+    }));
     if (name === undefined) return get(request, () => policies);
     const policy = policies.find((p) => p.keyName.toLowerCase() === name.toLowerCase());
     if (!policy) throw notFound(`The IoT hub ${hub.hostName} has no shared access policy named '${name}'`);
@@ -73,7 +78,7 @@ export function managementRoute(context: ManagementContext, request: ServiceRequ
     if (request.method !== 'POST') throw notAllowed(request);
     const which = (request.query.get('key') ?? '').toLowerCase();
     if (which !== 'primary' && which !== 'secondary' && which !== 'swap') {
-      throw invalidConfiguration("renew-key needs ?key=primary, ?key=secondary or ?key=swap");
+      throw invalidConfiguration('renew-key needs ?key=primary, ?key=secondary or ?key=swap');
     }
     const renewed = model.iotHubs.renewKey(hub.hostName, policy.keyName, which as RenewKey);
     return { status: 200, body: { ...renewed, rights: rightsText(renewed.rights) } };
@@ -116,13 +121,19 @@ function resourceResponse(context: ManagementContext): ServiceResponse {
 
 function putResource(context: ManagementContext, request: ServiceRequest): ServiceResponse {
   const { model } = context;
-  const wanted = ifMatch(request)?.replace(/^W\//, '').replace(/^"(.*)"$/, '$1');
+  const wanted = ifMatch(request)
+    ?.replace(/^W\//, '')
+    .replace(/^"(.*)"$/, '$1');
   if (wanted !== undefined && wanted !== '*' && wanted !== resourceEtag(model)) {
     throw new DpsError(412, ErrorCodes.preconditionFailed, 'The etag does not match the current resource: read it again, then change it');
   }
   const body = request.body;
   if (!isObject(body) || !isObject(body.properties)) {
-    throw new DpsError(400, ErrorCodes.badRequest, 'The body must be the resource: {"properties": {"allocationPolicy": ..., "iotHubs": [...]}}');
+    throw new DpsError(
+      400,
+      ErrorCodes.badRequest,
+      'The body must be the resource: {"properties": {"allocationPolicy": ..., "iotHubs": [...]}}',
+    );
   }
   const { allocationPolicy, iotHubs } = body.properties;
   const policy = validateInstancePolicy(restPolicyName(allocationPolicy));
@@ -148,7 +159,7 @@ function unmask(entry: unknown, index: number, current: Map<string, LinkedHub>):
   let text = connectionString;
   if (typeof text === 'string' && /SharedAccessKey=\*+\s*(;|$)/i.test(text)) {
     const withKey = text.replace(/SharedAccessKey=\*+/i, `SharedAccessKey=${'A'.repeat(24)}`);
-    let parsed;
+    let parsed: ReturnType<typeof parseConnectionString>;
     try {
       parsed = parseConnectionString(withKey);
     } catch (error) {

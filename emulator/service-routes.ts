@@ -12,7 +12,7 @@
 import { DpsError, ErrorCodes, notFound } from './dps-errors.js';
 import type { DpsModel } from './model.js';
 import type { EnrollmentGroupInput, IndividualEnrollment, IndividualEnrollmentInput } from './model-types.js';
-import { ServiceErrorCodes, dpsError, ifMatch, noRoute, notAllowed, isObject, type ServiceRequest, type ServiceResponse } from './service-http.js';
+import { ifMatch, isObject, noRoute, notAllowed, ServiceErrorCodes, type ServiceRequest, type ServiceResponse } from './service-http.js';
 
 export const SERVICE_API_VERSION = '2021-10-01';
 /** DPS limits a bulk operation to 10 enrollments. */
@@ -83,7 +83,12 @@ export function serviceRoute(model: DpsModel, request: ServiceRequest): ServiceR
 
 /** The body of a PUT, with the ID from the path (a different ID in the body is a 400). */
 function bodyFor<T>(request: ServiceRequest, field: 'enrollmentGroupId' | 'registrationId', id: string): T {
-  if (!isObject(request.body)) throw new DpsError(400, ErrorCodes.badRequest, `The request body must be a JSON object (the ${field === 'registrationId' ? 'enrollment' : 'enrollment group'})`);
+  if (!isObject(request.body))
+    throw new DpsError(
+      400,
+      ErrorCodes.badRequest,
+      `The request body must be a JSON object (the ${field === 'registrationId' ? 'enrollment' : 'enrollment group'})`,
+    );
   const given = request.body[field];
   if (given !== undefined && given !== null && (typeof given !== 'string' || given.toLowerCase() !== id.toLowerCase())) {
     throw new DpsError(400, ErrorCodes.badRequest, `The ${field} in the body differs from the one in the path (${id})`);
@@ -125,7 +130,8 @@ function page(items: unknown[], request: ServiceRequest): ServiceResponse {
   if (token !== undefined) {
     const decoded = /^[A-Za-z0-9+/=]{1,100}$/.test(token) ? Buffer.from(token, 'base64').toString('utf8') : '';
     offset = /^offset:\d{1,9}$/.test(decoded) ? Number(decoded.slice(7)) : NaN;
-    if (!Number.isSafeInteger(offset)) throw new DpsError(400, ErrorCodes.badRequest, 'The x-ms-continuation token is not one this emulator issued');
+    if (!Number.isSafeInteger(offset))
+      throw new DpsError(400, ErrorCodes.badRequest, 'The x-ms-continuation token is not one this emulator issued');
   }
   const end = Math.min(items.length, offset + Math.max(max, 1));
   const headers: Record<string, string> = {};
@@ -136,11 +142,19 @@ function page(items: unknown[], request: ServiceRequest): ServiceResponse {
 /** POST /enrollments: {mode: create|update|updateIfMatchETag|delete, enrollments: [...]}, each applied on its own. */
 function bulk(model: DpsModel, body: unknown): ServiceResponse {
   if (!isObject(body) || !Array.isArray(body.enrollments) || typeof body.mode !== 'string') {
-    throw new DpsError(400, ErrorCodes.badRequest, 'A bulk operation needs {"mode": "create|update|updateIfMatchETag|delete", "enrollments": [...]}');
+    throw new DpsError(
+      400,
+      ErrorCodes.badRequest,
+      'A bulk operation needs {"mode": "create|update|updateIfMatchETag|delete", "enrollments": [...]}',
+    );
   }
   const mode = body.mode.toLowerCase();
   if (!['create', 'update', 'updateifmatchetag', 'delete'].includes(mode)) {
-    throw new DpsError(400, ErrorCodes.badRequest, `The bulk mode '${body.mode.slice(0, 40)}' is not create, update, updateIfMatchETag or delete`);
+    throw new DpsError(
+      400,
+      ErrorCodes.badRequest,
+      `The bulk mode '${body.mode.slice(0, 40)}' is not create, update, updateIfMatchETag or delete`,
+    );
   }
   if (body.enrollments.length === 0 || body.enrollments.length > MAX_BULK_ENROLLMENTS) {
     throw new DpsError(400, ErrorCodes.badRequest, `A bulk operation takes 1 to ${MAX_BULK_ENROLLMENTS} enrollments`);
@@ -153,7 +167,8 @@ function bulk(model: DpsModel, body: unknown): ServiceResponse {
       if (mode === 'delete') model.deleteIndividualEnrollment(registrationId);
       else if (mode === 'create' && model.individualEnrollment(registrationId)) {
         throw new DpsError(409, ErrorCodes.conflict, `The enrollment ${registrationId} already exists`);
-      } else model.putIndividualEnrollment(enrollment as IndividualEnrollmentInput, mode === 'updateifmatchetag' ? enrollment.etag : undefined);
+      } else
+        model.putIndividualEnrollment(enrollment as IndividualEnrollmentInput, mode === 'updateifmatchetag' ? enrollment.etag : undefined);
     } catch (error) {
       if (!(error instanceof DpsError)) throw error;
       errors.push({ registrationId, errorCode: error.errorCode, errorStatus: error.message });

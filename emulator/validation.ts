@@ -125,7 +125,8 @@ export function isReservedName(name: string): boolean {
 
 /** A region name (a linked hub's location, a latency table's row or column): any text but a reserved name. */
 export function checkRegion(region: string, what: string): string {
-  if (isReservedName(region)) throw invalidConfiguration(`${what} '${region}' is a reserved name, not a region (${RESERVED_NAMES.join(', ')} are refused)`);
+  if (isReservedName(region))
+    throw invalidConfiguration(`${what} '${region}' is a reserved name, not a region (${RESERVED_NAMES.join(', ')} are refused)`);
   return region;
 }
 

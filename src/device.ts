@@ -10,13 +10,20 @@
 // backoff and jitter between rounds, then the last error. A hub that refuses the device right
 // after DPS assigned it is not retried forever. The decision lives here, at the level of the
 // provisioner, not inside a transport: src/hub/reprovision.ts says which failures qualify.
-import { backoffMs, type BackoffPolicy } from './dps/machine.js';
+import { type BackoffPolicy, backoffMs } from './dps/machine.js';
 import { ProvisioningError } from './errors.js';
 import type { HubSessionOptions } from './hub/options.js';
 import { shouldReprovision } from './hub/reprovision.js';
 import { connectHub, type HubSession } from './hub/session.js';
 import type { Endpoint, HubLog } from './ports.js';
-import { provisionDevice, resolveDeviceKey, resolveRegistrationId, type Assignment, type DeviceConfig, type ProvisionerPorts } from './provisioner.js';
+import {
+  type Assignment,
+  type DeviceConfig,
+  type ProvisionerPorts,
+  provisionDevice,
+  resolveDeviceKey,
+  resolveRegistrationId,
+} from './provisioner.js';
 
 /** What the session does once connected: its handlers and limits (the credentials come from the assignment). */
 export type SessionSettings = Omit<HubSessionOptions, 'hub' | 'deviceId' | 'deviceKey' | 'endpoint' | 'modelId'>;
@@ -83,7 +90,12 @@ export async function goOnline(config: OnlineConfig, ports: OnlinePorts & { onEv
           ...(config.hubEndpoint && { endpoint: config.hubEndpoint }),
           ...(config.modelId !== undefined && { modelId: config.modelId }),
         },
-        { connect: ports.connect, clock: ports.clock, ...(ports.hubLog && { log: ports.hubLog }), ...(ports.random && { random: ports.random }) },
+        {
+          connect: ports.connect,
+          clock: ports.clock,
+          ...(ports.hubLog && { log: ports.hubLog }),
+          ...(ports.random && { random: ports.random }),
+        },
       );
       return { session, assignment, fromCache, reprovisions: round };
     } catch (error) {
@@ -100,7 +112,10 @@ export async function goOnline(config: OnlineConfig, ports: OnlinePorts & { onEv
 function payloadObject(payload: unknown): Record<string, unknown> {
   if (payload === undefined || payload === null) return {};
   if (typeof payload !== 'object' || Array.isArray(payload)) {
-    throw new ProvisioningError('invalid-input', 'With a model ID, the registration payload must be a JSON object (the model ID is added to it)');
+    throw new ProvisioningError(
+      'invalid-input',
+      'With a model ID, the registration payload must be a JSON object (the model ID is added to it)',
+    );
   }
   return payload as Record<string, unknown>;
 }

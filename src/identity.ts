@@ -34,9 +34,7 @@ export function validateRegistrationId(id: string): string {
     if (c >= 'A' && c <= 'Z') {
       throw invalid(`The registration ID must be lower case: ${shown} ${where} (use '${c.toLowerCase()}')`);
     }
-    throw invalid(
-      `The registration ID contains ${shown} ${where}; allowed are a-z, 0-9 and the characters - . _ :`,
-    );
+    throw invalid(`The registration ID contains ${shown} ${where}; allowed are a-z, 0-9 and the characters - . _ :`);
   }
   const last = id[id.length - 1]!;
   if (!LAST_ALLOWED.test(last)) {
@@ -124,13 +122,13 @@ export function buildRegistrationId(template: string, identity: HardwareIdentity
 }
 
 function placeholderValue(name: string, identity: HardwareIdentity): string {
-  const known = WELL_KNOWN.includes(name) || Object.prototype.hasOwnProperty.call(identity, name);
+  const known = WELL_KNOWN.includes(name) || Object.hasOwn(identity, name);
   if (!known) {
     const names = Object.keys(identity).filter((key) => identity[key] !== undefined);
     const offer = names.length ? `; the identity has ${names.map((n) => `{${n}}`).join(', ')}` : '';
     throw invalid(`The registration ID template names an unknown placeholder {${name}}${offer}`);
   }
-  const value = Object.prototype.hasOwnProperty.call(identity, name) ? identity[name] : undefined;
+  const value = Object.hasOwn(identity, name) ? identity[name] : undefined;
   if (value === undefined || value === null || value.length === 0) {
     throw invalid(`The registration ID template needs {${name}}, but the device identity has no value for it`);
   }

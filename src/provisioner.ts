@@ -1,10 +1,11 @@
 // The top of the core: resolve the device's identity and key, reuse a stored assignment that
 // matches it, otherwise register with DPS and store what DPS assigned.
-import { ProvisioningError, isProvisioningError } from './errors.js';
-import { buildRegistrationId, deriveDeviceKey, isDeviceId, validateRegistrationId, type HardwareIdentity } from './identity.js';
-import type { Endpoint, Log, Store } from './ports.js';
-import { DEFAULT_TIMEOUT_MS, DPS_GLOBAL_ENDPOINT, registerDevice, type RegisterOptions, type RegisterPorts } from './dps/flow.js';
+
+import { DEFAULT_TIMEOUT_MS, DPS_GLOBAL_ENDPOINT, type RegisterOptions, type RegisterPorts, registerDevice } from './dps/flow.js';
 import { isHostName, isNestedDeeper, MAX_JSON_DEPTH } from './dps/messages.js';
+import { isProvisioningError, ProvisioningError } from './errors.js';
+import { buildRegistrationId, deriveDeviceKey, type HardwareIdentity, isDeviceId, validateRegistrationId } from './identity.js';
+import type { Endpoint, Log, Store } from './ports.js';
 
 export interface DeviceConfig extends Omit<RegisterOptions, 'registrationId' | 'deviceKey'> {
   /** Given outright (e.g. written at the factory); otherwise built from the template. */

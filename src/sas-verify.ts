@@ -50,7 +50,9 @@ export function parseSasToken(token: string): ParsedSasToken {
  * resource than `expectedResource`), 'signature' (not signed with `key`), 'expired' (se <= now).
  * Checked in that order, so 'expired' is only reported for an authentic token.
  */
-export type SasVerification = { ok: true; token: ParsedSasToken } | { ok: false; reason: 'malformed' | 'resource' | 'signature' | 'expired' };
+export type SasVerification =
+  | { ok: true; token: ParsedSasToken }
+  | { ok: false; reason: 'malformed' | 'resource' | 'signature' | 'expired' };
 
 /**
  * Verify a token against `key` (base64) at `nowSeconds`. The signature is recomputed over the sr

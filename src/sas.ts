@@ -66,7 +66,6 @@ export function decodeKey(key: string, label: string): Uint8Array {
   return bytes;
 }
 
-
 function encode(text: string, label: string): string {
   try {
     return encodeURIComponent(text);
@@ -74,11 +73,6 @@ function encode(text: string, label: string): string {
     throw invalid(`${label} contains an unpaired surrogate (not valid Unicode)`);
   }
 }
-
-
-
-
-
 
 function invalid(message: string): ProvisioningError {
   return new ProvisioningError('invalid-input', message);

@@ -1,5 +1,5 @@
-import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
 import { base64Decode, base64Encode, utf8Decode, utf8Encode } from '../src/bytes.js';
 import { ProvisioningError } from '../src/errors.js';
 
@@ -41,7 +41,12 @@ describe('utf8', () => {
   });
 
   it('rejects overlong, surrogate and truncated sequences', () => {
-    for (const bad of [[0xc0, 0x80], [0xed, 0xa0, 0x80], [0xe2, 0x82], [0xf4, 0x90, 0x80, 0x80]]) {
+    for (const bad of [
+      [0xc0, 0x80],
+      [0xed, 0xa0, 0x80],
+      [0xe2, 0x82],
+      [0xf4, 0x90, 0x80, 0x80],
+    ]) {
       expect(() => utf8Decode(new Uint8Array(bad))).toThrow(/Invalid UTF-8/);
     }
   });
@@ -63,7 +68,15 @@ describe('base64Decode', () => {
 
 describe('base64 (the codec the device runs where the engine has no Uint8Array.fromBase64)', () => {
   // RFC 4648 §10, "Test Vectors".
-  const RFC4648: [string, string][] = [['', ''], ['f', 'Zg=='], ['fo', 'Zm8='], ['foo', 'Zm9v'], ['foob', 'Zm9vYg=='], ['fooba', 'Zm9vYmE='], ['foobar', 'Zm9vYmFy']];
+  const RFC4648: [string, string][] = [
+    ['', ''],
+    ['f', 'Zg=='],
+    ['fo', 'Zm8='],
+    ['foo', 'Zm9v'],
+    ['foob', 'Zm9vYg=='],
+    ['fooba', 'Zm9vYmE='],
+    ['foobar', 'Zm9vYmFy'],
+  ];
 
   it.each(RFC4648)('encodes and decodes the RFC 4648 vector %j', (text, encoded) => {
     const bytes = Uint8Array.from(text, (c) => c.charCodeAt(0));

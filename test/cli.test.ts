@@ -2,15 +2,15 @@
 // executable. Output streams are checked for what must and must not appear in them.
 import { execFile, execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DpsEmulator } from '../emulator/index.js';
 import { EXIT_CODES } from '../cli/shared/io.js';
+import type { DpsEmulator } from '../emulator/index.js';
 import { verifySasToken } from '../src/sas-verify.js';
-import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
 import { runCli } from './support/cli-runner.js';
+import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
 
 // Published enrollment-group vector (Azure docs, articles/iot-dps/how-to-legacy-device-symm-key.md).
 const PUBLISHED_GROUP_KEY = '8isrFI1sGsIlvvFSSFRiMfCNzv21fjbE/+ah/lSh3lF8e2YG1Te7w1KpZhJFFXJrqYKi9yegxkqIChbqOS9Egw==';
@@ -34,7 +34,12 @@ beforeAll(async () => {
     retryAfterSeconds: 0,
     config: {
       iotHubs: [{ connectionString: `HostName=cli-hub.azure-devices.net;SharedAccessKeyName=iothubowner;SharedAccessKey=${GROUP_KEY}` }],
-      enrollmentGroups: [{ enrollmentGroupId: 'cli-group', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY, secondaryKey: GROUP_KEY } } }],
+      enrollmentGroups: [
+        {
+          enrollmentGroupId: 'cli-group',
+          attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY, secondaryKey: GROUP_KEY } },
+        },
+      ],
     },
   });
   ({ dps, dir } = fixture);
@@ -72,7 +77,17 @@ describe('compute-device-key', () => {
 
 describe('sas-token', () => {
   it('prints a token signed over the sent sr and the given expiry (checked with node:crypto)', async () => {
-    const r = await run(['sas-token', '--id-scope', ID_SCOPE, '--registration-id', 'dev-1', '--key', PUBLISHED_DEVICE_KEY, '--expiry', '1900000000']);
+    const r = await run([
+      'sas-token',
+      '--id-scope',
+      ID_SCOPE,
+      '--registration-id',
+      'dev-1',
+      '--key',
+      PUBLISHED_DEVICE_KEY,
+      '--expiry',
+      '1900000000',
+    ]);
     expect(r.code).toBe(0);
     const token = r.stdout.trim();
     const fields = new URLSearchParams(token.replace(/^SharedAccessSignature /, ''));
@@ -85,7 +100,10 @@ describe('sas-token', () => {
   });
 
   it('defaults to one hour and takes --ttl', async () => {
-    for (const [args, ttl] of [[[], 3600], [['--ttl', '120'], 120]] as const) {
+    for (const [args, ttl] of [
+      [[], 3600],
+      [['--ttl', '120'], 120],
+    ] as const) {
       const before = Math.floor(Date.now() / 1000);
       const r = await run(['sas-token', '--id-scope', ID_SCOPE, '--registration-id', 'dev-1', '--key', PUBLISHED_DEVICE_KEY, ...args]);
       const se = Number(r.stdout.match(/se=(\d+)/)![1]);
@@ -96,20 +114,54 @@ describe('sas-token', () => {
   });
 
   it('bounds --ttl to a day, like the tokens the device makes', async () => {
-    const r = await run(['sas-token', '--id-scope', ID_SCOPE, '--registration-id', 'dev-1', '--key', PUBLISHED_DEVICE_KEY, '--ttl', '86401']);
+    const r = await run([
+      'sas-token',
+      '--id-scope',
+      ID_SCOPE,
+      '--registration-id',
+      'dev-1',
+      '--key',
+      PUBLISHED_DEVICE_KEY,
+      '--ttl',
+      '86401',
+    ]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--ttl must be a whole number from 60 to 86400/);
   });
 
   it('refuses --expiry with --ttl', async () => {
-    const r = await run(['sas-token', '--id-scope', ID_SCOPE, '--registration-id', 'dev-1', '--key', PUBLISHED_DEVICE_KEY, '--ttl', '5', '--expiry', '5']);
+    const r = await run([
+      'sas-token',
+      '--id-scope',
+      ID_SCOPE,
+      '--registration-id',
+      'dev-1',
+      '--key',
+      PUBLISHED_DEVICE_KEY,
+      '--ttl',
+      '5',
+      '--expiry',
+      '5',
+    ]);
     expect(r.code).toBe(2);
   });
 });
 
 describe('register', () => {
   it('provisions through the emulator: progress on stderr, the hub on stdout, exit 0', async () => {
-    const r = await run(['register', '--id-scope', ID_SCOPE, '--registration-id', 'cli-device-1', '--group-key', GROUP_KEY, '--endpoint', endpointArg(), '--ca', caFile]);
+    const r = await run([
+      'register',
+      '--id-scope',
+      ID_SCOPE,
+      '--registration-id',
+      'cli-device-1',
+      '--group-key',
+      GROUP_KEY,
+      '--endpoint',
+      endpointArg(),
+      '--ca',
+      caFile,
+    ]);
     expect(r.code).toBe(0);
     expect(r.stdout).toBe('assignedHub: cli-hub.azure-devices.net\ndeviceId: cli-device-1\n');
     expect(r.stderr).toMatch(/^connecting to 127\.0\.0\.1:\d+\n/);
@@ -120,10 +172,34 @@ describe('register', () => {
 
   it('builds the ID from a template, prints JSON, stores, and reuses the stored result', async () => {
     const store = join(dir, 'cli-store.json');
-    const args = ['register', '--id-scope', ID_SCOPE, '--registration-id-template', '{serial}-{mac}', '--serial', 'SN42', '--mac', 'A1:B2:C3:D4:E5:F6', '--group-key', GROUP_KEY, '--endpoint', endpointArg(), '--ca', caFile, '--store', store, '--json'];
+    const args = [
+      'register',
+      '--id-scope',
+      ID_SCOPE,
+      '--registration-id-template',
+      '{serial}-{mac}',
+      '--serial',
+      'SN42',
+      '--mac',
+      'A1:B2:C3:D4:E5:F6',
+      '--group-key',
+      GROUP_KEY,
+      '--endpoint',
+      endpointArg(),
+      '--ca',
+      caFile,
+      '--store',
+      store,
+      '--json',
+    ];
     const first = await run(args);
     expect(first.code).toBe(0);
-    expect(JSON.parse(first.stdout)).toMatchObject({ registrationId: 'sn42-a1b2c3d4e5f6', deviceId: 'sn42-a1b2c3d4e5f6', assignedHub: 'cli-hub.azure-devices.net', fromCache: false });
+    expect(JSON.parse(first.stdout)).toMatchObject({
+      registrationId: 'sn42-a1b2c3d4e5f6',
+      deviceId: 'sn42-a1b2c3d4e5f6',
+      assignedHub: 'cli-hub.azure-devices.net',
+      fromCache: false,
+    });
     expect(existsSync(store)).toBe(true);
     const second = await run(args);
     expect(JSON.parse(second.stdout)).toMatchObject({ registrationId: 'sn42-a1b2c3d4e5f6', fromCache: true });
@@ -132,7 +208,7 @@ describe('register', () => {
     expect(JSON.parse(forced.stdout).fromCache).toBe(false);
   });
 
-  it('fills absent flags from the environment variables of Microsoft\'s samples', async () => {
+  it("fills absent flags from the environment variables of Microsoft's samples", async () => {
     const deviceKey = (await run(['compute-device-key', '--key', GROUP_KEY, '--registration-id', 'cli-env-device'])).stdout.trim();
     const r = await run(['register', '--ca', caFile, '--quiet'], {
       PROVISIONING_HOST: endpointArg(),
@@ -153,7 +229,23 @@ describe('register', () => {
       [[...base, '--registration-id', 'Bad Id', '--group-key', GROUP_KEY, '--ca', caFile], 'invalid-input'],
       [[...base, '--registration-id', 'cli-device-4', '--ca', caFile], 'invalid-input'],
       [[...base, '--registration-id', 'cli-device-5', '--group-key', GROUP_KEY, '--ca', caFile, '--payload', '{oops'], 'invalid-input'],
-      [['register', '--id-scope', ID_SCOPE, '--registration-id', 'cli-device-6', '--group-key', GROUP_KEY, '--endpoint', '127.0.0.1:1', '--timeout', '2', '--quiet'], 'network'],
+      [
+        [
+          'register',
+          '--id-scope',
+          ID_SCOPE,
+          '--registration-id',
+          'cli-device-6',
+          '--group-key',
+          GROUP_KEY,
+          '--endpoint',
+          '127.0.0.1:1',
+          '--timeout',
+          '2',
+          '--quiet',
+        ],
+        'network',
+      ],
     ];
     for (const [args, kind] of cases) {
       const r = await run(args);
@@ -182,8 +274,24 @@ describe('register', () => {
 });
 
 describe('register --store: only a new file or a store file is ever written', () => {
-  const register = (id: string, store: string, ...more: string[]) =>
-    ['register', '--id-scope', ID_SCOPE, '--registration-id', id, '--group-key', GROUP_KEY, '--endpoint', endpointArg(), '--ca', caFile, '--timeout', '10', '--store', store, ...more];
+  const register = (id: string, store: string, ...more: string[]) => [
+    'register',
+    '--id-scope',
+    ID_SCOPE,
+    '--registration-id',
+    id,
+    '--group-key',
+    GROUP_KEY,
+    '--endpoint',
+    endpointArg(),
+    '--ca',
+    caFile,
+    '--timeout',
+    '10',
+    '--store',
+    store,
+    ...more,
+  ];
   /** Exit 12 with one line naming the reason, nothing on stdout, and DPS not contacted. */
   async function refused(args: string[], reason: RegExp) {
     const r = await run(args);
@@ -199,7 +307,21 @@ describe('register --store: only a new file or a store file is ever written', ()
     const deviceKey = (await run(['compute-device-key', '--key', GROUP_KEY, '--registration-id', 'cli-store-key'])).stdout;
     const keyFile = join(dir, 'dev.key');
     writeFileSync(keyFile, deviceKey);
-    const args = ['register', '--id-scope', ID_SCOPE, '--registration-id', 'cli-store-key', '--key-file', keyFile, '--endpoint', endpointArg(), '--ca', caFile, '--store', keyFile];
+    const args = [
+      'register',
+      '--id-scope',
+      ID_SCOPE,
+      '--registration-id',
+      'cli-store-key',
+      '--key-file',
+      keyFile,
+      '--endpoint',
+      endpointArg(),
+      '--ca',
+      caFile,
+      '--store',
+      keyFile,
+    ];
     const r = await refused(args, /refusing to use .*dev\.key as the store: it is not a store file \(not JSON\); it is left untouched/);
     expect(r.stderr).not.toContain(deviceKey.trim());
     expect(readFileSync(keyFile, 'utf8')).toBe(deviceKey);
@@ -220,7 +342,10 @@ describe('register --store: only a new file or a store file is ever written', ()
     await refused(register('cli-store-config', directory), /it is a directory/);
     expect(readdirSync(directory)).toEqual([]);
 
-    await refused(register('cli-store-config', join(config, 'store.json'), '--quiet'), /cannot read the store .*config\.json\/store\.json \(ENOTDIR\)/);
+    await refused(
+      register('cli-store-config', join(config, 'store.json'), '--quiet'),
+      /cannot read the store .*config\.json\/store\.json \(ENOTDIR\)/,
+    );
     expect(readFileSync(config, 'utf8')).toBe(text);
   });
 
@@ -245,24 +370,30 @@ describe('register --store: only a new file or a store file is ever written', ()
     }
   });
 
-  it.runIf(process.platform !== 'win32')('follows a symbolic link: the store it points to is updated and reused, the link stays', async () => {
-    mkdirSync(join(dir, 'state'));
-    const target = join(dir, 'state', 'assignment.json');
-    const link = join(dir, 'linked-store.json');
-    symlinkSync(target, link);
-    // A link to a missing file is refused (it could create a file anywhere)...
-    await refused(register('cli-store-link', link), /it is a symbolic link to a missing file/);
-    expect(existsSync(target)).toBe(false);
-    // ...a link to a store file is followed.
-    writeFileSync(target, '');
-    const first = await run(register('cli-store-link', link, '--json'));
-    expect(first.code, first.stderr).toBe(0);
-    expect(lstatSync(link).isSymbolicLink()).toBe(true);
-    const onDisk = JSON.parse(readFileSync(target, 'utf8')) as { records: { assignment: string } };
-    expect(JSON.parse(onDisk.records.assignment)).toMatchObject({ registrationId: 'cli-store-link', assignedHub: 'cli-hub.azure-devices.net' });
-    const second = await run(register('cli-store-link', link, '--json'));
-    expect(JSON.parse(second.stdout)).toMatchObject({ registrationId: 'cli-store-link', fromCache: true });
-  });
+  it.runIf(process.platform !== 'win32')(
+    'follows a symbolic link: the store it points to is updated and reused, the link stays',
+    async () => {
+      mkdirSync(join(dir, 'state'));
+      const target = join(dir, 'state', 'assignment.json');
+      const link = join(dir, 'linked-store.json');
+      symlinkSync(target, link);
+      // A link to a missing file is refused (it could create a file anywhere)...
+      await refused(register('cli-store-link', link), /it is a symbolic link to a missing file/);
+      expect(existsSync(target)).toBe(false);
+      // ...a link to a store file is followed.
+      writeFileSync(target, '');
+      const first = await run(register('cli-store-link', link, '--json'));
+      expect(first.code, first.stderr).toBe(0);
+      expect(lstatSync(link).isSymbolicLink()).toBe(true);
+      const onDisk = JSON.parse(readFileSync(target, 'utf8')) as { records: { assignment: string } };
+      expect(JSON.parse(onDisk.records.assignment)).toMatchObject({
+        registrationId: 'cli-store-link',
+        assignedHub: 'cli-hub.azure-devices.net',
+      });
+      const second = await run(register('cli-store-link', link, '--json'));
+      expect(JSON.parse(second.stdout)).toMatchObject({ registrationId: 'cli-store-link', fromCache: true });
+    },
+  );
 
   it('--store-optional: a store that cannot be used is a warning on stderr (even with --quiet) and exit 0', async () => {
     const plain = join(dir, 'plain-file');
@@ -276,16 +407,32 @@ describe('register --store: only a new file or a store file is ever written', ()
     expect(lines[1]).toMatch(/^warning: could not store the assignment: .*ENOTDIR/);
     expect(readFileSync(plain, 'utf8')).toBe('x');
 
-    const alone = await run(['register', '--id-scope', ID_SCOPE, '--registration-id', 'cli-store-optional', '--group-key', GROUP_KEY, '--store-optional']);
+    const alone = await run([
+      'register',
+      '--id-scope',
+      ID_SCOPE,
+      '--registration-id',
+      'cli-store-optional',
+      '--group-key',
+      GROUP_KEY,
+      '--store-optional',
+    ]);
     expect(alone.code).toBe(EXIT_CODES['invalid-input']);
     expect(alone.stderr).toBe('error (invalid-input): --store-optional needs --store\n');
   });
 });
 
 describe('the moddable-dps executable', () => {
-  it('runs as a process and exits with the command\'s status', async () => {
+  it("runs as a process and exits with the command's status", async () => {
     const bin = join(import.meta.dirname, '..', 'dist', 'cli', 'bin.js');
-    const { stdout } = await promisify(execFile)(process.execPath, [bin, 'compute-device-key', '--key', PUBLISHED_GROUP_KEY, '--registration-id', PUBLISHED_ID]);
+    const { stdout } = await promisify(execFile)(process.execPath, [
+      bin,
+      'compute-device-key',
+      '--key',
+      PUBLISHED_GROUP_KEY,
+      '--registration-id',
+      PUBLISHED_ID,
+    ]);
     expect(stdout).toBe(`${PUBLISHED_DEVICE_KEY}\n`);
     const failed = await promisify(execFile)(process.execPath, [bin, 'register']).catch((e: { code: number; stderr: string }) => e);
     expect((failed as { code: number }).code).toBe(2);

@@ -37,8 +37,11 @@ describe('npm start (the demo)', () => {
     expect(stateDir).toBeDefined();
     expect(existsSync(stateDir!)).toBe(false);
     // The group's key is in examples/emulator.json for everyone to read, but the demo does not print it.
-    const groupKey = (JSON.parse(readFileSync(join(ROOT, 'examples', 'emulator.json'), 'utf8')) as { enrollmentGroups: { attestation: { symmetricKey: { primaryKey: string } } }[] })
-      .enrollmentGroups[0]!.attestation.symmetricKey.primaryKey;
+    const groupKey = (
+      JSON.parse(readFileSync(join(ROOT, 'examples', 'emulator.json'), 'utf8')) as {
+        enrollmentGroups: { attestation: { symmetricKey: { primaryKey: string } } }[];
+      }
+    ).enrollmentGroups[0]!.attestation.symmetricKey.primaryKey;
     expect(stdout).not.toContain(groupKey);
   });
 });

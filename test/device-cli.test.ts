@@ -4,8 +4,8 @@
 // and goes online; a `reprovision` method does the same on demand.
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DpsEmulator } from '../emulator/index.js';
 import { EXIT_CODES } from '../cli/shared/io.js';
+import type { DpsEmulator } from '../emulator/index.js';
 import { deriveDeviceKey } from '../src/identity.js';
 import { runCli } from './support/cli-runner.js';
 import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
@@ -50,14 +50,35 @@ async function until(condition: () => boolean, ms = 5000): Promise<void> {
 
 const device = (registrationId: string, ...more: string[]) =>
   runCli([
-    'device', '--id-scope', ID_SCOPE, '--registration-id', registrationId, '--group-key', GROUP_KEY,
-    '--endpoint', `${dps.endpoint.host}:${dps.endpoint.port}`, '--hub-endpoint', `${dps.hubEndpoint.host}:${dps.hubEndpoint.port}`,
-    '--ca', dps.caPath, ...more,
+    'device',
+    '--id-scope',
+    ID_SCOPE,
+    '--registration-id',
+    registrationId,
+    '--group-key',
+    GROUP_KEY,
+    '--endpoint',
+    `${dps.endpoint.host}:${dps.endpoint.port}`,
+    '--hub-endpoint',
+    `${dps.hubEndpoint.host}:${dps.hubEndpoint.port}`,
+    '--ca',
+    dps.caPath,
+    ...more,
   ]);
 
 describe('moddable-dps device', () => {
   it('provisions, goes online with the initial twin, reports, sends at the twin interval and answers a method', async () => {
-    const running = device('cli-device-1', '--msg-count', '3', '--properties', 'site=lab;kind=test', '--method-response-code', '201', '--method-response-payload', '{"ok":true}');
+    const running = device(
+      'cli-device-1',
+      '--msg-count',
+      '3',
+      '--properties',
+      'site=lab;kind=test',
+      '--method-response-code',
+      '201',
+      '--method-response-payload',
+      '{"ok":true}',
+    );
     // A direct method from the service side while it sends.
     // Online once it sends: its subscriptions, sent behind CONNECT, are in place by then.
     await until(() => dps.hubs.telemetry(HUB).some((m) => m.deviceId === 'cli-device-1'), 15_000);
@@ -71,7 +92,10 @@ describe('moddable-dps device', () => {
     const messages = dps.hubs.telemetry(HUB).filter((m) => m.deviceId === 'cli-device-1');
     expect(messages.map((m) => JSON.parse(m.body).seq)).toEqual([1, 2, 3]);
     expect(messages[0]!.properties).toMatchObject({ site: 'lab', kind: 'test', '$.ct': 'application/json' });
-    expect(dps.hubs.twin(HUB, 'cli-device-1')?.properties.reported).toMatchObject({ client: 'moddable-dps/0.1.0', registrationId: 'cli-device-1' });
+    expect(dps.hubs.twin(HUB, 'cli-device-1')?.properties.reported).toMatchObject({
+      client: 'moddable-dps/0.1.0',
+      registrationId: 'cli-device-1',
+    });
     expect(run.stderr).toMatch(/direct method ping answered 201/);
     expect(run.stderr).not.toContain(GROUP_KEY);
     expect(run.stderr).not.toContain(deriveDeviceKey(GROUP_KEY, 'cli-device-1'));
@@ -93,7 +117,10 @@ describe('moddable-dps device', () => {
     const running = device('cli-device-3', '--msg-count', '3', '--msg-interval', '1');
     // Online once it sends: its subscriptions, sent behind CONNECT, are in place by then.
     await until(() => dps.hubs.telemetry(HUB).some((m) => m.deviceId === 'cli-device-3'), 15_000);
-    expect(await dps.hubs.invokeMethod(HUB, 'cli-device-3', 'reprovision', {}, 10_000)).toEqual({ status: 200, payload: { reprovisioning: true } });
+    expect(await dps.hubs.invokeMethod(HUB, 'cli-device-3', 'reprovision', {}, 10_000)).toEqual({
+      status: 200,
+      payload: { reprovisioning: true },
+    });
     const run = await running;
     expect(run.code, run.stderr).toBe(0);
     expect(run.stderr).toMatch(/online again on device-cli-hub/);

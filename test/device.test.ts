@@ -8,7 +8,7 @@ import { parseAssignment } from '../src/provisioner.js';
 import { failure } from './support/errors.js';
 import { FakeClock, settle } from './support/fake-clock.js';
 import { MemoryStore } from './support/memory-store.js';
-import { assignedBody, HUB, ScriptedDps, type Reply } from './support/scripted-dps.js';
+import { assignedBody, HUB, type Reply, ScriptedDps } from './support/scripted-dps.js';
 import { ScriptedHub } from './support/scripted-hub.js';
 
 const ID_SCOPE = '0ne00000A0A';
@@ -33,10 +33,21 @@ function setup(script: Reply[], config: Partial<OnlineConfig> = {}) {
   const run = async () => {
     const promise = goOnline(
       { idScope: ID_SCOPE, registrationId: DEVICE, deviceKey: KEY, endpoint: DPS_ENDPOINT, ...config },
-      { connect, clock, store, random: () => 0.5, log: (e) => events.push(e), hubLog: (e) => events.push(e), onEvent: (e) => events.push(e) },
+      {
+        connect,
+        clock,
+        store,
+        random: () => 0.5,
+        log: (e) => events.push(e),
+        hubLog: (e) => events.push(e),
+        onEvent: (e) => events.push(e),
+      },
     );
     let done = false;
-    promise.then(() => (done = true), () => (done = true));
+    promise.then(
+      () => (done = true),
+      () => (done = true),
+    );
     while (!done) {
       await settle();
       if (!done && !(await clock.runNext())) break;
@@ -45,7 +56,18 @@ function setup(script: Reply[], config: Partial<OnlineConfig> = {}) {
   };
   const stored = () => parseAssignment(store.values.get('assignment') ?? '');
   const storeAssignment = (hubName: string) =>
-    store.values.set('assignment', JSON.stringify({ version: 1, assignedHub: hubName, deviceId: DEVICE, registrationId: DEVICE, idScope: ID_SCOPE, endpoint: 'dps.test:8883', provisionedAt: '2026-01-01T00:00:00.000Z' }));
+    store.values.set(
+      'assignment',
+      JSON.stringify({
+        version: 1,
+        assignedHub: hubName,
+        deviceId: DEVICE,
+        registrationId: DEVICE,
+        idScope: ID_SCOPE,
+        endpoint: 'dps.test:8883',
+        provisionedAt: '2026-01-01T00:00:00.000Z',
+      }),
+    );
   return { clock, dps, hub, store, events, run, stored, storeAssignment };
 }
 
@@ -64,8 +86,13 @@ describe('goOnline', () => {
   it('with a model ID: sends it to DPS in the payload and to the hub in the username (IoT Central)', async () => {
     const t = setup([{ status: 200, body: assignedTo(HUB) }], { modelId: 'dtmi:com:example:Thermostat;1', payload: { fw: '1.0' } });
     const online = await t.run();
-    expect(JSON.parse(t.dps.requests[0]!.body)).toEqual({ registrationId: DEVICE, payload: { fw: '1.0', modelId: 'dtmi:com:example:Thermostat;1' } });
-    expect(t.hub.last.sentOf('connect')[0]!.username).toBe(`${HUB}/${DEVICE}/?api-version=2021-04-12&model-id=dtmi%3Acom%3Aexample%3AThermostat%3B1`);
+    expect(JSON.parse(t.dps.requests[0]!.body)).toEqual({
+      registrationId: DEVICE,
+      payload: { fw: '1.0', modelId: 'dtmi:com:example:Thermostat;1' },
+    });
+    expect(t.hub.last.sentOf('connect')[0]!.username).toBe(
+      `${HUB}/${DEVICE}/?api-version=2021-04-12&model-id=dtmi%3Acom%3Aexample%3AThermostat%3B1`,
+    );
     online.session.close();
   });
 
@@ -89,12 +116,23 @@ describe('goOnline', () => {
     expect(t.hub.network.attempts.map((e) => e.host)).toEqual([HUB, HUB_B]);
     expect(t.dps.requests.map((r) => r.type)).toEqual(['register']);
     expect(t.stored()?.assignedHub).toBe(HUB_B);
-    expect(t.events.find((e) => e.type === 'reprovisioning')).toMatchObject({ round: 1, waitMs: 0, reason: expect.stringMatching(/CONNACK 5/) });
+    expect(t.events.find((e) => e.type === 'reprovisioning')).toMatchObject({
+      round: 1,
+      waitMs: 0,
+      reason: expect.stringMatching(/CONNACK 5/),
+    });
     online.session.close();
   });
 
   it('is bounded: a hub that keeps refusing ends, after maxReprovisions registrations spaced by backoff, with its error', async () => {
-    const t = setup([{ status: 200, body: assignedTo(HUB) }, { status: 200, body: assignedTo(HUB) }, { status: 200, body: assignedTo(HUB) }], { maxReprovisions: 2 });
+    const t = setup(
+      [
+        { status: 200, body: assignedTo(HUB) },
+        { status: 200, body: assignedTo(HUB) },
+        { status: 200, body: assignedTo(HUB) },
+      ],
+      { maxReprovisions: 2 },
+    );
     t.hub.connacks.push(5, 5, 5, 5);
     const started = t.clock.now();
     const error = await failure(t.run(), 'unauthorized');

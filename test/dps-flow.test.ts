@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { registerDevice, type RegisterOptions } from '../src/dps/flow.js';
+import { type RegisterOptions, registerDevice } from '../src/dps/flow.js';
 import type { ProvisioningEvent } from '../src/ports.js';
 import { verifySasToken } from '../src/sas-verify.js';
-import { FakeClock, settle } from './support/fake-clock.js';
-import { assignedBody, assigningBody, errorBody, HUB, ScriptedDps, type Reply } from './support/scripted-dps.js';
 import { failure } from './support/errors.js';
+import { FakeClock, settle } from './support/fake-clock.js';
+import { assignedBody, assigningBody, errorBody, HUB, type Reply, ScriptedDps } from './support/scripted-dps.js';
 
 const ID_SCOPE = '0ne00000A0A';
 const REGISTRATION_ID = 'sensor-0042';
@@ -43,15 +43,23 @@ function setup(script: Reply[], options: Partial<RegisterOptions> = {}, dpsOptio
   return { clock, dps, events, run, elapsed };
 }
 
-
 describe('registerDevice against a scripted DPS', () => {
   it('registers, waits the retry-after, polls and returns the assignment', async () => {
-    const t = setup([
-      { status: 202, retryAfter: 2, body: assigningBody('op-1') },
-      { status: 200, body: assignedBody(REGISTRATION_ID, 'op-1', { fw: '1.2' }) },
-    ], { payload: { modelId: 'dtmi:x;1' } });
+    const t = setup(
+      [
+        { status: 202, retryAfter: 2, body: assigningBody('op-1') },
+        { status: 200, body: assignedBody(REGISTRATION_ID, 'op-1', { fw: '1.2' }) },
+      ],
+      { payload: { modelId: 'dtmi:x;1' } },
+    );
     const result = await t.run();
-    expect(result).toMatchObject({ assignedHub: HUB, deviceId: REGISTRATION_ID, operationId: 'op-1', substatus: 'initialAssignment', payload: { fw: '1.2' } });
+    expect(result).toMatchObject({
+      assignedHub: HUB,
+      deviceId: REGISTRATION_ID,
+      operationId: 'op-1',
+      substatus: 'initialAssignment',
+      payload: { fw: '1.2' },
+    });
     expect(t.elapsed()).toBe(2000);
     expect(t.dps.requests.map((r) => r.type)).toEqual(['register', 'poll']);
     expect(t.dps.requests[1]!.operationId).toBe('op-1');
@@ -119,9 +127,17 @@ describe('registerDevice against a scripted DPS', () => {
   });
 
   it.each([
-    [5, 'unauthorized', /^The server refused the connection \(CONNACK 5: not authorized\); check the ID scope, registration ID and key\. The SAS token's expiry comes from the device clock, which reads \S+: if that is wrong, sync the clock$/],
+    [
+      5,
+      'unauthorized',
+      /^The server refused the connection \(CONNACK 5: not authorized\); check the ID scope, registration ID and key\. The SAS token's expiry comes from the device clock, which reads \S+: if that is wrong, sync the clock$/,
+    ],
     [4, 'unauthorized', /^The server refused the credentials \(CONNACK 4: bad user name or password\); check the ID scope/],
-    [2, 'invalid-input', /^The server rejected the client identifier "sensor-0042" \(CONNACK 2: identifier rejected\); for DPS it must be the registration ID$/],
+    [
+      2,
+      'invalid-input',
+      /^The server rejected the client identifier "sensor-0042" \(CONNACK 2: identifier rejected\); for DPS it must be the registration ID$/,
+    ],
   ] as const)('explains CONNACK %i in DPS terms', async (connack, kind, message) => {
     const t = setup([], {}, { connack });
     const error = await failure(t.run());
@@ -198,21 +214,40 @@ describe('registerDevice against a scripted DPS', () => {
   });
 
   it('ignores responses to requests it did not send (stray $rid)', async () => {
-    const t = setup([
-      { status: 200, rid: 'someone-else', body: assignedBody('another-device') },
-      { status: 200, body: assignedBody(REGISTRATION_ID) },
-    ], { responseTimeoutMs: 5000 });
+    const t = setup(
+      [
+        { status: 200, rid: 'someone-else', body: assignedBody('another-device') },
+        { status: 200, body: assignedBody(REGISTRATION_ID) },
+      ],
+      { responseTimeoutMs: 5000 },
+    );
     const result = await t.run();
     expect(result.deviceId).toBe(REGISTRATION_ID);
   });
 
-  it('fails with kind disabled, and kind failed with DPS\'s error code', async () => {
-    const disabled = setup([{ status: 200, body: { operationId: 'op-1', status: 'disabled', registrationState: { registrationId: REGISTRATION_ID, status: 'disabled' } } }]);
+  it("fails with kind disabled, and kind failed with DPS's error code", async () => {
+    const disabled = setup([
+      {
+        status: 200,
+        body: { operationId: 'op-1', status: 'disabled', registrationState: { registrationId: REGISTRATION_ID, status: 'disabled' } },
+      },
+    ]);
     expect((await failure(disabled.run())).kind).toBe('disabled');
-    const failed = setup([{
-      status: 200,
-      body: { operationId: 'op-1', status: 'failed', registrationState: { registrationId: REGISTRATION_ID, status: 'failed', errorCode: 400207, errorMessage: 'Custom allocation failed with status code: 500' } },
-    }]);
+    const failed = setup([
+      {
+        status: 200,
+        body: {
+          operationId: 'op-1',
+          status: 'failed',
+          registrationState: {
+            registrationId: REGISTRATION_ID,
+            status: 'failed',
+            errorCode: 400207,
+            errorMessage: 'Custom allocation failed with status code: 500',
+          },
+        },
+      },
+    ]);
     const error = await failure(failed.run());
     expect(error).toMatchObject({ kind: 'failed', errorCode: 400207 });
     expect(error.message).toContain('Custom allocation failed');
@@ -240,7 +275,10 @@ describe('registerDevice against a scripted DPS', () => {
     expect(unavailable.dps.network.attempts.length).toBeGreaterThan(2);
     expect(unavailable.elapsed()).toBeLessThanOrEqual(30_000);
 
-    const throttled = setup(Array.from({ length: 100 }, () => ({ status: 429, retryAfter: 4, body: errorBody(429001) })), { timeoutMs: 30_000 });
+    const throttled = setup(
+      Array.from({ length: 100 }, () => ({ status: 429, retryAfter: 4, body: errorBody(429001) })),
+      { timeoutMs: 30_000 },
+    );
     const throttledError = await failure(throttled.run());
     expect(throttledError).toMatchObject({ kind: 'throttled', errorCode: 429001 });
     expect(throttled.elapsed()).toBeLessThanOrEqual(30_000);

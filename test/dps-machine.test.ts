@@ -1,8 +1,8 @@
-import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { ProvisioningError } from '../src/errors.js';
-import { backoffMs, initialState, step, type MachineConfig, type MachineEvent, type MachineState } from '../src/dps/machine.js';
+import { describe, expect, it } from 'vitest';
+import { backoffMs, initialState, type MachineConfig, type MachineEvent, type MachineState, step } from '../src/dps/machine.js';
 import type { DpsResponse } from '../src/dps/messages.js';
+import { ProvisioningError } from '../src/errors.js';
 
 const T0 = 1_700_000_000_000;
 const config = (overrides: Partial<MachineConfig> = {}): MachineConfig => ({
@@ -25,15 +25,30 @@ const assigned: DpsResponse = {
   status: 200,
   operationId: 'op-1',
   registrationStatus: 'assigned',
-  registrationState: { registrationId: 'dev-1', assignedHub: 'hub-a.azure-devices.net', deviceId: 'dev-1', status: 'assigned', substatus: 'initialAssignment' },
+  registrationState: {
+    registrationId: 'dev-1',
+    assignedHub: 'hub-a.azure-devices.net',
+    deviceId: 'dev-1',
+    status: 'assigned',
+    substatus: 'initialAssignment',
+  },
 };
-const errorBody = (status: number, extra: Partial<Extract<DpsResponse, { kind: 'error' }>> = {}): DpsResponse => ({ kind: 'error', status, ...extra });
-const response = (status: number, body: DpsResponse, retryAfterSeconds?: number): MachineEvent => ({ type: 'response', status, retryAfterSeconds, response: body });
+const errorBody = (status: number, extra: Partial<Extract<DpsResponse, { kind: 'error' }>> = {}): DpsResponse => ({
+  kind: 'error',
+  status,
+  ...extra,
+});
+const response = (status: number, body: DpsResponse, retryAfterSeconds?: number): MachineEvent => ({
+  type: 'response',
+  status,
+  retryAfterSeconds,
+  response: body,
+});
 
 /** Feed events in order, each at the given time; return the last step. */
 function run(events: [MachineEvent, number][], cfg = config()) {
   let state: MachineState = initialState();
-  let last;
+  let last: ReturnType<typeof step> | undefined;
   for (const [event, now] of events) {
     last = step(state, event, now, cfg);
     state = last.state;
@@ -47,52 +62,84 @@ describe('the DPS state machine', () => {
   });
 
   it('waits the retry-after DPS gives on 202, then polls that operation', () => {
-    const s = run([[{ type: 'start' }, T0], [response(202, assigning('op-7'), 2), T0 + 100]]);
+    const s = run([
+      [{ type: 'start' }, T0],
+      [response(202, assigning('op-7'), 2), T0 + 100],
+    ]);
     expect(s.action).toEqual({ type: 'wait', ms: 2000, reason: 'assigning', operationId: 'op-7', poll: 1 });
     const next = step(s.state, { type: 'waited' }, T0 + 2100, config());
     expect(next.action).toEqual({ type: 'request', phase: { type: 'poll', operationId: 'op-7', polls: 1 } });
   });
 
   it('uses the default wait when a 202 has no retry-after, and counts polls', () => {
-    const s = run([[{ type: 'start' }, T0], [response(202, assigning()), T0], [{ type: 'waited' }, T0 + 3000], [response(202, assigning()), T0 + 3100]]);
+    const s = run([
+      [{ type: 'start' }, T0],
+      [response(202, assigning()), T0],
+      [{ type: 'waited' }, T0 + 3000],
+      [response(202, assigning()), T0 + 3100],
+    ]);
     expect(s.action).toMatchObject({ type: 'wait', ms: 3000, reason: 'assigning', poll: 2 });
   });
 
   it('ends with the registration state on 200 assigned', () => {
-    const s = run([[{ type: 'start' }, T0], [response(200, assigned), T0]]);
+    const s = run([
+      [{ type: 'start' }, T0],
+      [response(200, assigned), T0],
+    ]);
     expect(s.action).toMatchObject({ type: 'done', operationId: 'op-1', registrationState: { assignedHub: 'hub-a.azure-devices.net' } });
   });
 
   it('refuses an "assigned" without a hub as a protocol error', () => {
     const body = { ...assigned, registrationState: { registrationId: 'x', status: 'assigned' as const } };
-    const s = run([[{ type: 'start' }, T0], [response(200, body), T0]]);
+    const s = run([
+      [{ type: 'start' }, T0],
+      [response(200, body), T0],
+    ]);
     expect(s.action).toMatchObject({ type: 'fail', error: { kind: 'protocol' } });
   });
 
   it('fails with the DPS error code on status failed, and kind disabled on status disabled', () => {
     const failed: DpsResponse = {
-      kind: 'operation', status: 200, operationId: 'op-1', registrationStatus: 'failed',
+      kind: 'operation',
+      status: 200,
+      operationId: 'op-1',
+      registrationStatus: 'failed',
       registrationState: { registrationId: 'x', status: 'failed', errorCode: 400207, errorMessage: 'Custom allocation failed' },
     };
-    const f = run([[{ type: 'start' }, T0], [response(200, failed), T0]]);
+    const f = run([
+      [{ type: 'start' }, T0],
+      [response(200, failed), T0],
+    ]);
     expect(f.action).toMatchObject({ type: 'fail', error: { kind: 'failed', errorCode: 400207 } });
     expect((f.action as { error: Error }).error.message).toContain('Custom allocation failed');
-    const d = run([[{ type: 'start' }, T0], [response(200, { ...failed, registrationStatus: 'disabled' }), T0]]);
+    const d = run([
+      [{ type: 'start' }, T0],
+      [response(200, { ...failed, registrationStatus: 'disabled' }), T0],
+    ]);
     expect(d.action).toMatchObject({ type: 'fail', error: { kind: 'disabled' } });
   });
 
   it('fails at once on 401 with the error code and tracking id', () => {
-    const s = run([[{ type: 'start' }, T0], [response(401, errorBody(401, { errorCode: 401002, trackingId: 't-1', message: 'Unauthorized' })), T0]]);
+    const s = run([
+      [{ type: 'start' }, T0],
+      [response(401, errorBody(401, { errorCode: 401002, trackingId: 't-1', message: 'Unauthorized' })), T0],
+    ]);
     expect(s.action).toMatchObject({ type: 'fail', error: { kind: 'unauthorized', errorCode: 401002, trackingId: 't-1', status: 401 } });
   });
 
   it('fails on a 400 without retrying', () => {
-    const s = run([[{ type: 'start' }, T0], [response(400, errorBody(400, { errorCode: 400004 })), T0]]);
+    const s = run([
+      [{ type: 'start' }, T0],
+      [response(400, errorBody(400, { errorCode: 400004 })), T0],
+    ]);
     expect(s.action).toMatchObject({ type: 'fail', error: { kind: 'failed', errorCode: 400004 } });
   });
 
   it('retries the same request after 429, honouring retry-after', () => {
-    const s = run([[{ type: 'start' }, T0], [response(429, errorBody(429), 5), T0]]);
+    const s = run([
+      [{ type: 'start' }, T0],
+      [response(429, errorBody(429), 5), T0],
+    ]);
     expect(s.action).toMatchObject({ type: 'wait', ms: 5000, reason: 'retrying', cause: 'throttled' });
     expect(step(s.state, { type: 'waited' }, T0 + 5000, config()).action).toEqual({ type: 'request', phase: { type: 'register' } });
   });
@@ -110,31 +157,56 @@ describe('the DPS state machine', () => {
   });
 
   it('keeps polling the same operation after a 429 on poll', () => {
-    const s = run([[{ type: 'start' }, T0], [response(202, assigning('op-9'), 1), T0], [{ type: 'waited' }, T0 + 1000], [response(429, errorBody(429), 2), T0 + 1000], [{ type: 'waited' }, T0 + 3000]]);
+    const s = run([
+      [{ type: 'start' }, T0],
+      [response(202, assigning('op-9'), 1), T0],
+      [{ type: 'waited' }, T0 + 1000],
+      [response(429, errorBody(429), 2), T0 + 1000],
+      [{ type: 'waited' }, T0 + 3000],
+    ]);
     expect(s.action).toEqual({ type: 'request', phase: { type: 'poll', operationId: 'op-9', polls: 1 } });
   });
 
   it('re-registers when DPS no longer knows the operation (404 on poll)', () => {
-    const s = run([[{ type: 'start' }, T0], [response(202, assigning('op-9'), 1), T0], [{ type: 'waited' }, T0 + 1000], [response(404, errorBody(404, { errorCode: 404201 })), T0 + 1000]]);
+    const s = run([
+      [{ type: 'start' }, T0],
+      [response(202, assigning('op-9'), 1), T0],
+      [{ type: 'waited' }, T0 + 1000],
+      [response(404, errorBody(404, { errorCode: 404201 })), T0 + 1000],
+    ]);
     expect(s.action).toEqual({ type: 'request', phase: { type: 'register' } });
   });
 
   it('after a lost connection, backs off and resumes polling the same operation', () => {
     const lost: MachineEvent = { type: 'lost', error: new ProvisioningError('network', 'reset') };
-    const s = run([[{ type: 'start' }, T0], [response(202, assigning('op-3'), 1), T0], [{ type: 'waited' }, T0 + 1000], [lost, T0 + 1000]]);
+    const s = run([
+      [{ type: 'start' }, T0],
+      [response(202, assigning('op-3'), 1), T0],
+      [{ type: 'waited' }, T0 + 1000],
+      [lost, T0 + 1000],
+    ]);
     expect(s.action).toMatchObject({ type: 'wait', reason: 'reconnecting', cause: 'network', detail: 'reset', ms: 1500 });
-    expect(step(s.state, { type: 'waited' }, T0 + 3000, config()).action).toEqual({ type: 'request', phase: { type: 'poll', operationId: 'op-3', polls: 1 } });
+    expect(step(s.state, { type: 'waited' }, T0 + 3000, config()).action).toEqual({
+      type: 'request',
+      phase: { type: 'poll', operationId: 'op-3', polls: 1 },
+    });
   });
 
   it('fails at once when the connection is refused as unauthorized or the certificate is untrusted', () => {
     for (const kind of ['unauthorized', 'tls'] as const) {
-      const s = run([[{ type: 'start' }, T0], [{ type: 'connect-failed', error: new ProvisioningError(kind, 'no') }, T0]]);
+      const s = run([
+        [{ type: 'start' }, T0],
+        [{ type: 'connect-failed', error: new ProvisioningError(kind, 'no') }, T0],
+      ]);
       expect(s.action).toMatchObject({ type: 'fail', error: { kind } });
     }
   });
 
   it('retries a server-unavailable refusal with backoff', () => {
-    const s = run([[{ type: 'start' }, T0], [{ type: 'connect-failed', error: new ProvisioningError('server', 'CONNACK 3') }, T0]]);
+    const s = run([
+      [{ type: 'start' }, T0],
+      [{ type: 'connect-failed', error: new ProvisioningError('server', 'CONNACK 3') }, T0],
+    ]);
     expect(s.action).toMatchObject({ type: 'wait', reason: 'retrying', cause: 'server', detail: 'CONNACK 3' });
   });
 
@@ -155,16 +227,19 @@ describe('the DPS state machine', () => {
       [response(202, assigning(), 30), 'timeout'],
     ];
     for (const [event, kind] of cases) {
-      const s = run([[{ type: 'start' }, T0], [event, T0 + 59_000]]);
+      const s = run([
+        [{ type: 'start' }, T0],
+        [event, T0 + 59_000],
+      ]);
       expect(s.action).toMatchObject({ type: 'fail', error: { kind } });
     }
   });
 
   it('never waits past the deadline and always ends, whatever DPS does (property)', () => {
     const arbitraryEvent = fc.oneof(
-      fc.record({ status: fc.constantFrom(202, 429, 500, 503), retry: fc.option(fc.integer({ min: 0, max: 120 }), { nil: undefined }) }).map(
-        ({ status, retry }) => response(status, status === 202 ? assigning() : errorBody(status), retry),
-      ),
+      fc
+        .record({ status: fc.constantFrom(202, 429, 500, 503), retry: fc.option(fc.integer({ min: 0, max: 120 }), { nil: undefined }) })
+        .map(({ status, retry }) => response(status, status === 202 ? assigning() : errorBody(status), retry)),
       fc.constantFrom<MachineEvent>(
         { type: 'lost', error: new ProvisioningError('network', 'drop') },
         { type: 'connect-failed', error: new ProvisioningError('network', 'refused') },
@@ -172,30 +247,34 @@ describe('the DPS state machine', () => {
       ),
     );
     fc.assert(
-      fc.property(fc.array(arbitraryEvent, { minLength: 1, maxLength: 400 }), fc.double({ min: 0, max: 0.999, noNaN: true }), (events, r) => {
-        const cfg = config({ random: () => r });
-        let state = step(initialState(), { type: 'start' }, T0, cfg).state;
-        let now = T0;
-        // DPS's events, then (if it has not ended yet) connections that keep failing: it must end
-        // by failing before the deadline, within the waits the backoff allows, naming a cause.
-        const lost: MachineEvent = { type: 'lost', error: new ProvisioningError('network', 'drop') };
-        const forever = [...events, ...Array.from({ length: 1000 }, () => lost)];
-        for (const event of forever) {
-          const s = step(state, event, now, cfg);
-          state = s.state;
-          if (s.action.type === 'fail') {
-            expect(now).toBeLessThanOrEqual(cfg.deadline);
-            expect(['throttled', 'server', 'network', 'timeout']).toContain(s.action.error.kind);
-            return;
+      fc.property(
+        fc.array(arbitraryEvent, { minLength: 1, maxLength: 400 }),
+        fc.double({ min: 0, max: 0.999, noNaN: true }),
+        (events, r) => {
+          const cfg = config({ random: () => r });
+          let state = step(initialState(), { type: 'start' }, T0, cfg).state;
+          let now = T0;
+          // DPS's events, then (if it has not ended yet) connections that keep failing: it must end
+          // by failing before the deadline, within the waits the backoff allows, naming a cause.
+          const lost: MachineEvent = { type: 'lost', error: new ProvisioningError('network', 'drop') };
+          const forever = [...events, ...Array.from({ length: 1000 }, () => lost)];
+          for (const event of forever) {
+            const s = step(state, event, now, cfg);
+            state = s.state;
+            if (s.action.type === 'fail') {
+              expect(now).toBeLessThanOrEqual(cfg.deadline);
+              expect(['throttled', 'server', 'network', 'timeout']).toContain(s.action.error.kind);
+              return;
+            }
+            expect(s.action.type).toBe('wait');
+            const { ms } = s.action as { ms: number };
+            expect(now + ms).toBeLessThan(cfg.deadline);
+            now += ms;
+            state = step(state, { type: 'waited' }, now, cfg).state;
           }
-          expect(s.action.type).toBe('wait');
-          const { ms } = s.action as { ms: number };
-          expect(now + ms).toBeLessThan(cfg.deadline);
-          now += ms;
-          state = step(state, { type: 'waited' }, now, cfg).state;
-        }
-        expect.fail(`did not end after ${forever.length} events (${now - T0} ms of waiting)`);
-      }),
+          expect.fail(`did not end after ${forever.length} events (${now - T0} ms of waiting)`);
+        },
+      ),
       { numRuns: 500 },
     );
   });

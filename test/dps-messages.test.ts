@@ -1,13 +1,7 @@
-import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_MAX_BODY_BYTES, isHostName, isRegistrationStatus, parseResponseBody, registerRequestBody } from '../src/dps/messages.js';
 import { ProvisioningError } from '../src/errors.js';
-import {
-  DEFAULT_MAX_BODY_BYTES,
-  isHostName,
-  isRegistrationStatus,
-  parseResponseBody,
-  registerRequestBody,
-} from '../src/dps/messages.js';
 import { errorOf } from './support/errors.js';
 
 // Sources:
@@ -41,12 +35,12 @@ const assignedState = (extra = '') =>
   `"etag":"${TEST_ETAG}"${extra}}`;
 
 describe('registerRequestBody', () => {
-  it('is byte-for-byte azure-sdk-for-c\'s body without a payload', () => {
+  it("is byte-for-byte azure-sdk-for-c's body without a payload", () => {
     // [C] expected_payload = "{\"registrationId\":\"" TEST_REGISTRATION_ID "\"}" (lower-cased: our rule)
     expect(text(registerRequestBody('myregistrationid'))).toBe('{"registrationId":"myregistrationid"}');
   });
 
-  it('carries the payload as JSON, equal in value to azure-sdk-for-c\'s custom payload', () => {
+  it("carries the payload as JSON, equal in value to azure-sdk-for-c's custom payload", () => {
     // [C] TEST_CUSTOM_PAYLOAD "{\"testData\":1, \"testData2\":{\"a\":\"b\"}}" appended as "payload"
     const custom = JSON.parse('{"testData":1, "testData2":{"a":"b"}}');
     const body = text(registerRequestBody('myregistrationid', custom));
@@ -139,7 +133,10 @@ describe('parseResponseBody: operation bodies (2xx)', () => {
     const body = `{"operationId":"${TEST_OPERATION_ID}","status":"assigned","registrationState":${assignedState(`,"payload":${TEST_JSON_PAYLOAD}`)}}`;
     const parsed = parseResponseBody(200, bytes(body));
     expect(parsed.kind === 'operation' && parsed.registrationState?.payload).toEqual(JSON.parse(TEST_JSON_PAYLOAD));
-    const empty = parseResponseBody(200, bytes(`{"operationId":"op","status":"assigned","registrationState":${assignedState(',"payload":{}')}}`));
+    const empty = parseResponseBody(
+      200,
+      bytes(`{"operationId":"op","status":"assigned","registrationState":${assignedState(',"payload":{}')}}`),
+    );
     expect(empty.kind === 'operation' && empty.registrationState?.payload).toEqual({});
   });
 
@@ -200,7 +197,10 @@ describe('parseResponseBody: operation bodies (2xx)', () => {
     ['', /not valid JSON/],
     ['{"operationId":"op","status":"assigning"', /not valid JSON/], // [C] invalid_result_json (truncated)
     [`{"status":"failed","registrationState":{"registrationId":"x","status":"failed"}}`, /without an operationId/], // [C] operationid_not_found
-    [`{"operationId":"${TEST_OPERATION_ID}","registrationState":{"registrationId":"x","status":"failed"}}`, /without a registration status/], // [C] operation_status_not_found
+    [
+      `{"operationId":"${TEST_OPERATION_ID}","registrationState":{"registrationId":"x","status":"failed"}}`,
+      /without a registration status/,
+    ], // [C] operation_status_not_found
     [`{"operationId":"${TEST_OPERATION_ID}","status":"unknown status123!@#"}`, /unknown registration status/], // [C] translate
     ['{"trackingId":"8ad0463c","message":"Invalid certificate."}', /registration status/], // [C] error_code_not_found, on a 200
     [`{"operationId":"${TEST_OPERATION_ID}","status":"failed","registrationState":123}`, /not an object/], // [C] invalid_operation_status
@@ -208,13 +208,22 @@ describe('parseResponseBody: operation bodies (2xx)', () => {
     ['{"operationId":"","status":"assigning"}', /unusable operationId/],
     ['{"operationId":"has space","status":"assigning"}', /unusable operationId/],
     [`{"operationId":"${'x'.repeat(257)}","status":"assigning"}`, /unusable operationId/],
-    [`{"operationId":"op","status":"assigned","registrationState":${assignedState().replace(`"deviceId":"${TEST_DEVICE_ID}",`, '')}}`, /hub without a device ID/], // [C] device_not_found
-    [`{"operationId":"op","status":"assigned","registrationState":${assignedState().replace(`"assignedHub":"${TEST_HUB_HOSTNAME}",`, '')}}`, /hub without a device ID/], // [C] hub_not_found
+    [
+      `{"operationId":"op","status":"assigned","registrationState":${assignedState().replace(`"deviceId":"${TEST_DEVICE_ID}",`, '')}}`,
+      /hub without a device ID/,
+    ], // [C] device_not_found
+    [
+      `{"operationId":"op","status":"assigned","registrationState":${assignedState().replace(`"assignedHub":"${TEST_HUB_HOSTNAME}",`, '')}}`,
+      /hub without a device ID/,
+    ], // [C] hub_not_found
     ['{"operationId":"op","status":"assigned","registrationState":{"status":"assigned"}}', /invalid registrationId/],
     ['{"operationId":"op","status":"assigned","registrationState":{"registrationId":"x","status":"done"}}', /invalid status/],
     ['{"operationId":"op","status":"failed","registrationState":{"registrationId":"x","errorCode":"400207"}}', /invalid errorCode/],
     ['{"operationId":"op","status":"failed","registrationState":{"registrationId":"x","errorMessage":7}}', /invalid errorMessage/],
-    ['{"operationId":"op","status":"assigned","registrationState":{"registrationId":"x","assignedHub":1,"deviceId":"d"}}', /invalid assignedHub/],
+    [
+      '{"operationId":"op","status":"assigned","registrationState":{"registrationId":"x","assignedHub":1,"deviceId":"d"}}',
+      /invalid assignedHub/,
+    ],
   ])('rejects the 2xx body %s', (body, why) => {
     expect(protocolError(() => parseResponseBody(200, bytes(body))).message).toMatch(why);
   });
@@ -248,12 +257,21 @@ describe('parseResponseBody: error bodies (non-2xx)', () => {
   // Shaped after [P] ({"errorCode","trackingId","message","timestampUtc"}, the code's first three
   // digits being the status) with the statuses [T] lists; a poll error may carry the operationId.
   it.each([
-    [404, '{"errorCode":404201,"trackingId":"t-404","message":"Operation not found.","timestampUtc":"2024-01-01T00:00:00Z","operationId":"4.abc"}',
-      { errorCode: 404201, trackingId: 't-404', message: 'Operation not found.', operationId: '4.abc' }],
-    [429, '{"errorCode":429001,"trackingId":"t-429","message":"Operations are being throttled.","timestampUtc":"2024-01-01T00:00:00Z"}',
-      { errorCode: 429001, trackingId: 't-429', message: 'Operations are being throttled.' }],
-    [500, '{"errorCode":500000,"trackingId":"t-500","message":"Internal server error."}',
-      { errorCode: 500000, trackingId: 't-500', message: 'Internal server error.' }],
+    [
+      404,
+      '{"errorCode":404201,"trackingId":"t-404","message":"Operation not found.","timestampUtc":"2024-01-01T00:00:00Z","operationId":"4.abc"}',
+      { errorCode: 404201, trackingId: 't-404', message: 'Operation not found.', operationId: '4.abc' },
+    ],
+    [
+      429,
+      '{"errorCode":429001,"trackingId":"t-429","message":"Operations are being throttled.","timestampUtc":"2024-01-01T00:00:00Z"}',
+      { errorCode: 429001, trackingId: 't-429', message: 'Operations are being throttled.' },
+    ],
+    [
+      500,
+      '{"errorCode":500000,"trackingId":"t-500","message":"Internal server error."}',
+      { errorCode: 500000, trackingId: 't-500', message: 'Internal server error.' },
+    ],
     [400, '{"errorCode":"400004","message":"Bad request."}', { errorCode: 400004, message: 'Bad request.' }],
   ])('%i error body', (status, body, fields) => {
     expect(parseResponseBody(status, bytes(body))).toEqual({ kind: 'error', status, ...fields });
@@ -278,7 +296,10 @@ describe('parseResponseBody: error bodies (non-2xx)', () => {
 
   it('tolerates invalid UTF-8 and ill-typed fields in an error body', () => {
     expect(parseResponseBody(500, Uint8Array.of(0xff, 0xfe))).toEqual({ kind: 'error', status: 500 });
-    expect(parseResponseBody(401, bytes('{"errorCode":"x","trackingId":5,"message":{},"operationId":""}'))).toEqual({ kind: 'error', status: 401 });
+    expect(parseResponseBody(401, bytes('{"errorCode":"x","trackingId":5,"message":{},"operationId":""}'))).toEqual({
+      kind: 'error',
+      status: 401,
+    });
   });
 
   it('clips a very long server message', () => {
@@ -291,7 +312,13 @@ describe('parseResponseBody: error bodies (non-2xx)', () => {
 // that is not one, nor a control character into our error messages.
 describe('parseResponseBody: what DPS assigns is checked', () => {
   const assigned = (fields: Record<string, unknown>) =>
-    bytes(JSON.stringify({ operationId: 'op', status: 'assigned', registrationState: { registrationId: 'dev-1', assignedHub: TEST_HUB_HOSTNAME, deviceId: 'dev-1', ...fields } }));
+    bytes(
+      JSON.stringify({
+        operationId: 'op',
+        status: 'assigned',
+        registrationState: { registrationId: 'dev-1', assignedHub: TEST_HUB_HOSTNAME, deviceId: 'dev-1', ...fields },
+      }),
+    );
   const label63 = 'a'.repeat(63);
   const name253 = `${label63}.${label63}.${label63}.${'b'.repeat(61)}`;
 
@@ -328,7 +355,9 @@ describe('parseResponseBody: what DPS assigns is checked', () => {
     ['a scheme', 'https://hub.azure-devices.net'],
   ])('refuses an assignedHub with %s, as protocol', (_, hub) => {
     expect(isHostName(hub)).toBe(false);
-    expect(protocolError(() => parseResponseBody(200, assigned({ assignedHub: hub }))).message).toBe('DPS sent an assignedHub that is not a DNS host name');
+    expect(protocolError(() => parseResponseBody(200, assigned({ assignedHub: hub }))).message).toBe(
+      'DPS sent an assignedHub that is not a DNS host name',
+    );
   });
 
   it.each([
@@ -342,14 +371,31 @@ describe('parseResponseBody: what DPS assigns is checked', () => {
     ['129 characters', 'd'.repeat(129)],
     ['nothing', ''],
   ])('refuses a deviceId with %s, as protocol', (_, deviceId) => {
-    expect(protocolError(() => parseResponseBody(200, assigned({ deviceId }))).message).toMatch(/^DPS sent a deviceId that IoT Hub does not allow/);
+    expect(protocolError(() => parseResponseBody(200, assigned({ deviceId }))).message).toMatch(
+      /^DPS sent a deviceId that IoT Hub does not allow/,
+    );
   });
 
   it('escapes control characters in the texts it passes on (message, trackingId, errorMessage)', () => {
     const repaint = '\x1b[2K\rerror (none): all good';
     const error = parseResponseBody(400, bytes(JSON.stringify({ errorCode: 400004, trackingId: `t-1\r${repaint}`, message: repaint })));
-    expect(error).toEqual({ kind: 'error', status: 400, errorCode: 400004, trackingId: 't-1\\r\\u001b[2K\\rerror (none): all good', message: '\\u001b[2K\\rerror (none): all good' });
-    const failed = parseResponseBody(200, bytes(JSON.stringify({ operationId: 'op', status: 'failed', registrationState: { registrationId: 'dev-1', errorMessage: `bad\u202e\n${repaint}` } })));
+    expect(error).toEqual({
+      kind: 'error',
+      status: 400,
+      errorCode: 400004,
+      trackingId: 't-1\\r\\u001b[2K\\rerror (none): all good',
+      message: '\\u001b[2K\\rerror (none): all good',
+    });
+    const failed = parseResponseBody(
+      200,
+      bytes(
+        JSON.stringify({
+          operationId: 'op',
+          status: 'failed',
+          registrationState: { registrationId: 'dev-1', errorMessage: `bad\u202e\n${repaint}` },
+        }),
+      ),
+    );
     expect(failed.kind === 'operation' && failed.registrationState?.errorMessage).toBe('bad\\u202e\\n\\u001b[2K\\rerror (none): all good');
   });
 
@@ -363,7 +409,7 @@ describe('parseResponseBody: size bound', () => {
   it('refuses a body over the limit for any status, and accepts one at the limit', () => {
     const padded = (size: number) => {
       const head = `{"operationId":"op","status":"assigning","pad":"`;
-      return bytes(head + 'x'.repeat(size - head.length - 2) + '"}');
+      return bytes(`${head + 'x'.repeat(size - head.length - 2)}"}`);
     };
     expect(padded(DEFAULT_MAX_BODY_BYTES)).toHaveLength(16 * 1024);
     expect(parseResponseBody(202, padded(DEFAULT_MAX_BODY_BYTES)).kind).toBe('operation');

@@ -1,8 +1,8 @@
-import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { ProvisioningError } from '../src/errors.js';
-import { DPS_API_VERSION, RESPONSE_SUBSCRIBE_TOPIC, dpsUsername, parseResponseTopic, pollTopic, registerTopic } from '../src/dps/topics.js';
+import { describe, expect, it } from 'vitest';
 import { parseDpsUsername, parseRequestTopic, responseTopic } from '../src/dps/server.js';
+import { DPS_API_VERSION, dpsUsername, parseResponseTopic, pollTopic, RESPONSE_SUBSCRIBE_TOPIC, registerTopic } from '../src/dps/topics.js';
+import { ProvisioningError } from '../src/errors.js';
 import { errorOf } from './support/errors.js';
 
 // Sources:
@@ -14,7 +14,6 @@ import { errorOf } from './support/errors.js';
 //  [P]  /work/shared/dps-protocol.md.
 const TEST_ID_SCOPE = '0neFEEDC0DE'; // [C]
 const TEST_OPERATION_ID = '4.d0a671905ea5b2c8.42d78160-4c78-479e-8be7-61d5e55dac0d'; // [C]
-
 
 describe('username', () => {
   it('has the azure-sdk-for-c shape and api-version', () => {
@@ -53,9 +52,25 @@ describe('username', () => {
       clientVersion: 'c/1.2.3',
     });
     const ours = dpsUsername(TEST_ID_SCOPE, 'dev-1', 'x/1 (y)');
-    expect(parseDpsUsername(ours)).toEqual({ idScope: TEST_ID_SCOPE, registrationId: 'dev-1', apiVersion: DPS_API_VERSION, clientVersion: 'x/1 (y)' });
-    expect(parseDpsUsername('0ne1/registrations/dev/api-version=2019-03-31')).toEqual({ idScope: '0ne1', registrationId: 'dev', apiVersion: '2019-03-31' });
-    for (const stray of ['', 'dev', '0ne1/registrations/dev', '0ne1/registrations//api-version=1', '0ne1/registrations/dev/api-version=', 'hub.azure-devices.net/dev/?api-version=2021-04-12']) {
+    expect(parseDpsUsername(ours)).toEqual({
+      idScope: TEST_ID_SCOPE,
+      registrationId: 'dev-1',
+      apiVersion: DPS_API_VERSION,
+      clientVersion: 'x/1 (y)',
+    });
+    expect(parseDpsUsername('0ne1/registrations/dev/api-version=2019-03-31')).toEqual({
+      idScope: '0ne1',
+      registrationId: 'dev',
+      apiVersion: '2019-03-31',
+    });
+    for (const stray of [
+      '',
+      'dev',
+      '0ne1/registrations/dev',
+      '0ne1/registrations//api-version=1',
+      '0ne1/registrations/dev/api-version=',
+      'hub.azure-devices.net/dev/?api-version=2021-04-12',
+    ]) {
       expect(parseDpsUsername(stray)).toBeUndefined();
     }
     expect(errorOf(() => parseDpsUsername('0ne1/registrations/dev/api-version=1&ClientVersion=%E0')).kind).toBe('protocol');
@@ -71,7 +86,7 @@ describe('request topics (device side)', () => {
     ); // [C]
   });
 
-  it('takes the Node SDK\'s UUID request ids', () => {
+  it("takes the Node SDK's UUID request ids", () => {
     // [N] uses uuid.v4() per request: '$dps/registrations/PUT/iotdps-register/?$rid=' + rid
     const rid = 'a3c9f3e2-5d0b-4b55-8a5f-0cb2f9a1b7e4';
     expect(registerTopic(rid)).toBe(`$dps/registrations/PUT/iotdps-register/?$rid=${rid}`);
@@ -196,7 +211,11 @@ describe('server side: parseRequestTopic and responseTopic', () => {
 
   it('round-trips our own request topics', () => {
     expect(parseRequestTopic(registerTopic('ab.12'))).toEqual({ type: 'register', rid: 'ab.12' });
-    expect(parseRequestTopic(pollTopic('ab.13', TEST_OPERATION_ID))).toEqual({ type: 'poll', rid: 'ab.13', operationId: TEST_OPERATION_ID });
+    expect(parseRequestTopic(pollTopic('ab.13', TEST_OPERATION_ID))).toEqual({
+      type: 'poll',
+      rid: 'ab.13',
+      operationId: TEST_OPERATION_ID,
+    });
   });
 
   it.each([
@@ -224,7 +243,7 @@ describe('server side: parseRequestTopic and responseTopic', () => {
     expect(errorOf(() => parseRequestTopic(topic)).kind).toBe('protocol');
   });
 
-  it('builds response topics the Node SDK\'s matcher accepts', () => {
+  it("builds response topics the Node SDK's matcher accepts", () => {
     // [N] mqtt.js matches /^\$dps\/registrations\/res\/(.*)\/\?(.*)$/ and reads $rid and retry-after
     // with querystring.parse.
     const nodeMatcher = /^\$dps\/registrations\/res\/(.*)\/\?(.*)$/;

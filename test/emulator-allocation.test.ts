@@ -22,7 +22,10 @@ const ids = (n: number, prefix = 'device'): string[] => Array.from({ length: n }
 function shares(hubs: LinkedHub[], registrationIds: string[]): Map<string, number> {
   const counts = new Map(hubs.map((h) => [h.hostName, 0]));
   for (const id of registrationIds) {
-    const chosen = hashedPick(hubs.filter((h) => h.applyAllocationPolicy), id);
+    const chosen = hashedPick(
+      hubs.filter((h) => h.applyAllocationPolicy),
+      id,
+    );
     if (chosen) counts.set(chosen.hostName, counts.get(chosen.hostName)! + 1);
   }
   return counts;
@@ -75,10 +78,15 @@ describe('hashed allocation', () => {
 });
 
 describe('static and geoLatency', () => {
-  it('static always gives the enrollment\'s hub, even one with applyAllocationPolicy false', () => {
+  it("static always gives the enrollment's hub, even one with applyAllocationPolicy false", () => {
     const linked = [hub('a'), hub('pinned', { applyAllocationPolicy: false }), hub('c', { allocationWeight: 1000 })];
     for (const id of ids(100)) {
-      const result = allocateHub({ registrationId: id, policy: 'static', linkedHubs: linked, enrollmentHubs: ['pinned.azure-devices.net'] });
+      const result = allocateHub({
+        registrationId: id,
+        policy: 'static',
+        linkedHubs: linked,
+        enrollmentHubs: ['pinned.azure-devices.net'],
+      });
       expect(result).toMatchObject({ ok: true, hub: { hostName: 'pinned.azure-devices.net' } });
     }
     expect(allocateHub({ registrationId: 'x', policy: 'static', linkedHubs: linked })).toMatchObject({ ok: false });
@@ -92,10 +100,24 @@ describe('static and geoLatency', () => {
       hub('near-but-off', { location: 'westus', applyAllocationPolicy: false }),
     ];
     const latency = { westus: { westeurope: 140 }, westeurope: { westeurope: 5 } };
-    const fromUs = ids(400).map((id) => geoLatencyPick(linked.filter((h) => h.applyAllocationPolicy), id, 'westus', latency)!.hostName);
+    const fromUs = ids(400).map(
+      (id) =>
+        geoLatencyPick(
+          linked.filter((h) => h.applyAllocationPolicy),
+          id,
+          'westus',
+          latency,
+        )!.hostName,
+    );
     expect(new Set(fromUs)).toEqual(new Set(['us-1.azure-devices.net', 'us-2.azure-devices.net']));
     expect(fromUs.filter((n) => n === 'us-2.azure-devices.net').length).toBeGreaterThan(250); // weight 3 of 4
-    const fromEu = allocateHub({ registrationId: 'eu-device', policy: 'geoLatency', linkedHubs: linked, deviceRegion: 'westeurope', latency });
+    const fromEu = allocateHub({
+      registrationId: 'eu-device',
+      policy: 'geoLatency',
+      linkedHubs: linked,
+      deviceRegion: 'westeurope',
+      latency,
+    });
     expect(fromEu).toMatchObject({ ok: true, hub: { hostName: 'eu.azure-devices.net' } });
   });
 });
@@ -108,7 +130,9 @@ describe('the model', () => {
       expect(() => model.linkHub(hubConfig('w', { allocationWeight: weight }))).toThrow(/allocationWeight/);
     }
     expect(() => model.linkHub({ connectionString: `HostName=x.azure-devices.net;SharedAccessKey=${KEY}` })).toThrow(/SharedAccessKeyName/);
-    expect(() => model.linkHub({ connectionString: 'HostName=x.azure-devices.net;SharedAccessKeyName=p;SharedAccessKey=***' })).toThrow(/base64/);
+    expect(() => model.linkHub({ connectionString: 'HostName=x.azure-devices.net;SharedAccessKeyName=p;SharedAccessKey=***' })).toThrow(
+      /base64/,
+    );
     expect(() => model.linkHub(hubConfig('h'))).toThrow(/already linked/);
     expect(() => model.setAllocationPolicy('custom')).toThrow(/cannot be custom/);
   });
@@ -118,9 +142,16 @@ describe('the model', () => {
     const attestation = { type: 'symmetricKey' as const };
     expect(() => model.putEnrollmentGroup({ enrollmentGroupId: 'g', attestation, allocationPolicy: 'static' })).toThrow(DpsError);
     expect(() =>
-      model.putEnrollmentGroup({ enrollmentGroupId: 'g', attestation, allocationPolicy: 'static', iotHubs: ['a.azure-devices.net', 'b.azure-devices.net'] }),
+      model.putEnrollmentGroup({
+        enrollmentGroupId: 'g',
+        attestation,
+        allocationPolicy: 'static',
+        iotHubs: ['a.azure-devices.net', 'b.azure-devices.net'],
+      }),
     ).toThrow(/exactly one/);
-    expect(() => model.putEnrollmentGroup({ enrollmentGroupId: 'g', attestation, iotHubs: ['nope.azure-devices.net'] })).toThrow(/not linked/);
+    expect(() => model.putEnrollmentGroup({ enrollmentGroupId: 'g', attestation, iotHubs: ['nope.azure-devices.net'] })).toThrow(
+      /not linked/,
+    );
     const group = model.putEnrollmentGroup({ enrollmentGroupId: 'g', attestation });
     expect(Buffer.from(group.attestation.symmetricKey.primaryKey, 'base64')).toHaveLength(64); // generated, as DPS does
     expect(() => model.putEnrollmentGroup({ enrollmentGroupId: 'g', attestation }, '"stale"')).toThrow(/etag/);
@@ -155,7 +186,12 @@ describe('registrations through the model', () => {
   it('re-registration follows reprovisionPolicy: keep the hub, or move with migrated or reset data', () => {
     const model = new DpsModel({ iotHubs: [hubConfig('a')] });
     const twin = { tags: { site: 'one' } };
-    model.putEnrollmentGroup({ enrollmentGroupId: 'g', attestation: { type: 'symmetricKey' }, initialTwin: twin, reprovisionPolicy: { updateHubAssignment: false } });
+    model.putEnrollmentGroup({
+      enrollmentGroupId: 'g',
+      attestation: { type: 'symmetricKey' },
+      initialTwin: twin,
+      reprovisionPolicy: { updateHubAssignment: false },
+    });
     expect(finish(model, 'mover')).toMatchObject({ assignedHub: 'a.azure-devices.net', substatus: 'initialAssignment' });
     model.linkHub(hubConfig('b', { allocationWeight: 1000 }));
     model.updateHub('a.azure-devices.net', { applyAllocationPolicy: false });
@@ -164,7 +200,12 @@ describe('registrations through the model', () => {
     expect(finish(model, 'mover')).toMatchObject({ assignedHub: 'b.azure-devices.net', substatus: 'deviceDataMigrated' });
     expect(model.hubDevice('b.azure-devices.net', 'mover')?.tags).toEqual({ site: 'one' }); // migrated, not the new twin
     expect(model.hubDevice('a.azure-devices.net', 'mover')).toBeUndefined();
-    model.putEnrollmentGroup({ enrollmentGroupId: 'g', attestation: { type: 'symmetricKey' }, initialTwin: { tags: { site: 'three' } }, reprovisionPolicy: { migrateDeviceData: false } });
+    model.putEnrollmentGroup({
+      enrollmentGroupId: 'g',
+      attestation: { type: 'symmetricKey' },
+      initialTwin: { tags: { site: 'three' } },
+      reprovisionPolicy: { migrateDeviceData: false },
+    });
     model.updateHub('a.azure-devices.net', { applyAllocationPolicy: true, allocationWeight: 1000 });
     model.updateHub('b.azure-devices.net', { applyAllocationPolicy: false });
     expect(finish(model, 'mover')).toMatchObject({ assignedHub: 'a.azure-devices.net', substatus: 'deviceDataReset' });
@@ -181,9 +222,18 @@ describe('registrations through the model', () => {
     used.twinVersions = { desired: 2, reported: 3 };
     model.replaceHubDevice('a.azure-devices.net', used);
     expect(finish(model, 'stayer').substatus).toBe('initialAssignment'); // migrate data (the default): the twin stays as it is
-    expect(model.hubDevice('a.azure-devices.net', 'stayer')).toMatchObject({ status: 'disabled', properties: used.properties, twinVersions: used.twinVersions });
+    expect(model.hubDevice('a.azure-devices.net', 'stayer')).toMatchObject({
+      status: 'disabled',
+      properties: used.properties,
+      twinVersions: used.twinVersions,
+    });
 
-    model.putEnrollmentGroup({ enrollmentGroupId: 'g', attestation: { type: 'symmetricKey' }, initialTwin, reprovisionPolicy: { migrateDeviceData: false } });
+    model.putEnrollmentGroup({
+      enrollmentGroupId: 'g',
+      attestation: { type: 'symmetricKey' },
+      initialTwin,
+      reprovisionPolicy: { migrateDeviceData: false },
+    });
     expect(finish(model, 'stayer')).toMatchObject({ assignedHub: 'a.azure-devices.net', substatus: 'deviceDataReset' });
     const reset = model.hubDevice('a.azure-devices.net', 'stayer')!;
     expect(reset).toMatchObject({ status: 'disabled', tags: { site: 'one' }, properties: { desired: { interval: 10 } } });
@@ -219,8 +269,14 @@ describe('custom allocation', () => {
 
   async function provision(model: DpsModel, id: string, payload?: unknown): Promise<any> {
     const service = new RegistrationService(model, { retryAfterSeconds: 0, assignmentDelayMs: 0, webhookTimeoutMs: 2000 });
-    const attestation: DeviceAttestation = { registrationId: id, enrollment: { kind: 'group', enrollmentGroupId: 'g' }, deviceKeys: { primaryKey: KEY, secondaryKey: KEY } };
-    const started = service.register(attestation, Buffer.from(JSON.stringify({ registrationId: id, payload }))) as { body: { operationId: string } };
+    const attestation: DeviceAttestation = {
+      registrationId: id,
+      enrollment: { kind: 'group', enrollmentGroupId: 'g' },
+      deviceKeys: { primaryKey: KEY, secondaryKey: KEY },
+    };
+    const started = service.register(attestation, Buffer.from(JSON.stringify({ registrationId: id, payload }))) as {
+      body: { operationId: string };
+    };
     for (let i = 0; i < 200; i++) {
       const response = service.poll(attestation, started.body.operationId);
       if (response.status === 200) return (response.body as { registrationState: unknown }).registrationState;
@@ -240,32 +296,57 @@ describe('custom allocation', () => {
 
   it('posts the documented AllocationRequest and obeys the hub, initial twin and payload it returns', async () => {
     const model = new DpsModel({ iotHubs: [hubConfig('toasters'), hubConfig('heatpumps')] });
-    const reply = { iotHubHostName: 'heatpumps.azure-devices.net', initialTwin: { tags: { kind: 'heatpump' }, properties: { desired: { mode: 'eco' } } }, payload: { site: 7 } };
-    await withWebhook(() => ({ status: 200, json: reply }), async (url, seen) => {
-      customGroup(model, url);
-      const state = await provision(model, 'pump-1', { model: 'hp-2000' });
-      expect(state).toMatchObject({ status: 'assigned', assignedHub: 'heatpumps.azure-devices.net', deviceId: 'pump-1', payload: { site: 7 } });
-      expect(model.hubDevice('heatpumps.azure-devices.net', 'pump-1')).toMatchObject({ tags: { kind: 'heatpump' }, properties: { desired: { mode: 'eco' } } });
-      expect(seen[0]).toMatchObject({
-        enrollmentGroup: { enrollmentGroupId: 'g', attestation: { type: 'symmetricKey' }, allocationPolicy: 'custom' },
-        deviceRuntimeContext: { registrationId: 'pump-1', symmetricKey: {}, payload: { model: 'hp-2000' } },
-        linkedHubs: ['toasters.azure-devices.net', 'heatpumps.azure-devices.net'],
-      });
-      expect(JSON.stringify(seen[0])).not.toContain(model.enrollmentGroup('g')!.attestation.symmetricKey.primaryKey); // keys stay home
-      await provision(model, 'pump-1');
-      expect(seen[1].deviceRuntimeContext).toMatchObject({ currentIotHubHostName: 'heatpumps.azure-devices.net', currentDeviceId: 'pump-1' });
-    });
+    const reply = {
+      iotHubHostName: 'heatpumps.azure-devices.net',
+      initialTwin: { tags: { kind: 'heatpump' }, properties: { desired: { mode: 'eco' } } },
+      payload: { site: 7 },
+    };
+    await withWebhook(
+      () => ({ status: 200, json: reply }),
+      async (url, seen) => {
+        customGroup(model, url);
+        const state = await provision(model, 'pump-1', { model: 'hp-2000' });
+        expect(state).toMatchObject({
+          status: 'assigned',
+          assignedHub: 'heatpumps.azure-devices.net',
+          deviceId: 'pump-1',
+          payload: { site: 7 },
+        });
+        expect(model.hubDevice('heatpumps.azure-devices.net', 'pump-1')).toMatchObject({
+          tags: { kind: 'heatpump' },
+          properties: { desired: { mode: 'eco' } },
+        });
+        expect(seen[0]).toMatchObject({
+          enrollmentGroup: { enrollmentGroupId: 'g', attestation: { type: 'symmetricKey' }, allocationPolicy: 'custom' },
+          deviceRuntimeContext: { registrationId: 'pump-1', symmetricKey: {}, payload: { model: 'hp-2000' } },
+          linkedHubs: ['toasters.azure-devices.net', 'heatpumps.azure-devices.net'],
+        });
+        expect(JSON.stringify(seen[0])).not.toContain(model.enrollmentGroup('g')!.attestation.symmetricKey.primaryKey); // keys stay home
+        await provision(model, 'pump-1');
+        expect(seen[1].deviceRuntimeContext).toMatchObject({
+          currentIotHubHostName: 'heatpumps.azure-devices.net',
+          currentDeviceId: 'pump-1',
+        });
+      },
+    );
   });
 
   it('fails the registration with 400207 when the webhook fails or picks a hub it was not offered', async () => {
     const model = new DpsModel({ iotHubs: [hubConfig('a')] });
     let answer = { status: 500 } as { status: number; json?: unknown };
-    await withWebhook(() => answer, async (url) => {
-      customGroup(model, url);
-      expect(await provision(model, 'c-1')).toMatchObject({ status: 'failed', errorCode: 400207, errorMessage: 'Custom allocation failed with status code: 500' });
-      answer = { status: 200, json: { iotHubHostName: 'elsewhere.azure-devices.net' } };
-      expect(await provision(model, 'c-2')).toMatchObject({ status: 'failed', errorCode: 400207 });
-      expect(model.hubDevices('a.azure-devices.net')).toEqual([]);
-    });
+    await withWebhook(
+      () => answer,
+      async (url) => {
+        customGroup(model, url);
+        expect(await provision(model, 'c-1')).toMatchObject({
+          status: 'failed',
+          errorCode: 400207,
+          errorMessage: 'Custom allocation failed with status code: 500',
+        });
+        answer = { status: 200, json: { iotHubHostName: 'elsewhere.azure-devices.net' } };
+        expect(await provision(model, 'c-2')).toMatchObject({ status: 'failed', errorCode: 400207 });
+        expect(model.hubDevices('a.azure-devices.net')).toEqual([]);
+      },
+    );
   });
 });

@@ -1,16 +1,16 @@
 // `moddable-dps emulator` as a user runs it: in-process for the banner, the event log and a device
 // provisioned through it with our CLI; as a process for Ctrl+C and SIGTERM; and its refusals
 // (bad config files, bad flags, a port in use) with exit status 2 and one clear line.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { DpsEmulator } from '../emulator/index.js';
 import { emulatorCommand } from '../cli/emulator.js';
 import { main } from '../cli/main.js';
-import { EXIT_CODES, type CliIo } from '../cli/shared/io.js';
+import { type CliIo, EXIT_CODES } from '../cli/shared/io.js';
+import type { DpsEmulator } from '../emulator/index.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const EXAMPLE = join(ROOT, 'examples', 'emulator.json');
@@ -59,7 +59,20 @@ async function startInProcess(args: string[]) {
 
 describe('the emulator in the foreground', () => {
   it('prints the banner, provisions a device through our CLI, logs it without secrets, and stops', async () => {
-    const { dps, io, stop } = await startInProcess(['--config', EXAMPLE, '--state-dir', STATE, '--port', '0', '--service-port', '0', '--hub-port', '0', '--retry-after', '0']);
+    const { dps, io, stop } = await startInProcess([
+      '--config',
+      EXAMPLE,
+      '--state-dir',
+      STATE,
+      '--port',
+      '0',
+      '--service-port',
+      '0',
+      '--hub-port',
+      '0',
+      '--retry-after',
+      '0',
+    ]);
     const banner = io.out();
     const endpoint = /device endpoint\s+(127\.0\.0\.1:\d+)/.exec(banner)?.[1];
     const ca = /CA certificate\s+(\S+)/.exec(banner)?.[1];
@@ -82,12 +95,40 @@ describe('the emulator in the foreground', () => {
     expect(readFileSync(saved, 'utf8')).toBe(`${dps.service.connectionString}\n`);
     expect(statSync(saved).mode & 0o777).toBe(0o600);
 
-    const registered = await run(['register', '--id-scope', example.idScope, '--registration-id', 'cmd-device-1', '--group-key', GROUP_KEY, '--endpoint', endpoint!, '--ca', ca!, '--quiet']);
+    const registered = await run([
+      'register',
+      '--id-scope',
+      example.idScope,
+      '--registration-id',
+      'cmd-device-1',
+      '--group-key',
+      GROUP_KEY,
+      '--endpoint',
+      endpoint!,
+      '--ca',
+      ca!,
+      '--quiet',
+    ]);
     expect(registered.code, registered.stderr).toBe(0);
     const hub = /assignedHub: (\S+)/.exec(registered.stdout)?.[1];
     expect(HUBS).toContain(hub);
 
-    const refused = await run(['register', '--id-scope', example.idScope, '--registration-id', 'cmd-device-2', '--key', GROUP_KEY, '--endpoint', endpoint!, '--ca', ca!, '--quiet', '--timeout', '5']);
+    const refused = await run([
+      'register',
+      '--id-scope',
+      example.idScope,
+      '--registration-id',
+      'cmd-device-2',
+      '--key',
+      GROUP_KEY,
+      '--endpoint',
+      endpoint!,
+      '--ca',
+      ca!,
+      '--quiet',
+      '--timeout',
+      '5',
+    ]);
     expect(refused.code).toBe(EXIT_CODES.unauthorized);
 
     expect(await stop()).toBe(0);
@@ -102,7 +143,18 @@ describe('the emulator in the foreground', () => {
   });
 
   it('runs without a config: the default ID scope, no hubs, no enrollments', async () => {
-    const { io, stop } = await startInProcess(['--state-dir', STATE, '--port', '0', '--service-port', '0', '--hub-port', '0', '--id-scope', '0ne00CMD002']);
+    const { io, stop } = await startInProcess([
+      '--state-dir',
+      STATE,
+      '--port',
+      '0',
+      '--service-port',
+      '0',
+      '--hub-port',
+      '0',
+      '--id-scope',
+      '0ne00CMD002',
+    ]);
     expect(io.out()).toMatch(/ID scope\s+0ne00CMD002/);
     expect(io.out()).toMatch(/linked hubs\s+none/);
     expect(io.out()).toMatch(/enrollment groups\s+none/);
@@ -110,7 +162,18 @@ describe('the emulator in the foreground', () => {
   });
 
   it.each(['SIGINT', 'SIGTERM'] as const)('as a process, exits 0 on %s after printing the banner', async (signal) => {
-    const { child, exited, out, err } = await spawnEmulator(['--config', EXAMPLE, '--state-dir', STATE, '--port', '0', '--service-port', '0', '--hub-port', '0']);
+    const { child, exited, out, err } = await spawnEmulator([
+      '--config',
+      EXAMPLE,
+      '--state-dir',
+      STATE,
+      '--port',
+      '0',
+      '--service-port',
+      '0',
+      '--hub-port',
+      '0',
+    ]);
     child.kill(signal);
     expect(await exited).toBe(0);
     expect(out()).toContain(`${signal}: stopping the emulator\nstopped\n`);
@@ -171,7 +234,10 @@ describe("the README's walkthrough", () => {
     try {
       mkdirSync(join(cwd, 'examples'));
       cpSync(EXAMPLE, join(cwd, 'examples', 'emulator.json'));
-      const args = start.trim().replace(/^npx moddable-dps emulator /, '').split(/\s+/);
+      const args = start
+        .trim()
+        .replace(/^npx moddable-dps emulator /, '')
+        .split(/\s+/);
       const emulator = await spawnEmulator([...args, '--port', '0', '--service-port', '0', '--hub-port', '0', '--retry-after', '1'], cwd);
       const port = /device endpoint\s+127\.0\.0\.1:(\d+)/.exec(emulator.out())![1]!;
       const script = [
@@ -217,9 +283,24 @@ describe('refusals: exit 2 and one line saying what to fix', () => {
   const config = (hubs: unknown) => JSON.stringify({ iotHubs: hubs });
   const cases: [string, () => string[], RegExp][] = [
     ['a missing config file', () => ['--config', join(dir, 'nope.json')], /nope\.json: cannot read the config file: no such file$/],
-    ['a config that is not JSON', () => ['--config', write('broken.json', '{ "iotHubs": [ }')], /broken\.json: not valid JSON \(line 1, column 16: unexpected "}"\)$/],
-    ['a weight out of range', () => ['--config', write('weight.json', config([{ connectionString: example.iotHubs[0]!.connectionString, allocationWeight: 1001 }]))], /weight\.json at \/iotHubs\/0\/allocationWeight: must be a whole number from 1 to 1000, or null for 1; got 1001$/],
-    ['a bad connection string', () => ['--config', write('cs.json', config([{ connectionString: 'HostName=x.azure-devices.net' }]))], /cs\.json at \/iotHubs\/0\/connectionString: the linked hub connection string lacks SharedAccessKeyName, SharedAccessKey$/],
+    [
+      'a config that is not JSON',
+      () => ['--config', write('broken.json', '{ "iotHubs": [ }')],
+      /broken\.json: not valid JSON \(line 1, column 16: unexpected "}"\)$/,
+    ],
+    [
+      'a weight out of range',
+      () => [
+        '--config',
+        write('weight.json', config([{ connectionString: example.iotHubs[0]!.connectionString, allocationWeight: 1001 }])),
+      ],
+      /weight\.json at \/iotHubs\/0\/allocationWeight: must be a whole number from 1 to 1000, or null for 1; got 1001$/,
+    ],
+    [
+      'a bad connection string',
+      () => ['--config', write('cs.json', config([{ connectionString: 'HostName=x.azure-devices.net' }]))],
+      /cs\.json at \/iotHubs\/0\/connectionString: the linked hub connection string lacks SharedAccessKeyName, SharedAccessKey$/,
+    ],
     ['a bad ID scope', () => ['--id-scope', 'not a scope'], /ID scope/],
     ['a bad port', () => ['--port', '70000'], /--port must be a whole number from 0 to 65535$/],
     ['a bad retry-after', () => ['--retry-after', '-1'], /--retry-after/],
@@ -244,7 +325,9 @@ describe('refusals: exit 2 and one line saying what to fix', () => {
       ports[ports.indexOf(flag) + 1] = String(port);
       const r = await run(['emulator', '--state-dir', STATE, ...ports]);
       expect(r.code).toBe(2);
-      expect(r.stderr).toBe(`error (invalid-input): 127.0.0.1 ${flag} ${port} is in use (another emulator?): stop it or choose another port (0 picks a free one)\n`);
+      expect(r.stderr).toBe(
+        `error (invalid-input): 127.0.0.1 ${flag} ${port} is in use (another emulator?): stop it or choose another port (0 picks a free one)\n`,
+      );
     } finally {
       server.close();
     }

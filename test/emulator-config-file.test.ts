@@ -52,7 +52,9 @@ describe('the example config (examples/emulator.json)', () => {
     const { config } = parseConfigFile(
       JSON.stringify({
         iotHubs: [hub('a', { name: 'a.azure-devices.net' })],
-        enrollmentGroups: [group('g', { etag: 'abc', createdDateTimeUtc: '2026-01-01T00:00:00Z', lastUpdatedDateTimeUtc: '2026-01-01T00:00:00Z' })],
+        enrollmentGroups: [
+          group('g', { etag: 'abc', createdDateTimeUtc: '2026-01-01T00:00:00Z', lastUpdatedDateTimeUtc: '2026-01-01T00:00:00Z' }),
+        ],
       }),
       'x.json',
     );
@@ -78,27 +80,82 @@ describe('refusals name the file and the JSON pointer of the bad field', () => {
     ['an unknown policy', { allocationPolicy: 'evenly' }, '/allocationPolicy', /one of hashed, geoLatency, static; got "evenly"/],
     ['iotHubs not a list', { iotHubs: {} }, '/iotHubs', /JSON array/],
     ['a hub without a connection string', { iotHubs: [{ location: 'westus' }] }, '/iotHubs/0', /connectionString is missing/],
-    ['a connection string without a key', { iotHubs: [{ connectionString: 'HostName=a.azure-devices.net;SharedAccessKeyName=x' }] }, '/iotHubs/0/connectionString', /lacks SharedAccessKey/],
+    [
+      'a connection string without a key',
+      { iotHubs: [{ connectionString: 'HostName=a.azure-devices.net;SharedAccessKeyName=x' }] },
+      '/iotHubs/0/connectionString',
+      /lacks SharedAccessKey/,
+    ],
     ['a weight of 0', { iotHubs: [hub('a'), hub('b', { allocationWeight: 0 })] }, '/iotHubs/1/allocationWeight', /1 to 1000.*got 0/],
     ['a weight of 1001', { iotHubs: [hub('a', { allocationWeight: 1001 })] }, '/iotHubs/0/allocationWeight', /got 1001/],
     ['a fractional weight', { iotHubs: [hub('a', { allocationWeight: 1.5 })] }, '/iotHubs/0/allocationWeight', /whole number/],
-    ['apply as a string', { iotHubs: [hub('a', { applyAllocationPolicy: 'yes' })] }, '/iotHubs/0/applyAllocationPolicy', /true, false or null/],
+    [
+      'apply as a string',
+      { iotHubs: [hub('a', { applyAllocationPolicy: 'yes' })] },
+      '/iotHubs/0/applyAllocationPolicy',
+      /true, false or null/,
+    ],
     ['a name that is not the host', { iotHubs: [hub('a', { name: 'b.azure-devices.net' })] }, '/iotHubs/0/name', /HostName/],
     ['a hub listed twice', { iotHubs: [hub('a'), hub('A')] }, '/iotHubs/1', /listed twice/],
     ['an unknown hub field', { iotHubs: [hub('a', { weight: 2 })] }, '/iotHubs/0/weight', /unknown field/],
     ['a negative latency', { latency: { westus: { 'east/us': -1 } } }, '/latency/westus/east~1us', /non-negative/],
-    ['a group without an ID', { enrollmentGroups: [{ attestation: { type: 'symmetricKey' } }] }, '/enrollmentGroups/0/enrollmentGroupId', /missing/],
+    [
+      'a group without an ID',
+      { enrollmentGroups: [{ attestation: { type: 'symmetricKey' } }] },
+      '/enrollmentGroups/0/enrollmentGroupId',
+      /missing/,
+    ],
     ['a bad group ID', { enrollmentGroups: [group('has space')] }, '/enrollmentGroups/0', /enrollmentGroupId/],
     ['a group listed twice', { enrollmentGroups: [group('g'), group('G')] }, '/enrollmentGroups/1/enrollmentGroupId', /listed twice/],
-    ['x509 attestation', { enrollmentGroups: [group('g', { attestation: { type: 'x509' } })] }, '/enrollmentGroups/0/attestation/type', /symmetricKey attestation only/],
-    ['a key that is not base64', { enrollmentGroups: [group('g', { attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: 'not base64!' } } })] }, '/enrollmentGroups/0/attestation/symmetricKey/primaryKey', /base64/],
-    ['a bad status', { enrollmentGroups: [group('g', { provisioningStatus: 'on' })] }, '/enrollmentGroups/0/provisioningStatus', /enabled or disabled/],
-    ['an enrollment naming an unlinked hub', { iotHubs: [hub('a')], enrollmentGroups: [group('g', { iotHubs: ['a.azure-devices.net', 'b.azure-devices.net'] })] }, '/enrollmentGroups/0/iotHubs/1', /not one of the iotHubs linked in this file/],
-    ['static without a hub', { iotHubs: [hub('a'), hub('b')], enrollmentGroups: [group('g', { allocationPolicy: 'static' })] }, '/enrollmentGroups/0', /static allocation policy, so it must list exactly one IoT hub/],
-    ['custom without a webhook', { enrollmentGroups: [group('g', { allocationPolicy: 'custom' })] }, '/enrollmentGroups/0', /customAllocationDefinition/],
-    ['a non-boolean reprovision flag', { enrollmentGroups: [group('g', { reprovisionPolicy: { updateHubAssignment: 'no' } })] }, '/enrollmentGroups/0/reprovisionPolicy/updateHubAssignment', /true or false/],
+    [
+      'x509 attestation',
+      { enrollmentGroups: [group('g', { attestation: { type: 'x509' } })] },
+      '/enrollmentGroups/0/attestation/type',
+      /symmetricKey attestation only/,
+    ],
+    [
+      'a key that is not base64',
+      { enrollmentGroups: [group('g', { attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: 'not base64!' } } })] },
+      '/enrollmentGroups/0/attestation/symmetricKey/primaryKey',
+      /base64/,
+    ],
+    [
+      'a bad status',
+      { enrollmentGroups: [group('g', { provisioningStatus: 'on' })] },
+      '/enrollmentGroups/0/provisioningStatus',
+      /enabled or disabled/,
+    ],
+    [
+      'an enrollment naming an unlinked hub',
+      { iotHubs: [hub('a')], enrollmentGroups: [group('g', { iotHubs: ['a.azure-devices.net', 'b.azure-devices.net'] })] },
+      '/enrollmentGroups/0/iotHubs/1',
+      /not one of the iotHubs linked in this file/,
+    ],
+    [
+      'static without a hub',
+      { iotHubs: [hub('a'), hub('b')], enrollmentGroups: [group('g', { allocationPolicy: 'static' })] },
+      '/enrollmentGroups/0',
+      /static allocation policy, so it must list exactly one IoT hub/,
+    ],
+    [
+      'custom without a webhook',
+      { enrollmentGroups: [group('g', { allocationPolicy: 'custom' })] },
+      '/enrollmentGroups/0',
+      /customAllocationDefinition/,
+    ],
+    [
+      'a non-boolean reprovision flag',
+      { enrollmentGroups: [group('g', { reprovisionPolicy: { updateHubAssignment: 'no' } })] },
+      '/enrollmentGroups/0/reprovisionPolicy/updateHubAssignment',
+      /true or false/,
+    ],
     ['an individual enrollment without its ID', { individualEnrollments: [{}] }, '/individualEnrollments/0/registrationId', /missing/],
-    ['a bad device ID', { individualEnrollments: [{ registrationId: 'dev-1', deviceId: 'no spaces allowed' }] }, '/individualEnrollments/0', /deviceId/],
+    [
+      'a bad device ID',
+      { individualEnrollments: [{ registrationId: 'dev-1', deviceId: 'no spaces allowed' }] },
+      '/individualEnrollments/0',
+      /deviceId/,
+    ],
   ];
   it.each(cases)('%s', (_what, json, pointer, reason) => {
     const error = refusal(json);
@@ -112,7 +169,9 @@ describe('refusals name the file and the JSON pointer of the bad field', () => {
     const secret = 'c2VjcmV0LWtleS10aGF0LW11c3Qtbm90LWxlYWs=';
     const broken = `{"iotHubs":[{"connectionString":"HostName=a.azure-devices.net;SharedAccessKeyName=x;SharedAccessKey=${secret}" "location":"westus"}]}`;
     expect(refusal(broken).message).not.toContain(secret);
-    expect(refusal({ iotHubs: [{ connectionString: `HostName=a;SharedAccessKeyName=x;SharedAccessKey=${secret}` }] }).message).not.toContain(secret);
+    expect(
+      refusal({ iotHubs: [{ connectionString: `HostName=a;SharedAccessKeyName=x;SharedAccessKey=${secret}` }] }).message,
+    ).not.toContain(secret);
   });
 
   it('finds the place of a JSON syntax error exactly when JSON.parse refuses the text', () => {

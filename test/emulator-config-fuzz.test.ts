@@ -11,18 +11,33 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { allocateHub } from '../emulator/allocation.js';
 import { ConfigFileError, parseConfigFile } from '../emulator/config-file.js';
-import { startEmulator, type DpsEmulator } from '../emulator/index.js';
+import { type DpsEmulator, startEmulator } from '../emulator/index.js';
 import { DpsModel } from '../emulator/model.js';
 import { serviceCall } from './support/service-https.js';
 
 const KEY = Buffer.from('config-fuzz-test-key-0123456789abcdef').toString('base64');
 const cs = (host: string) => `HostName=${host};SharedAccessKeyName=iothubowner;SharedAccessKey=${KEY}`;
-const HOSTILE = ['__proto__', 'constructor', 'prototype', '__PROTO__', 'Constructor', 'PROTOTYPE', 'toString', 'hasOwnProperty', 'valueOf', '__defineGetter__'];
+const HOSTILE = [
+  '__proto__',
+  'constructor',
+  'prototype',
+  '__PROTO__',
+  'Constructor',
+  'PROTOTYPE',
+  'toString',
+  'hasOwnProperty',
+  'valueOf',
+  '__defineGetter__',
+];
 
 /** What a polluted prototype would change: the own properties (and their values) of the built-ins a plain object reaches. */
 function snapshot(): Map<string, unknown> {
   const state = new Map<string, unknown>();
-  for (const [label, target] of [['Object.prototype', Object.prototype], ['Object', Object], ['Function.prototype', Function.prototype]] as const) {
+  for (const [label, target] of [
+    ['Object.prototype', Object.prototype],
+    ['Object', Object],
+    ['Function.prototype', Function.prototype],
+  ] as const) {
     for (const name of Reflect.ownKeys(target)) {
       const descriptor = Object.getOwnPropertyDescriptor(target, name)!;
       state.set(`${label}.${String(name)}`, descriptor.value ?? descriptor.get);
@@ -40,42 +55,62 @@ function expectUnchanged(before: Map<string, unknown>): void {
 
 // ---- generators: plain objects whose own keys may be __proto__ (as JSON.parse makes them) ----
 
-const name = fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...HOSTILE) }, { weight: 1, arbitrary: fc.constantFrom('westus', 'eastus') }, { weight: 1, arbitrary: fc.string({ maxLength: 10 }) });
+const name = fc.oneof(
+  { weight: 4, arbitrary: fc.constantFrom(...HOSTILE) },
+  { weight: 1, arbitrary: fc.constantFrom('westus', 'eastus') },
+  { weight: 1, arbitrary: fc.string({ maxLength: 10 }) },
+);
 /** Object.fromEntries defines own properties, so a '__proto__' entry is an own key, not the prototype. */
-const table = <T>(value: fc.Arbitrary<T>) => fc.array(fc.tuple(name, value), { maxLength: 4 }).map((entries) => Object.fromEntries(entries));
+const table = <T>(value: fc.Arbitrary<T>) =>
+  fc.array(fc.tuple(name, value), { maxLength: 4 }).map((entries) => Object.fromEntries(entries));
 const json = fc.jsonValue({ maxDepth: 2 });
 const milliseconds = fc.oneof(fc.nat(500), fc.constantFrom(-1, 'fast', null));
-const latency = fc.oneof({ weight: 4, arbitrary: table(fc.oneof({ weight: 4, arbitrary: table(milliseconds) }, { weight: 1, arbitrary: json })) }, { weight: 1, arbitrary: json });
-const hubs = fc.uniqueArray(fc.constantFrom('fuzz-a.azure-devices.net', 'fuzz-b.azure-devices.net', 'fuzz-c.azure-devices.net'), { minLength: 1, maxLength: 3 });
+const latency = fc.oneof(
+  { weight: 4, arbitrary: table(fc.oneof({ weight: 4, arbitrary: table(milliseconds) }, { weight: 1, arbitrary: json })) },
+  { weight: 1, arbitrary: json },
+);
+const hubs = fc.uniqueArray(fc.constantFrom('fuzz-a.azure-devices.net', 'fuzz-b.azure-devices.net', 'fuzz-c.azure-devices.net'), {
+  minLength: 1,
+  maxLength: 3,
+});
 const withExtra = <T extends object>(value: fc.Arbitrary<T>) =>
-  fc.tuple(value, fc.oneof({ weight: 3, arbitrary: fc.constant({}) }, { weight: 1, arbitrary: table(json) })).map(([fields, extra]) => ({ ...extra, ...fields }));
-const enrollmentId = fc.oneof({ weight: 3, arbitrary: fc.constantFrom(...HOSTILE) }, { weight: 1, arbitrary: fc.constantFrom('line-1', 'line-2', 'dev-1') });
+  fc
+    .tuple(value, fc.oneof({ weight: 3, arbitrary: fc.constant({}) }, { weight: 1, arbitrary: table(json) }))
+    .map(([fields, extra]) => ({ ...extra, ...fields }));
+const enrollmentId = fc.oneof(
+  { weight: 3, arbitrary: fc.constantFrom(...HOSTILE) },
+  { weight: 1, arbitrary: fc.constantFrom('line-1', 'line-2', 'dev-1') },
+);
 const twin = fc.record({ tags: table(json), properties: fc.record({ desired: table(json) }) }, { requiredKeys: [] });
 const enrollmentFields = fc.record({ attestation: fc.constant({ type: 'symmetricKey' }), initialTwin: twin }, { requiredKeys: [] });
 
 const config = fc
-  .record(
-    {
-      hubs,
-      locations: fc.array(fc.option(name, { nil: undefined }), { minLength: 3, maxLength: 3 }),
-      latency: fc.option(latency, { nil: undefined }),
-      groups: fc.array(fc.tuple(enrollmentId, enrollmentFields), { maxLength: 3 }),
-      individuals: fc.array(fc.tuple(enrollmentId, enrollmentFields), { maxLength: 3 }),
-      top: fc.oneof({ weight: 4, arbitrary: fc.constant({}) }, { weight: 1, arbitrary: table(json) }),
-    },
-  )
+  .record({
+    hubs,
+    locations: fc.array(fc.option(name, { nil: undefined }), { minLength: 3, maxLength: 3 }),
+    latency: fc.option(latency, { nil: undefined }),
+    groups: fc.array(fc.tuple(enrollmentId, enrollmentFields), { maxLength: 3 }),
+    individuals: fc.array(fc.tuple(enrollmentId, enrollmentFields), { maxLength: 3 }),
+    top: fc.oneof({ weight: 4, arbitrary: fc.constant({}) }, { weight: 1, arbitrary: table(json) }),
+  })
   .chain(({ hubs: hosts, locations, latency: table, groups, individuals, top }) =>
-    fc.tuple(
-      fc.tuple(...hosts.map((host, i) => withExtra(fc.constant({ connectionString: cs(host), ...(locations[i] !== undefined && { location: locations[i] }) })))),
-      fc.tuple(...groups.map(([id, fields]) => withExtra(fc.constant({ enrollmentGroupId: id, ...fields })))),
-      fc.tuple(...individuals.map(([id, fields]) => withExtra(fc.constant({ registrationId: id, ...fields })))),
-    ).map(([iotHubs, enrollmentGroups, individualEnrollments]) => ({
-      ...top,
-      iotHubs,
-      ...(table !== undefined && { latency: table }),
-      enrollmentGroups,
-      individualEnrollments,
-    })),
+    fc
+      .tuple(
+        fc.tuple(
+          ...hosts.map((host, i) =>
+            withExtra(fc.constant({ connectionString: cs(host), ...(locations[i] !== undefined && { location: locations[i] }) })),
+          ),
+        ),
+        fc.tuple(...groups.map(([id, fields]) => withExtra(fc.constant({ enrollmentGroupId: id, ...fields })))),
+        fc.tuple(...individuals.map(([id, fields]) => withExtra(fc.constant({ registrationId: id, ...fields })))),
+      )
+      .map(([iotHubs, enrollmentGroups, individualEnrollments]) => ({
+        ...top,
+        iotHubs,
+        ...(table !== undefined && { latency: table }),
+        enrollmentGroups,
+        individualEnrollments,
+      })),
   );
 
 describe('config files keyed by hostile names', () => {
@@ -90,7 +125,13 @@ describe('config files keyed by hostile names', () => {
           // What startEmulator does with a loaded file, then what a geoLatency registration does.
           const model = new DpsModel(seed);
           for (const row of Object.values(model.latency)) expect(Object.getPrototypeOf(row)).toBeNull();
-          allocateHub({ registrationId: 'dev-1', policy: 'geoLatency', linkedHubs: model.linkedHubs(), deviceRegion: region, latency: model.latency });
+          allocateHub({
+            registrationId: 'dev-1',
+            policy: 'geoLatency',
+            linkedHubs: model.linkedHubs(),
+            deviceRegion: region,
+            latency: model.latency,
+          });
           loaded++;
         } catch (error) {
           if (!(error instanceof ConfigFileError)) throw error;
@@ -111,8 +152,16 @@ describe('__proto__, constructor and prototype are refused as names', () => {
     ['a latency column', '{"latency": {"westus": {"constructor": 5}}}', '/latency/westus/constructor'],
     ['a latency row in capitals', '{"latency": {"PROTOTYPE": {"westus": 5}}}', '/latency/PROTOTYPE'],
     ['a hub location', JSON.stringify({ iotHubs: [hub({ location: 'Constructor' })] }), '/iotHubs/0/location'],
-    ['an enrollment group ID', JSON.stringify({ enrollmentGroups: [{ enrollmentGroupId: 'prototype' }] }), '/enrollmentGroups/0/enrollmentGroupId'],
-    ['a registration ID', JSON.stringify({ individualEnrollments: [{ registrationId: 'constructor' }] }), '/individualEnrollments/0/registrationId'],
+    [
+      'an enrollment group ID',
+      JSON.stringify({ enrollmentGroups: [{ enrollmentGroupId: 'prototype' }] }),
+      '/enrollmentGroups/0/enrollmentGroupId',
+    ],
+    [
+      'a registration ID',
+      JSON.stringify({ individualEnrollments: [{ registrationId: 'constructor' }] }),
+      '/individualEnrollments/0/registrationId',
+    ],
   ];
   it.each(cases)('in the config file: %s', (_what, text, pointer) => {
     const before = snapshot();
@@ -147,7 +196,12 @@ describe('the service API refuses them with a 400', () => {
   const A = 'fuzz-svc-a.azure-devices.net';
   beforeAll(async () => {
     stateDir = mkdtempSync(join(tmpdir(), 'dps-config-fuzz-'));
-    dps = await startEmulator({ idScope: '0ne000PROTO', stateDir, retryAfterSeconds: 0, config: { iotHubs: [{ connectionString: cs(A), location: 'westus' }] } });
+    dps = await startEmulator({
+      idScope: '0ne000PROTO',
+      stateDir,
+      retryAfterSeconds: 0,
+      config: { iotHubs: [{ connectionString: cs(A), location: 'westus' }] },
+    });
   });
   afterAll(async () => {
     await dps?.close();
@@ -160,9 +214,15 @@ describe('the service API refuses them with a 400', () => {
     for (const path of ['/enrollmentGroups/constructor', '/enrollmentGroups/Prototype', '/enrollments/constructor']) {
       const reply = await serviceCall(dps, 'PUT', `${path}${api}`, { body: { attestation: { type: 'symmetricKey' } } });
       expect(reply.status, path).toBe(400);
-      expect(reply.json).toMatchObject({ errorCode: 400002, trackingId: expect.any(String), message: expect.stringContaining('reserved name') });
+      expect(reply.json).toMatchObject({
+        errorCode: 400002,
+        trackingId: expect.any(String),
+        message: expect.stringContaining('reserved name'),
+      });
     }
-    const bulk = await serviceCall(dps, 'POST', `/enrollments${api}`, { body: { mode: 'create', enrollments: [{ registrationId: 'prototype', attestation: { type: 'symmetricKey' } }] } });
+    const bulk = await serviceCall(dps, 'POST', `/enrollments${api}`, {
+      body: { mode: 'create', enrollments: [{ registrationId: 'prototype', attestation: { type: 'symmetricKey' } }] },
+    });
     expect(bulk.json).toMatchObject({ isSuccessful: false, errors: [{ registrationId: 'prototype', errorCode: 400002 }] });
     expect(dps.model.enrollmentGroups()).toEqual([]);
     expect(dps.model.individualEnrollments()).toEqual([]);

@@ -5,13 +5,13 @@ import { createHmac } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import { generate, parser, type Packet } from 'mqtt-packet';
+import { type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { generate, type Packet, parser } from 'mqtt-packet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildSasToken } from '../src/sas.js';
-import { deriveDeviceKey } from '../src/identity.js';
 import { authenticateDevice, MAX_TOKEN_LIFETIME_SECONDS } from '../emulator/auth.js';
-import { startEmulator, type DpsEmulator } from '../emulator/index.js';
+import { type DpsEmulator, startEmulator } from '../emulator/index.js';
+import { deriveDeviceKey } from '../src/identity.js';
+import { buildSasToken } from '../src/sas.js';
 
 const ID_SCOPE = '0ne0000E2E1';
 const key = (fill: number): string => Buffer.alloc(32, fill).toString('base64');
@@ -36,7 +36,11 @@ beforeAll(async () => {
       iotHubs: [{ connectionString: `HostName=${HUB};SharedAccessKeyName=iothubowner;SharedAccessKey=${key(1)}` }],
       enrollmentGroups: [{ enrollmentGroupId: 'group-1', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY } } }],
       individualEnrollments: [
-        { registrationId: 'disabled-1', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: key(3) } }, provisioningStatus: 'disabled' },
+        {
+          registrationId: 'disabled-1',
+          attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: key(3) } },
+          provisioningStatus: 'disabled',
+        },
       ],
     },
   });
@@ -65,17 +69,26 @@ class RawDevice {
 
   static open(): Promise<RawDevice> {
     return new Promise((resolve, reject) => {
-      const socket = tlsConnect({ host: '127.0.0.1', port: emulator.endpoint.port, ca: emulator.caPem }, () => resolve(new RawDevice(socket)));
+      const socket = tlsConnect({ host: '127.0.0.1', port: emulator.endpoint.port, ca: emulator.caPem }, () =>
+        resolve(new RawDevice(socket)),
+      );
       socket.once('error', reject);
     });
   }
 
   /** Connect as `registrationId` with a device key (a valid token unless overridden). */
-  static async device(registrationId: string, options: { password?: string; username?: string; clientId?: string } = {}): Promise<RawDevice> {
+  static async device(
+    registrationId: string,
+    options: { password?: string; username?: string; clientId?: string } = {},
+  ): Promise<RawDevice> {
     const device = await RawDevice.open();
     const password = options.password ?? sasFor(registrationId, deriveDeviceKey(GROUP_KEY, registrationId));
     device.send({
-      cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 60,
+      cmd: 'connect',
+      protocolId: 'MQTT',
+      protocolVersion: 4,
+      clean: true,
+      keepalive: 60,
       clientId: options.clientId ?? registrationId,
       username: options.username ?? `${ID_SCOPE}/registrations/${registrationId}/api-version=2019-03-31`,
       password: Buffer.from(password),
@@ -144,8 +157,12 @@ describe('CONNECT', () => {
     const id = 'conn-ok-2';
     const sr = `${ID_SCOPE}%2fregistrations%2f${id}`;
     const se = Math.floor(Date.now() / 1000) + 600;
-    const sig = createHmac('sha256', Buffer.from(deriveDeviceKey(GROUP_KEY, id), 'base64')).update(`${sr}\n${se}`).digest('base64');
-    const b = await RawDevice.device(id, { password: `SharedAccessSignature sr=${sr}&sig=${encodeURIComponent(sig)}&se=${se}&skn=registration` });
+    const sig = createHmac('sha256', Buffer.from(deriveDeviceKey(GROUP_KEY, id), 'base64'))
+      .update(`${sr}\n${se}`)
+      .digest('base64');
+    const b = await RawDevice.device(id, {
+      password: `SharedAccessSignature sr=${sr}&sig=${encodeURIComponent(sig)}&se=${se}&skn=registration`,
+    });
     expect(await b.connack()).toBe(0);
     a.end();
     b.end();
@@ -208,15 +225,27 @@ describe('topics and the register/poll flow', () => {
     const done = await device.request(POLL('p2', started.body.operationId), ' ', 'p2');
     expect(done.topic).toBe('$dps/registrations/res/200/?$rid=p2');
     expect(done.body.status).toBe('assigned');
-    expect(Object.keys(done.body.registrationState).sort()).toEqual(
-      ['assignedHub', 'createdDateTimeUtc', 'deviceId', 'etag', 'lastUpdatedDateTimeUtc', 'registrationId', 'status', 'substatus'],
-    );
-    expect(done.body.registrationState).toMatchObject({ registrationId: 'flow-1', assignedHub: HUB, deviceId: 'flow-1', substatus: 'initialAssignment' });
+    expect(Object.keys(done.body.registrationState).sort()).toEqual([
+      'assignedHub',
+      'createdDateTimeUtc',
+      'deviceId',
+      'etag',
+      'lastUpdatedDateTimeUtc',
+      'registrationId',
+      'status',
+      'substatus',
+    ]);
+    expect(done.body.registrationState).toMatchObject({
+      registrationId: 'flow-1',
+      assignedHub: HUB,
+      deviceId: 'flow-1',
+      substatus: 'initialAssignment',
+    });
     expect(emulator.model.registration('flow-1')?.state.assignedHub).toBe(HUB);
     device.end();
   });
 
-  it('answers 404 in DPS error shape for an unknown operation, and for another device\'s operation', async () => {
+  it("answers 404 in DPS error shape for an unknown operation, and for another device's operation", async () => {
     const a = await (await RawDevice.device('op-a')).ready();
     const b = await (await RawDevice.device('op-b')).ready();
     const unknown = await a.request(POLL('x', '4.0000000000000000.nope'), '', 'x');
@@ -257,10 +286,25 @@ describe('topics and the register/poll flow', () => {
 
   it('closes the connection of a device that publishes to any other topic, or at QoS 2', async () => {
     const device = await (await RawDevice.device('wrong-topic')).ready();
-    device.send({ cmd: 'publish', topic: '$dps/registrations/res/200/?$rid=spoof', payload: Buffer.from('{}'), qos: 0, retain: false, dup: false });
+    device.send({
+      cmd: 'publish',
+      topic: '$dps/registrations/res/200/?$rid=spoof',
+      payload: Buffer.from('{}'),
+      qos: 0,
+      retain: false,
+      dup: false,
+    });
     await device.closed;
     const qos2 = await (await RawDevice.device('qos-two')).ready();
-    qos2.send({ cmd: 'publish', topic: REGISTER('q2'), payload: Buffer.from('{"registrationId":"qos-two"}'), qos: 2, messageId: 7, retain: false, dup: false });
+    qos2.send({
+      cmd: 'publish',
+      topic: REGISTER('q2'),
+      payload: Buffer.from('{"registrationId":"qos-two"}'),
+      qos: 2,
+      messageId: 7,
+      retain: false,
+      dup: false,
+    });
     await qos2.closed;
     expect(qos2.received.filter((p) => p.cmd === 'publish' || p.cmd === 'pubrec')).toEqual([]);
   });
@@ -279,7 +323,10 @@ describe('isolation and bad input', () => {
 
   it.each([
     ['garbage bytes', Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0x00])],
-    ['a packet larger than the limit', generate({ cmd: 'publish', topic: REGISTER('big'), payload: Buffer.alloc(10_000, 0x20), qos: 0, retain: false, dup: false })],
+    [
+      'a packet larger than the limit',
+      generate({ cmd: 'publish', topic: REGISTER('big'), payload: Buffer.alloc(10_000, 0x20), qos: 0, retain: false, dup: false }),
+    ],
     ['a remaining length that declares 200 MB', Buffer.from([0x30, 0x80, 0x80, 0x80, 0x60])],
   ])('closes a client that sends %s, and another client carries on', async (_what, bytes) => {
     const good = await (await RawDevice.device('bystander')).ready();
@@ -319,7 +366,10 @@ describe('the fault plan', () => {
     expect((await device.request(POLL('poll-rid', started.body.operationId), '', 'poll-rid')).status).toBe(202);
     const assignedStray = device.received.find((p) => p.cmd === 'publish') as Extract<Packet, { cmd: 'publish' }>;
     expect(assignedStray.topic).toMatch(/^\$dps\/registrations\/res\/200\/\?\$rid=(?!poll-rid)/);
-    expect(JSON.parse(assignedStray.payload.toString())).toMatchObject({ status: 'assigned', registrationState: { assignedHub: 'stray-hub.azure-devices.net' } });
+    expect(JSON.parse(assignedStray.payload.toString())).toMatchObject({
+      status: 'assigned',
+      registrationState: { assignedHub: 'stray-hub.azure-devices.net' },
+    });
     device.end();
   });
 
@@ -331,7 +381,14 @@ describe('the fault plan', () => {
     await first.closed;
     emulator.faults.push({ on: 'poll', action: { type: 'drop' }, registrationId: 'fault-3' });
     const second = await (await RawDevice.device('fault-3')).ready();
-    second.send({ cmd: 'publish', topic: POLL('q', started.body.operationId), payload: Buffer.alloc(0), qos: 0, retain: false, dup: false });
+    second.send({
+      cmd: 'publish',
+      topic: POLL('q', started.body.operationId),
+      payload: Buffer.alloc(0),
+      qos: 0,
+      retain: false,
+      dup: false,
+    });
     await second.closed;
     expect(second.received.filter((p) => p.cmd === 'publish')).toEqual([]);
     const third = await (await RawDevice.device('fault-3')).ready();

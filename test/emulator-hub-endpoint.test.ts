@@ -16,20 +16,20 @@
 // - the CA: Client.setOptions({ ca }) reaches MqttBase, which hands `ca` to the TLS connection.
 // For a token that has expired, the client is built from a SharedAccessSignatureAuthenticationProvider
 // holding Microsoft's own SharedAccessSignature.create(...) with an expiry in the past.
-import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
-import { generate } from 'mqtt-packet';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type PeerCertificate, connect as tlsConnect } from 'node:tls';
 import { Client, Message, SharedAccessSignature, SharedAccessSignatureAuthenticationProvider } from 'azure-iot-device';
 import { Mqtt } from 'azure-iot-device-mqtt';
+import { generate } from 'mqtt-packet';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DpsEmulator, EndpointEvent } from '../emulator/index.js';
 import { systemClock } from '../hosts/node/clock.js';
 import { createTlsConnect } from '../hosts/node/tls-connect.js';
 import { hubSasToken, hubUsername } from '../src/hub/topics.js';
 import { MqttClient } from '../src/mqtt/client.js';
 import { provisionDevice } from '../src/provisioner.js';
+import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
 import { failure } from './support/errors.js';
 import { serviceCall } from './support/service-https.js';
-import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
 
 const ID_SCOPE = '0ne000PEER2';
 const HUB = 'hub-peer.azure-devices.net';
@@ -47,7 +47,9 @@ beforeAll(async () => {
     retryAfterSeconds: 0,
     onEvent: (event) => events.push(event),
     config: {
-      iotHubs: [HUB, OTHER_HUB].map((host) => ({ connectionString: `HostName=${host};SharedAccessKeyName=iothubowner;SharedAccessKey=${keyOf(host)}` })),
+      iotHubs: [HUB, OTHER_HUB].map((host) => ({
+        connectionString: `HostName=${host};SharedAccessKeyName=iothubowner;SharedAccessKey=${keyOf(host)}`,
+      })),
       individualEnrollments: ['peer-1', 'peer-2', 'peer-3', 'peer-4', 'peer-5'].map((registrationId) => ({
         registrationId,
         iotHubs: [HUB],
@@ -75,7 +77,10 @@ const gateway = (): string => `127.0.0.1:${dps.hubEndpoint.port}`;
 
 /** Microsoft's client for `deviceId` on `hub`, through the emulator's port, trusting its CA (setOptions is asynchronous). */
 async function microsoftClient(hub: string, deviceId: string, key = DEVICE_KEY): Promise<Client> {
-  const client = Client.fromConnectionString(`HostName=${hub};DeviceId=${deviceId};SharedAccessKey=${key};GatewayHostName=${gateway()}`, Mqtt);
+  const client = Client.fromConnectionString(
+    `HostName=${hub};DeviceId=${deviceId};SharedAccessKey=${key};GatewayHostName=${gateway()}`,
+    Mqtt,
+  );
   await client.setOptions({ ca: dps.caPem });
   return client;
 }
@@ -134,7 +139,12 @@ describe("Microsoft's device client on the emulator's IoT hub", () => {
     expect((await openError(microsoftClient(hub, deviceId, keyOf('not the key'))))?.name).toBe('UnauthorizedError');
 
     const expired = SharedAccessSignature.create(hub, deviceId, DEVICE_KEY, Math.floor(Date.now() / 1000) - 60).toString();
-    const provider = new SharedAccessSignatureAuthenticationProvider({ host: hub, deviceId, gatewayHostName: gateway(), sharedAccessSignature: expired });
+    const provider = new SharedAccessSignatureAuthenticationProvider({
+      host: hub,
+      deviceId,
+      gatewayHostName: gateway(),
+      sharedAccessSignature: expired,
+    });
     const expiredClient = Client.fromAuthenticationProvider(provider, Mqtt);
     await expiredClient.setOptions({ ca: dps.caPem });
     expect((await openError(expiredClient))?.name).toBe('UnauthorizedError');
@@ -147,7 +157,10 @@ describe("Microsoft's device client on the emulator's IoT hub", () => {
     dps.hubs.deleteDevice(hub, deviceId);
     expect((await openError(microsoftClient(hub, deviceId)))?.name).toBe('UnauthorizedError');
 
-    const reasons = events.filter((e) => e.type === 'hub-refused').slice(refusedBefore).map((e) => ('reason' in e ? e.reason : ''));
+    const reasons = events
+      .filter((e) => e.type === 'hub-refused')
+      .slice(refusedBefore)
+      .map((e) => ('reason' in e ? e.reason : ''));
     expect(reasons).toEqual(['token-signature', 'token-expired', 'disabled', 'no-device']);
     expect(JSON.stringify(events)).not.toContain(DEVICE_KEY);
   });
@@ -172,18 +185,34 @@ describe("the hubs' service API over HTTPS, with Microsoft's client as the devic
       await subscribing();
 
       const shown = await serviceCall(dps, 'GET', path(`twins/${deviceId}`));
-      expect(shown).toMatchObject({ status: 200, json: { deviceId, status: 'enabled', properties: { desired: { $version: 1 }, reported: { $version: 1 } } } });
+      expect(shown).toMatchObject({
+        status: 200,
+        json: { deviceId, status: 'enabled', properties: { desired: { $version: 1 }, reported: { $version: 1 } } },
+      });
 
       const updated = await serviceCall(dps, 'PATCH', path(`twins/${deviceId}`), { body: { properties: { desired: { interval: 15 } } } });
       expect(updated).toMatchObject({ status: 200, json: { properties: { desired: { interval: 15, $version: 2 } } } });
       await until(() => desired.some((d) => d.$version === 2));
-      expect((await serviceCall(dps, 'PATCH', path(`twins/${deviceId}`), { body: { tags: { x: 1 }, properties: { desired: {} } } })).status).toBe(400);
+      expect(
+        (await serviceCall(dps, 'PATCH', path(`twins/${deviceId}`), { body: { tags: { x: 1 }, properties: { desired: {} } } })).status,
+      ).toBe(400);
 
-      const invoked = await serviceCall(dps, 'POST', path(`twins/${deviceId}/methods`), { body: { methodName: 'reboot', payload: { in: 1 }, responseTimeoutInSeconds: 5 } });
+      const invoked = await serviceCall(dps, 'POST', path(`twins/${deviceId}/methods`), {
+        body: { methodName: 'reboot', payload: { in: 1 }, responseTimeoutInSeconds: 5 },
+      });
       expect(invoked).toMatchObject({ status: 200, json: { status: 200, payload: { rebooting: { in: 1 } } } });
-      expect((await serviceCall(dps, 'POST', path(`twins/${deviceId}/methods`), { body: { methodName: 'reboot', responseTimeoutInSeconds: 1 } })).status).toBe(400);
+      expect(
+        (await serviceCall(dps, 'POST', path(`twins/${deviceId}/methods`), { body: { methodName: 'reboot', responseTimeoutInSeconds: 1 } }))
+          .status,
+      ).toBe(400);
 
-      expect((await serviceCall(dps, 'POST', path(`devices/${deviceId}/messages/deviceBound`), { body: { body: 'from https', properties: { a: 'b' } } })).status).toBe(204);
+      expect(
+        (
+          await serviceCall(dps, 'POST', path(`devices/${deviceId}/messages/deviceBound`), {
+            body: { body: 'from https', properties: { a: 'b' } },
+          })
+        ).status,
+      ).toBe(204);
       await until(() => c2d.length === 1);
       expect(c2d).toEqual(['from https']);
 
@@ -245,20 +274,30 @@ describe('TLS server names (SNI) on the one port of every hub', () => {
       });
     // IoT Hub keeps one connection per device: a new one drops the one before (iot-mqtt-connect-to-iot-hub.md).
     let firstClosed = false;
-    const first = await MqttClient.connect(createTlsConnect({ ca: dps.caPem, servername: HUB, connectTimeoutMs: 5000 }), dps.hubEndpoint, systemClock, {
-      clientId: deviceId,
-      username: hubUsername(hub, deviceId),
-      password: hubSasToken(hub, deviceId, DEVICE_KEY, Math.floor(Date.now() / 1000) + 600),
-      onMessage: () => {},
-      onClose: () => (firstClosed = true),
-    });
+    const first = await MqttClient.connect(
+      createTlsConnect({ ca: dps.caPem, servername: HUB, connectTimeoutMs: 5000 }),
+      dps.hubEndpoint,
+      systemClock,
+      {
+        clientId: deviceId,
+        username: hubUsername(hub, deviceId),
+        password: hubSasToken(hub, deviceId, DEVICE_KEY, Math.floor(Date.now() / 1000) + 600),
+        onMessage: () => {},
+        onClose: () => (firstClosed = true),
+      },
+    );
     const second = await connectNaming('localhost');
     await until(() => firstClosed);
     expect(dps.hubs.connected(hub, deviceId)).toBe(true);
     second.disconnect();
     first.disconnect();
     await failure(connectNaming(OTHER_HUB), 'unauthorized');
-    expect(events.filter((e) => e.type === 'hub-refused').at(-1)).toEqual({ type: 'hub-refused', clientId: deviceId, hub: HUB, reason: 'sni' });
+    expect(events.filter((e) => e.type === 'hub-refused').at(-1)).toEqual({
+      type: 'hub-refused',
+      clientId: deviceId,
+      hub: HUB,
+      reason: 'sni',
+    });
   });
 });
 
@@ -268,11 +307,34 @@ describe('MQTT details IoT Hub documents', () => {
     const socket = tlsConnect({ host: '127.0.0.1', port: dps.hubEndpoint.port, ca: dps.caPem });
     socket.on('error', () => {});
     const password = hubSasToken(hub, deviceId, DEVICE_KEY, Math.floor(Date.now() / 1000) + 600);
-    socket.write(generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 60, clientId: deviceId, username: hubUsername(hub, deviceId), password: Buffer.from(password) }));
-    socket.write(generate({ cmd: 'publish', topic: `devices/${deviceId}/messages/events/a=1`, payload: Buffer.from('kept?'), qos: 0, retain: true, dup: false }));
+    socket.write(
+      generate({
+        cmd: 'connect',
+        protocolId: 'MQTT',
+        protocolVersion: 4,
+        clean: true,
+        keepalive: 60,
+        clientId: deviceId,
+        username: hubUsername(hub, deviceId),
+        password: Buffer.from(password),
+      }),
+    );
+    socket.write(
+      generate({
+        cmd: 'publish',
+        topic: `devices/${deviceId}/messages/events/a=1`,
+        payload: Buffer.from('kept?'),
+        qos: 0,
+        retain: true,
+        dup: false,
+      }),
+    );
     try {
       await until(() => dps.hubs.telemetry(hub).some((m) => m.deviceId === deviceId));
-      expect(dps.hubs.telemetry(hub).find((m) => m.deviceId === deviceId)).toMatchObject({ body: 'kept?', properties: { a: '1', 'mqtt-retain': 'true' } });
+      expect(dps.hubs.telemetry(hub).find((m) => m.deviceId === deviceId)).toMatchObject({
+        body: 'kept?',
+        properties: { a: '1', 'mqtt-retain': 'true' },
+      });
     } finally {
       socket.destroy();
     }

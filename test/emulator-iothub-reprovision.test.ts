@@ -23,7 +23,11 @@ beforeAll(async () => {
   fixture = await startTestEmulator('dps-iothub-reprovision-', {
     idScope: ID_SCOPE,
     retryAfterSeconds: 0,
-    config: { iotHubs: [HUB_A, HUB_B].map((host) => ({ connectionString: `HostName=${host};SharedAccessKeyName=iothubowner;SharedAccessKey=${Buffer.from(host).toString('base64')}` })) },
+    config: {
+      iotHubs: [HUB_A, HUB_B].map((host) => ({
+        connectionString: `HostName=${host};SharedAccessKeyName=iothubowner;SharedAccessKey=${Buffer.from(host).toString('base64')}`,
+      })),
+    },
   });
   dps = fixture.dps;
 });
@@ -32,7 +36,11 @@ afterAll(async () => {
   await fixture?.close();
 });
 
-function enroll(registrationId: string, hub: string, reprovisionPolicy: { updateHubAssignment?: boolean; migrateDeviceData?: boolean }): void {
+function enroll(
+  registrationId: string,
+  hub: string,
+  reprovisionPolicy: { updateHubAssignment?: boolean; migrateDeviceData?: boolean },
+): void {
   dps.model.putIndividualEnrollment({
     registrationId,
     attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: DEVICE_KEY, secondaryKey: DEVICE_KEY } },
@@ -51,11 +59,22 @@ async function provision(registrationId: string): Promise<string> {
 }
 
 /** Provision on hub A, report and get a desired update there; then re-enroll for hub B and register again. */
-async function useThenMove(registrationId: string, policy: { updateHubAssignment?: boolean; migrateDeviceData?: boolean }): Promise<string> {
+async function useThenMove(
+  registrationId: string,
+  policy: { updateHubAssignment?: boolean; migrateDeviceData?: boolean },
+): Promise<string> {
   enroll(registrationId, HUB_A, policy);
   expect(await provision(registrationId)).toBe(HUB_A);
   const session = await connectHub(
-    { hub: HUB_A, deviceId: registrationId, deviceKey: DEVICE_KEY, endpoint: dps.hubEndpoint, requestTimeoutMs: 5000, offlineTimeoutMs: 2000, backoff: { minMs: 10, maxMs: 50, jitterMs: 10 } },
+    {
+      hub: HUB_A,
+      deviceId: registrationId,
+      deviceKey: DEVICE_KEY,
+      endpoint: dps.hubEndpoint,
+      requestTimeoutMs: 5000,
+      offlineTimeoutMs: 2000,
+      backoff: { minMs: 10, maxMs: 50, jitterMs: 10 },
+    },
     { connect: createTlsConnect({ ca: dps.caPem, connectTimeoutMs: 5000 }), clock: systemClock, random: nodeRandom },
   );
   expect(await session.updateReported({ firmware: '1.0' })).toBe(2);
@@ -91,6 +110,9 @@ describe('reprovisioning on the hub side', () => {
 
   it('never reprovision: the device keeps its hub and its twin', async () => {
     expect(await useThenMove('stayer', { updateHubAssignment: false })).toBe(HUB_A);
-    expect(dps.hubs.twin(HUB_A, 'stayer')?.properties).toEqual({ desired: { interval: 5, $version: 2 }, reported: { firmware: '1.0', $version: 2 } });
+    expect(dps.hubs.twin(HUB_A, 'stayer')?.properties).toEqual({
+      desired: { interval: 5, $version: 2 },
+      reported: { firmware: '1.0', $version: 2 },
+    });
   });
 });

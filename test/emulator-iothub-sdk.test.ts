@@ -32,7 +32,9 @@ beforeAll(async () => {
     idScope: ID_SCOPE,
     retryAfterSeconds: 0,
     config: {
-      iotHubs: [{ connectionString: `HostName=${HUB};SharedAccessKeyName=iothubowner;SharedAccessKey=${Buffer.from(HUB).toString('base64')}` }],
+      iotHubs: [
+        { connectionString: `HostName=${HUB};SharedAccessKeyName=iothubowner;SharedAccessKey=${Buffer.from(HUB).toString('base64')}` },
+      ],
       individualEnrollments: [
         {
           registrationId: 'sdk-device-1',
@@ -56,7 +58,10 @@ afterAll(async () => {
 describe("Microsoft's device SDK on the emulator's IoT hub", () => {
   it('sends telemetry, reads and patches its twin, gets a desired update and answers a method', async () => {
     const { port } = dps.hubEndpoint;
-    const client = Client.fromConnectionString(`HostName=${HUB};DeviceId=sdk-device-1;SharedAccessKey=${DEVICE_KEY};GatewayHostName=127.0.0.1:${port}`, Mqtt);
+    const client = Client.fromConnectionString(
+      `HostName=${HUB};DeviceId=sdk-device-1;SharedAccessKey=${DEVICE_KEY};GatewayHostName=127.0.0.1:${port}`,
+      Mqtt,
+    );
     await client.setOptions({ ca: dps.caPem });
     await client.open();
     try {
@@ -68,14 +73,22 @@ describe("Microsoft's device SDK on the emulator's IoT hub", () => {
       message.properties.add('level', 'info');
       await client.sendEvent(message);
       const [logged] = dps.hubs.telemetry(HUB);
-      expect(logged).toMatchObject({ deviceId: 'sdk-device-1', body: '{"temperature":20}', properties: { level: 'info', '$.ct': 'application/json', '$.ce': 'utf-8' } });
+      expect(logged).toMatchObject({
+        deviceId: 'sdk-device-1',
+        body: '{"temperature":20}',
+        properties: { level: 'info', '$.ct': 'application/json', '$.ce': 'utf-8' },
+      });
 
       const twin: Twin = await client.getTwin();
       expect(twin.properties.desired).toMatchObject({ interval: 30, $version: 1 });
-      await new Promise<void>((resolve, reject) => twin.properties.reported.update({ firmware: '2.0' }, (error?: Error) => (error ? reject(error) : resolve())));
+      await new Promise<void>((resolve, reject) =>
+        twin.properties.reported.update({ firmware: '2.0' }, (error?: Error) => (error ? reject(error) : resolve())),
+      );
       expect(dps.hubs.twin(HUB, 'sdk-device-1')?.properties.reported).toEqual({ firmware: '2.0', $version: 2 });
 
-      await new Promise<void>((resolve, reject) => twin.enableTwinDesiredPropertiesUpdates((error?: Error) => (error ? reject(error) : resolve()))); // SUBACK received
+      await new Promise<void>((resolve, reject) =>
+        twin.enableTwinDesiredPropertiesUpdates((error?: Error) => (error ? reject(error) : resolve())),
+      ); // SUBACK received
       const desired = new Promise<Record<string, unknown>>((resolve) =>
         twin.on('properties.desired', (delta: Record<string, unknown>) => {
           if (delta.$version === 2) resolve(delta);

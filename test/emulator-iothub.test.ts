@@ -3,15 +3,15 @@
 // its twin (the enrollment's initial twin), reports, receives desired updates, answers a method,
 // receives a C2D message and sends telemetry; refused devices end `unauthorized`.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IotHubError, type DpsEmulator, type EndpointEvent } from '../emulator/index.js';
+import { type DpsEmulator, type EndpointEvent, IotHubError } from '../emulator/index.js';
 import { nodeRandom, systemClock } from '../hosts/node/clock.js';
 import { createTlsConnect } from '../hosts/node/tls-connect.js';
-import type { Clock } from '../src/ports.js';
 import type { JsonObject } from '../src/hub/messages.js';
+import type { HubSessionOptions } from '../src/hub/options.js';
 import { connectHub, type HubSession } from '../src/hub/session.js';
 import { hubSasToken, hubUsername } from '../src/hub/topics.js';
 import { MqttClient } from '../src/mqtt/client.js';
-import type { HubSessionOptions } from '../src/hub/options.js';
+import type { Clock } from '../src/ports.js';
 import { provisionDevice } from '../src/provisioner.js';
 import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
 import { failure } from './support/errors.js';
@@ -95,20 +95,33 @@ describe("a provisioned device on the emulator's IoT hub", () => {
       expect(dps.hubs.updateDesired(HUB, 'thermo-1', { telemetryInterval: 5 })).toBe(2);
       await until(() => desired.some((d) => d.version === 2));
       expect(desired.at(-1)).toEqual({ patch: { telemetryInterval: 5 }, version: 2 });
-      expect(dps.hubs.twin(HUB, 'thermo-1')).toMatchObject({ tags: { site: 'lab' }, properties: { desired: { telemetryInterval: 5, mode: 'eco', $version: 2 } } });
+      expect(dps.hubs.twin(HUB, 'thermo-1')).toMatchObject({
+        tags: { site: 'lab' },
+        properties: { desired: { telemetryInterval: 5, mode: 'eco', $version: 2 } },
+      });
 
-      expect(await dps.hubs.invokeMethod(HUB, 'thermo-1', 'reboot', { delay: 1 })).toEqual({ status: 200, payload: { name: 'reboot', echo: { delay: 1 } } });
+      expect(await dps.hubs.invokeMethod(HUB, 'thermo-1', 'reboot', { delay: 1 })).toEqual({
+        status: 200,
+        payload: { name: 'reboot', echo: { delay: 1 } },
+      });
 
       await dps.hubs.sendC2D(HUB, 'thermo-1', 'hello device', { kind: 'greeting' });
       await until(() => c2d.length === 1);
-      expect(c2d[0]).toMatchObject({ body: 'hello device', properties: { kind: 'greeting', '$.to': '/devices/thermo-1/messages/devicebound' } });
+      expect(c2d[0]).toMatchObject({
+        body: 'hello device',
+        properties: { kind: 'greeting', '$.to': '/devices/thermo-1/messages/devicebound' },
+      });
 
       const followed: string[] = [];
       const stop = dps.hubs.onTelemetry((message) => followed.push(message.body));
       await session.sendTelemetry('{"temperature":21.5}', { contentType: 'application/json', properties: { alert: 'no way' } });
       stop();
       const [message] = dps.hubs.telemetry(HUB).filter((m) => m.deviceId === 'thermo-1');
-      expect(message).toMatchObject({ hub: HUB, body: '{"temperature":21.5}', properties: { '$.ct': 'application/json', alert: 'no way' } });
+      expect(message).toMatchObject({
+        hub: HUB,
+        body: '{"temperature":21.5}',
+        properties: { '$.ct': 'application/json', alert: 'no way' },
+      });
       expect(Date.parse(message!.enqueuedTimeUtc)).toBeGreaterThan(Date.now() - 60_000);
       expect(followed).toEqual(['{"temperature":21.5}']);
     } finally {
@@ -147,7 +160,13 @@ describe("a provisioned device on the emulator's IoT hub", () => {
     const elevenYears = Math.floor(Date.now() / 1000) + 11 * 366 * 86_400;
     const tls = createTlsConnect({ ca: dps.caPem, connectTimeoutMs: 5000 });
     const options = { clientId: 'thermo-3', username: hubUsername(HUB, 'thermo-3'), onMessage: () => {}, onClose: () => {} };
-    await failure(MqttClient.connect(tls, dps.hubEndpoint, systemClock, { ...options, password: hubSasToken(HUB, 'thermo-3', DEVICE_KEY, elevenYears) }), 'unauthorized');
+    await failure(
+      MqttClient.connect(tls, dps.hubEndpoint, systemClock, {
+        ...options,
+        password: hubSasToken(HUB, 'thermo-3', DEVICE_KEY, elevenYears),
+      }),
+      'unauthorized',
+    );
 
     dps.hubs.deleteDevice(HUB, 'thermo-3');
     await failure(connect('thermo-3'), 'unauthorized');
@@ -184,7 +203,13 @@ describe("a provisioned device on the emulator's IoT hub", () => {
       expect(received.map((r) => r.topic)).toEqual(['$iothub/twin/res/400/?$rid=7', '$iothub/twin/res/400/?$rid=8']);
       expect(dps.hubs.telemetry(HUB).map((m) => m.body)).not.toContain('forged');
       expect(events.filter((e) => e.type === 'hub-topic-refused' && e.deviceId === 'thermo-4')).toEqual([
-        { type: 'hub-topic-refused', hub: HUB, deviceId: 'thermo-4', action: 'subscribe', topic: 'devices/thermo-1/messages/devicebound/#' },
+        {
+          type: 'hub-topic-refused',
+          hub: HUB,
+          deviceId: 'thermo-4',
+          action: 'subscribe',
+          topic: 'devices/thermo-1/messages/devicebound/#',
+        },
         { type: 'hub-topic-refused', hub: HUB, deviceId: 'thermo-4', action: 'subscribe', topic: '#' },
         { type: 'hub-topic-refused', hub: HUB, deviceId: 'thermo-4', action: 'publish', topic: 'devices/thermo-1/messages/events/' },
       ]);

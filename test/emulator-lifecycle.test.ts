@@ -3,9 +3,9 @@
 // not trust the CA is refused, and close() leaves nothing running.
 import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createConnection } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import forge from 'node-forge';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -83,7 +83,8 @@ describe('certificates', () => {
       const chain = await new Promise<string[]>((resolve, reject) => {
         const socket = tlsConnect({ host: '127.0.0.1', port: dps.endpoint.port, ca: caPem, servername: 'localhost' }, () => {
           const names: string[] = [];
-          for (let c = socket.getPeerCertificate(true); c && !names.includes(c.fingerprint256); c = c.issuerCertificate) names.push(c.fingerprint256);
+          for (let c = socket.getPeerCertificate(true); c && !names.includes(c.fingerprint256); c = c.issuerCertificate)
+            names.push(c.fingerprint256);
           socket.destroy();
           resolve(names);
         });

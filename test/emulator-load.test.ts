@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LOAD_HUBS, runLoad, type LoadReport } from './support/load.js';
+import { LOAD_HUBS, type LoadReport, runLoad } from './support/load.js';
 
 const DEVICES = Number(process.env.LOAD_DEVICES ?? 1000);
 const CONCURRENCY = 50;

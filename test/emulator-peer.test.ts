@@ -12,12 +12,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProvisioningDeviceClient } from 'azure-iot-provisioning-device';
 import { Mqtt } from 'azure-iot-provisioning-device-mqtt';
 import { SymmetricKeySecurityClient } from 'azure-iot-security-symmetric-key';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type DpsEmulator, startEmulator } from '../emulator/index.js';
 import { deriveDeviceKey } from '../src/identity.js';
-import { startEmulator, type DpsEmulator } from '../emulator/index.js';
 
 const requireFromTransport = createRequire(createRequire(import.meta.url).resolve('azure-iot-provisioning-device-mqtt'));
 const { MqttBase } = requireFromTransport('azure-iot-mqtt-base') as {
@@ -26,8 +26,7 @@ const { MqttBase } = requireFromTransport('azure-iot-mqtt-base') as {
 
 const ID_SCOPE = '0ne00000A1B';
 const key = (fill: number): string => Buffer.alloc(32, fill).toString('base64');
-const hubConnection = (host: string): string =>
-  `HostName=${host};SharedAccessKeyName=iothubowner;SharedAccessKey=${key(200)}`;
+const hubConnection = (host: string): string => `HostName=${host};SharedAccessKeyName=iothubowner;SharedAccessKey=${key(200)}`;
 const GROUP_KEY = key(7);
 const DEVICE_KEY = key(9);
 

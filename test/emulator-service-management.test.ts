@@ -8,18 +8,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DpsEmulator } from '../emulator/index.js';
 import { systemClock } from '../hosts/node/clock.js';
 import { createTlsConnect } from '../hosts/node/tls-connect.js';
-import { deriveDeviceKey } from '../src/identity.js';
 import { ProvisioningError } from '../src/errors.js';
+import { deriveDeviceKey } from '../src/identity.js';
 import { provisionDevice } from '../src/provisioner.js';
-import { serviceCall } from './support/service-https.js';
 import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
+import { serviceCall } from './support/service-https.js';
 
 const ID_SCOPE = '0ne000MGMT1';
 const key = (fill: number): string => Buffer.alloc(32, fill).toString('base64');
 const A = 'mg-hub-a.azure-devices.net';
 const B = 'mg-hub-b.azure-devices.net';
 const C = 'mg-hub-c.azure-devices.net';
-const cs = (host: string, secret: string, policy = 'iothubowner') => `HostName=${host};SharedAccessKeyName=${policy};SharedAccessKey=${secret}`;
+const cs = (host: string, secret: string, policy = 'iothubowner') =>
+  `HostName=${host};SharedAccessKeyName=${policy};SharedAccessKey=${secret}`;
 const GROUP_KEY = key(20);
 const V = '?api-version=2021-10-01';
 
@@ -54,16 +55,29 @@ afterAll(async () => {
 
 const call = (method: string, path: string, options: Parameters<typeof serviceCall>[3] = {}) => serviceCall(dps, method, path, options);
 
-async function provision(registrationId: string, credentials: { deviceKey: string } = { deviceKey: deriveDeviceKey(GROUP_KEY, registrationId) }) {
+async function provision(
+  registrationId: string,
+  credentials: { deviceKey: string } = { deviceKey: deriveDeviceKey(GROUP_KEY, registrationId) },
+) {
   const { assignment } = await provisionDevice(
-    { idScope: ID_SCOPE, endpoint: dps.endpoint, registrationId, ...credentials, timeoutMs: 15_000, backoff: { minMs: 50, maxMs: 200, jitterMs: 10 } },
+    {
+      idScope: ID_SCOPE,
+      endpoint: dps.endpoint,
+      registrationId,
+      ...credentials,
+      timeoutMs: 15_000,
+      backoff: { minMs: 50, maxMs: 200, jitterMs: 10 },
+    },
     { connect: createTlsConnect({ ca: dps.caPem }), clock: systemClock, log: () => {} },
   );
   return assignment;
 }
 
 async function provisionFailure(registrationId: string, deviceKey: string): Promise<ProvisioningError> {
-  const error = await provision(registrationId, { deviceKey }).then(() => undefined, (e: unknown) => e);
+  const error = await provision(registrationId, { deviceKey }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(error).toBeInstanceOf(ProvisioningError);
   return error as ProvisioningError;
 }
@@ -76,7 +90,12 @@ async function modify(change: (properties: any) => void) {
 }
 
 const armError = (code: string, message: RegExp | string) => ({
-  error: { code, message: typeof message === 'string' ? expect.stringContaining(message) : expect.stringMatching(message), errorCode: expect.any(Number), trackingId: expect.any(String) },
+  error: {
+    code,
+    message: typeof message === 'string' ? expect.stringContaining(message) : expect.stringMatching(message),
+    errorCode: expect.any(Number),
+    trackingId: expect.any(String),
+  },
 });
 
 describe('GET and PUT /resource', () => {
@@ -91,8 +110,20 @@ describe('GET and PUT /resource', () => {
         serviceOperationsHostName: `127.0.0.1:${dps.service.endpoint.port}`,
         deviceProvisioningHostName: `127.0.0.1:${dps.endpoint.port}`,
         iotHubs: [
-          { name: A, connectionString: `HostName=${A};SharedAccessKeyName=iothubowner;SharedAccessKey=****`, location: 'westus', allocationWeight: 1, applyAllocationPolicy: true },
-          { name: B, connectionString: `HostName=${B};SharedAccessKeyName=iothubowner;SharedAccessKey=****`, location: 'eastus', allocationWeight: 3, applyAllocationPolicy: true },
+          {
+            name: A,
+            connectionString: `HostName=${A};SharedAccessKeyName=iothubowner;SharedAccessKey=****`,
+            location: 'westus',
+            allocationWeight: 1,
+            applyAllocationPolicy: true,
+          },
+          {
+            name: B,
+            connectionString: `HostName=${B};SharedAccessKeyName=iothubowner;SharedAccessKey=****`,
+            location: 'eastus',
+            allocationWeight: 3,
+            applyAllocationPolicy: true,
+          },
         ],
       },
     });
@@ -125,7 +156,12 @@ describe('GET and PUT /resource', () => {
       ['an unknown policy', put((p) => (p.allocationPolicy = 'roundRobin')), 400, 'must be one of'],
       ['weight 0', put((p) => (p.iotHubs[0].allocationWeight = 0)), 400, /iotHubs\[0\].*allocationWeight .* 1 to 1000/],
       ['weight 1001', put((p) => (p.iotHubs[1].allocationWeight = 1001)), 400, 'from 1 to 1000'],
-      ['a connection string without a key name', put((p) => p.iotHubs.push({ connectionString: `HostName=${C};SharedAccessKey=${key(3)}` })), 400, 'lacks SharedAccessKeyName'],
+      [
+        'a connection string without a key name',
+        put((p) => p.iotHubs.push({ connectionString: `HostName=${C};SharedAccessKey=${key(3)}` })),
+        400,
+        'lacks SharedAccessKeyName',
+      ],
       ['a masked key for a hub not linked', put((p) => p.iotHubs.push({ connectionString: cs(C, '****') })), 400, 'masked key'],
       ['the same hub twice', put((p) => p.iotHubs.push({ ...p.iotHubs[0] })), 400, 'listed twice'],
       ['no properties', call('PUT', '/resource', { body: { name: 'x' } }), 400, 'properties'],
@@ -135,7 +171,11 @@ describe('GET and PUT /resource', () => {
     ];
     for (const [what, reply, status, message] of cases) {
       const res = await reply;
-      expect({ what, status: res.status, json: res.json }).toMatchObject({ what, status, json: armError(expect.any(String) as never, message) });
+      expect({ what, status: res.status, json: res.json }).toMatchObject({
+        what,
+        status,
+        json: armError(expect.any(String) as never, message),
+      });
     }
     expect((await call('GET', '/resource')).json.etag).toBe(before.etag);
   });
@@ -212,7 +252,11 @@ describe('linked hubs and registrations', () => {
     expect(renewed.json.primaryKey).not.toBe(key(1));
 
     const error = await provisionFailure('mg-pinned-a', deviceKey);
-    expect(error).toMatchObject({ kind: 'failed', errorCode: 400006, message: expect.stringMatching(new RegExp(`linked IoT hub ${A} is out of date.*renewed`)) });
+    expect(error).toMatchObject({
+      kind: 'failed',
+      errorCode: 400006,
+      message: expect.stringMatching(new RegExp(`linked IoT hub ${A} is out of date.*renewed`)),
+    });
     expect((await call('GET', `/registrations/mg-pinned-a${V}`)).json).toMatchObject({ status: 'failed', errorCode: 400006 });
     expect((await call('GET', `/hubs/${A}`)).json.linkProblem).toContain('out of date');
     expect(JSON.stringify((await call('GET', `/hubs/${A}`)).json)).not.toContain(renewed.json.primaryKey);
@@ -228,7 +272,9 @@ describe('linked hubs and registrations', () => {
   });
 
   it('answers bad renew-key requests clearly', async () => {
-    expect((await call('POST', `/hubs/${A}/policies/iothubowner/renew-key?key=tertiary`)).json).toMatchObject(armError('BadRequest', 'key=primary'));
+    expect((await call('POST', `/hubs/${A}/policies/iothubowner/renew-key?key=tertiary`)).json).toMatchObject(
+      armError('BadRequest', 'key=primary'),
+    );
     expect((await call('POST', `/hubs/${A}/policies/nobody/renew-key?key=primary`)).status).toBe(404);
     expect((await call('GET', `/hubs/${A}/policies/iothubowner/renew-key?key=primary`)).status).toBe(405);
     expect((await call('GET', '/hubs/unknown.azure-devices.net/policies')).json).toMatchObject(armError('NotFound', 'not known'));
@@ -250,7 +296,9 @@ describe('hub registries', () => {
     });
     const list = (await call('GET', `/hubs/${assignment.assignedHub}/devices`)).json as Array<{ deviceId: string }>;
     expect(list.map((d) => d.deviceId)).toContain('mg-twin-device');
-    expect((await call('GET', `/hubs/${assignment.assignedHub}/devices/nobody`)).json).toMatchObject(armError('NotFound', "no device 'nobody'"));
+    expect((await call('GET', `/hubs/${assignment.assignedHub}/devices/nobody`)).json).toMatchObject(
+      armError('NotFound', "no device 'nobody'"),
+    );
     expect((await call('GET', `/hubs/${assignment.assignedHub}/devices/mg-twin-device`, { auth: null })).status).toBe(401);
   });
 });

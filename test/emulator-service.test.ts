@@ -8,18 +8,18 @@
 // the test hands it serviceClientAgent() (emulator/service-agent.ts) through its RestApiClient's
 // setOptions({ http: { agent } }); the agent connects to host:port and trusts the emulator's CA.
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect } from 'node:tls';
 import { ProvisioningServiceClient } from 'azure-iot-provisioning-service';
-import { serviceClientAgent, startEmulator, type DpsEmulator } from '../emulator/index.js';
-import { createTlsConnect } from '../hosts/node/tls-connect.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type DpsEmulator, serviceClientAgent, startEmulator } from '../emulator/index.js';
 import { systemClock } from '../hosts/node/clock.js';
+import { createTlsConnect } from '../hosts/node/tls-connect.js';
 import { provisionDevice } from '../src/provisioner.js';
 import { buildSasToken } from '../src/sas.js';
-import { serviceCall } from './support/service-https.js';
 import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
+import { serviceCall } from './support/service-https.js';
 
 const ID_SCOPE = '0ne000SVC01';
 const key = (fill: number): string => Buffer.alloc(32, fill).toString('base64');
@@ -33,7 +33,9 @@ beforeAll(async () => {
   fixture = await startTestEmulator('dps-service-', {
     idScope: ID_SCOPE,
     retryAfterSeconds: 0,
-    config: { iotHubs: HUBS.map((host) => ({ connectionString: `HostName=${host};SharedAccessKeyName=iothubowner;SharedAccessKey=${key(1)}` })) },
+    config: {
+      iotHubs: HUBS.map((host) => ({ connectionString: `HostName=${host};SharedAccessKeyName=iothubowner;SharedAccessKey=${key(1)}` })),
+    },
   });
   ({ dps } = fixture);
 });
@@ -52,14 +54,26 @@ function serviceClient(connectionString = dps.service.connectionString): Provisi
 
 async function provision(registrationId: string, credentials: { groupKey: string } | { deviceKey: string }) {
   return provisionDevice(
-    { idScope: ID_SCOPE, endpoint: dps.endpoint, registrationId, ...credentials, timeoutMs: 15_000, backoff: { minMs: 50, maxMs: 200, jitterMs: 10 } },
+    {
+      idScope: ID_SCOPE,
+      endpoint: dps.endpoint,
+      registrationId,
+      ...credentials,
+      timeoutMs: 15_000,
+      backoff: { minMs: 50, maxMs: 200, jitterMs: 10 },
+    },
     { connect: createTlsConnect({ ca: dps.caPem }), clock: systemClock, log: () => {} },
   );
 }
 
 const raw = serviceCall;
 
-const dpsErrorShape = { errorCode: expect.any(Number), trackingId: expect.any(String), message: expect.any(String), timestampUtc: expect.any(String) };
+const dpsErrorShape = {
+  errorCode: expect.any(Number),
+  trackingId: expect.any(String),
+  message: expect.any(String),
+  timestampUtc: expect.any(String),
+};
 
 describe("Microsoft's service client against the emulator", () => {
   it('creates, reads, pages through, queries the registrations of, and deletes an enrollment group', async () => {
@@ -73,7 +87,11 @@ describe("Microsoft's service client against the emulator", () => {
       initialTwin: { tags: { line: 'one' }, properties: { desired: { telemetryInterval: 15 } } },
     } as never);
     expect(created.httpResponse.statusCode).toBe(200);
-    expect(created.responseBody).toMatchObject({ enrollmentGroupId: 'svc-group-1', provisioningStatus: 'enabled', allocationPolicy: 'static' });
+    expect(created.responseBody).toMatchObject({
+      enrollmentGroupId: 'svc-group-1',
+      provisioningStatus: 'enabled',
+      allocationPolicy: 'static',
+    });
     await client.createOrUpdateEnrollmentGroup({ enrollmentGroupId: 'svc-group-2', attestation: { type: 'symmetricKey' } } as never);
 
     const read = await client.getEnrollmentGroup('svc-group-1');
@@ -95,7 +113,9 @@ describe("Microsoft's service client against the emulator", () => {
     const assignment = (await provision('svc-device-1', { groupKey })).assignment;
     expect(assignment.assignedHub).toBe(HUBS[1]);
     const registrations = await client.createEnrollmentGroupDeviceRegistrationStateQuery({ query: '*' }, 'svc-group-1').next();
-    expect(registrations.responseBody).toEqual([expect.objectContaining({ registrationId: 'svc-device-1', status: 'assigned', assignedHub: HUBS[1], deviceId: 'svc-device-1' })]);
+    expect(registrations.responseBody).toEqual([
+      expect.objectContaining({ registrationId: 'svc-device-1', status: 'assigned', assignedHub: HUBS[1], deviceId: 'svc-device-1' }),
+    ]);
     const state = await client.getDeviceRegistrationState('svc-device-1');
     expect(state.responseBody).toMatchObject({ status: 'assigned', substatus: 'initialAssignment', assignedHub: HUBS[1] });
 
@@ -103,7 +123,10 @@ describe("Microsoft's service client against the emulator", () => {
     await expect(client.getDeviceRegistrationState('svc-device-1')).rejects.toMatchObject({ response: { statusCode: 404 } });
     await client.deleteEnrollmentGroup('svc-group-1');
     await client.deleteEnrollmentGroup('svc-group-2');
-    const gone = await client.getEnrollmentGroup('svc-group-1').then(() => undefined, (e: { response?: { statusCode: number }; responseBody?: string }) => e);
+    const gone = await client.getEnrollmentGroup('svc-group-1').then(
+      () => undefined,
+      (e: { response?: { statusCode: number }; responseBody?: string }) => e,
+    );
     expect(gone?.response?.statusCode).toBe(404);
     expect(JSON.parse(gone!.responseBody!)).toMatchObject({ ...dpsErrorShape, errorCode: 404001 });
   });
@@ -124,14 +147,17 @@ describe("Microsoft's service client against the emulator", () => {
     // The client's promise form of runBulkEnrollmentOperation never settles (it checks the
     // caller's callback, which is then undefined): use the callback form.
     const bulk = await new Promise<{ isSuccessful: boolean; errors: unknown[] }>((resolve, reject) =>
-      client.runBulkEnrollmentOperation({
-      mode: 'create',
-      enrollments: [
-        { registrationId: 'svc-bulk-1', attestation: { type: 'symmetricKey' } },
-        { registrationId: 'svc-individual-1', attestation: { type: 'symmetricKey' } }, // exists: refused
-        { registrationId: 'svc-bulk-2', attestation: { type: 'symmetricKey' }, allocationPolicy: 'static' }, // no hub: refused
-      ],
-    } as never, (error, result) => (error ? reject(error) : resolve(result as never))),
+      client.runBulkEnrollmentOperation(
+        {
+          mode: 'create',
+          enrollments: [
+            { registrationId: 'svc-bulk-1', attestation: { type: 'symmetricKey' } },
+            { registrationId: 'svc-individual-1', attestation: { type: 'symmetricKey' } }, // exists: refused
+            { registrationId: 'svc-bulk-2', attestation: { type: 'symmetricKey' }, allocationPolicy: 'static' }, // no hub: refused
+          ],
+        } as never,
+        (error, result) => (error ? reject(error) : resolve(result as never)),
+      ),
     );
     expect(bulk.isSuccessful).toBe(false);
     expect(bulk.errors).toEqual([
@@ -139,7 +165,10 @@ describe("Microsoft's service client against the emulator", () => {
       { registrationId: 'svc-bulk-2', errorCode: 400002, errorStatus: expect.stringContaining('exactly one IoT hub') },
     ]);
     const all = await client.createIndividualEnrollmentQuery({ query: '*' }).next();
-    expect((all.responseBody as unknown as Array<{ registrationId: string }>).map((e) => e.registrationId).sort()).toEqual(['svc-bulk-1', 'svc-individual-1']);
+    expect((all.responseBody as unknown as Array<{ registrationId: string }>).map((e) => e.registrationId).sort()).toEqual([
+      'svc-bulk-1',
+      'svc-individual-1',
+    ]);
 
     const { assignment } = await provision('svc-individual-1', { deviceKey });
     expect(assignment.deviceId).toBe('svc-thermostat-1');
@@ -152,10 +181,15 @@ describe("Microsoft's service client against the emulator", () => {
 
   it('refuses a stale etag with 412 and accepts the current one', async () => {
     const client = serviceClient();
-    const first = (await client.createOrUpdateEnrollmentGroup({ enrollmentGroupId: 'svc-etag', attestation: { type: 'symmetricKey' } } as never)).responseBody;
+    const first = (
+      await client.createOrUpdateEnrollmentGroup({ enrollmentGroupId: 'svc-etag', attestation: { type: 'symmetricKey' } } as never)
+    ).responseBody;
     const second = (await client.createOrUpdateEnrollmentGroup({ ...first, provisioningStatus: 'disabled' })).responseBody; // If-Match: first.etag
     expect(second.etag).not.toBe(first.etag);
-    const stale = await client.createOrUpdateEnrollmentGroup({ ...first, provisioningStatus: 'enabled' }).then(() => undefined, (e: Error & { response?: { statusCode: number } }) => e);
+    const stale = await client.createOrUpdateEnrollmentGroup({ ...first, provisioningStatus: 'enabled' }).then(
+      () => undefined,
+      (e: Error & { response?: { statusCode: number } }) => e,
+    );
     expect(stale?.constructor.name).toBe('InvalidEtagError');
     expect(stale?.response?.statusCode).toBe(412);
     await expect(client.deleteEnrollmentGroup('svc-etag', first.etag!)).rejects.toMatchObject({ response: { statusCode: 412 } });
@@ -190,7 +224,12 @@ describe('authorization, api-version and bad input', () => {
 
   it("answers 401 through Microsoft's client for a connection string with a wrong key", async () => {
     const wrong = dps.service.connectionString.replace(/SharedAccessKey=.*$/, `SharedAccessKey=${key(98)}`);
-    const error = await serviceClient(wrong).getEnrollmentGroup('x').then(() => undefined, (e: Error) => e);
+    const error = await serviceClient(wrong)
+      .getEnrollmentGroup('x')
+      .then(
+        () => undefined,
+        (e: Error) => e,
+      );
     expect(error?.constructor.name).toBe('UnauthorizedError');
   });
 
@@ -214,7 +253,13 @@ describe('authorization, api-version and bad input', () => {
       ['PUT', `/enrollmentGroups/bad-static${v}`, '{"allocationPolicy":"static","attestation":{"type":"symmetricKey"}}', 400, 400002],
       ['PUT', `/enrollmentGroups/bad-hub${v}`, '{"iotHubs":["nowhere.azure-devices.net"]}', 400, 400002],
       ['PUT', `/enrollmentGroups/other-id${v}`, '{"enrollmentGroupId":"not-the-path"}', 400, 400000],
-      ['PUT', `/enrollments/bad-key${v}`, '{"attestation":{"type":"symmetricKey","symmetricKey":{"primaryKey":"not base64!"}}}', 400, 400002],
+      [
+        'PUT',
+        `/enrollments/bad-key${v}`,
+        '{"attestation":{"type":"symmetricKey","symmetricKey":{"primaryKey":"not base64!"}}}',
+        400,
+        400002,
+      ],
       ['PUT', `/enrollments/x509${v}`, '{"attestation":{"type":"x509"}}', 400, 400002],
       ['GET', `/enrollments/nobody${v}`, undefined, 404, 404001],
       ['DELETE', `/registrations/nobody${v}`, undefined, 404, 404001],
@@ -232,11 +277,16 @@ describe('authorization, api-version and bad input', () => {
 
   it('refuses deep and oversized bodies, survives garbage, and keeps serving', async () => {
     const deep = `{"enrollmentGroupId":"deep","initialTwin":{"tags":${'['.repeat(5000)}${']'.repeat(5000)}}}`;
-    expect((await raw(dps, 'PUT', '/enrollmentGroups/deep?api-version=2021-10-01', { body: deep })).json).toMatchObject({ errorCode: 400010, message: expect.stringContaining('deeper than 64') });
+    expect((await raw(dps, 'PUT', '/enrollmentGroups/deep?api-version=2021-10-01', { body: deep })).json).toMatchObject({
+      errorCode: 400010,
+      message: expect.stringContaining('deeper than 64'),
+    });
     const huge = await raw(dps, 'PUT', '/enrollmentGroups/huge?api-version=2021-10-01', { body: `{"pad":"${'x'.repeat(300 * 1024)}"}` });
     expect(huge).toMatchObject({ status: 413, json: { errorCode: 413000 } });
     await new Promise<void>((resolve) => {
-      const socket = connect({ host: dps.service.endpoint.host, port: dps.service.endpoint.port, ca: dps.caPem }, () => socket.end('NOT HTTP AT ALL\r\n\r\n'));
+      const socket = connect({ host: dps.service.endpoint.host, port: dps.service.endpoint.port, ca: dps.caPem }, () =>
+        socket.end('NOT HTTP AT ALL\r\n\r\n'),
+      );
       socket.on('data', () => {});
       socket.on('error', () => resolve());
       socket.on('close', () => resolve());
@@ -253,7 +303,9 @@ describe('the service endpoint across restarts', () => {
       await one.close();
       const two = await startEmulator({ idScope: ID_SCOPE, stateDir: dir });
       expect(two.service.key).toBe(one.service.key);
-      expect(two.service.connectionString).toBe(`HostName=127.0.0.1:${two.service.endpoint.port};SharedAccessKeyName=provisioningserviceowner;SharedAccessKey=${two.service.key}`);
+      expect(two.service.connectionString).toBe(
+        `HostName=127.0.0.1:${two.service.endpoint.port};SharedAccessKeyName=provisioningserviceowner;SharedAccessKey=${two.service.key}`,
+      );
       expect((await raw(two, 'GET', '/resource')).status).toBe(200);
       await two.close();
       await expect(raw(two, 'GET', '/resource')).rejects.toMatchObject({ code: 'ECONNREFUSED' });

@@ -18,15 +18,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEmulator, type DpsEmulator, type EndpointEvent, type FaultAction, type FaultTrigger } from '../emulator/index.js';
+import { reportError } from '../cli/shared/io.js';
+import { type DpsEmulator, type EndpointEvent, type FaultAction, type FaultTrigger, startEmulator } from '../emulator/index.js';
 import { systemClock } from '../hosts/node/clock.js';
 import { createTlsConnect } from '../hosts/node/tls-connect.js';
-import { reportError } from '../cli/shared/io.js';
-import { ProvisioningError, type ErrorKind } from '../src/errors.js';
+import { type ErrorKind, ProvisioningError } from '../src/errors.js';
 import { encodePacket } from '../src/mqtt/codec.js';
 import type { Clock, Connect, Endpoint, ProvisioningEvent, Store } from '../src/ports.js';
-import { parseAssignment, provisionDevice, type DeviceConfig, type ProvisionResult } from '../src/provisioner.js';
-import { startTcpProxy, type ProxyPlan, type TcpProxy } from './support/tcp-proxy.js';
+import { type DeviceConfig, type ProvisionResult, parseAssignment, provisionDevice } from '../src/provisioner.js';
+import { type ProxyPlan, startTcpProxy, type TcpProxy } from './support/tcp-proxy.js';
 
 const ID_SCOPE = '0ne00FAULTS';
 const GROUP_KEY = Buffer.from('fault-matrix-group-key-0123456789abcdef!').toString('base64');
@@ -65,6 +65,7 @@ interface Scenario {
   expect: Expected;
   /** Device options besides the defaults below (small deadlines keep the file fast). */
   options?: Partial<DeviceConfig>;
+  // biome-ignore lint/suspicious/noConfusingVoidType: most scenarios arrange by side effect and return nothing
   arrange(ctx: Ctx): Arranged | void | Promise<Arranged | void>;
   /** Further checks on the run. */
   check?(run: Run): void;
@@ -119,7 +120,14 @@ const wholeResponse = encodePacket({
 const truncatedResponse = wholeResponse.subarray(0, Math.floor(wholeResponse.length / 2));
 /** A 200 "assigned" for `registrationId` with `state` over its registrationState: what a hostile endpoint sends. */
 function assignedAnswer(registrationId: string, state: Record<string, string>): string {
-  const registrationState = { registrationId, assignedHub: HUBS[0], deviceId: registrationId, status: 'assigned', substatus: 'initialAssignment', ...state };
+  const registrationState = {
+    registrationId,
+    assignedHub: HUBS[0],
+    deviceId: registrationId,
+    status: 'assigned',
+    substatus: 'initialAssignment',
+    ...state,
+  };
   return JSON.stringify({ operationId: '4.00.hostile', status: 'assigned', registrationState });
 }
 /** Every character a terminal acts on (see src/text.ts), tested apart from the module's own list. */
@@ -128,7 +136,7 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u206
 const notHostName = { pattern: /assignedHub that is not a DNS host name/, names: 'the invalid hub' };
 const clockAdvice = { pattern: /device clock, which reads \d{4}-\d\d-\d\dT.*sync the clock/, names: 'the device clock and its reading' };
 
-export const SCENARIOS: Scenario[] = [
+const SCENARIOS: Scenario[] = [
   // ---- the connection dropped at every step ----
   {
     id: 'drop-tcp',
@@ -233,14 +241,24 @@ export const SCENARIOS: Scenario[] = [
     id: 'connack-2',
     step: 'CONNACK',
     fault: 'CONNACK 2 (identifier rejected)',
-    expect: { outcome: 'error', kind: 'invalid-input', connections: 1, message: { pattern: /registration ID/, names: 'the registration ID' } },
+    expect: {
+      outcome: 'error',
+      kind: 'invalid-input',
+      connections: 1,
+      message: { pattern: /registration ID/, names: 'the registration ID' },
+    },
     arrange: (ctx) => ctx.fault('connect', { type: 'status', status: 2 }),
   },
   {
     id: 'suback-refused',
     step: 'SUBACK',
     fault: 'SUBACK 0x80: the response topic is refused',
-    expect: { outcome: 'error', kind: 'failed', connections: 1, message: { pattern: /refused the subscription/, names: 'the refused subscription' } },
+    expect: {
+      outcome: 'error',
+      kind: 'failed',
+      connections: 1,
+      message: { pattern: /refused the subscription/, names: 'the refused subscription' },
+    },
     arrange: (ctx) => ctx.fault('subscribe', { type: 'status', status: 0x80 }),
   },
   {
@@ -281,7 +299,8 @@ export const SCENARIOS: Scenario[] = [
     fault: '503 without retry-after, 3 times',
     expect: { outcome: 'assigned', connections: 1, registers: 4 },
     arrange: (ctx) => ctx.fault('register', { type: 'status', status: 503 }, 3),
-    check: (run) => expect(run.events.filter((e) => e.type === 'retrying').map((e) => (e as { waitMs: number }).waitMs)).toEqual([50, 100, 200]),
+    check: (run) =>
+      expect(run.events.filter((e) => e.type === 'retrying').map((e) => (e as { waitMs: number }).waitMs)).toEqual([50, 100, 200]),
   },
   {
     id: 'poll-429-ra',
@@ -420,7 +439,12 @@ export const SCENARIOS: Scenario[] = [
     id: 'garbage-always',
     step: 'register',
     fault: 'garbage bytes instead of every answer',
-    expect: { outcome: 'error', kind: 'protocol', connections: 4, message: { pattern: /unknown MQTT packet type|reserved|Malformed|invalid/i, names: 'what was malformed' } },
+    expect: {
+      outcome: 'error',
+      kind: 'protocol',
+      connections: 4,
+      message: { pattern: /unknown MQTT packet type|reserved|Malformed|invalid/i, names: 'what was malformed' },
+    },
     arrange: (ctx) => ctx.fault('register', { type: 'raw', bytes: garbage }, 1000),
   },
   {
@@ -442,7 +466,12 @@ export const SCENARIOS: Scenario[] = [
     id: 'oversized',
     step: 'register',
     fault: 'a PUBLISH declaring 256 MB (1 MB of it sent) instead of every answer',
-    expect: { outcome: 'error', kind: 'protocol', connections: 4, message: { pattern: /exceeds the limit of 65536 bytes/, names: 'the size limit' } },
+    expect: {
+      outcome: 'error',
+      kind: 'protocol',
+      connections: 4,
+      message: { pattern: /exceeds the limit of 65536 bytes/, names: 'the size limit' },
+    },
     arrange: (ctx) => ctx.fault('register', { type: 'raw', bytes: hugePublish, then: 'silent' }, 1000),
   },
   {
@@ -456,7 +485,12 @@ export const SCENARIOS: Scenario[] = [
     id: 'assigned-no-hub',
     step: 'poll',
     fault: '200 "assigned" without assignedHub and deviceId',
-    expect: { outcome: 'error', kind: 'protocol', connections: 1, message: { pattern: /without an assigned hub/, names: 'the missing hub' } },
+    expect: {
+      outcome: 'error',
+      kind: 'protocol',
+      connections: 1,
+      message: { pattern: /without an assigned hub/, names: 'the missing hub' },
+    },
     arrange: (ctx) => ctx.fault('poll', { type: 'status', status: 200, body: '{"operationId":"4.00.x","status":"assigned"}' }),
   },
 
@@ -466,58 +500,112 @@ export const SCENARIOS: Scenario[] = [
     step: 'register',
     fault: '200 "assigned" to a hub named with terminal escape codes (ESC[31m), on every attempt',
     expect: { outcome: 'error', kind: 'protocol', connections: 4, message: notHostName },
-    arrange: (ctx) => ctx.fault('register', { type: 'status', status: 200, body: assignedAnswer(ctx.registrationId, { assignedHub: `\x1b[31m${HUBS[0]}` }) }, 1000),
+    arrange: (ctx) =>
+      ctx.fault(
+        'register',
+        { type: 'status', status: 200, body: assignedAnswer(ctx.registrationId, { assignedHub: `\x1b[31m${HUBS[0]}` }) },
+        1000,
+      ),
   },
   {
     id: 'hostile-hub-newline',
     step: 'register',
-    fault: "200 \"assigned\" to a hub whose name has a newline and a forged 'deviceId: attacker-controlled' line, on every attempt",
+    fault: '200 "assigned" to a hub whose name has a newline and a forged \'deviceId: attacker-controlled\' line, on every attempt',
     expect: { outcome: 'error', kind: 'protocol', connections: 4, message: notHostName },
-    arrange: (ctx) => ctx.fault('register', { type: 'status', status: 200, body: assignedAnswer(ctx.registrationId, { assignedHub: `${HUBS[0]}\ndeviceId: attacker-controlled` }) }, 1000),
+    arrange: (ctx) =>
+      ctx.fault(
+        'register',
+        {
+          type: 'status',
+          status: 200,
+          body: assignedAnswer(ctx.registrationId, { assignedHub: `${HUBS[0]}\ndeviceId: attacker-controlled` }),
+        },
+        1000,
+      ),
   },
   {
     id: 'hostile-hub-path',
     step: 'register',
     fault: '200 "assigned" to the hub evil/../../etc/passwd, on every attempt',
     expect: { outcome: 'error', kind: 'protocol', connections: 4, message: notHostName },
-    arrange: (ctx) => ctx.fault('register', { type: 'status', status: 200, body: assignedAnswer(ctx.registrationId, { assignedHub: 'evil/../../etc/passwd' }) }, 1000),
+    arrange: (ctx) =>
+      ctx.fault(
+        'register',
+        { type: 'status', status: 200, body: assignedAnswer(ctx.registrationId, { assignedHub: 'evil/../../etc/passwd' }) },
+        1000,
+      ),
   },
   {
     id: 'hostile-hub-space',
     step: 'register',
-    fault: "200 \"assigned\" to the hub ' ' (a single space), on every attempt",
+    fault: '200 "assigned" to the hub \' \' (a single space), on every attempt',
     expect: { outcome: 'error', kind: 'protocol', connections: 4, message: notHostName },
-    arrange: (ctx) => ctx.fault('register', { type: 'status', status: 200, body: assignedAnswer(ctx.registrationId, { assignedHub: ' ' }) }, 1000),
+    arrange: (ctx) =>
+      ctx.fault('register', { type: 'status', status: 200, body: assignedAnswer(ctx.registrationId, { assignedHub: ' ' }) }, 1000),
   },
   {
     id: 'hostile-hub-10k',
     step: 'register',
     fault: '200 "assigned" to a hub named with 10 KB of text, on every attempt',
     expect: { outcome: 'error', kind: 'protocol', connections: 4, message: notHostName },
-    arrange: (ctx) => ctx.fault('register', { type: 'status', status: 200, body: assignedAnswer(ctx.registrationId, { assignedHub: 'a'.repeat(10 * 1024) }) }, 1000),
+    arrange: (ctx) =>
+      ctx.fault(
+        'register',
+        { type: 'status', status: 200, body: assignedAnswer(ctx.registrationId, { assignedHub: 'a'.repeat(10 * 1024) }) },
+        1000,
+      ),
   },
   {
     id: 'hostile-device-id',
     step: 'register',
     fault: '200 "assigned" with a deviceId holding terminal escape codes (OSC title, BEL), on every attempt',
-    expect: { outcome: 'error', kind: 'protocol', connections: 4, message: { pattern: /deviceId that IoT Hub does not allow/, names: 'the invalid device ID' } },
-    arrange: (ctx) => ctx.fault('register', { type: 'status', status: 200, body: assignedAnswer(ctx.registrationId, { deviceId: `\x1b]0;pwned\x07${ctx.registrationId}` }) }, 1000),
+    expect: {
+      outcome: 'error',
+      kind: 'protocol',
+      connections: 4,
+      message: { pattern: /deviceId that IoT Hub does not allow/, names: 'the invalid device ID' },
+    },
+    arrange: (ctx) =>
+      ctx.fault(
+        'register',
+        { type: 'status', status: 200, body: assignedAnswer(ctx.registrationId, { deviceId: `\x1b]0;pwned\x07${ctx.registrationId}` }) },
+        1000,
+      ),
   },
   {
     id: 'other-registration',
     step: 'register',
     fault: '200 "assigned" whose registrationId is another device\'s',
-    expect: { outcome: 'error', kind: 'protocol', connections: 1, message: { pattern: /another registration ID/, names: 'the other registration' } },
-    arrange: (ctx) => ctx.fault('register', { type: 'status', status: 200, body: assignedAnswer(ctx.registrationId, { registrationId: 'fm-someone-else', deviceId: 'fm-someone-else' }) }),
+    expect: {
+      outcome: 'error',
+      kind: 'protocol',
+      connections: 1,
+      message: { pattern: /another registration ID/, names: 'the other registration' },
+    },
+    arrange: (ctx) =>
+      ctx.fault('register', {
+        type: 'status',
+        status: 200,
+        body: assignedAnswer(ctx.registrationId, { registrationId: 'fm-someone-else', deviceId: 'fm-someone-else' }),
+      }),
   },
   {
     id: 'hostile-error-text',
     step: 'register',
     fault: "400 whose message and trackingId hold escape codes and a carriage return repainting the line as 'error (none): all good'",
-    expect: { outcome: 'error', kind: 'failed', connections: 1, message: { pattern: /\\u001b\[2K\\rerror \(none\): all good/, names: 'the server message, escaped' } },
+    expect: {
+      outcome: 'error',
+      kind: 'failed',
+      connections: 1,
+      message: { pattern: /\\u001b\[2K\\rerror \(none\): all good/, names: 'the server message, escaped' },
+    },
     arrange: (ctx) => {
       const repaint = '\x1b[2K\rerror (none): all good';
-      ctx.fault('register', { type: 'status', status: 400, body: JSON.stringify({ errorCode: 400004, trackingId: `t-1${repaint}`, message: repaint }) });
+      ctx.fault('register', {
+        type: 'status',
+        status: 400,
+        body: JSON.stringify({ errorCode: 400004, trackingId: `t-1${repaint}`, message: repaint }),
+      });
     },
     check: (run) => {
       const error = run.error as ProvisioningError;
@@ -581,7 +669,11 @@ export const SCENARIOS: Scenario[] = [
     step: 'poll',
     fault: 'no poll is ever answered (response timeout 1 s, deadline 4 s)',
     options: { timeoutMs: 4000, responseTimeoutMs: 1000 },
-    expect: { outcome: 'error', kind: 'network', message: { pattern: /did not answer the request in time/, names: 'the unanswered request' } },
+    expect: {
+      outcome: 'error',
+      kind: 'network',
+      message: { pattern: /did not answer the request in time/, names: 'the unanswered request' },
+    },
     arrange: (ctx) => ctx.fault('poll', { type: 'silent' }, 1000),
   },
   {
@@ -620,10 +712,11 @@ export const SCENARIOS: Scenario[] = [
 
 // ---- the table ----
 
-export function describeOutcome(expected: Expected): string {
+function describeOutcome(expected: Expected): string {
   const connections = (n: number | undefined): string[] => (n === undefined ? [] : [n === 1 ? 'one connection' : `${n} connections`]);
   if (expected.outcome === 'assigned') {
-    const registers = expected.registers === undefined ? [] : [expected.registers === 1 ? 'one register' : `${expected.registers} registers`];
+    const registers =
+      expected.registers === undefined ? [] : [expected.registers === 1 ? 'one register' : `${expected.registers} registers`];
     const details = [...connections(expected.connections), ...registers];
     return `assigned${details.length ? ` (${details.join(', ')})` : ''}`;
   }
@@ -631,9 +724,9 @@ export function describeOutcome(expected: Expected): string {
   return `\`${expected.kind}\` error${details.length ? ` (${details.join('; ')})` : ''}`;
 }
 
-export function matrixTable(scenarios: readonly Scenario[]): string {
-  const escape = (text: string): string => text.replace(/\|/g, '\\|');
-  const rows = scenarios.map((s) => `| ${escape(s.step)} | ${escape(s.fault)} | ${escape(describeOutcome(s.expect))} |`);
+function matrixTable(scenarios: readonly Scenario[]): string {
+  const escapeCell = (text: string): string => text.replace(/\|/g, '\\|');
+  const rows = scenarios.map((s) => `| ${escapeCell(s.step)} | ${escapeCell(s.fault)} | ${escapeCell(describeOutcome(s.expect))} |`);
   return ['| step | fault | outcome |', '| --- | --- | --- |', ...rows].join('\n');
 }
 
@@ -660,7 +753,9 @@ beforeAll(async () => {
       iotHubs: HUBS.map((host) => ({
         connectionString: `HostName=${host};SharedAccessKeyName=iothubowner;SharedAccessKey=${Buffer.from(host).toString('base64')}`,
       })),
-      enrollmentGroups: [{ enrollmentGroupId: 'fault-matrix', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY } } }],
+      enrollmentGroups: [
+        { enrollmentGroupId: 'fault-matrix', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY } } },
+      ],
     },
     onEvent: (event: EndpointEvent) => {
       if (event.type !== 'request') return;
@@ -673,7 +768,11 @@ beforeAll(async () => {
   });
   connect = createTlsConnect({ ca: dps.caPem, connectTimeoutMs: 5000 });
   const slots = limiter(CONCURRENCY);
-  for (const scenario of SCENARIOS) runs.set(scenario.id, slots(() => runScenario(scenario)));
+  for (const scenario of SCENARIOS)
+    runs.set(
+      scenario.id,
+      slots(() => runScenario(scenario)),
+    );
   await Promise.all(runs.values());
 }, 120_000);
 
@@ -716,7 +815,11 @@ async function runScenario(scenario: Scenario): Promise<Run> {
   const options = { ...DEFAULTS, ...scenario.options };
   const events: ProvisioningEvent[] = [];
   const stored = new Map<string, string>();
-  const store: Store = { get: async (key) => stored.get(key), set: async (key, value) => void stored.set(key, value), delete: async (key) => void stored.delete(key) };
+  const store: Store = {
+    get: async (key) => stored.get(key),
+    set: async (key, value) => void stored.set(key, value),
+    delete: async (key) => void stored.delete(key),
+  };
   const run: Run = { registrationId, hung: false, events, served: { register: 0, poll: 0 }, stored };
   let cancelHang = (): void => {};
   const hang = new Promise<'hung'>((resolve) => {
@@ -789,7 +892,8 @@ describe('fault matrix: provisioned correctly or a typed error before the deadli
       ['register', { type: 'raw', bytes: garbage, then: 'later' as 'close' }],
       ['register', { type: 'status', status: 503, body: 42 as unknown as string }],
     ];
-    for (const [on, action] of bad) expect(() => dps.faults.push({ on, action, registrationId: 'fm-never' }), `${on} ${JSON.stringify(action)}`).toThrow(TypeError);
+    for (const [on, action] of bad)
+      expect(() => dps.faults.push({ on, action, registrationId: 'fm-never' }), `${on} ${JSON.stringify(action)}`).toThrow(TypeError);
   });
 
   it("has a row per scenario, each with a unique id, and the README's table is the generated one", () => {
@@ -800,7 +904,10 @@ describe('fault matrix: provisioned correctly or a typed error before the deadli
     const start = readme.indexOf('| step | fault | outcome |');
     expect(start, "the README's fault matrix table").toBeGreaterThan(0);
     const end = readme.findIndex((line, i) => i > start && !line.startsWith('|'));
-    expect(readme.slice(start, end).join('\n'), 'README.md is out of date: PRINT_FAULT_MATRIX=1 npx vitest run test/fault-matrix.test.ts').toBe(table);
+    expect(
+      readme.slice(start, end).join('\n'),
+      'README.md is out of date: PRINT_FAULT_MATRIX=1 npx vitest run test/fault-matrix.test.ts',
+    ).toBe(table);
   });
 });
 
@@ -814,7 +921,15 @@ describe('the CLI against a silent server', () => {
     dir = mkdtempSync(join(tmpdir(), 'dps-fault-cli-'));
     symlinkSync(join(import.meta.dirname, '..', 'node_modules'), join(dir, 'node_modules'), 'dir');
     bin = join(dir, 'bin.mjs');
-    await build({ entryPoints: [join(import.meta.dirname, '..', 'cli', 'bin.ts')], outfile: bin, bundle: true, platform: 'node', format: 'esm', packages: 'external', logLevel: 'error' });
+    await build({
+      entryPoints: [join(import.meta.dirname, '..', 'cli', 'bin.ts')],
+      outfile: bin,
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      packages: 'external',
+      logLevel: 'error',
+    });
     proxy = await startTcpProxy({ host: '127.0.0.1', port: 9 }, () => ({ stallToDeviceAfter: 0 }));
   });
 
@@ -825,7 +940,20 @@ describe('the CLI against a silent server', () => {
 
   it('exits with the network status when its --timeout passes, not when a pending TLS handshake times out', async () => {
     const key = Buffer.from('fault-matrix-device-key-0123456789abcdef').toString('base64');
-    const args = ['register', '--id-scope', ID_SCOPE, '--registration-id', 'fm-cli', '--key', key, '--endpoint', `127.0.0.1:${proxy.endpoint.port}`, '--timeout', '2', '--quiet'];
+    const args = [
+      'register',
+      '--id-scope',
+      ID_SCOPE,
+      '--registration-id',
+      'fm-cli',
+      '--key',
+      key,
+      '--endpoint',
+      `127.0.0.1:${proxy.endpoint.port}`,
+      '--timeout',
+      '2',
+      '--quiet',
+    ];
     // The hang detector: the TLS connect's own timeout is 30 s, the flow's deadline 2 s.
     const { code, killed, stderr } = await new Promise<{ code: number | null; killed: boolean; stderr: string }>((resolve) => {
       execFile(process.execPath, [bin, ...args], { timeout: 12_000 }, (error, _stdout, stderr) =>

@@ -44,7 +44,15 @@ afterAll(() => {
 
 /** An assignment record as the provisioner stores it, padded to RECORD_BYTES with `fill`. */
 function record(hub: string, fill: string): string {
-  const assignment = { version: 1, assignedHub: hub, deviceId: 'crash-device', registrationId: 'crash-device', idScope: '0ne00000001', endpoint: 'global.azure-devices-provisioning.net:8883', provisionedAt: '2025-01-01T00:00:00.000Z' };
+  const assignment = {
+    version: 1,
+    assignedHub: hub,
+    deviceId: 'crash-device',
+    registrationId: 'crash-device',
+    idScope: '0ne00000001',
+    endpoint: 'global.azure-devices-provisioning.net:8883',
+    provisionedAt: '2025-01-01T00:00:00.000Z',
+  };
   return JSON.stringify({ ...assignment, payload: { fill: fill.repeat(RECORD_BYTES) } });
 }
 

@@ -4,15 +4,15 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DpsEmulator } from '../emulator/index.js';
+import type { FleetSummary } from '../cli/fleet/run.js';
 import { fleetRegistrationId, percentile, runFleet, summarizeLatencies } from '../cli/fleet/run.js';
 import { EXIT_CODES } from '../cli/shared/io.js';
+import type { DpsEmulator } from '../emulator/index.js';
 import { createTlsConnect } from '../hosts/node/tls-connect.js';
 import { ProvisioningError } from '../src/errors.js';
 import type { Connection } from '../src/ports.js';
-import type { FleetSummary } from '../cli/fleet/run.js';
-import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
 import { runCli } from './support/cli-runner.js';
+import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
 
 const ID_SCOPE = '0ne000FLEET';
 const GROUP_KEY = Buffer.from('fleet-test-group-key-0123456789abcdefghij').toString('base64');
@@ -29,7 +29,12 @@ beforeAll(async () => {
     retryAfterSeconds: 0,
     config: {
       iotHubs: [{ connectionString: `HostName=${HUB};SharedAccessKeyName=iothubowner;SharedAccessKey=${GROUP_KEY}` }],
-      enrollmentGroups: [{ enrollmentGroupId: 'fleet-group', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY, secondaryKey: GROUP_KEY } } }],
+      enrollmentGroups: [
+        {
+          enrollmentGroupId: 'fleet-group',
+          attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY, secondaryKey: GROUP_KEY } },
+        },
+      ],
     },
   });
   ({ dps, dir } = fixture);
@@ -42,8 +47,23 @@ afterAll(async () => {
 const run = (args: string[], tty = false) => runCli(args, {}, { stderrIsTTY: tty, columns: 120 });
 
 const fleetArgs = (prefix: string, count: number, concurrency: number) => [
-  'fleet', '--id-scope', ID_SCOPE, '--group-key', GROUP_KEY, '--endpoint', `${dps.endpoint.host}:${dps.endpoint.port}`,
-  '--ca', dps.caPath, '--prefix', prefix, '--count', String(count), '--concurrency', String(concurrency), '--timeout', '15',
+  'fleet',
+  '--id-scope',
+  ID_SCOPE,
+  '--group-key',
+  GROUP_KEY,
+  '--endpoint',
+  `${dps.endpoint.host}:${dps.endpoint.port}`,
+  '--ca',
+  dps.caPath,
+  '--prefix',
+  prefix,
+  '--count',
+  String(count),
+  '--concurrency',
+  String(concurrency),
+  '--timeout',
+  '15',
 ];
 
 /** What `fleet --json` prints: the run's summary, and whether TLS sessions were resumed. */
@@ -72,8 +92,21 @@ describe('moddable-dps fleet against the emulator', () => {
     expect(r.code, r.stderr).toBe(0);
     const s = JSON.parse(r.stdout) as Summary & Record<string, unknown>;
     expect(Object.keys(s).sort()).toEqual([
-      'concurrency', 'count', 'cpuMs', 'endpoint', 'failed', 'failedByKind', 'firstError', 'firstRegistrationId', 'idScope',
-      'lastRegistrationId', 'latencyMs', 'succeeded', 'throughputPerSecond', 'tlsSessionResumption', 'wallTimeMs',
+      'concurrency',
+      'count',
+      'cpuMs',
+      'endpoint',
+      'failed',
+      'failedByKind',
+      'firstError',
+      'firstRegistrationId',
+      'idScope',
+      'lastRegistrationId',
+      'latencyMs',
+      'succeeded',
+      'throughputPerSecond',
+      'tlsSessionResumption',
+      'wallTimeMs',
     ]);
     expect(s).toMatchObject({
       idScope: ID_SCOPE,
@@ -201,7 +234,12 @@ describe('the fleet engine', () => {
 
   it('takes nearest-rank percentiles and pads IDs to the widest index', () => {
     const samples = Array.from({ length: 100 }, (_, i) => 100 - i); // 1..100, shuffled order
-    expect(percentile([...samples].sort((a, b) => a - b), 95)).toBe(95);
+    expect(
+      percentile(
+        [...samples].sort((a, b) => a - b),
+        95,
+      ),
+    ).toBe(95);
     expect(summarizeLatencies(samples)).toEqual({ min: 1, p50: 50, p95: 95, p99: 99, max: 100, mean: 50.5 });
     expect(summarizeLatencies([7])).toEqual({ min: 7, p50: 7, p95: 7, p99: 7, max: 7, mean: 7 });
     expect(summarizeLatencies([])).toBeNull();
@@ -214,11 +252,14 @@ describe('TLS session resumption for the fleet', () => {
   it('resumes the first session on later connections (not with resume: false), and fails like tls-connect for an untrusted server', async () => {
     const stateDir = join(dir, 'emulator');
     const reused: boolean[] = [];
-    const server = tls.createServer({ cert: readFileSync(join(stateDir, 'server.pem')), key: readFileSync(join(stateDir, 'server-key.pem')) }, (socket) => {
-      reused.push(socket.isSessionReused());
-      socket.write('hello'); // the client closes on data; the server's session ticket went out first
-      socket.on('error', () => {});
-    });
+    const server = tls.createServer(
+      { cert: readFileSync(join(stateDir, 'server.pem')), key: readFileSync(join(stateDir, 'server-key.pem')) },
+      (socket) => {
+        reused.push(socket.isSessionReused());
+        socket.write('hello'); // the client closes on data; the server's session ticket went out first
+        socket.on('error', () => {});
+      },
+    );
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const endpoint = { host: '127.0.0.1', port: (server.address() as { port: number }).port };
     try {

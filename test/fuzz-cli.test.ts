@@ -10,11 +10,40 @@ import { base64Key, describeThrown, fuzzText, runs } from './support/fuzz.js';
 
 // Commands that touch neither the network nor the disk, names an object inherits, and any text.
 const commandName = fc.oneof(
-  fc.constantFrom('compute-device-key', 'sas-token', 'help', '--help', '-h', 'toString', 'constructor', '__proto__', 'hasOwnProperty', 'valueOf'),
+  fc.constantFrom(
+    'compute-device-key',
+    'sas-token',
+    'help',
+    '--help',
+    '-h',
+    'toString',
+    'constructor',
+    '__proto__',
+    'hasOwnProperty',
+    'valueOf',
+  ),
   fuzzText(12),
 );
-const flagName = fc.constantFrom('--key', '--key-file', '--registration-id', '--id-scope', '--expiry', '--ttl', '--help', '-h', '--', '-', '--x', '-k');
-const argument = fc.oneof(flagName, fuzzText(16), base64Key, flagName.chain((f) => fuzzText(8).map((v) => `${f}=${v}`)));
+const flagName = fc.constantFrom(
+  '--key',
+  '--key-file',
+  '--registration-id',
+  '--id-scope',
+  '--expiry',
+  '--ttl',
+  '--help',
+  '-h',
+  '--',
+  '-',
+  '--x',
+  '-k',
+);
+const argument = fc.oneof(
+  flagName,
+  fuzzText(16),
+  base64Key,
+  flagName.chain((f) => fuzzText(8).map((v) => `${f}=${v}`)),
+);
 
 describe('the command line (main) with arbitrary arguments', () => {
   it('ends with a documented exit status and never throws', async () => {
@@ -32,6 +61,7 @@ describe('the command line (main) with arbitrary arguments', () => {
 
   it('found: a name every object inherits (toString, constructor) ran as a command and returned no exit status', async () => {
     const io = { stdout: () => {}, stderr: () => {}, env: {} };
-    for (const name of ['toString', 'constructor', '__proto__', 'hasOwnProperty']) assert.equal(await main([name], io), EXIT_CODES['invalid-input'], name);
+    for (const name of ['toString', 'constructor', '__proto__', 'hasOwnProperty'])
+      assert.equal(await main([name], io), EXIT_CODES['invalid-input'], name);
   });
 });

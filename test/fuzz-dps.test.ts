@@ -3,10 +3,20 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { describe, it } from 'vitest';
 import { utf8Encode } from '../src/bytes.js';
-import { isNestedDeeper, parseResponseBody, type DpsResponse } from '../src/dps/messages.js';
-import { dpsUsername, parseResponseTopic, pollTopic, registerTopic } from '../src/dps/topics.js';
+import { type DpsResponse, isNestedDeeper, parseResponseBody } from '../src/dps/messages.js';
 import { parseDpsUsername, parseRequestTopic, responseTopic } from '../src/dps/server.js';
-import { deepAssignedBody, fuzzText, mutateString, outcome, responseBytes, runs, statusArb, stringMutations, wellFormedText } from './support/fuzz.js';
+import { dpsUsername, parseResponseTopic, pollTopic, registerTopic } from '../src/dps/topics.js';
+import {
+  deepAssignedBody,
+  fuzzText,
+  mutateString,
+  outcome,
+  responseBytes,
+  runs,
+  statusArb,
+  stringMutations,
+  wellFormedText,
+} from './support/fuzz.js';
 
 // ---- DPS topics and username ----
 
@@ -17,7 +27,11 @@ const topicLike = fc.oneof(
   fuzzText(40).map((s) => `$dps/registrations/PUT/iotdps-register/${s}`),
   fuzzText(40).map((s) => `$dps/registrations/GET/iotdps-get-operationstatus/${s}`),
 );
-const validResponseTopic = fc.record({ status: statusArb, rid: wellFormedText(30).filter((s) => s.length > 0), retryAfter: fc.option(fc.integer({ min: 0, max: 999_999_999 }), { nil: undefined }) });
+const validResponseTopic = fc.record({
+  status: statusArb,
+  rid: wellFormedText(30).filter((s) => s.length > 0),
+  retryAfter: fc.option(fc.integer({ min: 0, max: 999_999_999 }), { nil: undefined }),
+});
 const rid = fc.stringMatching(/^[A-Za-z0-9._~-]{1,64}$/);
 
 function checkResponseTopic(topic: string): void {
@@ -39,30 +53,44 @@ function checkRequestTopic(topic: string): void {
 function checkUsername(username: string): void {
   const parsed = outcome(() => parseDpsUsername(username), ['protocol'], 'parseDpsUsername').value;
   if (!parsed) return;
-  for (const field of [parsed.idScope, parsed.registrationId]) assert.ok(typeof field === 'string' && field.length > 0 && !field.includes('/'));
+  for (const field of [parsed.idScope, parsed.registrationId])
+    assert.ok(typeof field === 'string' && field.length > 0 && !field.includes('/'));
   assert.ok(typeof parsed.apiVersion === 'string' && parsed.apiVersion.length > 0 && !parsed.apiVersion.includes('&'));
 }
 
 describe('DPS topic and username parsers', () => {
   it('parse arbitrary text to a result, undefined or a protocol error', () => {
-    fc.assert(fc.property(topicLike, (topic) => {
-      checkResponseTopic(topic);
-      checkRequestTopic(topic);
-      checkUsername(topic);
-    }), runs(500));
+    fc.assert(
+      fc.property(topicLike, (topic) => {
+        checkResponseTopic(topic);
+        checkRequestTopic(topic);
+        checkUsername(topic);
+      }),
+      runs(500),
+    );
   });
 
   it('read back what the builders write, and take mutations of it', () => {
     fc.assert(
-      fc.property(validResponseTopic, rid, wellFormedText(30).filter((s) => s.length > 0), stringMutations, ({ status, rid: r, retryAfter }, requestRid, operationId, mutations) => {
-        const response = responseTopic(status, r, retryAfter);
-        assert.deepEqual(parseResponseTopic(response), { status, rid: r, ...(retryAfter !== undefined && { retryAfterSeconds: retryAfter }) });
-        assert.deepEqual(parseRequestTopic(registerTopic(requestRid)), { type: 'register', rid: requestRid });
-        const poll = pollTopic(requestRid, operationId);
-        assert.deepEqual(parseRequestTopic(poll), { type: 'poll', rid: requestRid, operationId });
-        checkResponseTopic(mutateString(response, mutations));
-        checkRequestTopic(mutateString(poll, mutations));
-      }),
+      fc.property(
+        validResponseTopic,
+        rid,
+        wellFormedText(30).filter((s) => s.length > 0),
+        stringMutations,
+        ({ status, rid: r, retryAfter }, requestRid, operationId, mutations) => {
+          const response = responseTopic(status, r, retryAfter);
+          assert.deepEqual(parseResponseTopic(response), {
+            status,
+            rid: r,
+            ...(retryAfter !== undefined && { retryAfterSeconds: retryAfter }),
+          });
+          assert.deepEqual(parseRequestTopic(registerTopic(requestRid)), { type: 'register', rid: requestRid });
+          const poll = pollTopic(requestRid, operationId);
+          assert.deepEqual(parseRequestTopic(poll), { type: 'poll', rid: requestRid, operationId });
+          checkResponseTopic(mutateString(response, mutations));
+          checkRequestTopic(mutateString(poll, mutations));
+        },
+      ),
       runs(500),
     );
   });
@@ -102,7 +130,8 @@ function checkWellFormed(response: DpsResponse, status: number): void {
   if (response.kind === 'error') {
     assert.ok(status < 200 || status > 299);
     if (response.errorCode !== undefined) assert.ok(Number.isSafeInteger(response.errorCode));
-    for (const text of [response.trackingId, response.message]) if (text !== undefined) assert.ok(typeof text === 'string' && text.length <= 501);
+    for (const text of [response.trackingId, response.message])
+      if (text !== undefined) assert.ok(typeof text === 'string' && text.length <= 501);
     if (response.operationId !== undefined) assert.match(response.operationId, /^[\x21-\x7e]{1,256}$/);
     return;
   }
@@ -112,7 +141,15 @@ function checkWellFormed(response: DpsResponse, status: number): void {
   const state = response.registrationState;
   if (!state) return;
   assert.equal(typeof state.registrationId, 'string');
-  for (const field of ['assignedHub', 'deviceId', 'substatus', 'createdDateTimeUtc', 'lastUpdatedDateTimeUtc', 'etag', 'errorMessage'] as const) {
+  for (const field of [
+    'assignedHub',
+    'deviceId',
+    'substatus',
+    'createdDateTimeUtc',
+    'lastUpdatedDateTimeUtc',
+    'etag',
+    'errorMessage',
+  ] as const) {
     if (state[field] !== undefined) assert.equal(typeof state[field], 'string');
   }
   assert.equal(state.assignedHub === undefined, state.deviceId === undefined);
@@ -120,7 +157,10 @@ function checkWellFormed(response: DpsResponse, status: number): void {
 
 describe('DPS response body parser (parseResponseBody)', () => {
   it('reads arbitrary bytes, JSON values and mutated bodies as a well-formed response or a protocol error', () => {
-    fc.assert(fc.property(statusArb, responseBytes, (status, body) => checkResponse(status, body)), runs(600));
+    fc.assert(
+      fc.property(statusArb, responseBytes, (status, body) => checkResponse(status, body)),
+      runs(600),
+    );
   });
 
   it('found: a payload 5000 levels deep was accepted, and serialising it (to store or print it) overflowed the stack', () => {
@@ -132,8 +172,14 @@ describe('DPS response body parser (parseResponseBody)', () => {
     const tricky = fc.string({ unit: fc.constantFrom('[', ']', '{', '}', '"', '\\', 'a'), maxLength: 8 });
     // A random JSON value wrapped in up to 100 arrays and objects, each with a random sibling.
     const wrapper = fc.record({ key: fc.option(tricky), sibling: fc.jsonValue({ maxDepth: 1 }) });
-    const value = fc.tuple(fc.jsonValue({ maxDepth: 3 }), fc.array(wrapper, { maxLength: 100 })).map(([leaf, wrappers]) =>
-      wrappers.reduce<unknown>((inner, { key, sibling }) => (key === null ? [sibling, inner] : { [`${key}~`]: sibling, [key]: inner }), leaf));
+    const value = fc
+      .tuple(fc.jsonValue({ maxDepth: 3 }), fc.array(wrapper, { maxLength: 100 }))
+      .map(([leaf, wrappers]) =>
+        wrappers.reduce<unknown>(
+          (inner, { key, sibling }) => (key === null ? [sibling, inner] : { [`${key}~`]: sibling, [key]: inner }),
+          leaf,
+        ),
+      );
     fc.assert(
       fc.property(value, fc.integer({ min: 0, max: 100 }), (v, max) => {
         assert.equal(isNestedDeeper(JSON.stringify(v), max), depthOf(v) > max);
@@ -146,7 +192,10 @@ describe('DPS response body parser (parseResponseBody)', () => {
     fc.assert(
       fc.property(statusArb, fc.uint8Array({ minLength: 1, maxLength: 200 }), fc.nat(), (status, body, limit) => {
         const maxBytes = limit % body.length;
-        assert.match(outcome(() => parseResponseBody(status, body, maxBytes), ['protocol'], 'oversized').error?.message ?? '', /over the \d+-byte limit/);
+        assert.match(
+          outcome(() => parseResponseBody(status, body, maxBytes), ['protocol'], 'oversized').error?.message ?? '',
+          /over the \d+-byte limit/,
+        );
       }),
       runs(200),
     );

@@ -2,9 +2,20 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { describe, it } from 'vitest';
-import { buildRegistrationId, validateRegistrationId, type HardwareIdentity } from '../src/identity.js';
+import { buildRegistrationId, type HardwareIdentity, validateRegistrationId } from '../src/identity.js';
 import { parseAssignment } from '../src/provisioner.js';
-import { REGISTRATION_ID, deepen, fieldValue, fuzzText, mutateString, nesting, outcome, runs, stringMutations, textUnit } from './support/fuzz.js';
+import {
+  deepen,
+  fieldValue,
+  fuzzText,
+  mutateString,
+  nesting,
+  outcome,
+  REGISTRATION_ID,
+  runs,
+  stringMutations,
+  textUnit,
+} from './support/fuzz.js';
 
 // ---- registration ID templates ----
 
@@ -54,7 +65,12 @@ const validRecord = {
   provisionedAt: '2025-01-01T00:00:00.000Z',
 };
 const recordLike = fc.record(
-  Object.fromEntries(Object.keys(validRecord).map((k) => [k, fc.oneof(fc.constant((validRecord as Record<string, unknown>)[k]), fieldValue, fc.constant(1))])),
+  Object.fromEntries(
+    Object.keys(validRecord).map((k) => [
+      k,
+      fc.oneof(fc.constant((validRecord as Record<string, unknown>)[k]), fieldValue, fc.constant(1)),
+    ]),
+  ),
   { requiredKeys: [] },
 );
 const recordText = fc.oneof(

@@ -3,12 +3,12 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { describe, it } from 'vitest';
-import { ProvisioningError } from '../src/errors.js';
+import type { ProvisioningError } from '../src/errors.js';
 import { MqttClient } from '../src/mqtt/client.js';
-import { encodePacket, PacketDecoder, type Packet } from '../src/mqtt/codec.js';
+import { encodePacket, type Packet, PacketDecoder } from '../src/mqtt/codec.js';
 import { FakeClock, settle } from './support/fake-clock.js';
-import { ScriptedNetwork, type ScriptedConnection } from './support/scripted-connection.js';
 import { checkError, concat, cuts, damagedStream, outcome, runs, serverBytes, split, varint } from './support/fuzz.js';
+import { type ScriptedConnection, ScriptedNetwork } from './support/scripted-connection.js';
 
 // ---- the MQTT decoder ----
 
@@ -60,7 +60,11 @@ function checkDecoder(bytes: Uint8Array, cutPoints: number[], maxPacketSize?: nu
   if (error) {
     assert.deepEqual(packets, reference.packets.slice(0, packets.length));
     // A failed decoder stays failed: the connection must be closed.
-    checkError(outcome(() => decoder.push(Uint8Array.of(0xd0, 0)), ['protocol'], 'push after failure').error, ['protocol'], 'push after failure');
+    checkError(
+      outcome(() => decoder.push(Uint8Array.of(0xd0, 0)), ['protocol'], 'push after failure').error,
+      ['protocol'],
+      'push after failure',
+    );
   } else {
     assert.deepEqual(packets, reference.packets);
   }
@@ -71,13 +75,20 @@ const FIRST_BYTES = [0x10, 0x20, 0x30, 0x32, 0x3b, 0x40, 0x82, 0x90, 0xa2, 0xb0,
 
 describe('MQTT decoder (PacketDecoder)', () => {
   it('takes arbitrary bytes in any split: packets or a protocol error, the same for every split', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), cuts, (bytes, c) => void checkDecoder(bytes, c)), runs(400));
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), cuts, (bytes, c) => void checkDecoder(bytes, c)),
+      runs(400),
+    );
   });
 
   it('takes arbitrary bytes behind a valid fixed header (the body parsers get the garbage)', () => {
-    const stream = fc.tuple(fc.constantFrom(...FIRST_BYTES), fc.uint8Array({ maxLength: 120 }))
+    const stream = fc
+      .tuple(fc.constantFrom(...FIRST_BYTES), fc.uint8Array({ maxLength: 120 }))
       .map(([first, body]) => Uint8Array.from([first, ...varint(body.length), ...body]));
-    fc.assert(fc.property(fc.array(stream, { minLength: 1, maxLength: 3 }), cuts, (s, c) => void checkDecoder(concat(s), c)), runs(400));
+    fc.assert(
+      fc.property(fc.array(stream, { minLength: 1, maxLength: 3 }), cuts, (s, c) => void checkDecoder(concat(s), c)),
+      runs(400),
+    );
   });
 
   it('decodes valid packets back exactly, and mutated ones (bit flips, truncation, bad or huge lengths) to a protocol error or packets', () => {
@@ -95,7 +106,11 @@ describe('MQTT decoder (PacketDecoder)', () => {
       fc.property(
         fc.integer({ min: 2, max: 1 << 20 }),
         fc.constantFrom(...FIRST_BYTES),
-        fc.oneof(fc.integer({ min: 0, max: 268_435_455 }), fc.integer({ min: 0, max: 1 << 21 }), fc.constantFrom(268_435_455, 2_097_152, 16_384)),
+        fc.oneof(
+          fc.integer({ min: 0, max: 268_435_455 }),
+          fc.integer({ min: 0, max: 1 << 21 }),
+          fc.constantFrom(268_435_455, 2_097_152, 16_384),
+        ),
         (maxPacketSize, first, declared) => {
           const header = Uint8Array.from([first, ...varint(declared)]);
           const decoder = new PacketDecoder(maxPacketSize);
@@ -114,14 +129,26 @@ describe('MQTT decoder (PacketDecoder)', () => {
   });
 
   it('never completes a packet larger than a small maxPacketSize, whatever the bytes', () => {
-    fc.assert(fc.property(fc.integer({ min: 2, max: 64 }), fc.uint8Array({ maxLength: 200 }), cuts, (max, bytes, c) => void checkDecoder(bytes, c, max)), runs(300));
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 2, max: 64 }),
+        fc.uint8Array({ maxLength: 200 }),
+        cuts,
+        (max, bytes, c) => void checkDecoder(bytes, c, max),
+      ),
+      runs(300),
+    );
   });
 });
 
 // ---- the MQTT client fed fuzzed server bytes ----
 
 const endpoint = { host: 'dps.example', port: 8883 };
-async function clientUnderFuzz(bytes: Uint8Array, cutPoints: number[], options: { connack: boolean; inFlight: boolean; end: 'drop' | 'reset' | 'disconnect' }) {
+async function clientUnderFuzz(
+  bytes: Uint8Array,
+  cutPoints: number[],
+  options: { connack: boolean; inFlight: boolean; end: 'drop' | 'reset' | 'disconnect' },
+) {
   const clock = new FakeClock();
   const network = new ScriptedNetwork();
   const closes: (ProvisioningError | undefined)[] = [];
@@ -135,7 +162,10 @@ async function clientUnderFuzz(bytes: Uint8Array, cutPoints: number[], options: 
     },
     onClose: (error) => void closes.push(error),
   });
-  const connected = connecting.then((client) => ({ client }), (error: unknown) => ({ error }));
+  const connected = connecting.then(
+    (client) => ({ client }),
+    (error: unknown) => ({ error }),
+  );
   await settle();
   const server: ScriptedConnection = network.last;
   if (options.connack) server.send({ type: 'connack', sessionPresent: false, returnCode: 0 });
@@ -145,8 +175,16 @@ async function clientUnderFuzz(bytes: Uint8Array, cutPoints: number[], options: 
   const early = await Promise.race([connected, Promise.resolve(undefined)]);
   if (options.inFlight && early && 'client' in early) {
     const client = early.client;
-    for (const request of [client.subscribe('$dps/registrations/res/#', 1), client.publish('$dps/registrations/PUT/iotdps-register/?$rid=1', Uint8Array.of(123, 125), 1)]) {
-      inFlight.push(request.then(() => ({}), (error: unknown) => ({ error })));
+    for (const request of [
+      client.subscribe('$dps/registrations/res/#', 1),
+      client.publish('$dps/registrations/PUT/iotdps-register/?$rid=1', Uint8Array.of(123, 125), 1),
+    ]) {
+      inFlight.push(
+        request.then(
+          () => ({}),
+          (error: unknown) => ({ error }),
+        ),
+      );
     }
   }
   for (const chunk of split(bytes, cutPoints)) {
@@ -181,7 +219,11 @@ describe('MQTT client fed fuzzed server bytes (scripted connection, fake clock)'
       fc.asyncProperty(
         serverBytes,
         cuts,
-        fc.record({ connack: fc.boolean(), inFlight: fc.boolean(), end: fc.constantFrom('drop' as const, 'reset' as const, 'disconnect' as const) }),
+        fc.record({
+          connack: fc.boolean(),
+          inFlight: fc.boolean(),
+          end: fc.constantFrom('drop' as const, 'reset' as const, 'disconnect' as const),
+        }),
         (bytes, c, options) => clientUnderFuzz(bytes, c, options),
       ),
       runs(300),

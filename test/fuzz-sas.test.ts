@@ -12,14 +12,18 @@ import { base64Key, fuzzText, mutateString, outcome, runs, stringMutations, well
 const tokenLike = fc.oneof(
   fuzzText(80),
   fuzzText(80).map((s) => `SharedAccessSignature ${s}`),
-  fc.array(fc.tuple(fc.constantFrom('sr', 'sig', 'se', 'skn', 'x', ''), fuzzText(20)), { maxLength: 6 })
+  fc
+    .array(fc.tuple(fc.constantFrom('sr', 'sig', 'se', 'skn', 'x', ''), fuzzText(20)), { maxLength: 6 })
     .map((fields) => `SharedAccessSignature ${fields.map(([k, v]) => `${k}=${v}`).join('&')}`),
 );
 const validToken = fc.record({
   resource: wellFormedText(40).filter((s) => s.length > 0),
   key: base64Key,
   expiry: fc.integer({ min: 0, max: 2 ** 40 }),
-  keyName: fc.option(wellFormedText(12).filter((s) => s.length > 0), { nil: undefined }),
+  keyName: fc.option(
+    wellFormedText(12).filter((s) => s.length > 0),
+    { nil: undefined },
+  ),
 });
 
 describe('SAS token parser and verifier', () => {
@@ -45,7 +49,11 @@ describe('SAS token parser and verifier', () => {
         const original = parseSasToken(token);
         assert.deepEqual(verifySasToken(token, options.key, options.expiry - 1, options.resource), { ok: true, token: original });
         assert.deepEqual(verifySasToken(token, options.key, options.expiry), { ok: false, reason: 'expired' });
-        const verdict = outcome(() => verifySasToken(mutateString(token, mutations), options.key, now, options.resource), [], 'verifySasToken').value!;
+        const verdict = outcome(
+          () => verifySasToken(mutateString(token, mutations), options.key, now, options.resource),
+          [],
+          'verifySasToken',
+        ).value!;
         if (verdict.ok) {
           assert.equal(verdict.token.sr, original.sr);
           assert.equal(verdict.token.se, original.se);

@@ -16,13 +16,14 @@ import { errorOf } from './support/errors.js';
 
 // Bodies from Microsoft, "Communicate with an IoT hub using the MQTT protocol"
 // (MicrosoftDocs/azure-docs articles/iot/iot-mqtt-connect-to-iot-hub.md).
-const DOC_TWIN = '{"desired":{"telemetrySendFrequency":"5m","$version":12},"reported":{"telemetrySendFrequency":"5m","batteryLevel":55,"$version":123}}';
+const DOC_TWIN =
+  '{"desired":{"telemetrySendFrequency":"5m","$version":12},"reported":{"telemetrySendFrequency":"5m","batteryLevel":55,"$version":123}}';
 const DOC_DESIRED = '{"telemetrySendFrequency":"5m","route":null,"$version":8}';
 const bytes = (text: string) => utf8Encode(text);
 const nested = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`;
 
 describe('twin documents', () => {
-  it('parses the doc\'s GET response and gives the desired section as a patch', () => {
+  it("parses the doc's GET response and gives the desired section as a patch", () => {
     const twin = parseTwinDocument(bytes(DOC_TWIN));
     expect(twin.desired.$version).toBe(12);
     expect(twin.reported).toEqual({ telemetrySendFrequency: '5m', batteryLevel: 55, $version: 123 });
@@ -31,22 +32,31 @@ describe('twin documents', () => {
 
   it('refuses malformed twin documents as protocol errors', () => {
     const bad = [
-      '', '{', 'null', '[]', '"twin"', '{"desired":{"$version":1}}', '{"desired":{"$version":1},"reported":[]}',
-      '{"desired":{"$version":"1"},"reported":{"$version":1}}', '{"desired":{"$version":-1},"reported":{"$version":1}}',
-      '{"desired":{"$version":1.5},"reported":{"$version":1}}', `{"desired":{"$version":1,"x":${nested(MAX_JSON_DEPTH)}},"reported":{"$version":1}}`,
+      '',
+      '{',
+      'null',
+      '[]',
+      '"twin"',
+      '{"desired":{"$version":1}}',
+      '{"desired":{"$version":1},"reported":[]}',
+      '{"desired":{"$version":"1"},"reported":{"$version":1}}',
+      '{"desired":{"$version":-1},"reported":{"$version":1}}',
+      '{"desired":{"$version":1.5},"reported":{"$version":1}}',
+      `{"desired":{"$version":1,"x":${nested(MAX_JSON_DEPTH)}},"reported":{"$version":1}}`,
     ];
     for (const text of bad) errorOf(() => parseTwinDocument(bytes(text)), 'protocol');
     errorOf(() => parseTwinDocument(Uint8Array.of(0x7b, 0xff, 0x7d)), 'protocol');
     expect(errorOf(() => parseTwinDocument(bytes(DOC_TWIN), 10), 'protocol').message).toMatch(/over the 10-byte limit/);
   });
 
-  it('takes a desired patch\'s version from its body, else its topic, and refuses a conflict', () => {
+  it("takes a desired patch's version from its body, else its topic, and refuses a conflict", () => {
     expect(parseDesiredPatch(bytes(DOC_DESIRED))).toEqual({ patch: { telemetrySendFrequency: '5m', route: null }, version: 8 });
     expect(parseDesiredPatch(bytes(DOC_DESIRED), 8).version).toBe(8);
     expect(parseDesiredPatch(bytes('{"a":1}'), 9)).toEqual({ patch: { a: 1 }, version: 9 });
     errorOf(() => parseDesiredPatch(bytes(DOC_DESIRED), 9), 'protocol');
     errorOf(() => parseDesiredPatch(bytes('{"a":1}')), 'protocol');
-    for (const text of ['[]', '{"$version":"8"}', '{"$version":-2}', 'x', nested(MAX_JSON_DEPTH + 1)]) errorOf(() => parseDesiredPatch(bytes(text), 1), 'protocol');
+    for (const text of ['[]', '{"$version":"8"}', '{"$version":-2}', 'x', nested(MAX_JSON_DEPTH + 1)])
+      errorOf(() => parseDesiredPatch(bytes(text), 1), 'protocol');
   });
 });
 
@@ -88,10 +98,12 @@ describe('answering a direct method', () => {
     expect(answer).toMatchObject({ status: 400, topic: '$iothub/methods/res/400/?$rid=4' });
   });
 
-  it('answers 500, without the handler\'s text, when it throws, rejects or returns what cannot be sent', async () => {
+  it("answers 500, without the handler's text, when it throws, rejects or returns what cannot be sent", async () => {
     const secret = 'key=c2VjcmV0';
     const handlers = [
-      () => { throw new Error(secret); },
+      () => {
+        throw new Error(secret);
+      },
       () => Promise.reject(new Error(secret)),
       () => ({ status: 70_000 }),
       () => ({ status: 200, payload: { big: 1n } }),
@@ -107,13 +119,15 @@ describe('answering a direct method', () => {
 
 describe('shouldReprovision', () => {
   it('says yes for a refusal, an unknown device or a hub out of reach, and no otherwise', () => {
-    const error = (kind: ProvisioningError['kind'], status?: number) => new ProvisioningError(kind, 'x', status === undefined ? {} : { status });
+    const error = (kind: ProvisioningError['kind'], status?: number) =>
+      new ProvisioningError(kind, 'x', status === undefined ? {} : { status });
     expect(shouldReprovision(error('unauthorized', 5))).toBe(true);
     expect(shouldReprovision(error('unauthorized', 401))).toBe(true);
     expect(shouldReprovision(error('failed', 404))).toBe(true);
     expect(shouldReprovision(error('network'))).toBe(true);
     expect(shouldReprovision(error('failed', 400))).toBe(false);
-    for (const kind of ['server', 'throttled', 'tls', 'protocol', 'timeout', 'invalid-input'] as const) expect(shouldReprovision(error(kind))).toBe(false);
+    for (const kind of ['server', 'throttled', 'tls', 'protocol', 'timeout', 'invalid-input'] as const)
+      expect(shouldReprovision(error(kind))).toBe(false);
     expect(shouldReprovision(undefined)).toBe(false);
   });
 });

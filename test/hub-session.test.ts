@@ -1,13 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { encodePacket, type Packet } from '../src/mqtt/codec.js';
-import { connectHub } from '../src/hub/session.js';
+import { ProvisioningError } from '../src/errors.js';
 import type { HubSessionOptions } from '../src/hub/options.js';
 import { shouldReprovision } from '../src/hub/reprovision.js';
+import { connectHub } from '../src/hub/session.js';
+import { encodePacket, type Packet } from '../src/mqtt/codec.js';
 import type { HubEvent } from '../src/ports.js';
 import { parseSasToken, verifySasToken } from '../src/sas-verify.js';
-import { ProvisioningError } from '../src/errors.js';
-import { FakeClock, settle } from './support/fake-clock.js';
 import { failure } from './support/errors.js';
+import { FakeClock, settle } from './support/fake-clock.js';
 import { HUB, ScriptedHub } from './support/scripted-hub.js';
 
 const DEVICE = 'sensor-0042';
@@ -16,7 +16,10 @@ const KEY = 'MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY='; // base64 of 32 ASCI
 /** Settles `promise`, firing fake timers while it waits; fails if it hangs with nothing pending. */
 async function drive<T>(promise: Promise<T>, clock: FakeClock): Promise<T> {
   let settled = false;
-  promise.then(() => (settled = true), () => (settled = true));
+  promise.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
   for (let guard = 0; guard < 10_000; guard++) {
     await settle();
     if (settled) return promise;
@@ -34,7 +37,9 @@ function setup(options: Partial<HubSessionOptions> = {}) {
   const open = () =>
     connectHub(
       {
-        hub: HUB, deviceId: DEVICE, deviceKey: KEY,
+        hub: HUB,
+        deviceId: DEVICE,
+        deviceKey: KEY,
         onDesired: (patch, version) => desired.push([patch, version]),
         onMethod: (name, payload) => (name === 'fail' ? Promise.reject(new Error('nope')) : { status: 200, payload: { name, payload } }),
         onC2D: (body, properties) => c2d.push([new TextDecoder().decode(body), { ...properties }]),
@@ -64,10 +69,20 @@ describe('connecting', () => {
     expect(token.skn).toBeUndefined();
     expect(verifySasToken(connect.password!, KEY, t.clock.now() / 1000, `${HUB}/devices/${DEVICE}`).ok).toBe(true);
     // No CONNACK yet: the SUBSCRIBEs and the GET left right behind CONNECT, so a connect costs one round trip after TLS.
-    expect(sentTypes(connection.sent)).toEqual(['connect', 'subscribe', 'subscribe', 'subscribe', 'subscribe', 'publish $iothub/twin/GET/']);
+    expect(sentTypes(connection.sent)).toEqual([
+      'connect',
+      'subscribe',
+      'subscribe',
+      'subscribe',
+      'subscribe',
+      'publish $iothub/twin/GET/',
+    ]);
     t.hub.connack();
     expect(connection.sentOf('subscribe').map((s) => s.subscriptions[0]!.topic)).toEqual([
-      '$iothub/twin/res/#', '$iothub/twin/PATCH/properties/desired/#', '$iothub/methods/POST/#', `devices/${DEVICE}/messages/devicebound/#`,
+      '$iothub/twin/res/#',
+      '$iothub/twin/PATCH/properties/desired/#',
+      '$iothub/methods/POST/#',
+      `devices/${DEVICE}/messages/devicebound/#`,
     ]);
     t.hub.releaseSubacks();
     const session = await drive(opening, t.clock);
@@ -86,10 +101,17 @@ describe('connecting', () => {
   });
 
   it('connects to an endpoint override and sends the model ID, subscribing only to what it handles', async () => {
-    const t = setup({ endpoint: { host: '127.0.0.1', port: 18883 }, modelId: 'dtmi:com:example:Thermostat;1', onMethod: undefined, onC2D: undefined });
+    const t = setup({
+      endpoint: { host: '127.0.0.1', port: 18883 },
+      modelId: 'dtmi:com:example:Thermostat;1',
+      onMethod: undefined,
+      onC2D: undefined,
+    });
     const session = await t.connect();
     expect(t.hub.network.attempts).toEqual([{ host: '127.0.0.1', port: 18883 }]);
-    expect(t.hub.last.sentOf('connect')[0]!.username).toBe(`${HUB}/${DEVICE}/?api-version=2021-04-12&model-id=dtmi%3Acom%3Aexample%3AThermostat%3B1`);
+    expect(t.hub.last.sentOf('connect')[0]!.username).toBe(
+      `${HUB}/${DEVICE}/?api-version=2021-04-12&model-id=dtmi%3Acom%3Aexample%3AThermostat%3B1`,
+    );
     expect(t.hub.last.sentOf('subscribe')).toHaveLength(2);
     session.close();
   });
@@ -149,7 +171,13 @@ describe('a connected session', () => {
 
   it('maps twin error statuses to kinds, times out silent requests, and ignores answers to no request', async () => {
     const t = await connected({ requestTimeoutMs: 5000 });
-    t.hub.twinReplies.push({ status: 429 }, { status: 400 }, { silent: true }, { status: 204, rid: 'stray.1', version: 9 }, { status: 200, body: '[1]' });
+    t.hub.twinReplies.push(
+      { status: 429 },
+      { status: 400 },
+      { silent: true },
+      { status: 204, rid: 'stray.1', version: 9 },
+      { status: 200, body: '[1]' },
+    );
     expect((await failure(drive(t.session.updateReported({ a: 1 }), t.clock), 'throttled')).status).toBe(429);
     expect((await failure(drive(t.session.updateReported({ a: 1 }), t.clock), 'failed')).status).toBe(400);
     await failure(drive(t.session.getTwin(), t.clock), 'timeout');
@@ -170,7 +198,12 @@ describe('a connected session', () => {
     t.hub.sendDesired({ telemetryInterval: 1 }, 3);
     t.hub.sendDesired({ telemetryInterval: 8 }, 4, { topicVersion: null });
     await settle();
-    expect(t.desired).toEqual([[{ telemetryInterval: 10 }, 1], [{ telemetryInterval: 5 }, 2], [{ telemetryInterval: 7 }, 3], [{ telemetryInterval: 8 }, 4]]);
+    expect(t.desired).toEqual([
+      [{ telemetryInterval: 10 }, 1],
+      [{ telemetryInterval: 5 }, 2],
+      [{ telemetryInterval: 7 }, 3],
+      [{ telemetryInterval: 8 }, 4],
+    ]);
     expect(t.events.filter((e) => e.type === 'hub-ignored')).toHaveLength(2);
     t.session.close();
   });
@@ -187,10 +220,17 @@ describe('a connected session', () => {
 
   it('answers direct methods, 400 for a payload that is not JSON, 500 when the handler fails; odd names are ignored', async () => {
     const t = await connected();
-    expect(await t.hub.callMethod('getStatus', '{"verbose":true}', '11')).toEqual({ status: 200, rid: '11', body: '{"name":"getStatus","payload":{"verbose":true}}' });
+    expect(await t.hub.callMethod('getStatus', '{"verbose":true}', '11')).toEqual({
+      status: 200,
+      rid: '11',
+      body: '{"name":"getStatus","payload":{"verbose":true}}',
+    });
     expect(await t.hub.callMethod('getStatus', '', '12')).toMatchObject({ status: 200, body: '{"name":"getStatus","payload":null}' });
     expect(await t.hub.callMethod('getStatus', '{bad', '13')).toMatchObject({ status: 400, rid: '13' });
-    expect(await t.hub.callMethod('fail', '{}', '14')).toMatchObject({ status: 500, body: '{"message":"The method fail failed on the device"}' });
+    expect(await t.hub.callMethod('fail', '{}', '14')).toMatchObject({
+      status: 500,
+      body: '{"message":"The method fail failed on the device"}',
+    });
     for (const name of ['a%20b', '..%2F', 'x'.repeat(129)]) t.hub.publish(`$iothub/methods/POST/${name}/?$rid=15`, '{}');
     await settle();
     expect(t.hub.methodAnswers).toHaveLength(4);
@@ -207,15 +247,21 @@ describe('a connected session', () => {
     await settle();
     expect(t.c2d).toEqual([['hello', { '$.mid': 'm1', color: 'blue green', flag: null }]]);
     expect(t.events.filter((e) => e.type === 'hub-ignored').map((e) => (e as { reason: string }).reason)).toEqual([
-      'a cloud-to-device message of 17 bytes (over 16)', 'a message on a topic this session does not handle',
+      'a cloud-to-device message of 17 bytes (over 16)',
+      'a message on a topic this session does not handle',
     ]);
     t.session.close();
   });
 
   it('sends telemetry at QoS 1 and resolves on PUBACK; times out without one', async () => {
     const t = await connected({ requestTimeoutMs: 4000 });
-    await drive(t.session.sendTelemetry('{"t":21.5}', { contentType: 'application/json', contentEncoding: 'utf-8', properties: { alert: 'no' } }), t.clock);
-    expect(t.hub.telemetry).toEqual([{ topic: `devices/${DEVICE}/messages/events/$.ct=application%2Fjson&$.ce=utf-8&alert=no`, body: '{"t":21.5}' }]);
+    await drive(
+      t.session.sendTelemetry('{"t":21.5}', { contentType: 'application/json', contentEncoding: 'utf-8', properties: { alert: 'no' } }),
+      t.clock,
+    );
+    expect(t.hub.telemetry).toEqual([
+      { topic: `devices/${DEVICE}/messages/events/$.ct=application%2Fjson&$.ce=utf-8&alert=no`, body: '{"t":21.5}' },
+    ]);
     expect(t.hub.last.sentOf('publish').at(-1)!.qos).toBe(1);
     t.hub.ackTelemetry = false;
     await failure(drive(t.session.sendTelemetry('x'), t.clock), 'timeout');
@@ -250,13 +296,24 @@ describe('a connected session', () => {
     await t.clock.advance(1500);
     expect(t.session.isConnected).toBe(true);
     expect(t.desired.at(-1)).toEqual([{ telemetryInterval: 20 }, 4]);
-    expect(t.events.find((e) => e.type === 'hub-disconnected')).toMatchObject({ reason: expect.stringMatching(/connection reset/), waitMs: 1500 });
+    expect(t.events.find((e) => e.type === 'hub-disconnected')).toMatchObject({
+      reason: expect.stringMatching(/connection reset/),
+      waitMs: 1500,
+    });
     t.session.close();
   });
 
   it('treats a QoS 2 PUBLISH as a protocol error that costs the connection, then reconnects', async () => {
     const t = await connected();
-    const qos1 = encodePacket({ type: 'publish', topic: '$iothub/methods/POST/x/?$rid=1', payload: new Uint8Array(0), qos: 1, dup: false, retain: false, messageId: 3 });
+    const qos1 = encodePacket({
+      type: 'publish',
+      topic: '$iothub/methods/POST/x/?$rid=1',
+      payload: new Uint8Array(0),
+      qos: 1,
+      dup: false,
+      retain: false,
+      messageId: 3,
+    });
     qos1[0] = 0x34; // PUBLISH, QoS 2
     t.hub.last.sendBytes(qos1);
     await settle();
@@ -281,8 +338,12 @@ describe('a connected session', () => {
 
   it('survives handlers that throw, logging that they did without their text', async () => {
     const t = await connected({
-      onDesired: (patch) => { if ('boom' in patch) throw new Error('secret-1'); },
-      onC2D: () => { throw new Error('secret-2'); },
+      onDesired: (patch) => {
+        if ('boom' in patch) throw new Error('secret-1');
+      },
+      onC2D: () => {
+        throw new Error('secret-2');
+      },
     });
     t.hub.sendDesired({ boom: true }, 2);
     t.hub.publish(`devices/${DEVICE}/messages/devicebound/`, 'x');
@@ -304,6 +365,7 @@ describe('a connected session', () => {
     expect(t.clock.pendingTimers).toBe(0);
     const password = t.hub.network.connections[0]!.sentOf('connect')[0]!.password!;
     const printed = JSON.stringify(t.events);
-    for (const secret of [KEY, password, parseSasToken(password).sig, encodeURIComponent(parseSasToken(password).sig)]) expect(printed).not.toContain(secret);
+    for (const secret of [KEY, password, parseSasToken(password).sig, encodeURIComponent(parseSasToken(password).sig)])
+      expect(printed).not.toContain(secret);
   });
 });

@@ -1,14 +1,14 @@
 import { createHmac } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
 import { ProvisioningError } from '../src/errors.js';
 import {
-  MAX_REGISTRATION_ID_LENGTH,
   buildRegistrationId,
   deriveDeviceKey,
+  type HardwareIdentity,
+  MAX_REGISTRATION_ID_LENGTH,
   validateIdScope,
   validateRegistrationId,
-  type HardwareIdentity,
 } from '../src/identity.js';
 import { errorOf } from './support/errors.js';
 
@@ -72,7 +72,10 @@ describe('validateRegistrationId', () => {
   });
 
   it('accepts every ID built from the allowed alphabet', () => {
-    fc.assert(fc.property(registrationIdArb, (id) => validateRegistrationId(id) === id), { numRuns: 500 });
+    fc.assert(
+      fc.property(registrationIdArb, (id) => validateRegistrationId(id) === id),
+      { numRuns: 500 },
+    );
   });
 });
 
@@ -159,10 +162,7 @@ describe('buildRegistrationId', () => {
 
   it('any template and identity: invalid-input, or a valid ID that is the same every time', () => {
     const value = fc.oneof(fc.string({ maxLength: 40 }), fc.uint8Array({ maxLength: 8 }), fc.constant(undefined));
-    const identityArb = fc.record(
-      { serial: value, mac: value, board: value },
-      { requiredKeys: [] },
-    ) as fc.Arbitrary<HardwareIdentity>;
+    const identityArb = fc.record({ serial: value, mac: value, board: value }, { requiredKeys: [] }) as fc.Arbitrary<HardwareIdentity>;
     const piece = fc.oneof(
       fc.string({ maxLength: 12 }),
       fc.constantFrom('{serial}', '{mac}', '{board}', '{other}', '{', '}', '-', ':', ' '),
@@ -198,7 +198,7 @@ describe('deriveDeviceKey', () => {
     ).toBe('Jsm0lyGpjaVYVP2g3FnmnmG9dI/9qU24wNoykUmermc=');
   });
 
-  it('agrees with Microsoft\'s Node derivation for random group keys and registration IDs', () => {
+  it("agrees with Microsoft's Node derivation for random group keys and registration IDs", () => {
     fc.assert(
       fc.property(fc.uint8Array({ minLength: 1, maxLength: 80 }), registrationIdArb, (keyBytes, registrationId) => {
         const groupKey = Buffer.from(keyBytes).toString('base64');

@@ -7,9 +7,9 @@ import { systemClock } from '../hosts/node/clock.js';
 import { createFileStore } from '../hosts/node/file-store.js';
 import { createTlsConnect } from '../hosts/node/tls-connect.js';
 import type { ProvisioningEvent } from '../src/ports.js';
-import { provisionDevice, type DeviceConfig } from '../src/provisioner.js';
-import { failure } from './support/errors.js';
+import { type DeviceConfig, provisionDevice } from '../src/provisioner.js';
 import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
+import { failure } from './support/errors.js';
 
 const ID_SCOPE = '0ne000INTEG';
 const GROUP_KEY = Buffer.from('integration-test-group-key-0123456789abcdef').toString('base64');
@@ -30,11 +30,21 @@ beforeAll(async () => {
         connectionString: `HostName=${host};SharedAccessKeyName=iothubowner;SharedAccessKey=${Buffer.from(host).toString('base64')}`,
       })),
       enrollmentGroups: [
-        { enrollmentGroupId: 'factory-line-1', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY, secondaryKey: DEVICE_KEY } } },
+        {
+          enrollmentGroupId: 'factory-line-1',
+          attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY, secondaryKey: DEVICE_KEY } },
+        },
       ],
       individualEnrollments: [
-        { registrationId: 'individual-1', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: DEVICE_KEY, secondaryKey: GROUP_KEY } } },
-        { registrationId: 'disabled-1', provisioningStatus: 'disabled', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: DEVICE_KEY, secondaryKey: GROUP_KEY } } },
+        {
+          registrationId: 'individual-1',
+          attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: DEVICE_KEY, secondaryKey: GROUP_KEY } },
+        },
+        {
+          registrationId: 'disabled-1',
+          provisioningStatus: 'disabled',
+          attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: DEVICE_KEY, secondaryKey: GROUP_KEY } },
+        },
       ],
     },
   });
@@ -48,7 +58,14 @@ afterAll(async () => {
 async function provision(config: Partial<DeviceConfig>, options: { trust?: boolean; store?: string } = {}) {
   const events: ProvisioningEvent[] = [];
   const result = await provisionDevice(
-    { idScope: ID_SCOPE, endpoint: dps.endpoint, groupKey: GROUP_KEY, timeoutMs: 20_000, backoff: { minMs: 50, maxMs: 200, jitterMs: 50 }, ...config },
+    {
+      idScope: ID_SCOPE,
+      endpoint: dps.endpoint,
+      groupKey: GROUP_KEY,
+      timeoutMs: 20_000,
+      backoff: { minMs: 50, maxMs: 200, jitterMs: 50 },
+      ...config,
+    },
     {
       connect: createTlsConnect(options.trust === false ? { connectTimeoutMs: 5000 } : { ca: dps.caPem, connectTimeoutMs: 5000 }),
       clock: systemClock,
@@ -58,7 +75,6 @@ async function provision(config: Partial<DeviceConfig>, options: { trust?: boole
   );
   return { ...result, events };
 }
-
 
 describe('provisioning through real TLS against the emulator', () => {
   it('registers a group member, honours the retry-after, and is assigned a linked hub', async () => {

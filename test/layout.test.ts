@@ -34,7 +34,9 @@ function importsOf(file: string): Import[] {
   ].map((match) => match[1]!);
   return specifiers.map((specifier) => {
     if (!specifier.startsWith('.')) return { from: file, to: specifier, bare: true };
-    const target = relative(REPO, resolve(REPO, dirname(file), specifier)).replace(/\\/g, '/').replace(/\.js$/, '.ts');
+    const target = relative(REPO, resolve(REPO, dirname(file), specifier))
+      .replace(/\\/g, '/')
+      .replace(/\.js$/, '.ts');
     return { from: file, to: target, bare: false };
   });
 }

@@ -1,10 +1,10 @@
 // The MQTT client session against a scripted server and a fake clock: no sockets, no sleeping.
 import { describe, expect, it } from 'vitest';
+import { type ErrorKind, ProvisioningError } from '../src/errors.js';
 import { MqttClient, type MqttClientOptions } from '../src/mqtt/client.js';
 import { encodePacket, type Packet } from '../src/mqtt/codec.js';
-import { ProvisioningError, type ErrorKind } from '../src/errors.js';
 import { FakeClock, settle } from './support/fake-clock.js';
-import { broker, ScriptedNetwork, type Responder, type ScriptedConnection } from './support/scripted-connection.js';
+import { broker, type Responder, type ScriptedConnection, ScriptedNetwork } from './support/scripted-connection.js';
 
 const ENDPOINT = { host: 'dps.example.test', port: 8883 };
 const USERNAME = '0ne00000000/registrations/dev-1/api-version=2019-03-31';
@@ -69,7 +69,9 @@ describe('connect', () => {
   it('sends CONNECT (clean session, credentials, keep-alive) and resolves on CONNACK 0', async () => {
     const s = await connected(acceptConnect, { keepAliveSeconds: 30 });
     expect(s.server.endpoint).toEqual(ENDPOINT);
-    expect(s.server.sent).toEqual([{ type: 'connect', clientId: 'dev-1', username: USERNAME, password: PASSWORD, keepAlive: 30, clean: true }]);
+    expect(s.server.sent).toEqual([
+      { type: 'connect', clientId: 'dev-1', username: USERNAME, password: PASSWORD, keepAlive: 30, clean: true },
+    ]);
     expect(s.client.isOpen).toBe(true);
     expect(s.clock.pendingDelays()).toEqual([30_000, 30_000]); // keep-alive only: the connect timer is gone
     s.client.disconnect();
@@ -158,14 +160,23 @@ describe('connect', () => {
     const early = setup((packet, connection) => packet.type === 'connect' && connection.send({ type: 'pingresp' }));
     expectError(await early.connecting.catch((e: unknown) => e), 'protocol', /unexpected PINGRESP before CONNACK/);
     expectClosed(early);
-    const present = setup((packet, connection) => packet.type === 'connect' && connection.send({ type: 'connack', sessionPresent: true, returnCode: 0 }));
+    const present = setup(
+      (packet, connection) => packet.type === 'connect' && connection.send({ type: 'connack', sessionPresent: true, returnCode: 0 }),
+    );
     expectError(await present.connecting.catch((e: unknown) => e), 'protocol', /session present/);
     expectClosed(present);
   });
 
   it('refuses bad options before opening any connection', async () => {
     const tooLong = { password: `${PASSWORD}${'='.repeat(65_536)}` }; // its error must not quote it
-    for (const options of [{ keepAliveSeconds: 70_000 }, { keepAliveSeconds: 1.5 }, { connectTimeoutMs: 0 }, { maxPacketSize: 1 }, { clientId: 'a\u0000b' }, tooLong]) {
+    for (const options of [
+      { keepAliveSeconds: 70_000 },
+      { keepAliveSeconds: 1.5 },
+      { connectTimeoutMs: 0 },
+      { maxPacketSize: 1 },
+      { clientId: 'a\u0000b' },
+      tooLong,
+    ]) {
       const s = setup(acceptConnect, options);
       expectError(await s.connecting.catch((e: unknown) => e), 'invalid-input');
       expect(s.network.attempts).toEqual([]);
@@ -251,7 +262,10 @@ describe('subscribe and publish', () => {
     // Acks may come back in one chunk; the PUBACK first, even.
     s.server.send({ type: 'puback', messageId: pub!.messageId! }, { type: 'suback', messageId: sub!.messageId, granted: [1] });
     await settle();
-    expect([subscribed, published]).toEqual([{ state: 'resolved', value: 1 }, { state: 'resolved', value: undefined }]);
+    expect([subscribed, published]).toEqual([
+      { state: 'resolved', value: 1 },
+      { state: 'resolved', value: undefined },
+    ]);
   });
 
   it('QoS 1 publish resolves only on its PUBACK; QoS 0 resolves once written', async () => {
@@ -263,7 +277,14 @@ describe('subscribe and publish', () => {
     await settle();
     expect(acked.state).toBe('resolved');
     await s.client.publish('t/0', new Uint8Array([2]), 0);
-    expect(s.server.sent.at(-1)).toEqual({ type: 'publish', topic: 't/0', payload: new Uint8Array([2]), qos: 0, dup: false, retain: false });
+    expect(s.server.sent.at(-1)).toEqual({
+      type: 'publish',
+      topic: 't/0',
+      payload: new Uint8Array([2]),
+      qos: 0,
+      dup: false,
+      retain: false,
+    });
   });
 
   it('rejects a bad topic or QoS as invalid-input without sending anything or closing', async () => {
@@ -299,10 +320,21 @@ describe('subscribe and publish', () => {
     const s = await connected(acceptConnect, { onMessage: (topic) => seenAtDelivery.push([topic, server!.sentOf('puback').length]) });
     server = s.server;
     const payload = new TextEncoder().encode('{"status":"assigning"}');
-    s.server.send({ type: 'publish', topic: '$dps/registrations/res/202/?$rid=1', payload, qos: 1, dup: false, retain: false, messageId: 77 });
+    s.server.send({
+      type: 'publish',
+      topic: '$dps/registrations/res/202/?$rid=1',
+      payload,
+      qos: 1,
+      dup: false,
+      retain: false,
+      messageId: 77,
+    });
     s.server.send({ type: 'publish', topic: 'q0', payload: new Uint8Array([9]), qos: 0, dup: false, retain: false });
     expect(s.server.sentOf('puback')).toEqual([{ type: 'puback', messageId: 77 }]);
-    expect(seenAtDelivery).toEqual([['$dps/registrations/res/202/?$rid=1', 1], ['q0', 1]]);
+    expect(seenAtDelivery).toEqual([
+      ['$dps/registrations/res/202/?$rid=1', 1],
+      ['q0', 1],
+    ]);
   });
 
   it('ends the session when onMessage throws, and never lets the exception reach the port', async () => {
@@ -418,13 +450,29 @@ describe('a server that breaks the protocol', () => {
     ['garbage bytes', (s) => s.server.sendBytes(Uint8Array.of(0x00, 0x13, 0x37)), /Invalid MQTT packet type 0/],
     ['a malformed packet', (s) => s.server.sendBytes(Uint8Array.of(0x40, 0x02, 0x00, 0x00)), /PUBACK.*identifier 0/],
     ['an oversized packet', (s) => s.server.sendBytes(Uint8Array.of(0x30, 0xff, 0xff, 0x7f)), /exceeds the limit of 65536/],
-    ['a SUBACK for an unknown id', (s) => s.server.send({ type: 'suback', messageId: 999, granted: [0] }), /SUBACK for message id 999, which matches no request/],
-    ['a PUBACK answering a SUBSCRIBE', (s) => s.server.send({ type: 'puback', messageId: s.server.sentOf('subscribe')[0]!.messageId }), /PUBACK for message id/],
+    [
+      'a SUBACK for an unknown id',
+      (s) => s.server.send({ type: 'suback', messageId: 999, granted: [0] }),
+      /SUBACK for message id 999, which matches no request/,
+    ],
+    [
+      'a PUBACK answering a SUBSCRIBE',
+      (s) => s.server.send({ type: 'puback', messageId: s.server.sentOf('subscribe')[0]!.messageId }),
+      /PUBACK for message id/,
+    ],
     ['an UNSUBACK', (s) => s.server.send({ type: 'unsuback', messageId: 1 }), /UNSUBACK/],
     ['a second CONNACK', (s) => s.server.send(CONNACK_OK), /second CONNACK/],
     ['a PINGREQ', (s) => s.server.send({ type: 'pingreq' }), /PINGREQ, which only a client sends/],
-    ['a SUBACK with two codes', (s) => s.server.send({ type: 'suback', messageId: s.server.sentOf('subscribe')[0]!.messageId, granted: [1, 1] }), /2 return codes/],
-    ['a SUBACK granting more than asked', (s) => s.server.send({ type: 'suback', messageId: s.server.sentOf('subscribe')[0]!.messageId, granted: [2] }), /granting QoS 2 for a QoS 0/],
+    [
+      'a SUBACK with two codes',
+      (s) => s.server.send({ type: 'suback', messageId: s.server.sentOf('subscribe')[0]!.messageId, granted: [1, 1] }),
+      /2 return codes/,
+    ],
+    [
+      'a SUBACK granting more than asked',
+      (s) => s.server.send({ type: 'suback', messageId: s.server.sentOf('subscribe')[0]!.messageId, granted: [2] }),
+      /granting QoS 2 for a QoS 0/,
+    ],
   ];
   for (const [name, act, message] of cases) {
     it(`closes on ${name}: protocol error to onClose and to pending operations`, async () => {

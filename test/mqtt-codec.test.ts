@@ -1,10 +1,11 @@
 // The MQTT codec, differentially against mqtt-packet (the parser/generator behind mqtt.js and
 // aedes) in both directions, plus one test per rejection the MQTT 3.1.1 spec requires.
-import { describe, expect, it } from 'vitest';
+
 import fc from 'fast-check';
 import mqtt from 'mqtt-packet';
-import { encodePacket, PacketDecoder, type Packet } from '../src/mqtt/codec.js';
+import { describe, expect, it } from 'vitest';
 import { ProvisioningError } from '../src/errors.js';
+import { encodePacket, type Packet, PacketDecoder } from '../src/mqtt/codec.js';
 import { concat } from './support/fuzz.js';
 
 // ---- mqtt-packet's shapes <-> ours ----
@@ -12,23 +13,44 @@ import { concat } from './support/fuzz.js';
 function toReference(p: Packet): mqtt.Packet {
   switch (p.type) {
     case 'connect': {
-      const out: mqtt.IConnectPacket = { cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: p.clientId, keepalive: p.keepAlive, clean: p.clean };
+      const out: mqtt.IConnectPacket = {
+        cmd: 'connect',
+        protocolId: 'MQTT',
+        protocolVersion: 4,
+        clientId: p.clientId,
+        keepalive: p.keepAlive,
+        clean: p.clean,
+      };
       if (p.username !== undefined) out.username = p.username;
       if (p.password !== undefined) out.password = Buffer.from(p.password, 'utf8');
       return out;
     }
-    case 'connack': return { cmd: 'connack', sessionPresent: p.sessionPresent, returnCode: p.returnCode };
+    case 'connack':
+      return { cmd: 'connack', sessionPresent: p.sessionPresent, returnCode: p.returnCode };
     case 'publish': {
-      const out: mqtt.IPublishPacket = { cmd: 'publish', topic: p.topic, payload: Buffer.from(p.payload), qos: p.qos, dup: p.dup, retain: p.retain };
+      const out: mqtt.IPublishPacket = {
+        cmd: 'publish',
+        topic: p.topic,
+        payload: Buffer.from(p.payload),
+        qos: p.qos,
+        dup: p.dup,
+        retain: p.retain,
+      };
       if (p.qos) out.messageId = p.messageId!;
       return out;
     }
-    case 'puback': return { cmd: 'puback', messageId: p.messageId };
-    case 'subscribe': return { cmd: 'subscribe', messageId: p.messageId, subscriptions: p.subscriptions.map((s) => ({ ...s })) };
-    case 'suback': return { cmd: 'suback', messageId: p.messageId, granted: [...p.granted] };
-    case 'unsubscribe': return { cmd: 'unsubscribe', messageId: p.messageId, unsubscriptions: [...p.topics] };
-    case 'unsuback': return { cmd: 'unsuback', messageId: p.messageId, granted: [] }; // granted: MQTT 5 only
-    default: return { cmd: p.type };
+    case 'puback':
+      return { cmd: 'puback', messageId: p.messageId };
+    case 'subscribe':
+      return { cmd: 'subscribe', messageId: p.messageId, subscriptions: p.subscriptions.map((s) => ({ ...s })) };
+    case 'suback':
+      return { cmd: 'suback', messageId: p.messageId, granted: [...p.granted] };
+    case 'unsubscribe':
+      return { cmd: 'unsubscribe', messageId: p.messageId, unsubscriptions: [...p.topics] };
+    case 'unsuback':
+      return { cmd: 'unsuback', messageId: p.messageId, granted: [] }; // granted: MQTT 5 only
+    default:
+      return { cmd: p.type };
   }
 }
 
@@ -37,23 +59,35 @@ function fromReference(r: any): Packet {
     case 'connect': {
       // mqtt-packet accepts wills and MQTT 3.1; we refuse both. A marker that never equals one
       // of our packets keeps the comparison honest instead of throwing inside the parse.
-      if (r.protocolId !== 'MQTT' || r.protocolVersion !== 4 || r.will !== undefined) return { type: 'unsupported-connect' } as unknown as Packet;
+      if (r.protocolId !== 'MQTT' || r.protocolVersion !== 4 || r.will !== undefined)
+        return { type: 'unsupported-connect' } as unknown as Packet;
       const out: Packet = { type: 'connect', clientId: r.clientId, keepAlive: r.keepalive, clean: r.clean };
       if (r.username !== undefined) out.username = r.username;
       if (r.password !== undefined) out.password = Buffer.from(r.password).toString('utf8');
       return out;
     }
-    case 'connack': return { type: 'connack', sessionPresent: r.sessionPresent, returnCode: r.returnCode };
+    case 'connack':
+      return { type: 'connack', sessionPresent: r.sessionPresent, returnCode: r.returnCode };
     case 'publish': {
       const out: Packet = { type: 'publish', topic: r.topic, payload: new Uint8Array(r.payload), qos: r.qos, dup: r.dup, retain: r.retain };
       if (r.qos) out.messageId = r.messageId;
       return out;
     }
-    case 'subscribe': return { type: 'subscribe', messageId: r.messageId, subscriptions: r.subscriptions.map((s: any) => ({ topic: s.topic, qos: s.qos })) };
-    case 'suback': return { type: 'suback', messageId: r.messageId, granted: r.granted };
-    case 'unsubscribe': return { type: 'unsubscribe', messageId: r.messageId, topics: r.unsubscriptions };
-    case 'puback': case 'unsuback': return { type: r.cmd, messageId: r.messageId };
-    default: return { type: r.cmd };
+    case 'subscribe':
+      return {
+        type: 'subscribe',
+        messageId: r.messageId,
+        subscriptions: r.subscriptions.map((s: any) => ({ topic: s.topic, qos: s.qos })),
+      };
+    case 'suback':
+      return { type: 'suback', messageId: r.messageId, granted: r.granted };
+    case 'unsubscribe':
+      return { type: 'unsubscribe', messageId: r.messageId, topics: r.unsubscriptions };
+    case 'puback':
+    case 'unsuback':
+      return { type: r.cmd, messageId: r.messageId };
+    default:
+      return { type: r.cmd };
   }
 }
 
@@ -76,10 +110,12 @@ const char = fc.oneof(
   { weight: 6, arbitrary: fc.constantFrom('a', 'Z', '0', '$', '-', '.', '?', '=', '&', ' ', 'é', '€', '日', '😀') },
   { weight: 2, arbitrary: fc.string({ unit: 'grapheme', minLength: 1, maxLength: 1 }) },
 );
-const text = (minLength = 0, maxLength = 24) =>
-  fc.string({ unit: char, minLength, maxLength }).filter((s) => !s.includes('\0'));
+const text = (minLength = 0, maxLength = 24) => fc.string({ unit: char, minLength, maxLength }).filter((s) => !s.includes('\0'));
 const level = text(0, 8).map((s) => s.replace(/[/+#]/g, '_'));
-const topicName = fc.array(level, { minLength: 1, maxLength: 5 }).map((l) => l.join('/')).filter((t) => t.length > 0);
+const topicName = fc
+  .array(level, { minLength: 1, maxLength: 5 })
+  .map((l) => l.join('/'))
+  .filter((t) => t.length > 0);
 const topicFilter = fc
   .tuple(fc.array(fc.oneof(level, fc.constant('+')), { minLength: 1, maxLength: 5 }), fc.boolean())
   .map(([levels, hash]) => (hash ? [...levels, '#'] : levels).join('/'))
@@ -89,27 +125,45 @@ const qos = fc.constantFrom<0 | 1>(0, 1);
 const payload = fc.oneof(
   { weight: 8, arbitrary: fc.uint8Array({ maxLength: 200 }) },
   // Long enough for two- and three-byte remaining lengths, without fast-check drawing every byte.
-  { weight: 1, arbitrary: fc.tuple(fc.integer({ min: 100, max: 20_000 }), fc.nat(255)).map(([n, seed]) => new Uint8Array(n).map((_, i) => (i * 31 + seed) & 0xff)) },
+  {
+    weight: 1,
+    arbitrary: fc
+      .tuple(fc.integer({ min: 100, max: 20_000 }), fc.nat(255))
+      .map(([n, seed]) => new Uint8Array(n).map((_, i) => (i * 31 + seed) & 0xff)),
+  },
 );
 
 const packetArb: fc.Arbitrary<Packet> = fc.oneof(
-  fc.record({ clientId: text(0, 30), username: fc.option(text(0, 60), { nil: undefined }), password: fc.option(fc.string({ unit: char, maxLength: 80 }), { nil: undefined }), keepAlive: fc.integer({ min: 0, max: 0xffff }), clean: fc.boolean() })
+  fc
+    .record({
+      clientId: text(0, 30),
+      username: fc.option(text(0, 60), { nil: undefined }),
+      password: fc.option(fc.string({ unit: char, maxLength: 80 }), { nil: undefined }),
+      keepAlive: fc.integer({ min: 0, max: 0xffff }),
+      clean: fc.boolean(),
+    })
     .map(({ clientId, username, password, keepAlive, clean }) => {
       const p: Packet = { type: 'connect', clientId, keepAlive, clean: clean || clientId === '' };
       if (username !== undefined) p.username = username;
       if (username !== undefined && password !== undefined) p.password = password;
       return p;
     }),
-  fc.record({ sessionPresent: fc.boolean(), returnCode: fc.nat(255) })
+  fc
+    .record({ sessionPresent: fc.boolean(), returnCode: fc.nat(255) })
     .map(({ sessionPresent, returnCode }): Packet => ({ type: 'connack', sessionPresent: sessionPresent && returnCode === 0, returnCode })),
-  fc.record({ topic: topicName, payload, qos, dup: fc.boolean(), retain: fc.boolean(), messageId: id })
+  fc
+    .record({ topic: topicName, payload, qos, dup: fc.boolean(), retain: fc.boolean(), messageId: id })
     .map(({ messageId, ...p }): Packet => (p.qos === 1 ? { type: 'publish', ...p, messageId } : { type: 'publish', ...p, dup: false })),
   id.map((messageId): Packet => ({ type: 'puback', messageId })),
-  fc.record({ messageId: id, subscriptions: fc.array(fc.record({ topic: topicFilter, qos }), { minLength: 1, maxLength: 4 }) })
+  fc
+    .record({ messageId: id, subscriptions: fc.array(fc.record({ topic: topicFilter, qos }), { minLength: 1, maxLength: 4 }) })
     .map((p): Packet => ({ type: 'subscribe', ...p })),
-  fc.record({ messageId: id, granted: fc.array(fc.constantFrom(0, 1, 2, 0x80), { minLength: 1, maxLength: 6 }) })
+  fc
+    .record({ messageId: id, granted: fc.array(fc.constantFrom(0, 1, 2, 0x80), { minLength: 1, maxLength: 6 }) })
     .map((p): Packet => ({ type: 'suback', ...p })),
-  fc.record({ messageId: id, topics: fc.array(topicFilter, { minLength: 1, maxLength: 4 }) }).map((p): Packet => ({ type: 'unsubscribe', ...p })),
+  fc
+    .record({ messageId: id, topics: fc.array(topicFilter, { minLength: 1, maxLength: 4 }) })
+    .map((p): Packet => ({ type: 'unsubscribe', ...p })),
   id.map((messageId): Packet => ({ type: 'unsuback', messageId })),
   fc.constantFrom<Packet>({ type: 'pingreq' }, { type: 'pingresp' }, { type: 'disconnect' }),
 );
@@ -162,7 +216,10 @@ describe('differential against mqtt-packet', () => {
 
   it('is never laxer than mqtt-packet: on corrupted streams, whatever we accept it accepts identically', () => {
     const corrupted = fc
-      .tuple(fc.array(packetArb, { minLength: 1, maxLength: 3 }), fc.array(fc.tuple(fc.nat(), fc.nat(255), fc.constantFrom('set', 'insert', 'delete')), { minLength: 1, maxLength: 4 }))
+      .tuple(
+        fc.array(packetArb, { minLength: 1, maxLength: 3 }),
+        fc.array(fc.tuple(fc.nat(), fc.nat(255), fc.constantFrom('set', 'insert', 'delete')), { minLength: 1, maxLength: 4 }),
+      )
       .map(([packets, edits]) => {
         const bytes = [...concat(packets.map(encodePacket))];
         for (const [at, value, op] of edits) {
@@ -230,8 +287,14 @@ function rejects(bytes: Uint8Array, message: RegExp, maxPacketSize?: number): Pr
   return error as ProvisioningError;
 }
 
-const connectBody = (name = 'MQTT', level = 4, flags = 0x02, rest: number[] = mqttString('dev')) =>
-  [...mqttString(name), level, flags, 0, 60, ...rest];
+const connectBody = (name = 'MQTT', level = 4, flags = 0x02, rest: number[] = mqttString('dev')) => [
+  ...mqttString(name),
+  level,
+  flags,
+  0,
+  60,
+  ...rest,
+];
 
 describe('PacketDecoder rejects', () => {
   it('a remaining length over the limit as soon as the length is known, before any body byte', () => {
@@ -258,7 +321,18 @@ describe('PacketDecoder rejects', () => {
   });
 
   it('wrong fixed-header flags for every type that has fixed flags, and DUP on QoS 0', () => {
-    const valid: Record<number, number[]> = { 1: connectBody(), 2: [0, 0], 4: [0, 1], 8: [0, 1, ...mqttString('t'), 0], 9: [0, 1, 0], 10: [0, 1, ...mqttString('t')], 11: [0, 1], 12: [], 13: [], 14: [] };
+    const valid: Record<number, number[]> = {
+      1: connectBody(),
+      2: [0, 0],
+      4: [0, 1],
+      8: [0, 1, ...mqttString('t'), 0],
+      9: [0, 1, 0],
+      10: [0, 1, ...mqttString('t')],
+      11: [0, 1],
+      12: [],
+      13: [],
+      14: [],
+    };
     for (const [type, body] of Object.entries(valid).map(([t, b]) => [Number(t), b] as const)) {
       const good = type === 8 || type === 10 ? 2 : 0;
       expect(decodeAll(frame((type << 4) | good, ...body))).toHaveLength(1);
@@ -284,7 +358,10 @@ describe('PacketDecoder rejects', () => {
     rejects(frame(0x30, ...mqttString([0xed, 0xa0, 0x80]), 1), /not valid UTF-8/);
     rejects(frame(0x10, ...connectBody('MQTT', 4, 0x02, mqttString([0x64, 0xe2, 0x82]))), /client identifier is not valid UTF-8/);
     rejects(frame(0x82, 0, 1, ...mqttString([0x61, 0x00]), 0), /topic filter contains U\+0000/);
-    rejects(frame(0x10, ...connectBody('MQTT', 4, 0xc2, [...mqttString('dev'), ...mqttString('u'), ...mqttString([0xff])])), /password is not valid UTF-8/);
+    rejects(
+      frame(0x10, ...connectBody('MQTT', 4, 0xc2, [...mqttString('dev'), ...mqttString('u'), ...mqttString([0xff])])),
+      /password is not valid UTF-8/,
+    );
   });
 
   it('wildcards in a PUBLISH topic, an empty topic, and misplaced wildcards in filters', () => {
@@ -345,8 +422,15 @@ describe('encodePacket rejects bad arguments as invalid-input', () => {
     expect((error as Error).message).toMatch(message);
     return error as Error;
   };
-  const publish = (topic: string, extra: Partial<Extract<Packet, { type: 'publish' }>> = {}): Packet =>
-    ({ type: 'publish', topic, payload: new Uint8Array(), qos: 0, dup: false, retain: false, ...extra });
+  const publish = (topic: string, extra: Partial<Extract<Packet, { type: 'publish' }>> = {}): Packet => ({
+    type: 'publish',
+    topic,
+    payload: new Uint8Array(),
+    qos: 0,
+    dup: false,
+    retain: false,
+    ...extra,
+  });
 
   it('topics and filters the spec forbids', () => {
     invalid(publish('a/#'), /Cannot publish to "a\/#".*wildcards/);
@@ -375,7 +459,10 @@ describe('encodePacket rejects bad arguments as invalid-input', () => {
     expect(error.message).not.toContain('SECRET');
     invalid({ type: 'connect', clientId: 'dev', keepAlive: 65_536, clean: true }, /keep-alive/);
     invalid({ type: 'connect', clientId: '', keepAlive: 0, clean: false }, /clean session/);
-    const long = invalid({ type: 'connect', clientId: 'd', username: 'u', password: `${password}${'x'.repeat(65_536)}`, keepAlive: 0, clean: true }, /password is longer/);
+    const long = invalid(
+      { type: 'connect', clientId: 'd', username: 'u', password: `${password}${'x'.repeat(65_536)}`, keepAlive: 0, clean: true },
+      /password is longer/,
+    );
     expect(long.message).not.toContain('SECRET');
   });
 

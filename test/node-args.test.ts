@@ -1,7 +1,7 @@
-import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
 import { DEFAULT_DPS_PORT, looksLikeSecret, parseEndpoint, readCaFile, readSecret } from '../cli/shared/args.js';
 import { errorOf } from './support/errors.js';
 
@@ -103,7 +103,11 @@ describe('readSecret', () => {
 
   it.each([
     ['a key', '--key', 'bXktZ3JvdXAta2V5LWJhc2U2NC0wMTIzNDU2Nzg5YWJjZGVm'],
-    ['a connection string', '--service', 'HostName=dps.example;SharedAccessKeyName=provisioningserviceowner;SharedAccessKey=c2VjcmV0LWtleS0wMTIzNDU2Nzg5YWJjZGVm'],
+    [
+      'a connection string',
+      '--service',
+      'HostName=dps.example;SharedAccessKeyName=provisioningserviceowner;SharedAccessKey=c2VjcmV0LWtleS0wMTIzNDU2Nzg5YWJjZGVm',
+    ],
     ['a SAS token', '--key', 'SharedAccessSignature sr=x&sig=c2VjcmV0&se=1'],
     ['a PEM block', '--key', '-----BEGIN PRIVATE KEY-----\nMIIB...\n-----END PRIVATE KEY-----'],
   ])('a secret typed where its file belongs is named as %s and never echoed', (looks, flag, secret) => {

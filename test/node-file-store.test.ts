@@ -1,8 +1,20 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, lstatSync, symlinkSync, writeFileSync, chmodSync, mkdirSync } from 'node:fs';
+import {
+  chmodSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createFileStore } from '../hosts/node/file-store.js';
 import { ProvisioningError } from '../src/errors.js';
 
@@ -151,7 +163,7 @@ describe('createFileStore', () => {
       'strings, laid out otherwise than the previous version wrote them': '{"host": "example.com"}\n',
       'strings without the final newline': '{\n  "host": "example.com"\n}',
       'an array': `${JSON.stringify(['a'], null, 2)}\n`,
-      'null': 'null\n',
+      null: 'null\n',
       'a newer store': `${JSON.stringify({ 'moddable-dps-store': 2, records: {} }, null, 2)}\n`,
       'a damaged store': `${JSON.stringify({ 'moddable-dps-store': 1, records: { a: 1 } }, null, 2)}\n`,
       'a store with more fields': `${JSON.stringify({ 'moddable-dps-store': 1, records: {}, extra: 'x' }, null, 2)}\n`,
@@ -168,7 +180,7 @@ describe('createFileStore', () => {
     }
   });
 
-  it('reads the previous version\'s file and rewrites it in the current format on the next change', async () => {
+  it("reads the previous version's file and rewrites it in the current format on the next change", async () => {
     const file = join(dir, 'store.json');
     writeFileSync(file, previousVersion({ assignment: '{"version":1}', other: 'x' }));
     const store = createFileStore(file);
@@ -193,7 +205,9 @@ describe('createFileStore', () => {
     await store.set('constructor', 'c');
     expect(await store.get('__proto__')).toBe('p');
     expect(await store.get('toString')).toBeUndefined();
-    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual(JSON.parse('{"moddable-dps-store":1,"records":{"__proto__":"p","constructor":"c"}}'));
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual(
+      JSON.parse('{"moddable-dps-store":1,"records":{"__proto__":"p","constructor":"c"}}'),
+    );
   });
 
   it('a failed write is a storage error, keeps the old file, leaves no temp file, and does not block later writes', async () => {

@@ -1,15 +1,18 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { generateKeyPairSync } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
-import { generateKeyPairSync } from 'node:crypto';
 import forge from 'node-forge';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createTlsConnect } from '../hosts/node/tls-connect.js';
 import { ProvisioningError } from '../src/errors.js';
 import type { Connection, ConnectionHandlers } from '../src/ports.js';
 
 // ---- certificates, made fresh for this run --------------------------------------------------
 
-interface KeyPair { privatePem: string; publicPem: string }
+interface KeyPair {
+  privatePem: string;
+  publicPem: string;
+}
 
 function rsaKeyPair(): KeyPair {
   const { privateKey, publicKey } = generateKeyPairSync('rsa', {
@@ -196,7 +199,9 @@ async function until(condition: () => boolean, ms = 3000): Promise<void> {
 }
 
 const open: Connection[] = [];
-afterAll(() => open.forEach((c) => c.close()));
+afterAll(() => {
+  for (const c of open) c.close();
+});
 
 // ---- tests -----------------------------------------------------------------------------------
 
@@ -275,7 +280,7 @@ describe('createTlsConnect', () => {
     expect(error.kind).toBe('tls');
   });
 
-  it('adds ca to Node\'s root store rather than replacing it', async () => {
+  it("adds ca to Node's root store rather than replacing it", async () => {
     // The bundled roots cannot be exercised offline (no public root's key here): what can be
     // seen is that the context starts from Node's own root store (no ca option) and then trusts ca.
     const server = await tlsServer();

@@ -1,8 +1,8 @@
 import { createHmac } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
-import fc from 'fast-check';
 import { SharedAccessSignature } from 'azure-iot-common';
 import { SymmetricKeySecurityClient } from 'azure-iot-security-symmetric-key';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
 import { deriveDeviceKey } from '../src/identity.js';
 import { buildSasToken, dpsRegistrationSasToken } from '../src/sas.js';
 import { parseSasToken, verifySasToken } from '../src/sas-verify.js';
@@ -17,9 +17,13 @@ function referenceSig(key: string, sr: string, se: number): string {
 
 function fieldsOf(token: string): Map<string, string> {
   expect(token.startsWith('SharedAccessSignature ')).toBe(true);
-  return new Map(token.slice('SharedAccessSignature '.length).split('&').map((kv) => kv.split('=', 2) as [string, string]));
+  return new Map(
+    token
+      .slice('SharedAccessSignature '.length)
+      .split('&')
+      .map((kv) => kv.split('=', 2) as [string, string]),
+  );
 }
-
 
 function wellFormed(s: string): boolean {
   try {
@@ -42,7 +46,12 @@ const expiryArb = fc.integer({ min: 1, max: 4_102_444_800 });
 
 describe('buildSasToken', () => {
   it('has the documented shape, signing exactly the sr text sent', () => {
-    const token = buildSasToken({ resource: 'myhub.azure-devices.net/devices/dev 1', key: KEY, expiry: 1_700_000_000, keyName: 'iothubowner' });
+    const token = buildSasToken({
+      resource: 'myhub.azure-devices.net/devices/dev 1',
+      key: KEY,
+      expiry: 1_700_000_000,
+      keyName: 'iothubowner',
+    });
     const fields = fieldsOf(token);
     expect([...fields.keys()]).toEqual(['sr', 'sig', 'se', 'skn']);
     expect(fields.get('sr')).toBe('myhub.azure-devices.net%2Fdevices%2Fdev%201');
@@ -61,14 +70,20 @@ describe('buildSasToken', () => {
     // as given, so we hand it the URL-encoded resource our token carries.
     const resourceArb = fc.string({ minLength: 1, maxLength: 80 }).filter(wellFormed);
     fc.assert(
-      fc.property(resourceArb, keyArb, expiryArb, fc.option(fc.constantFrom('registration', 'iothubowner', 'provisioningserviceowner'), { nil: undefined }), (resource, key, expiry, keyName) => {
-        const ours = fieldsOf(buildSasToken({ resource, key, expiry, ...(keyName && { keyName }) }));
-        const theirs = fieldsOf(SharedAccessSignature.create(encodeURIComponent(resource), keyName as string, key, expiry).toString());
-        expect(ours.get('sr')).toBe(theirs.get('sr'));
-        expect(ours.get('sig')).toBe(theirs.get('sig'));
-        expect(ours.get('se')).toBe(theirs.get('se'));
-        expect(ours.get('skn')).toBe(theirs.get('skn'));
-      }),
+      fc.property(
+        resourceArb,
+        keyArb,
+        expiryArb,
+        fc.option(fc.constantFrom('registration', 'iothubowner', 'provisioningserviceowner'), { nil: undefined }),
+        (resource, key, expiry, keyName) => {
+          const ours = fieldsOf(buildSasToken({ resource, key, expiry, ...(keyName && { keyName }) }));
+          const theirs = fieldsOf(SharedAccessSignature.create(encodeURIComponent(resource), keyName as string, key, expiry).toString());
+          expect(ours.get('sr')).toBe(theirs.get('sr'));
+          expect(ours.get('sig')).toBe(theirs.get('sig'));
+          expect(ours.get('se')).toBe(theirs.get('se'));
+          expect(ours.get('skn')).toBe(theirs.get('skn'));
+        },
+      ),
       { numRuns: 500 },
     );
   });
@@ -89,7 +104,7 @@ describe('buildSasToken', () => {
 });
 
 describe('dpsRegistrationSasToken', () => {
-  it('matches azure-sdk-for-c\'s password layout (sr, sig, se, skn) for its test resource', () => {
+  it("matches azure-sdk-for-c's password layout (sr, sig, se, skn) for its test resource", () => {
     // Azure/azure-sdk-for-c sdk/tests/iot/provisioning/test_az_iot_provisioning_client_sas.c:
     // resource "0neFEEDC0DE%2fregistrations%2fmyRegistrationId", string to sign
     // "<sr>\n1578941692", password "SharedAccessSignature sr=<sr>&sig=<enc sig>&se=1578941692&skn=<name>".
@@ -105,7 +120,7 @@ describe('dpsRegistrationSasToken', () => {
     expect(decodeURIComponent(fields.get('sig')!)).toBe(referenceSig(KEY, fields.get('sr')!, 1578941692));
   });
 
-  it('verifies as the Node SDK\'s token does, for random scopes, IDs and keys', () => {
+  it("verifies as the Node SDK's token does, for random scopes, IDs and keys", () => {
     fc.assert(
       fc.property(idScopeArb, registrationIdArb, keyArb, expiryArb, (idScope, registrationId, key, expiry) => {
         const ours = parseSasToken(dpsRegistrationSasToken(idScope, registrationId, key, expiry));
@@ -126,7 +141,7 @@ describe('dpsRegistrationSasToken', () => {
 });
 
 describe('parseSasToken', () => {
-  it('parses azure-sdk-for-c\'s example password', () => {
+  it("parses azure-sdk-for-c's example password", () => {
     // Azure/azure-sdk-for-c sdk/tests/iot/provisioning/test_az_iot_provisioning_client_sas.c
     const parsed = parseSasToken(
       'SharedAccessSignature sr=0neFEEDC0DE%2fregistrations%2fmyRegistrationId&sig=cS1eHM%2FlDjsRsrZV9508wOFrgmZk4g8FNg8NwHVSiSQ&se=1578941692&skn=iothubowner',
@@ -168,7 +183,7 @@ describe('parseSasToken', () => {
     expect(error.message).toMatch(why);
   });
 
-  it('never puts the token\'s content in the message', () => {
+  it("never puts the token's content in the message", () => {
     const error = errorOf(() => parseSasToken('SharedAccessSignature sr=topsecret&sig=%ZZsecretsig&se=1'));
     expect(error.message).not.toMatch(/secret/);
   });
@@ -177,7 +192,7 @@ describe('parseSasToken', () => {
 describe('verifySasToken', () => {
   const now = 1_700_000_000;
 
-  it('accepts a token made by Microsoft\'s Node SymmetricKeySecurityClient (raw sr)', async () => {
+  it("accepts a token made by Microsoft's Node SymmetricKeySecurityClient (raw sr)", async () => {
     // node_modules/azure-iot-security-symmetric-key/dist/symmetric_key.js: createSharedAccessSignature(idScope)
     // -> SharedAccessSignature.create(idScope + '/registrations/' + registrationId, 'registration', key, anHourFromNow()).
     const groupKey = Buffer.from('group key bytes, sixty-four of them: 0123456789abcdef0123456789').toString('base64');
@@ -222,19 +237,25 @@ describe('verifySasToken', () => {
     expect(verifySasToken(token.replace(`se=${now + 60}`, 'se=1'), KEY, now)).toEqual({ ok: false, reason: 'signature' });
   });
 
-  it('treats a verification key that is not base64 as the verifier\'s input error', () => {
+  it("treats a verification key that is not base64 as the verifier's input error", () => {
     expect(errorOf(() => verifySasToken('x', '%%', 0)).kind).toBe('invalid-input');
   });
 
   it('round-trips: a token verifies with its key until it expires, and never with another key', () => {
     fc.assert(
-      fc.property(fc.string({ minLength: 1, maxLength: 60 }).filter(wellFormed), keyArb, keyArb, expiryArb, (resource, key, otherKey, expiry) => {
-        const token = buildSasToken({ resource, key, expiry, keyName: 'k' });
-        expect(verifySasToken(token, key, expiry - 1, resource).ok).toBe(true);
-        expect(verifySasToken(token, key, expiry, resource)).toEqual({ ok: false, reason: 'expired' });
-        if (Buffer.from(otherKey, 'base64').equals(Buffer.from(key, 'base64'))) return;
-        expect(verifySasToken(token, otherKey, expiry - 1, resource)).toEqual({ ok: false, reason: 'signature' });
-      }),
+      fc.property(
+        fc.string({ minLength: 1, maxLength: 60 }).filter(wellFormed),
+        keyArb,
+        keyArb,
+        expiryArb,
+        (resource, key, otherKey, expiry) => {
+          const token = buildSasToken({ resource, key, expiry, keyName: 'k' });
+          expect(verifySasToken(token, key, expiry - 1, resource).ok).toBe(true);
+          expect(verifySasToken(token, key, expiry, resource)).toEqual({ ok: false, reason: 'expired' });
+          if (Buffer.from(otherKey, 'base64').equals(Buffer.from(key, 'base64'))) return;
+          expect(verifySasToken(token, otherKey, expiry - 1, resource)).toEqual({ ok: false, reason: 'signature' });
+        },
+      ),
       { numRuns: 300 },
     );
   });

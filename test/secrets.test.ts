@@ -13,28 +13,28 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer, type Server } from 'node:tls';
 import { inspect, promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { startEmulator, type DpsEmulator, type EndpointEvent } from '../emulator/index.js';
-import { SERVER_CERT_FILE, SERVER_KEY_FILE } from '../emulator/certificates.js';
 import { main } from '../cli/main.js';
 import { EXIT_CODES } from '../cli/shared/io.js';
+import { SERVER_CERT_FILE, SERVER_KEY_FILE } from '../emulator/certificates.js';
+import { type DpsEmulator, type EndpointEvent, startEmulator } from '../emulator/index.js';
 import { systemClock } from '../hosts/node/clock.js';
 import { createFileStore } from '../hosts/node/file-store.js';
 import { createTlsConnect } from '../hosts/node/tls-connect.js';
 import { DEFAULT_SAS_TTL_SECONDS } from '../src/dps/flow.js';
-import { ProvisioningError, type ErrorKind } from '../src/errors.js';
+import { type ErrorKind, ProvisioningError } from '../src/errors.js';
 import { deriveDeviceKey } from '../src/identity.js';
 import { PacketDecoder } from '../src/mqtt/codec.js';
 import type { Clock, Connect } from '../src/ports.js';
-import { provisionDevice, type DeviceConfig, type ProvisionerPorts } from '../src/provisioner.js';
+import { type DeviceConfig, type ProvisionerPorts, provisionDevice } from '../src/provisioner.js';
 import { dpsRegistrationSasToken } from '../src/sas.js';
 import { parseSasToken, verifySasToken } from '../src/sas-verify.js';
 import { FakeClock, settle } from './support/fake-clock.js';
-import { assignedBody, assigningBody, errorBody, ScriptedDps, type Reply } from './support/scripted-dps.js';
+import { assignedBody, assigningBody, errorBody, type Reply, ScriptedDps } from './support/scripted-dps.js';
 
 const ID_SCOPE = '0ne000SECRT';
 const key = (bytes: number) => randomBytes(bytes).toString('base64');
@@ -140,19 +140,34 @@ beforeAll(async () => {
     onEvent: (event) => void emulatorEvents.push(event),
     config: {
       iotHubs: [{ connectionString: `HostName=secret-hub.azure-devices.net;SharedAccessKeyName=iothubowner;SharedAccessKey=${HUB_KEY}` }],
-      enrollmentGroups: [{ enrollmentGroupId: 'secret-group', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY, secondaryKey: GROUP_KEY_2 } } }],
+      enrollmentGroups: [
+        {
+          enrollmentGroupId: 'secret-group',
+          attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY, secondaryKey: GROUP_KEY_2 } },
+        },
+      ],
       individualEnrollments: [
-        { registrationId: 'secret-individual', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: DEVICE_KEY, secondaryKey: DISABLED_DEVICE_KEY } } },
-        { registrationId: 'secret-disabled', provisioningStatus: 'disabled', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: DISABLED_DEVICE_KEY, secondaryKey: DEVICE_KEY } } },
+        {
+          registrationId: 'secret-individual',
+          attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: DEVICE_KEY, secondaryKey: DISABLED_DEVICE_KEY } },
+        },
+        {
+          registrationId: 'secret-disabled',
+          provisioningStatus: 'disabled',
+          attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: DISABLED_DEVICE_KEY, secondaryKey: DEVICE_KEY } },
+        },
       ],
     },
   });
   // A server with the emulator's certificate that answers CONNECT with a reserved packet type: protocol errors.
   const stateDir = join(dir, 'emulator');
-  garbageServer = createServer({ cert: readFileSync(join(stateDir, SERVER_CERT_FILE)), key: readFileSync(join(stateDir, SERVER_KEY_FILE)) }, (socket) => {
-    socket.on('data', () => socket.write(Uint8Array.of(0xf0, 0x00)));
-    socket.on('error', () => {});
-  });
+  garbageServer = createServer(
+    { cert: readFileSync(join(stateDir, SERVER_CERT_FILE)), key: readFileSync(join(stateDir, SERVER_KEY_FILE)) },
+    (socket) => {
+      socket.on('data', () => socket.write(Uint8Array.of(0xf0, 0x00)));
+      socket.on('error', () => {});
+    },
+  );
   await new Promise<void>((resolve) => garbageServer.listen(0, '127.0.0.1', resolve));
   garbageEndpoint = `127.0.0.1:${(garbageServer.address() as { port: number }).port}`;
 
@@ -192,7 +207,10 @@ interface CliRun {
  * with (its tokens are recomputed for the run's time span). `printsSecret`: compute-device-key
  * and sas-token, whose successful stdout is the secret itself and is not audited.
  */
-async function cli(args: string[], options: { env?: Record<string, string>; signs?: { registrationId: string; key: string }; printsSecret?: boolean } = {}): Promise<CliRun> {
+async function cli(
+  args: string[],
+  options: { env?: Record<string, string>; signs?: { registrationId: string; key: string }; printsSecret?: boolean } = {},
+): Promise<CliRun> {
   let stdout = '';
   let stderr = '';
   const from = Date.now();
@@ -206,7 +224,18 @@ async function cli(args: string[], options: { env?: Record<string, string>; sign
 
 const endpoint = () => `${dps.endpoint.host}:${dps.endpoint.port}`;
 const register = (registrationId: string, more: string[], timeout = '10') => [
-  'register', '--id-scope', ID_SCOPE, '--registration-id', registrationId, '--endpoint', endpoint(), '--ca', dps.caPath, '--timeout', timeout, ...more,
+  'register',
+  '--id-scope',
+  ID_SCOPE,
+  '--registration-id',
+  registrationId,
+  '--endpoint',
+  endpoint(),
+  '--ca',
+  dps.caPath,
+  '--timeout',
+  timeout,
+  ...more,
 ];
 const derived = (groupKey: string, registrationId: string) => {
   const value = deriveDeviceKey(groupKey, registrationId);
@@ -222,7 +251,13 @@ function expectFailure(run: CliRun, kind: ErrorKind): void {
 describe('the audit itself', () => {
   it('finds a secret in each form it looks for', () => {
     const base64url = GROUP_KEY.replace(/=+$/, '').replace(/\+/g, '-').replace(/\//g, '_');
-    const planted = [GROUP_KEY, encodeURIComponent(GROUP_KEY), base64url, Buffer.from(GROUP_KEY, 'base64').toString('hex'), GROUP_KEY.slice(20, 36)];
+    const planted = [
+      GROUP_KEY,
+      encodeURIComponent(GROUP_KEY),
+      base64url,
+      Buffer.from(GROUP_KEY, 'base64').toString('hex'),
+      GROUP_KEY.slice(20, 36),
+    ];
     for (const form of planted) {
       capture('a planted output', `before ${form} after`);
       expect(() => audit()).toThrow(/a planted output contains the group key/);
@@ -238,18 +273,29 @@ describe('the CLI says no secret, whatever the outcome', () => {
     writeFileSync(deviceFile, DEVICE_KEY);
     const store = join(dir, 'assignment.json');
 
-    const inline = await cli(register('secret-member-1', ['--group-key', GROUP_KEY]), { signs: { registrationId: 'secret-member-1', key: derived(GROUP_KEY, 'secret-member-1') } });
+    const inline = await cli(register('secret-member-1', ['--group-key', GROUP_KEY]), {
+      signs: { registrationId: 'secret-member-1', key: derived(GROUP_KEY, 'secret-member-1') },
+    });
     expect(inline.code, inline.stderr).toBe(0);
     expect(inline.stderr).toContain('assigned hub secret-hub.azure-devices.net');
-    const fromFile = await cli(register('secret-member-2', ['--group-key-file', groupFile, '--json', '--store', store]), { signs: { registrationId: 'secret-member-2', key: derived(GROUP_KEY, 'secret-member-2') } });
+    const fromFile = await cli(register('secret-member-2', ['--group-key-file', groupFile, '--json', '--store', store]), {
+      signs: { registrationId: 'secret-member-2', key: derived(GROUP_KEY, 'secret-member-2') },
+    });
     expect(fromFile.code, fromFile.stderr).toBe(0);
     const cached = await cli(register('secret-member-2', ['--group-key-file', groupFile, '--json', '--store', store]));
     expect(cached.stderr).toMatch(/using the stored assignment/);
     capture('the store file', readFileSync(store, 'utf8'));
-    const individual = await cli(register('secret-individual', ['--key-file', deviceFile]), { signs: { registrationId: 'secret-individual', key: DEVICE_KEY } });
+    const individual = await cli(register('secret-individual', ['--key-file', deviceFile]), {
+      signs: { registrationId: 'secret-individual', key: DEVICE_KEY },
+    });
     expect(individual.code, individual.stderr).toBe(0);
     const env = await cli(['register', '--ca', dps.caPath], {
-      env: { PROVISIONING_HOST: endpoint(), PROVISIONING_IDSCOPE: ID_SCOPE, PROVISIONING_REGISTRATION_ID: 'secret-individual', PROVISIONING_SYMMETRIC_KEY: DEVICE_KEY },
+      env: {
+        PROVISIONING_HOST: endpoint(),
+        PROVISIONING_IDSCOPE: ID_SCOPE,
+        PROVISIONING_REGISTRATION_ID: 'secret-individual',
+        PROVISIONING_SYMMETRIC_KEY: DEVICE_KEY,
+      },
       signs: { registrationId: 'secret-individual', key: DEVICE_KEY },
     });
     expect(env.code, env.stderr).toBe(0);
@@ -258,31 +304,87 @@ describe('the CLI says no secret, whatever the outcome', () => {
   it('compute-device-key and sas-token: the secret on stdout only, nothing on stderr', async () => {
     const computed = await cli(['compute-device-key', '--key', GROUP_KEY, '--registration-id', 'secret-member-9'], { printsSecret: true });
     expect(computed).toEqual({ code: 0, stdout: `${derived(GROUP_KEY, 'secret-member-9')}\n`, stderr: '' });
-    const token = await cli(['sas-token', '--id-scope', ID_SCOPE, '--registration-id', 'secret-member-9', '--key', computed.stdout.trim()], { printsSecret: true });
+    const token = await cli(
+      ['sas-token', '--id-scope', ID_SCOPE, '--registration-id', 'secret-member-9', '--key', computed.stdout.trim()],
+      { printsSecret: true },
+    );
     expect(token).toMatchObject({ code: 0, stderr: '' });
     expect(verifySasToken(token.stdout.trim(), computed.stdout.trim(), Math.floor(Date.now() / 1000)).ok).toBe(true);
     addToken(token.stdout.trim());
   });
 
   it('unauthorized: a wrong group key, and a group key given as the device key', async () => {
-    expectFailure(await cli(register('secret-member-3', ['--group-key', WRONG_GROUP_KEY]), { signs: { registrationId: 'secret-member-3', key: derived(WRONG_GROUP_KEY, 'secret-member-3') } }), 'unauthorized');
-    expectFailure(await cli(register('secret-member-4', ['--key', GROUP_KEY]), { signs: { registrationId: 'secret-member-4', key: GROUP_KEY } }), 'unauthorized');
+    expectFailure(
+      await cli(register('secret-member-3', ['--group-key', WRONG_GROUP_KEY]), {
+        signs: { registrationId: 'secret-member-3', key: derived(WRONG_GROUP_KEY, 'secret-member-3') },
+      }),
+      'unauthorized',
+    );
+    expectFailure(
+      await cli(register('secret-member-4', ['--key', GROUP_KEY]), { signs: { registrationId: 'secret-member-4', key: GROUP_KEY } }),
+      'unauthorized',
+    );
   });
 
   it('disabled, tls (CA not given), network (nothing listening)', async () => {
-    expectFailure(await cli(register('secret-disabled', ['--key', DISABLED_DEVICE_KEY]), { signs: { registrationId: 'secret-disabled', key: DISABLED_DEVICE_KEY } }), 'disabled');
+    expectFailure(
+      await cli(register('secret-disabled', ['--key', DISABLED_DEVICE_KEY]), {
+        signs: { registrationId: 'secret-disabled', key: DISABLED_DEVICE_KEY },
+      }),
+      'disabled',
+    );
     const noCa = register('secret-member-5', ['--group-key', GROUP_KEY]).filter((a) => a !== '--ca' && a !== dps.caPath);
     expectFailure(await cli(noCa, { signs: { registrationId: 'secret-member-5', key: derived(GROUP_KEY, 'secret-member-5') } }), 'tls');
-    const closed = ['register', '--id-scope', ID_SCOPE, '--registration-id', 'secret-member-6', '--group-key', GROUP_KEY, '--endpoint', '127.0.0.1:1', '--timeout', '1'];
-    expectFailure(await cli(closed, { signs: { registrationId: 'secret-member-6', key: derived(GROUP_KEY, 'secret-member-6') } }), 'network');
+    const closed = [
+      'register',
+      '--id-scope',
+      ID_SCOPE,
+      '--registration-id',
+      'secret-member-6',
+      '--group-key',
+      GROUP_KEY,
+      '--endpoint',
+      '127.0.0.1:1',
+      '--timeout',
+      '1',
+    ];
+    expectFailure(
+      await cli(closed, { signs: { registrationId: 'secret-member-6', key: derived(GROUP_KEY, 'secret-member-6') } }),
+      'network',
+    );
   });
 
   it('protocol (a server answering garbage) and throttled (429 until the deadline)', async () => {
-    const garbage = ['register', '--id-scope', ID_SCOPE, '--registration-id', 'secret-member-7', '--group-key', GROUP_KEY, '--endpoint', garbageEndpoint, '--ca', dps.caPath, '--timeout', '2'];
-    expectFailure(await cli(garbage, { signs: { registrationId: 'secret-member-7', key: derived(GROUP_KEY, 'secret-member-7') } }), 'protocol');
-    dps.faults.push({ on: 'register', registrationId: 'secret-member-8', action: { type: 'status', status: 429, retryAfter: 1 }, times: 10 });
+    const garbage = [
+      'register',
+      '--id-scope',
+      ID_SCOPE,
+      '--registration-id',
+      'secret-member-7',
+      '--group-key',
+      GROUP_KEY,
+      '--endpoint',
+      garbageEndpoint,
+      '--ca',
+      dps.caPath,
+      '--timeout',
+      '2',
+    ];
+    expectFailure(
+      await cli(garbage, { signs: { registrationId: 'secret-member-7', key: derived(GROUP_KEY, 'secret-member-7') } }),
+      'protocol',
+    );
+    dps.faults.push({
+      on: 'register',
+      registrationId: 'secret-member-8',
+      action: { type: 'status', status: 429, retryAfter: 1 },
+      times: 10,
+    });
     const throttled = register('secret-member-8', ['--group-key', GROUP_KEY], '2');
-    expectFailure(await cli(throttled, { signs: { registrationId: 'secret-member-8', key: derived(GROUP_KEY, 'secret-member-8') } }), 'throttled');
+    expectFailure(
+      await cli(throttled, { signs: { registrationId: 'secret-member-8', key: derived(GROUP_KEY, 'secret-member-8') } }),
+      'throttled',
+    );
   });
 
   it('invalid input: malformed and misplaced keys are refused without being echoed', async () => {
@@ -296,7 +398,17 @@ describe('the CLI says no secret, whatever the outcome', () => {
       await cli(register('secret-member-10', ['--group-key-file', twoLines])),
       await cli(register('secret-member-10', ['--key', DEVICE_KEY, '--key-file', twoLines])),
       await cli(register('secret-member-10', ['--key', DEVICE_KEY, '--group-key', GROUP_KEY])),
-      await cli(['register', '--id-scope', ID_SCOPE, '--registration-id', 'secret-member-10', '--key', DEVICE_KEY, '--endpoint', GROUP_KEY]),
+      await cli([
+        'register',
+        '--id-scope',
+        ID_SCOPE,
+        '--registration-id',
+        'secret-member-10',
+        '--key',
+        DEVICE_KEY,
+        '--endpoint',
+        GROUP_KEY,
+      ]),
       await cli(['register', '--id-scope', ID_SCOPE, '--registration-id', GROUP_KEY, '--key', DEVICE_KEY]),
       await cli(['register', '--id-scope', GROUP_KEY, '--registration-id', 'secret-member-10', '--key', DEVICE_KEY]),
       await cli(['register', '--id-scope', ID_SCOPE, '--registration-id', 'secret-member-10', `--force=${DEVICE_KEY}`]),
@@ -304,8 +416,13 @@ describe('the CLI says no secret, whatever the outcome', () => {
       await cli(['compute-device-key', '--key', MALFORMED_KEY, '--registration-id', 'secret-member-10'], { printsSecret: true }),
       await cli(['compute-device-key', '--key', TRUNCATED_KEY, '--registration-id', 'secret-member-10'], { printsSecret: true }),
       await cli(['compute-device-key', GROUP_KEY], { printsSecret: true }),
-      await cli(['sas-token', '--id-scope', ID_SCOPE, '--registration-id', 'secret-member-10', '--key', MALFORMED_KEY], { printsSecret: true }),
-      await cli(['sas-token', '--id-scope', ID_SCOPE, '--registration-id', 'secret-member-10', '--key', TRUNCATED_KEY, '--ttl', DEVICE_KEY], { printsSecret: true }),
+      await cli(['sas-token', '--id-scope', ID_SCOPE, '--registration-id', 'secret-member-10', '--key', MALFORMED_KEY], {
+        printsSecret: true,
+      }),
+      await cli(
+        ['sas-token', '--id-scope', ID_SCOPE, '--registration-id', 'secret-member-10', '--key', TRUNCATED_KEY, '--ttl', DEVICE_KEY],
+        { printsSecret: true },
+      ),
     ];
     for (const run of runs) {
       expectFailure(run, 'invalid-input');
@@ -335,7 +452,20 @@ describe('the CLI says no secret, whatever the outcome', () => {
       [['dps', 'linked-hub', 'create', '--connection-string-file', hubCs, ...service], 'a connection string'],
       [['dps', 'enrollment-group', 'create', '--enrollment-id', 'secret-files', '--primary-key-file', GROUP_KEY, ...service], 'a key'],
       [['dps', 'enrollment-group', 'create', '--enrollment-id', 'secret-files', '--secondary-key-file', GROUP_KEY_2, ...service], 'a key'],
-      [['hub', 'device', 'show', '--hub-name', 'secret-hub.azure-devices.net', '--device-id', 'x', '--service-file', dps.service.connectionString], 'a connection string'],
+      [
+        [
+          'hub',
+          'device',
+          'show',
+          '--hub-name',
+          'secret-hub.azure-devices.net',
+          '--device-id',
+          'x',
+          '--service-file',
+          dps.service.connectionString,
+        ],
+        'a connection string',
+      ],
       [['emulator', '--config', hubCs], 'a connection string'],
       [['emulator', '--state-dir', GROUP_KEY], 'a key'],
     ];
@@ -392,9 +522,19 @@ async function provision(label: string, config: Partial<DeviceConfig>, ports: Om
   const clock = ports.clock ?? systemClock;
   let outcome: { value: unknown } | { error: unknown } | undefined;
   const running = provisionDevice(
-    { idScope: ID_SCOPE, registrationId: 'secret-core', endpoint: dps.endpoint, timeoutMs: 10_000, backoff: { minMs: 100, maxMs: 1000, jitterMs: 10 }, ...config },
+    {
+      idScope: ID_SCOPE,
+      registrationId: 'secret-core',
+      endpoint: dps.endpoint,
+      timeoutMs: 10_000,
+      backoff: { minMs: 100, maxMs: 1000, jitterMs: 10 },
+      ...config,
+    },
     { ...ports, clock, log: (event) => capture(`${label}: event ${event.type}`, JSON.stringify(event)) },
-  ).then((value) => (outcome = { value }), (error: unknown) => (outcome = { error }));
+  ).then(
+    (value) => (outcome = { value }),
+    (error: unknown) => (outcome = { error }),
+  );
   if (clock instanceof FakeClock) {
     // Fire the fake timers as the flow sets them; with none pending it waits on real I/O (the store).
     for (let steps = 0; outcome === undefined && steps < 10_000; steps++) {
@@ -417,15 +557,43 @@ describe('the core flow says no secret, whatever the outcome', () => {
   it('through real TLS against the emulator: assigned, unauthorized, disabled, tls, network', async () => {
     const trusted = sniffing(createTlsConnect({ ca: dps.caPem, connectTimeoutMs: 5000 }));
     const firstToken = tokens.length;
-    const assigned = await provision('emulator assigned', { registrationId: 'secret-core-1', groupKey: GROUP_KEY }, { connect: trusted, store: createFileStore(join(dir, 'core-store.json')) });
+    const assigned = await provision(
+      'emulator assigned',
+      { registrationId: 'secret-core-1', groupKey: GROUP_KEY },
+      { connect: trusted, store: createFileStore(join(dir, 'core-store.json')) },
+    );
     expect(assigned).toMatchObject({ assignment: { deviceId: 'secret-core-1' } });
     capture('the core store file', readFileSync(join(dir, 'core-store.json'), 'utf8'));
     secrets.set('key derived for secret-core-1', deriveDeviceKey(GROUP_KEY, 'secret-core-1'));
-    expect(kindOf(await provision('emulator unauthorized', { registrationId: 'secret-core-2', groupKey: WRONG_GROUP_KEY }, { connect: trusted }))).toBe('unauthorized');
+    expect(
+      kindOf(
+        await provision('emulator unauthorized', { registrationId: 'secret-core-2', groupKey: WRONG_GROUP_KEY }, { connect: trusted }),
+      ),
+    ).toBe('unauthorized');
     secrets.set('key derived for secret-core-2', deriveDeviceKey(WRONG_GROUP_KEY, 'secret-core-2'));
-    expect(kindOf(await provision('emulator disabled', { registrationId: 'secret-disabled', deviceKey: DISABLED_DEVICE_KEY }, { connect: trusted }))).toBe('disabled');
-    expect(kindOf(await provision('emulator tls', { registrationId: 'secret-core-3', groupKey: GROUP_KEY }, { connect: sniffing(createTlsConnect({ connectTimeoutMs: 5000 })) }))).toBe('tls');
-    expect(kindOf(await provision('emulator network', { registrationId: 'secret-core-4', groupKey: GROUP_KEY, endpoint: { host: '127.0.0.1', port: 1 }, timeoutMs: 1000 }, { connect: trusted }))).toBe('network');
+    expect(
+      kindOf(
+        await provision('emulator disabled', { registrationId: 'secret-disabled', deviceKey: DISABLED_DEVICE_KEY }, { connect: trusted }),
+      ),
+    ).toBe('disabled');
+    expect(
+      kindOf(
+        await provision(
+          'emulator tls',
+          { registrationId: 'secret-core-3', groupKey: GROUP_KEY },
+          { connect: sniffing(createTlsConnect({ connectTimeoutMs: 5000 })) },
+        ),
+      ),
+    ).toBe('tls');
+    expect(
+      kindOf(
+        await provision(
+          'emulator network',
+          { registrationId: 'secret-core-4', groupKey: GROUP_KEY, endpoint: { host: '127.0.0.1', port: 1 }, timeoutMs: 1000 },
+          { connect: trusted },
+        ),
+      ),
+    ).toBe('network');
     // The tokens were really captured: each verifies with the key it was signed with.
     expect(tokens.length - firstToken).toBeGreaterThanOrEqual(3);
     expect(verifySasToken(tokens[firstToken]!, deriveDeviceKey(GROUP_KEY, 'secret-core-1'), 0).ok).toBe(true);
@@ -433,9 +601,21 @@ describe('the core flow says no secret, whatever the outcome', () => {
 
   const registrationId = 'secret-core';
   const disabledBody = { operationId: 'op-1', status: 'disabled', registrationState: { registrationId, status: 'disabled' } };
-  const failedBody = { operationId: 'op-1', status: 'failed', registrationState: { registrationId, status: 'failed', errorCode: 400207, errorMessage: 'Custom allocation failed' } };
+  const failedBody = {
+    operationId: 'op-1',
+    status: 'failed',
+    registrationState: { registrationId, status: 'failed', errorCode: 400207, errorMessage: 'Custom allocation failed' },
+  };
   const cases: [string, ErrorKind | 'assigned', Reply[], { connack?: number; fail?: Error; deviceKey?: string; groupKey?: string }][] = [
-    ['assigned', 'assigned', [{ status: 202, body: assigningBody() }, { status: 200, body: assignedBody(registrationId) }], {}],
+    [
+      'assigned',
+      'assigned',
+      [
+        { status: 202, body: assigningBody() },
+        { status: 200, body: assignedBody(registrationId) },
+      ],
+      {},
+    ],
     ['CONNACK 5', 'unauthorized', [], { connack: 5 }],
     ['401', 'unauthorized', [{ status: 401, body: errorBody(401002, 'The device is unauthorized.') }], {}],
     ['disabled', 'disabled', [{ status: 200, body: disabledBody }], {}],
@@ -454,8 +634,14 @@ describe('the core flow says no secret, whatever the outcome', () => {
     const scripted = new ScriptedDps(script, options.connack !== undefined ? { connack: options.connack } : {});
     if (options.fail) scripted.network.failNext(options.fail);
     const keys = options.deviceKey ? { deviceKey: options.deviceKey } : { groupKey: options.groupKey ?? GROUP_KEY };
-    const result = await provision(`scripted ${name}`, { registrationId, ...keys }, { connect: scripted.connect, clock: new FakeClock(), store: createFileStore(join(dir, `scripted-${expected}.json`)) });
-    expect(expected === 'assigned' ? (result as { assignment: { deviceId: string } }).assignment.deviceId : kindOf(result)).toBe(expected === 'assigned' ? registrationId : expected);
+    const result = await provision(
+      `scripted ${name}`,
+      { registrationId, ...keys },
+      { connect: scripted.connect, clock: new FakeClock(), store: createFileStore(join(dir, `scripted-${expected}.json`)) },
+    );
+    expect(expected === 'assigned' ? (result as { assignment: { deviceId: string } }).assignment.deviceId : kindOf(result)).toBe(
+      expected === 'assigned' ? registrationId : expected,
+    );
     secrets.set(`key derived for ${registrationId}`, deriveDeviceKey(GROUP_KEY, registrationId));
     const storeFile = join(dir, `scripted-${expected}.json`);
     if (existsSync(storeFile)) capture(`scripted ${name}: the store file`, readFileSync(storeFile, 'utf8'));

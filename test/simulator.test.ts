@@ -31,8 +31,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEmulator, type DpsEmulator, type EndpointEvent } from '../emulator/index.js';
 import { firmwareBuildLine } from '../cli/emulator.js';
+import { type DpsEmulator, type EndpointEvent, startEmulator } from '../emulator/index.js';
 import { buildRegistrationId, deriveDeviceKey } from '../src/identity.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -58,7 +58,8 @@ const REGISTRATION_ID = buildRegistrationId('{serial}-{mac}', { serial: SERIAL, 
 function missing(): string | undefined {
   if (!MODDABLE) return 'MODDABLE is not set (the simulator test needs the Moddable SDK with its Linux tools built)';
   if (process.platform !== 'linux') return 'the simulator test runs on Linux only';
-  if (!existsSync(join(TOOLS, 'mcconfig')) || !existsSync(join(TOOLS, 'mcsim'))) return `no mcconfig/mcsim in ${TOOLS}: build the SDK's tools`;
+  if (!existsSync(join(TOOLS, 'mcconfig')) || !existsSync(join(TOOLS, 'mcsim')))
+    return `no mcconfig/mcsim in ${TOOLS}: build the SDK's tools`;
   if (!existsSync(join(XSBUG_LOG, 'node_modules'))) return `run npm install in ${XSBUG_LOG} once`;
   if (spawnSync('sh', ['-c', 'command -v xvfb-run']).status !== 0) return 'xvfb-run is not installed';
   return undefined;
@@ -84,13 +85,19 @@ if (skipReason) {
         stateDir,
         retryAfterSeconds: 1,
         config: {
-          iotHubs: [{ connectionString: `HostName=${HUB};SharedAccessKeyName=iothubowner;SharedAccessKey=${Buffer.alloc(32, 9).toString('base64')}` }],
-          enrollmentGroups: [{
-            enrollmentGroupId: GROUP,
-            attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY, secondaryKey: GROUP_KEY } },
-            // The device reads its telemetry interval from here once online.
-            initialTwin: { tags: {}, properties: { desired: { telemetryInterval: 1 } } },
-          }],
+          iotHubs: [
+            {
+              connectionString: `HostName=${HUB};SharedAccessKeyName=iothubowner;SharedAccessKey=${Buffer.alloc(32, 9).toString('base64')}`,
+            },
+          ],
+          enrollmentGroups: [
+            {
+              enrollmentGroupId: GROUP,
+              attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY, secondaryKey: GROUP_KEY } },
+              // The device reads its telemetry interval from here once online.
+              initialTwin: { tags: {}, properties: { desired: { telemetryInterval: 1 } } },
+            },
+          ],
         },
         onEvent: (event) => events.push(event),
       });
@@ -111,7 +118,11 @@ if (skipReason) {
     });
 
     it('builds with the mcconfig line the emulator prints (the README configuration), trusting its CA', () => {
-      const line = firmwareBuildLine(dps, { platform: 'lin', endpoint: `${dps.endpoint.host}:${dps.endpoint.port}`, hubEndpoint: `${dps.hubEndpoint.host}:${dps.hubEndpoint.port}` });
+      const line = firmwareBuildLine(dps, {
+        platform: 'lin',
+        endpoint: `${dps.endpoint.host}:${dps.endpoint.port}`,
+        hubEndpoint: `${dps.hubEndpoint.host}:${dps.hubEndpoint.port}`,
+      });
       const placeholder = `"groupKey=<primary key of enrollment group ${GROUP}>"`;
       expect(line).toContain(placeholder);
       // As a user runs it: in a shell, from the checkout, the key filled in.
@@ -133,7 +144,10 @@ if (skipReason) {
       expect(dps.model.registration(REGISTRATION_ID)?.state).toMatchObject({ status: 'assigned', assignedHub: HUB });
       expect(dps.model.hubDevice(HUB, REGISTRATION_ID)).toBeDefined();
       expect(Object.keys(readPreferences()['dps-state'] ?? {})).toContain('assignment.a0');
-      const memory = /dps: memory slot-heap (\d+) peak (\d+) chunk-heap (\d+) peak (\d+) stack-peak (\d+) gc (\d+) in (\d+) ms modules (\d+)/.exec(trace);
+      const memory =
+        /dps: memory slot-heap (\d+) peak (\d+) chunk-heap (\d+) peak (\d+) stack-peak (\d+) gc (\d+) in (\d+) ms modules (\d+)/.exec(
+          trace,
+        );
       expect(memory, trace).not.toBeNull();
       const [, , slotPeak, , chunkPeak, stackPeak] = memory!.map(Number);
       expect(slotPeak).toBeGreaterThan(0);
@@ -142,7 +156,7 @@ if (skipReason) {
       console.log(`simulator, provisioning: ${memory![0]}`);
     }, 150_000);
 
-    it('boot 1, online: connects to its hub, takes the initial twin\'s interval, reports and sends telemetry', async () => {
+    it("boot 1, online: connects to its hub, takes the initial twin's interval, reports and sends telemetry", async () => {
       const trace = await boot(/^hub: telemetry 2$/);
       expect(trace).toContain(`dps: ready ${HUB} ${REGISTRATION_ID} cached`);
       expect(trace).toMatch(new RegExp(`hub: connected 127\\.0\\.0\\.1:${dps.hubEndpoint.port}`));
@@ -153,7 +167,10 @@ if (skipReason) {
       const messages = dps.hubs.telemetry(HUB).filter((m) => m.deviceId === REGISTRATION_ID);
       expect(messages.length).toBeGreaterThanOrEqual(2);
       expect(JSON.parse(messages[0]!.body)).toMatchObject({ seq: 1 });
-      expect(dps.hubs.twin(HUB, REGISTRATION_ID)?.properties.reported).toMatchObject({ firmware: 'moddable-dps/0.1.0', registrationId: REGISTRATION_ID });
+      expect(dps.hubs.twin(HUB, REGISTRATION_ID)?.properties.reported).toMatchObject({
+        firmware: 'moddable-dps/0.1.0',
+        registrationId: REGISTRATION_ID,
+      });
       const memory = trace.split('\n').find((line) => line.startsWith('dps: memory'));
       console.log(`simulator, provisioned from the store and online: ${memory}`);
     }, 150_000);
@@ -222,7 +239,9 @@ if (skipReason) {
       writePreferences({ ...readPreferences(), dps: { groupKey: WRONG_KEY }, 'dps-state': undefined });
       const trace = await boot(/^dps: retry 3 in/, 150_000);
       expect(trace).toMatch(/dps: settings idScope \S+ \(config\) key group \(preference\)/);
-      expect(trace.match(/dps: error unauthorized The server refused the connection \(CONNACK 5: not authorized\)/g)!.length).toBeGreaterThanOrEqual(3);
+      expect(
+        trace.match(/dps: error unauthorized The server refused the connection \(CONNACK 5: not authorized\)/g)!.length,
+      ).toBeGreaterThanOrEqual(3);
       expect(trace).not.toContain('dps: ready');
       expect(trace).not.toContain(WRONG_KEY);
       expect(trace).not.toContain(deriveDeviceKey(WRONG_KEY, REGISTRATION_ID));
@@ -231,7 +250,10 @@ if (skipReason) {
 
     it('boot 7: text from DPS is traced escaped, on one line (an error message with escape codes and a newline)', async () => {
       writePreferences({ ...readPreferences(), dps: undefined, 'dps-state': undefined });
-      dps.faults.push({ on: 'register', action: { type: 'status', status: 400, errorCode: 400004, message: '\u001b[2Jall good\ndps: ready forged' } });
+      dps.faults.push({
+        on: 'register',
+        action: { type: 'status', status: 400, errorCode: 400004, message: '\u001b[2Jall good\ndps: ready forged' },
+      });
       const trace = await boot(/^dps: retry 1 in/);
       expect(trace).toContain('dps: error failed DPS refused the registration (400): \\u001b[2Jall good\\ndps: ready forged');
       expect(trace).not.toMatch(/[\u0000-\u0009\u000b-\u001f]/);
@@ -249,7 +271,10 @@ if (skipReason) {
         expect(first).toMatch(/dps: reprovisioning 1 in 0 ms: .*CONNACK 5/);
         expect(first).toContain(`dps: registering ${REGISTRATION_ID}`);
         expect(first).toContain(`dps: ready ${HUB} ${REGISTRATION_ID} provisioned reprovisions 1`);
-        expect(await dps.hubs.invokeMethod(HUB, REGISTRATION_ID, 'reprovision', {}, 10_000)).toEqual({ status: 200, payload: { reprovisioning: true } });
+        expect(await dps.hubs.invokeMethod(HUB, REGISTRATION_ID, 'reprovision', {}, 10_000)).toEqual({
+          status: 200,
+          payload: { reprovisioning: true },
+        });
         const again = await child.until(/^hub: online .* interval 1$/, 2);
         expect(again).toContain('hub: reprovision requested');
         expect(again.match(/dps: registering /g)).toHaveLength(2);
@@ -262,8 +287,20 @@ if (skipReason) {
 
     it('a build without a key: the configuration error is traced and stops the retry loop', async () => {
       writePreferences({ ...readPreferences(), dps: undefined, 'dps-state': undefined });
-      build(['-d', '-m', '-p', 'lin', '-t', 'build', join(REPO, 'manifest.json'), `idScope=${ID_SCOPE}`,
-        `endpoint=${dps.endpoint.host}:${dps.endpoint.port}`, 'sntp=', 'retryMin=2', 'caCertificate=']);
+      build([
+        '-d',
+        '-m',
+        '-p',
+        'lin',
+        '-t',
+        'build',
+        join(REPO, 'manifest.json'),
+        `idScope=${ID_SCOPE}`,
+        `endpoint=${dps.endpoint.host}:${dps.endpoint.port}`,
+        'sntp=',
+        'retryMin=2',
+        'caCertificate=',
+      ]);
       const trace = await boot();
       expect(trace).toMatch(/dps: error invalid-input No key: write Preference "dps"\/"deviceKey"/);
       expect(trace).toMatch(/dps: stopped/);
@@ -293,7 +330,13 @@ if (skipReason) {
         timeout: 600_000,
       });
       const output = `${result.stdout}\n${result.stderr}`;
-      expect(result.status, output.split('\n').filter((line) => /error|failure/i.test(line)).join('\n')).toBe(0);
+      expect(
+        result.status,
+        output
+          .split('\n')
+          .filter((line) => /error|failure/i.test(line))
+          .join('\n'),
+      ).toBe(0);
       expect(existsSync(APP)).toBe(true);
     }
 
@@ -329,7 +372,13 @@ function bootProcess(first: RegExp, timeoutMs = 120_000) {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: string[] = [];
-  const waits = new Set<{ pattern: RegExp; count: number; resolve: (trace: string) => void; reject: (error: Error) => void; timer: NodeJS.Timeout }>();
+  const waits = new Set<{
+    pattern: RegExp;
+    count: number;
+    resolve: (trace: string) => void;
+    reject: (error: Error) => void;
+    timer: NodeJS.Timeout;
+  }>();
   let failure: Error | undefined;
   let buffered = '';
   const trace = () => lines.join('\n');
@@ -367,7 +416,11 @@ function bootProcess(first: RegExp, timeoutMs = 120_000) {
     buffered = parts.pop()!;
     for (const raw of parts) {
       // xsbug-log prints "[Thread 1] <trace>" between xsdb prompts and terminal escapes.
-      const line = raw.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').replace(/\(xsdb\) /g, '').replace(/^\[Thread \d+\] /, '').trim();
+      const line = raw
+        .replace(/\x1b\[[0-9;]*[A-Za-z]/g, '')
+        .replace(/\(xsdb\) /g, '')
+        .replace(/^\[Thread \d+\] /, '')
+        .trim();
       if (line.startsWith('dps: ') || line.startsWith('hub: ')) lines.push(line);
       if (line.includes('XS abort')) fail(new Error(`${line}\n${trace()}`));
     }

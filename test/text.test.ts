@@ -6,7 +6,20 @@ import { printable } from '../src/text.js';
 const UNPRINTABLE: number[] = [
   ...Array.from({ length: 0x20 }, (_, i) => i),
   ...Array.from({ length: 0x21 }, (_, i) => 0x7f + i),
-  0x061c, 0x200e, 0x200f, 0x2028, 0x2029, 0x202a, 0x202b, 0x202c, 0x202d, 0x202e, 0x2066, 0x2067, 0x2068, 0x2069,
+  0x061c,
+  0x200e,
+  0x200f,
+  0x2028,
+  0x2029,
+  0x202a,
+  0x202b,
+  0x202c,
+  0x202d,
+  0x202e,
+  0x2066,
+  0x2067,
+  0x2068,
+  0x2069,
 ];
 const unprintable = new Set(UNPRINTABLE.map((c) => String.fromCharCode(c)));
 
@@ -26,7 +39,10 @@ describe('printable', () => {
   });
 
   it('escapes exactly the listed characters, is idempotent, and its escapes decode as JSON to the input', () => {
-    const unit = fc.oneof(fc.constantFrom(...unprintable), fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }).filter((c) => c !== '\\'));
+    const unit = fc.oneof(
+      fc.constantFrom(...unprintable),
+      fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }).filter((c) => c !== '\\'),
+    );
     fc.assert(
       fc.property(fc.string({ unit, maxLength: 30 }), (text) => {
         const shown = printable(text);

@@ -3,14 +3,15 @@
 // whole register/poll flow over a scripted DPS. Each scenario runs in a fresh xsnap worker whose
 // global object was stripped to the ECMAScript standard globals (no TextEncoder, atob, timers...),
 // once as XS starts and once after SES lockdown (frozen intrinsics, as in Moddable's preloads).
-import { beforeAll, describe, expect, it } from 'vitest';
+
 import { SharedAccessSignature } from 'azure-iot-common';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { nodeEnv, runScenariosInXs, type ScenarioEnv, type ScenarioRef, type XsRun } from './xs/harness.js';
-import * as vectors from './xs/scenarios/vectors.js';
-import * as mqtt from './xs/scenarios/mqtt.js';
-import * as machine from './xs/scenarios/machine.js';
 import * as flow from './xs/scenarios/flow.js';
 import * as hub from './xs/scenarios/hub.js';
+import * as machine from './xs/scenarios/machine.js';
+import * as mqtt from './xs/scenarios/mqtt.js';
+import * as vectors from './xs/scenarios/vectors.js';
 
 interface Scenario extends ScenarioRef {
   node: (env: ScenarioEnv) => unknown;
@@ -38,14 +39,65 @@ const node: Record<string, unknown> = {};
 
 /** The ECMAScript globals the sandbox keeps, plus xsnap's handleCommand (the harness's entry point). */
 const STANDARD_GLOBALS = new Set([
-  'globalThis', 'Infinity', 'NaN', 'undefined', 'eval', 'isFinite', 'isNaN', 'parseFloat', 'parseInt',
-  'decodeURI', 'decodeURIComponent', 'encodeURI', 'encodeURIComponent', 'escape', 'unescape',
-  'AggregateError', 'Array', 'ArrayBuffer', 'Atomics', 'BigInt', 'BigInt64Array', 'BigUint64Array',
-  'Boolean', 'DataView', 'Date', 'Error', 'EvalError', 'FinalizationRegistry', 'Float32Array',
-  'Float64Array', 'Function', 'Int8Array', 'Int16Array', 'Int32Array', 'JSON', 'Map', 'Math',
-  'Number', 'Object', 'Promise', 'Proxy', 'RangeError', 'ReferenceError', 'Reflect', 'RegExp',
-  'Set', 'SharedArrayBuffer', 'String', 'Symbol', 'SyntaxError', 'TypeError', 'Uint8Array',
-  'Uint8ClampedArray', 'Uint16Array', 'Uint32Array', 'URIError', 'WeakMap', 'WeakRef', 'WeakSet',
+  'globalThis',
+  'Infinity',
+  'NaN',
+  'undefined',
+  'eval',
+  'isFinite',
+  'isNaN',
+  'parseFloat',
+  'parseInt',
+  'decodeURI',
+  'decodeURIComponent',
+  'encodeURI',
+  'encodeURIComponent',
+  'escape',
+  'unescape',
+  'AggregateError',
+  'Array',
+  'ArrayBuffer',
+  'Atomics',
+  'BigInt',
+  'BigInt64Array',
+  'BigUint64Array',
+  'Boolean',
+  'DataView',
+  'Date',
+  'Error',
+  'EvalError',
+  'FinalizationRegistry',
+  'Float32Array',
+  'Float64Array',
+  'Function',
+  'Int8Array',
+  'Int16Array',
+  'Int32Array',
+  'JSON',
+  'Map',
+  'Math',
+  'Number',
+  'Object',
+  'Promise',
+  'Proxy',
+  'RangeError',
+  'ReferenceError',
+  'Reflect',
+  'RegExp',
+  'Set',
+  'SharedArrayBuffer',
+  'String',
+  'Symbol',
+  'SyntaxError',
+  'TypeError',
+  'Uint8Array',
+  'Uint8ClampedArray',
+  'Uint16Array',
+  'Uint32Array',
+  'URIError',
+  'WeakMap',
+  'WeakRef',
+  'WeakSet',
   'handleCommand',
 ]);
 
@@ -63,7 +115,7 @@ beforeAll(async () => {
 }, 60_000);
 
 /** The XS value of scenario `name`, or a failure that shows why XS did not produce one. */
-function valueOf(name: string, mode: Mode): unknown {
+function resultOf(name: string, mode: Mode): unknown {
   const run = name in long ? xs[mode].long : xs[mode].main;
   if (!run.ok) throw new Error(`XS (${mode}) produced no result: ${run.error}`);
   const outcome = run.outcomes[name]!;
@@ -74,7 +126,7 @@ function valueOf(name: string, mode: Mode): unknown {
 describe.each(MODES)('the core on XS (%s)', (mode) => {
   it('loads with nothing but the ECMAScript globals and adds none', () => {
     const outcome = xs[mode].main;
-    valueOf('vectors', mode);
+    resultOf('vectors', mode);
     expect(outcome.globals.filter((name) => !STANDARD_GLOBALS.has(name))).toEqual([]);
     // What the sandbox removed includes everything a device lacks.
     for (const name of ['TextEncoder', 'TextDecoder', 'Base64', 'setImmediate', 'print', 'harden']) {
@@ -87,7 +139,7 @@ describe.each(MODES)('the core on XS (%s)', (mode) => {
   });
 
   it('hides every host facility a device may lack from the core', () => {
-    const probe = valueOf('hostGlobals', mode) as { seen: Record<string, string>; nativeBase64: string; frozenIntrinsics: boolean };
+    const probe = resultOf('hostGlobals', mode) as { seen: Record<string, string>; nativeBase64: string; frozenIntrinsics: boolean };
     for (const [name, type] of Object.entries(probe.seen)) expect(`${name}: ${type}`).toBe(`${name}: undefined`);
     // xsnap's XS has no Uint8Array.prototype.toBase64 (Moddable 8.2.3 has): src/bytes.ts's own codec runs here.
     expect(probe.nativeBase64).toBe('undefined');
@@ -96,35 +148,46 @@ describe.each(MODES)('the core on XS (%s)', (mode) => {
   });
 
   it('reproduces the published key-derivation vector', () => {
-    const value = valueOf('vectors', mode) as ReturnType<typeof vectors.all>;
+    const value = resultOf('vectors', mode) as ReturnType<typeof vectors.all>;
     expect(value.keyDerivation.published).toBe(vectors.PUBLISHED.deviceKey);
     expect(value.sasTokens.deviceKey).toBe(vectors.PUBLISHED.deviceKey);
   });
 
   it("signs the DPS SAS token exactly as Microsoft's Node SDK does", () => {
-    const value = valueOf('vectors', mode) as ReturnType<typeof vectors.all>;
+    const value = resultOf('vectors', mode) as ReturnType<typeof vectors.all>;
     // azure-iot-common's SharedAccessSignature.create(resourceUri, keyName, key, expiry) signs
     // resourceUri + '\n' + expiry with the base64-decoded key; we hand it our URL-encoded sr.
     const resource = `${vectors.ID_SCOPE}/registrations/${vectors.PUBLISHED.registrationId}`;
-    const theirs = SharedAccessSignature.create(encodeURIComponent(resource), 'registration', vectors.PUBLISHED.deviceKey, vectors.EXPIRY).toString();
-    const fields = (token: string) => new Map(token.replace('SharedAccessSignature ', '').split('&').map((kv) => kv.split('=', 2) as [string, string]));
+    const theirs = SharedAccessSignature.create(
+      encodeURIComponent(resource),
+      'registration',
+      vectors.PUBLISHED.deviceKey,
+      vectors.EXPIRY,
+    ).toString();
+    const fields = (token: string) =>
+      new Map(
+        token
+          .replace('SharedAccessSignature ', '')
+          .split('&')
+          .map((kv) => kv.split('=', 2) as [string, string]),
+      );
     expect(fields(value.sasTokens.dps)).toEqual(fields(theirs));
     expect(value.sasTokens.verify.ok).toBe(true);
   });
 
   it.each(['vectors', 'mqtt', 'machine'])('computes %s exactly as Node does', (name) => {
-    expect(valueOf(name, mode)).toEqual(node[name]);
+    expect(resultOf(name, mode)).toEqual(node[name]);
   });
 
   it('runs a whole register/poll flow over a scripted DPS exactly as Node does', () => {
-    const value = valueOf('flow', mode) as Awaited<ReturnType<typeof flow.flows>>;
+    const value = resultOf('flow', mode) as Awaited<ReturnType<typeof flow.flows>>;
     expect(value).toEqual(node.flow);
     expect(value.firstBoot.result).toMatchObject({ value: { fromCache: false, assignment: { assignedHub: flow.ASSIGNED_HUB } } });
     expect(value.secondBoot.result).toMatchObject({ value: { fromCache: true } });
   });
 
   it('builds and parses IoT Hub topics, signs the hub SAS vector and runs a hub session exactly as Node does', () => {
-    const value = valueOf('hub', mode) as Awaited<ReturnType<typeof hub.hub>>;
+    const value = resultOf('hub', mode) as Awaited<ReturnType<typeof hub.hub>>;
     expect(value).toEqual(node.hub);
     expect(value.topics.sas.nodeSdk).toBe(hub.NODE_SDK_SAS);
     expect(value.session.outcome).toMatchObject({ value: { version: 2, ended: true } });
@@ -132,7 +195,7 @@ describe.each(MODES)('the core on XS (%s)', (mode) => {
   });
 
   it('decodes a 3000-byte UTF-8 string (below xsnap’s stack limit)', () => {
-    expect(valueOf('utf8Long3000', mode)).toEqual(node.utf8Long3000);
+    expect(resultOf('utf8Long3000', mode)).toEqual(node.utf8Long3000);
   });
 
   // utf8Decode once flushed with String.fromCharCode.apply every 4096 units: XS pushes every
@@ -140,6 +203,6 @@ describe.each(MODES)('the core on XS (%s)', (mode) => {
   // not catchable), and far less would abort a device (Moddable's default stack is 256 slots).
   it('decodes 5000 bytes of UTF-8 on XS as Node does (no VM stack overflow)', () => {
     expect(node.utf8Long5000).toEqual({ length: 5000, ok: true });
-    expect(valueOf('utf8Long5000', mode)).toEqual(node.utf8Long5000);
+    expect(resultOf('utf8Long5000', mode)).toEqual(node.utf8Long5000);
   });
 });

@@ -8,10 +8,10 @@
 // `hub` (../hub/command.ts) likewise. The linked hubs' connection strings come back masked
 // (SharedAccessKey=****), as ARM returns them.
 import { ProvisioningError } from '../../src/errors.js';
-import { COMMON_HELP, parseFlags, safe, serviceClient, type Io } from '../service/flags.js';
+import { COMMON_HELP, type Io, parseFlags, safe, serviceClient } from '../service/flags.js';
 import { enrollmentGroupCommand } from './enrollment-group.js';
 import { linkedHubCommand } from './linked-hub.js';
-import { printResource, setPath, type Resource } from './resource.js';
+import { printResource, type Resource, setPath } from './resource.js';
 
 const DPS_HELP = `Usage: moddable-dps dps <command> [options]
 

@@ -4,7 +4,17 @@
 // show prints them only with --show-keys (as az); list never does.
 import { isNestedDeeper, MAX_JSON_DEPTH } from '../../src/dps/messages.js';
 import { ProvisioningError } from '../../src/errors.js';
-import { COMMON_HELP, optionalSecretFlag, parseFlags, printJson, required, safe, serviceClient, type Io, type Values } from '../service/flags.js';
+import {
+  COMMON_HELP,
+  type Io,
+  optionalSecretFlag,
+  parseFlags,
+  printJson,
+  required,
+  safe,
+  serviceClient,
+  type Values,
+} from '../service/flags.js';
 
 interface EnrollmentGroup {
   enrollmentGroupId: string;
@@ -113,7 +123,8 @@ function groupFromFlags(id: string, values: Values): EnrollmentGroup {
   };
   const status = values['provisioning-status'];
   if (typeof status === 'string') {
-    if (status !== 'enabled' && status !== 'disabled') throw new ProvisioningError('invalid-input', '--provisioning-status must be enabled or disabled');
+    if (status !== 'enabled' && status !== 'disabled')
+      throw new ProvisioningError('invalid-input', '--provisioning-status must be enabled or disabled');
     group.provisioningStatus = status;
   }
   if (typeof values['allocation-policy'] === 'string') group.allocationPolicy = values['allocation-policy'];
@@ -126,11 +137,18 @@ function groupFromFlags(id: string, values: Values): EnrollmentGroup {
   const reprovision = values['reprovision-policy'];
   if (typeof reprovision === 'string') {
     const policy = REPROVISION[reprovision.toLowerCase()];
-    if (!policy) throw new ProvisioningError('invalid-input', '--reprovision-policy must be reprovisionandmigratedata, reprovisionandresetdata or never');
+    if (!policy)
+      throw new ProvisioningError(
+        'invalid-input',
+        '--reprovision-policy must be reprovisionandmigratedata, reprovisionandresetdata or never',
+      );
     group.reprovisionPolicy = policy;
   }
   if (typeof values['webhook-url'] === 'string') {
-    group.customAllocationDefinition = { webhookUrl: values['webhook-url'], apiVersion: (values['api-version'] as string | undefined) ?? '2021-10-01' };
+    group.customAllocationDefinition = {
+      webhookUrl: values['webhook-url'],
+      apiVersion: (values['api-version'] as string | undefined) ?? '2021-10-01',
+    };
   }
   return group;
 }
@@ -149,7 +167,8 @@ function json(text: string | boolean | string[] | undefined, flag: string): unkn
 }
 
 function whole(text: string, flag: string): number {
-  if (!/^\d{1,6}$/.test(text) || Number(text) < 1) throw new ProvisioningError('invalid-input', `${flag} must be a whole number of at least 1`);
+  if (!/^\d{1,6}$/.test(text) || Number(text) < 1)
+    throw new ProvisioningError('invalid-input', `${flag} must be a whole number of at least 1`);
   return Number(text);
 }
 

@@ -2,7 +2,17 @@
 // of the DPS resource guarded by its etag, as az does it.
 import { ProvisioningError } from '../../src/errors.js';
 import type { DpsServiceClient } from '../service/client.js';
-import { COMMON_HELP, parseFlags, printJson, readSecretFlag, required, safe, serviceClient, type Io, type Values } from '../service/flags.js';
+import {
+  COMMON_HELP,
+  type Io,
+  parseFlags,
+  printJson,
+  readSecretFlag,
+  required,
+  safe,
+  serviceClient,
+  type Values,
+} from '../service/flags.js';
 import { hubLines, type LinkedHubEntry, type Resource } from './resource.js';
 
 const LINKED_HUB_HELP = `Usage: moddable-dps dps linked-hub <create|update|delete|list|show> [options]
@@ -67,12 +77,14 @@ function changes(values: Values): Partial<LinkedHubEntry> {
   if (typeof values.location === 'string') out.location = values.location;
   const weight = values['allocation-weight'];
   if (typeof weight === 'string') {
-    if (!/^-?\d{1,9}$/.test(weight)) throw new ProvisioningError('invalid-input', '--allocation-weight must be a whole number from 1 to 1000');
+    if (!/^-?\d{1,9}$/.test(weight))
+      throw new ProvisioningError('invalid-input', '--allocation-weight must be a whole number from 1 to 1000');
     out.allocationWeight = Number(weight);
   }
   const apply = values['apply-allocation-policy'];
   if (typeof apply === 'string') {
-    if (apply !== 'true' && apply !== 'false') throw new ProvisioningError('invalid-input', '--apply-allocation-policy must be true or false');
+    if (apply !== 'true' && apply !== 'false')
+      throw new ProvisioningError('invalid-input', '--apply-allocation-policy must be true or false');
     out.applyAllocationPolicy = apply === 'true';
   }
   return out;

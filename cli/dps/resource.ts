@@ -1,7 +1,7 @@
 // The DPS resource (the emulator's GET/PUT /resource, shaped like ARM's provisioningServices):
 // its shape, how it is printed, and `--set <path>=<value>` as `az iot dps update` applies it.
 import { ProvisioningError } from '../../src/errors.js';
-import { printJson, safe, type Io } from '../service/flags.js';
+import { type Io, printJson, safe } from '../service/flags.js';
 
 export interface LinkedHubEntry {
   connectionString: string;
@@ -35,7 +35,10 @@ export function printResource(io: Io, resource: Resource, json: boolean): void {
 
 export function hubLines(hubs: LinkedHubEntry[]): string {
   return hubs
-    .map((h, i) => `  [${i}] ${h.name}  location ${h.location || '-'}  weight ${h.allocationWeight ?? 1}  applyAllocationPolicy ${h.applyAllocationPolicy ?? true}\n`)
+    .map(
+      (h, i) =>
+        `  [${i}] ${h.name}  location ${h.location || '-'}  weight ${h.allocationWeight ?? 1}  applyAllocationPolicy ${h.applyAllocationPolicy ?? true}\n`,
+    )
     .join('');
 }
 
@@ -58,7 +61,11 @@ export function setPath(resource: Resource, assignment: string): void {
     );
   }
   const hub = resource.properties.iotHubs[Number(match[1])];
-  if (!hub) throw new ProvisioningError('invalid-input', `--set: there is no properties.iotHubs[${match[1]}] (${resource.properties.iotHubs.length} linked hubs)`);
+  if (!hub)
+    throw new ProvisioningError(
+      'invalid-input',
+      `--set: there is no properties.iotHubs[${match[1]}] (${resource.properties.iotHubs.length} linked hubs)`,
+    );
   const field = match[2] as keyof LinkedHubEntry;
   (hub as unknown as Record<string, unknown>)[field] = field === 'connectionString' || field === 'location' ? raw : typed(raw);
 }

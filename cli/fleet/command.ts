@@ -2,17 +2,17 @@
 // load-test a DPS setup (the local emulator or a real instance). Each device is the core's
 // registerDevice over the Node host's TLS, its key derived from the group key once.
 import { parseArgs } from 'node:util';
+import { nodeRandom, systemClock } from '../../hosts/node/clock.js';
+import { createTlsConnect } from '../../hosts/node/tls-connect.js';
+import { DPS_GLOBAL_ENDPOINT, registerDevice } from '../../src/dps/flow.js';
 import { ProvisioningError } from '../../src/errors.js';
 import { deriveDeviceKey, validateIdScope, validateRegistrationId } from '../../src/identity.js';
-import { DPS_GLOBAL_ENDPOINT, registerDevice } from '../../src/dps/flow.js';
 import { formatEndpoint } from '../../src/provisioner.js';
-// cli.ts registers this command, so the import is circular: only used at call time, which is safe.
-import { EXIT_CODES, type CliIo } from '../shared/io.js';
 import { parseEndpoint, readCaFile, readSecret } from '../shared/args.js';
-import { nodeRandom, systemClock } from '../../hosts/node/clock.js';
+// cli.ts registers this command, so the import is circular: only used at call time, which is safe.
+import { type CliIo, EXIT_CODES } from '../shared/io.js';
 import { createProgressView, type ProgressView } from './progress.js';
-import { fleetRegistrationId, runFleet, type FleetSummary } from './run.js';
-import { createTlsConnect } from '../../hosts/node/tls-connect.js';
+import { type FleetSummary, fleetRegistrationId, runFleet } from './run.js';
 
 /** CliIo, optionally saying whether stderr is a terminal (default: process.stderr's). */
 export interface FleetIo extends CliIo {
@@ -69,7 +69,10 @@ export async function fleet(argv: string[], io: FleetIo): Promise<number> {
     try {
       validateRegistrationId(id);
     } catch (error) {
-      throw new ProvisioningError('invalid-input', `--prefix ${JSON.stringify(prefix)} gives the registration ID ${JSON.stringify(id)}: ${(error as Error).message}`);
+      throw new ProvisioningError(
+        'invalid-input',
+        `--prefix ${JSON.stringify(prefix)} gives the registration ID ${JSON.stringify(id)}: ${(error as Error).message}`,
+      );
     }
   }
   deriveDeviceKey(groupKey, idOf(0)); // a group key that is not base64 is bad input, before any traffic
@@ -166,7 +169,10 @@ function parseFlags(argv: string[]) {
   } catch (error) {
     // A stray positional may be a secret pasted in the wrong place: never echo it.
     const positional = (error as { code?: string }).code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL';
-    throw new ProvisioningError('invalid-input', `${positional ? 'Unexpected argument without a flag' : (error as Error).message}. See --help`);
+    throw new ProvisioningError(
+      'invalid-input',
+      `${positional ? 'Unexpected argument without a flag' : (error as Error).message}. See --help`,
+    );
   }
 }
 
@@ -184,4 +190,3 @@ function integer(text: string, flag: string, min: number, max: number): number {
   }
   return value;
 }
-

@@ -7,7 +7,7 @@
 //   hub device show --hub-name <host> --device-id <id>    the identity DPS created and its twin (no keys)
 //   hub device list --hub-name <host>
 import { ProvisioningError } from '../../src/errors.js';
-import { COMMON_HELP, parseFlags, printJson, required, safe, serviceClient, type Io } from '../service/flags.js';
+import { COMMON_HELP, type Io, parseFlags, printJson, required, safe, serviceClient } from '../service/flags.js';
 
 const HELP = `Usage: moddable-dps hub <command> [options]   (the local emulator's IoT hubs)
 
@@ -49,7 +49,10 @@ export async function hubCommand(argv: string[], io: Io): Promise<number> {
       io.stdout(HELP);
       return 0;
     }
-    throw new ProvisioningError('invalid-input', `unknown command 'hub ${safe(group)}${sub ? ` ${safe(sub)}` : ''}'. See 'moddable-dps hub --help'`);
+    throw new ProvisioningError(
+      'invalid-input',
+      `unknown command 'hub ${safe(group)}${sub ? ` ${safe(sub)}` : ''}'. See 'moddable-dps hub --help'`,
+    );
   }
   const values = parseFlags(
     rest,
@@ -71,17 +74,22 @@ export async function hubCommand(argv: string[], io: Io): Promise<number> {
   const json = values.json === true;
   if (name === 'policy renew-key') {
     const which = required(values, 'renew-key').toLowerCase();
-    if (!['primary', 'secondary', 'swap'].includes(which)) throw new ProvisioningError('invalid-input', '--renew-key must be primary, secondary or swap');
+    if (!['primary', 'secondary', 'swap'].includes(which))
+      throw new ProvisioningError('invalid-input', '--renew-key must be primary, secondary or swap');
     const path = `${base}/policies/${encodeURIComponent(required(values, 'name'))}/renew-key`;
     const policy = (await client.call('POST', path, { query: { key: which } })).body as Policy;
     if (json) printJson(io, policy);
-    else io.stdout(`keyName: ${policy.keyName}\nrights: ${policy.rights}\nprimaryKey: ${policy.primaryKey}\nsecondaryKey: ${policy.secondaryKey}\n`);
+    else
+      io.stdout(
+        `keyName: ${policy.keyName}\nrights: ${policy.rights}\nprimaryKey: ${policy.primaryKey}\nsecondaryKey: ${policy.secondaryKey}\n`,
+      );
     return 0;
   }
   if (name === 'connection-string show') {
     const keyName = typeof values['policy-name'] === 'string' ? values['policy-name'] : 'iothubowner';
     const keyType = typeof values['key-type'] === 'string' ? values['key-type'].toLowerCase() : 'primary';
-    if (keyType !== 'primary' && keyType !== 'secondary') throw new ProvisioningError('invalid-input', '--key-type must be primary or secondary');
+    if (keyType !== 'primary' && keyType !== 'secondary')
+      throw new ProvisioningError('invalid-input', '--key-type must be primary or secondary');
     const policy = (await client.call('GET', `${base}/policies/${encodeURIComponent(keyName)}`)).body as Policy;
     const connectionString = `HostName=${hub.toLowerCase()};SharedAccessKeyName=${policy.keyName};SharedAccessKey=${keyType === 'primary' ? policy.primaryKey : policy.secondaryKey}`;
     if (json) printJson(io, { connectionString });
@@ -91,7 +99,12 @@ export async function hubCommand(argv: string[], io: Io): Promise<number> {
   if (name === 'device list') {
     const devices = ((await client.call('GET', `${base}/devices`)).body as Device[]).map(withoutKeys);
     if (json) printJson(io, devices);
-    else io.stdout(devices.length === 0 ? `no devices in ${hub}\n` : devices.map((d) => `${d.deviceId}  (registration ${d.registrationId})\n`).join(''));
+    else
+      io.stdout(
+        devices.length === 0
+          ? `no devices in ${hub}\n`
+          : devices.map((d) => `${d.deviceId}  (registration ${d.registrationId})\n`).join(''),
+      );
     return 0;
   }
   const deviceId = required(values, 'device-id');

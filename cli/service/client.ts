@@ -7,7 +7,7 @@ import { request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
 import { rootCertificates } from 'node:tls';
 import { isNestedDeeper, MAX_JSON_DEPTH } from '../../src/dps/messages.js';
-import { ProvisioningError, type ErrorKind } from '../../src/errors.js';
+import { type ErrorKind, ProvisioningError } from '../../src/errors.js';
 import { buildSasToken } from '../../src/sas.js';
 
 export const SERVICE_API_VERSION = '2021-10-01';
@@ -130,7 +130,8 @@ export class DpsServiceClient {
           let size = 0;
           res.on('data', (chunk: Buffer) => {
             size += chunk.length;
-            if (size > MAX_RESPONSE_BYTES) fail(new ProvisioningError('protocol', `the reply from ${where} is larger than ${MAX_RESPONSE_BYTES} bytes`));
+            if (size > MAX_RESPONSE_BYTES)
+              fail(new ProvisioningError('protocol', `the reply from ${where} is larger than ${MAX_RESPONSE_BYTES} bytes`));
             else chunks.push(chunk);
           });
           res.on('end', () => {
@@ -138,14 +139,24 @@ export class DpsServiceClient {
             const text = Buffer.concat(chunks).toString('utf8');
             let body: unknown;
             if (isNestedDeeper(text, MAX_REPLY_DEPTH)) {
-              reject(new ProvisioningError('protocol', `${where} answered ${res.statusCode} with JSON nested deeper than ${MAX_REPLY_DEPTH} levels`, { status: res.statusCode ?? 0 }));
+              reject(
+                new ProvisioningError(
+                  'protocol',
+                  `${where} answered ${res.statusCode} with JSON nested deeper than ${MAX_REPLY_DEPTH} levels`,
+                  { status: res.statusCode ?? 0 },
+                ),
+              );
               return;
             }
             if (text.trim() !== '') {
               try {
                 body = JSON.parse(text);
               } catch {
-                reject(new ProvisioningError('protocol', `${where} answered ${res.statusCode} with a body that is not JSON`, { status: res.statusCode ?? 0 }));
+                reject(
+                  new ProvisioningError('protocol', `${where} answered ${res.statusCode} with a body that is not JSON`, {
+                    status: res.statusCode ?? 0,
+                  }),
+                );
                 return;
               }
             }

@@ -43,7 +43,10 @@ export function parseFlags(argv: string[], flags: Flags, help: string, io: Io): 
   } catch (error) {
     // A stray positional may be a secret pasted in the wrong place: never echo it.
     const positional = (error as { code?: string }).code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL';
-    throw new ProvisioningError('invalid-input', `${positional ? 'Unexpected argument without a flag' : (error as Error).message}. See --help`);
+    throw new ProvisioningError(
+      'invalid-input',
+      `${positional ? 'Unexpected argument without a flag' : (error as Error).message}. See --help`,
+    );
   }
   if (values.help) {
     io.stdout(help);
@@ -55,8 +58,10 @@ export function parseFlags(argv: string[], flags: Flags, help: string, io: Io): 
 /** The client for --service / --service-file / the environment, trusting --ca. */
 export function serviceClient(values: Values, io: Io): DpsServiceClient {
   const inline = values.service as string | undefined;
-  const text = readSecret(inline === '' ? undefined : inline, values['service-file'] as string | undefined, '--service') ?? io.env[SERVICE_ENV];
-  if (!text) throw new ProvisioningError('invalid-input', `Missing --service <connection string> (or the ${SERVICE_ENV} environment variable)`);
+  const text =
+    readSecret(inline === '' ? undefined : inline, values['service-file'] as string | undefined, '--service') ?? io.env[SERVICE_ENV];
+  if (!text)
+    throw new ProvisioningError('invalid-input', `Missing --service <connection string> (or the ${SERVICE_ENV} environment variable)`);
   const connection = parseServiceConnectionString(text);
   const caFile = values.ca as string | undefined;
   const ca = caFile === undefined ? undefined : readCaFile(caFile);
@@ -96,6 +101,10 @@ export function readSecretFlag(values: Values, flag: string): string {
 export function optionalSecretFlag(values: Values, flag: string): string | undefined {
   const inline = values[flag];
   const file = values[`${flag}-file`];
-  const secret = readSecret(typeof inline === 'string' && inline !== '' ? inline : undefined, typeof file === 'string' ? file : undefined, `--${flag}`);
+  const secret = readSecret(
+    typeof inline === 'string' && inline !== '' ? inline : undefined,
+    typeof file === 'string' ? file : undefined,
+    `--${flag}`,
+  );
   return secret === '' ? undefined : secret;
 }

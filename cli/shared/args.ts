@@ -3,7 +3,7 @@
 
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { ProvisioningError } from '../../src/errors.js';
 import type { Endpoint } from '../../src/ports.js';
 import type { CliIo } from './io.js';
@@ -100,7 +100,8 @@ export function readCaFile(file: string, flag = '--ca'): string {
   } catch (error) {
     throw new ProvisioningError('invalid-input', `cannot read the CA certificate ${named}: ${readFailure(error)}`);
   }
-  if (!text.includes('-----BEGIN CERTIFICATE-----')) throw new ProvisioningError('invalid-input', `the CA file ${named} holds no PEM certificate`);
+  if (!text.includes('-----BEGIN CERTIFICATE-----'))
+    throw new ProvisioningError('invalid-input', `the CA file ${named} holds no PEM certificate`);
   return text;
 }
 
@@ -110,7 +111,14 @@ export function looksLikeSecret(value: string): string | undefined {
   if (/(^|;)\s*(HostName|SharedAccessKeyName|SharedAccessKey|DeviceId)\s*=/i.test(value)) return 'a connection string';
   if (/-----BEGIN [A-Z ]+-----/.test(value)) return 'a PEM block (a certificate or a private key)';
   // Base64 of 16 or more bytes with nothing of a path in it: a symmetric key.
-  if (value.length >= 24 && value.length % 4 === 0 && /^[A-Za-z0-9+/]+={0,2}$/.test(value) && /[0-9]/.test(value) && /[A-Z]/.test(value) && /[a-z]/.test(value)) {
+  if (
+    value.length >= 24 &&
+    value.length % 4 === 0 &&
+    /^[A-Za-z0-9+/]+={0,2}$/.test(value) &&
+    /[0-9]/.test(value) &&
+    /[A-Z]/.test(value) &&
+    /[a-z]/.test(value)
+  ) {
     return 'a key';
   }
   return undefined;
@@ -127,16 +135,22 @@ function readFailure(error: unknown): string {
 
 /** parseArgs with our error type, and --help handled. Returns undefined when help was printed. */
 export function parse<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T, help: string, io: CliIo) {
-  let parsed;
+  let parsed: { values: Record<string, unknown> };
   try {
-    parsed = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false });
+    parsed = parseArgs({
+      args: argv,
+      options: { ...options, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+      allowPositionals: false,
+    });
   } catch (error) {
     // A stray positional may be a secret pasted in the wrong place: never echo it.
     const positional = (error as { code?: string }).code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL';
-    const message = positional ? 'Unexpected argument without a flag' : (error as Error).message;
+    // One line: node's message for '--port -1' spans three.
+    const message = positional ? 'Unexpected argument without a flag' : (error as Error).message.split('\n').join(' ').replace(/\.+$/, '');
     throw new ProvisioningError('invalid-input', `${message}. See --help`);
   }
-  if ((parsed.values as { help?: boolean }).help) {
+  if (parsed.values.help) {
     io.stdout(help);
     return undefined;
   }

@@ -1,6 +1,6 @@
 // What every command shares: its io (so tests run commands in-process), the exit status of each
 // kind of failure, and the one line that reports a failure. Imports no command.
-import { isProvisioningError, type ErrorKind } from '../../src/errors.js';
+import { type ErrorKind, isProvisioningError } from '../../src/errors.js';
 import { printable } from '../../src/text.js';
 
 /** A command is a function of (argv, io) that returns the exit status. */

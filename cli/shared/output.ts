@@ -20,7 +20,11 @@ export function escapedOutput(io: CliIo): CliIo {
  * U+2028 raw, so each line of the JSON is escaped too (it stays JSON of the same value).
  */
 export function describeAssignment(assignment: Assignment, fromCache: boolean, json: boolean): string {
-  if (json) return `${JSON.stringify({ ...assignment, fromCache }, null, 2).split('\n').map(printable).join('\n')}\n`;
+  if (json)
+    return `${JSON.stringify({ ...assignment, fromCache }, null, 2)
+      .split('\n')
+      .map(printable)
+      .join('\n')}\n`;
   return `assignedHub: ${printable(assignment.assignedHub)}\ndeviceId: ${printable(assignment.deviceId)}\n`;
 }
 

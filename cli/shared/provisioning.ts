@@ -1,12 +1,13 @@
 // The provisioning flags `register` and `device` share (the flags of Microsoft's samples and of
 // `az iot dps`), turned into the core's DeviceConfig and the Node host's ports.
+
+import { nodeRandom, systemClock } from '../../hosts/node/clock.js';
+import { createFileStore } from '../../hosts/node/file-store.js';
+import { createTlsConnect } from '../../hosts/node/tls-connect.js';
 import { DEFAULT_TIMEOUT_MS } from '../../src/dps/flow.js';
 import { ProvisioningError } from '../../src/errors.js';
 import type { ProvisioningEvent } from '../../src/ports.js';
 import type { DeviceConfig, ProvisionerPorts } from '../../src/provisioner.js';
-import { nodeRandom, systemClock } from '../../hosts/node/clock.js';
-import { createFileStore } from '../../hosts/node/file-store.js';
-import { createTlsConnect } from '../../hosts/node/tls-connect.js';
 import { integer, parseEndpoint, readCaFile, readSecret, required } from './args.js';
 import type { CliIo } from './io.js';
 import { describeEvent } from './output.js';
@@ -51,7 +52,9 @@ export const PROVISIONING_HELP = `  --id-scope <s>                    ID scope (
   --json                            print the result as JSON
   --quiet                           no progress lines on stderr (warnings still are printed)`;
 
-export type ProvisioningValues = { [K in keyof typeof PROVISIONING_FLAGS]?: (typeof PROVISIONING_FLAGS)[K]['type'] extends 'boolean' ? boolean : string };
+export type ProvisioningValues = {
+  [K in keyof typeof PROVISIONING_FLAGS]?: (typeof PROVISIONING_FLAGS)[K]['type'] extends 'boolean' ? boolean : string;
+};
 
 export interface Provisioning {
   config: DeviceConfig;
@@ -67,8 +70,13 @@ export function provisioningFromFlags(v: ProvisioningValues, io: CliIo): Provisi
   const env = io.env;
   const template = v['registration-id-template'];
   const registrationId = v['registration-id'] ?? (template ? undefined : env.PROVISIONING_REGISTRATION_ID);
-  if (registrationId && template) throw new ProvisioningError('invalid-input', 'Give --registration-id or --registration-id-template, not both');
-  if (!registrationId && !template) throw new ProvisioningError('invalid-input', 'Missing --registration-id or --registration-id-template (or PROVISIONING_REGISTRATION_ID)');
+  if (registrationId && template)
+    throw new ProvisioningError('invalid-input', 'Give --registration-id or --registration-id-template, not both');
+  if (!registrationId && !template)
+    throw new ProvisioningError(
+      'invalid-input',
+      'Missing --registration-id or --registration-id-template (or PROVISIONING_REGISTRATION_ID)',
+    );
   const groupKey = readSecret(v['group-key'], v['group-key-file'], '--group-key');
   const deviceKey = readSecret(v.key, v['key-file'], '--key') ?? (groupKey ? undefined : env.PROVISIONING_SYMMETRIC_KEY);
   let payload: unknown;
@@ -93,7 +101,10 @@ export function provisioningFromFlags(v: ProvisioningValues, io: CliIo): Provisi
     config: {
       idScope: required(v['id-scope'] ?? env.PROVISIONING_IDSCOPE, '--id-scope', 'PROVISIONING_IDSCOPE'),
       ...(registrationId && { registrationId }),
-      ...(template && { registrationIdTemplate: template, identity: { ...(v.serial && { serial: v.serial }), ...(v.mac && { mac: v.mac }) } }),
+      ...(template && {
+        registrationIdTemplate: template,
+        identity: { ...(v.serial && { serial: v.serial }), ...(v.mac && { mac: v.mac }) },
+      }),
       ...(deviceKey && { deviceKey }),
       ...(groupKey && { groupKey }),
       ...(endpointText && { endpoint: parseEndpoint(endpointText) }),

@@ -14,10 +14,13 @@ export const clock: Clock = Object.freeze({
 	now: () => Date.now(),
 	setTimer(callback, ms) {
 		let pending = true;
-		const timer = Timer.set(() => {
-			pending = false;
-			callback();
-		}, Math.max(0, ms));
+		const timer = Timer.set(
+			() => {
+				pending = false;
+				callback();
+			},
+			Math.max(0, ms),
+		);
 		return () => {
 			if (pending) Timer.clear(timer);
 			pending = false;
@@ -74,7 +77,7 @@ function askSntp(servers: string[]): Promise<string> {
 					return;
 				}
 				server = next;
-				return next as unknown as void; // the SNTP module tries the host its callback returns
+				return next as unknown as undefined; // the SNTP module tries the host its callback returns
 			}
 		});
 	});

@@ -21,9 +21,10 @@
 //   hub: connecting <host:port> attempt <n> | hub: connected | hub: disconnected ... (the session's events)
 //   dps: memory slot-heap <bytes> peak <bytes> chunk-heap <bytes> peak <bytes> stack-peak <bytes> gc <n> in <ms> ms modules <n>   (debug builds)
 //   dps: error <kind> <message>, then dps: retry <n> in <s> s | dps: stopped <why>
-import config from "mc/config";
-import Instrumentation from "instrumentation";
+
 import { sha256 } from "@noble/hashes/sha2.js";
+import Instrumentation from "instrumentation";
+import config from "mc/config";
 import { goOnline, type Online } from "../../src/device.js";
 import { isProvisioningError } from "../../src/errors.js";
 import { shouldReprovision } from "../../src/hub/reprovision.js";
@@ -32,9 +33,9 @@ import { resolveRegistrationId } from "../../src/provisioner.js";
 import { printable } from "../../src/text.js";
 import { clock, sleep, syncClock } from "./clock.js";
 import { macAddress, platform } from "./device.js";
-import { PreferenceStore } from "./preference-store.js";
-import { watchMemory, type MemoryPeaks } from "./memory.js";
+import { type MemoryPeaks, watchMemory } from "./memory.js";
 import { DeviceApp } from "./online.js";
+import { PreferenceStore } from "./preference-store.js";
 import { configNumber, parseEndpoint, readSettings } from "./settings.js";
 import { createTlsConnect, trustAnchor } from "./tls-connect.js";
 
@@ -74,7 +75,9 @@ export async function boot(): Promise<void> {
 		}
 		attempt = 0;
 		const { assignedHub, deviceId } = online.assignment;
-		say(`ready ${assignedHub} ${deviceId} ${online.fromCache ? "cached" : "provisioned"}${online.reprovisions ? ` reprovisions ${online.reprovisions}` : ""}`);
+		say(
+			`ready ${assignedHub} ${deviceId} ${online.fromCache ? "cached" : "provisioned"}${online.reprovisions ? ` reprovisions ${online.reprovisions}` : ""}`,
+		);
 		if (!memoryTraced) {
 			memoryTraced = true;
 			traceMemory(memory.stop());
@@ -203,7 +206,12 @@ function traceMemory(peaks: MemoryPeaks | undefined): void {
 
 function sntpServers(): string[] {
 	const value = (config as Record<string, unknown>).sntp;
-	return typeof value === "string" ? value.split(",").map((s) => s.trim()).filter((s) => s !== "") : [];
+	return typeof value === "string"
+		? value
+				.split(",")
+				.map((s) => s.trim())
+				.filter((s) => s !== "")
+		: [];
 }
 
 function hex(bytes: Uint8Array): string {

@@ -52,7 +52,15 @@ export function watchMemory(): { stop(): MemoryPeaks | undefined } {
 		stop() {
 			sample();
 			Timer.clear(timer);
-			return { slotHeap: read(slot), slotHeapPeak, chunkHeap: read(chunk), chunkHeapPeak, stackPeak, collections, ms: Date.now() - started };
+			return {
+				slotHeap: read(slot),
+				slotHeapPeak,
+				chunkHeap: read(chunk),
+				chunkHeapPeak,
+				stackPeak,
+				collections,
+				ms: Date.now() - started,
+			};
 		},
 	};
 }

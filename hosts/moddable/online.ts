@@ -46,9 +46,15 @@ export class DeviceApp {
 	async run(session: HubSession, assignment: Assignment): Promise<SessionEnd> {
 		this.#session = session;
 		this.#applyInterval(session.twin.desired);
-		this.#trace(`online ${assignment.assignedHub} ${assignment.deviceId} desired ${session.twin.desired.$version} interval ${this.#intervalSeconds}`);
+		this.#trace(
+			`online ${assignment.assignedHub} ${assignment.deviceId} desired ${session.twin.desired.$version} interval ${this.#intervalSeconds}`,
+		);
 		try {
-			const version = await session.updateReported({ firmware: this.#firmware, registrationId: assignment.registrationId, provisionedAt: assignment.provisionedAt });
+			const version = await session.updateReported({
+				firmware: this.#firmware,
+				registrationId: assignment.registrationId,
+				provisionedAt: assignment.provisionedAt,
+			});
 			this.#trace(`reported ${version}`);
 		} catch (error) {
 			this.#trace(`report-failed ${error instanceof Error ? error.message : String(error)}`);
@@ -103,7 +109,8 @@ export class DeviceApp {
 
 	#applyInterval(desired: JsonObject): void {
 		const interval = desired.telemetryInterval;
-		if (typeof interval === "number" && Number.isInteger(interval) && interval >= 1 && interval <= MAX_INTERVAL_SECONDS) this.#intervalSeconds = interval;
+		if (typeof interval === "number" && Number.isInteger(interval) && interval >= 1 && interval <= MAX_INTERVAL_SECONDS)
+			this.#intervalSeconds = interval;
 	}
 
 	#method(name: string): MethodResult {

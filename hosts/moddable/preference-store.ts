@@ -18,8 +18,9 @@
 // or a part 0 that is not a format-1 header: another program's, or a newer firmware's) is never
 // overwritten or deleted: set and delete refuse the key with a 'storage' error. A damaged record
 // of this store (a torn write, a checksum mismatch) is overwritten as before.
-import Preference from "preference";
+
 import { sha256 } from "@noble/hashes/sha2.js";
+import Preference from "preference";
 import { utf8Decode, utf8Encode } from "../../src/bytes.js";
 import { ProvisioningError } from "../../src/errors.js";
 import type { Store } from "../../src/ports.js";
@@ -147,13 +148,18 @@ export class PreferenceStore implements Store {
 					const name = partKey(key, slot, i);
 					const bytes = this.#bytes(name);
 					if (bytes === null) foreign = `${name} is not bytes`;
-					else if (i === 0 && bytes && (bytes.length < HEADER_BYTES || bytes[0] !== FORMAT)) foreign = `${name} is not a format ${FORMAT} record`;
+					else if (i === 0 && bytes && (bytes.length < HEADER_BYTES || bytes[0] !== FORMAT))
+						foreign = `${name} is not a format ${FORMAT} record`;
 				}
 			}
 		} catch (error) {
 			throw storageError(`Could not read "${key}" from Preference`, error);
 		}
-		if (foreign) throw new ProvisioningError("storage", `Preference "${this.#domain}" holds a value this store did not write (${foreign}); it is left untouched`);
+		if (foreign)
+			throw new ProvisioningError(
+				"storage",
+				`Preference "${this.#domain}" holds a value this store did not write (${foreign}); it is left untouched`,
+			);
 	}
 
 	/** undefined: absent; null: present but not bytes. */
@@ -173,7 +179,10 @@ export function encode(key: string, value: string, sequence: number): ArrayBuffe
 	const bytes = utf8Encode(value);
 	const count = Math.max(1, Math.ceil((bytes.length + HEADER_BYTES) / MAX_PART_BYTES));
 	if (count > MAX_PARTS) {
-		throw new ProvisioningError("storage", `The "${key}" record is ${bytes.length} bytes; Preference holds at most ${MAX_PARTS * MAX_PART_BYTES - HEADER_BYTES}`);
+		throw new ProvisioningError(
+			"storage",
+			`The "${key}" record is ${bytes.length} bytes; Preference holds at most ${MAX_PARTS * MAX_PART_BYTES - HEADER_BYTES}`,
+		);
 	}
 	const firstLength = Math.min(bytes.length, MAX_PART_BYTES - HEADER_BYTES);
 	const first = new Uint8Array(HEADER_BYTES + firstLength);
@@ -205,7 +214,8 @@ function partKey(key: string, slot: Slot, part: number): string {
 }
 
 function checkName(key: string): void {
-	if (!NAME.test(key)) throw invalid(`The store key "${key}" must be 1 to 12 letters, digits, '-' or '_' (NVS names are at most 15 characters)`);
+	if (!NAME.test(key))
+		throw invalid(`The store key "${key}" must be 1 to 12 letters, digits, '-' or '_' (NVS names are at most 15 characters)`);
 }
 
 function storageError(what: string, error: unknown): ProvisioningError {

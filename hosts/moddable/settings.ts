@@ -12,8 +12,9 @@
 //
 // NVS (the ESP32's Preference) allows names of at most 15 characters: the keys above fit.
 // The two keys are taken as a pair: when the factory wrote either, the build's keys are ignored.
-import Preference from "preference";
+
 import config from "mc/config";
+import Preference from "preference";
 import { ProvisioningError } from "../../src/errors.js";
 import type { Endpoint } from "../../src/ports.js";
 
@@ -67,7 +68,7 @@ export function readSettings(): Settings {
 
 /** "host", "host:port" or "[ipv6]:port". */
 export function parseEndpoint(text: string): Endpoint {
-	const match = /^(?:\[([^\]]+)\]|([^:\[\]]+))(?::(\d{1,5}))?$/.exec(text.trim());
+	const match = /^(?:\[([^\]]+)\]|([^:[\]]+))(?::(\d{1,5}))?$/.exec(text.trim());
 	const port = match?.[3] === undefined ? DEFAULT_PORT : Number(match[3]);
 	if (!match || port < 1 || port > 65535) {
 		throw invalid(`The DPS endpoint "${text}" is not host[:port] (e.g. global.azure-devices-provisioning.net:8883)`);

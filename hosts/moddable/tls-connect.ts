@@ -10,9 +10,10 @@
 // - SecureSocket reports a failed handshake and a failed TCP connection alike (an error message);
 //   a failure after the server's hello is reported as `tls`, before it as `network`.
 // - Writes are queued and sent as the socket accepts them.
-import SecureSocket from "securesocket";
+
 import Resource from "Resource";
 import config from "mc/config";
+import SecureSocket from "securesocket";
 import Timer from "timer";
 import { base64Decode } from "../../src/bytes.js";
 import { ProvisioningError } from "../../src/errors.js";
@@ -78,7 +79,13 @@ export function trustAnchor(): TrustAnchor {
 	return { certificate: base64Decode(body.replace(/\s+/g, ""), "The caCertificate").slice().buffer, source: "config caCertificate" };
 }
 
-function open(endpoint: Endpoint, handlers: ConnectionHandlers, anchor: ArrayBuffer | HostBuffer, timeoutMs: number, traceTls: boolean): Promise<Connection> {
+function open(
+	endpoint: Endpoint,
+	handlers: ConnectionHandlers,
+	anchor: ArrayBuffer | HostBuffer,
+	timeoutMs: number,
+	traceTls: boolean,
+): Promise<Connection> {
 	const where = `${endpoint.host}:${endpoint.port}`;
 	return new Promise<Connection>((resolve, reject) => {
 		let socket: TlsSocket | undefined;
@@ -183,7 +190,13 @@ function open(endpoint: Endpoint, handlers: ConnectionHandlers, anchor: ArrayBuf
 						try {
 							handlers.onData(data);
 						} catch (error) {
-							fail(new ProvisioningError("protocol", `Handling data from ${where} failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error }));
+							fail(
+								new ProvisioningError(
+									"protocol",
+									`Handling data from ${where} failed: ${error instanceof Error ? error.message : String(error)}`,
+									{ cause: error },
+								),
+							);
 						}
 						return;
 					}
@@ -196,7 +209,9 @@ function open(endpoint: Endpoint, handlers: ConnectionHandlers, anchor: ArrayBuf
 						if (state === "open") {
 							finish();
 							// The peer closed (orderly) or the connection broke: the core tells the two apart by `error`.
-							handlers.onClose(message === DISCONNECTED ? undefined : new ProvisioningError("network", `The connection to ${where} failed`));
+							handlers.onClose(
+								message === DISCONNECTED ? undefined : new ProvisioningError("network", `The connection to ${where} failed`),
+							);
 						} else {
 							fail(handshakeError(tls, where, message));
 						}

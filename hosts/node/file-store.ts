@@ -182,7 +182,8 @@ function parseStore(file: string, text: string): Records {
   }
   if (isObject(parsed) && Object.hasOwn(parsed, FORMAT_KEY)) {
     const keys = Object.keys(parsed);
-    if (parsed[FORMAT_KEY] !== FORMAT_VERSION) throw refused(file, `it is a store of another format (${FORMAT_KEY} ${JSON.stringify(parsed[FORMAT_KEY])})`);
+    if (parsed[FORMAT_KEY] !== FORMAT_VERSION)
+      throw refused(file, `it is a store of another format (${FORMAT_KEY} ${JSON.stringify(parsed[FORMAT_KEY])})`);
     if (keys.length !== 2 || !isRecords(parsed.records)) throw refused(file, 'it is a damaged store file');
     return Object.assign(emptyRecords(), parsed.records);
   }

@@ -13,9 +13,9 @@
 // - onClose is called at most once, and only for a connection that was handed out: a failed
 //   connect rejects the promise instead.
 
+import { X509Certificate } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
-import { X509Certificate } from 'node:crypto';
 import { ProvisioningError } from '../../src/errors.js';
 import type { Connect, Connection, ConnectionHandlers, Endpoint } from '../../src/ports.js';
 
@@ -62,8 +62,7 @@ const HOSTNAME_CODES = new Set(['ERR_TLS_CERT_ALTNAME_INVALID', 'HOSTNAME_MISMAT
 /** A TLS record that failed its integrity check: bytes damaged on the way, not a trust problem. */
 const DAMAGED_CODES = new Set(['ERR_SSL_DECRYPTION_FAILED_OR_BAD_RECORD_MAC', 'ERR_SSL_SSLV3_ALERT_BAD_RECORD_MAC']);
 
-const CA_HINT =
-  'If the server uses a private CA (for example the local DPS emulator), pass its certificate with --ca <pem>.';
+const CA_HINT = 'If the server uses a private CA (for example the local DPS emulator), pass its certificate with --ca <pem>.';
 
 export function createTlsConnect(options: TlsConnectOptions = {}): Connect {
   const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
@@ -248,7 +247,9 @@ function mapConnectError(err: Error, where: string, name: string): ProvisioningE
     );
   }
   if (DAMAGED_CODES.has(c)) {
-    return new ProvisioningError('network', `the TLS handshake with ${where} received damaged data (${c}); another attempt may succeed`, { cause: err });
+    return new ProvisioningError('network', `the TLS handshake with ${where} received damaged data (${c}); another attempt may succeed`, {
+      cause: err,
+    });
   }
   if (c.startsWith('ERR_SSL_') || c === 'EPROTO' || c.startsWith('ERR_TLS_')) {
     return new ProvisioningError('tls', `TLS handshake with ${where} failed (${c}): ${err.message}`, { cause: err });
@@ -259,15 +260,24 @@ function mapConnectError(err: Error, where: string, name: string): ProvisioningE
 function describe(err: Error): string {
   const code = (err as { code?: unknown }).code;
   switch (code) {
-    case 'ECONNREFUSED': return 'connection refused (ECONNREFUSED); is the server running and the port right?';
-    case 'ENOTFOUND': return 'host name not found (ENOTFOUND)';
-    case 'EAI_AGAIN': return 'host name lookup failed temporarily (EAI_AGAIN)';
-    case 'ETIMEDOUT': return 'timed out (ETIMEDOUT)';
-    case 'ECONNRESET': return 'connection reset by the peer (ECONNRESET)';
-    case 'EHOSTUNREACH': return 'host unreachable (EHOSTUNREACH)';
-    case 'ENETUNREACH': return 'network unreachable (ENETUNREACH)';
-    case 'EPIPE': return 'connection closed by the peer (EPIPE)';
-    default: return typeof code === 'string' ? `${err.message} (${code})` : err.message;
+    case 'ECONNREFUSED':
+      return 'connection refused (ECONNREFUSED); is the server running and the port right?';
+    case 'ENOTFOUND':
+      return 'host name not found (ENOTFOUND)';
+    case 'EAI_AGAIN':
+      return 'host name lookup failed temporarily (EAI_AGAIN)';
+    case 'ETIMEDOUT':
+      return 'timed out (ETIMEDOUT)';
+    case 'ECONNRESET':
+      return 'connection reset by the peer (ECONNRESET)';
+    case 'EHOSTUNREACH':
+      return 'host unreachable (EHOSTUNREACH)';
+    case 'ENETUNREACH':
+      return 'network unreachable (ENETUNREACH)';
+    case 'EPIPE':
+      return 'connection closed by the peer (EPIPE)';
+    default:
+      return typeof code === 'string' ? `${err.message} (${code})` : err.message;
   }
 }
 
@@ -278,13 +288,20 @@ function checkPemCertificates(ca: string | string[]): string[] {
   inputs.forEach((pem, index) => {
     const found = typeof pem === 'string' ? pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) : null;
     if (found === null) {
-      throw new ProvisioningError('invalid-input', `the CA certificate (--ca) #${index + 1} contains no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+      throw new ProvisioningError(
+        'invalid-input',
+        `the CA certificate (--ca) #${index + 1} contains no PEM certificate (-----BEGIN CERTIFICATE-----)`,
+      );
     }
     for (const block of found) {
       try {
         new X509Certificate(block);
       } catch (cause) {
-        throw new ProvisioningError('invalid-input', `the CA certificate (--ca) #${index + 1} holds a PEM block that is not a valid certificate`, { cause });
+        throw new ProvisioningError(
+          'invalid-input',
+          `the CA certificate (--ca) #${index + 1} holds a PEM block that is not a valid certificate`,
+          { cause },
+        );
       }
       blocks.push(`${block}\n`);
     }

@@ -1,14 +1,14 @@
 // Runs the register/poll state machine (machine.ts) against real ports: opens the MQTT
 // connection with a fresh SAS token, sends the request the machine asks for, matches the
 // answer by $rid, sleeps when told to, and reconnects after a loss.
-import { ProvisioningError, isProvisioningError } from '../errors.js';
+import { isProvisioningError, ProvisioningError } from '../errors.js';
+import { validateIdScope, validateRegistrationId } from '../identity.js';
 import { MqttClient } from '../mqtt/client.js';
 import type { Clock, Connect, Endpoint, Log, Random } from '../ports.js';
 import { dpsRegistrationSasToken } from '../sas.js';
-import { validateIdScope, validateRegistrationId } from '../identity.js';
-import { parseResponseBody, registerRequestBody, type RegistrationState } from './messages.js';
-import { dpsUsername, parseResponseTopic, pollTopic, registerTopic, RESPONSE_SUBSCRIBE_TOPIC } from './topics.js';
-import { initialState, step, type BackoffPolicy, type MachineEvent, type Phase } from './machine.js';
+import { type BackoffPolicy, initialState, type MachineEvent, type Phase, step } from './machine.js';
+import { parseResponseBody, type RegistrationState, registerRequestBody } from './messages.js';
+import { dpsUsername, parseResponseTopic, pollTopic, RESPONSE_SUBSCRIBE_TOPIC, registerTopic } from './topics.js';
 
 export const DPS_GLOBAL_ENDPOINT: Endpoint = { host: 'global.azure-devices-provisioning.net', port: 8883 };
 
@@ -189,7 +189,8 @@ class Session {
   password(): string {
     const { idScope, registrationId, deviceKey, sasTtlSeconds } = this.options;
     const expiry = Math.floor(this.ports.clock.now() / 1000) + sasTtlSeconds;
-    if (this.signed?.expiry !== expiry) this.signed = { expiry, token: dpsRegistrationSasToken(idScope, registrationId, deviceKey, expiry) };
+    if (this.signed?.expiry !== expiry)
+      this.signed = { expiry, token: dpsRegistrationSasToken(idScope, registrationId, deviceKey, expiry) };
     return this.signed.token;
   }
 
@@ -198,13 +199,16 @@ class Session {
     const { idScope, registrationId } = this.options;
     this.connectAttempts++;
     this.log({ type: 'connecting', host: this.endpoint.host, port: this.endpoint.port, attempt: this.connectAttempts });
-    let client: MqttClient | undefined = undefined;
+    let client: MqttClient | undefined;
     client = await MqttClient.connect(this.ports.connect, this.endpoint, clock, {
       clientId: registrationId,
       username: dpsUsername(idScope, registrationId, this.options.clientVersion),
       password: this.password(),
       // TLS + CONNACK get the same time as any request, and never outlast the deadline.
-      connectTimeoutMs: Math.max(1, Math.min(this.options.responseTimeoutMs ?? DEFAULT_RESPONSE_TIMEOUT_MS, deadline - clock.now(), 2 ** 31 - 1)),
+      connectTimeoutMs: Math.max(
+        1,
+        Math.min(this.options.responseTimeoutMs ?? DEFAULT_RESPONSE_TIMEOUT_MS, deadline - clock.now(), 2 ** 31 - 1),
+      ),
       ...(this.options.keepAliveSeconds !== undefined && { keepAliveSeconds: this.options.keepAliveSeconds }),
       ...(this.options.maxPacketSize !== undefined && { maxPacketSize: this.options.maxPacketSize }),
       onMessage: (topic, payload) => this.onMessage(topic, payload),

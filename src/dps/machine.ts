@@ -11,7 +11,7 @@
 //
 // Every wait is checked against the deadline first: a wait that would end past it fails now,
 // with the kind of the problem that kept us waiting (throttled, server, network, timeout).
-import { detailsOf, ProvisioningError, type ErrorKind } from '../errors.js';
+import { detailsOf, type ErrorKind, ProvisioningError } from '../errors.js';
 import type { Random } from '../ports.js';
 import type { DpsResponse, RegistrationState } from './messages.js';
 
@@ -121,12 +121,7 @@ function onLost(state: MachineState, error: ProvisioningError, now: number, conf
   return retryLater(state, error, now, config);
 }
 
-function onResponse(
-  state: MachineState,
-  event: Extract<MachineEvent, { type: 'response' }>,
-  now: number,
-  config: MachineConfig,
-): Step {
+function onResponse(state: MachineState, event: Extract<MachineEvent, { type: 'response' }>, now: number, config: MachineConfig): Step {
   const { response, status } = event;
   const retryAfterMs = event.retryAfterSeconds === undefined ? undefined : event.retryAfterSeconds * 1000;
 
@@ -202,7 +197,10 @@ export function backoffMs(failures: number, config: Pick<MachineConfig, 'backoff
 function deadlineError(state: MachineState): ProvisioningError {
   const problem = state.problem;
   if (!problem && state.phase.type === 'poll') {
-    return new ProvisioningError('timeout', `The provisioning deadline passed: DPS was still assigning (operation ${state.phase.operationId})`);
+    return new ProvisioningError(
+      'timeout',
+      `The provisioning deadline passed: DPS was still assigning (operation ${state.phase.operationId})`,
+    );
   }
   if (!problem) return new ProvisioningError('timeout', 'The provisioning deadline passed before DPS answered');
   const prefix: Record<string, string> = {

@@ -2,7 +2,7 @@
 // Field names from the DPS device REST API (DeviceRegistrationResult, RegistrationOperationStatus)
 // as azure-sdk-for-c parses them (sdk/src/azure/iot/az_iot_provisioning_client.c).
 import { utf8Decode, utf8Encode } from '../bytes.js';
-import { ProvisioningError, type ErrorDetails } from '../errors.js';
+import { type ErrorDetails, ProvisioningError } from '../errors.js';
 import { isDeviceId, validateRegistrationId } from '../identity.js';
 import { printable } from '../text.js';
 
@@ -24,7 +24,13 @@ export interface RegistrationState {
 }
 
 export type DpsResponse =
-  | { kind: 'operation'; status: number; operationId: string; registrationStatus: RegistrationStatus; registrationState?: RegistrationState }
+  | {
+      kind: 'operation';
+      status: number;
+      operationId: string;
+      registrationStatus: RegistrationStatus;
+      registrationState?: RegistrationState;
+    }
   | { kind: 'error'; status: number; errorCode?: number; trackingId?: string; message?: string; operationId?: string };
 
 export const DEFAULT_MAX_BODY_BYTES = 16 * 1024;
@@ -76,7 +82,9 @@ export function parseResponseBody(status: number, body: Uint8Array, maxBytes = D
   const registrationStatus = json.status;
   if (!isRegistrationStatus(registrationStatus)) {
     throw protocol(
-      json.status === undefined ? `DPS answered ${status} without a registration status` : `DPS answered ${status} with an unknown registration status`,
+      json.status === undefined
+        ? `DPS answered ${status} without a registration status`
+        : `DPS answered ${status} with an unknown registration status`,
       details,
     );
   }
@@ -107,7 +115,15 @@ function parseRegistrationState(value: unknown, fallbackStatus: RegistrationStat
     status = value.status;
   }
   const state: RegistrationState = { registrationId: value.registrationId, status };
-  for (const field of ['assignedHub', 'deviceId', 'substatus', 'createdDateTimeUtc', 'lastUpdatedDateTimeUtc', 'etag', 'errorMessage'] as const) {
+  for (const field of [
+    'assignedHub',
+    'deviceId',
+    'substatus',
+    'createdDateTimeUtc',
+    'lastUpdatedDateTimeUtc',
+    'etag',
+    'errorMessage',
+  ] as const) {
     const v = value[field];
     if (v === undefined || v === null) continue;
     if (typeof v !== 'string') throw bad(field);
@@ -122,7 +138,7 @@ function parseRegistrationState(value: unknown, fallbackStatus: RegistrationStat
     throw protocol('DPS sent an assignedHub that is not a DNS host name', details);
   }
   if (state.deviceId !== undefined && !isDeviceId(state.deviceId)) {
-    throw protocol('DPS sent a deviceId that IoT Hub does not allow (up to 128 of A-Z a-z 0-9 - . % _ * ? ! ( ) , : = @ $ \')', details);
+    throw protocol("DPS sent a deviceId that IoT Hub does not allow (up to 128 of A-Z a-z 0-9 - . % _ * ? ! ( ) , : = @ $ ')", details);
   }
   if (state.errorMessage !== undefined) state.errorMessage = clip(state.errorMessage);
   if (value.errorCode !== undefined && value.errorCode !== null) {
@@ -188,7 +204,8 @@ export function isNestedDeeper(text: string, maxDepth: number): boolean {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
-      if (c === 0x5c) i++; // a backslash escapes the next character
+      if (c === 0x5c)
+        i++; // a backslash escapes the next character
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) {
       inString = true;

@@ -2,7 +2,7 @@
 // username and request topics a device sends, parsed, and the response topics built. The
 // firmware does not include this module (manifest.json lists the device's modules).
 import { ProvisioningError } from '../errors.js';
-import { encode, malformed, parseQuery, POLL_PREFIX, REGISTER_PREFIX, RESPONSE_PREFIX } from './topics.js';
+import { encode, malformed, POLL_PREFIX, parseQuery, REGISTER_PREFIX, RESPONSE_PREFIX } from './topics.js';
 
 export interface DpsUsername {
   idScope: string;
@@ -20,7 +20,7 @@ export interface DpsUsername {
 export function parseDpsUsername(username: string): DpsUsername | undefined {
   if (typeof username !== 'string') return undefined;
   const match = /^([^/]+)\/registrations\/([^/]+)\/api-version=([^&]*)(?:&(.*))?$/.exec(username);
-  if (!match || !match[3]) return undefined;
+  if (!match?.[3]) return undefined;
   const parsed: DpsUsername = { idScope: match[1]!, registrationId: match[2]!, apiVersion: match[3] };
   const clientVersion = parseQuery(match[4] ?? '').get('ClientVersion');
   if (clientVersion !== undefined) parsed.clientVersion = clientVersion;

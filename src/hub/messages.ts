@@ -42,7 +42,11 @@ export function parseTwinDocument(body: Uint8Array, maxBytes = DEFAULT_MAX_TWIN_
  * body's `$version`, else the topic's). Throws `protocol` when malformed, when neither carries a
  * version, or when they disagree.
  */
-export function parseDesiredPatch(body: Uint8Array, topicVersion?: number, maxBytes = DEFAULT_MAX_PAYLOAD_BYTES): { patch: JsonObject; version: number } {
+export function parseDesiredPatch(
+  body: Uint8Array,
+  topicVersion?: number,
+  maxBytes = DEFAULT_MAX_PAYLOAD_BYTES,
+): { patch: JsonObject; version: number } {
   const json = parseJson(body, maxBytes, 'desired-properties update');
   if (!isObject(json)) throw protocol('The desired-properties update is not a JSON object');
   const { $version: bodyVersion, ...patch } = json;
@@ -85,8 +89,10 @@ function stringify(value: unknown, label: string): string {
   } catch {
     json = undefined;
   }
-  if (json === undefined) throw new ProvisioningError('invalid-input', `${label} cannot be converted to JSON (a cycle, a BigInt or a function?)`);
-  if (isNestedDeeper(json, MAX_JSON_DEPTH)) throw new ProvisioningError('invalid-input', `${label} nests deeper than ${MAX_JSON_DEPTH} levels`);
+  if (json === undefined)
+    throw new ProvisioningError('invalid-input', `${label} cannot be converted to JSON (a cycle, a BigInt or a function?)`);
+  if (isNestedDeeper(json, MAX_JSON_DEPTH))
+    throw new ProvisioningError('invalid-input', `${label} nests deeper than ${MAX_JSON_DEPTH} levels`);
   return json;
 }
 

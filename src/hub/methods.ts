@@ -2,7 +2,7 @@
 // to '$iothub/methods/res/<status>/?$rid=<rid>' with "a valid JSON or empty body" (Microsoft's
 // "Communicate with an IoT hub using the MQTT protocol", "Respond to a direct method").
 import { methodResponseBody, parseMethodPayload } from './messages.js';
-import { methodResponseTopic, type MethodRequestTopic } from './topics.js';
+import { type MethodRequestTopic, methodResponseTopic } from './topics.js';
 
 export interface MethodResult {
   /** The response status, a whole number 0-65535 (e.g. 200). */

@@ -84,7 +84,8 @@ export function resolveOptions(options: HubSessionOptions): ResolvedOptions {
     throw invalid('The SAS lifetime must be a whole number of seconds from 60 to 86400');
   }
   for (const name of ['requestTimeoutMs', 'offlineTimeoutMs', 'maxC2dBytes'] as const) {
-    if (!(Number.isSafeInteger(resolved[name]) && resolved[name] > 0 && resolved[name] <= 2_147_483_647)) throw invalid(`${name} must be a positive whole number`);
+    if (!(Number.isSafeInteger(resolved[name]) && resolved[name] > 0 && resolved[name] <= 2_147_483_647))
+      throw invalid(`${name} must be a positive whole number`);
   }
   return resolved;
 }

@@ -4,14 +4,15 @@
 // backoff and jitter after a drop, and with a fresh token before the current one expires. A hub
 // that refuses the device (CONNACK 4/5) ends the session with an `unauthorized` error.
 // Protocol: Microsoft's "Communicate with an IoT hub using the MQTT protocol" (see topics.ts).
-import { ProvisioningError } from '../errors.js';
+
 import { utf8Encode } from '../bytes.js';
 import { backoffMs } from '../dps/machine.js';
+import { ProvisioningError } from '../errors.js';
 import { MqttClient } from '../mqtt/client.js';
 import type { HubEvent } from '../ports.js';
-import { desiredProperties, parseDesiredPatch, reportedPatchBody, type JsonObject, type TwinDocument } from './messages.js';
+import { desiredProperties, type JsonObject, parseDesiredPatch, reportedPatchBody, type TwinDocument } from './messages.js';
 import { answerMethod } from './methods.js';
-import { MAX_TELEMETRY_BYTES, RENEW_AT, resolveOptions, type HubPorts, type HubSessionOptions, type ResolvedOptions } from './options.js';
+import { type HubPorts, type HubSessionOptions, MAX_TELEMETRY_BYTES, RENEW_AT, type ResolvedOptions, resolveOptions } from './options.js';
 import * as topics from './topics.js';
 import { asError, TwinRequests } from './twin-requests.js';
 
@@ -46,7 +47,11 @@ export class HubSession {
     this.#options = resolveOptions(options);
     this.#ports = ports;
     const random = ports.random ?? Math.random;
-    this.#twin = new TwinRequests((callback, ms) => this.#timer(callback, ms), this.#options.requestTimeoutMs, Math.floor(random() * 0x100000).toString(16));
+    this.#twin = new TwinRequests(
+      (callback, ms) => this.#timer(callback, ms),
+      this.#options.requestTimeoutMs,
+      Math.floor(random() * 0x100000).toString(16),
+    );
     this.ended = new Promise((resolve) => (this.#end = resolve));
   }
 
@@ -81,13 +86,20 @@ export class HubSession {
   /** Send a device-to-cloud message at QoS 1; resolves on PUBACK. */
   async sendTelemetry(body: Uint8Array | string, properties?: topics.TelemetryProperties): Promise<void> {
     const bytes = typeof body === 'string' ? utf8Encode(body) : body;
-    if (bytes.length > MAX_TELEMETRY_BYTES) throw new ProvisioningError('invalid-input', `A telemetry message is at most ${MAX_TELEMETRY_BYTES} bytes`);
+    if (bytes.length > MAX_TELEMETRY_BYTES)
+      throw new ProvisioningError('invalid-input', `A telemetry message is at most ${MAX_TELEMETRY_BYTES} bytes`);
     const topic = topics.telemetryTopic(this.#options.deviceId, properties);
     const acknowledged = this.#connected('send telemetry').publish(topic, bytes, 1);
     await new Promise<void>((resolve, reject) => {
       const seconds = this.#options.requestTimeoutMs / 1000;
-      const cancel = this.#timer(() => reject(new ProvisioningError('timeout', `IoT Hub did not acknowledge the telemetry message within ${seconds} s`)), this.#options.requestTimeoutMs);
-      acknowledged.then(() => (cancel(), resolve()), (error: unknown) => (cancel(), reject(asError(error))));
+      const cancel = this.#timer(
+        () => reject(new ProvisioningError('timeout', `IoT Hub did not acknowledge the telemetry message within ${seconds} s`)),
+        this.#options.requestTimeoutMs,
+      );
+      acknowledged.then(
+        () => (cancel(), resolve()),
+        (error: unknown) => (cancel(), reject(asError(error))),
+      );
     });
     this.#log({ type: 'hub-telemetry', bytes: bytes.length });
   }
@@ -134,7 +146,7 @@ export class HubSession {
     const { clock } = this.#ports;
     this.#log({ type: 'hub-connecting', host: endpoint.host, port: endpoint.port, attempt: ++this.#connections });
     const expiry = Math.floor(clock.now() / 1000) + sasTtlSeconds;
-    let client: MqttClient | undefined = undefined;
+    let client: MqttClient | undefined;
     let established = false;
     let burst: Promise<unknown> | undefined;
     try {
@@ -174,11 +186,14 @@ export class HubSession {
     }
     established = true;
     this.#log({ type: 'hub-connected', host: endpoint.host, port: endpoint.port });
-    this.#renewal = this.#timer(() => {
-      this.#log({ type: 'hub-renewing', expiresAt: expiry * 1000 });
-      this.#drop(new ProvisioningError('network', 'The connection was closed to renew its SAS token'));
-      this.#reconnect(undefined);
-    }, Math.max(0, expiry * 1000 - clock.now()) * RENEW_AT);
+    this.#renewal = this.#timer(
+      () => {
+        this.#log({ type: 'hub-renewing', expiresAt: expiry * 1000 });
+        this.#drop(new ProvisioningError('network', 'The connection was closed to renew its SAS token'));
+        this.#reconnect(undefined);
+      },
+      Math.max(0, expiry * 1000 - clock.now()) * RENEW_AT,
+    );
   }
 
   #subscriptions(): string[] {
@@ -221,7 +236,8 @@ export class HubSession {
 
   #onDesiredPatch(topicVersion: number | undefined, payload: Uint8Array): void {
     const { patch, version } = parseDesiredPatch(payload, topicVersion);
-    if (version <= this.#desiredVersion) return this.#ignore(`desired properties version ${version}, not newer than ${this.#desiredVersion}`);
+    if (version <= this.#desiredVersion)
+      return this.#ignore(`desired properties version ${version}, not newer than ${this.#desiredVersion}`);
     if (this.#desiredVersion >= 0 && version > this.#desiredVersion + 1 && !this.#twin.fetching) {
       // A version was missed (an update while disconnected, or lost): catch up from the whole twin.
       this.getTwin().catch((error: unknown) => this.#ignore(`catching up on desired properties failed: ${asError(error).message}`));
@@ -283,7 +299,11 @@ export class HubSession {
 
   #connected(what: string): MqttClient {
     const client = this.#client;
-    if (!client?.isOpen) throw new ProvisioningError('network', `Cannot ${what}: not connected to IoT Hub${this.#closed ? ' (the session was closed)' : ' (reconnecting)'}`);
+    if (!client?.isOpen)
+      throw new ProvisioningError(
+        'network',
+        `Cannot ${what}: not connected to IoT Hub${this.#closed ? ' (the session was closed)' : ' (reconnecting)'}`,
+      );
     return client;
   }
 

@@ -77,7 +77,12 @@ export interface TelemetryProperties {
 export function telemetryTopic(deviceId: string, properties: TelemetryProperties = {}): string {
   checkDeviceId(deviceId);
   const bag: string[] = [];
-  const system: [keyof TelemetryProperties, string][] = [['contentType', '$.ct'], ['contentEncoding', '$.ce'], ['messageId', '$.mid'], ['correlationId', '$.cid']];
+  const system: [keyof TelemetryProperties, string][] = [
+    ['contentType', '$.ct'],
+    ['contentEncoding', '$.ce'],
+    ['messageId', '$.mid'],
+    ['correlationId', '$.cid'],
+  ];
   for (const [field, name] of system) {
     const value = properties[field];
     if (value === undefined) continue;

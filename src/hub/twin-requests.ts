@@ -5,7 +5,7 @@
 import { isProvisioningError, ProvisioningError } from '../errors.js';
 import type { MqttClient } from '../mqtt/client.js';
 import { parseTwinDocument, type TwinDocument } from './messages.js';
-import { reportedPatchTopic, twinGetTopic, type TwinResponseTopic } from './topics.js';
+import { reportedPatchTopic, type TwinResponseTopic, twinGetTopic } from './topics.js';
 
 type Method = 'GET' | 'PATCH';
 
@@ -70,7 +70,8 @@ export class TwinRequests {
         received(twin);
         pending.resolve(twin);
       } else if (status === 204 && pending.method === 'PATCH') {
-        if (response.version === undefined) throw new ProvisioningError('protocol', 'IoT Hub answered the reported-properties PATCH without a $version', { status });
+        if (response.version === undefined)
+          throw new ProvisioningError('protocol', 'IoT Hub answered the reported-properties PATCH without a $version', { status });
         pending.resolve(response.version);
       } else {
         pending.reject(statusError(pending.method, status));
@@ -89,7 +90,16 @@ export class TwinRequests {
 
 /** A twin answer as an error: 401/403 unauthorized, 429 throttled, 5xx server, other 4xx failed (404 keeps its status); a success of the wrong kind is protocol. */
 function statusError(method: Method, status: number): ProvisioningError {
-  const kind = status < 300 ? 'protocol' : status === 401 || status === 403 ? 'unauthorized' : status === 429 ? 'throttled' : status >= 500 ? 'server' : 'failed';
+  const kind =
+    status < 300
+      ? 'protocol'
+      : status === 401 || status === 403
+        ? 'unauthorized'
+        : status === 429
+          ? 'throttled'
+          : status >= 500
+            ? 'server'
+            : 'failed';
   return new ProvisioningError(kind, `IoT Hub answered the twin ${method} with status ${status}`, { status });
 }
 

@@ -1,9 +1,9 @@
 // An MQTT 3.1.1 client session over the Connection port: CONNECT (clean session), SUBSCRIBE,
 // PUBLISH at QoS 0 and 1, keep-alive and DISCONNECT; no reconnecting (the caller decides that).
 // Every failure is a ProvisioningError; the password (a SAS token) never appears in one.
-import { isProvisioningError, ProvisioningError, type ErrorKind } from '../errors.js';
+import { type ErrorKind, isProvisioningError, ProvisioningError } from '../errors.js';
 import type { Clock, Connect, Connection, Endpoint } from '../ports.js';
-import { DEFAULT_MAX_PACKET_SIZE, encodePacket, PacketDecoder, type Packet } from './codec.js';
+import { DEFAULT_MAX_PACKET_SIZE, encodePacket, type Packet, PacketDecoder } from './codec.js';
 
 export interface MqttClientOptions {
   clientId: string;
@@ -236,8 +236,11 @@ export class MqttClient {
         const request = this.#take(packet.messageId, 'suback');
         if (!request) return;
         const [granted = 0, ...more] = packet.granted;
-        const broken = more.length ? `SUBACK with ${packet.granted.length} return codes for one topic filter`
-          : granted !== 0x80 && granted > request.qos ? `SUBACK granting QoS ${granted} for a QoS ${request.qos} request` : undefined;
+        const broken = more.length
+          ? `SUBACK with ${packet.granted.length} return codes for one topic filter`
+          : granted !== 0x80 && granted > request.qos
+            ? `SUBACK granting QoS ${granted} for a QoS ${request.qos} request`
+            : undefined;
         if (broken) {
           const error = unexpected(broken);
           request.reject(error);
@@ -378,11 +381,20 @@ function connackError(code: number, clientId: string): ProvisioningError {
   // The advice a person can act on depends on the service (DPS, IoT Hub): its driver adds it.
   const fail = (kind: ErrorKind, message: string) => new ProvisioningError(kind, message, { status: code });
   switch (code) {
-    case 1: return fail('protocol', 'The server refused MQTT 3.1.1 (CONNACK 1: unacceptable protocol version)');
-    case 2: return fail('invalid-input', `The server rejected the client identifier ${JSON.stringify(clientId)} (CONNACK 2: identifier rejected)`);
-    case 3: return fail('server', 'The server is unavailable (CONNACK 3: server unavailable); try again later');
-    case 4: return fail('unauthorized', 'The server refused the credentials (CONNACK 4: bad user name or password)');
-    case 5: return fail('unauthorized', 'The server refused the connection (CONNACK 5: not authorized)');
-    default: return fail('protocol', `The server answered CONNECT with an unknown CONNACK return code ${code}`);
+    case 1:
+      return fail('protocol', 'The server refused MQTT 3.1.1 (CONNACK 1: unacceptable protocol version)');
+    case 2:
+      return fail(
+        'invalid-input',
+        `The server rejected the client identifier ${JSON.stringify(clientId)} (CONNACK 2: identifier rejected)`,
+      );
+    case 3:
+      return fail('server', 'The server is unavailable (CONNACK 3: server unavailable); try again later');
+    case 4:
+      return fail('unauthorized', 'The server refused the credentials (CONNACK 4: bad user name or password)');
+    case 5:
+      return fail('unauthorized', 'The server refused the connection (CONNACK 5: not authorized)');
+    default:
+      return fail('protocol', `The server answered CONNECT with an unknown CONNACK return code ${code}`);
   }
 }

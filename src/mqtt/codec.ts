@@ -23,27 +23,66 @@ type Of<T extends Packet['type']> = Extract<Packet, { type: T }>;
 /** Default bound on a whole inbound packet (fixed header included); DPS replies are a few KiB. */
 export const DEFAULT_MAX_PACKET_SIZE = 65_536;
 const MAX_REMAINING_LENGTH = 268_435_455; // what four varint bytes hold (§2.2.3)
-const NAMES = ['Reserved', 'CONNECT', 'CONNACK', 'PUBLISH', 'PUBACK', 'PUBREC', 'PUBREL', 'PUBCOMP',
-  'SUBSCRIBE', 'SUBACK', 'UNSUBSCRIBE', 'UNSUBACK', 'PINGREQ', 'PINGRESP', 'DISCONNECT', 'Reserved'];
-const CONNECT = 1, CONNACK = 2, PUBLISH = 3, PUBACK = 4, PUBREC = 5, PUBREL = 6, PUBCOMP = 7;
-const SUBSCRIBE = 8, SUBACK = 9, UNSUBSCRIBE = 10, UNSUBACK = 11, PINGREQ = 12, PINGRESP = 13;
+const NAMES = [
+  'Reserved',
+  'CONNECT',
+  'CONNACK',
+  'PUBLISH',
+  'PUBACK',
+  'PUBREC',
+  'PUBREL',
+  'PUBCOMP',
+  'SUBSCRIBE',
+  'SUBACK',
+  'UNSUBSCRIBE',
+  'UNSUBACK',
+  'PINGREQ',
+  'PINGRESP',
+  'DISCONNECT',
+  'Reserved',
+];
+const CONNECT = 1,
+  CONNACK = 2,
+  PUBLISH = 3,
+  PUBACK = 4,
+  PUBREC = 5,
+  PUBREL = 6,
+  PUBCOMP = 7;
+const SUBSCRIBE = 8,
+  SUBACK = 9,
+  UNSUBSCRIBE = 10,
+  UNSUBACK = 11,
+  PINGREQ = 12,
+  PINGRESP = 13;
 
 // ---- Encoding ----
 
 export function encodePacket(packet: Packet): Uint8Array {
   switch (packet.type) {
-    case 'connect': return encodeConnect(packet);
-    case 'connack': return encodeConnack(packet);
-    case 'publish': return encodePublish(packet);
-    case 'puback': return frame(PUBACK << 4, [u16(messageId(packet.messageId, 'PUBACK'))]);
-    case 'subscribe': return encodeSubscribe(packet);
-    case 'suback': return encodeSuback(packet);
-    case 'unsubscribe': return encodeUnsubscribe(packet);
-    case 'unsuback': return frame(UNSUBACK << 4, [u16(messageId(packet.messageId, 'UNSUBACK'))]);
-    case 'pingreq': return Uint8Array.of(0xc0, 0);
-    case 'pingresp': return Uint8Array.of(0xd0, 0);
-    case 'disconnect': return Uint8Array.of(0xe0, 0);
-    default: throw invalidInput(`Unknown MQTT packet type ${JSON.stringify((packet as { type: unknown }).type)}`);
+    case 'connect':
+      return encodeConnect(packet);
+    case 'connack':
+      return encodeConnack(packet);
+    case 'publish':
+      return encodePublish(packet);
+    case 'puback':
+      return frame(PUBACK << 4, [u16(messageId(packet.messageId, 'PUBACK'))]);
+    case 'subscribe':
+      return encodeSubscribe(packet);
+    case 'suback':
+      return encodeSuback(packet);
+    case 'unsubscribe':
+      return encodeUnsubscribe(packet);
+    case 'unsuback':
+      return frame(UNSUBACK << 4, [u16(messageId(packet.messageId, 'UNSUBACK'))]);
+    case 'pingreq':
+      return Uint8Array.of(0xc0, 0);
+    case 'pingresp':
+      return Uint8Array.of(0xd0, 0);
+    case 'disconnect':
+      return Uint8Array.of(0xe0, 0);
+    default:
+      throw invalidInput(`Unknown MQTT packet type ${JSON.stringify((packet as { type: unknown }).type)}`);
   }
 }
 
@@ -268,7 +307,9 @@ function decodeBody(first: number, body: Uint8Array): Packet {
   const r = new Reader(body, type);
   let packet: Packet;
   switch (type) {
-    case CONNECT: packet = decodeConnect(r); break;
+    case CONNECT:
+      packet = decodeConnect(r);
+      break;
     case CONNACK: {
       const flags = r.u8();
       const returnCode = r.u8();
@@ -286,7 +327,9 @@ function decodeBody(first: number, body: Uint8Array): Packet {
       const messageId = r.id();
       return { type: 'publish', topic, payload: r.rest(), qos, dup, retain, messageId };
     }
-    case PUBACK: packet = { type: 'puback', messageId: r.id() }; break;
+    case PUBACK:
+      packet = { type: 'puback', messageId: r.id() };
+      break;
     case SUBSCRIBE: {
       const messageId = r.id();
       const subscriptions: { topic: string; qos: 0 | 1 }[] = [];
@@ -320,10 +363,17 @@ function decodeBody(first: number, body: Uint8Array): Packet {
       packet = { type: 'unsubscribe', messageId, topics };
       break;
     }
-    case UNSUBACK: packet = { type: 'unsuback', messageId: r.id() }; break;
-    case PINGREQ: packet = { type: 'pingreq' }; break;
-    case PINGRESP: packet = { type: 'pingresp' }; break;
-    default: packet = { type: 'disconnect' }; // checkFixedHeader let no other type through
+    case UNSUBACK:
+      packet = { type: 'unsuback', messageId: r.id() };
+      break;
+    case PINGREQ:
+      packet = { type: 'pingreq' };
+      break;
+    case PINGRESP:
+      packet = { type: 'pingresp' };
+      break;
+    default:
+      packet = { type: 'disconnect' }; // checkFixedHeader let no other type through
   }
   r.end();
   return packet;
@@ -349,7 +399,10 @@ function decodeConnect(r: Reader): Packet {
 /** Reads the fields of one complete packet body; a field running past its end is a protocol error. */
 class Reader {
   #pos = 0;
-  constructor(readonly bytes: Uint8Array, readonly type: number) {}
+  constructor(
+    readonly bytes: Uint8Array,
+    readonly type: number,
+  ) {}
   u8(): number {
     if (this.#pos >= this.bytes.length) throw malformed(this.type, 'a field runs past the end of the packet (§2.2.3)');
     return this.bytes[this.#pos++]!;

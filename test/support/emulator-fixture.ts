@@ -3,7 +3,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startEmulator, type DpsEmulator, type EmulatorOptions } from '../../emulator/index.js';
+import { type DpsEmulator, type EmulatorOptions, startEmulator } from '../../emulator/index.js';
 
 export interface TestEmulator {
   dps: DpsEmulator;

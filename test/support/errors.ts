@@ -1,6 +1,6 @@
 // What a test expects to fail: the ProvisioningError it failed with, of the given kind if named.
 import { expect } from 'vitest';
-import { ProvisioningError, type ErrorKind } from '../../src/errors.js';
+import { type ErrorKind, ProvisioningError } from '../../src/errors.js';
 
 /** The ProvisioningError `fn` throws (of `kind`, when given); fails the test if it returns. */
 export function errorOf(fn: () => unknown, kind?: ErrorKind): ProvisioningError {

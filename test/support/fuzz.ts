@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { base64Encode, utf8Encode } from '../../src/bytes.js';
-import { ProvisioningError, type ErrorKind } from '../../src/errors.js';
+import { type ErrorKind, ProvisioningError } from '../../src/errors.js';
 import { encodePacket, type Packet } from '../../src/mqtt/codec.js';
 import { assignedBody, assigningBody, errorBody } from './scripted-dps.js';
 
@@ -24,14 +24,19 @@ export const MAX_MESSAGE_LENGTH = 1000;
 // ---- outcomes ----
 
 export function describeThrown(error: unknown): string {
-  return error instanceof Error ? `${error.constructor.name}: ${error.message}\n${error.stack}` : `a thrown ${typeof error}: ${String(error)}`;
+  return error instanceof Error
+    ? `${error.constructor.name}: ${error.message}\n${error.stack}`
+    : `a thrown ${typeof error}: ${String(error)}`;
 }
 
 /** `error` must be a ProvisioningError of one of `kinds`, with a short, non-empty message. */
 export function checkError(error: unknown, kinds: readonly ErrorKind[], where: string): ProvisioningError {
   if (!(error instanceof ProvisioningError)) assert.fail(`${where}: ${describeThrown(error)} escaped instead of a ProvisioningError`);
   assert.ok(kinds.includes(error.kind), `${where}: kind '${error.kind}' (expected ${kinds.join(' | ')}): ${error.message}`);
-  assert.ok(error.message.length > 0 && error.message.length <= MAX_MESSAGE_LENGTH, `${where}: message of ${error.message.length} characters`);
+  assert.ok(
+    error.message.length > 0 && error.message.length <= MAX_MESSAGE_LENGTH,
+    `${where}: message of ${error.message.length} characters`,
+  );
   return error;
 }
 
@@ -49,8 +54,55 @@ export function outcome<T>(run: () => T, kinds: readonly ErrorKind[], where: str
 
 /** Text units that matter to our parsers (separators, escapes, surrogates, case folding), plus any code point. */
 export const textUnit = fc.oneof(
-  { weight: 6, arbitrary: fc.constantFrom('a', 'Z', '0', '9', '-', '.', '_', '~', ':', '/', '?', '&', '=', '%', '+', '#', '$', ' ', '{', '}', '"', '\\') },
-  { weight: 2, arbitrary: fc.constantFrom('%2', '%zz', '%ED%A0%80', '%C0%AF', '%00', '%25', '%26', '%3D', '%2f', '\0', '\ud800', '\udc00', 'é', '😀', 'İ', 'K', '\u2028') },
+  {
+    weight: 6,
+    arbitrary: fc.constantFrom(
+      'a',
+      'Z',
+      '0',
+      '9',
+      '-',
+      '.',
+      '_',
+      '~',
+      ':',
+      '/',
+      '?',
+      '&',
+      '=',
+      '%',
+      '+',
+      '#',
+      '$',
+      ' ',
+      '{',
+      '}',
+      '"',
+      '\\',
+    ),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom(
+      '%2',
+      '%zz',
+      '%ED%A0%80',
+      '%C0%AF',
+      '%00',
+      '%25',
+      '%26',
+      '%3D',
+      '%2f',
+      '\0',
+      '\ud800',
+      '\udc00',
+      'é',
+      '😀',
+      'İ',
+      'K',
+      '\u2028',
+    ),
+  },
   { weight: 2, arbitrary: fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }) },
 );
 export const fuzzText = (maxLength = 40) => fc.string({ unit: textUnit, maxLength });
@@ -73,7 +125,11 @@ export type StringMutation =
 
 export const stringMutation: fc.Arbitrary<StringMutation> = fc.oneof(
   fc.record({ kind: fc.constantFrom('insert' as const, 'replace' as const), at: fc.nat(), text: fuzzText(6) }),
-  fc.record({ kind: fc.constantFrom('delete' as const, 'duplicate' as const, 'case' as const), at: fc.nat(), count: fc.integer({ min: 1, max: 24 }) }),
+  fc.record({
+    kind: fc.constantFrom('delete' as const, 'duplicate' as const, 'case' as const),
+    at: fc.nat(),
+    count: fc.integer({ min: 1, max: 24 }),
+  }),
   fc.record({ kind: fc.constant('truncate' as const), at: fc.nat() }),
 );
 export const stringMutations = fc.array(stringMutation, { minLength: 1, maxLength: 4 });
@@ -82,17 +138,27 @@ export function mutateString(text: string, mutations: StringMutation[]): string 
   for (const m of mutations) {
     const at = m.at % (text.length + 1);
     switch (m.kind) {
-      case 'insert': text = text.slice(0, at) + m.text + text.slice(at); break;
-      case 'replace': text = text.slice(0, at) + m.text + text.slice(at + m.text.length); break;
-      case 'delete': text = text.slice(0, at) + text.slice(at + m.count); break;
-      case 'duplicate': text = text.slice(0, at + m.count) + text.slice(at); break;
+      case 'insert':
+        text = text.slice(0, at) + m.text + text.slice(at);
+        break;
+      case 'replace':
+        text = text.slice(0, at) + m.text + text.slice(at + m.text.length);
+        break;
+      case 'delete':
+        text = text.slice(0, at) + text.slice(at + m.count);
+        break;
+      case 'duplicate':
+        text = text.slice(0, at + m.count) + text.slice(at);
+        break;
       case 'case': {
         const part = text.slice(at, at + m.count);
         const flipped = part === part.toUpperCase() ? part.toLowerCase() : part.toUpperCase();
         text = text.slice(0, at) + flipped + text.slice(at + m.count);
         break;
       }
-      case 'truncate': text = text.slice(0, at); break;
+      case 'truncate':
+        text = text.slice(0, at);
+        break;
     }
   }
   return text;
@@ -106,7 +172,11 @@ export type ByteMutation =
 
 export const byteMutation: fc.Arbitrary<ByteMutation> = fc.oneof(
   fc.record({ kind: fc.constant('flip' as const), at: fc.nat(), bit: fc.integer({ min: 0, max: 7 }) }),
-  fc.record({ kind: fc.constantFrom('insert' as const, 'overwrite' as const), at: fc.nat(), bytes: fc.uint8Array({ minLength: 1, maxLength: 8 }) }),
+  fc.record({
+    kind: fc.constantFrom('insert' as const, 'overwrite' as const),
+    at: fc.nat(),
+    bytes: fc.uint8Array({ minLength: 1, maxLength: 8 }),
+  }),
   fc.record({ kind: fc.constant('delete' as const), at: fc.nat(), count: fc.integer({ min: 1, max: 8 }) }),
   fc.record({ kind: fc.constant('truncate' as const), at: fc.nat() }),
 );
@@ -117,11 +187,21 @@ export function mutateBytes(bytes: Uint8Array, mutations: ByteMutation[]): Uint8
   for (const m of mutations) {
     const at = m.at % (out.length + 1);
     switch (m.kind) {
-      case 'flip': if (at < out.length) out[at]! ^= 1 << m.bit; break;
-      case 'insert': out = concat([out.subarray(0, at), m.bytes, out.subarray(at)]); break;
-      case 'overwrite': out = concat([out.subarray(0, at), m.bytes, out.subarray(at + m.bytes.length)]); break;
-      case 'delete': out = concat([out.subarray(0, at), out.subarray(at + m.count)]); break;
-      case 'truncate': out = out.slice(0, at); break;
+      case 'flip':
+        if (at < out.length) out[at]! ^= 1 << m.bit;
+        break;
+      case 'insert':
+        out = concat([out.subarray(0, at), m.bytes, out.subarray(at)]);
+        break;
+      case 'overwrite':
+        out = concat([out.subarray(0, at), m.bytes, out.subarray(at + m.bytes.length)]);
+        break;
+      case 'delete':
+        out = concat([out.subarray(0, at), out.subarray(at + m.count)]);
+        break;
+      case 'truncate':
+        out = out.slice(0, at);
+        break;
     }
   }
   return out;
@@ -162,13 +242,29 @@ export function varint(n: number): number[] {
 
 // Valid MQTT packets, every type the codec represents.
 export const mqttText = (maxLength = 16) =>
-  fc.string({ unit: fc.oneof(fc.constantFrom('a', 'Z', '0', '$', '-', '/', ' ', 'é', '日', '😀'), fc.string({ unit: 'grapheme', minLength: 1, maxLength: 1 })), maxLength })
+  fc
+    .string({
+      unit: fc.oneof(
+        fc.constantFrom('a', 'Z', '0', '$', '-', '/', ' ', 'é', '日', '😀'),
+        fc.string({ unit: 'grapheme', minLength: 1, maxLength: 1 }),
+      ),
+      maxLength,
+    })
     .filter((s) => !s.includes('\0'));
-export const topicName = mqttText(24).map((s) => s.replace(/[+#]/g, '_')).filter((s) => s.length > 0);
+export const topicName = mqttText(24)
+  .map((s) => s.replace(/[+#]/g, '_'))
+  .filter((s) => s.length > 0);
 export const topicFilter = fc.tuple(topicName, fc.constantFrom('', '/+', '/#', '/+/x')).map(([t, s]) => t + s);
 export const messageId = fc.integer({ min: 1, max: 0xffff });
 export const packetArb: fc.Arbitrary<Packet> = fc.oneof(
-  fc.record({ clientId: mqttText(), username: fc.option(mqttText()), password: fc.option(mqttText()), keepAlive: fc.integer({ min: 0, max: 0xffff }), clean: fc.boolean() })
+  fc
+    .record({
+      clientId: mqttText(),
+      username: fc.option(mqttText()),
+      password: fc.option(mqttText()),
+      keepAlive: fc.integer({ min: 0, max: 0xffff }),
+      clean: fc.boolean(),
+    })
     .map(({ clientId, username, password, keepAlive, clean }) => {
       const p: Extract<Packet, { type: 'connect' }> = { type: 'connect', clientId, keepAlive, clean: clean || clientId === '' };
       if (username !== null) {
@@ -177,45 +273,84 @@ export const packetArb: fc.Arbitrary<Packet> = fc.oneof(
       }
       return p;
     }),
-  fc.record({ sessionPresent: fc.boolean(), returnCode: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 255 })) })
+  fc
+    .record({ sessionPresent: fc.boolean(), returnCode: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 255 })) })
     .map(({ sessionPresent, returnCode }): Packet => ({ type: 'connack', sessionPresent: sessionPresent && returnCode === 0, returnCode })),
-  fc.record({ topic: topicName, payload: fc.uint8Array({ maxLength: 64 }), qos: fc.constantFrom(0 as const, 1 as const), dup: fc.boolean(), retain: fc.boolean(), messageId })
-    .map(({ topic, payload, qos, dup, retain, messageId: id }): Packet =>
-      qos === 0 ? { type: 'publish', topic, payload, qos, dup: false, retain } : { type: 'publish', topic, payload, qos, dup, retain, messageId: id }),
+  fc
+    .record({
+      topic: topicName,
+      payload: fc.uint8Array({ maxLength: 64 }),
+      qos: fc.constantFrom(0 as const, 1 as const),
+      dup: fc.boolean(),
+      retain: fc.boolean(),
+      messageId,
+    })
+    .map(
+      ({ topic, payload, qos, dup, retain, messageId: id }): Packet =>
+        qos === 0
+          ? { type: 'publish', topic, payload, qos, dup: false, retain }
+          : { type: 'publish', topic, payload, qos, dup, retain, messageId: id },
+    ),
   messageId.map((id): Packet => ({ type: 'puback', messageId: id })),
-  fc.record({ messageId, subscriptions: fc.array(fc.record({ topic: topicFilter, qos: fc.constantFrom(0 as const, 1 as const) }), { minLength: 1, maxLength: 3 }) })
-    .map(({ messageId: id, subscriptions }): Packet => ({ type: 'subscribe', messageId: id, subscriptions: subscriptions.map(({ topic, qos }) => ({ topic, qos })) })),
-  fc.record({ messageId, granted: fc.array(fc.constantFrom(0, 1, 2, 0x80), { minLength: 1, maxLength: 3 }) })
+  fc
+    .record({
+      messageId,
+      subscriptions: fc.array(fc.record({ topic: topicFilter, qos: fc.constantFrom(0 as const, 1 as const) }), {
+        minLength: 1,
+        maxLength: 3,
+      }),
+    })
+    .map(
+      ({ messageId: id, subscriptions }): Packet => ({
+        type: 'subscribe',
+        messageId: id,
+        subscriptions: subscriptions.map(({ topic, qos }) => ({ topic, qos })),
+      }),
+    ),
+  fc
+    .record({ messageId, granted: fc.array(fc.constantFrom(0, 1, 2, 0x80), { minLength: 1, maxLength: 3 }) })
     .map(({ messageId: id, granted }): Packet => ({ type: 'suback', messageId: id, granted })),
-  fc.record({ messageId, topics: fc.array(topicFilter, { minLength: 1, maxLength: 3 }) })
+  fc
+    .record({ messageId, topics: fc.array(topicFilter, { minLength: 1, maxLength: 3 }) })
     .map(({ messageId: id, topics }): Packet => ({ type: 'unsubscribe', messageId: id, topics })),
   messageId.map((id): Packet => ({ type: 'unsuback', messageId: id })),
   fc.constantFrom<Packet>({ type: 'pingreq' }, { type: 'pingresp' }, { type: 'disconnect' }),
 );
 
 /** A stream of valid packets, then damaged: a corrupted remaining length (possibly huge), and byte-level mutations. */
-export const damagedStream = fc.record({
-  packets: fc.array(packetArb, { minLength: 1, maxLength: 4 }),
-  length: fc.option(fc.record({ packet: fc.nat(), bytes: fc.oneof(fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 1, maxLength: 5 }), fc.constant([0xff, 0xff, 0xff, 0x7f])) })),
-  mutations: fc.oneof(fc.constant<ByteMutation[]>([]), byteMutations),
-}).map(({ packets, length, mutations }) => {
-  const encoded = packets.map(encodePacket);
-  if (length) {
-    const i = length.packet % encoded.length;
-    const p = encoded[i]!;
-    let end = 1;
-    while (p[end]! & 0x80) end++;
-    encoded[i] = concat([p.subarray(0, 1), Uint8Array.from(length.bytes), p.subarray(end + 1)]);
-  }
-  return { packets, bytes: mutateBytes(concat(encoded), mutations), damaged: length !== null || mutations.length > 0 };
-});
+export const damagedStream = fc
+  .record({
+    packets: fc.array(packetArb, { minLength: 1, maxLength: 4 }),
+    length: fc.option(
+      fc.record({
+        packet: fc.nat(),
+        bytes: fc.oneof(fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 1, maxLength: 5 }), fc.constant([0xff, 0xff, 0xff, 0x7f])),
+      }),
+    ),
+    mutations: fc.oneof(fc.constant<ByteMutation[]>([]), byteMutations),
+  })
+  .map(({ packets, length, mutations }) => {
+    const encoded = packets.map(encodePacket);
+    if (length) {
+      const i = length.packet % encoded.length;
+      const p = encoded[i]!;
+      let end = 1;
+      while (p[end]! & 0x80) end++;
+      encoded[i] = concat([p.subarray(0, 1), Uint8Array.from(length.bytes), p.subarray(end + 1)]);
+    }
+    return { packets, bytes: mutateBytes(concat(encoded), mutations), damaged: length !== null || mutations.length > 0 };
+  });
 
 // ---- shared by several subjects ----
 
 export const statusArb = fc.oneof(fc.integer({ min: 100, max: 599 }), fc.constantFrom(200, 202, 401, 404, 429, 500, 503));
 export const REGISTRATION_ID = 'fuzz-device-1';
 /** Any JSON value, shaped like a DPS response or not, with fields of any type where DPS puts strings. */
-export const fieldValue = fc.oneof(fc.string({ maxLength: 12 }), fc.jsonValue({ maxDepth: 2 }), fc.constantFrom('assigned', 'assigning', 'failed', 'disabled', 'unassigned', '', 'op-1'));
+export const fieldValue = fc.oneof(
+  fc.string({ maxLength: 12 }),
+  fc.jsonValue({ maxDepth: 2 }),
+  fc.constantFrom('assigned', 'assigning', 'failed', 'disabled', 'unassigned', '', 'op-1'),
+);
 export const responseLike = fc.record(
   {
     operationId: fieldValue,
@@ -225,19 +360,39 @@ export const responseLike = fc.record(
     message: fieldValue,
     registrationState: fc.oneof(
       fieldValue,
-      fc.record({ registrationId: fieldValue, assignedHub: fieldValue, deviceId: fieldValue, status: fieldValue, substatus: fieldValue, errorCode: fieldValue, errorMessage: fieldValue, payload: fc.jsonValue({ maxDepth: 3 }) }, { requiredKeys: [] }),
+      fc.record(
+        {
+          registrationId: fieldValue,
+          assignedHub: fieldValue,
+          deviceId: fieldValue,
+          status: fieldValue,
+          substatus: fieldValue,
+          errorCode: fieldValue,
+          errorMessage: fieldValue,
+          payload: fc.jsonValue({ maxDepth: 3 }),
+        },
+        { requiredKeys: [] },
+      ),
     ),
   },
   { requiredKeys: [] },
 );
-export const validBody = fc.constantFrom<unknown>(assigningBody(), assignedBody(REGISTRATION_ID), assignedBody(REGISTRATION_ID, 'op-1', { a: [1, { b: 'c' }] }), errorBody(401002), errorBody(429001), { operationId: '', status: 'disabled' });
+export const validBody = fc.constantFrom<unknown>(
+  assigningBody(),
+  assignedBody(REGISTRATION_ID),
+  assignedBody(REGISTRATION_ID, 'op-1', { a: [1, { b: 'c' }] }),
+  errorBody(401002),
+  errorBody(429001),
+  { operationId: '', status: 'disabled' },
+);
 /** `json` with its "payload":0 replaced by a value nested `depth` levels deep. */
 export function deepen(json: string, depth: number, open: '[' | '{"a":'): string {
   return json.replace('"payload":0', `"payload":${open.repeat(depth)}0${(open === '[' ? ']' : '}').repeat(depth)}`);
 }
 export const nesting = fc.tuple(fc.integer({ min: 1, max: 7000 }), fc.constantFrom('[' as const, '{"a":' as const));
 /** An assignment whose payload nests up to 7000 levels: still under the 16 KiB body limit. */
-export const deepAssignedBody = (depth: number, open: '[' | '{"a":') => deepen(JSON.stringify(assignedBody(REGISTRATION_ID, 'op-1', 0)), depth, open);
+export const deepAssignedBody = (depth: number, open: '[' | '{"a":') =>
+  deepen(JSON.stringify(assignedBody(REGISTRATION_ID, 'op-1', 0)), depth, open);
 export const deepBody = nesting.map(([depth, open]) => deepAssignedBody(depth, open));
 export const responseBytes = fc.oneof(
   fc.uint8Array({ maxLength: 300 }),

@@ -12,15 +12,15 @@
 //   oversized       after a good CONNECT, a PUBLISH over the packet limit; and a CONNECT
 //                   declaring 200 MB
 import net from 'node:net';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import { generate, parser, type Packet } from 'mqtt-packet';
-import { startEmulator, type DpsEmulator } from '../../emulator/index.js';
+import { type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { generate, type Packet, parser } from 'mqtt-packet';
+import { type DpsEmulator, startEmulator } from '../../emulator/index.js';
 import { systemClock } from '../../hosts/node/clock.js';
 import { createTlsConnect } from '../../hosts/node/tls-connect.js';
 import { deriveDeviceKey } from '../../src/identity.js';
-import { buildSasToken } from '../../src/sas.js';
 import type { ProvisioningEvent } from '../../src/ports.js';
 import { provisionDevice } from '../../src/provisioner.js';
+import { buildSasToken } from '../../src/sas.js';
 
 export const LOAD_ID_SCOPE = '0ne0000LOAD';
 export const LOAD_HUBS = ['hub-1.azure-devices.net', 'hub-2.azure-devices.net', 'hub-3.azure-devices.net'];
@@ -127,7 +127,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       told.set(registrationId, assignment.assignedHub);
       latencies.push(performance.now() - t0);
     } catch (error) {
-      failures.push({ registrationId, error: error instanceof Error ? `${(error as { kind?: string }).kind}: ${error.message}` : String(error) });
+      failures.push({
+        registrationId,
+        error: error instanceof Error ? `${(error as { kind?: string }).kind}: ${error.message}` : String(error),
+      });
     }
     connections += events.filter((e) => e.type === 'connecting').length;
     if (++finished % 250 === 0) progress(`${finished}/${options.devices} devices done`);
@@ -285,7 +288,14 @@ function startHostile(dps: DpsEmulator, options: LoadOptions, loadDone: () => bo
         client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$dps/registrations/res/#', qos: 1 }] });
         report.oversizedPublish.sent++;
         const body = JSON.stringify({ registrationId: id, payload: 'x'.repeat(PACKET_LIMIT * 2) });
-        client.send({ cmd: 'publish', topic: '$dps/registrations/PUT/iotdps-register/?$rid=big', payload: Buffer.from(body), qos: 0, retain: false, dup: false });
+        client.send({
+          cmd: 'publish',
+          topic: '$dps/registrations/PUT/iotdps-register/?$rid=big',
+          payload: Buffer.from(body),
+          qos: 0,
+          retain: false,
+          dup: false,
+        });
         if (await client.closedWithin(15_000)) report.oversizedPublish.closed++;
         if (client.received.some((p) => p.cmd === 'publish')) report.oversizedPublish.answered++;
       })(),

@@ -5,8 +5,9 @@
 //   const server = network.last;                                  // the server end
 //   server.sent                                                   // packets the client sent
 //   server.send({ type: 'publish', ... }); server.drop(new Error('reset'));
+
+import { encodePacket, type Packet, PacketDecoder } from '../../src/mqtt/codec.js';
 import type { Connect, Connection, ConnectionHandlers, Endpoint } from '../../src/ports.js';
-import { encodePacket, PacketDecoder, type Packet } from '../../src/mqtt/codec.js';
 
 /** Answers one packet the client sent; called after the write returns (a microtask later), like a real peer. */
 export type Responder = (packet: Packet, connection: ScriptedConnection) => void;
@@ -26,7 +27,11 @@ export class ScriptedConnection implements Connection {
   readonly #respond: Responder | undefined;
   #waiters: { type: Packet['type'] | undefined; from: number; resolve(packet: Packet): void }[] = [];
 
-  constructor(readonly endpoint: Endpoint, handlers: ConnectionHandlers, respond?: Responder) {
+  constructor(
+    readonly endpoint: Endpoint,
+    handlers: ConnectionHandlers,
+    respond?: Responder,
+  ) {
     this.#handlers = handlers;
     this.#respond = respond;
   }
@@ -131,7 +136,15 @@ export class ScriptedNetwork {
     if (step?.kind === 'fail') return Promise.reject(step.error);
     if (step?.kind !== 'hold') return Promise.resolve().then(open);
     return new Promise<Connection>((resolve, reject) => {
-      this.held.push({ endpoint, accept: () => { const c = open(); resolve(c); return c; }, fail: reject });
+      this.held.push({
+        endpoint,
+        accept: () => {
+          const c = open();
+          resolve(c);
+          return c;
+        },
+        fail: reject,
+      });
     });
   };
 

@@ -1,9 +1,10 @@
 // A scripted DPS on top of ScriptedNetwork's broker: each register or poll request is answered
 // by the next entry of a script (status, retry-after, body), so flow tests decide exactly what
 // DPS says and when, with a FakeClock and no sockets.
-import { encodePacket, type Packet } from '../../src/mqtt/codec.js';
+
 import { parseRequestTopic, responseTopic } from '../../src/dps/server.js';
-import { broker, ScriptedNetwork, type ScriptedConnection } from './scripted-connection.js';
+import { encodePacket, type Packet } from '../../src/mqtt/codec.js';
+import { broker, type ScriptedConnection, ScriptedNetwork } from './scripted-connection.js';
 
 export type Reply =
   | { status: number; retryAfter?: number; body: unknown; rid?: string }
@@ -88,7 +89,14 @@ export class ScriptedDps {
     if ('raw' in reply) return connection.sendBytes(reply.raw);
     const topic = responseTopic(reply.status, reply.rid ?? request.rid, reply.retryAfter);
     connection.sendBytes(
-      encodePacket({ type: 'publish', topic, payload: new TextEncoder().encode(JSON.stringify(reply.body)), qos: 0, dup: false, retain: false }),
+      encodePacket({
+        type: 'publish',
+        topic,
+        payload: new TextEncoder().encode(JSON.stringify(reply.body)),
+        qos: 0,
+        dup: false,
+        retain: false,
+      }),
     );
   }
 }

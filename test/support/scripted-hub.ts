@@ -4,15 +4,12 @@
 // a twin request its own way. No sockets; time from a FakeClock.
 import { utf8Decode, utf8Encode } from '../../src/bytes.js';
 import type { Packet } from '../../src/mqtt/codec.js';
-import { ScriptedNetwork, type ScriptedConnection } from './scripted-connection.js';
+import { type ScriptedConnection, ScriptedNetwork } from './scripted-connection.js';
 
 export const HUB = 'hub-a.azure-devices.net';
 
 /** How to answer one twin request (GET or PATCH), instead of the default. */
-export type TwinReply =
-  | { status: number; body?: string; version?: number; rid?: string }
-  | { silent: true }
-  | { drop: true };
+export type TwinReply = { status: number; body?: string; version?: number; rid?: string } | { silent: true } | { drop: true };
 
 export interface TwinRequest {
   method: 'GET' | 'PATCH';
@@ -71,7 +68,11 @@ export class ScriptedHub {
   }
 
   /** The hub publishes a desired-properties update (QoS 0, as IoT Hub does to a QoS 0 or 1 subscription). */
-  sendDesired(patch: Record<string, unknown>, version: number, options: { topicVersion?: number | null; connection?: ScriptedConnection } = {}): void {
+  sendDesired(
+    patch: Record<string, unknown>,
+    version: number,
+    options: { topicVersion?: number | null; connection?: ScriptedConnection } = {},
+  ): void {
     const topicVersion = options.topicVersion === undefined ? version : options.topicVersion;
     const topic = `$iothub/twin/PATCH/properties/desired/${topicVersion === null ? '' : `?$version=${topicVersion}`}`;
     this.publish(topic, JSON.stringify({ ...patch, $version: version }), options.connection);
@@ -132,7 +133,8 @@ export class ScriptedHub {
   }
 
   #suback(packet: Extract<Packet, { type: 'subscribe' }>, connection: ScriptedConnection): void {
-    if (!connection.closed) connection.send({ type: 'suback', messageId: packet.messageId, granted: packet.subscriptions.map((s) => s.qos) });
+    if (!connection.closed)
+      connection.send({ type: 'suback', messageId: packet.messageId, granted: packet.subscriptions.map((s) => s.qos) });
   }
 
   #onPublish(packet: Publish, connection: ScriptedConnection): void {

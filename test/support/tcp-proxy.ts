@@ -36,7 +36,10 @@ export interface TcpProxy {
   close(): Promise<void>;
 }
 
-export async function startTcpProxy(target: { host: string; port: number }, planFor: (index: number) => ProxyPlan = () => ({})): Promise<TcpProxy> {
+export async function startTcpProxy(
+  target: { host: string; port: number },
+  planFor: (index: number) => ProxyPlan = () => ({}),
+): Promise<TcpProxy> {
   const open = new Set<Link>();
   let accepted = 0;
   const server = net.createServer((device) => {

@@ -1,13 +1,14 @@
 // XS side of bench/xs-footprint.js: each operation is a command Node delivers on its own, so
 // xsnap reports its computrons and heap separately. Each starts with a garbage collection: the
 // heap count after the delivery is then what stayed live plus what the operation allocated.
-import { deriveDeviceKey } from '../../src/identity.js';
-import { dpsRegistrationSasToken } from '../../src/sas.js';
-import { encodePacket, PacketDecoder, type Packet } from '../../src/mqtt/codec.js';
-import { registerDevice } from '../../src/dps/flow.js';
-import { provisionDevice } from '../../src/provisioner.js';
+
 import { utf8Encode } from '../../src/bytes.js';
-import { MemoryStore, runToEnd, ScriptedClock, ScriptedDps, type DpsScript } from './scenarios/scripted-dps.js';
+import { registerDevice } from '../../src/dps/flow.js';
+import { deriveDeviceKey } from '../../src/identity.js';
+import { encodePacket, type Packet, PacketDecoder } from '../../src/mqtt/codec.js';
+import { provisionDevice } from '../../src/provisioner.js';
+import { dpsRegistrationSasToken } from '../../src/sas.js';
+import { type DpsScript, MemoryStore, runToEnd, ScriptedClock, ScriptedDps } from './scenarios/scripted-dps.js';
 
 declare const harness: {
   command(name: string, fn: (arg: unknown) => unknown): void;
@@ -37,14 +38,43 @@ const ASSIGNED = {
   },
 };
 const ASSIGNING = { operationId: ASSIGNED.operationId, status: 'assigning' };
-const SCRIPT: DpsScript = { replies: [{ status: 202, retryAfter: 3, body: ASSIGNING }, { status: 200, body: ASSIGNED }], noTranscript: true };
+const SCRIPT: DpsScript = {
+  replies: [
+    { status: 202, retryAfter: 3, body: ASSIGNING },
+    { status: 200, body: ASSIGNED },
+  ],
+  noTranscript: true,
+};
 
 /** What a device sends in one registration: CONNECT (with SAS), SUBSCRIBE, PUBLISH register, PUBLISH poll, DISCONNECT. */
 const devicePackets = (password: string): Packet[] => [
-  { type: 'connect', clientId: REGISTRATION_ID, username: `${ID_SCOPE}/registrations/${REGISTRATION_ID}/api-version=2019-03-31`, password, keepAlive: 60, clean: true },
+  {
+    type: 'connect',
+    clientId: REGISTRATION_ID,
+    username: `${ID_SCOPE}/registrations/${REGISTRATION_ID}/api-version=2019-03-31`,
+    password,
+    keepAlive: 60,
+    clean: true,
+  },
   { type: 'subscribe', messageId: 1, subscriptions: [{ topic: '$dps/registrations/res/#', qos: 1 }] },
-  { type: 'publish', topic: '$dps/registrations/PUT/iotdps-register/?$rid=1', payload: utf8Encode(`{"registrationId":"${REGISTRATION_ID}"}`), qos: 1, dup: false, retain: false, messageId: 2 },
-  { type: 'publish', topic: `$dps/registrations/GET/iotdps-get-operationstatus/?$rid=2&operationId=${ASSIGNED.operationId}`, payload: new Uint8Array(0), qos: 1, dup: false, retain: false, messageId: 3 },
+  {
+    type: 'publish',
+    topic: '$dps/registrations/PUT/iotdps-register/?$rid=1',
+    payload: utf8Encode(`{"registrationId":"${REGISTRATION_ID}"}`),
+    qos: 1,
+    dup: false,
+    retain: false,
+    messageId: 2,
+  },
+  {
+    type: 'publish',
+    topic: `$dps/registrations/GET/iotdps-get-operationstatus/?$rid=2&operationId=${ASSIGNED.operationId}`,
+    payload: new Uint8Array(0),
+    qos: 1,
+    dup: false,
+    retain: false,
+    messageId: 3,
+  },
   { type: 'disconnect' },
 ];
 /** What DPS sends back in one registration, as one byte stream: CONNACK, SUBACK, 2 PUBACKs, 202 and 200 responses. */
@@ -53,9 +83,23 @@ const dpsStream = (() => {
     { type: 'connack', sessionPresent: false, returnCode: 0 },
     { type: 'suback', messageId: 1, granted: [1] },
     { type: 'puback', messageId: 2 },
-    { type: 'publish', topic: '$dps/registrations/res/202/?$rid=1&retry-after=3', payload: utf8Encode(JSON.stringify(ASSIGNING)), qos: 0, dup: false, retain: false },
+    {
+      type: 'publish',
+      topic: '$dps/registrations/res/202/?$rid=1&retry-after=3',
+      payload: utf8Encode(JSON.stringify(ASSIGNING)),
+      qos: 0,
+      dup: false,
+      retain: false,
+    },
     { type: 'puback', messageId: 3 },
-    { type: 'publish', topic: '$dps/registrations/res/200/?$rid=2', payload: utf8Encode(JSON.stringify(ASSIGNED)), qos: 0, dup: false, retain: false },
+    {
+      type: 'publish',
+      topic: '$dps/registrations/res/200/?$rid=2',
+      payload: utf8Encode(JSON.stringify(ASSIGNED)),
+      qos: 0,
+      dup: false,
+      retain: false,
+    },
   ];
   const parts = packets.map(encodePacket);
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
@@ -72,7 +116,10 @@ async function registerOnce() {
   const clock = new ScriptedClock(T0);
   const dps = new ScriptedDps(clock, SCRIPT);
   const result = await runToEnd(
-    registerDevice({ idScope: ID_SCOPE, registrationId: REGISTRATION_ID, deviceKey: DEVICE_KEY, endpoint: ENDPOINT }, { connect: dps.connect, clock, random: () => 0.5 }),
+    registerDevice(
+      { idScope: ID_SCOPE, registrationId: REGISTRATION_ID, deviceKey: DEVICE_KEY, endpoint: ENDPOINT },
+      { connect: dps.connect, clock, random: () => 0.5 },
+    ),
     clock,
     harness.idle,
   );
@@ -84,7 +131,10 @@ async function provisionOnce() {
   const clock = new ScriptedClock(T0);
   const dps = new ScriptedDps(clock, SCRIPT);
   const result = await runToEnd(
-    provisionDevice({ idScope: ID_SCOPE, endpoint: ENDPOINT, groupKey: GROUP_KEY, registrationId: REGISTRATION_ID }, { connect: dps.connect, clock, store, random: () => 0.5 }),
+    provisionDevice(
+      { idScope: ID_SCOPE, endpoint: ENDPOINT, groupKey: GROUP_KEY, registrationId: REGISTRATION_ID },
+      { connect: dps.connect, clock, store, random: () => 0.5 },
+    ),
     clock,
     harness.idle,
   );

@@ -176,19 +176,35 @@ export interface XsRun {
 const bundles = new Map<string, Promise<string>>();
 
 /** Bundle (memoised per entry) and run `refs` in one fresh, sandboxed xsnap worker. */
-export async function runScenariosInXs(refs: Record<string, ScenarioRef>, options: { lockdown?: boolean; name?: string } = {}): Promise<XsRun> {
+export async function runScenariosInXs(
+  refs: Record<string, ScenarioRef>,
+  options: { lockdown?: boolean; name?: string } = {},
+): Promise<XsRun> {
   const entry = scenariosEntry(refs);
   if (!bundles.has(entry)) bundles.set(entry, bundle(entry));
   const code = sandboxed(await bundles.get(entry)!);
   const driver = await runXs({ name: options.name ?? 'xs-scenarios', lockdown: options.lockdown ?? false, scripts: [code] });
   const result = driver.messages.find((m) => (m.value as { type?: string }).type === 'result')?.value as
-    | { ok: boolean; value?: { outcomes: Record<string, ScenarioOutcome>; globals: string[]; removed: string[]; kept: string[] }; error?: unknown }
+    | {
+        ok: boolean;
+        value?: { outcomes: Record<string, ScenarioOutcome>; globals: string[]; removed: string[]; kept: string[] };
+        error?: unknown;
+      }
     | undefined;
   const meterUsage = driver.scripts[0]?.meterUsage;
   const base = { driver, ...(meterUsage && { meterUsage }) };
   if (!result?.ok || !result.value) {
-    const why = driver.error ?? (result ? JSON.stringify(result.error) : 'the scenarios never settled (an unfired timer or a lost promise?)');
-    return { ok: false, error: `${why}\n${driver.stderr}${driver.stdout}`.trim(), outcomes: {}, globals: [], removedGlobals: [], keptGlobals: [], ...base };
+    const why =
+      driver.error ?? (result ? JSON.stringify(result.error) : 'the scenarios never settled (an unfired timer or a lost promise?)');
+    return {
+      ok: false,
+      error: `${why}\n${driver.stderr}${driver.stdout}`.trim(),
+      outcomes: {},
+      globals: [],
+      removedGlobals: [],
+      keptGlobals: [],
+      ...base,
+    };
   }
   const { outcomes, globals, removed, kept } = result.value;
   return { ok: true, outcomes, globals, removedGlobals: removed, keptGlobals: kept, ...base };

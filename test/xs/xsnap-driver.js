@@ -95,7 +95,7 @@ main().then(
     process.stdout.write(JSON.stringify(out));
   },
   (error) => {
-    process.stdout.write(JSON.stringify({ error: String(error && error.stack ? error.stack : error) }));
+    process.stdout.write(JSON.stringify({ error: String(error?.stack ? error.stack : error) }));
     process.exitCode = 1;
   },
 );

@@ -1,10 +1,10 @@
 // Whole provisioning runs over the scripted DPS: registerDevice and provisionDevice, the happy
 // path and the main failures. Each returns its outcome, the progress events and the transcript of
 // every MQTT packet both ways, with the time (fake clock) each was sent.
-import { registerDevice, type RegisterOptions } from '../../../src/dps/flow.js';
+import { type RegisterOptions, registerDevice } from '../../../src/dps/flow.js';
 import type { ProvisioningEvent } from '../../../src/ports.js';
-import { provisionDevice, type DeviceConfig } from '../../../src/provisioner.js';
-import { MemoryStore, runToEnd, ScriptedClock, ScriptedDps, type DpsScript } from './scripted-dps.js';
+import { type DeviceConfig, provisionDevice } from '../../../src/provisioner.js';
+import { type DpsScript, MemoryStore, runToEnd, ScriptedClock, ScriptedDps } from './scripted-dps.js';
 import { attemptAsync, seededRandom } from './util.js';
 
 /** What the scenarios need from their engine (harness.ts ScenarioEnv). */
@@ -51,7 +51,15 @@ export async function register(env: Env, script: DpsScript, options: Partial<Reg
   const result = await attemptAsync(() =>
     runToEnd(
       registerDevice(
-        { idScope: ID_SCOPE, registrationId: REGISTRATION_ID, deviceKey: DEVICE_KEY, endpoint: ENDPOINT, clientVersion: 'moddable-dps/xs-test', payload: { model: 'esp32' }, ...options },
+        {
+          idScope: ID_SCOPE,
+          registrationId: REGISTRATION_ID,
+          deviceKey: DEVICE_KEY,
+          endpoint: ENDPOINT,
+          clientVersion: 'moddable-dps/xs-test',
+          payload: { model: 'esp32' },
+          ...options,
+        },
         { connect: dps.connect, clock, log: (e) => events.push(e), random: seededRandom(42) },
       ),
       clock,
@@ -76,11 +84,21 @@ export async function provisionTwice(env: Env) {
     const dps = new ScriptedDps(clock, script);
     const events: ProvisioningEvent[] = [];
     const result = await attemptAsync(() =>
-      runToEnd(provisionDevice(config, { connect: dps.connect, clock, store, log: (e) => events.push(e), random: seededRandom(9) }), clock, env.idle),
+      runToEnd(
+        provisionDevice(config, { connect: dps.connect, clock, store, log: (e) => events.push(e), random: seededRandom(9) }),
+        clock,
+        env.idle,
+      ),
     );
     return { result, events, transcript: dps.transcript, connections: dps.connectionCount, stored: store.values.get('assignment') };
   };
-  const firstBoot = await boot({ replies: [{ status: 202, retryAfter: 3, body: assigning() }, { status: 200, body: assigned('sn-007-888-abc-mac-a1b2c3d4e5f6') }], qos1Responses: true });
+  const firstBoot = await boot({
+    replies: [
+      { status: 202, retryAfter: 3, body: assigning() },
+      { status: 200, body: assigned('sn-007-888-abc-mac-a1b2c3d4e5f6') },
+    ],
+    qos1Responses: true,
+  });
   const secondBoot = await boot({ replies: [] });
   return { firstBoot, secondBoot };
 }
@@ -91,19 +109,59 @@ export async function flows(env: Env) {
     firstBoot,
     secondBoot,
     // register → 202 (retry-after 3) → poll → 200 assigned
-    assigned: await register(env, { replies: [{ status: 202, retryAfter: 3, body: assigning() }, { status: 200, body: assigned() }] }),
+    assigned: await register(env, {
+      replies: [
+        { status: 202, retryAfter: 3, body: assigning() },
+        { status: 200, body: assigned() },
+      ],
+    }),
     // 202 without retry-after: the default wait; responses at QoS 1
-    defaultWait: await register(env, { replies: [{ status: 202, body: assigning() }, { status: 202, body: assigning() }, { status: 200, body: assigned() }], qos1Responses: true }),
-    throttledThenAssigned: await register(env, { replies: [{ status: 429, retryAfter: 2, body: error(429001, 'Throttled') }, { status: 200, body: assigned() }] }),
+    defaultWait: await register(env, {
+      replies: [
+        { status: 202, body: assigning() },
+        { status: 202, body: assigning() },
+        { status: 200, body: assigned() },
+      ],
+      qos1Responses: true,
+    }),
+    throttledThenAssigned: await register(env, {
+      replies: [
+        { status: 429, retryAfter: 2, body: error(429001, 'Throttled') },
+        { status: 200, body: assigned() },
+      ],
+    }),
     unauthorized: await register(env, { replies: [{ status: 401, body: error(401002, 'Unauthorized') }] }),
     connackRefused: await register(env, { connack: [5], replies: [] }),
     serverUnavailableThenAssigned: await register(env, { connack: [3], replies: [{ status: 200, body: assigned() }] }),
-    droppedThenResumed: await register(env, { replies: [{ status: 202, retryAfter: 1, body: assigning() }, { drop: true }, { status: 200, body: assigned() }] }),
+    droppedThenResumed: await register(env, {
+      replies: [{ status: 202, retryAfter: 1, body: assigning() }, { drop: true }, { status: 200, body: assigned() }],
+    }),
     // A PUBLISH whose topic is not UTF-8: a protocol error, a reconnect, then success.
     malformedThenAssigned: await register(env, { replies: [{ raw: '3005000361c300' }, { status: 200, body: assigned() }] }),
-    badJson: await register(env, { replies: [{ status: 200, body: '{"operationId": "x", "status": ' }, { status: 200, body: assigned() }] }),
+    badJson: await register(env, {
+      replies: [
+        { status: 200, body: '{"operationId": "x", "status": ' },
+        { status: 200, body: assigned() },
+      ],
+    }),
     silentUntilDeadline: await register(env, { replies: [] }, { timeoutMs: 90_000 }),
-    failedAllocation: await register(env, { replies: [{ status: 200, body: { operationId: 'op', status: 'failed', registrationState: { registrationId: REGISTRATION_ID, status: 'failed', errorCode: 400209, errorMessage: 'Custom allocation failed' } } }] }),
+    failedAllocation: await register(env, {
+      replies: [
+        {
+          status: 200,
+          body: {
+            operationId: 'op',
+            status: 'failed',
+            registrationState: {
+              registrationId: REGISTRATION_ID,
+              status: 'failed',
+              errorCode: 400209,
+              errorMessage: 'Custom allocation failed',
+            },
+          },
+        },
+      ],
+    }),
     badInput: await register(env, { replies: [] }, { deviceKey: 'not base64' }),
   };
 }

@@ -15,7 +15,8 @@ interface Env {
 }
 
 /** Azure/azure-iot-sdk-node device/core/test/_shared_access_signature_test.js ('key' decodes to the bytes of 'kew='). */
-export const NODE_SDK_SAS = 'SharedAccessSignature sr=host%2Fdevices%2Fdevice&sig=wM3XiP6gD960IxP7J5WHqnxQHEcWC6YaQCtoMT%2BkKHc%3D&se=12345';
+export const NODE_SDK_SAS =
+  'SharedAccessSignature sr=host%2Fdevices%2Fdevice&sig=wM3XiP6gD960IxP7J5WHqnxQHEcWC6YaQCtoMT%2BkKHc%3D&se=12345';
 const KEY = 'MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=';
 
 export function hubTopics() {
@@ -31,16 +32,30 @@ export function hubTopics() {
     attempt(() => topics.hubUsername(`${'a'.repeat(64)}.net`, 'dev')),
   ];
   const telemetry = [
-    attempt(() => topics.telemetryTopic('dev', { contentType: 'application/json', contentEncoding: 'utf-8', properties: { 'grüße 😀': 'a&b=c/d' } })),
+    attempt(() =>
+      topics.telemetryTopic('dev', { contentType: 'application/json', contentEncoding: 'utf-8', properties: { 'grüße 😀': 'a&b=c/d' } }),
+    ),
     attempt(() => topics.telemetryTopic('dev', { properties: { a: 'x\ud800' } })),
   ];
   const parsed = [
-    '$iothub/twin/res/204/?$rid=id_one&$version=16', '$iothub/twin/res/200', '$iothub/twin/PATCH/properties/desired/?$version=8',
-    '$iothub/methods/POST/TestMethod/?$rid=1', '$iothub/methods/POST/a%20b/?$rid=1', `$iothub/methods/POST/${'x'.repeat(129)}/?$rid=1`,
-  ].map((topic) => attempt(() => topics.parseTwinResponseTopic(topic) ?? topics.parseDesiredTopic(topic) ?? topics.parseMethodTopic(topic)));
-  const c2d = attempt(() => ({ ...topics.parseC2dTopic('devices/d/messages/devicebound/%24.to=%2Fdevices%2Fd&prop1&prop2=&prop3=a%20string&__proto__=x', 'd') }));
+    '$iothub/twin/res/204/?$rid=id_one&$version=16',
+    '$iothub/twin/res/200',
+    '$iothub/twin/PATCH/properties/desired/?$version=8',
+    '$iothub/methods/POST/TestMethod/?$rid=1',
+    '$iothub/methods/POST/a%20b/?$rid=1',
+    `$iothub/methods/POST/${'x'.repeat(129)}/?$rid=1`,
+  ].map((topic) =>
+    attempt(() => topics.parseTwinResponseTopic(topic) ?? topics.parseDesiredTopic(topic) ?? topics.parseMethodTopic(topic)),
+  );
+  const c2d = attempt(() => ({
+    ...topics.parseC2dTopic('devices/d/messages/devicebound/%24.to=%2Fdevices%2Fd&prop1&prop2=&prop3=a%20string&__proto__=x', 'd'),
+  }));
   const bodies = [
-    attempt(() => parseTwinDocument(utf8Encode('{"desired":{"telemetrySendFrequency":"5m","$version":12},"reported":{"batteryLevel":55,"$version":123}}'))),
+    attempt(() =>
+      parseTwinDocument(
+        utf8Encode('{"desired":{"telemetrySendFrequency":"5m","$version":12},"reported":{"batteryLevel":55,"$version":123}}'),
+      ),
+    ),
     attempt(() => parseTwinDocument(utf8Encode('{"desired":'))),
     attempt(() => parseDesiredPatch(utf8Encode('{"telemetrySendFrequency":"5m","route":null,"$version":8}'), 8)),
     attempt(() => parseMethodPayload(utf8Encode(`${'['.repeat(65)}${']'.repeat(65)}`))),
@@ -57,7 +72,10 @@ export async function hubSession(env: Env) {
     const session = await runToEnd(
       connectHub(
         {
-          hub: HUB, deviceId: 'dev-1', deviceKey: KEY, sasTtlSeconds: 600,
+          hub: HUB,
+          deviceId: 'dev-1',
+          deviceKey: KEY,
+          sasTtlSeconds: 600,
           onDesired: (patch, version) => seen.push(['desired', patch, version]),
           onMethod: (name, payload) => ({ status: 200, payload: { name, payload } }),
           onC2D: (body, properties) => seen.push(['c2d', body.length, { ...properties }]),
@@ -75,7 +93,14 @@ export async function hubSession(env: Env) {
     session.close();
     return { version, twin: session.twin, ended: (await session.ended) === undefined };
   });
-  return { outcome, events, seen, telemetry: hub.telemetry, methodAnswers: hub.methodAnswers, twinRequests: hub.twinRequests.map((r) => r.method) };
+  return {
+    outcome,
+    events,
+    seen,
+    telemetry: hub.telemetry,
+    methodAnswers: hub.methodAnswers,
+    twinRequests: hub.twinRequests.map((r) => r.method),
+  };
 }
 
 export async function hub(env: Env) {

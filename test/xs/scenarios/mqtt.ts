@@ -1,6 +1,6 @@
 // MQTT 3.1.1 codec: every packet type encoded, decoded whole, byte by byte and coalesced; bad
 // input refused with the same error on every engine.
-import { encodePacket, PacketDecoder, type Packet } from '../../../src/mqtt/codec.js';
+import { encodePacket, type Packet, PacketDecoder } from '../../../src/mqtt/codec.js';
 import { attempt, fromHex, hex } from './util.js';
 
 const te = (text: string): Uint8Array => {
@@ -22,11 +22,33 @@ export function samplePackets(): Packet[] {
     { type: 'connect', clientId: '', keepAlive: 0, clean: true },
     { type: 'connack', sessionPresent: false, returnCode: 0 },
     { type: 'connack', sessionPresent: false, returnCode: 5 },
-    { type: 'publish', topic: '$dps/registrations/PUT/iotdps-register/?$rid=1', payload: te('{"registrationId":"sn-007"}'), qos: 1, dup: false, retain: false, messageId: 1 },
-    { type: 'publish', topic: '$dps/registrations/res/202/?$rid=1&retry-after=3', payload: te('{"operationId":"4.abc","status":"assigning"}'), qos: 0, dup: false, retain: false },
+    {
+      type: 'publish',
+      topic: '$dps/registrations/PUT/iotdps-register/?$rid=1',
+      payload: te('{"registrationId":"sn-007"}'),
+      qos: 1,
+      dup: false,
+      retain: false,
+      messageId: 1,
+    },
+    {
+      type: 'publish',
+      topic: '$dps/registrations/res/202/?$rid=1&retry-after=3',
+      payload: te('{"operationId":"4.abc","status":"assigning"}'),
+      qos: 0,
+      dup: false,
+      retain: false,
+    },
     { type: 'publish', topic: 'a/ü/😀', payload: new Uint8Array(200).fill(7), qos: 1, dup: true, retain: true, messageId: 65535 },
     { type: 'puback', messageId: 1 },
-    { type: 'subscribe', messageId: 2, subscriptions: [{ topic: '$dps/registrations/res/#', qos: 1 }, { topic: 'a/+/b', qos: 0 }] },
+    {
+      type: 'subscribe',
+      messageId: 2,
+      subscriptions: [
+        { topic: '$dps/registrations/res/#', qos: 1 },
+        { topic: 'a/+/b', qos: 0 },
+      ],
+    },
     { type: 'suback', messageId: 2, granted: [1, 0x80] },
     { type: 'unsubscribe', messageId: 3, topics: ['$dps/registrations/res/#'] },
     { type: 'unsuback', messageId: 3 },
@@ -55,7 +77,8 @@ export function codec() {
   // Uneven splits: 1, 2, 3, ... bytes at a time.
   const uneven: Record<string, unknown>[] = [];
   const unevenDecoder = new PacketDecoder();
-  for (let i = 0, n = 1; i < stream.length; i += n, n = (n % 13) + 1) uneven.push(...unevenDecoder.push(stream.subarray(i, i + n)).map(packetJson));
+  for (let i = 0, n = 1; i < stream.length; i += n, n = (n % 13) + 1)
+    uneven.push(...unevenDecoder.push(stream.subarray(i, i + n)).map(packetJson));
 
   const malformed = [
     '00', // reserved type 0
@@ -79,7 +102,9 @@ export function codec() {
     attempt(() => encodePacket({ type: 'subscribe', messageId: 1, subscriptions: [{ topic: 'a/b#', qos: 0 }] })),
     attempt(() => encodePacket({ type: 'connect', clientId: '', keepAlive: 0, clean: false })),
     attempt(() => encodePacket({ type: 'connect', clientId: 'a\u0000', keepAlive: 0, clean: true })),
-    attempt(() => encodePacket({ type: 'publish', topic: 't', payload: new Uint8Array(0), qos: 2 as 1, dup: false, retain: false, messageId: 1 })),
+    attempt(() =>
+      encodePacket({ type: 'publish', topic: 't', payload: new Uint8Array(0), qos: 2 as 1, dup: false, retain: false, messageId: 1 }),
+    ),
   ];
   return { encoded, whole, byteByByte, coalesced, uneven, malformed, tooBig, badEncodes };
 }

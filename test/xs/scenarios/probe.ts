@@ -1,6 +1,27 @@
 // What the core would see of the host from inside the sandbox: run on XS only (Node has all of these).
-const NAMES = ['TextEncoder', 'TextDecoder', 'atob', 'btoa', 'Buffer', 'setTimeout', 'setInterval', 'setImmediate', 'queueMicrotask',
-  'crypto', 'console', 'process', 'require', 'print', 'trace', 'harden', 'lockdown', 'Compartment', 'Base64', 'performance', 'gc'];
+const NAMES = [
+  'TextEncoder',
+  'TextDecoder',
+  'atob',
+  'btoa',
+  'Buffer',
+  'setTimeout',
+  'setInterval',
+  'setImmediate',
+  'queueMicrotask',
+  'crypto',
+  'console',
+  'process',
+  'require',
+  'print',
+  'trace',
+  'harden',
+  'lockdown',
+  'Compartment',
+  'Base64',
+  'performance',
+  'gc',
+];
 
 export function hostGlobals() {
   const g = globalThis as Record<string, unknown>;

@@ -4,7 +4,7 @@
 // them; a Store in a Map. Uses nothing but ECMAScript, so the same code runs on Node and on a
 // sandboxed XS, and records a transcript that must come out identical on both.
 import { utf8Decode, utf8Encode } from '../../../src/bytes.js';
-import { encodePacket, PacketDecoder, type Packet } from '../../../src/mqtt/codec.js';
+import { encodePacket, type Packet, PacketDecoder } from '../../../src/mqtt/codec.js';
 import type { Clock, Connect, Connection, ConnectionHandlers, Store } from '../../../src/ports.js';
 import { errorShape, hex } from './util.js';
 
@@ -101,7 +101,10 @@ export class ScriptedDps {
   #connections = 0;
   #nextId = 1;
 
-  constructor(readonly clock: ScriptedClock, readonly script: DpsScript) {
+  constructor(
+    readonly clock: ScriptedClock,
+    readonly script: DpsScript,
+  ) {
     this.#replies = [...script.replies];
   }
 
@@ -207,7 +210,9 @@ export class ScriptedDps {
   #answer(packet: Extract<Packet, { type: 'publish' }>, send: (p: Packet | Uint8Array) => void, close: (e?: Error) => void): void {
     const match = REQUEST.exec(packet.topic);
     if (!match) return;
-    const params = new Map(match[2]!.split('&').map((kv) => [kv.slice(0, kv.indexOf('=')), decodeURIComponent(kv.slice(kv.indexOf('=') + 1))] as const));
+    const params = new Map(
+      match[2]!.split('&').map((kv) => [kv.slice(0, kv.indexOf('=')), decodeURIComponent(kv.slice(kv.indexOf('=') + 1))] as const),
+    );
     const rid = params.get('$rid') ?? '';
     const reply = this.#replies.shift();
     if (!reply) return;

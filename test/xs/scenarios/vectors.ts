@@ -79,7 +79,7 @@ export function utf8RoundTrips() {
   });
   const invalid = UTF8_INVALID.map((h) => attempt(() => utf8Decode(fromHex(h))));
   // A slice of a larger buffer, as the MQTT decoder reads strings.
-  const framed = fromHex('00' + hex(utf8Encode('Grüße')) + '00');
+  const framed = fromHex(`00${hex(utf8Encode('Grüße'))}00`);
   const slice = utf8Decode(framed, 1, framed.length - 1);
   return { encoded, invalid, slice };
 }
@@ -117,7 +117,9 @@ export function registrationIds() {
     ['{serial}', { serial: 'İSTANBUL-ẞ-ΣΑΣ-Ǆ' }],
   ];
   const built = templates.map(([template, id]) => attempt(() => buildRegistrationId(template, id)));
-  const validated = ['sn-007', 'Upper', 'ends.', 'has space', 'ü', 'a'.repeat(129), '', 'ok:1'].map((id) => attempt(() => validateRegistrationId(id)));
+  const validated = ['sn-007', 'Upper', 'ends.', 'has space', 'ü', 'a'.repeat(129), '', 'ok:1'].map((id) =>
+    attempt(() => validateRegistrationId(id)),
+  );
   const scopes = ['0ne0012ABCD', '0ne-12', ''].map((s) => attempt(() => validateIdScope(s)));
   return { built, validated, scopes };
 }
@@ -131,12 +133,35 @@ export function registrationIds() {
 export function serverText() {
   const label = (n: number) => 'a'.repeat(n);
   const hosts = [
-    'my-hub.azure-devices.net', 'a', '127.0.0.1', `${label(63)}.net`, `${label(64)}.net`, 'a-.net', '-a.net', 'a..net',
-    'evil/../../etc/passwd', ' ', 'hub\n.net', 'hub.net:8883', `${label(63)}.${label(63)}.${label(63)}.${label(61)}`,
-    `${label(63)}.${label(63)}.${label(63)}.${label(62)}`, 'hub.azure-devices.net.', '',
+    'my-hub.azure-devices.net',
+    'a',
+    '127.0.0.1',
+    `${label(63)}.net`,
+    `${label(64)}.net`,
+    'a-.net',
+    '-a.net',
+    'a..net',
+    'evil/../../etc/passwd',
+    ' ',
+    'hub\n.net',
+    'hub.net:8883',
+    `${label(63)}.${label(63)}.${label(63)}.${label(61)}`,
+    `${label(63)}.${label(63)}.${label(63)}.${label(62)}`,
+    'hub.azure-devices.net.',
+    '',
   ];
   const deviceIds = ['device-1', "a-.%_*?!(),:=@$'", 'x'.repeat(128), 'x'.repeat(129), 'a b', 'a+b', 'a#b', 'ü', '', 'a\u001bb'];
-  const texts = ['plain', 'a\u001b[31mred', 'line\nforged', 'carriage\rreturn', '\u0000\u007f\u0085\u009b', 'rtl\u202eevil', 'sep\u2028\u2029', 'tab\there', 'ü€😀'];
+  const texts = [
+    'plain',
+    'a\u001b[31mred',
+    'line\nforged',
+    'carriage\rreturn',
+    '\u0000\u007f\u0085\u009b',
+    'rtl\u202eevil',
+    'sep\u2028\u2029',
+    'tab\there',
+    'ü€😀',
+  ];
   return {
     hosts: hosts.map((h) => [h, isHostName(h)]),
     deviceIds: deviceIds.map((id) => [id, isDeviceId(id)]),
