@@ -131,7 +131,6 @@ function assignedAnswer(registrationId: string, state: Record<string, string>): 
   return JSON.stringify({ operationId: '4.00.hostile', status: 'assigned', registrationState });
 }
 /** Every character a terminal acts on (see src/text.ts), tested apart from the module's own list. */
-// eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/;
 const notHostName = { pattern: /assignedHub that is not a DNS host name/, names: 'the invalid hub' };
 const clockAdvice = { pattern: /device clock, which reads \d{4}-\d\d-\d\dT.*sync the clock/, names: 'the device clock and its reading' };

@@ -169,7 +169,6 @@ describe('the register/poll flow against a fuzzed DPS (scripted, fake clock)', (
 // ---- what reaches the terminal ----
 
 /** Every character a terminal or log reader acts on: C0, DEL, C1, bidi controls, U+2028/9 (listed here, not taken from src/text.ts). */
-// eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/;
 /** Text a hostile server or device sends: our fuzz text plus what repaints, forges or reorders a line. */
 const hostileText = fc.string({

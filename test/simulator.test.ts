@@ -16,7 +16,10 @@
 //   boot 6: a wrong group key from the factory (Preference): refused, traced, retried, again
 //   boot 7: a DPS error message with escape codes and a newline: traced escaped, on one line
 //   online: the stored hub no longer knows the device (refused, provisioned again, online again),
-//           then a "reprovision" direct method (provisioned again, online again), "reboot" 501
+//           then a "reprovision" direct method (provisioned again, online again), "reboot" 501;
+//           then deleted from its hub while online: dropped, refused at reconnect (CONNACK 5),
+//           provisioned again, online again. Both refusals killed the simulator once (SIGPIPE
+//           from writes behind a refused CONNECT; a socket freed under a queued message).
 // A second build (no key, the default anchor):
 //   no key (a configuration error) stops the loop; with the factory's serial and group key, the
 //   default anchor (DigiCert) refuses the emulator: a tls error, traced and retried
@@ -279,6 +282,23 @@ if (skipReason) {
         expect(again).toContain('hub: reprovision requested');
         expect(again.match(/dps: registering /g)).toHaveLength(2);
         expect(await dps.hubs.invokeMethod(HUB, REGISTRATION_ID, 'reboot', {}, 10_000)).toMatchObject({ status: 501 });
+        expectNoSecrets(again);
+      } finally {
+        await child.stop();
+      }
+    }, 150_000);
+
+    it('online, then deleted from its hub: dropped mid-session, refused at reconnect, provisioned again, online again', async () => {
+      const child = bootProcess(/^hub: telemetry 1$/);
+      try {
+        expect(await child.reached).toContain(`dps: cached ${HUB} ${REGISTRATION_ID}`);
+        dps.hubs.deleteDevice(HUB, REGISTRATION_ID); // the hub closes the device's live connection
+        const again = await child.until(/^hub: online /, 2);
+        expect(again).toMatch(/hub: disconnected attempt 1 wait \d+ ms: The server at .* closed the connection/);
+        expect(again).toContain('hub: ended unauthorized The server refused the connection (CONNACK 5: not authorized)');
+        expect(again).toContain(`dps: registering ${REGISTRATION_ID}`);
+        expect(again).toContain(`dps: ready ${HUB} ${REGISTRATION_ID} provisioned`);
+        expect(dps.hubs.connected(HUB, REGISTRATION_ID)).toBe(true);
         expectNoSecrets(again);
       } finally {
         await child.stop();

@@ -94,10 +94,15 @@ function open(
 		let timer: Timer | undefined;
 
 		const connection: Connection = {
+			// Writes of one turn leave together, from a job queued behind them: the hub session's
+			// CONNECT, SUBSCRIBEs and twin GET go out as one TLS record in one send(). Sent one by one,
+			// a hub that refuses the CONNECT and closes while the rest is still being encrypted
+			// turns the next send() into SIGPIPE, which kills the simulator (its socket module sends
+			// without MSG_NOSIGNAL: see the host README). Fewer records cost less on a device too.
 			write(data) {
-				if (state !== "open") return;
-				if (data.length) queue.push(data);
-				flush();
+				if (state !== "open" || !data.length) return;
+				queue.push(data);
+				if (queue.length === 1) Promise.resolve().then(flush);
 			},
 			close() {
 				if (state === "closed") return;
@@ -106,15 +111,9 @@ function open(
 			},
 		};
 
-		// Closing never happens inside a socket callback. Most closes start in one: the core reads a
-		// CONNACK refusal, a protocol error or a DISCONNECT in onData and closes the connection
-		// from there, and the peer's own close arrives as a callback. The SDK's socket module
-		// (lin: modules/network/socket/lin/modSocket.c, socketReadable) still uses the native
-		// socket after the callback returns; closed and collected meanwhile, it is a
-		// use-after-free that crashed the simulator on CONNACK 3 and 5. So the connection is
-		// marked closed at once (nothing more is delivered or written) and the socket is closed
-		// from a timer of its own, on a later turn, whichever path ended it (errors, timeouts,
-		// DISCONNECT, the peer).
+		// The connection is marked closed at once (nothing more is delivered or written), whichever
+		// path ended it (errors, timeouts, DISCONNECT, the peer); SecureSocket is closed on a later
+		// turn, never inside a socket callback, and its TCP socket when guardSocket() says.
 		const finish = () => {
 			state = "closed";
 			queue.length = 0;
@@ -122,7 +121,7 @@ function open(
 			timer = undefined;
 			const closing = socket;
 			socket = undefined;
-			if (closing) Timer.set(() => closeQuietly(closing), 0);
+			if (closing) later(() => closeQuietly(closing));
 		};
 
 		const fail = (error: ProvisioningError) => {
@@ -139,14 +138,7 @@ function open(
 			while (state === "open" && queue.length) {
 				const room = Math.min(socket!.write(), MAX_CHUNK);
 				if (room <= 0) return; // WRITABLE follows when the socket has room again
-				const head = queue[0]!;
-				if (head.length <= room) {
-					queue.shift();
-					socket!.write(head);
-				} else {
-					queue[0] = head.subarray(room);
-					socket!.write(head.subarray(0, room));
-				}
+				socket!.write(take(queue, room));
 			}
 		}
 
@@ -172,7 +164,7 @@ function open(
 				timer = undefined;
 				fail(new ProvisioningError("network", `Timed out after ${timeoutMs / 1000} s connecting to ${where} (TCP or TLS handshake)`));
 			}, timeoutMs);
-			deferPeerClose(tls);
+			guardSocket(tls);
 
 			tls.callback = (message, value) => {
 				if (state === "closed") return;
@@ -221,30 +213,113 @@ function open(
 	});
 }
 
+/** Up to `room` bytes from the head of `queue`, removed from it: whole writes joined, the last one split. */
+function take(queue: Uint8Array[], room: number): Uint8Array {
+	const head = queue[0]!;
+	if (head.length >= room || queue.length === 1) {
+		const part = head.length <= room ? head : head.subarray(0, room);
+		if (part === head) queue.shift();
+		else queue[0] = head.subarray(room);
+		return part;
+	}
+	let size = 0;
+	for (const data of queue) {
+		size += data.length;
+		if (size >= room) break;
+	}
+	const out = new Uint8Array(Math.min(size, room));
+	let at = 0;
+	while (at < out.length) {
+		const data = queue[0]!;
+		const n = Math.min(data.length, out.length - at);
+		out.set(n === data.length ? data : data.subarray(0, n), at);
+		at += n;
+		if (n === data.length) queue.shift();
+		else queue[0] = data.subarray(n);
+	}
+	return out;
+}
+
 /**
- * SecureSocket itself closes its TCP socket inside that socket's callback when the peer closes the
- * connection or it fails (modules/crypt/securesocket/securesocket.js: `this.close()` in
- * `sock.callback`), the same hazard as above: the simulator died when a hub closed the
- * connection of a device it had deleted. Those two messages reach SecureSocket on a later turn,
- * once the native read loop is done with the socket.
+ * How long a closed connection's TCP socket waits for the peer to close its end before it is
+ * closed anyway (see guardSocket()).
  */
-function deferPeerClose(tls: TlsSocket): void {
-	const raw = (tls as unknown as { sock?: { callback: (message: number, value?: number) => void } }).sock;
+export const PEER_CLOSE_WAIT_MS = 3_000;
+
+/** Runs `task` on a later turn: never inside the socket callback that asked for it. */
+function later(task: () => void): void {
+	Timer.set(task, 1);
+}
+
+/**
+ * When the TCP socket under SecureSocket is closed, and why not sooner.
+ *
+ * The simulator's socket module (modules/network/socket/lin/modSocket.c, SDK 8.2.3) polls its
+ * sockets every 20 ms and queues a "readable" message per socket with data (or the peer's close)
+ * waiting. The message holds a raw pointer to the native socket and no use count, and `close()`
+ * frees that socket at once when no callback of it is on the stack. A message queued before the
+ * close and delivered after it reads freed memory: valgrind shows it (`socketReadable` reading a
+ * block freed by `xs_socket_close`), and the simulator died with SIGSEGV on DPS's refusals and
+ * when a hub refused or dropped the device. A deferred close alone does not help: a message can be
+ * queued between any close decision and the close, and `Timer.set(f, 0)` even runs ahead of the
+ * queued messages (G_PRIORITY_HIGH, modules/base/timer/lin/timer.c).
+ *
+ * What is safe: once the module has read the peer's close, it marks the socket done, stops
+ * polling it, and never frees it (its later `close()` throws "close on closed socket"). So a closed
+ * connection's TCP socket stays open until the peer closes its end, which it does at once in every
+ * case the core closes for (a refusal, its DISCONNECT, a protocol error), and is closed only then,
+ * on a later turn; or after PEER_CLOSE_WAIT_MS of a silent peer, when nothing is queued unless data
+ * arrives in that very millisecond. The rest is the SDK's to fix: a use count per queued message, as
+ * its ESP32 module (modules/network/socket/lwip) has. There, waiting for the peer costs a socket for
+ * a moment and nothing else.
+ *
+ * SecureSocket closes its TCP socket inside that socket's callback, when the peer closes or a record
+ * fails to decode (modules/crypt/securesocket/securesocket.js: `this.close()` in `sock.callback`);
+ * going through the same `close`, it gets the same treatment. The peer's close and an error reach
+ * SecureSocket on a later turn.
+ */
+function guardSocket(tls: TlsSocket): void {
+	const raw = (tls as unknown as { sock?: RawSocket }).sock;
 	if (!raw) return;
+	const close = raw.close;
+	let peerClosed = false;
+	let closing = false;
+	let wait: Timer | undefined;
+	const closeNow = () => {
+		if (wait !== undefined) Timer.clear(wait);
+		wait = undefined;
+		later(() => closeQuietly({ close: () => close.call(raw) }));
+	};
+	// An own property: assigning would throw, the prototype being frozen in the preloaded module.
+	Object.defineProperty(raw, "close", {
+		value: () => {
+			if (closing) return;
+			closing = true;
+			if (peerClosed) closeNow();
+			else wait = Timer.set(closeNow, PEER_CLOSE_WAIT_MS);
+		},
+	});
 	const inner = raw.callback;
 	raw.callback = (message, value) => {
 		if (message !== DISCONNECTED && message !== ERROR) return inner(message, value);
-		Timer.set(() => {
+		peerClosed = true;
+		if (closing) closeNow();
+		later(() => {
 			try {
 				inner(message, value);
 			} catch {
-				// SecureSocket's close() of a socket the socket module has already closed ("close on closed socket")
+				// SecureSocket's close() of a socket the socket module has already closed
 			}
-		}, 0);
+		});
 	};
 }
 
-function closeQuietly(socket: TlsSocket): void {
+interface RawSocket {
+	callback: (message: number, value?: number) => void;
+	close(): void;
+}
+
+function closeQuietly(socket: { close(): void }): void {
 	try {
 		socket.close();
 	} catch {

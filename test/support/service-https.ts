@@ -8,7 +8,6 @@ import { buildSasToken } from '../../src/sas.js';
 export interface RawReply {
   status: number;
   headers: Record<string, unknown>;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   json: any;
 }
 
