@@ -22,7 +22,10 @@
 //           from writes behind a refused CONNECT; a socket freed under a queued message).
 // A second build (no key, the default anchor):
 //   no key (a configuration error) stops the loop; with the factory's serial and group key, the
-//   default anchor (DigiCert) refuses the emulator: a tls error, traced and retried
+//   built-in anchors (Microsoft's two Azure roots) refuse the emulator: a tls error, traced and
+//   retried; anchors in Preference "dps"/"ca" replace them (the emulator's CA second or first in
+//   the bundle, another CA in the other place: accepted either way); a malformed one is traced
+//   and the built-in pair is used
 //
 // Needs: Linux, $MODDABLE with its tools built (mcconfig, mcsim), npm install done in
 // $MODDABLE/tools/xsbug-log, xvfb-run. Skipped otherwise. Downloads nothing.
@@ -35,6 +38,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { firmwareBuildLine } from '../cli/emulator.js';
+import { loadOrCreateCertificates } from '../emulator/certificates.js';
 import { type DpsEmulator, type EndpointEvent, startEmulator } from '../emulator/index.js';
 import { buildRegistrationId, deriveDeviceKey } from '../src/identity.js';
 
@@ -56,6 +60,8 @@ const HUB = 'hub-sim.azure-devices.net';
 const SERIAL = 'SN-0001';
 /** The simulator's MAC address, from the manifest's "lin" config. */
 const MAC = '02:00:00:00:d5:01';
+/** The boot trace of the built-in anchors: Microsoft's two roots for Azure IoT (hosts/moddable/anchors.ts). */
+const AZURE_PAIR = 'DigiCertGlobalRootG2.der sha256 cb3ccbb76031e5e0, MicrosoftRSARootCA2017.der sha256 c741f70f4b2a8d88';
 const REGISTRATION_ID = buildRegistrationId('{serial}-{mac}', { serial: SERIAL, mac: MAC });
 
 function missing(): string | undefined {
@@ -136,6 +142,7 @@ if (skipReason) {
       const trace = await boot();
       expect(trace).toContain(`dps: registration-id ${REGISTRATION_ID}`);
       expect(trace).toContain(`dps: trust config caCertificate sha256 ${fingerprintPrefix(dps.caPem)}`);
+      expect(trace).toContain('dps: warning the enrollment group key is on this device: use a derived device key in production');
       expect(trace).toMatch(/dps: settings idScope \S+ \(config\) key group \(config\) endpoint 127\.0\.0\.1:\d+ \(config\)/);
       expect(trace).toMatch(/dps: clock \S+ device \(/);
       expect(trace).toContain(`dps: registering ${REGISTRATION_ID}`);
@@ -333,11 +340,40 @@ if (skipReason) {
       const trace = await boot(/^dps: retry 1 in/);
       expect(trace).toMatch(/key group \(preference\)/);
       expect(trace).toContain(`dps: registration-id ${buildRegistrationId('{serial}-{mac}', { serial: 'SN-0042', mac: MAC })}`);
-      expect(trace).toContain('dps: trust DigiCertGlobalRootG2.der sha256 cb3ccbb76031e5e0');
+      expect(trace).toContain(`dps: trust ${AZURE_PAIR}`);
       expect(trace).toMatch(/dps: error tls The TLS handshake with 127\.0\.0\.1:\d+ failed: the server certificate is not trusted/);
       expect(trace).toMatch(/dps: retry 1 in \d+ s/);
       expectNoSecrets(trace);
     }, 150_000);
+
+    it('anchors written to Preference "dps"/"ca" replace the built-in pair (a server chained to any of them is accepted); a malformed one is reported and the pair is used', async () => {
+      // Another CA, first in the bundle: the emulator's chain reaches the second anchor only.
+      const decoyDir = mkdtempSync(join(tmpdir(), 'dps-decoy-ca-'));
+      try {
+        const decoy = (await loadOrCreateCertificates({ stateDir: decoyDir })).caPem;
+        const factory = { serial: 'SN-0042', groupKey: GROUP_KEY };
+        for (const bundle of [
+          [decoy, dps.caPem],
+          [dps.caPem, decoy],
+        ]) {
+          writePreferences({ ...readPreferences(), dps: { ...factory, ca: bundle.join('\n') }, 'dps-state': undefined });
+          const trace = await boot(/^dps: (assigned|stopped) /);
+          const [first, second] = bundle.map((pem) => fingerprintPrefix(pem));
+          expect(trace).toContain(`dps: trust Preference "dps"/"ca" #1 sha256 ${first}, Preference "dps"/"ca" #2 sha256 ${second}`);
+          expect(trace).toMatch(/dps: assigned /);
+          expect(trace).not.toContain('dps: error');
+        }
+        writePreferences({ ...readPreferences(), dps: { ...factory, ca: 'not a certificate' }, 'dps-state': undefined });
+        const trace = await boot(/^dps: retry 1 in/);
+        expect(trace).toContain(
+          'dps: warning Preference "dps"/"ca" holds no PEM certificate (-----BEGIN CERTIFICATE-----): using the build\'s anchors',
+        );
+        expect(trace).toContain(`dps: trust ${AZURE_PAIR}`);
+        expect(trace).toMatch(/dps: error tls The TLS handshake with 127\.0\.0\.1:\d+ failed: the server certificate is not trusted/);
+      } finally {
+        rmSync(decoyDir, { recursive: true, force: true });
+      }
+    }, 300_000);
 
     /** Runs mcconfig (argv, or a shell command line) from the checkout, the SDK's tools and tsc on the PATH, as the README says. */
     function build(args: string[]): void {

@@ -10,7 +10,9 @@
 //   dps: boot <client version> <platform>
 //   dps: settings idScope <scope> (<source>) key <group|device> (<source>) endpoint <host:port> (<source>)
 //   dps: registration-id <id>
-//   dps: trust <DigiCertGlobalRootG2.der | config caCertificate> sha256 <first 8 bytes, hex>
+//   dps: warning the enrollment group key is on this device: use a derived device key in production
+//   dps: warning <why Preference "dps"/"ca" was passed over>: using the build's anchors
+//   dps: trust <anchor> sha256 <first 8 bytes, hex>[, <anchor> sha256 <...>]   (anchors.ts)
 //   dps: clock <ISO time> sntp <server> | dps: clock <ISO time> device (<why SNTP did not answer>)
 //   dps: connecting / connected / registering / assigning / retrying / reconnecting ...
 //   dps: cached <hub> <deviceId>   (the stored assignment matched: DPS not contacted)
@@ -31,13 +33,14 @@ import { shouldReprovision } from "../../src/hub/reprovision.js";
 import type { HubEvent, ProvisioningEvent } from "../../src/ports.js";
 import { resolveRegistrationId } from "../../src/provisioner.js";
 import { printable } from "../../src/text.js";
+import { trustAnchors } from "./anchors.js";
 import { clock, sleep, syncClock } from "./clock.js";
 import { macAddress, platform } from "./device.js";
 import { type MemoryPeaks, watchMemory } from "./memory.js";
 import { DeviceApp } from "./online.js";
 import { PreferenceStore } from "./preference-store.js";
 import { configNumber, parseEndpoint, readSettings } from "./settings.js";
-import { createTlsConnect, trustAnchor } from "./tls-connect.js";
+import { createTlsConnect } from "./tls-connect.js";
 
 export const CLIENT_VERSION = "moddable-dps/0.1.0";
 
@@ -97,6 +100,9 @@ async function onlineOnce(app: DeviceApp, force: boolean): Promise<Online> {
 		`settings idScope ${settings.idScope} (${sources.idScope}) key ${settings.groupKey ? "group" : "device"} (${sources.key})` +
 			` endpoint ${settings.endpoint.host}:${settings.endpoint.port} (${sources.endpoint})`,
 	);
+	// Microsoft's symmetric-key attestation: derive each device's key at the factory; a device holding
+	// the group key, once read out, enrolls any number of devices into the group.
+	if (settings.groupKey) say("warning the enrollment group key is on this device: use a derived device key in production");
 	const mac = macAddress();
 	const registrationId = resolveRegistrationId({
 		...(settings.registrationId && { registrationId: settings.registrationId }),
@@ -105,8 +111,11 @@ async function onlineOnce(app: DeviceApp, force: boolean): Promise<Online> {
 	});
 	say(`registration-id ${registrationId}`);
 
-	const anchor = trustAnchor();
-	say(`trust ${anchor.source} sha256 ${hex(sha256(new Uint8Array(anchor.certificate as ArrayBuffer)).subarray(0, 8))}`);
+	const trust = trustAnchors();
+	if (trust.warning) say(`warning ${trust.warning}`);
+	say(
+		`trust ${trust.anchors.map((a) => `${a.source} sha256 ${hex(sha256(new Uint8Array(a.certificate as ArrayBuffer)).subarray(0, 8))}`).join(", ")}`,
+	);
 
 	const sync = await syncClock(sntpServers());
 	const now = new Date(clock.now()).toISOString();
@@ -130,7 +139,7 @@ async function onlineOnce(app: DeviceApp, force: boolean): Promise<Online> {
 			session: app.settings(),
 		},
 		{
-			connect: createTlsConnect({ trustAnchor: anchor }),
+			connect: createTlsConnect({ trustAnchors: trust.anchors }),
 			clock,
 			store: new PreferenceStore(),
 			log: (event) => say(describeEvent(event)),

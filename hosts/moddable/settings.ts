@@ -9,6 +9,7 @@
 //   deviceKey                deviceKey                    individual enrollment: the device's key
 //   groupKey                 groupKey                     enrollment group: the group's key
 //   endpoint                 endpoint                     DPS host[:port]
+//   ca                       caCertificate                the roots to trust instead of the built-in pair (anchors.ts)
 //
 // NVS (the ESP32's Preference) allows names of at most 15 characters: the keys above fit.
 // The two keys are taken as a pair: when the factory wrote either, the build's keys are ignored.

@@ -1,9 +1,8 @@
 // The core's Connect port on Moddable's SecureSocket (modules/crypt/securesocket): TLS 1.2 over
 // the classic socket module, which resolves host names with the network's own DNS.
 //
-// - Trust: exactly one anchor (see trustAnchor()): DigiCert Global Root G2, the root Azure DPS
-//   chains to, a resource used in place from flash; or, in a development build, the PEM
-//   certificate given as config caCertificate (the local emulator's CA).
+// - Trust: the anchors of anchors.ts (the two Azure roots, or the factory's, or a development
+//   build's), every one of them registered with the TLS session.
 // - The server name (SNI and the certificate check) is the endpoint's host. Moddable's check
 //   matches DNS names and IPv4 addresses in subjectAltName, and the validity dates against the
 //   device clock, which must therefore be set first.
@@ -11,13 +10,13 @@
 //   a failure after the server's hello is reported as `tls`, before it as `network`.
 // - Writes are queued and sent as the socket accepts them.
 
-import Resource from "Resource";
-import config from "mc/config";
 import SecureSocket from "securesocket";
 import Timer from "timer";
-import { base64Decode } from "../../src/bytes.js";
 import { ProvisioningError } from "../../src/errors.js";
 import type { Connect, Connection, ConnectionHandlers, Endpoint } from "../../src/ports.js";
+// A type only: anchors.ts reads Preference, which must not load with this preloaded module (its
+// cache would be frozen at build time).
+import type { TrustAnchor } from "./anchors.js";
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 const TLS_1_2 = 0x303;
@@ -40,49 +39,32 @@ interface TlsSocket {
 	close(): void;
 	callback: (message: number, value?: number) => void;
 	/** The TLS session (modules/crypt/ssl/session_original.js): set while the socket is open. */
-	ssl?: { serverRandom?: unknown; alert?: unknown };
-}
-
-export interface TrustAnchor {
-	/** DER. */
-	certificate: ArrayBuffer | HostBuffer;
-	/** Where it came from, for the boot trace. */
-	source: string;
+	ssl?: {
+		serverRandom?: unknown;
+		alert?: unknown;
+		/** modules/crypt/ssl/ssl_cert.js: register() adds an anchor (refused outside its validity dates). */
+		certificateManager?: { register(certificate: ArrayBuffer | HostBuffer): void };
+	};
 }
 
 export interface TlsConnectOptions {
-	trustAnchor?: TrustAnchor;
+	/** The roots to trust (anchors.ts trustAnchors()). */
+	trustAnchors: TrustAnchor[];
 	connectTimeoutMs?: number;
 	/** Trace the TLS handshake (the SDK's own tracing; verbose). */
 	traceTls?: boolean;
 }
 
-export const AZURE_ROOT = "DigiCertGlobalRootG2.der";
-
-export function createTlsConnect(options: TlsConnectOptions = {}): Connect {
-	const anchor = (options.trustAnchor ?? trustAnchor()).certificate;
+export function createTlsConnect(options: TlsConnectOptions): Connect {
+	const anchors = options.trustAnchors.map((anchor) => anchor.certificate);
 	const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-	return (endpoint, handlers) => open(endpoint, handlers, anchor, timeoutMs, options.traceTls === true);
-}
-
-/**
- * The build's caCertificate (PEM; its first certificate) when there is one, else the built-in
- * DigiCert Global Root G2. It comes through mc/config rather than as a swapped resource because
- * mcconfig regenerates the config on every build, while a resource whose source file changed
- * for an older one can survive an incremental build.
- */
-export function trustAnchor(): TrustAnchor {
-	const pem = typeof config.caCertificate === "string" ? config.caCertificate.trim() : "";
-	if (pem === "") return { certificate: new Resource(AZURE_ROOT), source: AZURE_ROOT };
-	const body = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+)-----END CERTIFICATE-----/.exec(pem)?.[1];
-	if (!body) throw new ProvisioningError("invalid-input", "config caCertificate is not a PEM certificate (-----BEGIN CERTIFICATE-----)");
-	return { certificate: base64Decode(body.replace(/\s+/g, ""), "The caCertificate").slice().buffer, source: "config caCertificate" };
+	return (endpoint, handlers) => open(endpoint, handlers, anchors, timeoutMs, options.traceTls === true);
 }
 
 function open(
 	endpoint: Endpoint,
 	handlers: ConnectionHandlers,
-	anchor: ArrayBuffer | HostBuffer,
+	anchors: (ArrayBuffer | HostBuffer)[],
 	timeoutMs: number,
 	traceTls: boolean,
 ): Promise<Connection> {
@@ -152,13 +134,21 @@ function open(
 				tls = socket = new SecureSocket({
 					host: endpoint.host,
 					port: endpoint.port,
-					secure: { protocolVersion: TLS_1_2, certificate: anchor, trace: traceTls },
+					secure: { protocolVersion: TLS_1_2, certificate: anchors[0], trace: traceTls },
 				}) as unknown as TlsSocket;
 			} catch (error) {
 				// The session refuses an anchor that is not valid at the device's time.
 				const message = error instanceof Error ? error.message : String(error);
 				reject(new ProvisioningError("tls", `Cannot start TLS to ${where}: ${message}${clockHint()}`, { cause: error }));
 				return;
+			}
+			// The session takes one anchor as an option; its certificate manager registers the others.
+			for (const extra of anchors.slice(1)) {
+				try {
+					tls.ssl?.certificateManager?.register(extra);
+				} catch {
+					// not valid at the device's time: not trusted (the first anchor's refusal is reported above)
+				}
 			}
 			timer = Timer.set(() => {
 				timer = undefined;
@@ -333,7 +323,7 @@ function handshakeError(socket: TlsSocket, where: string, message: number): Prov
 	if (ssl && (ssl.serverRandom !== undefined || ssl.alert !== undefined)) {
 		return new ProvisioningError(
 			"tls",
-			`The TLS handshake with ${where} failed: the server certificate is not trusted by this firmware's anchor, names another host, or is not valid at the device's time${clockHint()}`,
+			`The TLS handshake with ${where} failed: the server certificate is not trusted by this firmware's anchors, names another host, or is not valid at the device's time${clockHint()}`,
 		);
 	}
 	const what = message === DISCONNECTED ? "closed the connection before TLS began" : "could not be reached";
