@@ -12,6 +12,7 @@ Commands:
   register             provision a device with DPS (or the local emulator) and store the result
   device               provision, connect to the assigned IoT hub, send telemetry, answer methods
   compute-device-key   derive a device key from an enrollment group key
+  factory              derive each device's key and write its NVS partition (no group key on any device)
   sas-token            print a DPS registration SAS token
   dps                  manage DPS: show/update, linked-hub, enrollment-group (as az iot dps)
   hub                  the emulator's IoT hubs: policy renew-key, connection-string show, device show
@@ -32,6 +33,7 @@ const COMMANDS: Record<string, Command> = {
   emulator: async (argv, io) => (await import('./emulator.js')).emulatorCommand(argv, io),
   fleet: async (argv, io) => (await import('./fleet/command.js')).fleet(argv, io),
   device: async (argv, io) => (await import('./device.js')).device(argv, io),
+  factory: async (argv, io) => (await import('./factory.js')).factory(argv, io),
 };
 
 export async function main(argv: string[], io: CliIo): Promise<number> {

@@ -25,7 +25,8 @@
 //   built-in anchors (Microsoft's two Azure roots) refuse the emulator: a tls error, traced and
 //   retried; anchors in Preference "dps"/"ca" replace them (the emulator's CA second or first in
 //   the bundle, another CA in the other place: accepted either way); a malformed one is traced
-//   and the built-in pair is used
+//   and the built-in pair is used; what `moddable-dps factory` writes into NVS (a derived key, the
+//   endpoint, the anchors) provisions the device, with no group key on it
 //
 // Needs: Linux, $MODDABLE with its tools built (mcconfig, mcsim), npm install done in
 // $MODDABLE/tools/xsbug-log, xvfb-run. Skipped otherwise. Downloads nothing.
@@ -41,6 +42,7 @@ import { firmwareBuildLine } from '../cli/emulator.js';
 import { loadOrCreateCertificates } from '../emulator/certificates.js';
 import { type DpsEmulator, type EndpointEvent, startEmulator } from '../emulator/index.js';
 import { buildRegistrationId, deriveDeviceKey } from '../src/identity.js';
+import { runCli } from './support/cli-runner.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 const MODDABLE = process.env.MODDABLE;
@@ -374,6 +376,46 @@ if (skipReason) {
         rmSync(decoyDir, { recursive: true, force: true });
       }
     }, 300_000);
+
+    it('what `moddable-dps factory` writes into NVS provisions the device with its derived key: no group key on it, no warning', async () => {
+      const out = mkdtempSync(join(tmpdir(), 'dps-factory-line-'));
+      try {
+        writeFileSync(join(out, 'group.key'), GROUP_KEY);
+        writeFileSync(join(out, 'devices.csv'), `serial,mac\nSN-0777,${MAC}\n`);
+        writeFileSync(join(out, 'ca-in.pem'), dps.caPem);
+        const run = await runCli([
+          'factory',
+          ...['--id-scope', ID_SCOPE, '--group-key-file', join(out, 'group.key'), '--devices', join(out, 'devices.csv')],
+          ...['--endpoint', `${dps.endpoint.host}:${dps.endpoint.port}`, '--ca-file', join(out, 'ca-in.pem'), '--out', join(out, 'nvs')],
+        ]);
+        expect(run.code, run.stderr).toBe(0);
+        const id = buildRegistrationId('{serial}-{mac}', { serial: 'SN-0777', mac: MAC });
+        // As nvs_partition_gen would: data rows as strings, a file row as the file's text.
+        const rows = readFileSync(join(out, 'nvs', `${id}.csv`), 'utf8')
+          .trim()
+          .split('\n')
+          .slice(2);
+        const nvs = Object.fromEntries(
+          rows.map((row) => {
+            const [key, type, , value] = row.split(',');
+            return [key!, type === 'file' ? readFileSync(value!, 'utf8') : value!];
+          }),
+        );
+        expect(Object.keys(nvs).sort()).toEqual(['ca', 'deviceKey', 'endpoint', 'idScope', 'regId']);
+        writePreferences({ ...readPreferences(), dps: nvs, 'dps-state': undefined });
+        const trace = await boot(/^dps: (assigned|stopped) /);
+        expect(trace).toMatch(
+          /dps: settings idScope \S+ \(preference\) key device \(preference\) endpoint 127\.0\.0\.1:\d+ \(preference\)/,
+        );
+        expect(trace).toContain(`dps: registration-id ${id}`);
+        expect(trace).toContain(`dps: assigned ${HUB} ${id}`);
+        expect(trace).not.toContain('dps: warning');
+        expect(trace).not.toContain(nvs.deviceKey);
+        expect(dps.model.registration(id)?.state).toMatchObject({ status: 'assigned' });
+      } finally {
+        rmSync(out, { recursive: true, force: true });
+      }
+    }, 150_000);
 
     /** Runs mcconfig (argv, or a shell command line) from the checkout, the SDK's tools and tsc on the PATH, as the README says. */
     function build(args: string[]): void {
