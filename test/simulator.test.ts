@@ -5,7 +5,8 @@
 //
 // The first build is the README's configuration, made exactly by the line the emulator's banner
 // prints (serial number and group key on the mcconfig command line, sntp= so the device keeps the
-// host's clock), with retryMin=2 so that the retries fit in a test:
+// host's clock), with retryMin=2 so that the retries fit in a test and hubTokenTtl=60 so that a
+// hub token's renewal does:
 //   boot 1: builds its registration ID from {serial}-{mac}, provisions, stores the assignment,
 //           goes online: the initial twin's telemetryInterval, a reported patch, telemetry
 //   boot 2: finds the stored assignment and does not contact DPS
@@ -19,7 +20,8 @@
 //           then a "reprovision" direct method (provisioned again, online again), "reboot" 501;
 //           then deleted from its hub while online: dropped, refused at reconnect (CONNACK 5),
 //           provisioned again, online again. Both refusals killed the simulator once (SIGPIPE
-//           from writes behind a refused CONNECT; a socket freed under a queued message).
+//           from writes behind a refused CONNECT; a socket freed under a queued message);
+//           then online for a minute: the hub token renewed by reconnecting, telemetry going on
 // A second build (no key, the default anchor):
 //   no key (a configuration error) stops the loop; with the factory's serial and group key, the
 //   built-in anchors (Microsoft's two Azure roots) refuse the emulator: a tls error, traced and
@@ -137,7 +139,7 @@ if (skipReason) {
       const placeholder = `"groupKey=<primary key of enrollment group ${GROUP}>"`;
       expect(line).toContain(placeholder);
       // As a user runs it: in a shell, from the checkout, the key filled in.
-      build(['sh', '-c', `${line.replace(placeholder, `"groupKey=${GROUP_KEY}"`)} retryMin=2`]);
+      build(['sh', '-c', `${line.replace(placeholder, `"groupKey=${GROUP_KEY}"`)} retryMin=2 hubTokenTtl=60`]);
     }, 620_000);
 
     it('boot 1: builds its registration ID, syncs its clock, provisions and stores its hub', async () => {
@@ -309,6 +311,24 @@ if (skipReason) {
         expect(again).toContain(`dps: ready ${HUB} ${REGISTRATION_ID} provisioned`);
         expect(dps.hubs.connected(HUB, REGISTRATION_ID)).toBe(true);
         expectNoSecrets(again);
+      } finally {
+        await child.stop();
+      }
+    }, 150_000);
+
+    it("online past its hub token's renewal (hubTokenTtl=60: at 48 s): reconnects with a fresh token and goes on sending", async () => {
+      const child = bootProcess(/^hub: renewing token expiring /, 120_000);
+      try {
+        const before = await child.reached;
+        const sent = before.split('\n').filter((line) => /^hub: telemetry \d+$/.test(line)).length;
+        expect(sent).toBeGreaterThan(30); // one a second for the first 48 s
+        const after = await child.until(/^hub: telemetry \d+$/, sent + 3);
+        const renewal = after.slice(after.indexOf('hub: renewing'));
+        expect(renewal).toMatch(/hub: connecting 127\.0\.0\.1:\d+ attempt 2/);
+        expect(renewal).toMatch(/hub: connected 127\.0\.0\.1:\d+/);
+        expect(renewal).not.toMatch(/dps: (registering|error)|hub: ended/);
+        expect(dps.hubs.connected(HUB, REGISTRATION_ID)).toBe(true);
+        expectNoSecrets(after);
       } finally {
         await child.stop();
       }

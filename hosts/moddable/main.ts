@@ -29,6 +29,7 @@ import Instrumentation from "instrumentation";
 import config from "mc/config";
 import { goOnline, type Online } from "../../src/device.js";
 import { isProvisioningError } from "../../src/errors.js";
+import { DEFAULT_HUB_SAS_TTL_SECONDS } from "../../src/hub/options.js";
 import { shouldReprovision } from "../../src/hub/reprovision.js";
 import type { HubEvent, ProvisioningEvent } from "../../src/ports.js";
 import { resolveRegistrationId } from "../../src/provisioner.js";
@@ -136,7 +137,8 @@ async function onlineOnce(app: DeviceApp, force: boolean): Promise<Online> {
 			// Development: the local emulator's hubs listen here; the credentials still name the hub.
 			...(hubEndpoint && { hubEndpoint: parseEndpoint(hubEndpoint) }),
 			...(modelId && { modelId }),
-			session: app.settings(),
+			// The hub SAS token's lifetime (default an hour): the session reconnects with a fresh one at 80 %.
+			session: { ...app.settings(), sasTtlSeconds: configNumber("hubTokenTtl", DEFAULT_HUB_SAS_TTL_SECONDS) },
 		},
 		{
 			connect: createTlsConnect({ trustAnchors: trust.anchors }),
