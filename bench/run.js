@@ -13,6 +13,7 @@ import { execFile, fork, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { bundleForNode, ROOT } from './bundle.js';
 
@@ -216,6 +217,18 @@ console.log('  (client, emulator: CPU ms per device; emu busy: emulator CPU time
 results.fleet = { devices: FLEET_DEVICES, concurrency: CONCURRENCY, runs: fleet, median: fleetMedian };
 await dps.close();
 rmSync(stateDir, { recursive: true, force: true });
+
+// ---- (h) the hub session (bench/hub.ts) --------------------------------------------------------
+{
+  const hub = await import(pathToFileURL(await bundleForNode('bench/hub.ts', 'bench/hub', { logLevel: 'warning' })).href);
+  const hubState = mkdtempSync(join(tmpdir(), 'dps-bench-hub-'));
+  console.log('');
+  try {
+    results.hub = await hub.run({ emulatorFile: bundled['emulator-process'], stateDir: hubState, quick: QUICK });
+  } finally {
+    rmSync(hubState, { recursive: true, force: true });
+  }
+}
 
 // ---- targets ----------------------------------------------------------------------------------
 console.log('\ntargets (ratios from this run)');
