@@ -71,6 +71,8 @@ const OPERATIONS = [
   ['registerFlow', 'registerDevice: register, 202, poll, 200'],
   ['provisionFirstBoot', 'provisionDevice, first boot (+derive, store)'],
   ['provisionSecondBoot', 'provisionDevice, second boot (cached)'],
+  ['hubConnect', 'hub connect: CONNECT, 3 SUBSCRIBEs, twin GET'],
+  ['hubTelemetry', 'hub telemetry message (QoS 1, PUBACK)'],
 ];
 const REPEAT = Number([...args].find((a) => a.startsWith('--repeat='))?.slice(9) ?? 3);
 

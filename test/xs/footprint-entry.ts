@@ -4,10 +4,12 @@
 
 import { utf8Encode } from '../../src/bytes.js';
 import { registerDevice } from '../../src/dps/flow.js';
+import { connectHub, type HubSession } from '../../src/hub/session.js';
 import { deriveDeviceKey } from '../../src/identity.js';
 import { encodePacket, type Packet, PacketDecoder } from '../../src/mqtt/codec.js';
 import { provisionDevice } from '../../src/provisioner.js';
 import { dpsRegistrationSasToken } from '../../src/sas.js';
+import { HUB, ScriptedHub } from '../support/scripted-hub.js';
 import { type DpsScript, MemoryStore, runToEnd, ScriptedClock, ScriptedDps } from './scenarios/scripted-dps.js';
 
 declare const harness: {
@@ -141,6 +143,24 @@ async function provisionOnce() {
   return { fromCache: result.fromCache, connections: dps.connectionCount };
 }
 
+/** A hub session over the scripted hub (its own encode/decode work included, as the DPS flows include DPS's). */
+const HUB_KEY = 'MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=';
+let hubClock = new ScriptedClock(T0);
+let hubSession: HubSession | undefined;
+let hub = new ScriptedHub();
+async function hubConnect(): Promise<HubSession> {
+  hubClock = new ScriptedClock(T0);
+  hub = new ScriptedHub();
+  return runToEnd(
+    connectHub(
+      { hub: HUB, deviceId: REGISTRATION_ID, deviceKey: HUB_KEY, sasTtlSeconds: 3600 },
+      { connect: hub.connect, clock: hubClock, random: () => 0.5 },
+    ),
+    hubClock,
+    harness.idle,
+  );
+}
+
 export const operations: Record<string, () => unknown> = {
   noop: () => null,
   deriveDeviceKey: () => deriveDeviceKey(GROUP_KEY, REGISTRATION_ID),
@@ -153,6 +173,21 @@ export const operations: Record<string, () => unknown> = {
     return provisionOnce();
   },
   provisionSecondBoot: () => provisionOnce(),
+  hubConnect: async () => {
+    hubSession?.close();
+    hubSession = await hubConnect(); // kept open for hubTelemetry
+    return hubSession.twin.desired.$version;
+  },
+  hubTelemetry: async () => {
+    await runToEnd(hubSession!.sendTelemetry('{"seq":1,"temperature":21.5}'), hubClock, harness.idle);
+    // The scripted hub's records of what it received (not the device's memory) are emptied.
+    hub.telemetry.length = 0;
+    for (const connection of hub.network.connections) {
+      connection.written.length = 0;
+      connection.sent.length = 0;
+    }
+    return true;
+  },
   gc: () => null,
 };
 
