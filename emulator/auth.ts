@@ -1,4 +1,5 @@
-// Who is connecting: the device endpoint's CONNECT check. DPS symmetric-key attestation:
+// Who is connecting: the device endpoint's CONNECT check (and, through authenticateRegistration,
+// each request of the HTTPS device API, device-https.ts). DPS symmetric-key attestation:
 //   client id  = the registration ID
 //   username   = '<idScope>/registrations/<registrationId>/api-version=...[&ClientVersion=...]'
 //   password   = a SAS token for resource '<idScope>/registrations/<registrationId>', signed with
@@ -58,13 +59,29 @@ export function authenticateDevice(
   const parsed = username === undefined ? undefined : safe(() => parseDpsUsername(username));
   if (!parsed) return { ok: false, reason: 'username' };
   if (parsed.idScope.toLowerCase() !== idScope.toLowerCase()) return { ok: false, reason: 'id-scope' };
-  const registrationId = parsed.registrationId;
-  if (registrationId.toLowerCase() !== clientId.toLowerCase()) return { ok: false, reason: 'client-id' };
+  if (parsed.registrationId.toLowerCase() !== clientId.toLowerCase()) return { ok: false, reason: 'client-id' };
+  return authenticateRegistration(model, idScope, parsed, password ?? '', nowSeconds);
+}
+
+/**
+ * The check both device APIs share (MQTT: the username and password of CONNECT; HTTPS: the path's
+ * ID scope and registration ID and the Authorization header): a SAS token for
+ * '<idScope>/registrations/<registrationId>' as the device sent them, signed with a key of the
+ * enrollment that covers the registration ID.
+ */
+export function authenticateRegistration(
+  model: DpsModel,
+  idScope: string,
+  requested: { idScope: string; registrationId: string },
+  token: string,
+  nowSeconds: number,
+): AuthResult {
+  if (requested.idScope.toLowerCase() !== idScope.toLowerCase()) return { ok: false, reason: 'id-scope' };
+  const registrationId = requested.registrationId;
   if (!/^[A-Za-z0-9\-._:]{1,128}$/.test(registrationId) || !/[A-Za-z0-9-]$/.test(registrationId)) {
     return { ok: false, reason: 'registration-id' };
   }
-  const token = password ?? '';
-  const resource = `${parsed.idScope}/registrations/${registrationId}`;
+  const resource = `${requested.idScope}/registrations/${registrationId}`;
 
   const individual = model.individualEnrollment(registrationId);
   const candidates: Array<{ enrollment: EnrollmentRef; keys: { primaryKey: string; secondaryKey: string } }> = [];

@@ -6,6 +6,7 @@
 import { resolve } from 'node:path';
 import { loadOrCreateCertificates } from './certificates.js';
 import { type EndpointEvent, startDeviceEndpoint } from './device-endpoint.js';
+import { type DeviceHttpsEndpoint, startDeviceHttpsEndpoint } from './device-https.js';
 import { FaultPlan } from './faults.js';
 import { type IotHubEndpoint, startIotHubEndpoint } from './iothub-endpoint.js';
 import type { EmulatedIotHubs } from './iothub-service.js';
@@ -65,6 +66,8 @@ export interface EmulatorOptions {
   serviceKey?: string;
   /** The emulated IoT hubs' MQTT device endpoint port (TLS, same host and certificate); 0 (the default) picks a free one. IoT Hub uses 8883. */
   hubPort?: number;
+  /** DPS's HTTPS device API port (same host, certificate and registrations as `port`); 0 (the default) picks a free one. DPS uses 443. */
+  httpsPort?: number;
 }
 
 export interface EmulatorService {
@@ -89,9 +92,11 @@ export interface DpsEmulator {
   service: EmulatorService;
   /** Where devices connect to their emulated IoT hub (MQTT over TLS); the username names the hub. */
   hubEndpoint: { host: string; port: number };
+  /** Where devices register over HTTPS (DPS's REST device API), with the same answers as over MQTT at `endpoint`. */
+  httpsEndpoint: { host: string; port: number };
   /** The emulated IoT hubs' service side: twins, device status, direct methods, C2D, telemetry. */
   hubs: EmulatedIotHubs;
-  /** Closes the device endpoint, the IoT hub endpoint and the service API. */
+  /** Closes the device endpoints (MQTT and HTTPS), the IoT hub endpoint and the service API. */
   close(): Promise<void>;
 }
 
@@ -142,7 +147,19 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
   });
   let serviceApi: Awaited<ReturnType<typeof startServiceApi>>;
   let hubEndpoint: IotHubEndpoint | undefined;
+  let httpsEndpoint: DeviceHttpsEndpoint | undefined;
   try {
+    httpsEndpoint = await startDeviceHttpsEndpoint({
+      idScope: options.idScope,
+      model,
+      service,
+      cert: serverChain,
+      key: certificates.serverKeyPem,
+      host,
+      port: options.httpsPort ?? 0,
+      ...(options.maxPacketBytes !== undefined ? { maxBodyBytes: options.maxPacketBytes } : {}),
+      ...(options.onEvent !== undefined ? { onEvent: options.onEvent } : {}),
+    });
     hubEndpoint = await startIotHubEndpoint({
       model,
       cert: serverChain,
@@ -166,7 +183,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
     });
   } catch (error) {
     service.close();
-    await Promise.all([endpoint.close(), hubEndpoint?.close()]);
+    await Promise.all([endpoint.close(), hubEndpoint?.close(), httpsEndpoint?.close()]);
     throw error;
   }
   return {
@@ -177,6 +194,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
     model,
     faults,
     hubEndpoint: { host: hubEndpoint.host, port: hubEndpoint.port },
+    httpsEndpoint: { host: httpsEndpoint.host, port: httpsEndpoint.port },
     hubs: hubEndpoint.hubs,
     service: {
       endpoint: { host: clientHost, port: serviceApi.port },
@@ -186,7 +204,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
     },
     close: async () => {
       service.close();
-      await Promise.all([endpoint.close(), hubEndpoint.close(), serviceApi.close()]);
+      await Promise.all([endpoint.close(), hubEndpoint.close(), serviceApi.close(), httpsEndpoint.close()]);
     },
   };
 }

@@ -1,0 +1,277 @@
+// DPS's HTTPS device API (the runtime "Device Registration" REST API), beside the MQTT endpoint:
+// what azure-iot-provisioning-device-http, the C SDK's HTTP transport and
+// `az iot device registration create` speak.
+//
+//   PUT /{idScope}/registrations/{registrationId}/register?api-version=...         body {"registrationId", "payload"?}
+//   GET /{idScope}/registrations/{registrationId}/operations/{operationId}?api-version=...
+//   Authorization: SharedAccessSignature sr=<idScope>/registrations/<registrationId>&sig=..&se=..&skn=registration
+//
+// Every request is checked by auth.ts (authenticateRegistration, the MQTT endpoint's CONNECT
+// check) and answered by the same RegistrationService as MQTT, so both transports give the same
+// answers: 202 {"operationId","status":"assigning"} with a retry-after header, then 200 with the
+// registration state; the same 400, 401 and 404 bodies. Path segments are URL-decoded (the C SDK
+// encodes them); any api-version is accepted, as over MQTT, but one must be given.
+//
+// Refusals, each in DPS's error shape {"errorCode","trackingId","message","timestampUtc"}: an
+// unknown path 404, a known path with another method 405 (with Allow), a missing api-version or
+// bad path encoding 400, no valid SAS token 401 (the reason goes nowhere: as CONNACK 5, it tells
+// nobody which check failed), a body over `maxBodyBytes` 413 (the connection is then closed),
+// headers or a whole request slower than `headersTimeoutMs` / `requestTimeoutMs` 408 and closed,
+// oversized headers 431, bytes that are not HTTP 400. A bug of ours is a 500; nothing a client
+// sends stops the server.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { authenticateRegistration } from './auth.js';
+import type { EndpointEvent } from './device-endpoint.js';
+import { DpsError, ErrorCodes, errorBody, genericErrorCode } from './dps-errors.js';
+import type { DpsModel } from './model.js';
+import type { DpsResponse, RegistrationService } from './registrations.js';
+import { errorResponse, ServiceErrorCodes, type ServiceResponse, send } from './service-http.js';
+
+export interface DeviceHttpsOptions {
+  idScope: string;
+  model: DpsModel;
+  /** The registration flow, shared with the MQTT endpoint. */
+  service: RegistrationService;
+  /** PEM server certificate chain and key: the MQTT endpoint's. */
+  cert: string;
+  key: string;
+  host: string;
+  /** 0 for an ephemeral port. DPS itself listens on 443. */
+  port: number;
+  /** Largest request body; default 64 KiB (the MQTT endpoint's packet limit). */
+  maxBodyBytes?: number;
+  /** From the first byte of a request to the end of its headers; default 10 s. */
+  headersTimeoutMs?: number;
+  /** From the first byte of a request to the end of its body; default 30 s. */
+  requestTimeoutMs?: number;
+  /** TLS handshake deadline; default 10 s. */
+  handshakeTimeoutMs?: number;
+  onEvent?: (event: EndpointEvent) => void;
+  now?: () => number;
+}
+
+export interface DeviceHttpsEndpoint {
+  host: string;
+  port: number;
+  /** Stop listening and close every connection. */
+  close(): Promise<void>;
+}
+
+type Route =
+  | { type: 'register'; idScope: string; registrationId: string }
+  | { type: 'poll'; idScope: string; registrationId: string; operationId: string };
+
+const METHODS: Record<Route['type'], string> = { register: 'PUT', poll: 'GET' };
+
+/** Bodies past the limit are read (and dropped) up to this multiple, so the client gets its 413 rather than a reset. */
+const DRAIN_FACTOR = 4;
+
+export async function startDeviceHttpsEndpoint(options: DeviceHttpsOptions): Promise<DeviceHttpsEndpoint> {
+  const now = options.now ?? Date.now;
+  const maxBodyBytes = options.maxBodyBytes ?? 64 * 1024;
+  const headersTimeout = options.headersTimeoutMs ?? 10_000;
+  const requestTimeout = options.requestTimeoutMs ?? 30_000;
+  if (!(headersTimeout > 0 && requestTimeout >= headersTimeout)) {
+    throw new TypeError('headersTimeoutMs must be positive and at most requestTimeoutMs');
+  }
+  const emit = (event: EndpointEvent): void => {
+    try {
+      options.onEvent?.(event);
+    } catch {
+      // a listener's bug is not the device's problem
+    }
+  };
+  /** Every TCP connection, including those still in the TLS handshake, so close() ends them all. */
+  const connections = new Set<Socket>();
+  /** The response in progress on each connection: a timeout must not write over one already started. */
+  const inFlight = new WeakMap<Duplex, ServerResponse>();
+
+  const server: Server = createServer(
+    {
+      cert: options.cert,
+      key: options.key,
+      minVersion: 'TLSv1.2',
+      handshakeTimeout: options.handshakeTimeoutMs ?? 10_000,
+      headersTimeout,
+      requestTimeout,
+      // Node checks both timeouts on this period (default 30 s): a small timeout needs a short one.
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headersTimeout / 4))),
+    },
+    (req, res) => {
+      inFlight.set(req.socket, res);
+      res.once('finish', () => {
+        if (req.complete) inFlight.delete(req.socket);
+      });
+      void handle(req, res);
+    },
+  );
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      const body = await readBody(req, maxBodyBytes);
+      const at = new Date(now());
+      const url = new URL(req.url ?? '/', 'https://emulator.invalid');
+      const route = parseRoute(url.pathname);
+      if (req.method !== METHODS[route.type]) {
+        const allowed = METHODS[route.type];
+        reply(req, res, {
+          ...errorResponse(
+            new DpsError(405, ServiceErrorCodes.methodNotAllowed, `${clip(req.method ?? '')} is not supported here; use ${allowed}`),
+            'dps',
+            at,
+          ),
+          headers: { allow: allowed },
+        });
+        return;
+      }
+      if (!url.searchParams.get('api-version')) {
+        throw new DpsError(400, ServiceErrorCodes.apiVersion, 'The request has no api-version query parameter');
+      }
+      const authorization = req.headers.authorization;
+      const auth = authenticateRegistration(
+        options.model,
+        options.idScope,
+        route,
+        typeof authorization === 'string' ? authorization : '',
+        Math.floor(at.getTime() / 1000),
+      );
+      if (!auth.ok) {
+        emit({ type: 'request', registrationId: route.registrationId, request: route.type, status: 401 });
+        throw new DpsError(
+          401,
+          ErrorCodes.unauthorized,
+          'Unauthorized: the Authorization header holds no valid SAS token for this registration (check the device key, the ID scope and the device clock)',
+        );
+      }
+      let response: DpsResponse;
+      try {
+        response =
+          route.type === 'register'
+            ? options.service.register(auth.attestation, body)
+            : options.service.poll(auth.attestation, route.operationId);
+      } catch (error) {
+        if (!(error instanceof DpsError)) throw error;
+        response = { status: error.status, body: errorBody(error.errorCode, error.message, at) };
+      }
+      emit({ type: 'request', registrationId: auth.attestation.registrationId, request: route.type, status: response.status });
+      reply(req, res, {
+        status: response.status,
+        body: response.body,
+        ...(response.retryAfterSeconds !== undefined ? { headers: { 'retry-after': String(response.retryAfterSeconds) } } : {}),
+      });
+    } catch (error) {
+      reply(req, res, errorResponse(error, 'dps', new Date(now())));
+    }
+  }
+
+  /**
+   * Answer unless the connection is gone (a timeout may have closed it while the body was read).
+   * An answer given before the whole body was read (a 413 for a body declared far too large) ends
+   * the connection: the rest is not worth reading.
+   */
+  function reply(req: IncomingMessage, res: ServerResponse, response: ServiceResponse): void {
+    if (req.socket.destroyed) return;
+    send(res, req.complete ? response : { ...response, headers: { ...response.headers, connection: 'close' } });
+  }
+
+  // A request Node could not parse or that timed out: answered here, in DPS's shape, unless a
+  // response has already begun on the connection; then the connection is closed.
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+    const started = inFlight.get(socket)?.headersSent ?? false;
+    if (socket.writable && !started) {
+      const [status, reason, message] =
+        error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'Request Timeout', 'The request did not arrive in time']
+          : error.code === 'HPE_HEADER_OVERFLOW'
+            ? [431, 'Request Header Fields Too Large', 'The request headers are too large']
+            : [400, 'Bad Request', 'The request is not valid HTTP/1.1'];
+      const body = JSON.stringify(errorBody(genericErrorCode(status), message, new Date(now())));
+      socket.end(
+        `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+          `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      );
+      socket.once('finish', () => socket.destroy());
+      setTimeout(() => socket.destroy(), 2000).unref(); // a peer that never reads
+      return;
+    }
+    socket.destroy();
+  });
+  server.on('tlsClientError', () => {
+    // a client that does not trust the CA, or speaks something else: node:tls closed it
+  });
+  server.on('connection', (socket: Socket) => {
+    connections.add(socket);
+    socket.on('close', () => connections.delete(socket));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+
+  let closing: Promise<void> | undefined;
+  return {
+    host: options.host,
+    port,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const socket of connections) socket.destroy();
+      });
+      return closing;
+    },
+  };
+}
+
+/** '/{idScope}/registrations/{registrationId}/register' or '.../operations/{operationId}'; anything else is a 404. */
+export function parseRoute(pathname: string): Route {
+  const raw = pathname.split('/').slice(1);
+  const notFound = (): DpsError =>
+    new DpsError(
+      404,
+      ServiceErrorCodes.noRoute,
+      `No such resource: ${clip(pathname)} (DPS's device API has /{idScope}/registrations/{registrationId}/register and .../operations/{operationId})`,
+    );
+  if (raw.length < 4 || raw[1] !== 'registrations' || raw.some((s) => s === '')) throw notFound();
+  let segments: string[];
+  try {
+    segments = raw.map((s) => decodeURIComponent(s));
+  } catch {
+    throw new DpsError(400, ErrorCodes.badRequest, 'The request path is not valid URL encoding');
+  }
+  const [idScope, , registrationId, action, operationId] = segments as [string, string, string, string, string | undefined];
+  if (segments.length === 4 && action === 'register') return { type: 'register', idScope, registrationId };
+  if (segments.length === 5 && raw[3] === 'operations' && operationId) return { type: 'poll', idScope, registrationId, operationId };
+  throw notFound();
+}
+
+/**
+ * The body, at most `limit` bytes. A larger one is a 413, answered once the body has been read
+ * (and dropped) so the client sees it rather than a reset; one declared or sent past DRAIN_FACTOR
+ * times the limit is answered at once (declared) or cut off (sent).
+ */
+async function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
+  const tooLarge = (): DpsError => new DpsError(413, ServiceErrorCodes.tooLarge, `The request body exceeds ${limit} bytes`);
+  const declared = Number(req.headers['content-length']);
+  if (declared > DRAIN_FACTOR * limit) throw tooLarge();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size <= limit) chunks.push(chunk);
+    else if (size > DRAIN_FACTOR * limit) break;
+  }
+  if (size > limit) throw tooLarge();
+  return Buffer.concat(chunks);
+}
+
+function clip(text: string): string {
+  return text.length > 200 ? `${text.slice(0, 200)}…` : text;
+}
