@@ -29,13 +29,15 @@ export const DEFAULT_DEVICE_PORT = 8883;
 export const DEFAULT_SERVICE_PORT = 8443;
 /** The emulated IoT hubs' device endpoint (IoT Hub itself listens on 8883, which DPS takes here). */
 export const DEFAULT_HUB_PORT = 8884;
+/** DPS's HTTPS device API (DPS itself serves it on 443). */
+export const DEFAULT_HTTPS_PORT = 8444;
 
 export const EMULATOR_HELP = `Usage: moddable-dps emulator [--config <file.json>] [options]
 
 Runs a local Device Provisioning Service in the foreground until Ctrl+C (SIGINT) or SIGTERM:
-the device endpoint (MQTT over TLS, as DPS) and the service API for managing it. Prints the
-ID scope, the endpoints, the CA certificate clients must trust, the linked hubs and the
-enrollments, then one line per device event.
+the device endpoint (MQTT over TLS, as DPS; and DPS's HTTPS device API on its own port) and the
+service API for managing it. Prints the ID scope, the endpoints, the CA certificate clients must
+trust, the linked hubs and the enrollments, then one line per device event.
 
   --config <file.json>   linked hubs, allocation policy, enrollments, latency, ID scope
                          (see examples/emulator.json and the README)
@@ -45,6 +47,7 @@ enrollments, then one line per device event.
   --port <n>             device endpoint port (default ${DEFAULT_DEVICE_PORT}; 0 picks a free one)
   --service-port <n>     service API port (default ${DEFAULT_SERVICE_PORT}; 0 picks a free one)
   --hub-port <n>         the emulated IoT hubs' device endpoint port (default ${DEFAULT_HUB_PORT}; 0 picks a free one)
+  --https-port <n>       DPS's HTTPS device API port (default ${DEFAULT_HTTPS_PORT}; 0 picks a free one)
   --retry-after <s>      retry-after sent with each 202 "assigning" (default ${DEFAULT_RETRY_AFTER_SECONDS})
   --region <r>           this listener's Azure region, for the geoLatency policy (e.g. westus)
 `;
@@ -64,6 +67,7 @@ const EMULATOR_FLAGS = {
   port: { type: 'string' },
   'service-port': { type: 'string' },
   'hub-port': { type: 'string' },
+  'https-port': { type: 'string' },
   'retry-after': { type: 'string' },
   region: { type: 'string' },
 } as const;
@@ -91,6 +95,7 @@ export async function emulatorCommand(argv: string[], io: CliIo, control: Emulat
   const port = whole(v.port, '--port', 0, 65535) ?? DEFAULT_DEVICE_PORT;
   const servicePort = whole(v['service-port'], '--service-port', 0, 65535) ?? DEFAULT_SERVICE_PORT;
   const hubPort = whole(v['hub-port'], '--hub-port', 0, 65535) ?? DEFAULT_HUB_PORT;
+  const httpsPort = whole(v['https-port'], '--https-port', 0, 65535) ?? DEFAULT_HTTPS_PORT;
   const retryAfterSeconds = whole(v['retry-after'], '--retry-after', 0, 3600) ?? DEFAULT_RETRY_AFTER_SECONDS;
   const region = v.region?.toLowerCase();
   if (region !== undefined && !/^[a-z0-9-]{1,64}$/.test(region)) {
@@ -118,6 +123,7 @@ export async function emulatorCommand(argv: string[], io: CliIo, control: Emulat
       port,
       servicePort,
       hubPort,
+      httpsPort,
       // Listening on every address: the certificate must also name the LAN address an ESP32 dials.
       hostNames: isWildcard(host) ? ['localhost', ...lanAddresses()] : [],
       retryAfterSeconds,
@@ -131,7 +137,7 @@ export async function emulatorCommand(argv: string[], io: CliIo, control: Emulat
     try {
       dps = await startEmulator(options);
     } catch (error) {
-      throw startFailure(error, { host, port, servicePort, hubPort, config: v.config });
+      throw startFailure(error, { host, port, servicePort, hubPort, httpsPort, config: v.config });
     }
     const saved = await saveServiceConnectionString(dps, stateDir);
     io.stdout(banner(dps, { host, region, config: v.config, configFile: file?.config, saved }));
@@ -173,7 +179,7 @@ function whole(text: string | undefined, flag: string, min: number, max: number)
 
 function startFailure(
   error: unknown,
-  where: { host: string; port: number; servicePort: number; hubPort: number; config: string | undefined },
+  where: { host: string; port: number; servicePort: number; hubPort: number; httpsPort: number; config: string | undefined },
 ): unknown {
   const code = (error as NodeJS.ErrnoException).code;
   const address = (error as { port?: number }).port;
@@ -182,7 +188,9 @@ function startFailure(
       ? `--service-port ${where.servicePort}`
       : address === where.hubPort && address !== where.port
         ? `--hub-port ${where.hubPort}`
-        : `--port ${where.port}`;
+        : address === where.httpsPort && address !== where.port
+          ? `--https-port ${where.httpsPort}`
+          : `--port ${where.port}`;
   if (code === 'EADDRINUSE') {
     return new ProvisioningError(
       'invalid-input',
@@ -219,6 +227,10 @@ function banner(dps: DpsEmulator, context: BannerContext): string {
     '',
     row('ID scope', dps.idScope),
     row('device endpoint', `${device}  (MQTT over TLS, like global.azure-devices-provisioning.net:8883)`),
+    row(
+      'device HTTPS endpoint',
+      `https://${device.slice(0, device.lastIndexOf(':'))}:${dps.httpsEndpoint.port}  (DPS's HTTPS device API, like https://global.azure-devices-provisioning.net)`,
+    ),
     row(
       'IoT hubs endpoint',
       `${isWildcard(context.host) ? '127.0.0.1' : hostForUrl(dps.hubEndpoint.host)}:${dps.hubEndpoint.port}  (MQTT over TLS for every hub below, like <hub>:8883; --hub-endpoint)`,

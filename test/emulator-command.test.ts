@@ -70,6 +70,8 @@ describe('the emulator in the foreground', () => {
       '0',
       '--hub-port',
       '0',
+      '--https-port',
+      '0',
       '--retry-after',
       '0',
     ]);
@@ -77,6 +79,9 @@ describe('the emulator in the foreground', () => {
     const endpoint = /device endpoint\s+(127\.0\.0\.1:\d+)/.exec(banner)?.[1];
     const ca = /CA certificate\s+(\S+)/.exec(banner)?.[1];
     expect(endpoint).toBe(`127.0.0.1:${dps.endpoint.port}`);
+    expect(banner).toMatch(
+      new RegExp(`device HTTPS endpoint +https://127\\.0\\.0\\.1:${dps.httpsEndpoint.port}  \\(DPS's HTTPS device API`),
+    );
     expect(ca).toBe(dps.caPath);
     expect(banner).toMatch(/ID scope\s+0ne00DEMO01/);
     expect(banner).toMatch(/allocation policy\s+hashed/);
@@ -152,6 +157,8 @@ describe('the emulator in the foreground', () => {
       '0',
       '--hub-port',
       '0',
+      '--https-port',
+      '0',
       '--id-scope',
       '0ne00CMD002',
     ]);
@@ -172,6 +179,8 @@ describe('the emulator in the foreground', () => {
       '--service-port',
       '0',
       '--hub-port',
+      '0',
+      '--https-port',
       '0',
     ]);
     child.kill(signal);
@@ -238,7 +247,10 @@ describe("the README's walkthrough", () => {
         .trim()
         .replace(/^npx moddable-dps emulator /, '')
         .split(/\s+/);
-      const emulator = await spawnEmulator([...args, '--port', '0', '--service-port', '0', '--hub-port', '0', '--retry-after', '1'], cwd);
+      const emulator = await spawnEmulator(
+        [...args, '--port', '0', '--service-port', '0', '--hub-port', '0', '--https-port', '0', '--retry-after', '1'],
+        cwd,
+      );
       const port = /device endpoint\s+127\.0\.0\.1:(\d+)/.exec(emulator.out())![1]!;
       const script = [
         'set -e',
@@ -307,7 +319,20 @@ describe('refusals: exit 2 and one line saying what to fix', () => {
     ['an unknown flag', () => ['--frobnicate'], /Unknown option '--frobnicate'/],
   ];
   it.each(cases)('%s', async (_what, args, message) => {
-    const r = await run(['emulator', '--state-dir', STATE, '--port', '0', '--service-port', '0', '--hub-port', '0', ...args()]);
+    const r = await run([
+      'emulator',
+      '--state-dir',
+      STATE,
+      '--port',
+      '0',
+      '--service-port',
+      '0',
+      '--hub-port',
+      '0',
+      '--https-port',
+      '0',
+      ...args(),
+    ]);
     expect(r.code).toBe(EXIT_CODES['invalid-input']);
     expect(r.stdout).toBe('');
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
@@ -316,12 +341,12 @@ describe('refusals: exit 2 and one line saying what to fix', () => {
     for (const secret of HUB_KEYS) expect(r.stderr).not.toContain(secret);
   });
 
-  it.each(['--port', '--service-port', '--hub-port'])('%s in use', async (flag) => {
+  it.each(['--port', '--service-port', '--hub-port', '--https-port'])('%s in use', async (flag) => {
     const server = createServer();
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const port = (server.address() as { port: number }).port;
     try {
-      const ports = ['--port', '0', '--service-port', '0', '--hub-port', '0'];
+      const ports = ['--port', '0', '--service-port', '0', '--hub-port', '0', '--https-port', '0'];
       ports[ports.indexOf(flag) + 1] = String(port);
       const r = await run(['emulator', '--state-dir', STATE, ...ports]);
       expect(r.code).toBe(2);
