@@ -1,10 +1,13 @@
 // `moddable-dps dps linked-hub create|update|delete|list|show`: each change is a get-modify-put
-// of the DPS resource guarded by its etag, as az does it.
+// of the DPS resource guarded by its etag, as az does it. Each command takes only its own flags;
+// update --connection-string re-links a hub with a new key (key rotation).
 import { ProvisioningError } from '../../src/errors.js';
 import type { DpsServiceClient } from '../service/client.js';
 import {
   COMMON_HELP,
+  type Flags,
   type Io,
+  optionalSecretFlag,
   parseFlags,
   printJson,
   readSecretFlag,
@@ -19,7 +22,10 @@ const LINKED_HUB_HELP = `Usage: moddable-dps dps linked-hub <create|update|delet
 
   create --connection-string <cs> [--location <region>] [--allocation-weight <1..1000>]
          [--apply-allocation-policy true|false]      link an IoT hub (--connection-string-file <path> to read it)
-  update --linked-hub <hostName> [--allocation-weight <n>] [--apply-allocation-policy true|false] [--location <region>]
+  update --linked-hub <hostName> [--connection-string <cs>] [--allocation-weight <n>]
+         [--apply-allocation-policy true|false] [--location <region>]
+         --connection-string re-links the hub with another key of its (e.g. after 'hub policy
+         renew-key'); it must name the same hub, which then need not be given as --linked-hub
   delete --linked-hub <hostName>
   list
   show   --linked-hub <hostName>
@@ -28,39 +34,61 @@ A connection string must name a policy with RegistryWrite and ServiceConnect (e.
 
 ${COMMON_HELP}`;
 
+const CONNECTION_STRING: Flags = { 'connection-string': { type: 'string' }, 'connection-string-file': { type: 'string' } };
+const CHANGES: Flags = {
+  location: { type: 'string' },
+  'allocation-weight': { type: 'string' },
+  'apply-allocation-policy': { type: 'string' },
+};
+const LINKED_HUB: Flags = { 'linked-hub': { type: 'string' } };
+
+const SUBCOMMANDS: Record<string, Flags> = {
+  create: { ...CONNECTION_STRING, ...CHANGES },
+  update: { ...LINKED_HUB, ...CONNECTION_STRING, ...CHANGES },
+  delete: LINKED_HUB,
+  list: {},
+  show: LINKED_HUB,
+};
+
 export async function linkedHubCommand(argv: string[], io: Io): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === undefined || sub === '--help' || sub === '-h') {
     io.stdout(LINKED_HUB_HELP);
     return sub === undefined ? 2 : 0;
   }
-  if (!['create', 'update', 'delete', 'list', 'show'].includes(sub)) {
-    throw new ProvisioningError('invalid-input', `unknown command 'dps linked-hub ${safe(sub)}'. See --help`);
-  }
-  const values = parseFlags(
-    rest,
-    {
-      'connection-string': { type: 'string' },
-      'connection-string-file': { type: 'string' },
-      'linked-hub': { type: 'string' },
-      location: { type: 'string' },
-      'allocation-weight': { type: 'string' },
-      'apply-allocation-policy': { type: 'string' },
-    },
-    LINKED_HUB_HELP,
-    io,
-  );
+  const flags = Object.hasOwn(SUBCOMMANDS, sub) ? SUBCOMMANDS[sub] : undefined;
+  if (!flags) throw new ProvisioningError('invalid-input', `unknown command 'dps linked-hub ${safe(sub)}'. See --help`);
+  const values = parseFlags(rest, flags, LINKED_HUB_HELP, io);
   if (!values) return 0;
+  // Checked before anything is read: an update that changes nothing is refused, not done.
+  const update = sub === 'update' ? changes(values) : {};
+  const connectionString = sub === 'update' ? optionalSecretFlag(values, 'connection-string') : undefined;
+  if (sub === 'update' && connectionString === undefined && Object.keys(update).length === 0) {
+    throw new ProvisioningError(
+      'invalid-input',
+      'Nothing to update: give --connection-string, --allocation-weight, --apply-allocation-policy or --location',
+    );
+  }
   const client = serviceClient(values, io);
   const resource = (await client.call('GET', '/resource')).body as Resource;
   const hubs = resource.properties.iotHubs;
   if (sub === 'list') return listHubs(io, hubs, values);
   if (sub === 'create') {
-    const connectionString = readSecretFlag(values, 'connection-string');
-    hubs.push({ connectionString, ...changes(values) });
+    hubs.push({ connectionString: readSecretFlag(values, 'connection-string'), ...changes(values) });
     return putAndList(client, resource, io, values);
   }
-  const wanted = required(values, 'linked-hub').toLowerCase();
+  const named = connectionString === undefined ? undefined : hostNameOf(connectionString);
+  const wanted = (
+    typeof values['linked-hub'] === 'string' && values['linked-hub'] !== ''
+      ? values['linked-hub']
+      : (named ?? required(values, 'linked-hub'))
+  ).toLowerCase();
+  if (named !== undefined && named.toLowerCase() !== wanted) {
+    throw new ProvisioningError(
+      'invalid-input',
+      `--connection-string names the hub ${safe(named)}, not ${safe(wanted)}: it re-links a hub with another key; to link another hub, use 'linked-hub create'`,
+    );
+  }
   const index = hubs.findIndex((h) => (h.name ?? '').toLowerCase() === wanted);
   if (index < 0) throw new ProvisioningError('failed', `The IoT hub ${safe(wanted)} is not linked to this DPS instance`);
   if (sub === 'show') {
@@ -68,8 +96,13 @@ export async function linkedHubCommand(argv: string[], io: Io): Promise<number> 
     return 0;
   }
   if (sub === 'delete') hubs.splice(index, 1);
-  else Object.assign(hubs[index]!, changes(values));
+  else Object.assign(hubs[index]!, update, connectionString !== undefined && { connectionString });
   return putAndList(client, resource, io, values);
+}
+
+/** The HostName of a connection string, if it has one (the service checks the rest). */
+function hostNameOf(connectionString: string): string | undefined {
+  return /(?:^|;)\s*HostName=([^;]+)/i.exec(connectionString)?.[1]?.trim();
 }
 
 function changes(values: Values): Partial<LinkedHubEntry> {
