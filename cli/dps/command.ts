@@ -1,14 +1,15 @@
 // `moddable-dps dps ...`: manage a DPS instance (the local emulator, or real DPS for the
-// enrollment-group commands, which use the DPS service API) with the names and flags of
+// enrollment and registration commands, which use the DPS service API) with the names and flags of
 // `az iot dps`. Every command takes --service <connection string> (or --service-file, or
 // DPS_SERVICE_CONNECTION_STRING), --ca <pem>, --json and --help (../service/flags.ts).
 //
-// Keys are printed only where they are the point of the command: `dps enrollment-group create`
-// (the created group with its keys, as az prints it), `dps enrollment-group show --show-keys`;
-// `hub` (../hub/command.ts) likewise. The linked hubs' connection strings come back masked
-// (SharedAccessKey=****), as ARM returns them.
+// Keys are printed only where they are the point of the command: `dps enrollment create` and
+// `dps enrollment-group create` (the created enrollment with its keys, as az prints it), `show
+// --show-keys`, `dps enrollment-group compute-device-key`; `hub` (../hub/command.ts) likewise.
+// The linked hubs' connection strings come back masked (SharedAccessKey=****), as ARM returns them.
 import { ProvisioningError } from '../../src/errors.js';
 import { COMMON_HELP, type Io, parseFlags, safe, serviceClient } from '../service/flags.js';
+import { enrollmentCommand } from './enrollment.js';
 import { enrollmentGroupCommand } from './enrollment-group.js';
 import { linkedHubCommand } from './linked-hub.js';
 import { printResource, type Resource, setPath } from './resource.js';
@@ -18,7 +19,12 @@ const DPS_HELP = `Usage: moddable-dps dps <command> [options]
   show                              the DPS resource: ID scope, allocation policy, linked hubs
   update --set <path>=<value>       change properties.allocationPolicy or properties.iotHubs[i].<field>
   linked-hub create|update|delete|list|show
-  enrollment-group create|show|delete|list
+  enrollment create|update|show|delete|list          individual enrollments
+  enrollment registration show|delete                their registration records
+  enrollment-group create|update|show|delete|list|compute-device-key
+  enrollment-group registration list|show|delete     a group's registration records
+
+Run 'moddable-dps dps <command> --help' for a command's options.
 
 ${COMMON_HELP}`;
 
@@ -26,6 +32,7 @@ ${COMMON_HELP}`;
 export async function dpsCommand(argv: string[], io: Io): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === 'linked-hub') return linkedHubCommand(rest, io);
+  if (sub === 'enrollment') return enrollmentCommand(rest, io);
   if (sub === 'enrollment-group') return enrollmentGroupCommand(rest, io);
   if (sub === 'show') return show(rest, io);
   if (sub === 'update') return update(rest, io);
