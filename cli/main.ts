@@ -14,7 +14,7 @@ Commands:
   compute-device-key   derive a device key from an enrollment group key
   factory              derive each device's key and write its NVS partition (no group key on any device)
   sas-token            print a DPS registration SAS token
-  dps                  manage DPS: show/update, linked-hub, enrollment-group (as az iot dps)
+  dps                  manage DPS: show/update, linked-hub, enrollment(-group), registrations (as az iot dps)
   hub                  the emulator's IoT hubs: policy renew-key, connection-string show, device show
   emulator             run a local DPS (device endpoint, service API) for development and CI
   fleet                provision many virtual devices at once (a load test)
