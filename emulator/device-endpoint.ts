@@ -28,7 +28,7 @@ import { type FaultAction, type FaultPlan, RawBody, statusFaultResponse, strayRe
 import type { HubEndpointEvent } from './iothub-service.js';
 import type { DpsModel } from './model.js';
 import { BoundedMqttStream } from './packet-limit.js';
-import type { DpsResponse, RegistrationService } from './registrations.js';
+import type { RegistrationAnswer, RegistrationService } from './registrations.js';
 
 /** What the emulator reports: the DPS endpoint's events and the IoT hubs' (iothub-service.ts). */
 export type EndpointEvent =
@@ -85,7 +85,7 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
   /** Clients whose connection a connect fault closes right after CONNACK. */
   const hangUpAfterConnack = new WeakSet<Client>();
   /** The last answer given on each connection, for a replay fault. */
-  const lastAnswer = new WeakMap<Client, { response: DpsResponse; rid: string }>();
+  const lastAnswer = new WeakMap<Client, { response: RegistrationAnswer; rid: string }>();
   const timeoutMs = options.timeoutMs ?? 10_000;
   const responseQos = options.responseQos ?? 0;
 
@@ -236,7 +236,7 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
           break;
         }
       }
-      let response: DpsResponse;
+      let response: RegistrationAnswer;
       try {
         response =
           request.type === 'register' ? options.service.register(session, payload) : options.service.poll(session, request.operationId);
@@ -275,12 +275,12 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
     if ((fault.then ?? 'close') === 'close') hangUp(client);
   }
 
-  function errorResponse(error: unknown): DpsResponse {
+  function errorResponse(error: unknown): RegistrationAnswer {
     if (error instanceof DpsError) return { status: error.status, body: errorBody(error.errorCode, error.message, new Date(now())) };
     return { status: 500, body: errorBody(ErrorCodes.internal, 'Internal error in the emulator', new Date(now())) };
   }
 
-  function respond(client: Client, response: DpsResponse, rid: string, then?: () => void): void {
+  function respond(client: Client, response: RegistrationAnswer, rid: string, then?: () => void): void {
     if (client.closed || !subscribed.has(client)) {
       then?.();
       return; // nobody listens: a broker would not deliver it either

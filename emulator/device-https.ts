@@ -28,7 +28,7 @@ import { authenticateRegistration } from './auth.js';
 import type { EndpointEvent } from './device-endpoint.js';
 import { DpsError, ErrorCodes, errorBody, genericErrorCode } from './dps-errors.js';
 import type { DpsModel } from './model.js';
-import type { DpsResponse, RegistrationService } from './registrations.js';
+import type { RegistrationAnswer, RegistrationService } from './registrations.js';
 import { errorResponse, ServiceErrorCodes, type ServiceResponse, send } from './service-http.js';
 
 export interface DeviceHttpsOptions {
@@ -147,7 +147,7 @@ export async function startDeviceHttpsEndpoint(options: DeviceHttpsOptions): Pro
           'Unauthorized: the Authorization header holds no valid SAS token for this registration (check the device key, the ID scope and the device clock)',
         );
       }
-      let response: DpsResponse;
+      let response: RegistrationAnswer;
       try {
         response =
           route.type === 'register'

@@ -45,7 +45,7 @@
 
 import { randomBytes, randomUUID } from 'node:crypto';
 import { errorBody, genericErrorCode } from './dps-errors.js';
-import type { DpsResponse } from './registrations.js';
+import type { RegistrationAnswer } from './registrations.js';
 
 export type FaultTrigger = 'connect' | 'subscribe' | 'register' | 'poll';
 
@@ -179,7 +179,7 @@ function validate(fault: Fault): void {
 }
 
 /** The answer a status fault sends: DPS's error body, with retry-after when the fault has one. */
-export function statusFaultResponse(fault: Extract<FaultAction, { type: 'status' }>, at: Date): DpsResponse {
+export function statusFaultResponse(fault: Extract<FaultAction, { type: 'status' }>, at: Date): RegistrationAnswer {
   const body =
     fault.body !== undefined
       ? new RawBody(fault.body)
@@ -195,7 +195,7 @@ export class RawBody {
 }
 
 /** A plausible answer to somebody else's request: a client that matches $rid must ignore it. */
-export function strayResponse(status: number, at: Date): DpsResponse {
+export function strayResponse(status: number, at: Date): RegistrationAnswer {
   const operationId = `4.${randomBytes(8).toString('hex')}.${randomUUID()}`;
   if (status === 202) return { status, body: { operationId, status: 'assigning' }, retryAfterSeconds: 1 };
   if (status === 200) {

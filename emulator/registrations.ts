@@ -45,8 +45,8 @@ export interface RegistrationOptions {
   now?: () => number;
 }
 
-/** A response for the device: status, JSON body, and retry-after for the topic. */
-export interface DpsResponse {
+/** The answer to a device's register or poll: status, JSON body, and retry-after (the core parses it as a DpsResponse). */
+export interface RegistrationAnswer {
   status: number;
   body: unknown;
   retryAfterSeconds?: number;
@@ -89,7 +89,7 @@ export class RegistrationService {
   }
 
   /** PUT iotdps-register: `body` is the request payload as received. */
-  register(device: DeviceAttestation, body: Uint8Array): DpsResponse {
+  register(device: DeviceAttestation, body: Uint8Array): RegistrationAnswer {
     const now = this.#options.now();
     const request = parseRegisterBody(body);
     if (request.registrationId.toLowerCase() !== device.registrationId.toLowerCase()) {
@@ -126,7 +126,7 @@ export class RegistrationService {
   }
 
   /** GET iotdps-get-operationstatus. */
-  poll(device: DeviceAttestation, operationId: string): DpsResponse {
+  poll(device: DeviceAttestation, operationId: string): RegistrationAnswer {
     const now = this.#options.now();
     const operation = this.#operations.get(operationId);
     if (!operation || operation.registrationId !== device.registrationId.toLowerCase() || now >= operation.expiresAt) {
@@ -140,7 +140,7 @@ export class RegistrationService {
     return { status: 200, body: { operationId, status: operation.state.status, registrationState: operation.state } };
   }
 
-  #assigning(operationId: string): DpsResponse {
+  #assigning(operationId: string): RegistrationAnswer {
     return {
       status: 202,
       body: { operationId, status: 'assigning' },
