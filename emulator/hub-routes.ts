@@ -2,7 +2,8 @@
 // endpoint serves every hub, so the hub is the path's first segment after /hubs), with the
 // operations named as IoT Hub's REST API names them (api-version 2021-04-12):
 //   GET    /hubs/{host}/twins/{id}                  Get Twin: {deviceId, status, etag, tags, properties{desired, reported}}
-//   PATCH  /hubs/{host}/twins/{id}                  Update Twin: {"properties": {"desired": {...}}} merged (null removes)
+//   PATCH  /hubs/{host}/twins/{id}                  Update Twin: {"tags": {...}, "properties": {"desired": {...}}}, either or
+//                                                   both, merged (null removes); If-Match: the etag GET gave, else 412
 //   POST   /hubs/{host}/twins/{id}/methods          Invoke Device Method: {methodName, payload, responseTimeoutInSeconds}
 //                                                   → {status, payload}; 404 when the device is not listening, 504 on timeout
 //   GET    /hubs/{host}/devices/{id}                the identity (service-management.ts)
@@ -15,10 +16,12 @@
 //                                                   a follower asks again with from = the last sequenceNumber + 1
 // What `az iot hub device-twin show|update`, `az iot hub device-identity update|delete`,
 // `az iot hub invoke-device-method`, `az iot device c2d-message send` and
-// `az iot hub monitor-events` do. Tags cannot be patched here (the emulator keeps DPS's).
-import { DpsError, genericErrorCode } from './dps-errors.js';
+// `az iot hub monitor-events` do. Updated tags stay with the device when DPS reprovisions it with
+// its data migrated, as the desired properties do.
+import { DpsError, ErrorCodes, genericErrorCode } from './dps-errors.js';
 import { type EmulatedIotHubs, IotHubError, type TelemetryMessage } from './iothub-service.js';
-import { dpsError, isObject, noRoute, notAllowed, type ServiceRequest, type ServiceResponse } from './service-http.js';
+import { type JsonObject, twinEtag } from './iothub-twins.js';
+import { dpsError, ifMatch, isObject, noRoute, notAllowed, type ServiceRequest, type ServiceResponse } from './service-http.js';
 
 /** IoT Hub bounds a method's response timeout to 5..300 s (iot-hub-devguide-direct-methods.md); default 30 s. */
 const METHOD_TIMEOUT_SECONDS = { min: 5, max: 300, default: 30 };
@@ -44,8 +47,7 @@ export async function hubDataRoute(hubs: EmulatedIotHubs, hub: string, request: 
         if (action !== undefined) throw noRoute(request);
         if (request.method === 'GET') return { status: 200, body: twin(hubs, hub, id) };
         if (request.method !== 'PATCH') throw notAllowed(request);
-        hubs.updateDesired(hub, id, desiredPatch(request.body));
-        return { status: 200, body: twin(hubs, hub, id) };
+        return { status: 200, body: updateTwin(hubs, hub, id, request) };
       default: // devices/{id}[/messages/deviceBound]
         if (rest.length > 0) throw noRoute(request);
         if (action !== undefined) {
@@ -111,17 +113,37 @@ function wholeNumber(request: ServiceRequest, name: string, max: number): number
 function twin(hubs: EmulatedIotHubs, hub: string, id: string): unknown {
   const view = hubs.twin(hub, id);
   if (!view) throw dpsError(404, `The device ${id} does not exist in ${hub}`);
-  return { ...view, etag: `"${view.properties.desired.$version}-${view.properties.reported.$version}"` };
+  return { ...view, etag: `"${twinEtag(view)}"` };
 }
 
-function desiredPatch(body: unknown): Record<string, unknown> {
-  if (!isObject(body) || !isObject(body.properties) || !isObject(body.properties.desired)) {
-    throw dpsError(400, 'An Update Twin body is {"properties": {"desired": {...}}}');
+/** Checked and applied with no await in between: nothing else changes the twin meanwhile. */
+function updateTwin(hubs: EmulatedIotHubs, hub: string, id: string, request: ServiceRequest): unknown {
+  const patch = twinPatch(request.body);
+  const view = hubs.twin(hub, id);
+  if (!view) throw dpsError(404, `The device ${id} does not exist in ${hub}`);
+  const wanted = ifMatch(request)
+    ?.replace(/^W\//, '')
+    .replace(/^"(.*)"$/, '$1');
+  if (wanted !== undefined && wanted !== '*' && wanted !== twinEtag(view)) {
+    throw new DpsError(412, ErrorCodes.preconditionFailed, `The etag does not match the twin of ${id}: read it again, then update it`);
   }
-  if (body.tags !== undefined || body.properties.reported !== undefined) {
-    throw dpsError(400, 'Only desired properties can be updated here (reported ones belong to the device, tags to DPS)');
+  hubs.updateTwin(hub, id, patch);
+  return twin(hubs, hub, id);
+}
+
+function twinPatch(body: unknown): { tags?: JsonObject; desired?: JsonObject } {
+  const shape = 'An Update Twin body is {"tags": {...}, "properties": {"desired": {...}}}, with tags or desired properties or both';
+  if (!isObject(body)) throw dpsError(400, shape);
+  const properties = body.properties;
+  if (properties !== undefined && (!isObject(properties) || properties.reported !== undefined)) {
+    throw dpsError(400, `${shape} (reported properties belong to the device)`);
   }
-  return body.properties.desired;
+  const tags = body.tags;
+  const desired = properties?.desired;
+  if ((tags !== undefined && !isObject(tags)) || (desired !== undefined && !isObject(desired)) || (tags ?? desired) === undefined) {
+    throw dpsError(400, shape);
+  }
+  return { ...(tags !== undefined && { tags }), ...(desired !== undefined && { desired }) };
 }
 
 async function invoke(hubs: EmulatedIotHubs, hub: string, id: string, request: ServiceRequest): Promise<ServiceResponse> {

@@ -10,6 +10,7 @@ import {
   type JsonObject,
   parseJson,
   parsePropertyBag,
+  patchTags,
   patchTwin,
   printable,
   type TwinView,
@@ -55,6 +56,8 @@ export interface EmulatedIotHubs {
   twin(hub: string, deviceId: string): TwinView | undefined;
   /** Merge a patch into the desired properties; the device gets it if connected and subscribed. Returns the new $version. */
   updateDesired(hub: string, deviceId: string, patch: JsonObject): number;
+  /** Update Twin: merge patches into the tags and/or the desired properties, both or neither (an invalid one changes nothing). */
+  updateTwin(hub: string, deviceId: string, patch: { tags?: JsonObject; desired?: JsonObject }): void;
   /** Disabling also closes the device's connection, as IoT Hub does. */
   setDeviceStatus(hub: string, deviceId: string, status: 'enabled' | 'disabled'): void;
   /** Remove the device from the hub's registry and close its connection. */
@@ -111,13 +114,36 @@ export class IotHubService implements EmulatedIotHubs {
     const result = patchTwin(this.#device(hub, deviceId), 'desired', patch);
     if ('error' in result) throw new IotHubError(400, `Cannot update the desired properties: ${result.error}`);
     this.model.replaceHubDevice(hub, result.device);
-    const client = this.#live.get(key(hub, deviceId));
-    const topic = `$iothub/twin/PATCH/properties/desired/?$version=${result.version}`;
-    if (client && this.isSubscribed(client, '$iothub/twin/PATCH/properties/desired/#')) {
-      this.#send(client, topic, JSON.stringify({ ...patch, $version: result.version }), 0).catch(() => {});
-    }
-    this.emit({ type: 'hub-twin', hub: hub.toLowerCase(), deviceId, request: 'desired', status: 200, version: result.version });
+    this.#desiredChanged(hub, deviceId, patch, result.version);
     return result.version;
+  }
+
+  updateTwin(hub: string, deviceId: string, patch: { tags?: JsonObject; desired?: JsonObject }): void {
+    let device = this.#device(hub, deviceId);
+    if (patch.tags !== undefined) {
+      const tagged = patchTags(device, patch.tags);
+      if ('error' in tagged) throw new IotHubError(400, `Cannot update the tags: ${tagged.error}`);
+      device = tagged.device;
+    }
+    let version: number | undefined;
+    if (patch.desired !== undefined) {
+      const result = patchTwin(device, 'desired', patch.desired);
+      if ('error' in result) throw new IotHubError(400, `Cannot update the desired properties: ${result.error}`);
+      device = result.device;
+      version = result.version;
+    }
+    this.model.replaceHubDevice(hub, device);
+    if (version !== undefined) this.#desiredChanged(hub, deviceId, patch.desired!, version);
+  }
+
+  /** The connected device gets the patch; the log gets the event. */
+  #desiredChanged(hub: string, deviceId: string, patch: JsonObject, version: number): void {
+    const client = this.#live.get(key(hub, deviceId));
+    const topic = `$iothub/twin/PATCH/properties/desired/?$version=${version}`;
+    if (client && this.isSubscribed(client, '$iothub/twin/PATCH/properties/desired/#')) {
+      this.#send(client, topic, JSON.stringify({ ...patch, $version: version }), 0).catch(() => {});
+    }
+    this.emit({ type: 'hub-twin', hub: hub.toLowerCase(), deviceId, request: 'desired', status: 200, version });
   }
 
   setDeviceStatus(hub: string, deviceId: string, status: 'enabled' | 'disabled'): void {

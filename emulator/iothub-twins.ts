@@ -3,6 +3,7 @@
 // initial twin, reported properties as the device patched them, and both $versions (1 and 1 at
 // creation). Patches follow IoT Hub's rules (iot-hub-devguide-device-twins.md): JSON objects merged
 // member by member, null removes a property, nesting at most 10 levels deep.
+import { createHash } from 'node:crypto';
 import type { HubDevice } from './model-types.js';
 
 export type JsonObject = Record<string, unknown>;
@@ -19,6 +20,8 @@ export interface TwinView {
 export const MAX_TWIN_DEPTH = 10;
 /** IoT Hub's size limit for each of desired and reported properties: 32 KB. */
 export const MAX_TWIN_SECTION_BYTES = 32 * 1024;
+/** IoT Hub's size limit for the tags: 8 KB. */
+export const MAX_TWIN_TAGS_BYTES = 8 * 1024;
 
 export function twinView(device: HubDevice): TwinView {
   const versions = device.twinVersions ?? { desired: 1, reported: 1 };
@@ -31,6 +34,16 @@ export function twinView(device: HubDevice): TwinView {
       reported: { ...structuredClone(device.properties.reported ?? {}), $version: versions.reported },
     },
   };
+}
+
+/**
+ * The twin's etag, as the service API shows it and If-Match names it: the desired and reported
+ * $versions and a digest of the tags (which have no $version), so that any change to what the
+ * service may update changes it.
+ */
+export function twinEtag(view: TwinView): string {
+  const tags = createHash('sha256').update(JSON.stringify(view.tags)).digest('base64url').slice(0, 12);
+  return `${view.properties.desired.$version}-${view.properties.reported.$version}-${tags}`;
 }
 
 /** The body of a twin GET's answer: '{"desired":{...,"$version":n},"reported":{...,"$version":m}}'. */
@@ -59,6 +72,16 @@ export function patchTwin(
   versions[section] += 1;
   next.twinVersions = versions;
   return { device: next, version: versions[section] };
+}
+
+/** Merge a patch into the tags (null removes a tag), as Update Twin does; tags have no $version. */
+export function patchTags(device: HubDevice, patch: unknown): { device: HubDevice } | { error: string } {
+  if (!isObject(patch)) return { error: 'a tags patch must be a JSON object' };
+  if (depth(patch) > MAX_TWIN_DEPTH) return { error: `a tags patch may nest at most ${MAX_TWIN_DEPTH} levels` };
+  const next = structuredClone(device);
+  merge(next.tags, patch);
+  if (JSON.stringify(next.tags).length > MAX_TWIN_TAGS_BYTES) return { error: `the tags would exceed ${MAX_TWIN_TAGS_BYTES} bytes` };
+  return { device: next };
 }
 
 /** Parse a device's JSON body; undefined when it is not JSON. */

@@ -193,9 +193,34 @@ describe("the hubs' service API over HTTPS, with Microsoft's client as the devic
       const updated = await serviceCall(dps, 'PATCH', path(`twins/${deviceId}`), { body: { properties: { desired: { interval: 15 } } } });
       expect(updated).toMatchObject({ status: 200, json: { properties: { desired: { interval: 15, $version: 2 } } } });
       await until(() => desired.some((d) => d.$version === 2));
-      expect(
-        (await serviceCall(dps, 'PATCH', path(`twins/${deviceId}`), { body: { tags: { x: 1 }, properties: { desired: {} } } })).status,
-      ).toBe(400);
+      const reportedPatch = { properties: { desired: {}, reported: { x: 1 } } }; // reported properties are the device's
+      expect((await serviceCall(dps, 'PATCH', path(`twins/${deviceId}`), { body: reportedPatch })).status).toBe(400);
+      expect((await serviceCall(dps, 'PATCH', path(`twins/${deviceId}`), { body: {} })).status).toBe(400);
+
+      // Tags and desired properties in one Update Twin, guarded by the etag GET gave: a stale one is refused (412)
+      const before = (await serviceCall(dps, 'GET', path(`twins/${deviceId}`))).json as { etag: string };
+      const tagged = await serviceCall(dps, 'PATCH', path(`twins/${deviceId}`), {
+        body: { tags: { site: 'north', floor: 3 }, properties: { desired: { interval: 20 } } },
+        headers: { 'if-match': before.etag },
+      });
+      expect(tagged).toMatchObject({
+        status: 200,
+        json: { tags: { site: 'north', floor: 3 }, properties: { desired: { interval: 20, $version: 3 } } },
+      });
+      expect((tagged.json as { etag: string }).etag).not.toBe(before.etag);
+      await until(() => desired.some((d) => d.$version === 3 && d.interval === 20));
+      const stale = await serviceCall(dps, 'PATCH', path(`twins/${deviceId}`), {
+        body: { tags: { site: 'south' } },
+        headers: { 'if-match': before.etag },
+      });
+      expect(stale).toMatchObject({ status: 412, json: { error: { code: 'PreconditionFailed' } } });
+      const untagged = await serviceCall(dps, 'PATCH', path(`twins/${deviceId}`), {
+        body: { tags: { floor: null } },
+        headers: { 'if-match': (tagged.json as { etag: string }).etag },
+      });
+      expect(untagged).toMatchObject({ status: 200, json: { tags: { site: 'north' }, properties: { desired: { $version: 3 } } } });
+      expect((untagged.json as { tags: object }).tags).not.toHaveProperty('floor');
+      expect((untagged.json as { etag: string }).etag).not.toBe((tagged.json as { etag: string }).etag); // tags alone change it too
 
       const invoked = await serviceCall(dps, 'POST', path(`twins/${deviceId}/methods`), {
         body: { methodName: 'reboot', payload: { in: 1 }, responseTimeoutInSeconds: 5 },
