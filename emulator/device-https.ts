@@ -27,6 +27,7 @@ import type { Duplex } from 'node:stream';
 import { authenticateRegistration } from './auth.js';
 import type { EndpointEvent } from './device-endpoint.js';
 import { DpsError, ErrorCodes, errorBody, genericErrorCode } from './dps-errors.js';
+import { BodyTooLargeError, readBoundedBody } from './http-body.js';
 import type { DpsModel } from './model.js';
 import type { RegistrationAnswer, RegistrationService } from './registrations.js';
 import { errorResponse, ServiceErrorCodes, type ServiceResponse, send } from './service-http.js';
@@ -261,15 +262,11 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array
   const tooLarge = (): DpsError => new DpsError(413, ServiceErrorCodes.tooLarge, `The request body exceeds ${limit} bytes`);
   const declared = Number(req.headers['content-length']);
   if (declared > DRAIN_FACTOR * limit) throw tooLarge();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size <= limit) chunks.push(chunk);
-    else if (size > DRAIN_FACTOR * limit) break;
+  try {
+    return await readBoundedBody(req, limit, { drainBytes: DRAIN_FACTOR * limit });
+  } catch (error) {
+    throw error instanceof BodyTooLargeError ? tooLarge() : error;
   }
-  if (size > limit) throw tooLarge();
-  return Buffer.concat(chunks);
 }
 
 function clip(text: string): string {

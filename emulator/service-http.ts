@@ -5,7 +5,9 @@
 //   management (/resource, /hubs): ARM's envelope, with DPS's code and trackingId inside
 //     {"error":{"code":"BadRequest","message":"...","errorCode":400002,"trackingId":"<uuid>"}}
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isNestedDeeper, MAX_JSON_DEPTH } from '../src/dps/messages.js';
 import { DpsError, ErrorCodes, errorBody, genericErrorCode } from './dps-errors.js';
+import { BodyTooLargeError, readBoundedBody } from './http-body.js';
 
 /** Codes the service API adds (the emulator's choice: <status>000 + n, see dps-errors.ts). */
 export const ServiceErrorCodes = {
@@ -22,8 +24,6 @@ export const ServiceErrorCodes = {
 } as const;
 
 export const MAX_BODY_BYTES = 256 * 1024;
-/** Deeper JSON is refused: storing and serialising it would overflow the stack (as the core refuses for devices). */
-export const MAX_JSON_DEPTH = 64;
 
 export interface ServiceRequest {
   method: string;
@@ -55,17 +55,16 @@ export async function readRequest(req: IncomingMessage): Promise<ServiceRequest>
   } catch {
     throw new DpsError(400, ErrorCodes.badRequest, 'The request path is not valid URL encoding');
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
   // Past the limit the rest is read and dropped, so the client gets its 413 instead of a reset;
   // past four times the limit the connection is cut.
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > 4 * MAX_BODY_BYTES) break;
-    if (size <= MAX_BODY_BYTES) chunks.push(chunk);
+  let text: string;
+  try {
+    text = (await readBoundedBody(req, MAX_BODY_BYTES, { drainBytes: 4 * MAX_BODY_BYTES })).toString('utf8');
+  } catch (error) {
+    throw error instanceof BodyTooLargeError
+      ? new DpsError(413, ServiceErrorCodes.tooLarge, `The request body exceeds ${MAX_BODY_BYTES} bytes`)
+      : error;
   }
-  if (size > MAX_BODY_BYTES) throw new DpsError(413, ServiceErrorCodes.tooLarge, `The request body exceeds ${MAX_BODY_BYTES} bytes`);
-  const text = Buffer.concat(chunks).toString('utf8');
   let body: unknown;
   if (text.trim() !== '') {
     try {
@@ -73,7 +72,8 @@ export async function readRequest(req: IncomingMessage): Promise<ServiceRequest>
     } catch {
       throw new DpsError(400, ServiceErrorCodes.invalidJson, 'The request body is not valid JSON');
     }
-    if (depth(body) > MAX_JSON_DEPTH) {
+    // Deeper JSON is refused, as the core refuses it from DPS: storing and serialising it would overflow the stack.
+    if (isNestedDeeper(text, MAX_JSON_DEPTH)) {
       throw new DpsError(400, ServiceErrorCodes.invalidJson, `The request body is nested deeper than ${MAX_JSON_DEPTH} levels`);
     }
   }
@@ -143,18 +143,4 @@ export function notAllowed(request: ServiceRequest): DpsError {
     `${request.method} is not supported on /${request.segments.join('/').slice(0, 200)}`,
     ServiceErrorCodes.methodNotAllowed,
   );
-}
-
-/** How deeply `value` nests (without recursion, so any depth is measured safely); stops counting past the limit. */
-function depth(value: unknown): number {
-  let deepest = 0;
-  const stack: Array<[unknown, number]> = [[value, 1]];
-  while (stack.length > 0) {
-    const [item, level] = stack.pop()!;
-    if (typeof item !== 'object' || item === null) continue;
-    deepest = Math.max(deepest, level);
-    if (deepest > MAX_JSON_DEPTH) return deepest;
-    for (const child of Object.values(item)) stack.push([child, level + 1]);
-  }
-  return deepest;
 }

@@ -6,6 +6,7 @@
 import { request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
 import { rootCertificates } from 'node:tls';
+import { BodyTooLargeError, readBoundedBody } from '../../emulator/http-body.js';
 import { isNestedDeeper, MAX_JSON_DEPTH } from '../../src/dps/messages.js';
 import { type ErrorKind, ProvisioningError } from '../../src/errors.js';
 import { buildSasToken } from '../../src/sas.js';
@@ -126,43 +127,37 @@ export class DpsServiceClient {
           ...(this.#ca ? { ca: this.#ca } : {}),
         },
         (res) => {
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on('data', (chunk: Buffer) => {
-            size += chunk.length;
-            if (size > MAX_RESPONSE_BYTES)
-              fail(new ProvisioningError('protocol', `the reply from ${where} is larger than ${MAX_RESPONSE_BYTES} bytes`));
-            else chunks.push(chunk);
-          });
-          res.on('end', () => {
-            clearTimeout(deadline);
-            const text = Buffer.concat(chunks).toString('utf8');
-            let body: unknown;
-            if (isNestedDeeper(text, MAX_REPLY_DEPTH)) {
-              reject(
-                new ProvisioningError(
-                  'protocol',
-                  `${where} answered ${res.statusCode} with JSON nested deeper than ${MAX_REPLY_DEPTH} levels`,
-                  { status: res.statusCode ?? 0 },
-                ),
-              );
-              return;
-            }
-            if (text.trim() !== '') {
-              try {
-                body = JSON.parse(text);
-              } catch {
+          readBoundedBody(res, MAX_RESPONSE_BYTES).then(
+            (bytes) => {
+              clearTimeout(deadline);
+              const status = res.statusCode ?? 0;
+              const text = bytes.toString('utf8');
+              let body: unknown;
+              if (isNestedDeeper(text, MAX_REPLY_DEPTH)) {
                 reject(
-                  new ProvisioningError('protocol', `${where} answered ${res.statusCode} with a body that is not JSON`, {
-                    status: res.statusCode ?? 0,
+                  new ProvisioningError('protocol', `${where} answered ${status} with JSON nested deeper than ${MAX_REPLY_DEPTH} levels`, {
+                    status,
                   }),
                 );
                 return;
               }
-            }
-            resolve({ status: res.statusCode ?? 0, headers: res.headers, body });
-          });
-          res.on('error', (error) => fail(connectError(error, where)));
+              if (text.trim() !== '') {
+                try {
+                  body = JSON.parse(text);
+                } catch {
+                  reject(new ProvisioningError('protocol', `${where} answered ${status} with a body that is not JSON`, { status }));
+                  return;
+                }
+              }
+              resolve({ status, headers: res.headers, body });
+            },
+            (error: Error) =>
+              fail(
+                error instanceof BodyTooLargeError
+                  ? new ProvisioningError('protocol', `the reply from ${where} is larger than ${MAX_RESPONSE_BYTES} bytes`)
+                  : connectError(error, where),
+              ),
+          );
         },
       );
       req.on('error', (error) => fail(error instanceof ProvisioningError ? error : connectError(error, where)));
