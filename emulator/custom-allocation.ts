@@ -8,8 +8,7 @@
 // A webhook that fails (non-2xx, bad JSON, a hub not offered, no answer in time) makes the
 // registration fail with 400207 "Custom allocation failed with status code: <n>", the code and
 // message DPS sends (azure-sdk-for-c, test_az_iot_provisioning_client_parser.c).
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { BodyTooLargeError, readBoundedBody } from './http-body.js';
 import type { EnrollmentGroup, IndividualEnrollment, InitialTwin } from './model-types.js';
 
 export interface AllocationRequestInput {
@@ -77,34 +76,32 @@ export async function callAllocationWebhook(
   };
 }
 
-/** One POST without connection pooling (nothing stays open after the answer), bounded in time and size. */
-function post(url: string, body: string, options: { timeoutMs: number; signal: AbortSignal }): Promise<{ status: number; text: string }> {
-  return new Promise((resolve, reject) => {
-    const target = new URL(url);
-    const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
-    const req = send(
-      target,
-      {
-        method: 'POST',
-        agent: false,
-        signal: options.signal,
-        timeout: options.timeoutMs,
-        headers: { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (chunk: Buffer) => {
-          size += chunk.length;
-          if (size > MAX_RESPONSE_BYTES) req.destroy(new Error('the webhook answer is too large'));
-          else chunks.push(chunk);
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-        res.on('error', reject);
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error(`no answer from the webhook within ${options.timeoutMs} ms`)));
-    req.on('error', reject);
-    req.end(body);
-  });
+/**
+ * One POST, bounded in time (the whole exchange, body included) and in the size of the answer.
+ * An https webhook is checked against Node's trusted roots, as DPS checks it against public ones.
+ * A redirect is an answer like any other non-2xx, not followed.
+ */
+async function post(
+  url: string,
+  body: string,
+  options: { timeoutMs: number; signal: AbortSignal },
+): Promise<{ status: number; text: string }> {
+  const timeout = AbortSignal.timeout(options.timeoutMs);
+  try {
+    const res = await fetch(url, {
+      method: 'POST',
+      redirect: 'manual',
+      signal: AbortSignal.any([options.signal, timeout]),
+      headers: { 'content-type': 'application/json; charset=utf-8' },
+      body,
+    });
+    const text = res.body ? (await readBoundedBody(res.body, MAX_RESPONSE_BYTES)).toString('utf8') : '';
+    return { status: res.status, text };
+  } catch (error) {
+    if (timeout.aborted) throw new Error(`no answer from the webhook within ${options.timeoutMs} ms`);
+    if (error instanceof BodyTooLargeError) throw new Error('the webhook answer is too large');
+    // fetch says only 'fetch failed'; its cause says why (ECONNREFUSED, a certificate, ...).
+    const cause = (error as { cause?: unknown }).cause;
+    throw new Error(cause instanceof Error ? cause.message : (error as Error).message);
+  }
 }

@@ -331,7 +331,7 @@ describe('custom allocation', () => {
     );
   });
 
-  it('fails the registration with 400207 when the webhook fails or picks a hub it was not offered', async () => {
+  it('fails the registration with 400207 when the webhook fails, picks a hub it was not offered, answers too much or redirects', async () => {
     const model = new DpsModel({ iotHubs: [hubConfig('a')] });
     let answer = { status: 500 } as { status: number; json?: unknown };
     await withWebhook(
@@ -345,6 +345,18 @@ describe('custom allocation', () => {
         });
         answer = { status: 200, json: { iotHubHostName: 'elsewhere.azure-devices.net' } };
         expect(await provision(model, 'c-2')).toMatchObject({ status: 'failed', errorCode: 400207 });
+        // An answer past 256 KiB is not read to its end; a redirect is not followed.
+        answer = { status: 200, json: { iotHubHostName: 'a.azure-devices.net', payload: 'x'.repeat(300 * 1024) } };
+        expect(await provision(model, 'c-3')).toMatchObject({
+          status: 'failed',
+          errorCode: 400207,
+          errorMessage: 'Custom allocation failed: the webhook answer is too large',
+        });
+        answer = { status: 307, json: { iotHubHostName: 'a.azure-devices.net' } };
+        expect(await provision(model, 'c-4')).toMatchObject({
+          status: 'failed',
+          errorMessage: 'Custom allocation failed with status code: 307',
+        });
         expect(model.hubDevices('a.azure-devices.net')).toEqual([]);
       },
     );
