@@ -15,8 +15,10 @@
 //     string is updated. linkProblem() says why.
 // Hubs outlive their links: unlinking a hub leaves it (its policies and its device registry).
 // Host names and key names are case-insensitive.
+
+import type { ConnectionStringFields } from './connection-string.js';
 import { DpsError, ErrorCodes, invalidConfiguration, notFound } from './dps-errors.js';
-import { type ConnectionString, generateKey } from './validation.js';
+import { generateKey } from './validation.js';
 
 export type HubRight = 'RegistryRead' | 'RegistryWrite' | 'ServiceConnect' | 'DeviceConnect';
 export const HUB_RIGHTS: readonly HubRight[] = ['RegistryRead', 'RegistryWrite', 'ServiceConnect', 'DeviceConnect'];
@@ -62,7 +64,7 @@ export class IotHubRegistry {
   }
 
   /** Whether `link` may be used as a linked hub's connection string; throws a clear 400 otherwise. Changes nothing. */
-  checkLink(link: ConnectionString): void {
+  checkLink(link: ConnectionStringFields): void {
     const policies = this.#hubs.get(link.hostName);
     if (!policies) return; // a new hub: created by admitLink
     const policy = policies.get(link.sharedAccessKeyName.toLowerCase());
@@ -88,7 +90,7 @@ export class IotHubRegistry {
   }
 
   /** checkLink, then create the hub when it is new. */
-  admitLink(link: ConnectionString): void {
+  admitLink(link: ConnectionStringFields): void {
     this.checkLink(link);
     if (this.#hubs.has(link.hostName)) return;
     const policies = new Map<string, HubPolicy>();
@@ -106,7 +108,7 @@ export class IotHubRegistry {
   }
 
   /** Why DPS could not use `link` now (its key was renewed, or its policy lost a right), or undefined when it can. */
-  linkProblem(link: ConnectionString): string | undefined {
+  linkProblem(link: ConnectionStringFields): string | undefined {
     try {
       this.checkLink(link);
       return undefined;

@@ -2,6 +2,7 @@
 // DpsError(400) whose message names the field and the rule, never a key.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { validateRegistrationId } from '../src/identity.js';
+import { type ConnectionStringFields, splitConnectionString } from './connection-string.js';
 import { invalidConfiguration } from './dps-errors.js';
 import type {
   AllocationPolicy,
@@ -14,40 +15,19 @@ import type {
 } from './model-types.js';
 import { ALLOCATION_POLICIES } from './model-types.js';
 
-export interface ConnectionString {
-  hostName: string;
-  sharedAccessKeyName: string;
-  sharedAccessKey: string;
-}
-
 /** Parse an IoT Hub connection string; HostName, SharedAccessKeyName and SharedAccessKey are required. */
-export function parseConnectionString(text: unknown): ConnectionString {
+export function parseConnectionString(text: unknown): ConnectionStringFields {
   if (typeof text !== 'string' || text.trim() === '') throw invalidConfiguration('The linked hub connection string is empty');
-  const fields = new Map<string, string>();
-  for (const part of text.split(';')) {
-    if (part.trim() === '') continue;
-    const eq = part.indexOf('=');
-    if (eq <= 0) throw invalidConfiguration("The linked hub connection string has a part that is not 'Name=value'");
-    fields.set(part.slice(0, eq).trim().toLowerCase(), part.slice(eq + 1).trim());
+  const fields = splitConnectionString(text);
+  if ('problem' in fields) throw invalidConfiguration(`The linked hub connection string ${fields.problem}`);
+  const { hostName, sharedAccessKeyName, sharedAccessKey } = fields;
+  if (!/^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$/.test(hostName)) {
+    throw invalidConfiguration(`The linked hub HostName '${hostName.slice(0, 80)}' is not a host name`);
   }
-  const hostName = fields.get('hostname');
-  const sharedAccessKeyName = fields.get('sharedaccesskeyname');
-  const sharedAccessKey = fields.get('sharedaccesskey');
-  const missing = [
-    hostName ? '' : 'HostName',
-    sharedAccessKeyName ? '' : 'SharedAccessKeyName',
-    sharedAccessKey ? '' : 'SharedAccessKey',
-  ].filter(Boolean);
-  if (missing.length > 0) {
-    throw invalidConfiguration(`The linked hub connection string lacks ${missing.join(', ')}`);
-  }
-  if (!/^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$/.test(hostName!)) {
-    throw invalidConfiguration(`The linked hub HostName '${hostName!.slice(0, 80)}' is not a host name`);
-  }
-  if (!isBase64Key(sharedAccessKey!)) {
+  if (!isBase64Key(sharedAccessKey)) {
     throw invalidConfiguration('The linked hub SharedAccessKey is not base64');
   }
-  return { hostName: hostName!.toLowerCase(), sharedAccessKeyName: sharedAccessKeyName!, sharedAccessKey: sharedAccessKey! };
+  return { hostName: hostName.toLowerCase(), sharedAccessKeyName, sharedAccessKey };
 }
 
 export function validateLinkedHub(config: LinkedHubConfig): LinkedHub {

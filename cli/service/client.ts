@@ -6,6 +6,7 @@
 import { request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
 import { rootCertificates } from 'node:tls';
+import { splitConnectionString } from '../../emulator/connection-string.js';
 import { BodyTooLargeError, readBoundedBody } from '../../emulator/http-body.js';
 import { isNestedDeeper, MAX_JSON_DEPTH } from '../../src/dps/messages.js';
 import { type ErrorKind, ProvisioningError } from '../../src/errors.js';
@@ -32,24 +33,15 @@ export interface ServiceConnection {
 
 /** Parse 'HostName=<host>[:port];SharedAccessKeyName=<name>;SharedAccessKey=<key>' without echoing it. */
 export function parseServiceConnectionString(text: string): ServiceConnection {
-  const fields = new Map<string, string>();
-  for (const part of text.split(';')) {
-    if (part.trim() === '') continue;
-    const eq = part.indexOf('=');
-    if (eq <= 0) throw invalid("the service connection string has a part that is not 'Name=value'");
-    fields.set(part.slice(0, eq).trim().toLowerCase(), part.slice(eq + 1).trim());
-  }
-  const hostName = fields.get('hostname');
-  const keyName = fields.get('sharedaccesskeyname');
-  const key = fields.get('sharedaccesskey');
-  const missing = [!hostName && 'HostName', !keyName && 'SharedAccessKeyName', !key && 'SharedAccessKey'].filter(Boolean);
-  if (missing.length > 0) throw invalid(`the service connection string lacks ${missing.join(', ')}`);
-  const match = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(hostName!);
+  const fields = splitConnectionString(text);
+  if ('problem' in fields) throw invalid(`the service connection string ${fields.problem}`);
+  const { hostName, sharedAccessKeyName: keyName, sharedAccessKey: key } = fields;
+  const match = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(hostName);
   if (!match) throw invalid('the HostName of the service connection string is not host[:port]');
   const host = match[1]!.replace(/^\[(.*)\]$/, '$1');
   const port = match[2] === undefined ? 443 : Number(match[2]);
   if (port < 1 || port > 65535) throw invalid('the port in the service connection string must be from 1 to 65535');
-  return { hostName: hostName!, host, port, keyName: keyName!, key: key! };
+  return { hostName, host, port, keyName, key };
 }
 
 export interface RequestOptions {
