@@ -17,6 +17,7 @@ import {
   type ModelConfig,
   startEmulator,
 } from '../emulator/index.js';
+import { isWildcard } from '../emulator/listen-address.js';
 import { ProvisioningError } from '../src/errors.js';
 import { validateIdScope } from '../src/identity.js';
 import { printable } from '../src/text.js';
@@ -453,10 +454,6 @@ function shortPath(path: string): string {
 
 function hostForUrl(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
-}
-
-function isWildcard(host: string): boolean {
-  return host === '0.0.0.0' || host === '::' || host === '';
 }
 
 /** This machine's non-loopback addresses: the server certificate must name the one an ESP32 dials. */

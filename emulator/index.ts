@@ -10,6 +10,7 @@ import { type DeviceHttpsEndpoint, startDeviceHttpsEndpoint } from './device-htt
 import { FaultPlan } from './faults.js';
 import { type IotHubEndpoint, startIotHubEndpoint } from './iothub-endpoint.js';
 import type { EmulatedIotHubs } from './iothub-service.js';
+import { isWildcard } from './listen-address.js';
 import { DpsModel } from './model.js';
 import type { ModelConfig } from './model-types.js';
 import { RegistrationService } from './registrations.js';
@@ -207,10 +208,6 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
       await Promise.all([endpoint.close(), hubEndpoint.close(), serviceApi.close(), httpsEndpoint.close()]);
     },
   };
-}
-
-function isWildcard(host: string): boolean {
-  return host === '0.0.0.0' || host === '::' || host === '';
 }
 
 function bracketed(host: string): string {

@@ -13,6 +13,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { isIP } from 'node:net';
 import { DpsError, ErrorCodes } from './dps-errors.js';
 import type { EmulatedIotHubs } from './iothub-service.js';
+import { isWildcard } from './listen-address.js';
 import type { DpsModel } from './model.js';
 import { authorizeServiceRequest, type ServicePolicy } from './service-auth.js';
 import { type ErrorShape, errorResponse, readRequest, ServiceErrorCodes, type ServiceResponse, send } from './service-http.js';
@@ -122,10 +123,6 @@ export async function startServiceApi(options: ServiceApiOptions): Promise<Servi
       return closing;
     },
   };
-}
-
-function isWildcard(host: string): boolean {
-  return host === '0.0.0.0' || host === '::' || host === '';
 }
 
 function bare(host: string): string {
