@@ -15,16 +15,15 @@
 //   before they are buffered (packet-limit.ts); retained flags are cleared; handshakes and
 //   CONNECTs time out; an unexpected exception while serving a request answers 500, and one
 //   anywhere else in the handler closes only the client concerned.
-import { randomUUID } from 'node:crypto';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { createServer, type TLSSocket } from 'node:tls';
+import { createServer } from 'node:tls';
 import { Aedes, type Client, type PublishPacket } from 'aedes';
 import { parseRequestTopic, type RequestTopic, responseTopic } from '../src/dps/server.js';
 import { RESPONSE_SUBSCRIBE_TOPIC } from '../src/dps/topics.js';
 import { type AuthFailure, authenticateDevice, type DeviceAttestation } from './auth.js';
 import { DpsError, ErrorCodes, errorBody } from './dps-errors.js';
-import { type FaultAction, type FaultPlan, RawBody, statusFaultResponse, strayResponse } from './faults.js';
+import { applyFault, type FaultAction, type FaultPlan, type FaultTarget, RawBody, statusFaultResponse } from './faults.js';
 import type { HubEndpointEvent } from './iothub-service.js';
 import type { DpsModel } from './model.js';
 import { BoundedMqttStream } from './packet-limit.js';
@@ -63,6 +62,8 @@ export interface DeviceEndpointOptions {
 export interface DeviceEndpoint {
   host: string;
   port: number;
+  /** A connection that reached DPS another way (MQTT over WebSockets: websocket.ts), from its first byte of MQTT. */
+  accept(stream: Duplex): void;
   /** Stop listening, close every connection and the broker. */
   close(): Promise<void>;
 }
@@ -80,12 +81,12 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
   const subscribed = new WeakSet<Client>();
   /** Every TCP connection, including those still in the TLS handshake, so close() ends them all. */
   const connections = new Set<Socket>();
-  const socketOf = new WeakMap<object, TLSSocket>();
+  const socketOf = new WeakMap<object, Duplex>();
   const timers = new Set<NodeJS.Timeout>();
   /** Clients whose connection a connect fault closes right after CONNACK. */
   const hangUpAfterConnack = new WeakSet<Client>();
   /** The last answer given on each connection, for a replay fault. */
-  const lastAnswer = new WeakMap<Client, { response: RegistrationAnswer; rid: string }>();
+  const lastAnswer = new WeakMap<Client, { answer: RegistrationAnswer; rid: string }>();
   const timeoutMs = options.timeoutMs ?? 10_000;
   const responseQos = options.responseQos ?? 0;
 
@@ -113,38 +114,25 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
         done(Object.assign(new Error('not authorized'), { returnCode: 5 as const }), false);
         return;
       }
-      const fault = options.faults.take('connect', result.attestation.registrationId);
-      if (fault) {
-        emit({ type: 'fault', registrationId: result.attestation.registrationId, on: 'connect', action: fault.type });
-        switch (fault.type) {
-          case 'drop':
-            if (fault.afterResponse) {
-              hangUpAfterConnack.add(client);
-              break;
-            }
-            socketOf.get(client.conn)?.destroy();
-            done(Object.assign(new Error('dropped'), { returnCode: 3 as const }), false);
-            return;
-          case 'status':
-            done(Object.assign(new Error('refused by fault'), { returnCode: fault.status as 2 | 3 | 4 | 5 }), false);
-            return;
-          case 'delay':
-            later(fault.ms, () => accept());
-            return;
-          case 'silent':
-            return; // never answered: the device's CONNACK timeout, or close(), ends it
-          case 'raw':
-            writeRaw(client, fault);
-            return;
-        }
-      }
-      accept();
-      function accept(): void {
-        if (!result.ok) return;
-        sessions.set(client, result.attestation);
-        emit({ type: 'connected', registrationId: result.attestation.registrationId });
+      const { attestation } = result;
+      const fault = options.faults.take('connect', attestation.registrationId);
+      if (fault) emit({ type: 'fault', registrationId: attestation.registrationId, on: 'connect', action: fault.type });
+      const accept = (): void => {
+        sessions.set(client, attestation);
+        emit({ type: 'connected', registrationId: attestation.registrationId });
         done(null, true);
-      }
+      };
+      faultIn('connect', fault, client, {
+        proceed(how) {
+          if (how?.hangUpAfterMs !== undefined) hangUpAfterConnack.add(client);
+          accept();
+        },
+        refuse: (status) => done(Object.assign(new Error('refused by fault'), { returnCode: status.status as 2 | 3 | 4 | 5 }), false),
+        drop() {
+          socketOf.get(client.conn)?.destroy();
+          done(Object.assign(new Error('dropped'), { returnCode: 3 as const }), false);
+        },
+      });
     },
     authorizeSubscribe(client, subscription, callback) {
       if (subscription.topic !== RESPONSE_SUBSCRIBE_TOPIC || !sessions.has(client)) {
@@ -158,23 +146,11 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
       const registrationId = sessions.get(client)!.registrationId;
       const fault = options.faults.take('subscribe', registrationId);
       if (fault) emit({ type: 'fault', registrationId, on: 'subscribe', action: fault.type });
-      switch (fault?.type) {
-        case 'drop':
-          socketOf.get(client.conn)?.destroy();
-          return;
-        case 'status':
-          callback(null, null); // SUBACK 0x80
-          return;
-        case 'delay':
-          later(fault.ms, grant);
-          return;
-        case 'silent':
-          return; // no SUBACK, and aedes reads nothing more from this client
-        case 'raw':
-          writeRaw(client, fault);
-          return;
-      }
-      grant();
+      faultIn('subscribe', fault, client, {
+        proceed: grant,
+        refuse: () => callback(null, null), // SUBACK 0x80
+        drop: () => socketOf.get(client.conn)?.destroy(),
+      });
     },
     authorizePublish(client, packet, callback) {
       const session = client ? sessions.get(client) : undefined;
@@ -214,48 +190,65 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
       if (socketOf.get(client.conn)?.destroyed) return; // the connection died (or a fault dropped it) meanwhile
       const fault = options.faults.take(request.type, registrationId);
       if (fault) emit({ type: 'fault', registrationId, on: request.type, action: fault.type });
-      switch (fault?.type) {
-        case 'delay':
-          await new Promise<void>((resolve) => later(fault.ms, resolve));
-          if (client.closed) return;
-          break;
-        case 'status':
-          respond(client, statusFaultResponse(fault, new Date(now())), request.rid);
-          return;
-        case 'silent':
-          return;
-        case 'raw':
-          writeRaw(client, fault);
-          return;
-        case 'stray':
-          respond(client, strayResponse(fault.status ?? 202, new Date(now())), randomUUID());
-          break;
-        case 'replay': {
-          const previous = lastAnswer.get(client);
-          if (previous) respond(client, previous.response, previous.rid);
-          break;
+      const answerNow = (): RegistrationAnswer => {
+        let response: RegistrationAnswer;
+        try {
+          response =
+            request.type === 'register' ? options.service.register(session, payload) : options.service.poll(session, request.operationId);
+        } catch (error) {
+          response = errorResponse(error);
         }
-      }
-      let response: RegistrationAnswer;
-      try {
-        response =
-          request.type === 'register' ? options.service.register(session, payload) : options.service.poll(session, request.operationId);
-      } catch (error) {
-        response = errorResponse(error);
-      }
-      emit({ type: 'request', registrationId, request: request.type, status: response.status });
-      if (fault?.type === 'drop' && !fault.afterResponse) {
-        socketOf.get(client.conn)?.destroy();
-        return;
-      }
-      if (fault?.type === 'duplicate') respond(client, response, request.rid);
-      const then = fault?.type === 'drop' ? () => later(fault.afterMs ?? 0, () => hangUp(client)) : undefined;
-      respond(client, response, request.rid, then);
+        emit({ type: 'request', registrationId, request: request.type, status: response.status });
+        return response;
+      };
+      await applyFault(request.type, fault, {
+        ...faultTarget(client),
+        proceed(how) {
+          const response = answerNow();
+          const answers = how?.answers ?? 1;
+          for (let i = 1; i < answers; i++) respond(client, response, request.rid);
+          if (answers === 0) return;
+          const hangUpAfterMs = how?.hangUpAfterMs;
+          respond(
+            client,
+            response,
+            request.rid,
+            hangUpAfterMs === undefined ? undefined : () => later(hangUpAfterMs, () => hangUp(client)),
+          );
+        },
+        refuse: (status) => respond(client, statusFaultResponse(status, new Date(now())), request.rid),
+        drop: () => socketOf.get(client.conn)?.destroy(),
+        wait: (ms) => new Promise<boolean>((resolve) => later(ms, () => resolve(!client.closed))),
+        send: (answer, rid) => respond(client, answer, rid),
+        previous: () => lastAnswer.get(client),
+      });
     } catch (error) {
       // A bug of ours: answer 500 and close this client only.
       emit({ type: 'closed-client', clientId: client.id, reason: `internal error: ${(error as Error).message}` });
       socketOf.get(client.conn)?.destroy();
     }
+  }
+
+  /** What every trigger's target does alike: write raw bytes, wait, tell the time. */
+  function faultTarget(client: Client): Pick<FaultTarget, 'writeRaw' | 'wait' | 'now'> {
+    return {
+      writeRaw: (fault) => writeRaw(client, fault),
+      wait: (ms) => new Promise<boolean>((resolve) => later(ms, () => resolve(true))),
+      now: () => new Date(now()),
+    };
+  }
+
+  /** applyFault inside an aedes hook: a bug of ours closes this client only. */
+  function faultIn(
+    on: 'connect' | 'subscribe',
+    fault: FaultAction | undefined,
+    client: Client,
+    target: Pick<FaultTarget, 'proceed' | 'refuse' | 'drop'>,
+  ): void {
+    applyFault(on, fault, { ...faultTarget(client), ...target }).catch((error: Error) => {
+      emit({ type: 'closed-client', clientId: client.id, reason: `internal error: ${error.message}` });
+      socketOf.get(client.conn)?.destroy();
+    });
   }
 
   /** Close after what was written has gone out; read nothing more meanwhile. */
@@ -285,7 +278,7 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
       then?.();
       return; // nobody listens: a broker would not deliver it either
     }
-    lastAnswer.set(client, { response, rid });
+    lastAnswer.set(client, { answer: response, rid });
     const packet: PublishPacket = {
       cmd: 'publish',
       topic: responseTopic(response.status, rid, response.retryAfterSeconds),
@@ -318,14 +311,17 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
     connections.add(raw);
     raw.on('close', () => connections.delete(raw));
   });
-  server.on('secureConnection', (socket) => {
-    socket.setNoDelay(true);
+  function accept(socket: Duplex): void {
     const stream = new BoundedMqttStream(socket, options.maxPacketBytes ?? 64 * 1024);
     socketOf.set(stream, socket);
     stream.on('error', () => {
       // reported through aedes' clientError; the connection is gone
     });
     broker.handle(stream);
+  }
+  server.on('secureConnection', (socket) => {
+    socket.setNoDelay(true);
+    accept(socket);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -340,6 +336,7 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
   return {
     host: options.host,
     port: address.port,
+    accept,
     close() {
       closing ??= (async () => {
         for (const timer of timers) clearTimeout(timer);

@@ -1,7 +1,8 @@
 // Scripted misbehaviour for tests: make the device endpoint throttle, fail, drop connections,
 // go silent, or send stray, duplicated, stale or malformed responses, a given number of times. A
 // test pushes faults; each matching request consumes one use of the first matching fault, in
-// push order.
+// push order. What each action does is decided here, in applyFault; the device endpoint only
+// supplies the moves its protocol allows at each trigger (FaultTarget).
 //
 //   emulator.faults.push({ on: 'register', action: { type: 'status', status: 429, retryAfter: 1 } });
 //   emulator.faults.push({ on: 'poll', action: { type: 'drop' }, times: 2, registrationId: 'dev-1' });
@@ -175,6 +176,65 @@ function validate(fault: Fault): void {
       return;
     default:
       throw new TypeError("A fault action type must be 'status', 'drop', 'stray', 'delay', 'silent', 'duplicate', 'replay' or 'raw'");
+  }
+}
+
+/**
+ * What a fault does with the request it meets, in terms of what the endpoint can do at that point
+ * of its protocol (accept, answer, refuse, close, write bytes). The endpoint implements these for
+ * each trigger; applyFault decides which to do, so no fault's meaning lives in the protocol code.
+ */
+export interface FaultTarget {
+  /**
+   * Go on as without a fault: accept the CONNECT, grant the SUBSCRIBE, or process the request and
+   * answer it. `answers`: how many times to send the answer (0: process, but do not answer);
+   * `hangUpAfterMs`: close the connection that long after the answer has gone out.
+   */
+  proceed(how?: { answers?: 0 | 1 | 2; hangUpAfterMs?: number }): void | Promise<void>;
+  /** A status fault: CONNACK with its return code, SUBACK 0x80, or its error answer to the request. */
+  refuse(fault: Extract<FaultAction, { type: 'status' }>): void;
+  /** Close the connection now, without an answer. */
+  drop(): void;
+  /** Write the raw fault's bytes instead of the answer (then close, or say nothing more). */
+  writeRaw(fault: Extract<FaultAction, { type: 'raw' }>): void;
+  /** Wait, then tell whether the connection is still there. */
+  wait(ms: number): Promise<boolean>;
+  /** For register and poll: send an answer that is not this request's, with its own $rid. */
+  send?(answer: RegistrationAnswer, rid: string): void;
+  /** For register and poll: the last answer on this connection, for a replay. */
+  previous?(): { answer: RegistrationAnswer; rid: string } | undefined;
+  now(): Date;
+}
+
+/** Do what `fault` says at `on` (validated by FaultPlan.push, so only an action that applies to `on` arrives), or go on as usual. */
+export async function applyFault(on: FaultTrigger, fault: FaultAction | undefined, target: FaultTarget): Promise<void> {
+  switch (fault?.type) {
+    case undefined:
+      return target.proceed();
+    case 'status':
+      return target.refuse(fault);
+    case 'silent':
+      return; // never answered: the device's timeout, or close(), ends it
+    case 'raw':
+      return target.writeRaw(fault);
+    case 'delay':
+      if (await target.wait(fault.ms)) await target.proceed();
+      return;
+    case 'drop':
+      if (fault.afterResponse) return target.proceed({ hangUpAfterMs: fault.afterMs ?? 0 });
+      // A register is still processed (DPS may have started the operation), just not answered.
+      if (on === 'register' || on === 'poll') await target.proceed({ answers: 0 });
+      return target.drop();
+    case 'duplicate':
+      return target.proceed({ answers: 2 });
+    case 'stray':
+      target.send?.(strayResponse(fault.status ?? 202, target.now()), randomUUID());
+      return target.proceed();
+    case 'replay': {
+      const previous = target.previous?.();
+      if (previous) target.send?.(previous.answer, previous.rid);
+      return target.proceed();
+    }
   }
 }
 
