@@ -229,6 +229,35 @@ describe('register', () => {
       [[...base, '--registration-id', 'Bad Id', '--group-key', GROUP_KEY, '--ca', caFile], 'invalid-input'],
       [[...base, '--registration-id', 'cli-device-4', '--ca', caFile], 'invalid-input'],
       [[...base, '--registration-id', 'cli-device-5', '--group-key', GROUP_KEY, '--ca', caFile, '--payload', '{oops'], 'invalid-input'],
+      // About 100 KB of JSON: over DPS's 96 KB message limit, refused before connecting (it was resent until --timeout).
+      [
+        [
+          ...base,
+          '--registration-id',
+          'cli-device-7',
+          '--group-key',
+          GROUP_KEY,
+          '--ca',
+          caFile,
+          '--payload',
+          JSON.stringify({ d: 'x'.repeat(100_000) }),
+        ],
+        'invalid-input',
+      ],
+      [
+        [
+          ...base,
+          '--registration-id',
+          'cli-device-8',
+          '--group-key',
+          GROUP_KEY,
+          '--ca',
+          caFile,
+          '--payload',
+          `${'['.repeat(5000)}${']'.repeat(5000)}`,
+        ],
+        'invalid-input',
+      ],
       [
         [
           'register',

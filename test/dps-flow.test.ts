@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { type RegisterOptions, registerDevice } from '../src/dps/flow.js';
+import { DPS_MAX_MESSAGE_BYTES } from '../src/dps/messages.js';
 import type { ProvisioningEvent } from '../src/ports.js';
 import { verifySasToken } from '../src/sas-verify.js';
 import { failure } from './support/errors.js';
@@ -298,6 +299,31 @@ describe('registerDevice against a scripted DPS', () => {
       expect((await failure(t.run())).kind).toBe('invalid-input');
       expect(t.dps.network.attempts).toHaveLength(0);
     }
+  });
+
+  it("refuses a register request over DPS's 96 KB message limit before any traffic, and sends one at the limit", async () => {
+    // The PUBLISH packet around the body: its header, the topic with the request ID, the packet ID.
+    const atLimit = DPS_MAX_MESSAGE_BYTES;
+    const body = (filler: number) => ({ registrationId: REGISTRATION_ID, payload: 'x'.repeat(filler) });
+    const overhead = 4 + 2 + '$dps/registrations/PUT/iotdps-register/?$rid=fffff.4294967295'.length + 2;
+    const fits = atLimit - overhead - JSON.stringify(body(0)).length;
+    const over = setup([], { payload: 'x'.repeat(fits + 1) });
+    const error = await failure(over.run());
+    expect(error.kind).toBe('invalid-input');
+    expect(error.message).toMatch(new RegExp(`${atLimit + 1} bytes, over DPS's limit of ${atLimit} bytes`));
+    expect(over.dps.network.attempts).toHaveLength(0);
+    const at = setup([{ status: 200, body: assignedBody(REGISTRATION_ID) }], { payload: 'x'.repeat(fits) });
+    await expect(at.run()).resolves.toMatchObject({ assignedHub: HUB });
+    expect(at.dps.requests[0]!.body.length).toBe(JSON.stringify(body(fits)).length);
+  });
+
+  it('stops sending a register the server closes the connection on, after the third time in a row', async () => {
+    const t = setup([{ drop: true }, { drop: true }, { drop: true }, { status: 200, body: assignedBody(REGISTRATION_ID) }]);
+    const error = await failure(t.run());
+    expect(error.kind).toBe('failed');
+    expect(error.message).toMatch(/closed the connection right after the registration request \(\d+ bytes\), 3 times in a row/);
+    expect(t.dps.requests.map((r) => r.type)).toEqual(['register', 'register', 'register']);
+    expect(t.elapsed()).toBeLessThan(120_000);
   });
 
   it('never puts the key or the token in an error or an event', async () => {

@@ -219,6 +219,64 @@ describe('the DPS state machine', () => {
     expect(run(events, config({ deadline: T0 + 3_600_000 })).action).toMatchObject({ type: 'fail', error: { kind: 'protocol' } });
   });
 
+  it('gives up when the server closes the connection before answering the register, 3 times in a row', () => {
+    const closed: MachineEvent = { type: 'lost', error: new ProvisioningError('network', 'ECONNRESET'), closed: true };
+    const cfg = config({ deadline: T0 + 3_600_000, registerRequestBytes: 70_113 });
+    const events: [MachineEvent, number][] = [[{ type: 'start' }, T0]];
+    for (let i = 0; i < 2; i++) events.push([closed, T0], [{ type: 'waited' }, T0]);
+    expect(run(events, cfg).action).toEqual({ type: 'request', phase: { type: 'register' } });
+    events.push([closed, T0]);
+    const s = run(events, cfg);
+    expect(s.action).toMatchObject({ type: 'fail', error: { kind: 'failed' } });
+    expect((s.action as { error: ProvisioningError }).error.message).toMatch(
+      /registration request \(70113 bytes\), 3 times in a row.*ECONNRESET/,
+    );
+  });
+
+  it('counts only closes in a row, before the register is answered: an answer, an unanswered request or a poll resets or does not count', () => {
+    const closed: MachineEvent = { type: 'lost', error: new ProvisioningError('network', 'reset'), closed: true };
+    const silent: MachineEvent = { type: 'lost', error: new ProvisioningError('network', 'DPS did not answer the request in time') };
+    const cfg = config({ deadline: T0 + 3_600_000 });
+    const waited: [MachineEvent, number] = [{ type: 'waited' }, T0];
+    // close, close, 503, close, close, silence, silence: never three closes in a row before an answer.
+    const interrupted = run(
+      [
+        [{ type: 'start' }, T0],
+        [closed, T0],
+        waited,
+        [closed, T0],
+        waited,
+        [response(503, errorBody(503)), T0],
+        waited,
+        [closed, T0],
+        waited,
+        [closed, T0],
+        waited,
+        [silent, T0],
+        waited,
+        [silent, T0],
+      ],
+      cfg,
+    );
+    expect(interrupted.action).toMatchObject({ type: 'wait', reason: 'reconnecting' });
+    // Closes while polling are ordinary drops.
+    const polling: [MachineEvent, number][] = [
+      [{ type: 'start' }, T0],
+      [response(202, assigning('op-1'), 1), T0],
+    ];
+    for (let i = 0; i < 5; i++) polling.push(waited, [closed, T0]);
+    expect(run(polling, cfg).action).toMatchObject({ type: 'wait', reason: 'reconnecting' });
+    // The limit is the config's.
+    const once = run(
+      [
+        [{ type: 'start' }, T0],
+        [closed, T0],
+      ],
+      config({ maxRegisterDrops: 1 }),
+    );
+    expect(once.action).toMatchObject({ type: 'fail', error: { kind: 'failed' } });
+  });
+
   it('names the cause when the deadline passes: throttled, server, network, still assigning', () => {
     const cases: [MachineEvent, string][] = [
       [response(429, errorBody(429, { errorCode: 429001 }), 30), 'throttled'],

@@ -87,6 +87,41 @@ describe('registerRequestBody', () => {
   });
 });
 
+describe('registerRequestBody: nesting', () => {
+  const nested = (levels: number): unknown => {
+    let value: unknown = 1;
+    for (let i = 0; i < levels; i++) value = i % 2 ? [value] : { a: value };
+    return value;
+  };
+
+  it('takes a payload nested 63 levels (the body then nests 64)', () => {
+    expect(JSON.parse(text(registerRequestBody('dev', nested(63)))).payload).toEqual(nested(63));
+  });
+
+  it('names the depth limit for a payload nested deeper, however deep (5,000 levels overflowed JSON.stringify)', () => {
+    for (const levels of [64, 5000, 200_000]) {
+      expect(() => registerRequestBody('dev', nested(levels))).toThrow(
+        expect.objectContaining({ kind: 'invalid-input', message: expect.stringMatching(/deeper than 63 levels/) }),
+      );
+    }
+  });
+
+  it('still calls a cycle a cycle, and takes an object shared by several parents', () => {
+    const cyclic: Record<string, unknown> = { a: {} };
+    (cyclic.a as Record<string, unknown>).back = cyclic;
+    expect(() => registerRequestBody('dev', cyclic)).toThrow(/a cycle/);
+    const shared = { leaf: nested(10) };
+    const body = JSON.parse(text(registerRequestBody('dev', { x: shared, y: [shared, { z: shared }] })));
+    expect(body.payload.y[1].z).toEqual(shared);
+    // Shared (11 levels), first met near the top and then 52 levels down: 1 + 52 + 11 levels, refused;
+    // 51 levels down, 63 levels: taken.
+    let wrapped: unknown = shared;
+    for (let i = 0; i < 52; i++) wrapped = [wrapped];
+    expect(() => registerRequestBody('dev', [wrapped, shared])).toThrow(/deeper than 63/);
+    expect(() => registerRequestBody('dev', [(wrapped as unknown[])[0], shared])).not.toThrow();
+  });
+});
+
 describe('parseResponseBody: operation bodies (2xx)', () => {
   it('202 assigning ([C] assigning_state, [P])', () => {
     const body = `{"operationId":"${TEST_OPERATION_ID}","status":"assigning"}`;

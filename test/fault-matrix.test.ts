@@ -180,6 +180,25 @@ const SCENARIOS: Scenario[] = [
     arrange: (ctx) => ctx.fault('register', { type: 'drop' }),
   },
   {
+    id: 'drop-register-twice',
+    step: 'register sent, before the 202',
+    fault: 'the connection closes without an answer after the register, twice',
+    expect: { outcome: 'assigned', connections: 3, registers: 3 },
+    arrange: (ctx) => ctx.fault('register', { type: 'drop' }, 2),
+  },
+  {
+    id: 'drop-register-always',
+    step: 'register sent, before the 202',
+    fault: 'the connection closes without an answer after every register (as for a request over its size limit)',
+    expect: {
+      outcome: 'error',
+      kind: 'failed',
+      connections: 3,
+      message: { pattern: /right after the registration request \(\d+ bytes\), 3 times in a row/, names: 'the refused request' },
+    },
+    arrange: (ctx) => ctx.fault('register', { type: 'drop' }, 1000),
+  },
+  {
     id: 'drop-after-202',
     step: 'after the 202',
     fault: 'the 202 arrives, then the connection closes, once',

@@ -4,10 +4,11 @@
 import { isProvisioningError, ProvisioningError } from '../errors.js';
 import { validateIdScope, validateRegistrationId } from '../identity.js';
 import { MqttClient } from '../mqtt/client.js';
+import { encodePacket } from '../mqtt/codec.js';
 import type { Clock, Connect, Endpoint, Log, Random } from '../ports.js';
 import { dpsRegistrationSasToken } from '../sas.js';
 import { type BackoffPolicy, initialState, type MachineEvent, type Phase, step } from './machine.js';
-import { parseResponseBody, type RegistrationState, registerRequestBody } from './messages.js';
+import { DPS_MAX_MESSAGE_BYTES, parseResponseBody, type RegistrationState, registerRequestBody } from './messages.js';
 import { dpsUsername, parseResponseTopic, pollTopic, RESPONSE_SUBSCRIBE_TOPIC, registerTopic } from './topics.js';
 
 export const DPS_GLOBAL_ENDPOINT: Endpoint = { host: 'global.azure-devices-provisioning.net', port: 8883 };
@@ -68,7 +69,16 @@ export async function registerDevice(options: RegisterOptions, ports: RegisterPo
   if (!Number.isInteger(sasTtlSeconds) || sasTtlSeconds < 60 || sasTtlSeconds > MAX_SAS_TTL_SECONDS) {
     throw new ProvisioningError('invalid-input', `The SAS lifetime must be a whole number of seconds from 60 to ${MAX_SAS_TTL_SECONDS}`);
   }
-  const session = new Session({ ...options, registrationId, sasTtlSeconds }, ports);
+  // The register request is the same on every attempt: built and measured once, before any traffic.
+  const registerBody = registerRequestBody(registrationId, options.payload);
+  const registerBytes = registerPacketBytes(registerBody);
+  if (registerBytes > DPS_MAX_MESSAGE_BYTES) {
+    throw new ProvisioningError(
+      'invalid-input',
+      `The registration request would be ${registerBytes} bytes, over DPS's limit of ${DPS_MAX_MESSAGE_BYTES} bytes (96 KB per message): send a smaller payload`,
+    );
+  }
+  const session = new Session({ ...options, registrationId, sasTtlSeconds, registerBody, registerBytes }, ports);
   // Sign the first connection's token now: a malformed key is an input error before any traffic.
   session.password();
   try {
@@ -95,7 +105,12 @@ class Session {
   private signed: { expiry: number; token: string } | undefined;
 
   constructor(
-    private readonly options: RegisterOptions & { registrationId: string; sasTtlSeconds: number },
+    private readonly options: RegisterOptions & {
+      registrationId: string;
+      sasTtlSeconds: number;
+      registerBody: Uint8Array;
+      registerBytes: number;
+    },
     private readonly ports: RegisterPorts,
   ) {
     this.log = ports.log ?? (() => {});
@@ -112,6 +127,7 @@ class Session {
       backoff: { ...DEFAULT_BACKOFF, ...this.options.backoff },
       random: this.random,
       maxProtocolErrors: 3,
+      registerRequestBytes: this.options.registerBytes,
     };
     let state = initialState();
     let event: MachineEvent = { type: 'start' };
@@ -175,7 +191,7 @@ class Session {
     subscribed?.catch((error: unknown) => this.deliver({ type: 'connect-failed', error: asProvisioningError(error, 'failed') }));
     if (phase.type === 'register') {
       this.log({ type: 'registering', registrationId: this.options.registrationId });
-      client.publish(registerTopic(rid), registerRequestBody(this.options.registrationId, this.options.payload), 1).catch(() => {});
+      client.publish(registerTopic(rid), this.options.registerBody, 1).catch(() => {});
     } else {
       client.publish(pollTopic(rid, phase.operationId), new Uint8Array(0), 1).catch(() => {});
     }
@@ -215,7 +231,7 @@ class Session {
       onClose: (error) => {
         if (client === undefined || this.client !== client) return; // an earlier connection, or one that died while connecting
         this.client = undefined;
-        this.deliver({ type: 'lost', error: error ?? new ProvisioningError('network', 'DPS closed the connection') });
+        this.deliver({ type: 'lost', error: error ?? new ProvisioningError('network', 'DPS closed the connection'), closed: true });
       },
     });
     if (!client.isOpen) throw new ProvisioningError('network', 'DPS closed the connection right after accepting it');
@@ -272,6 +288,12 @@ class Session {
     }
     return error.rephrase(message);
   }
+}
+
+/** The register PUBLISH's size on the wire (with the longest request ID this client sends). */
+function registerPacketBytes(body: Uint8Array): number {
+  const topic = registerTopic('fffff.4294967295');
+  return encodePacket({ type: 'publish', topic, payload: body, qos: 1, dup: false, retain: false, messageId: 1 }).length;
 }
 
 function toResult(state: RegistrationState, operationId: string): RegistrationResult {

@@ -7,7 +7,8 @@
 //                 ├─ 200 assigned ──► done
 //                 ├─ 200 failed / disabled, 401, other 4xx ──► fail
 //                 ├─ 429 / 5xx ──► wait(retry-after or backoff) ──► same request again
-//                 └─ connection lost / refused ──► wait(backoff) ──► same request on a new connection
+//                 ├─ connection lost / refused ──► wait(backoff) ──► same request on a new connection
+//                 └─ connection closed before the register's answer, maxRegisterDrops times in a row ──► fail
 //
 // Every wait is checked against the deadline first: a wait that would end past it fails now,
 // with the kind of the problem that kept us waiting (throttled, server, network, timeout).
@@ -33,6 +34,14 @@ export interface MachineConfig {
   random: Random;
   /** Consecutive protocol violations tolerated (each followed by a reconnect) before giving up. */
   maxProtocolErrors: number;
+  /**
+   * The server closing the connection before answering the register request this many times in
+   * a row ends the flow ('failed'): it refuses that request (too large, or its payload), and
+   * sending it unchanged until the deadline will not help. Default 3.
+   */
+  maxRegisterDrops?: number;
+  /** The register request's size, named when it is refused so. */
+  registerRequestBytes?: number;
 }
 
 /** What to request next; `polls` counts the status requests answered "assigning" for this operation. */
@@ -43,6 +52,8 @@ export interface MachineState {
   /** Consecutive transient failures: the backoff exponent. Reset by any useful response. */
   failures: number;
   protocolErrors: number;
+  /** Consecutive connections the server closed before answering the register request. */
+  registerDrops: number;
   /**
    * What last held the flow up (a throttle, a server error, a lost connection): the failure to
    * report, with its details, if the deadline passes. Undefined while DPS is simply assigning.
@@ -70,11 +81,14 @@ export type MachineEvent =
   | { type: 'start' }
   | { type: 'response'; status: number; retryAfterSeconds: number | undefined; response: DpsResponse }
   | { type: 'connect-failed'; error: ProvisioningError }
-  | { type: 'lost'; error: ProvisioningError }
+  /** `closed`: the connection closed (not a request left unanswered). */
+  | { type: 'lost'; error: ProvisioningError; closed?: boolean }
   | { type: 'waited' };
 
+export const DEFAULT_MAX_REGISTER_DROPS = 3;
+
 export function initialState(): MachineState {
-  return { phase: { type: 'register' }, failures: 0, protocolErrors: 0, problem: undefined };
+  return { phase: { type: 'register' }, failures: 0, protocolErrors: 0, registerDrops: 0, problem: undefined };
 }
 
 export interface Step {
@@ -97,7 +111,7 @@ export function step(state: MachineState, event: MachineEvent, now: number, conf
     case 'connect-failed':
       return onConnectFailed(state, event.error, now, config);
     case 'lost':
-      return onLost(state, event.error, now, config);
+      return onLost(state, event, now, config);
     case 'response':
       return onResponse(state, event, now, config);
   }
@@ -111,7 +125,21 @@ function onConnectFailed(state: MachineState, error: ProvisioningError, now: num
   return retryLater(state, error, now, config);
 }
 
-function onLost(state: MachineState, error: ProvisioningError, now: number, config: MachineConfig): Step {
+function onLost(state: MachineState, event: Extract<MachineEvent, { type: 'lost' }>, now: number, config: MachineConfig): Step {
+  const { error } = event;
+  if (event.closed && error.kind === 'network' && state.phase.type === 'register') {
+    const registerDrops = state.registerDrops + 1;
+    const maxDrops = config.maxRegisterDrops ?? DEFAULT_MAX_REGISTER_DROPS;
+    if (registerDrops >= maxDrops) {
+      const size = config.registerRequestBytes === undefined ? '' : ` (${config.registerRequestBytes} bytes)`;
+      const refused = new ProvisioningError(
+        'failed',
+        `DPS closed the connection right after the registration request${size}, ${registerDrops} times in a row: it refuses that request (too large, or its payload), so it is not sent again unchanged. Last: ${error.message}`,
+      );
+      return { state: { ...state, registerDrops }, action: { type: 'fail', error: refused } };
+    }
+    state = { ...state, registerDrops };
+  }
   if (error.kind === 'protocol') {
     const protocolErrors = state.protocolErrors + 1;
     if (protocolErrors > config.maxProtocolErrors) return { state, action: { type: 'fail', error } };
@@ -123,6 +151,7 @@ function onLost(state: MachineState, error: ProvisioningError, now: number, conf
 
 function onResponse(state: MachineState, event: Extract<MachineEvent, { type: 'response' }>, now: number, config: MachineConfig): Step {
   const { response, status } = event;
+  state = { ...state, registerDrops: 0 };
   const retryAfterMs = event.retryAfterSeconds === undefined ? undefined : event.retryAfterSeconds * 1000;
 
   if (response.kind === 'error') {
@@ -163,7 +192,13 @@ function onResponse(state: MachineState, event: Extract<MachineEvent, { type: 'r
     case 'unassigned': {
       const { operationId } = response;
       const polls = state.phase.type === 'poll' && state.phase.operationId === operationId ? state.phase.polls + 1 : 1;
-      const next: MachineState = { phase: { type: 'poll', operationId, polls }, failures: 0, protocolErrors: 0, problem: undefined };
+      const next: MachineState = {
+        phase: { type: 'poll', operationId, polls },
+        failures: 0,
+        protocolErrors: 0,
+        registerDrops: 0,
+        problem: undefined,
+      };
       const ms = retryAfterMs ?? config.defaultRetryAfterMs;
       return waitOrFail(next, { type: 'wait', ms, reason: 'assigning', operationId, poll: polls }, now, config);
     }

@@ -49,10 +49,28 @@ const MAX_SERVER_MESSAGE_LENGTH = 500;
  */
 export const MAX_JSON_DEPTH = 64;
 
-/** '{"registrationId":"<id>"}', plus '"payload":<JSON>' when `payload` is not undefined. UTF-8 bytes. */
+/**
+ * Largest register request DPS takes: "Maximum size of message: 96 KB, not adjustable" (DPS quotas
+ * and limits, learn.microsoft.com/azure/iot-dps/about-iot-dps#quotas-and-limits). The client
+ * counts the whole MQTT PUBLISH packet (topic and body) against it, in KiB to be safe. The local
+ * emulator's own limit is lower (64 KiB per MQTT packet).
+ */
+export const DPS_MAX_MESSAGE_BYTES = 96 * 1024;
+
+/**
+ * '{"registrationId":"<id>"}', plus '"payload":<JSON>' when `payload` is not undefined. UTF-8 bytes.
+ * The payload nests at most MAX_JSON_DEPTH - 1 levels, so that the body stays within MAX_JSON_DEPTH.
+ */
 export function registerRequestBody(registrationId: string, payload?: unknown): Uint8Array {
   validateRegistrationId(registrationId);
   if (payload === undefined) return utf8Encode(JSON.stringify({ registrationId }));
+  const deepest = MAX_JSON_DEPTH - 1;
+  if (nestsDeeper(payload, deepest)) {
+    throw new ProvisioningError(
+      'invalid-input',
+      `The registration payload nests arrays and objects deeper than ${deepest} levels: the register body may nest at most ${MAX_JSON_DEPTH} (azure-sdk-for-c's JSON limit)`,
+    );
+  }
   let payloadJson: string | undefined;
   try {
     payloadJson = JSON.stringify(payload);
@@ -195,6 +213,33 @@ function parseJsonObject(body: Uint8Array, maxBytes: number, what: string): Reco
   }
   if (!isObject(json)) throw protocol(`The DPS ${what} body is not a JSON object`);
   return json;
+}
+
+/**
+ * Whether a value nests arrays and objects more than `maxDepth` levels. Walked without recursion
+ * and no deeper than that, so a deep value cannot overflow the stack; an object shared by several
+ * parents is walked again only when reached deeper. A cycle answers false: JSON.stringify names it.
+ */
+function nestsDeeper(value: unknown, maxDepth: number): boolean {
+  const reached = new Map<object, number>();
+  const ancestors = new Set<object>();
+  const pending: { item: unknown; depth: number; leave?: object }[] = [{ item: value, depth: 0 }];
+  while (pending.length > 0) {
+    const { item, depth, leave } = pending.pop()!;
+    if (leave !== undefined) {
+      ancestors.delete(leave);
+      continue;
+    }
+    if (typeof item !== 'object' || item === null) continue;
+    if (ancestors.has(item)) return false;
+    if ((reached.get(item) ?? -1) >= depth) continue;
+    if (depth + 1 > maxDepth) return true;
+    reached.set(item, depth);
+    ancestors.add(item);
+    pending.push({ item: undefined, depth, leave: item });
+    for (const child of Array.isArray(item) ? item : Object.values(item)) pending.push({ item: child, depth: depth + 1 });
+  }
+  return false;
 }
 
 /** Whether JSON `text` nests arrays and objects more than `maxDepth` levels (checked before parsing; strings skipped). */
