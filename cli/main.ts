@@ -15,7 +15,8 @@ Commands:
   factory              derive each device's key and write its NVS partition (no group key on any device)
   sas-token            print a DPS registration SAS token
   dps                  manage DPS: show/update, linked-hub, enrollment(-group), registrations (as az iot dps)
-  hub                  the emulator's IoT hubs: policy renew-key, connection-string show, device show
+  hub                  the emulator's IoT hubs (as az iot hub): device-identity, device-twin, invoke-device-method,
+                       c2d-message send, monitor-events, policy renew-key, connection-string show
   emulator             run a local DPS (device endpoint, service API) for development and CI
   fleet                provision many virtual devices at once (a load test)
 
