@@ -6,7 +6,7 @@ import mqtt from 'mqtt-packet';
 import { describe, expect, it } from 'vitest';
 import { ProvisioningError } from '../src/errors.js';
 import { encodePacket, type Packet, PacketDecoder } from '../src/mqtt/codec.js';
-import { concat } from './support/fuzz.js';
+import { concat, packetArb } from './support/fuzz.js';
 
 // ---- mqtt-packet's shapes <-> ours ----
 
@@ -103,70 +103,6 @@ function referenceParse(bytes: Uint8Array): { packets: Packet[]; error?: Error }
 }
 
 const referenceGenerate = (p: Packet) => new Uint8Array(mqtt.generate(toReference(p)));
-
-// ---- arbitraries: every packet our type can express, per MQTT 3.1.1 ----
-
-const char = fc.oneof(
-  { weight: 6, arbitrary: fc.constantFrom('a', 'Z', '0', '$', '-', '.', '?', '=', '&', ' ', 'é', '€', '日', '😀') },
-  { weight: 2, arbitrary: fc.string({ unit: 'grapheme', minLength: 1, maxLength: 1 }) },
-);
-const text = (minLength = 0, maxLength = 24) => fc.string({ unit: char, minLength, maxLength }).filter((s) => !s.includes('\0'));
-const level = text(0, 8).map((s) => s.replace(/[/+#]/g, '_'));
-const topicName = fc
-  .array(level, { minLength: 1, maxLength: 5 })
-  .map((l) => l.join('/'))
-  .filter((t) => t.length > 0);
-const topicFilter = fc
-  .tuple(fc.array(fc.oneof(level, fc.constant('+')), { minLength: 1, maxLength: 5 }), fc.boolean())
-  .map(([levels, hash]) => (hash ? [...levels, '#'] : levels).join('/'))
-  .filter((t) => t.length > 0);
-const id = fc.integer({ min: 1, max: 0xffff });
-const qos = fc.constantFrom<0 | 1>(0, 1);
-const payload = fc.oneof(
-  { weight: 8, arbitrary: fc.uint8Array({ maxLength: 200 }) },
-  // Long enough for two- and three-byte remaining lengths, without fast-check drawing every byte.
-  {
-    weight: 1,
-    arbitrary: fc
-      .tuple(fc.integer({ min: 100, max: 20_000 }), fc.nat(255))
-      .map(([n, seed]) => new Uint8Array(n).map((_, i) => (i * 31 + seed) & 0xff)),
-  },
-);
-
-const packetArb: fc.Arbitrary<Packet> = fc.oneof(
-  fc
-    .record({
-      clientId: text(0, 30),
-      username: fc.option(text(0, 60), { nil: undefined }),
-      password: fc.option(fc.string({ unit: char, maxLength: 80 }), { nil: undefined }),
-      keepAlive: fc.integer({ min: 0, max: 0xffff }),
-      clean: fc.boolean(),
-    })
-    .map(({ clientId, username, password, keepAlive, clean }) => {
-      const p: Packet = { type: 'connect', clientId, keepAlive, clean: clean || clientId === '' };
-      if (username !== undefined) p.username = username;
-      if (username !== undefined && password !== undefined) p.password = password;
-      return p;
-    }),
-  fc
-    .record({ sessionPresent: fc.boolean(), returnCode: fc.nat(255) })
-    .map(({ sessionPresent, returnCode }): Packet => ({ type: 'connack', sessionPresent: sessionPresent && returnCode === 0, returnCode })),
-  fc
-    .record({ topic: topicName, payload, qos, dup: fc.boolean(), retain: fc.boolean(), messageId: id })
-    .map(({ messageId, ...p }): Packet => (p.qos === 1 ? { type: 'publish', ...p, messageId } : { type: 'publish', ...p, dup: false })),
-  id.map((messageId): Packet => ({ type: 'puback', messageId })),
-  fc
-    .record({ messageId: id, subscriptions: fc.array(fc.record({ topic: topicFilter, qos }), { minLength: 1, maxLength: 4 }) })
-    .map((p): Packet => ({ type: 'subscribe', ...p })),
-  fc
-    .record({ messageId: id, granted: fc.array(fc.constantFrom(0, 1, 2, 0x80), { minLength: 1, maxLength: 6 }) })
-    .map((p): Packet => ({ type: 'suback', ...p })),
-  fc
-    .record({ messageId: id, topics: fc.array(topicFilter, { minLength: 1, maxLength: 4 }) })
-    .map((p): Packet => ({ type: 'unsubscribe', ...p })),
-  id.map((messageId): Packet => ({ type: 'unsuback', messageId })),
-  fc.constantFrom<Packet>({ type: 'pingreq' }, { type: 'pingresp' }, { type: 'disconnect' }),
-);
 
 function decodeAll(bytes: Uint8Array, maxPacketSize?: number): Packet[] {
   return new PacketDecoder(maxPacketSize).push(bytes);
