@@ -15,9 +15,10 @@
 // nothing is written. Files are created with mode 0600 (they hold keys) in a directory of mode
 // 0700, never over an existing file. Nothing printed holds a key.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
+import { makeDirectorySync } from '../hosts/node/directory.js';
 import { certificatesFromPem } from '../src/certificates.js';
 import { ProvisioningError } from '../src/errors.js';
 import { buildRegistrationId, deriveDeviceKey, validateIdScope, validateRegistrationId } from '../src/identity.js';
@@ -300,7 +301,7 @@ function prepareDirectory(out: string, files: string[]): void {
     );
   }
   try {
-    mkdirSync(out, { recursive: true, mode: 0o700 });
+    makeDirectorySync(out, 0o700); // not mkdirSync's recursive mode: it never returns for /proc/x/y
   } catch (error) {
     throw new ProvisioningError(
       'invalid-input',

@@ -378,6 +378,18 @@ describe('register --store: only a new file or a store file is ever written', ()
     expect(readFileSync(config, 'utf8')).toBe(text);
   });
 
+  it.runIf(process.platform === 'linux')(
+    'refuses a store whose directory cannot be made, at once (/proc/nope: the process never exited)',
+    async () => {
+      const started = Date.now();
+      await refused(
+        [...register('cli-store-proc', '/proc/nope/x.json', '--quiet'), '--timeout', '20'],
+        /cannot create the directory \/proc\/nope \(ENOENT\)/,
+      );
+      expect(Date.now() - started).toBeLessThan(20_000);
+    },
+  );
+
   it.runIf(process.platform !== 'win32')('refuses a FIFO at once instead of blocking past --timeout', async () => {
     const fifo = join(dir, 'store.fifo');
     execFileSync('mkfifo', [fifo]);

@@ -177,6 +177,12 @@ describe('moddable-dps factory', () => {
     expect(existsSync(join(dir, 'refused'))).toBe(false);
   });
 
+  it.runIf(process.platform === 'linux')("names an --out it cannot make (/proc/nope/nvs hung Node's recursive mkdir)", async () => {
+    const run = await runCli(['factory', '--id-scope', ID_SCOPE, '--group-key-file', keyFile, '--count', '1', '--out', '/proc/nope/nvs']);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toBe('error (invalid-input): cannot make --out /proc/nope/nvs: ENOENT\n');
+  });
+
   it('--bin: refused without ESP-IDF, saying how; with its generator, each partition image, 0600; a failing generator leaves nothing', async () => {
     const base = ['factory', '--id-scope', ID_SCOPE, '--group-key-file', keyFile, '--count', '2', '--bin'];
     const without = await runCli([...base, '--out', join(dir, 'a')], { PATH: '/nonexistent' });

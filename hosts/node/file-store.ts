@@ -27,10 +27,11 @@
 
 import { randomBytes } from 'node:crypto';
 import { constants, type Stats } from 'node:fs';
-import { lstat, mkdir, open, readdir, realpath, rename, unlink } from 'node:fs/promises';
+import { lstat, open, readdir, realpath, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ProvisioningError } from '../../src/errors.js';
 import type { Store } from '../../src/ports.js';
+import { makeDirectory } from './directory.js';
 
 type Records = Record<string, string>;
 
@@ -217,7 +218,7 @@ async function writeAtomically(file: string, records: Records): Promise<void> {
   const directory = dirname(file);
   const temp = join(directory, `.${basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   try {
-    await mkdir(directory, { recursive: true, mode: 0o700 });
+    await makeDirectory(directory, 0o700);
   } catch (error) {
     throw storageError(`cannot create the directory ${directory}`, error);
   }
