@@ -1,4 +1,7 @@
 // A Clock (src/ports.ts) whose time moves only when a test says so. No real sleeping.
+// ECMAScript only, so the XS engine tests (test/xs/scenarios) run it too: there, fireNext() and a
+// host's idle() drive it; tick() as well. advance() and runNext() let promise callbacks run with
+// settle(), which needs Node's setImmediate.
 import type { Clock } from '../../src/ports.js';
 
 interface Timer {
@@ -18,12 +21,17 @@ export class FakeClock implements Clock {
   #timers: Timer[] = [];
 
   /** `start`: wall-clock ms since the epoch (default 2025-01-01T00:00:00Z). */
-  constructor(start = Date.UTC(2025, 0, 1)) {
+  constructor(readonly start = Date.UTC(2025, 0, 1)) {
     this.#now = start;
   }
 
   now(): number {
     return this.#now;
+  }
+
+  /** Milliseconds since `start`. */
+  get elapsed(): number {
+    return this.#now - this.start;
   }
 
   setTimer(callback: () => void, ms: number): () => void {
@@ -74,11 +82,17 @@ export class FakeClock implements Clock {
     await settle();
   }
 
-  /** Fires the soonest timer (moving time to it), then lets promise callbacks run. False when none is pending. */
-  async runNext(): Promise<boolean> {
+  /** Fires the soonest timer (moving time to it), synchronously. False when none is pending. */
+  fireNext(): boolean {
     const [timer] = this.#sorted();
     if (!timer) return false;
     this.#fire(timer);
+    return true;
+  }
+
+  /** Like `fireNext`, then lets promise callbacks run. */
+  async runNext(): Promise<boolean> {
+    if (!this.fireNext()) return false;
     await settle();
     return true;
   }

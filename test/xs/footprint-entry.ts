@@ -9,8 +9,10 @@ import { deriveDeviceKey } from '../../src/identity.js';
 import { encodePacket, type Packet, PacketDecoder } from '../../src/mqtt/codec.js';
 import { provisionDevice } from '../../src/provisioner.js';
 import { dpsRegistrationSasToken } from '../../src/sas.js';
+import { FakeClock } from '../support/fake-clock.js';
+import { MemoryStore } from '../support/memory-store.js';
 import { HUB, ScriptedHub } from '../support/scripted-hub.js';
-import { type DpsScript, MemoryStore, runToEnd, ScriptedClock, ScriptedDps } from './scenarios/scripted-dps.js';
+import { type DpsScript, runToEnd, ScriptedDps } from './scenarios/scripted-dps.js';
 
 declare const harness: {
   command(name: string, fn: (arg: unknown) => unknown): void;
@@ -115,7 +117,7 @@ const dpsStream = (() => {
 const samplePassword = dpsRegistrationSasToken(ID_SCOPE, REGISTRATION_ID, DEVICE_KEY, 1_795_395_600);
 
 async function registerOnce() {
-  const clock = new ScriptedClock(T0);
+  const clock = new FakeClock(T0);
   const dps = new ScriptedDps(clock, SCRIPT);
   const result = await runToEnd(
     registerDevice(
@@ -130,7 +132,7 @@ async function registerOnce() {
 
 const store = new MemoryStore();
 async function provisionOnce() {
-  const clock = new ScriptedClock(T0);
+  const clock = new FakeClock(T0);
   const dps = new ScriptedDps(clock, SCRIPT);
   const result = await runToEnd(
     provisionDevice(
@@ -145,11 +147,11 @@ async function provisionOnce() {
 
 /** A hub session over the scripted hub (its own encode/decode work included, as the DPS flows include DPS's). */
 const HUB_KEY = 'MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=';
-let hubClock = new ScriptedClock(T0);
+let hubClock = new FakeClock(T0);
 let hubSession: HubSession | undefined;
 let hub = new ScriptedHub();
 async function hubConnect(): Promise<HubSession> {
-  hubClock = new ScriptedClock(T0);
+  hubClock = new FakeClock(T0);
   hub = new ScriptedHub();
   return runToEnd(
     connectHub(

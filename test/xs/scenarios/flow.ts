@@ -4,7 +4,9 @@
 import { type RegisterOptions, registerDevice } from '../../../src/dps/flow.js';
 import type { ProvisioningEvent } from '../../../src/ports.js';
 import { type DeviceConfig, provisionDevice } from '../../../src/provisioner.js';
-import { type DpsScript, MemoryStore, runToEnd, ScriptedClock, ScriptedDps } from './scripted-dps.js';
+import { FakeClock } from '../../support/fake-clock.js';
+import { MemoryStore } from '../../support/memory-store.js';
+import { type DpsScript, runToEnd, ScriptedDps } from './scripted-dps.js';
 import { attemptAsync, seededRandom } from './util.js';
 
 /** What the scenarios need from their engine (harness.ts ScenarioEnv). */
@@ -45,7 +47,7 @@ const error = (errorCode: number, message: string) => ({
 
 /** One registerDevice run against `script`. */
 export async function register(env: Env, script: DpsScript, options: Partial<RegisterOptions> = {}) {
-  const clock = new ScriptedClock(T0);
+  const clock = new FakeClock(T0);
   const dps = new ScriptedDps(clock, script);
   const events: ProvisioningEvent[] = [];
   const result = await attemptAsync(() =>
@@ -80,7 +82,7 @@ export async function provisionTwice(env: Env) {
     identity: { serial: '007-888-ABC', mac: 'A1-B2-C3-D4-E5-F6' },
   };
   const boot = async (script: DpsScript) => {
-    const clock = new ScriptedClock(T0);
+    const clock = new FakeClock(T0);
     const dps = new ScriptedDps(clock, script);
     const events: ProvisioningEvent[] = [];
     const result = await attemptAsync(() =>

@@ -6,8 +6,9 @@ import { parseDesiredPatch, parseMethodPayload, parseTwinDocument } from '../../
 import { connectHub } from '../../../src/hub/session.js';
 import * as topics from '../../../src/hub/topics.js';
 import type { HubEvent } from '../../../src/ports.js';
+import { FakeClock } from '../../support/fake-clock.js';
 import { HUB, ScriptedHub } from '../../support/scripted-hub.js';
-import { runToEnd, ScriptedClock } from './scripted-dps.js';
+import { runToEnd } from './scripted-dps.js';
 import { attempt, attemptAsync, seededRandom } from './util.js';
 
 interface Env {
@@ -64,7 +65,7 @@ export function hubTopics() {
 }
 
 export async function hubSession(env: Env) {
-  const clock = new ScriptedClock(1_795_392_000_000);
+  const clock = new FakeClock(1_795_392_000_000);
   const hub = new ScriptedHub();
   const events: HubEvent[] = [];
   const seen: unknown[] = [];

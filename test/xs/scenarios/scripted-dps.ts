@@ -1,11 +1,12 @@
 // An in-memory DPS for the engine comparison: a Connect port whose far end speaks MQTT through
 // the core's own codec (CONNACK, SUBACK, PUBACK, PINGRESP) and answers each register or poll
-// request with the next reply of a script; a Clock whose timers fire only when the script runs
-// them; a Store in a Map. Uses nothing but ECMAScript, so the same code runs on Node and on a
+// request with the next reply of a script (the clock is test/support's FakeClock, the store its
+// MemoryStore). Uses nothing but ECMAScript, so the same code runs on Node and on a
 // sandboxed XS, and records a transcript that must come out identical on both.
 import { utf8Decode, utf8Encode } from '../../../src/bytes.js';
 import { encodePacket, type Packet, PacketDecoder } from '../../../src/mqtt/codec.js';
-import type { Clock, Connect, Connection, ConnectionHandlers, Store } from '../../../src/ports.js';
+import type { Connect, Connection, ConnectionHandlers } from '../../../src/ports.js';
+import type { FakeClock } from '../../support/fake-clock.js';
 import { errorShape, hex } from './util.js';
 
 export type Reply =
@@ -32,58 +33,6 @@ export type TranscriptEntry =
 
 const REQUEST = /^\$dps\/registrations\/(PUT\/iotdps-register|GET\/iotdps-get-operationstatus)\/\?(.*)$/;
 
-interface Timer {
-  due: number;
-  seq: number;
-  callback: () => void;
-}
-
-export class ScriptedClock implements Clock {
-  #now: number;
-  #seq = 0;
-  #timers: Timer[] = [];
-  constructor(readonly start: number) {
-    this.#now = start;
-  }
-  now(): number {
-    return this.#now;
-  }
-  setTimer(callback: () => void, ms: number): () => void {
-    const timer = { due: this.#now + ms, seq: this.#seq++, callback };
-    this.#timers.push(timer);
-    return () => {
-      const i = this.#timers.indexOf(timer);
-      if (i >= 0) this.#timers.splice(i, 1);
-    };
-  }
-  get elapsed(): number {
-    return this.#now - this.start;
-  }
-  /** Fire the soonest timer (time jumps to it); false when none is set. */
-  fireNext(): boolean {
-    let next: Timer | undefined;
-    for (const timer of this.#timers) if (!next || timer.due < next.due || (timer.due === next.due && timer.seq < next.seq)) next = timer;
-    if (!next) return false;
-    this.#timers.splice(this.#timers.indexOf(next), 1);
-    this.#now = Math.max(this.#now, next.due);
-    next.callback();
-    return true;
-  }
-}
-
-export class MemoryStore implements Store {
-  readonly values = new Map<string, string>();
-  async get(key: string): Promise<string | undefined> {
-    return this.values.get(key);
-  }
-  async set(key: string, value: string): Promise<void> {
-    this.values.set(key, value);
-  }
-  async delete(key: string): Promise<void> {
-    this.values.delete(key);
-  }
-}
-
 export function packetJson(packet: Packet): Record<string, unknown> {
   if (packet.type !== 'publish') return { ...packet };
   let text: string | undefined;
@@ -102,7 +51,7 @@ export class ScriptedDps {
   #nextId = 1;
 
   constructor(
-    readonly clock: ScriptedClock,
+    readonly clock: FakeClock,
     readonly script: DpsScript,
   ) {
     this.#replies = [...script.replies];
@@ -234,7 +183,7 @@ export class ScriptedDps {
  * Let `promise` run to the end: whenever the job queue is empty (`idle`) and it has not settled,
  * fire the next timer. Fails if it is stuck (nothing pending) or runs away.
  */
-export async function runToEnd<T>(promise: Promise<T>, clock: ScriptedClock, idle: () => Promise<void>): Promise<T> {
+export async function runToEnd<T>(promise: Promise<T>, clock: FakeClock, idle: () => Promise<void>): Promise<T> {
   let settled = false;
   promise.then(
     () => (settled = true),
