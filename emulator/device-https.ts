@@ -24,6 +24,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { SecureContext } from 'node:tls';
 import { authenticateRegistration } from './auth.js';
 import type { EndpointEvent } from './device-endpoint.js';
 import { DpsError, ErrorCodes, errorBody, genericErrorCode } from './dps-errors.js';
@@ -53,6 +54,10 @@ export interface DeviceHttpsOptions {
   handshakeTimeoutMs?: number;
   onEvent?: (event: EndpointEvent) => void;
   now?: () => number;
+  /** HTTP upgrades (MQTT over WebSockets: websocket.ts); without it an upgrade request is answered as any request. */
+  onUpgrade?: (request: IncomingMessage, socket: Duplex, head: Buffer) => void;
+  /** A certificate by TLS server name (the emulated hubs' names: iothub-sni.ts), for the hubs' WebSocket clients. */
+  SNICallback?: (servername: string, callback: (error: Error | null, context?: SecureContext) => void) => void;
 }
 
 export interface DeviceHttpsEndpoint {
@@ -97,6 +102,7 @@ export async function startDeviceHttpsEndpoint(options: DeviceHttpsOptions): Pro
       key: options.key,
       minVersion: 'TLSv1.2',
       handshakeTimeout: options.handshakeTimeoutMs ?? 10_000,
+      ...(options.SNICallback && { SNICallback: options.SNICallback }),
       headersTimeout,
       requestTimeout,
       // Node checks both timeouts on this period (default 30 s): a small timeout needs a short one.
@@ -204,6 +210,7 @@ export async function startDeviceHttpsEndpoint(options: DeviceHttpsOptions): Pro
   server.on('tlsClientError', () => {
     // a client that does not trust the CA, or speaks something else: node:tls closed it
   });
+  if (options.onUpgrade) server.on('upgrade', options.onUpgrade);
   server.on('connection', (socket: Socket) => {
     connections.add(socket);
     socket.on('close', () => connections.delete(socket));

@@ -10,12 +10,14 @@ import { type DeviceHttpsEndpoint, startDeviceHttpsEndpoint } from './device-htt
 import { FaultPlan } from './faults.js';
 import { type IotHubEndpoint, startIotHubEndpoint } from './iothub-endpoint.js';
 import type { EmulatedIotHubs } from './iothub-service.js';
+import { hubSniCallback } from './iothub-sni.js';
 import { isWildcard } from './listen-address.js';
 import { DpsModel } from './model.js';
 import type { ModelConfig } from './model-types.js';
 import { RegistrationService } from './registrations.js';
 import { startServiceApi } from './service-api.js';
 import { loadOrCreateServicePolicy, SERVICE_KEY_NAME } from './service-auth.js';
+import { webSocketRouter } from './websocket.js';
 
 export type { EndpointEvent } from './device-endpoint.js';
 export type { Fault, FaultAction, FaultRecord, FaultTrigger } from './faults.js';
@@ -146,10 +148,20 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
     ...(options.responseQos !== undefined ? { responseQos: options.responseQos } : {}),
     ...(options.onEvent !== undefined ? { onEvent: options.onEvent } : {}),
   });
+  const issueHubCertificate = (hostName: string): string => certificates.issueServerCertificate([hostName]) + certificates.caPem;
   let serviceApi: Awaited<ReturnType<typeof startServiceApi>>;
   let hubEndpoint: IotHubEndpoint | undefined;
   let httpsEndpoint: DeviceHttpsEndpoint | undefined;
   try {
+    hubEndpoint = await startIotHubEndpoint({
+      model,
+      cert: serverChain,
+      key: certificates.serverKeyPem,
+      issueCertificate: issueHubCertificate,
+      host,
+      port: options.hubPort ?? 0,
+      ...(options.onEvent !== undefined ? { onEvent: options.onEvent } : {}),
+    });
     httpsEndpoint = await startDeviceHttpsEndpoint({
       idScope: options.idScope,
       model,
@@ -160,15 +172,9 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
       port: options.httpsPort ?? 0,
       ...(options.maxPacketBytes !== undefined ? { maxBodyBytes: options.maxPacketBytes } : {}),
       ...(options.onEvent !== undefined ? { onEvent: options.onEvent } : {}),
-    });
-    hubEndpoint = await startIotHubEndpoint({
-      model,
-      cert: serverChain,
-      key: certificates.serverKeyPem,
-      issueCertificate: (hostName) => certificates.issueServerCertificate([hostName]) + certificates.caPem,
-      host,
-      port: options.hubPort ?? 0,
-      ...(options.onEvent !== undefined ? { onEvent: options.onEvent } : {}),
+      // MQTT over WebSockets for DPS and the hubs, on this port as on Azure's 443.
+      onUpgrade: webSocketRouter({ dps: endpoint.accept, hub: hubEndpoint.accept }),
+      SNICallback: hubSniCallback(model, certificates.serverKeyPem, issueHubCertificate),
     });
     serviceApi = await startServiceApi({
       model,

@@ -14,6 +14,7 @@
 // - What the service side sends (desired updates, method calls, C2D) is written to the device's
 //   own connection, never through the broker's fan-out. iothub-service.ts is that service side.
 import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { createServer } from 'node:tls';
 import { Aedes, type Client, type PublishPacket } from 'aedes';
 import { authenticateHubDevice, type HubConnection } from './iothub-auth.js';
@@ -48,6 +49,11 @@ export interface IotHubEndpoint {
   port: number;
   /** The service side: twins, device status, methods, C2D, telemetry. */
   hubs: IotHubService;
+  /**
+   * A connection that reached the hubs another way (MQTT over WebSockets: websocket.ts), from its
+   * first byte of MQTT; `servername` is its TLS server name (false for none), checked as on this port.
+   */
+  accept(stream: Duplex, servername: string | false): void;
   close(): Promise<void>;
 }
 
@@ -244,14 +250,17 @@ export async function startIotHubEndpoint(options: IotHubEndpointOptions): Promi
     connections.add(raw);
     raw.on('close', () => connections.delete(raw));
   });
-  server.on('secureConnection', (socket) => {
-    socket.setNoDelay(true);
+  function accept(socket: Duplex, servername: string | false): void {
     const stream = new BoundedMqttStream(socket, options.maxPacketBytes ?? 257 * 1024);
-    serverNames.set(stream, socket.servername ?? false);
+    serverNames.set(stream, servername);
     stream.on('error', () => {
       // reported through aedes' clientError; the connection is gone
     });
     broker.handle(stream);
+  }
+  server.on('secureConnection', (socket) => {
+    socket.setNoDelay(true);
+    accept(socket, socket.servername || false);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -267,6 +276,7 @@ export async function startIotHubEndpoint(options: IotHubEndpointOptions): Promi
     host: options.host,
     port: address.port,
     hubs,
+    accept,
     close() {
       closing ??= (async () => {
         hubs.close();

@@ -91,7 +91,7 @@ export function createTlsConnect(options: TlsConnectOptions = {}): Connect {
  * takes ~14 ms instead of ~40 ms spent re-parsing ~140 root PEMs (bench/README.md). Should a
  * Node lack that method, the documented option does the same, slower.
  */
-function trustContext(minVersion: 'TLSv1.2' | 'TLSv1.3', extra: string[]): tls.SecureContext {
+export function trustContext(minVersion: 'TLSv1.2' | 'TLSv1.3', extra: string[]): tls.SecureContext {
   const context = tls.createSecureContext({ minVersion });
   if (extra.length === 0) return context;
   const native = (context as { context?: { addCACert?: (pem: string) => void } }).context;
@@ -192,7 +192,7 @@ function wrap(socket: tls.TLSSocket, handlers: ConnectionHandlers, where: string
   });
   socket.on('error', (err: Error) => {
     // 'close' always follows 'error'; report there, once.
-    failure ??= new ProvisioningError('network', `connection to ${where} failed: ${describe(err)}`, { cause: err });
+    failure ??= new ProvisioningError('network', `connection to ${where} failed: ${describeSocketError(err)}`, { cause: err });
   });
   socket.on('close', () => {
     if (closed) return;
@@ -225,7 +225,7 @@ function wrap(socket: tls.TLSSocket, handlers: ConnectionHandlers, where: string
   };
 }
 
-function mapConnectError(err: Error, where: string, name: string): ProvisioningError {
+export function mapConnectError(err: Error, where: string, name: string): ProvisioningError {
   const code = (err as { code?: unknown }).code;
   const c = typeof code === 'string' ? code : '';
   if (UNTRUSTED_CODES.has(c)) {
@@ -254,10 +254,10 @@ function mapConnectError(err: Error, where: string, name: string): ProvisioningE
   if (c.startsWith('ERR_SSL_') || c === 'EPROTO' || c.startsWith('ERR_TLS_')) {
     return new ProvisioningError('tls', `TLS handshake with ${where} failed (${c}): ${err.message}`, { cause: err });
   }
-  return new ProvisioningError('network', `cannot connect to ${where}: ${describe(err)}`, { cause: err });
+  return new ProvisioningError('network', `cannot connect to ${where}: ${describeSocketError(err)}`, { cause: err });
 }
 
-function describe(err: Error): string {
+export function describeSocketError(err: Error): string {
   const code = (err as { code?: unknown }).code;
   switch (code) {
     case 'ECONNREFUSED':
@@ -282,7 +282,7 @@ function describe(err: Error): string {
 }
 
 /** Each PEM input must hold at least one certificate, and every certificate must parse. */
-function checkPemCertificates(ca: string | string[]): string[] {
+export function checkPemCertificates(ca: string | string[]): string[] {
   const inputs = Array.isArray(ca) ? ca : [ca];
   const blocks: string[] = [];
   inputs.forEach((pem, index) => {
@@ -309,10 +309,10 @@ function checkPemCertificates(ca: string | string[]): string[] {
   return blocks;
 }
 
-function stripBrackets(host: string): string {
+export function stripBrackets(host: string): string {
   return host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
 }
 
-function formatHostPort(host: string, port: number): string {
+export function formatHostPort(host: string, port: number): string {
   return net.isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
 }
