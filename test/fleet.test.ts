@@ -203,6 +203,67 @@ describe('moddable-dps fleet against the emulator', () => {
   });
 });
 
+describe('moddable-dps fleet --connect against the emulator', () => {
+  const hubEndpoint = () => `${dps.hubEndpoint.host}:${dps.hubEndpoint.port}`;
+
+  it('takes each provisioned device online with its hub: twin received, one message sent, connect figures in the summary', async () => {
+    const r = await run([...fleetArgs('fleet-on-', 6, 3), '--connect', '--hub-endpoint', hubEndpoint(), '--msg-count', '1', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const s = JSON.parse(r.stdout) as Summary & { connect: NonNullable<FleetSummary['connect']> & { messagesPerDevice: number } };
+    expectConsistent(s);
+    expect(s).toMatchObject({ succeeded: 6, failed: 0 });
+    expect(s.connect).toMatchObject({ connected: 6, failed: 0, failedByKind: {}, firstError: {}, messagesPerDevice: 1 });
+    const { min, p50, p95, p99, max } = s.connect.latencyMs!;
+    expect(min).toBeGreaterThan(0);
+    expect([min, p50, p95, p99, max]).toEqual([...[min, p50, p95, p99, max]].sort((a, b) => a - b));
+    expect(max).toBeLessThanOrEqual(s.wallTimeMs);
+    // What the hub saw: each device connected and sent its one message, JSON as the device CLI sends it
+    const sent = dps.hubs.telemetry(HUB).filter((m) => m.deviceId.startsWith('fleet-on-'));
+    expect(sent.map((m) => m.deviceId).sort()).toEqual([
+      'fleet-on-0',
+      'fleet-on-1',
+      'fleet-on-2',
+      'fleet-on-3',
+      'fleet-on-4',
+      'fleet-on-5',
+    ]);
+    expect(JSON.parse(sent[0]!.body)).toEqual({ seq: 1, registrationId: sent[0]!.deviceId });
+    expect(sent[0]!.properties).toMatchObject({ '$.ct': 'application/json' });
+    expect(dps.hubs.connected(HUB, 'fleet-on-0')).toBe(false); // each session closed at the end
+
+    const human = await run([...fleetArgs('fleet-on-', 2, 2), '--connect', '--hub-endpoint', hubEndpoint(), '--quiet']);
+    expect(human.code).toBe(0);
+    expect(human.stdout).toMatch(/\n {2}connected {4}2 /);
+    expect(human.stdout).toMatch(/\n {2}connect {6}p50 [\d.]+ ms {2}p95 [\d.]+ ms {2}p99 [\d.]+ ms {2}max [\d.]+ ms\n/);
+  });
+
+  it('counts devices their hub refuses as connect failures by kind, and exits with that status', async () => {
+    // Provisioned, then disabled in the hub: the next run provisions them again and their hub refuses them.
+    expect((await run([...fleetArgs('fleet-off-', 3, 3), '--quiet'])).code).toBe(0);
+    for (const id of ['fleet-off-0', 'fleet-off-2']) dps.hubs.setDeviceStatus(HUB, id, 'disabled');
+    const r = await run([...fleetArgs('fleet-off-', 3, 3), '--connect', '--hub-endpoint', hubEndpoint(), '--json']);
+    const s = JSON.parse(r.stdout) as Summary;
+    expect(s).toMatchObject({ succeeded: 3, failed: 0 });
+    expect(s.connect).toMatchObject({ connected: 1, failed: 2, failedByKind: { unauthorized: 2 } });
+    expect(s.connect!.firstError.unauthorized).not.toContain(GROUP_KEY);
+    expect(r.code).toBe(EXIT_CODES.unauthorized);
+  });
+
+  it('refuses the connect flags without --connect (exit 2)', async () => {
+    for (const extra of [
+      ['--msg-count', '1'],
+      ['--hub-endpoint', '127.0.0.1:1'],
+    ]) {
+      const r = await run([...fleetArgs('fleet-flag-', 2, 2), ...extra]);
+      expect(r.code).toBe(EXIT_CODES['invalid-input']);
+      expect(r.stderr).toMatch(/go with --connect/);
+    }
+    const tooMany = await run([...fleetArgs('fleet-flag-', 2, 2), '--connect', '--msg-count', '1001']);
+    expect(tooMany.code).toBe(EXIT_CODES['invalid-input']);
+    expect(dps.model.registration('fleet-flag-0')).toBeUndefined();
+  });
+});
+
 describe('the fleet engine', () => {
   it('keeps at most `concurrency` in flight, runs each index once, and sums up', async () => {
     let inFlight = 0;

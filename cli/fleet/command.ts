@@ -1,18 +1,21 @@
 // `moddable-dps fleet`: provision many virtual devices of one enrollment group at once, to
 // load-test a DPS setup (the local emulator or a real instance). Each device is the core's
-// registerDevice over the Node host's TLS, its key derived from the group key once.
+// registerDevice over the Node host's TLS, its key derived from the group key once. With
+// --connect, each device then goes online with its hub through the core's hub session (as
+// `moddable-dps device` does): connected, twin received, --msg-count messages sent, closed.
 import { parseArgs } from 'node:util';
 import { nodeRandom, systemClock } from '../../hosts/node/clock.js';
 import { createTlsConnect } from '../../hosts/node/tls-connect.js';
-import { DPS_GLOBAL_ENDPOINT, registerDevice } from '../../src/dps/flow.js';
+import { DPS_GLOBAL_ENDPOINT, type RegistrationResult, registerDevice } from '../../src/dps/flow.js';
 import { ProvisioningError } from '../../src/errors.js';
+import { connectHub } from '../../src/hub/session.js';
 import { deriveDeviceKey, validateIdScope, validateRegistrationId } from '../../src/identity.js';
 import { formatEndpoint } from '../../src/provisioner.js';
 import { parseEndpoint, readCaFile, readSecret } from '../shared/args.js';
 // cli.ts registers this command, so the import is circular: only used at call time, which is safe.
 import { type CliIo, EXIT_CODES } from '../shared/io.js';
 import { createProgressView, type ProgressView } from './progress.js';
-import { type FleetSummary, fleetRegistrationId, runFleet } from './run.js';
+import { type ConnectSummary, type FleetSummary, fleetRegistrationId, runFleet } from './run.js';
 
 /** CliIo, optionally saying whether stderr is a terminal (default: process.stderr's). */
 export interface FleetIo extends CliIo {
@@ -22,6 +25,9 @@ export interface FleetIo extends CliIo {
 
 const MAX_COUNT = 1_000_000;
 const MAX_CONCURRENCY = 10_000;
+const MAX_MESSAGES = 1000;
+/** A hub request (CONNACK, the twin, a message's PUBACK) ends within this, or --timeout when shorter. */
+const HUB_REQUEST_TIMEOUT_MS = 30_000;
 
 const HELP = `Usage: moddable-dps fleet --id-scope <s> --group-key <k> --count <n> [options]
 
@@ -37,7 +43,15 @@ percentiles. A load test for a DPS setup: the local emulator or your own DPS ins
   --start <i>                first index (default 0)
   --endpoint <host[:port]>   DPS endpoint (env PROVISIONING_HOST; default ${DPS_GLOBAL_ENDPOINT.host}:${DPS_GLOBAL_ENDPOINT.port})
   --ca <pem>                 trust this CA certificate as well (e.g. the emulator's)
-  --timeout <seconds>        each device's flow ends within this (default 300)
+  --timeout <seconds>        each device's flow ends within this (default 300); with --connect,
+                             its connect too
+  --connect                  then take each provisioned device online with its assigned hub
+                             (MQTT/TLS, the core's hub session): connect, receive the twin, send
+                             --msg-count messages, disconnect; the summary adds how many connected,
+                             connect failures by kind and connect latency percentiles
+  --hub-endpoint <host[:port]>  with --connect: connect here instead of the assigned hub (the
+                             local emulator; the credentials still name the hub)
+  --msg-count <n>            with --connect: telemetry messages per device (default 0, at most ${MAX_MESSAGES})
   --full-handshakes          a full TLS handshake per device, as real devices do; by default
                              later devices resume the first one's TLS session (cheaper for
                              both ends)
@@ -45,8 +59,9 @@ percentiles. A load test for a DPS setup: the local emulator or your own DPS ins
   --quiet                    no progress on stderr
 
 Progress goes to stderr: a bar on a terminal, a line per 10 % otherwise.
-Exit status: 0 when every device was assigned; 2 bad input; otherwise the status 'register'
-uses for the most frequent kind of failure (3 unauthorized, 6 throttled, 8 network, ...).
+Exit status: 0 when every device was assigned (and, with --connect, went online); 2 bad input;
+otherwise the status 'register' uses for the most frequent kind of failure, provisioning and
+connect failures counted together (3 unauthorized, 6 throttled, 8 network, ...).
 `;
 
 export async function fleet(argv: string[], io: FleetIo): Promise<number> {
@@ -79,6 +94,13 @@ export async function fleet(argv: string[], io: FleetIo): Promise<number> {
   const endpointText = v.endpoint ?? env.PROVISIONING_HOST;
   const endpoint = endpointText ? parseEndpoint(endpointText) : DPS_GLOBAL_ENDPOINT;
   const ca = v.ca === undefined ? undefined : readCaFile(v.ca);
+  if (!v.connect) {
+    const stray = (['hub-endpoint', 'msg-count'] as const).filter((flag) => v[flag] !== undefined);
+    if (stray.length > 0)
+      throw new ProvisioningError('invalid-input', `${stray.map((flag) => `--${flag}`).join(' and ')} go with --connect`);
+  }
+  const hubEndpoint = v['hub-endpoint'] === undefined ? undefined : parseEndpoint(v['hub-endpoint'], 8883);
+  const msgCount = v['msg-count'] === undefined ? 0 : integer(v['msg-count'], '--msg-count', 0, MAX_MESSAGES);
   const connect = createTlsConnect({ ...(ca !== undefined && { ca }), resumeSessions: !v['full-handshakes'] });
 
   const progress: ProgressView | undefined = v.quiet
@@ -93,14 +115,41 @@ export async function fleet(argv: string[], io: FleetIo): Promise<number> {
     summary = await runFleet({
       count,
       concurrency,
-      provision: (i) => {
+      provision: async (i): Promise<Provisioned> => {
         const registrationId = idOf(i);
         const deviceKey = deriveDeviceKey(groupKey, registrationId); // once per device
-        return registerDevice(
+        const registration = await registerDevice(
           { idScope, registrationId, deviceKey, endpoint, timeoutMs, clientVersion: 'moddable-dps/0.1.0' },
           { connect, clock: systemClock, random: nodeRandom },
         );
+        return { registration, deviceKey };
       },
+      ...(v.connect && {
+        connect: async (_i, provisioned) => {
+          const { registration, deviceKey } = provisioned as Provisioned;
+          const session = await connectHub(
+            {
+              hub: registration.assignedHub,
+              deviceId: registration.deviceId,
+              deviceKey,
+              ...(hubEndpoint && { endpoint: hubEndpoint }),
+              requestTimeoutMs: Math.min(HUB_REQUEST_TIMEOUT_MS, timeoutMs),
+              offlineTimeoutMs: timeoutMs,
+            },
+            { connect, clock: systemClock, random: nodeRandom },
+          ); // resolves once connected and the twin received
+          try {
+            for (let seq = 1; seq <= msgCount; seq++) {
+              await session.sendTelemetry(JSON.stringify({ seq, registrationId: registration.registrationId }), {
+                contentType: 'application/json',
+                contentEncoding: 'utf-8',
+              });
+            }
+          } finally {
+            session.close();
+          }
+        },
+      }),
       ...(progress && { onProgress: (p) => progress.update(p) }),
     });
   } finally {
@@ -114,15 +163,25 @@ export async function fleet(argv: string[], io: FleetIo): Promise<number> {
     lastRegistrationId: idOf(count - 1),
     tlsSessionResumption: !v['full-handshakes'],
     ...summary,
+    ...(summary.connect && { connect: { ...summary.connect, messagesPerDevice: msgCount } }),
   };
   io.stdout(v.json ? `${JSON.stringify(report, null, 2)}\n` : describeSummary(report));
   return exitCode(summary);
 }
 
-/** 0 when all were assigned; otherwise the exit status of the most frequent failure kind. */
-export function exitCode(summary: Pick<FleetSummary, 'failed' | 'failedByKind'>): number {
-  if (summary.failed === 0) return 0;
-  const [kind] = Object.entries(summary.failedByKind).sort((a, b) => b[1] - a[1])[0]!;
+/** What provision resolves with: the key stays in memory, for the connect. */
+interface Provisioned {
+  registration: RegistrationResult;
+  deviceKey: string;
+}
+
+/** 0 when all were assigned (and connected); otherwise the exit status of the most frequent failure kind, provisioning and connect together. */
+export function exitCode(summary: Pick<FleetSummary, 'failed' | 'failedByKind' | 'connect'>): number {
+  const counts: Record<string, number> = { ...summary.failedByKind };
+  for (const [kind, n] of Object.entries(summary.connect?.failedByKind ?? {})) counts[kind] = (counts[kind] ?? 0) + n;
+  const ranked = Object.entries(counts).sort((a, b) => b[1] - a[1]);
+  if (ranked.length === 0) return 0;
+  const [kind] = ranked[0]!;
   return EXIT_CODES[kind as keyof typeof EXIT_CODES] ?? EXIT_CODES.unexpected;
 }
 
@@ -139,8 +198,21 @@ function describeSummary(r: FleetSummary & { endpoint: string; firstRegistration
       ? `  latency      p50 ${ms(r.latencyMs.p50)}  p95 ${ms(r.latencyMs.p95)}  p99 ${ms(r.latencyMs.p99)}  max ${ms(r.latencyMs.max)}`
       : '  latency      (no device was assigned)',
     `  client CPU   ${ms(r.cpuMs.perDevice)} per device (user ${ms(r.cpuMs.user)}, system ${ms(r.cpuMs.system)} in all)`,
+    ...(r.connect ? describeConnect(r.connect) : []),
   ];
   return `${lines.join('\n')}\n`;
+}
+
+function describeConnect(c: ConnectSummary): string[] {
+  const ms = (x: number) => `${x.toFixed(1)} ms`;
+  return [
+    `  connected    ${c.connected}   (of the assigned: connected, twin received, messages sent)`,
+    `  connect failed ${c.failed}`,
+    ...Object.entries(c.failedByKind).map(([kind, n]) => `    ${kind.padEnd(13)} ${String(n).padStart(6)}  first: ${c.firstError[kind]}`),
+    c.latencyMs
+      ? `  connect      p50 ${ms(c.latencyMs.p50)}  p95 ${ms(c.latencyMs.p95)}  p99 ${ms(c.latencyMs.p99)}  max ${ms(c.latencyMs.max)}`
+      : '  connect      (no device connected)',
+  ];
 }
 
 function parseFlags(argv: string[]) {
@@ -161,6 +233,9 @@ function parseFlags(argv: string[]) {
         ca: { type: 'string' },
         timeout: { type: 'string' },
         'full-handshakes': { type: 'boolean' },
+        connect: { type: 'boolean' },
+        'hub-endpoint': { type: 'string' },
+        'msg-count': { type: 'string' },
         json: { type: 'boolean' },
         quiet: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },

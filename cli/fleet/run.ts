@@ -1,7 +1,8 @@
 // The fleet engine: run `count` provisionings with at most `concurrency` in flight, time each,
 // and sum up: successes, failures by error kind, wall time, throughput, latency percentiles and
 // the client's CPU time. It knows nothing about DPS: `provision(index)` does one device, so the
-// benchmarks drive Microsoft's client through the very same limiter.
+// benchmarks drive Microsoft's client through the very same limiter. With `connect`, each
+// provisioned device then goes online in the same slot, and that phase is summed up apart.
 import { isProvisioningError } from '../../src/errors.js';
 
 export interface FleetProgress {
@@ -18,6 +19,8 @@ export interface FleetOptions {
   concurrency: number;
   /** Provision device `index` (0-based); reject to count it as failed. */
   provision(index: number): Promise<unknown>;
+  /** After device `index` was provisioned (`provisioned`: what provision resolved with): take it online. Reject to count a connect failure. */
+  connect?(index: number, provisioned: unknown): Promise<unknown>;
   /** Called after each device starts or finishes. Keep it cheap: the caller throttles output. */
   onProgress?(progress: FleetProgress): void;
   /** The failure's kind for the summary; default: a ProvisioningError's kind, else 'unexpected'. */
@@ -49,6 +52,19 @@ export interface FleetSummary {
   latencyMs: LatencySummary | null;
   /** This process's CPU time during the run (user + system), in ms. */
   cpuMs: { user: number; system: number; perDevice: number };
+  /** With `connect`: the provisioned devices taken online. */
+  connect?: ConnectSummary;
+}
+
+export interface ConnectSummary {
+  /** Provisioned devices that went online. */
+  connected: number;
+  /** Provisioned devices that did not, per error kind. */
+  failed: number;
+  failedByKind: Record<string, number>;
+  firstError: Record<string, string>;
+  /** Per-device time from the start of the connect to its end (online, twin received, messages sent), in ms; null when none connected. */
+  latencyMs: LatencySummary | null;
 }
 
 export async function runFleet(options: FleetOptions): Promise<FleetSummary> {
@@ -60,6 +76,8 @@ export async function runFleet(options: FleetOptions): Promise<FleetSummary> {
   const latencies: number[] = [];
   const failedByKind: Record<string, number> = {};
   const firstError: Record<string, string> = {};
+  const connectLatencies: number[] = [];
+  const connectFailures = { failed: 0, failedByKind: {} as Record<string, number>, firstError: {} as Record<string, string> };
   let next = 0;
   let inFlight = 0;
   let failed = 0;
@@ -82,14 +100,27 @@ export async function runFleet(options: FleetOptions): Promise<FleetSummary> {
       inFlight++;
       report();
       const begun = performance.now();
+      let provisioned: { result: unknown } | undefined;
       try {
-        await provision(index);
+        provisioned = { result: await provision(index) };
         latencies.push(performance.now() - begun);
       } catch (error) {
         failed++;
         const kind = kindOf(error);
         failedByKind[kind] = (failedByKind[kind] ?? 0) + 1;
         firstError[kind] ??= error instanceof Error ? error.message : String(error);
+      }
+      if (provisioned && options.connect) {
+        const connecting = performance.now();
+        try {
+          await options.connect(index, provisioned.result);
+          connectLatencies.push(performance.now() - connecting);
+        } catch (error) {
+          connectFailures.failed++;
+          const kind = kindOf(error);
+          connectFailures.failedByKind[kind] = (connectFailures.failedByKind[kind] ?? 0) + 1;
+          connectFailures.firstError[kind] ??= error instanceof Error ? error.message : String(error);
+        }
       }
       inFlight--;
       report();
@@ -110,6 +141,9 @@ export async function runFleet(options: FleetOptions): Promise<FleetSummary> {
     throughputPerSecond: round((latencies.length * 1000) / wallTimeMs),
     latencyMs: summarizeLatencies(latencies),
     cpuMs: { user: round(cpu.user / 1000), system: round(cpu.system / 1000), perDevice: round((cpu.user + cpu.system) / 1000 / count) },
+    ...(options.connect && {
+      connect: { connected: connectLatencies.length, ...connectFailures, latencyMs: summarizeLatencies(connectLatencies) },
+    }),
   };
 }
 
