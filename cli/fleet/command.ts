@@ -48,7 +48,8 @@ percentiles. A load test for a DPS setup: the local emulator or your own DPS ins
   --connect                  then take each provisioned device online with its assigned hub
                              (MQTT/TLS, the core's hub session): connect, receive the twin, send
                              --msg-count messages, disconnect; the summary adds how many connected,
-                             connect failures by kind and connect latency percentiles
+                             connect failures by kind and connect latency percentiles (the
+                             wall time and throughput then include the connects)
   --hub-endpoint <host[:port]>  with --connect: connect here instead of the assigned hub (the
                              local emulator; the credentials still name the hub)
   --msg-count <n>            with --connect: telemetry messages per device (default 0, at most ${MAX_MESSAGES})
@@ -206,8 +207,8 @@ function describeSummary(r: FleetSummary & { endpoint: string; firstRegistration
 function describeConnect(c: ConnectSummary): string[] {
   const ms = (x: number) => `${x.toFixed(1)} ms`;
   return [
-    `  connected    ${c.connected}   (of the assigned: connected, twin received, messages sent)`,
-    `  connect failed ${c.failed}`,
+    `  connected    ${c.connected}   (of the assigned: online, twin received, messages sent)`,
+    `  not online   ${c.failed}`,
     ...Object.entries(c.failedByKind).map(([kind, n]) => `    ${kind.padEnd(13)} ${String(n).padStart(6)}  first: ${c.firstError[kind]}`),
     c.latencyMs
       ? `  connect      p50 ${ms(c.latencyMs.p50)}  p95 ${ms(c.latencyMs.p95)}  p99 ${ms(c.latencyMs.p99)}  max ${ms(c.latencyMs.max)}`
