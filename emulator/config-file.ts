@@ -12,11 +12,10 @@
 // Every refusal is a ConfigFileError naming the file and the JSON pointer (RFC 6901) of the bad
 // field. Messages never repeat a key or a connection string.
 import { readFile } from 'node:fs/promises';
-import { DpsError } from './dps-errors.js';
+import { DpsError, InvalidField } from './dps-errors.js';
 import { DpsModel } from './model.js';
 import type { ModelConfig } from './model-types.js';
-import { ALLOCATION_POLICIES } from './model-types.js';
-import { isBase64Key, isReservedName, parseConnectionString, RESERVED_NAMES } from './validation.js';
+import { escapePointer, isBase64Key, isReservedName, lowerFirst, parseConnectionString, reserved, shown } from './validation.js';
 
 export interface EmulatorConfigFile {
   /** The instance's ID scope, when the file names one. */
@@ -111,13 +110,16 @@ export function checkConfig(json: unknown, file: string): EmulatorConfigFile {
     out.idScope = root.idScope as string;
   }
 
-  // Build a model step by step, so that each refusal of the model's own rules is reported at
-  // the item that caused it. Field checks first give the exact pointer for the common mistakes.
+  // Build a model step by step: the model applies the rules (validation.ts, as for the service
+  // API), and each refusal is reported at the item that caused it, at the field when the rule
+  // names one (InvalidField). The structure of the file (its fields, lists, duplicates, the hubs
+  // an enrollment may name) is checked here.
   const model = new DpsModel();
   const apply = (pointer: string, change: () => void): void => {
     try {
       change();
     } catch (error) {
+      if (error instanceof InvalidField) fail(`${pointer}${error.pointer}`, error.reason);
       if (error instanceof DpsError) fail(pointer, lowerFirst(error.message));
       throw error;
     }
@@ -125,10 +127,6 @@ export function checkConfig(json: unknown, file: string): EmulatorConfigFile {
 
   if (root.allocationPolicy !== undefined) {
     const policy = root.allocationPolicy;
-    if (policy === 'custom') fail('/allocationPolicy', 'the instance default cannot be custom: set custom on an enrollment instead');
-    if (typeof policy !== 'string' || !(ALLOCATION_POLICIES as readonly unknown[]).includes(policy)) {
-      fail('/allocationPolicy', `must be one of hashed, geoLatency, static${shown(policy)}`);
-    }
     apply('/allocationPolicy', () => model.setAllocationPolicy(policy as 'hashed'));
     out.config.allocationPolicy = policy as 'hashed';
   }
@@ -145,16 +143,6 @@ export function checkConfig(json: unknown, file: string): EmulatorConfigFile {
       if (h.name !== undefined && (typeof h.name !== 'string' || h.name.toLowerCase() !== hostName)) {
         fail(`${at}/name`, `the name must be the connection string's HostName (${hostName}), or left out`);
       }
-      if (h.location !== undefined && typeof h.location !== 'string') fail(`${at}/location`, 'must be a region name, e.g. westus');
-      if (typeof h.location === 'string' && isReservedName(h.location)) fail(`${at}/location`, reserved('a region name'));
-      const weight = h.allocationWeight;
-      if (weight !== undefined && weight !== null && (!Number.isInteger(weight) || (weight as number) < 1 || (weight as number) > 1000)) {
-        fail(`${at}/allocationWeight`, `must be a whole number from 1 to 1000, or null for 1${shown(weight)}`);
-      }
-      const flag = h.applyAllocationPolicy;
-      if (flag !== undefined && flag !== null && typeof flag !== 'boolean') {
-        fail(`${at}/applyAllocationPolicy`, `must be true, false or null (null means true)${shown(flag)}`);
-      }
       if (model.linkedHub(hostName)) fail(at, `the IoT hub ${hostName} is listed twice`);
       const { name: _readOnly, ...config } = h;
       apply(at, () => model.linkHub(config as never));
@@ -166,20 +154,8 @@ export function checkConfig(json: unknown, file: string): EmulatorConfigFile {
   }
 
   if (root.latency !== undefined) {
-    const table = object(root.latency, '/latency', 'the latency table must be { "<from region>": { "<to region>": <ms> } }', fail);
-    for (const [from, row] of Object.entries(table)) {
-      const at = `/latency/${escapePointer(from)}`;
-      if (isReservedName(from)) fail(at, reserved('a region name'));
-      const r = object(row, at, `must be { "<to region>": <milliseconds> }`, fail);
-      for (const [to, ms] of Object.entries(r)) {
-        if (isReservedName(to)) fail(`${at}/${escapePointer(to)}`, reserved('a region name'));
-        if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
-          fail(`${at}/${escapePointer(to)}`, `must be a non-negative number of milliseconds${shown(ms)}`);
-        }
-      }
-    }
-    apply('/latency', () => model.setLatency(table as never));
-    out.config.latency = table as never;
+    apply('/latency', () => model.setLatency(root.latency as never));
+    out.config.latency = root.latency as never;
   }
 
   const enrollments = (field: 'enrollmentGroups' | 'individualEnrollments'): Record<string, unknown>[] | undefined => {
@@ -236,16 +212,6 @@ function checkEnrollmentFields(
       }
     }
   }
-  if (e.provisioningStatus !== undefined && e.provisioningStatus !== 'enabled' && e.provisioningStatus !== 'disabled') {
-    fail(`${at}/provisioningStatus`, `must be enabled or disabled${shown(e.provisioningStatus)}`);
-  }
-  if (
-    e.allocationPolicy !== undefined &&
-    e.allocationPolicy !== null &&
-    !(ALLOCATION_POLICIES as readonly unknown[]).includes(e.allocationPolicy)
-  ) {
-    fail(`${at}/allocationPolicy`, `must be one of ${ALLOCATION_POLICIES.join(', ')}${shown(e.allocationPolicy)}`);
-  }
   if (e.iotHubs !== undefined && e.iotHubs !== null) {
     const hubs = array(e.iotHubs, `${at}/iotHubs`, "a list of linked hubs' host names", fail);
     hubs.forEach((hub, i) => {
@@ -253,18 +219,6 @@ function checkEnrollmentFields(
       if (!model.linkedHub(hub as string))
         fail(`${at}/iotHubs/${i}`, `${JSON.stringify(hub)} is not one of the iotHubs linked in this file`);
     });
-  }
-  if (e.reprovisionPolicy !== undefined && e.reprovisionPolicy !== null) {
-    const r = object(
-      e.reprovisionPolicy,
-      `${at}/reprovisionPolicy`,
-      'must be { "updateHubAssignment": true|false, "migrateDeviceData": true|false }',
-      fail,
-    );
-    for (const name of ['updateHubAssignment', 'migrateDeviceData']) {
-      if (r[name] !== undefined && r[name] !== null && typeof r[name] !== 'boolean')
-        fail(`${at}/reprovisionPolicy/${name}`, `must be true or false${shown(r[name])}`);
-    }
   }
 }
 
@@ -294,22 +248,6 @@ function onlyFields(
         : `unknown field; expected one of ${allowed.filter((a) => !a.startsWith('$')).join(', ')}`,
     );
   }
-}
-
-/** Why __proto__, constructor or prototype is refused where `what` is expected. */
-function reserved(what: string): string {
-  return `${RESERVED_NAMES.join(', ')} are reserved names, refused as ${what}`;
-}
-
-/** A value worth repeating in a message: short and plainly not a key. */
-function shown(value: unknown): string {
-  if (typeof value === 'number' || typeof value === 'boolean' || value === null) return `; got ${JSON.stringify(value)}`;
-  if (typeof value === 'string' && /^[A-Za-z0-9 ._:-]{0,64}$/.test(value)) return `; got "${value}"`;
-  return '';
-}
-
-function escapePointer(key: string): string {
-  return key.replace(/~/g, '~0').replace(/\//g, '~1');
 }
 
 /** Offset of the first JSON syntax error (RFC 8259), or -1 when none is found. */
@@ -388,8 +326,4 @@ class JsonSyntaxError {
 function lineColumn(text: string, position: number): string {
   const before = text.slice(0, position).split('\n');
   return `line ${before.length}, column ${before[before.length - 1]!.length + 1}`;
-}
-
-function lowerFirst(message: string): string {
-  return /^The [a-z]/.test(message) ? `t${message.slice(1)}` : message;
 }

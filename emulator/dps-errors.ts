@@ -73,6 +73,21 @@ export function genericErrorCode(status: number): number {
   return status * 1000;
 }
 
+/**
+ * A refused field (validation.ts): `pointer` (RFC 6901) says where it is in the object checked,
+ * `reason` what is wrong with it ("must be ..."); the message names the field and the reason.
+ * The config file reports the pointer within the file, the service API the message.
+ */
+export class InvalidField extends DpsError {
+  constructor(
+    readonly pointer: string,
+    readonly reason: string,
+    message: string,
+  ) {
+    super(400, ErrorCodes.invalidConfiguration, message);
+  }
+}
+
 export function invalidConfiguration(message: string): DpsError {
   return new DpsError(400, ErrorCodes.invalidConfiguration, message);
 }

@@ -2,7 +2,7 @@
 // groups, individual enrollments, registration records and each hub's device registry.
 // Every change is validated here, so the device endpoint and the REST API share the rules.
 // IDs (registration, enrollment group, hub host name) are case-insensitive, as in DPS.
-import { DpsError, ErrorCodes, invalidConfiguration, notFound } from './dps-errors.js';
+import { DpsError, ErrorCodes, InvalidField, invalidConfiguration, notFound } from './dps-errors.js';
 import { IotHubRegistry } from './hubs.js';
 import type {
   AllocationPolicy,
@@ -19,13 +19,13 @@ import type {
   ModelConfig,
 } from './model-types.js';
 import {
-  checkRegion,
   newEtag,
   parseConnectionString,
   validateEnrollmentFields,
   validateEnrollmentGroupId,
   validateEnrollmentRegistrationId,
   validateInstancePolicy,
+  validateLatency,
   validateLinkedHub,
 } from './validation.js';
 
@@ -71,23 +71,7 @@ export class DpsModel {
   }
 
   setLatency(table: LatencyTable): void {
-    if (table === null || typeof table !== 'object' || Array.isArray(table))
-      throw invalidConfiguration('The latency table must be an object');
-    const out: LatencyTable = Object.create(null);
-    for (const [from, row] of Object.entries(table)) {
-      checkRegion(from, 'The latency table names the region');
-      if (row === null || typeof row !== 'object' || Array.isArray(row))
-        throw invalidConfiguration(`The latency row for ${from} must be an object`);
-      const target: Record<string, number> = (out[from.toLowerCase()] ??= Object.create(null));
-      for (const [to, ms] of Object.entries(row)) {
-        checkRegion(to, `The latency row for ${from} names the region`);
-        if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
-          throw invalidConfiguration(`The latency from ${from} to ${to} must be a non-negative number of milliseconds`);
-        }
-        target[to.toLowerCase()] = ms;
-      }
-    }
-    this.#latency = out;
+    this.#latency = validateLatency(table);
   }
 
   // ---- linked hubs ----
@@ -156,6 +140,8 @@ export class DpsModel {
           this.iotHubs.checkLink(parseConnectionString(hub.connectionString));
         }
       } catch (error) {
+        if (error instanceof InvalidField)
+          throw new InvalidField(`/${index}${error.pointer}`, error.reason, `iotHubs[${index}]: ${error.message}`);
         if (error instanceof DpsError) throw new DpsError(error.status, error.errorCode, `iotHubs[${index}]: ${error.message}`);
         throw error;
       }

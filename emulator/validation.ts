@@ -1,14 +1,18 @@
-// Checking what goes into the model: linked hubs, policies, enrollments. Every refusal is a
-// DpsError(400) whose message names the field and the rule, never a key.
+// Checking what goes into the model: linked hubs, policies, the latency table, enrollments. The
+// one place for these rules: the service API (through the model) and the config file (through
+// the model as well, config-file.ts) refuse the same values with the same reason. Every refusal
+// is a DpsError(400) whose message names the field and the rule, never a key; a refused field is
+// an InvalidField with the JSON pointer of the field within the object checked.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { validateRegistrationId } from '../src/identity.js';
 import { type ConnectionStringFields, splitConnectionString } from './connection-string.js';
-import { invalidConfiguration } from './dps-errors.js';
+import { InvalidField, invalidConfiguration } from './dps-errors.js';
 import type {
   AllocationPolicy,
   CustomAllocationDefinition,
   EnrollmentInput,
   InitialTwin,
+  LatencyTable,
   LinkedHub,
   LinkedHubConfig,
   SymmetricKeyAttestation,
@@ -32,21 +36,35 @@ export function parseConnectionString(text: unknown): ConnectionStringFields {
 
 export function validateLinkedHub(config: LinkedHubConfig): LinkedHub {
   if (config === null || typeof config !== 'object') throw invalidConfiguration('A linked hub must be an object');
-  const parsed = parseConnectionString(config.connectionString);
+  let parsed: ConnectionStringFields;
+  try {
+    parsed = parseConnectionString(config.connectionString);
+  } catch (error) {
+    throw new InvalidField('/connectionString', lowerFirst((error as Error).message), (error as Error).message);
+  }
+  const hub = parsed.hostName;
   const weight = config.allocationWeight ?? 1;
   if (!Number.isInteger(weight) || weight < 1 || weight > 1000) {
-    throw invalidConfiguration(`The allocationWeight of ${parsed.hostName} must be a whole number from 1 to 1000 (or null for 1)`);
+    throw refuse(
+      '/allocationWeight',
+      `The allocationWeight of ${hub}`,
+      `must be a whole number from 1 to 1000, or null for 1${shown(weight)}`,
+    );
   }
   const apply = config.applyAllocationPolicy ?? true;
   if (typeof apply !== 'boolean') {
-    throw invalidConfiguration(`The applyAllocationPolicy of ${parsed.hostName} must be true, false or null`);
+    throw refuse(
+      '/applyAllocationPolicy',
+      `The applyAllocationPolicy of ${hub}`,
+      `must be true, false or null (null means true)${shown(apply)}`,
+    );
   }
   const location = config.location ?? '';
-  if (typeof location !== 'string') throw invalidConfiguration(`The location of ${parsed.hostName} must be a region name`);
-  checkRegion(location, `The location of ${parsed.hostName}`);
+  if (typeof location !== 'string') throw refuse('/location', `The location of ${hub}`, 'must be a region name, e.g. westus');
+  if (isReservedName(location)) throw refuse('/location', `The location of ${hub} '${location}'`, reserved('a region name'));
   return {
-    name: parsed.hostName,
-    hostName: parsed.hostName,
+    name: hub,
+    hostName: hub,
     connectionString: config.connectionString,
     sharedAccessKeyName: parsed.sharedAccessKeyName,
     location: location.toLowerCase(),
@@ -57,17 +75,51 @@ export function validateLinkedHub(config: LinkedHubConfig): LinkedHub {
 
 export function validateAllocationPolicy(policy: unknown, what: string): AllocationPolicy {
   if (typeof policy !== 'string' || !(ALLOCATION_POLICIES as readonly string[]).includes(policy)) {
-    throw invalidConfiguration(`${what} must be one of ${ALLOCATION_POLICIES.join(', ')}`);
+    throw refuse('', what, `must be one of ${ALLOCATION_POLICIES.join(', ')}${shown(policy)}`);
   }
   return policy as AllocationPolicy;
 }
 
 export function validateInstancePolicy(policy: unknown): AllocationPolicy {
-  const checked = validateAllocationPolicy(policy, "The instance's allocationPolicy");
-  if (checked === 'custom') {
-    throw invalidConfiguration("The instance's allocationPolicy cannot be custom: set custom on an enrollment instead");
+  const what = "The instance's allocationPolicy";
+  if (policy === 'custom') throw refuse('', what, 'cannot be custom: set custom on an enrollment instead');
+  const allowed = ALLOCATION_POLICIES.filter((p) => p !== 'custom');
+  if (typeof policy !== 'string' || !(allowed as readonly string[]).includes(policy)) {
+    throw refuse('', what, `must be one of ${allowed.join(', ')}${shown(policy)}`);
   }
-  return checked;
+  return policy as AllocationPolicy;
+}
+
+/**
+ * The latency table, { "<from region>": { "<to region>": <milliseconds> } }, as null-prototype
+ * objects keyed in lower case (region names are user text: no lookup may reach Object.prototype).
+ */
+export function validateLatency(table: unknown): LatencyTable {
+  if (table === null || typeof table !== 'object' || Array.isArray(table)) {
+    throw refuse('', 'The latency table', 'must be { "<from region>": { "<to region>": <milliseconds> } }');
+  }
+  const out: LatencyTable = Object.create(null);
+  for (const [from, row] of Object.entries(table)) {
+    const at = `/${escapePointer(from)}`;
+    if (isReservedName(from)) throw refuse(at, `The latency table's region '${from}'`, reserved('a region name'));
+    if (row === null || typeof row !== 'object' || Array.isArray(row)) {
+      throw refuse(at, `The latency row for ${from}`, 'must be { "<to region>": <milliseconds> }');
+    }
+    const target: Record<string, number> = (out[from.toLowerCase()] ??= Object.create(null));
+    for (const [to, ms] of Object.entries(row)) {
+      if (isReservedName(to))
+        throw refuse(`${at}/${escapePointer(to)}`, `The latency row for ${from} names '${to}'`, reserved('a region name'));
+      if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
+        throw refuse(
+          `${at}/${escapePointer(to)}`,
+          `The latency from ${from} to ${to}`,
+          `must be a non-negative number of milliseconds${shown(ms)}`,
+        );
+      }
+      target[to.toLowerCase()] = ms;
+    }
+  }
+  return out;
 }
 
 /** Enrollment group IDs: DPS allows alphanumerics and - . _ : up to 128 characters (checked like registration IDs). */
@@ -103,13 +155,6 @@ export function isReservedName(name: string): boolean {
   return RESERVED_NAMES.includes(name.toLowerCase());
 }
 
-/** A region name (a linked hub's location, a latency table's row or column): any text but a reserved name. */
-export function checkRegion(region: string, what: string): string {
-  if (isReservedName(region))
-    throw invalidConfiguration(`${what} '${region}' is a reserved name, not a region (${RESERVED_NAMES.join(', ')} are refused)`);
-  return region;
-}
-
 export interface EnrollmentFieldsChecked {
   attestation: SymmetricKeyAttestation;
   provisioningStatus: 'enabled' | 'disabled';
@@ -134,7 +179,15 @@ export function validateEnrollmentFields(
   const attestation = checkAttestation(input.attestation, what, previous);
   const status = input.provisioningStatus ?? 'enabled';
   if (status !== 'enabled' && status !== 'disabled') {
-    throw invalidConfiguration(`The provisioningStatus of ${what} must be enabled or disabled`);
+    throw refuse('/provisioningStatus', `The provisioningStatus of ${what}`, `must be enabled or disabled${shown(status)}`);
+  }
+  const reprovision = input.reprovisionPolicy as unknown;
+  if (reprovision !== undefined && reprovision !== null && (typeof reprovision !== 'object' || Array.isArray(reprovision))) {
+    throw refuse(
+      '/reprovisionPolicy',
+      `The reprovisionPolicy of ${what}`,
+      'must be { "updateHubAssignment": true|false, "migrateDeviceData": true|false }',
+    );
   }
   const out: EnrollmentFieldsChecked = {
     attestation,
@@ -146,7 +199,12 @@ export function validateEnrollmentFields(
   };
   const raw = input as Record<string, unknown>;
   if (raw.allocationPolicy !== undefined && raw.allocationPolicy !== null) {
-    out.allocationPolicy = validateAllocationPolicy(raw.allocationPolicy, `The allocationPolicy of ${what}`);
+    try {
+      out.allocationPolicy = validateAllocationPolicy(raw.allocationPolicy, `The allocationPolicy of ${what}`);
+    } catch (error) {
+      const e = error as InvalidField;
+      throw new InvalidField('/allocationPolicy', e.reason, e.message);
+    }
   }
   if (raw.iotHubs !== undefined && raw.iotHubs !== null) {
     if (!Array.isArray(raw.iotHubs) || raw.iotHubs.some((h) => typeof h !== 'string')) {
@@ -210,7 +268,9 @@ function checkTwin(twin: unknown, what: string): InitialTwin {
 
 function checkBoolean(value: unknown, fallback: boolean, what: string, field: string): boolean {
   if (value === undefined || value === null) return fallback;
-  if (typeof value !== 'boolean') throw invalidConfiguration(`The reprovisionPolicy.${field} of ${what} must be true or false`);
+  if (typeof value !== 'boolean') {
+    throw refuse(`/reprovisionPolicy/${field}`, `The reprovisionPolicy.${field} of ${what}`, `must be true or false${shown(value)}`);
+  }
   return value;
 }
 
@@ -229,4 +289,31 @@ export function isBase64Key(text: string): boolean {
 /** An etag in DPS's style: base64 of a quoted UUID. */
 export function newEtag(): string {
   return Buffer.from(`"${randomUUID()}"`).toString('base64');
+}
+
+/** An InvalidField: `what` names the field for the message, `reason` says what is wrong ("must be ..."). */
+function refuse(pointer: string, what: string, reason: string): InvalidField {
+  return new InvalidField(pointer, reason, `${what} ${reason}`);
+}
+
+/** Why __proto__, constructor or prototype is refused where `what` is expected. */
+export function reserved(what: string): string {
+  return `${RESERVED_NAMES.join(', ')} are reserved names, refused as ${what}`;
+}
+
+/** A value worth repeating in a message: short and plainly not a key. */
+export function shown(value: unknown): string {
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null) return `; got ${JSON.stringify(value)}`;
+  if (typeof value === 'string' && /^[A-Za-z0-9 ._:-]{0,64}$/.test(value)) return `; got "${value}"`;
+  return '';
+}
+
+/** A key as a JSON pointer segment (RFC 6901). */
+export function escapePointer(key: string): string {
+  return key.replace(/~/g, '~0').replace(/\//g, '~1');
+}
+
+/** "The linked hub ..." → "the linked hub ...": a message as a reason after a pointer. */
+export function lowerFirst(message: string): string {
+  return /^The [a-z]/.test(message) ? `t${message.slice(1)}` : message;
 }

@@ -165,6 +165,41 @@ describe('refusals name the file and the JSON pointer of the bad field', () => {
     expect(error.message).not.toContain(KEY);
   });
 
+  it('refuses what the service API refuses, for the same reason: one set of rules (validation.ts)', () => {
+    const model = new DpsModel({ iotHubs: [hub('a')] });
+    const serviceRefusal = (change: () => void): { pointer?: string; reason?: string; message: string } => {
+      try {
+        change();
+      } catch (error) {
+        return error as { pointer?: string; reason?: string; message: string };
+      }
+      throw new Error('not refused');
+    };
+    const pairs: [unknown, () => void][] = [
+      [{ iotHubs: [hub('b', { allocationWeight: 0 })] }, () => model.linkHub(hub('b', { allocationWeight: 0 }) as never)],
+      [{ iotHubs: [hub('b', { applyAllocationPolicy: 'yes' })] }, () => model.linkHub(hub('b', { applyAllocationPolicy: 'yes' }) as never)],
+      [{ latency: { westus: { eastus: -1 } } }, () => model.setLatency({ westus: { eastus: -1 } })],
+      [{ allocationPolicy: 'custom' }, () => model.setAllocationPolicy('custom')],
+      [
+        { enrollmentGroups: [group('g', { provisioningStatus: 'on' })] },
+        () => model.putEnrollmentGroup(group('g', { provisioningStatus: 'on' }) as never),
+      ],
+    ];
+    for (const [json, change] of pairs) {
+      const file = refusal(json);
+      const service = serviceRefusal(change);
+      expect(service.reason, JSON.stringify(json)).toBe(file.reason);
+      expect(file.pointer.endsWith(service.pointer!), `${file.pointer} ends with ${service.pointer}`).toBe(true);
+      expect(service.message).toContain(file.reason);
+    }
+    // The service API's PUT of the whole list names the entry too.
+    const listed = serviceRefusal(() => model.replaceLinkedHubs([hub('a'), hub('b', { allocationWeight: 1001 })] as never));
+    expect(listed).toMatchObject({
+      pointer: '/1/allocationWeight',
+      message: expect.stringMatching(/^iotHubs\[1\]: .*1 to 1000.*got 1001/),
+    });
+  });
+
   it('never repeats a key, even one in a malformed document', () => {
     const secret = 'c2VjcmV0LWtleS10aGF0LW11c3Qtbm90LWxlYWs=';
     const broken = `{"iotHubs":[{"connectionString":"HostName=a.azure-devices.net;SharedAccessKeyName=x;SharedAccessKey=${secret}" "location":"westus"}]}`;
