@@ -56,7 +56,7 @@ const DEFAULT_INTERVAL_SECONDS = 3;
 export async function device(argv: string[], io: CliIo): Promise<number> {
   const v = parse(argv, FLAGS, DEVICE_HELP, io);
   if (!v) return 0;
-  const { config, ports, print } = provisioningFromFlags(v, io);
+  const { config, ports, print, transport, defaultPort } = provisioningFromFlags(v, io);
   const count = v['msg-count'] === undefined ? 10 : integer(v['msg-count'], '--msg-count', 0, 1_000_000);
   const fixedInterval = v['msg-interval'] === undefined ? undefined : integer(v['msg-interval'], '--msg-interval', 0, 86_400);
   const methodStatus =
@@ -78,10 +78,11 @@ export async function device(argv: string[], io: CliIo): Promise<number> {
   };
   const online: OnlineConfig = {
     ...config,
-    ...(v['hub-endpoint'] !== undefined && { hubEndpoint: parseEndpoint(v['hub-endpoint'], 8883) }),
+    ...(v['hub-endpoint'] !== undefined && { hubEndpoint: parseEndpoint(v['hub-endpoint'], defaultPort) }),
     ...(v['model-id'] !== undefined && { modelId: v['model-id'] }),
     ...(maxReprovisions !== undefined && { maxReprovisions }),
     session: {
+      ...(transport === 'mqtt-ws' && { port: defaultPort }),
       onDesired: (patch: JsonObject, version: number) => {
         print(`desired properties (version ${version}): ${printable(JSON.stringify(patch))}`);
         const interval = patch.telemetryInterval;

@@ -237,6 +237,20 @@ describe('moddable-dps fleet --connect against the emulator', () => {
     expect(human.stdout).toMatch(/\n {2}connect {6}p50 [\d.]+ ms {2}p95 [\d.]+ ms {2}p99 [\d.]+ ms {2}max [\d.]+ ms\n/);
   });
 
+  it('--transport mqtt-ws: DPS and the hub over secure WebSockets on the emulator HTTPS port; --full-handshakes is refused with it', async () => {
+    const wss = `${dps.httpsEndpoint.host}:${dps.httpsEndpoint.port}`;
+    const args = fleetArgs('fleet-ws-', 4, 2).map((arg) => (arg === `${dps.endpoint.host}:${dps.endpoint.port}` ? wss : arg));
+    const r = await run([...args, '--transport', 'mqtt-ws', '--connect', '--hub-endpoint', wss, '--msg-count', '1', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const s = JSON.parse(r.stdout) as Summary & { connect: NonNullable<FleetSummary['connect']> };
+    expect(s).toMatchObject({ succeeded: 4, failed: 0 });
+    expect(s.connect).toMatchObject({ connected: 4, failed: 0 });
+    expect(dps.hubs.telemetry(HUB).filter((m) => m.deviceId.startsWith('fleet-ws-'))).toHaveLength(4);
+    const refused = await run([...args, '--transport', 'mqtt-ws', '--full-handshakes']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('--full-handshakes goes with --transport mqtt');
+  });
+
   it('counts devices their hub refuses as connect failures by kind, and exits with that status', async () => {
     // Provisioned, then disabled in the hub: the next run provisions them again and their hub refuses them.
     expect((await run([...fleetArgs('fleet-off-', 3, 3), '--quiet'])).code).toBe(0);

@@ -15,6 +15,7 @@ import { proxyFromEnv } from '../hosts/node/proxy.js';
 import { createWebSocketConnect } from '../hosts/node/ws-connect.js';
 import { connectHub } from '../src/hub/session.js';
 import { provisionDevice } from '../src/provisioner.js';
+import { runCli } from './support/cli-runner.js';
 import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
 import { failure } from './support/errors.js';
 
@@ -122,6 +123,71 @@ describe('MQTT over WebSockets, end to end', () => {
     } finally {
       await proxy.close();
     }
+  });
+});
+
+describe('the CLI with --transport mqtt-ws', () => {
+  const caFile = () => fixture.dps.caPath;
+  const common = (registrationId: string) => [
+    '--id-scope',
+    ID_SCOPE,
+    '--registration-id',
+    registrationId,
+    '--key',
+    DEVICE_KEY,
+    '--ca',
+    caFile(),
+    '--transport',
+    'mqtt-ws',
+    '--timeout',
+    '20',
+  ];
+
+  it('register: provisions over wss, through the proxy HTTPS_PROXY names', async () => {
+    const proxy = await startConnectProxy();
+    try {
+      const run = await runCli(['register', ...common('ws-4'), '--endpoint', `127.0.0.1:${wss().port}`, '--json'], {
+        HTTPS_PROXY: `127.0.0.1:${proxy.port}`,
+      });
+      expect(run.code, run.stderr).toBe(0);
+      expect(JSON.parse(run.stdout)).toMatchObject({ assignedHub: HUB, deviceId: 'ws-4' });
+      expect(proxy.tunnels).toEqual([`127.0.0.1:${wss().port}`]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('device: provisioned and online, its hub reached over wss too; a bare host means port 443', async () => {
+    const run = await runCli([
+      'device',
+      ...common('ws-4'),
+      '--endpoint',
+      `127.0.0.1:${wss().port}`,
+      '--hub-endpoint',
+      `127.0.0.1:${wss().port}`,
+      '--msg-count',
+      '1',
+    ]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).toMatch(new RegExp(`hub: connected|connected to .*127\\.0\\.0\\.1:${wss().port}`));
+    expect(fixture.dps.hubs.telemetry(HUB).some((m) => m.deviceId === 'ws-4')).toBe(true);
+
+    // Without a port, mqtt-ws means 443: nothing listens there in this test, so the refusal names it.
+    const bare = await runCli(['register', ...common('ws-4'), '--endpoint', '127.0.0.1', '--timeout', '2']);
+    expect(bare.code).not.toBe(0);
+    expect(bare.stderr).toContain('wss://127.0.0.1:443');
+  });
+
+  it('refuses another transport; with plain MQTT, a set HTTPS_PROXY is named, not silently ignored', async () => {
+    const bad = await runCli(['register', ...common('ws-1').slice(0, -4), '--transport', 'amqp']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--transport must be mqtt or mqtt-ws');
+    const direct = await runCli(
+      ['register', ...common('ws-1').slice(0, -4), '--endpoint', `127.0.0.1:${fixture.dps.endpoint.port}`, '--timeout', '20'],
+      { HTTPS_PROXY: 'http://127.0.0.1:9' },
+    );
+    expect(direct.code, direct.stderr).toBe(0);
+    expect(direct.stderr).toContain('warning: HTTPS_PROXY is set, but --transport mqtt connects directly');
   });
 });
 

@@ -5,12 +5,15 @@
 // `moddable-dps device` does): connected, twin received, --msg-count messages sent, closed.
 import { parseArgs } from 'node:util';
 import { nodeRandom, systemClock } from '../../hosts/node/clock.js';
+import { proxyFromEnv } from '../../hosts/node/proxy.js';
 import { createTlsConnect } from '../../hosts/node/tls-connect.js';
+import { createWebSocketConnect, WEBSOCKET_PORT } from '../../hosts/node/ws-connect.js';
 import { DPS_GLOBAL_ENDPOINT, type RegistrationResult, registerDevice } from '../../src/dps/flow.js';
 import { ProvisioningError } from '../../src/errors.js';
 import { connectHub } from '../../src/hub/session.js';
 import { deriveDeviceKey, validateIdScope, validateRegistrationId } from '../../src/identity.js';
 import { formatEndpoint } from '../../src/provisioner.js';
+import { printable } from '../../src/text.js';
 import { parseEndpoint, readCaFile, readSecret } from '../shared/args.js';
 // cli.ts registers this command, so the import is circular: only used at call time, which is safe.
 import { type CliIo, EXIT_CODES } from '../shared/io.js';
@@ -43,6 +46,8 @@ percentiles. A load test for a DPS setup: the local emulator or your own DPS ins
   --start <i>                first index (default 0)
   --endpoint <host[:port]>   DPS endpoint (env PROVISIONING_HOST; default ${DPS_GLOBAL_ENDPOINT.host}:${DPS_GLOBAL_ENDPOINT.port})
   --ca <pem>                 trust this CA certificate as well (e.g. the emulator's)
+  --transport mqtt|mqtt-ws   MQTT over TLS on 8883 (default), or MQTT over secure WebSockets on 443
+                             (through HTTPS_PROXY when set; NO_PROXY honoured), DPS and hubs alike
   --timeout <seconds>        each device's flow ends within this (default 300); with --connect,
                              its connect too
   --connect                  then take each provisioned device online with its assigned hub
@@ -92,17 +97,31 @@ export async function fleet(argv: string[], io: FleetIo): Promise<number> {
     }
   }
   deriveDeviceKey(groupKey, idOf(0)); // a group key that is not base64 is bad input, before any traffic
+  const transport = v.transport ?? 'mqtt';
+  if (transport !== 'mqtt' && transport !== 'mqtt-ws') {
+    throw new ProvisioningError('invalid-input', `--transport must be mqtt or mqtt-ws, not '${printable(transport)}'`);
+  }
+  const websocket = transport === 'mqtt-ws';
+  if (websocket && v['full-handshakes']) {
+    throw new ProvisioningError(
+      'invalid-input',
+      '--full-handshakes goes with --transport mqtt: every WebSocket connection has a full TLS handshake',
+    );
+  }
+  const defaultPort = websocket ? WEBSOCKET_PORT : DPS_GLOBAL_ENDPOINT.port;
   const endpointText = v.endpoint ?? env.PROVISIONING_HOST;
-  const endpoint = endpointText ? parseEndpoint(endpointText) : DPS_GLOBAL_ENDPOINT;
+  const endpoint = endpointText ? parseEndpoint(endpointText, defaultPort) : { host: DPS_GLOBAL_ENDPOINT.host, port: defaultPort };
   const ca = v.ca === undefined ? undefined : readCaFile(v.ca);
   if (!v.connect) {
     const stray = (['hub-endpoint', 'msg-count'] as const).filter((flag) => v[flag] !== undefined);
     if (stray.length > 0)
       throw new ProvisioningError('invalid-input', `${stray.map((flag) => `--${flag}`).join(' and ')} go with --connect`);
   }
-  const hubEndpoint = v['hub-endpoint'] === undefined ? undefined : parseEndpoint(v['hub-endpoint'], 8883);
+  const hubEndpoint = v['hub-endpoint'] === undefined ? undefined : parseEndpoint(v['hub-endpoint'], defaultPort);
   const msgCount = v['msg-count'] === undefined ? 0 : integer(v['msg-count'], '--msg-count', 0, MAX_MESSAGES);
-  const connect = createTlsConnect({ ...(ca !== undefined && { ca }), resumeSessions: !v['full-handshakes'] });
+  const connect = websocket
+    ? createWebSocketConnect({ ...(ca !== undefined && { ca }), proxyFor: proxyFromEnv(env) })
+    : createTlsConnect({ ...(ca !== undefined && { ca }), resumeSessions: !v['full-handshakes'] });
 
   const progress: ProgressView | undefined = v.quiet
     ? undefined
@@ -133,7 +152,7 @@ export async function fleet(argv: string[], io: FleetIo): Promise<number> {
               hub: registration.assignedHub,
               deviceId: registration.deviceId,
               deviceKey,
-              ...(hubEndpoint && { endpoint: hubEndpoint }),
+              ...(hubEndpoint ? { endpoint: hubEndpoint } : websocket && { port: WEBSOCKET_PORT }),
               requestTimeoutMs: Math.min(HUB_REQUEST_TIMEOUT_MS, timeoutMs),
               offlineTimeoutMs: timeoutMs,
             },
@@ -236,6 +255,7 @@ function parseFlags(argv: string[]) {
         'full-handshakes': { type: 'boolean' },
         connect: { type: 'boolean' },
         'hub-endpoint': { type: 'string' },
+        transport: { type: 'string' },
         'msg-count': { type: 'string' },
         json: { type: 'boolean' },
         quiet: { type: 'boolean' },

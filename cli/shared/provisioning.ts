@@ -3,11 +3,14 @@
 
 import { nodeRandom, systemClock } from '../../hosts/node/clock.js';
 import { createFileStore } from '../../hosts/node/file-store.js';
+import { proxyFromEnv } from '../../hosts/node/proxy.js';
 import { createTlsConnect } from '../../hosts/node/tls-connect.js';
-import { DEFAULT_TIMEOUT_MS } from '../../src/dps/flow.js';
+import { createWebSocketConnect, WEBSOCKET_PORT } from '../../hosts/node/ws-connect.js';
+import { DEFAULT_TIMEOUT_MS, DPS_GLOBAL_ENDPOINT } from '../../src/dps/flow.js';
 import { ProvisioningError } from '../../src/errors.js';
 import type { ProvisioningEvent } from '../../src/ports.js';
 import type { DeviceConfig, ProvisionerPorts } from '../../src/provisioner.js';
+import { printable } from '../../src/text.js';
 import { integer, parseEndpoint, readCaFile, readSecret, required } from './args.js';
 import type { CliIo } from './io.js';
 import { describeEvent } from './output.js';
@@ -25,6 +28,7 @@ export const PROVISIONING_FLAGS = {
   'group-key': { type: 'string' },
   'group-key-file': { type: 'string' },
   endpoint: { type: 'string' },
+  transport: { type: 'string' },
   ca: { type: 'string' },
   payload: { type: 'string' },
   store: { type: 'string' },
@@ -41,7 +45,10 @@ export const PROVISIONING_HELP = `  --id-scope <s>                    ID scope (
   --serial <n>, --mac <m>           the identity the template is filled with
   --key <deviceKey>                 the device's key (env PROVISIONING_SYMMETRIC_KEY); --key-file <path>
   --group-key <groupKey>            an enrollment group key: the device key is derived; --group-key-file <path>
-  --endpoint <host[:port]>          DPS endpoint (env PROVISIONING_HOST; default global.azure-devices-provisioning.net:8883)
+  --endpoint <host[:port]>          DPS endpoint (env PROVISIONING_HOST; default global.azure-devices-provisioning.net:8883,
+                                    :443 with --transport mqtt-ws)
+  --transport mqtt|mqtt-ws          MQTT over TLS on 8883 (default), or MQTT over secure WebSockets on 443 where
+                                    8883 is blocked; mqtt-ws goes through the proxy in HTTPS_PROXY (NO_PROXY honoured)
   --ca <pem>                        trust this CA certificate as well (e.g. the emulator's)
   --payload <json>                  custom data sent with the registration
   --store <file>                    where the assignment is kept between runs (only a new file or a
@@ -56,8 +63,14 @@ export type ProvisioningValues = {
   [K in keyof typeof PROVISIONING_FLAGS]?: (typeof PROVISIONING_FLAGS)[K]['type'] extends 'boolean' ? boolean : string;
 };
 
+export type Transport = 'mqtt' | 'mqtt-ws';
+
 export interface Provisioning {
   config: DeviceConfig;
+  /** How the device reaches DPS, and its hub after it. */
+  transport: Transport;
+  /** The port a host:port without one means: 8883 for MQTT, 443 for MQTT over WebSockets. */
+  defaultPort: number;
   ports: ProvisionerPorts;
   /** The CA given with --ca (PEM), for other connections of the command. */
   ca: string | undefined;
@@ -87,12 +100,24 @@ export function provisioningFromFlags(v: ProvisioningValues, io: CliIo): Provisi
       throw new ProvisioningError('invalid-input', '--payload is not valid JSON');
     }
   }
+  const transport = v.transport ?? 'mqtt';
+  if (transport !== 'mqtt' && transport !== 'mqtt-ws') {
+    throw new ProvisioningError('invalid-input', `--transport must be mqtt or mqtt-ws, not '${printable(transport)}'`);
+  }
+  const defaultPort = transport === 'mqtt-ws' ? WEBSOCKET_PORT : DPS_GLOBAL_ENDPOINT.port;
   const ca = v.ca === undefined ? undefined : readCaFile(v.ca);
   const endpointText = v.endpoint ?? env.PROVISIONING_HOST;
   const print = (line: string, warning = false) => {
     if (!v.quiet || warning) io.stderr(`${line}\n`);
   };
   const warning = (event: ProvisioningEvent) => event.type === 'store-failed' || event.type === 'store-unreadable';
+  if (
+    transport === 'mqtt' &&
+    proxyFromEnv(env)(`https://${(endpointText && parseEndpoint(endpointText).host) || DPS_GLOBAL_ENDPOINT.host}/`)
+  ) {
+    // MQTT over TLS cannot cross an HTTP proxy: say so rather than ignore the setting.
+    print('warning: HTTPS_PROXY is set, but --transport mqtt connects directly; --transport mqtt-ws goes through the proxy', true);
+  }
   if (v['store-optional'] && !v.store) throw new ProvisioningError('invalid-input', '--store-optional needs --store');
   const timeoutMs = v.timeout !== undefined ? integer(v.timeout, '--timeout', 1, 86_400) * 1000 : DEFAULT_TIMEOUT_MS;
   // The store's file operations end by the same deadline as the flow (a hung file system).
@@ -107,7 +132,9 @@ export function provisioningFromFlags(v: ProvisioningValues, io: CliIo): Provisi
       }),
       ...(deviceKey && { deviceKey }),
       ...(groupKey && { groupKey }),
-      ...(endpointText && { endpoint: parseEndpoint(endpointText) }),
+      ...(endpointText
+        ? { endpoint: parseEndpoint(endpointText, defaultPort) }
+        : transport === 'mqtt-ws' && { endpoint: { host: DPS_GLOBAL_ENDPOINT.host, port: defaultPort } }),
       ...(payload !== undefined && { payload }),
       ...(v.force && { force: true }),
       ...(v.store && !v['store-optional'] && { storeRequired: true }),
@@ -115,12 +142,17 @@ export function provisioningFromFlags(v: ProvisioningValues, io: CliIo): Provisi
       clientVersion: CLIENT_VERSION,
     },
     ports: {
-      connect: createTlsConnect(ca ? { ca } : {}),
+      connect:
+        transport === 'mqtt-ws'
+          ? createWebSocketConnect({ ...(ca && { ca }), proxyFor: proxyFromEnv(env) })
+          : createTlsConnect(ca ? { ca } : {}),
       clock: systemClock,
       random: nodeRandom,
       log: (event) => print(describeEvent(event), warning(event)),
       ...(v.store && { store: createFileStore(v.store, { deadline }) }),
     },
+    transport,
+    defaultPort,
     ca,
     print,
   };

@@ -12,8 +12,10 @@ export interface HubSessionOptions {
   deviceId: string;
   /** The device's symmetric key (base64). A secret. */
   deviceKey: string;
-  /** Where to connect (default <hub>:8883), e.g. a local emulator; the credentials still name `hub`. */
+  /** Where to connect (default <hub>:<port>), e.g. a local emulator; the credentials still name `hub`. */
   endpoint?: Endpoint;
+  /** The hub's port when `endpoint` is not given: 8883 for MQTT (the default), 443 for MQTT over WebSockets. */
+  port?: number;
   /** An IoT Plug and Play model ID (DTMI), sent in the username as IoT Central expects. */
   modelId?: string;
   /** SAS token lifetime (default 3600 s, 60 s to one day); the session reconnects at 80 % of it. */
@@ -73,13 +75,16 @@ export function resolveOptions(options: HubSessionOptions): ResolvedOptions {
   hubSasToken(options.hub, options.deviceId, options.deviceKey, 0);
   const resolved: ResolvedOptions = {
     ...options,
-    endpoint: options.endpoint ?? { host: options.hub, port: HUB_PORT },
+    endpoint: options.endpoint ?? { host: options.hub, port: options.port ?? HUB_PORT },
     sasTtlSeconds: options.sasTtlSeconds ?? DEFAULT_HUB_SAS_TTL_SECONDS,
     requestTimeoutMs: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
     offlineTimeoutMs: options.offlineTimeoutMs ?? DEFAULT_OFFLINE_TIMEOUT_MS,
     backoff: { ...DEFAULT_HUB_BACKOFF, ...options.backoff },
     maxC2dBytes: options.maxC2dBytes ?? DEFAULT_MAX_C2D_BYTES,
   };
+  if (options.port !== undefined && !(Number.isInteger(options.port) && options.port >= 1 && options.port <= 65535)) {
+    throw invalid('The hub port must be a whole number from 1 to 65535');
+  }
   if (!Number.isInteger(resolved.sasTtlSeconds) || resolved.sasTtlSeconds < 60 || resolved.sasTtlSeconds > 86_400) {
     throw invalid('The SAS lifetime must be a whole number of seconds from 60 to 86400');
   }
