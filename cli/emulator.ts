@@ -18,6 +18,7 @@ import {
   startEmulator,
 } from '../emulator/index.js';
 import { isWildcard } from '../emulator/listen-address.js';
+import { StateDirectoryError, stateFileError } from '../emulator/state-dir.js';
 import { ProvisioningError } from '../src/errors.js';
 import { validateIdScope } from '../src/identity.js';
 import { printable } from '../src/text.js';
@@ -58,6 +59,8 @@ export interface EmulatorControl {
   signal?: AbortSignal;
   /** Called once the emulator is listening and the banner is printed. */
   onReady?: (dps: DpsEmulator) => void;
+  /** How long the start-up may take (default STARTUP_TIMEOUT_MS). */
+  startupTimeoutMs?: number;
 }
 
 const EMULATOR_FLAGS = {
@@ -73,6 +76,8 @@ const EMULATOR_FLAGS = {
   region: { type: 'string' },
 } as const;
 
+type EmulatorValues = { [K in keyof typeof EMULATOR_FLAGS]?: string };
+
 export async function emulatorCommand(argv: string[], io: CliIo, control: EmulatorControl = {}): Promise<number> {
   const v = parse(argv, EMULATOR_FLAGS, EMULATOR_HELP, io);
   if (!v) return 0;
@@ -81,6 +86,89 @@ export async function emulatorCommand(argv: string[], io: CliIo, control: Emulat
     const looks = v[flag] === undefined ? undefined : looksLikeSecret(v[flag]);
     if (looks) throw new ProvisioningError('invalid-input', `the value of --${flag} looks like ${looks}, not a path`);
   }
+
+  // Stop on the first SIGINT/SIGTERM, also while starting; the listeners go away with it, so a
+  // second Ctrl+C kills.
+  let stop!: (why: string) => void;
+  const stopped = new Promise<string>((resolve) => (stop = resolve));
+  const onSigint = () => stop('SIGINT');
+  const onSigterm = () => stop('SIGTERM');
+  const onAbort = () => stop('stop requested');
+  process.once('SIGINT', onSigint);
+  process.once('SIGTERM', onSigterm);
+  control.signal?.addEventListener('abort', onAbort, { once: true });
+  if (control.signal?.aborted) stop('stop requested');
+
+  const startupMs = control.startupTimeoutMs ?? STARTUP_TIMEOUT_MS;
+  let startupTimer: NodeJS.Timeout | undefined;
+  const startupExpired = new Promise<never>((_, reject) => {
+    startupTimer = setTimeout(() => {
+      const where = v['state-dir'] ?? DEFAULT_STATE_DIR;
+      reject(
+        new ProvisioningError(
+          'timeout',
+          `the emulator did not start within ${startupMs / 1000} s: do the state directory ${where}${v.config ? ` and --config ${v.config}` : ''} answer (a hung file system, a FIFO)?`,
+        ),
+      );
+    }, startupMs);
+  });
+  const starting = start(v, io);
+  try {
+    // The start-up (config file, state directory, listeners) ends by its deadline or a signal.
+    const first = await Promise.race([starting, stopped, startupExpired]);
+    clearTimeout(startupTimer);
+    if (typeof first === 'string') {
+      io.stdout(`${first}: stopping the emulator before it started\n`);
+      void starting.then(
+        (late) => late.dps.close(), // in-process: do not leave it listening
+        () => {},
+      );
+      // What holds the start-up may be a file operation stuck in the kernel (a FIFO, a hung file
+      // system), and exiting waits for those: a signal is raised again with its default action,
+      // which ends the process whatever it waits for.
+      if (first === 'SIGINT' || first === 'SIGTERM') {
+        process.off('SIGINT', onSigint);
+        process.off('SIGTERM', onSigterm);
+        process.kill(process.pid, first);
+      }
+      return 0;
+    }
+    const { dps } = first;
+    control.onReady?.(dps);
+    const why = await stopped;
+    io.stdout(`\n${why}: stopping the emulator\n`);
+    // Connections are cut, not waited for; still, a stop never waits on a client.
+    let closeTimer: NodeJS.Timeout | undefined;
+    const closed = await Promise.race([
+      dps.close().then(() => true),
+      new Promise<false>((resolve) => (closeTimer = setTimeout(() => resolve(false), CLOSE_TIMEOUT_MS))),
+    ]);
+    clearTimeout(closeTimer);
+    io.stdout(closed ? 'stopped\n' : `stopped (not every connection had closed after ${CLOSE_TIMEOUT_MS / 1000} s)\n`);
+    return 0;
+  } catch (error) {
+    if (error instanceof ProvisioningError && error.kind === 'timeout') {
+      void starting.then(
+        (late) => late.dps.close(),
+        () => {},
+      );
+    }
+    throw error;
+  } finally {
+    clearTimeout(startupTimer);
+    process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigterm);
+    control.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/** Start-up may take this long (a CA and server key are generated on the first start: seconds). */
+export const STARTUP_TIMEOUT_MS = 60_000;
+/** A stop waits this long for the emulator to close. */
+const CLOSE_TIMEOUT_MS = 5_000;
+
+/** Reads the config, starts the emulator, writes the connection string and prints the banner. */
+async function start(v: EmulatorValues, io: CliIo): Promise<{ dps: DpsEmulator }> {
   let file: Awaited<ReturnType<typeof loadConfigFile>> | undefined;
   if (v.config !== undefined) {
     try {
@@ -103,56 +191,47 @@ export async function emulatorCommand(argv: string[], io: CliIo, control: Emulat
     throw new ProvisioningError('invalid-input', '--region must be an Azure region name, e.g. westus');
   }
 
-  // Stop on the first SIGINT/SIGTERM; the listeners go away with it, so a second Ctrl+C kills.
-  let stop!: (why: string) => void;
-  const stopped = new Promise<string>((resolve) => (stop = resolve));
-  const onSigint = () => stop('SIGINT');
-  const onSigterm = () => stop('SIGTERM');
-  const onAbort = () => stop('stop requested');
-  process.once('SIGINT', onSigint);
-  process.once('SIGTERM', onSigterm);
-  control.signal?.addEventListener('abort', onAbort, { once: true });
-  if (control.signal?.aborted) stop('stop requested');
-
   let dps: DpsEmulator | undefined;
   const log = (line: string) => io.stdout(`[${new Date().toTimeString().slice(0, 8)}] ${line}\n`);
+  const options: EmulatorOptions = {
+    idScope,
+    stateDir,
+    host,
+    port,
+    servicePort,
+    hubPort,
+    httpsPort,
+    // Listening on every address: the certificate must also name the LAN address an ESP32 dials.
+    hostNames: isWildcard(host) ? ['localhost', ...lanAddresses()] : [],
+    retryAfterSeconds,
+    ...(region !== undefined ? { region } : {}),
+    ...(file ? { config: file.config } : {}),
+    onEvent: (event) => {
+      const line = describeEmulatorEvent(event, dps);
+      if (line) log(line);
+    },
+  };
   try {
-    const options: EmulatorOptions = {
-      idScope,
-      stateDir,
+    dps = await startEmulator(options);
+  } catch (error) {
+    throw startFailure(error, { host, port, servicePort, hubPort, httpsPort, config: v.config });
+  }
+  let saved: string;
+  try {
+    saved = await saveServiceConnectionString(dps, stateDir);
+  } catch (error) {
+    await dps.close();
+    throw startFailure(stateFileError(resolve(stateDir, SERVICE_CONNECTION_STRING_FILE), error), {
       host,
       port,
       servicePort,
       hubPort,
       httpsPort,
-      // Listening on every address: the certificate must also name the LAN address an ESP32 dials.
-      hostNames: isWildcard(host) ? ['localhost', ...lanAddresses()] : [],
-      retryAfterSeconds,
-      ...(region !== undefined ? { region } : {}),
-      ...(file ? { config: file.config } : {}),
-      onEvent: (event) => {
-        const line = describeEmulatorEvent(event, dps);
-        if (line) log(line);
-      },
-    };
-    try {
-      dps = await startEmulator(options);
-    } catch (error) {
-      throw startFailure(error, { host, port, servicePort, hubPort, httpsPort, config: v.config });
-    }
-    const saved = await saveServiceConnectionString(dps, stateDir);
-    io.stdout(banner(dps, { host, region, config: v.config, configFile: file?.config, saved }));
-    control.onReady?.(dps);
-    const why = await stopped;
-    io.stdout(`\n${why}: stopping the emulator\n`);
-    await dps.close();
-    io.stdout('stopped\n');
-    return 0;
-  } finally {
-    process.off('SIGINT', onSigint);
-    process.off('SIGTERM', onSigterm);
-    control.signal?.removeEventListener('abort', onAbort);
+      config: v.config,
+    });
   }
+  io.stdout(banner(dps, { host, region, config: v.config, configFile: file?.config, saved }));
+  return { dps };
 }
 
 /**
@@ -204,6 +283,7 @@ function startFailure(
   if (error instanceof DpsError) {
     return new ProvisioningError('invalid-input', `${where.config ?? 'the configuration'}: ${error.message}`);
   }
+  if (error instanceof StateDirectoryError) return new ProvisioningError('invalid-input', `--state-dir: ${error.message}`);
   if (error instanceof TypeError) return new ProvisioningError('invalid-input', error.message);
   return error;
 }

@@ -9,10 +9,11 @@
 //   server.pem      the server certificate (leaf only; clients trust the CA)
 //   server-key.pem  the server's private key (mode 0600)
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile, rename, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import forge from 'node-forge';
+import { makeStateDirectory, stateFileError } from './state-dir.js';
 
 const { pki } = forge;
 
@@ -67,7 +68,7 @@ export async function loadOrCreateCertificates(options: CertificateOptions): Pro
   const now = options.now ?? (() => new Date());
   const hostNames = uniqueNames([...DEFAULT_HOST_NAMES, ...(options.hostNames ?? [])]);
   const dir = options.stateDir;
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await makeStateDirectory(dir);
   const caPath = join(dir, CA_CERT_FILE);
 
   let ca = await loadPair(join(dir, CA_CERT_FILE), join(dir, CA_KEY_FILE));
@@ -244,6 +245,10 @@ function normaliseIp(ip: string): string {
 
 async function writeAtomically(path: string, text: string, mode: number): Promise<void> {
   const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  await writeFile(temp, text, { mode });
-  await rename(temp, path);
+  try {
+    await writeFile(temp, text, { mode });
+    await rename(temp, path);
+  } catch (error) {
+    throw stateFileError(path, error);
+  }
 }

@@ -9,9 +9,10 @@
 // connection string keeps working across restarts. A key given as an option is used instead
 // (and not written).
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { verifySasToken } from '../src/sas-verify.js';
+import { makeStateDirectory, stateFileError } from './state-dir.js';
 import { generateKey, isBase64Key } from './validation.js';
 
 export const SERVICE_KEY_NAME = 'provisioningserviceowner';
@@ -38,10 +39,14 @@ export async function loadOrCreateServicePolicy(stateDir: string, primaryKey?: s
     // missing or damaged: create afresh
   }
   const policy: ServicePolicy = { keyName: SERVICE_KEY_NAME, primaryKey: generateKey(), secondaryKey: generateKey() };
-  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  await makeStateDirectory(stateDir);
   const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  await writeFile(temp, `${JSON.stringify(policy, null, 2)}\n`, { mode: 0o600 });
-  await rename(temp, path);
+  try {
+    await writeFile(temp, `${JSON.stringify(policy, null, 2)}\n`, { mode: 0o600 });
+    await rename(temp, path);
+  } catch (error) {
+    throw stateFileError(path, error);
+  }
   return policy;
 }
 

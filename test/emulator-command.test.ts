@@ -1,8 +1,8 @@
 // `moddable-dps emulator` as a user runs it: in-process for the banner, the event log and a device
 // provisioned through it with our CLI; as a process for Ctrl+C and SIGTERM; and its refusals
 // (bad config files, bad flags, a port in use) with exit status 2 and one clear line.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { closeSync, constants, cpSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +11,7 @@ import { emulatorCommand } from '../cli/emulator.js';
 import { main } from '../cli/main.js';
 import { type CliIo, EXIT_CODES } from '../cli/shared/io.js';
 import type { DpsEmulator } from '../emulator/index.js';
+import type { ProvisioningError } from '../src/errors.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const EXAMPLE = join(ROOT, 'examples', 'emulator.json');
@@ -363,5 +364,89 @@ describe('refusals: exit 2 and one line saying what to fix', () => {
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/^Usage: moddable-dps emulator/);
     expect((await run(['--help'])).stdout).toMatch(/\n {2}emulator {13}run a local DPS/);
+  });
+});
+
+describe('a state directory or start-up that cannot succeed (issue 18)', () => {
+  const ports = ['--port', '0', '--service-port', '0', '--hub-port', '0', '--https-port', '0'];
+  const file = join(dir, 'a-file');
+  writeFileSync(file, 'x');
+  const cases: [string, string, RegExp][] = [
+    ['a file in its place', file, /cannot make the state directory .*a-file: a file \(not a directory\) is in the way$/],
+    ['a file as a parent', join(file, 'st'), /cannot make the state directory .*a-file\/st: a parent of .* is a file, not a directory$/],
+    // Node 20's recursive mkdir loops forever there: the emulator never started and ignored SIGTERM.
+    ...(process.platform === 'linux'
+      ? ([
+          ['a parent that can be neither made nor found', '/proc/nope/st', /\/proc\/nope\/st: a parent cannot be made there \(ENOENT\)$/],
+        ] satisfies [string, string, RegExp][])
+      : []),
+    ...(process.platform === 'linux' && process.getuid?.() === 0
+      ? ([['a place where making is not permitted', '/sys/nope/st', /\/sys\/nope\/st: not allowed \(EPERM\)$/]] satisfies [
+          string,
+          string,
+          RegExp,
+        ][])
+      : []),
+  ];
+  it.each(cases)('refuses %s: exit 2, naming the path', async (_what, stateDir, message) => {
+    const r = await run(['emulator', '--state-dir', stateDir, ...ports]);
+    expect(r.code).toBe(EXIT_CODES['invalid-input']);
+    expect(r.stdout).toBe('');
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr.trim()).toMatch(/^error \(invalid-input\): --state-dir: /);
+    expect(r.stderr.trim()).toMatch(message);
+  });
+
+  /** A FIFO nobody writes to: reading it as the config file never ends (its open blocks a thread). */
+  function silentFifo(name: string): { path: string; release: () => void } {
+    const path = join(dir, name);
+    execFileSync('mkfifo', [path]);
+    return {
+      path,
+      // A writer that opens and closes lets the blocked open (and read) finish: the thread is freed.
+      // No reader left (ENXIO): nothing to free.
+      release: () => {
+        try {
+          closeSync(openSync(path, constants.O_WRONLY | constants.O_NONBLOCK));
+        } catch {}
+      },
+    };
+  }
+
+  it.runIf(process.platform !== 'win32')('bounds its start-up: a config file that never answers ends as a timeout (exit 11)', async () => {
+    const fifo = silentFifo('stuck-config.json');
+    const io = capture();
+    try {
+      const outcome = await emulatorCommand(['--config', fifo.path, '--state-dir', STATE, ...ports], io, { startupTimeoutMs: 500 }).then(
+        (code) => ({ code, message: '' }),
+        (error: ProvisioningError) => ({ code: EXIT_CODES[error.kind], message: error.message }),
+      );
+      expect(outcome.code).toBe(EXIT_CODES.timeout);
+      expect(outcome.message).toMatch(/did not start within 0\.5 s: .*stuck-config\.json/);
+    } finally {
+      fifo.release();
+    }
+  });
+
+  it.runIf(process.platform !== 'win32')('ends on SIGTERM while its start-up is stuck (a process)', async () => {
+    const fifo = silentFifo('stuck-config-2.json');
+    const child = spawn(process.execPath, [BIN, 'emulator', '--config', fifo.path, '--state-dir', STATE, ...ports], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.add(child);
+    let stdout = '';
+    child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk));
+    const exited = new Promise<NodeJS.Signals | number | null>((resolve) => child.on('exit', (code, signal) => resolve(signal ?? code)));
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 1500)); // started, and stuck reading the config
+      expect(child.exitCode).toBe(null);
+      child.kill('SIGTERM');
+      // Generous: only that it ends, not how fast (the machine is shared).
+      const ended = await Promise.race([exited, new Promise((resolve) => setTimeout(() => resolve('still running'), 15_000))]);
+      expect(ended).toBe('SIGTERM');
+      expect(stdout).toBe('SIGTERM: stopping the emulator before it started\n');
+    } finally {
+      fifo.release();
+    }
   });
 });
