@@ -7,14 +7,16 @@
 import http from 'node:http';
 import net from 'node:net';
 import mqttPacket from 'mqtt-packet';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import WebSocket, { WebSocketServer } from 'ws';
 import { connectUsername } from '../emulator/websocket.js';
 import { nodeRandom, systemClock } from '../hosts/node/clock.js';
 import { proxyFromEnv } from '../hosts/node/proxy.js';
 import { createWebSocketConnect } from '../hosts/node/ws-connect.js';
 import { connectHub } from '../src/hub/session.js';
+import type { Connect } from '../src/ports.js';
 import { provisionDevice } from '../src/provisioner.js';
+import { webSocketConnect } from '../src/ws/client.js';
 import { runCli } from './support/cli-runner.js';
 import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
 import { failure } from './support/errors.js';
@@ -118,7 +120,7 @@ describe('MQTT over WebSockets, end to end', () => {
       proxy.refuseWith = 407;
       const error = await failure(provision('ws-4', connect));
       expect(error.kind).toBe('failed');
-      expect(error.message).toMatch(/proxy refused to open a tunnel .*407/);
+      expect(error.message).toMatch(/proxy 127\.0\.0\.1:\d+ refused to open a tunnel .*407/);
       expect(proxy.refused).toBe(1);
     } finally {
       await proxy.close();
@@ -175,7 +177,7 @@ describe('the CLI with --transport mqtt-ws', () => {
     // Without a port, mqtt-ws means 443: nothing listens there in this test, so the refusal names it.
     const bare = await runCli(['register', ...common('ws-4'), '--endpoint', '127.0.0.1', '--timeout', '2']);
     expect(bare.code).not.toBe(0);
-    expect(bare.stderr).toContain('wss://127.0.0.1:443');
+    expect(bare.stderr).toContain('127.0.0.1:443');
   });
 
   it('refuses another transport; with plain MQTT, a set HTTPS_PROXY is named, not silently ignored', async () => {
@@ -329,3 +331,68 @@ async function startConnectProxy() {
       }),
   });
 }
+
+describe("the core's WebSocket client (src/ws/client.ts) against a scripted ws server", () => {
+  /** A plain TCP Connect port: the WebSocket layer does not care what is under it. */
+  const tcp: Connect = (endpoint, handlers) =>
+    new Promise((resolve, reject) => {
+      const socket = net.connect(endpoint.port, endpoint.host, () => {
+        socket.off('error', reject);
+        socket.on('error', () => {});
+        resolve({ write: (data) => socket.write(data), close: () => socket.end() });
+      });
+      socket.on('error', reject);
+      socket.on('data', (chunk) => handlers.onData(new Uint8Array(chunk)));
+      socket.on('close', () => handlers.onClose());
+    });
+
+  async function scripted(script: (ws: WebSocket) => void) {
+    const server = new WebSocketServer({ port: 0, host: '127.0.0.1', handleProtocols: () => 'mqtt' });
+    await new Promise<void>((resolve) => server.once('listening', () => resolve()));
+    server.on('connection', script);
+    const received: Uint8Array[] = [];
+    let closed: ((error?: Error) => void) | undefined;
+    const ended = new Promise<Error | undefined>((resolve) => (closed = resolve));
+    const connection = await webSocketConnect(tcp, { random: Math.random })(
+      { host: '127.0.0.1', port: (server.address() as net.AddressInfo).port },
+      { onData: (data) => received.push(data), onClose: (error) => closed!(error) },
+    );
+    return { server, connection, received, ended };
+  }
+
+  it('answers a ping with its payload, passes binary bytes on, and sends a turn of writes as one frame', async () => {
+    const frames: Buffer[] = [];
+    let pong: Buffer | undefined;
+    const { server, connection, received } = await scripted((ws) => {
+      ws.on('pong', (data) => (pong = data));
+      ws.on('message', (data: Buffer) => frames.push(data));
+      ws.ping(Buffer.from('are you there'));
+      ws.send(Buffer.from([1, 2, 3]));
+    });
+    try {
+      connection.write(Uint8Array.of(0x10, 1));
+      connection.write(Uint8Array.of(0x20, 2));
+      await vi.waitFor(() => expect(frames).toHaveLength(1));
+      expect(frames[0]).toEqual(Buffer.from([0x10, 1, 0x20, 2]));
+      await vi.waitFor(() => expect(pong?.toString()).toBe('are you there'));
+      expect(Buffer.concat(received)).toEqual(Buffer.from([1, 2, 3]));
+    } finally {
+      connection.close();
+      server.close();
+    }
+  });
+
+  it('a close with 1000 ends quietly; with another code, as a network error naming it; a text frame, as a protocol error', async () => {
+    for (const [script, expected] of [
+      [(ws: WebSocket) => ws.close(1000), undefined],
+      [(ws: WebSocket) => ws.close(4000, 'maintenance'), /closed the WebSocket \(4000: maintenance\)/],
+      [(ws: WebSocket) => ws.send('text'), /text WebSocket message/],
+    ] as const) {
+      const { server, ended } = await scripted(script);
+      const error = await ended;
+      if (expected === undefined) expect(error).toBeUndefined();
+      else expect(error?.message).toMatch(expected);
+      server.close();
+    }
+  });
+});

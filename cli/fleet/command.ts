@@ -102,12 +102,6 @@ export async function fleet(argv: string[], io: FleetIo): Promise<number> {
     throw new ProvisioningError('invalid-input', `--transport must be mqtt or mqtt-ws, not '${printable(transport)}'`);
   }
   const websocket = transport === 'mqtt-ws';
-  if (websocket && v['full-handshakes']) {
-    throw new ProvisioningError(
-      'invalid-input',
-      '--full-handshakes goes with --transport mqtt: every WebSocket connection has a full TLS handshake',
-    );
-  }
   const defaultPort = websocket ? WEBSOCKET_PORT : DPS_GLOBAL_ENDPOINT.port;
   const endpointText = v.endpoint ?? env.PROVISIONING_HOST;
   const endpoint = endpointText ? parseEndpoint(endpointText, defaultPort) : { host: DPS_GLOBAL_ENDPOINT.host, port: defaultPort };
@@ -119,9 +113,8 @@ export async function fleet(argv: string[], io: FleetIo): Promise<number> {
   }
   const hubEndpoint = v['hub-endpoint'] === undefined ? undefined : parseEndpoint(v['hub-endpoint'], defaultPort);
   const msgCount = v['msg-count'] === undefined ? 0 : integer(v['msg-count'], '--msg-count', 0, MAX_MESSAGES);
-  const connect = websocket
-    ? createWebSocketConnect({ ...(ca !== undefined && { ca }), proxyFor: proxyFromEnv(env) })
-    : createTlsConnect({ ...(ca !== undefined && { ca }), resumeSessions: !v['full-handshakes'] });
+  const tlsOptions = { ...(ca !== undefined && { ca }), resumeSessions: !v['full-handshakes'] };
+  const connect = websocket ? createWebSocketConnect({ ...tlsOptions, proxyFor: proxyFromEnv(env) }) : createTlsConnect(tlsOptions);
 
   const progress: ProgressView | undefined = v.quiet
     ? undefined

@@ -14,6 +14,7 @@
 //   connect rejects the promise instead.
 
 import { X509Certificate } from 'node:crypto';
+import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 import { ProvisioningError } from '../../src/errors.js';
@@ -34,6 +35,12 @@ export interface TlsConnectOptions {
    * devices from one process (fleet mode); a device is one connection at a time. Default false.
    */
   resumeSessions?: boolean;
+  /**
+   * The HTTP proxy (http://[user:pass@]host:port) to reach `https://<host>:<port>/` through, or
+   * undefined to connect directly: a CONNECT tunnel, with TLS end to end inside it, so the proxy
+   * sees neither credentials nor traffic (proxy.ts reads HTTPS_PROXY and NO_PROXY).
+   */
+  proxyFor?: (url: string) => string | undefined;
 }
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
@@ -82,7 +89,8 @@ export function createTlsConnect(options: TlsConnectOptions = {}): Connect {
   const secureContext = trustContext(minVersion, extra);
 
   const sessions = options.resumeSessions ? new Map<string, Buffer>() : undefined;
-  return (endpoint, handlers) => open(endpoint, handlers, { secureContext, servername, timeoutMs, sessions });
+  const proxyFor = options.proxyFor;
+  return (endpoint, handlers) => open(endpoint, handlers, { secureContext, servername, timeoutMs, sessions, proxyFor });
 }
 
 /**
@@ -108,9 +116,16 @@ interface OpenSettings {
   timeoutMs: number;
   /** Session tickets by host, port and server name, when resuming. */
   sessions: Map<string, Buffer> | undefined;
+  proxyFor: ((url: string) => string | undefined) | undefined;
 }
 
-function open(endpoint: Endpoint, handlers: ConnectionHandlers, settings: OpenSettings, offerSession = true): Promise<Connection> {
+function open(
+  endpoint: Endpoint,
+  handlers: ConnectionHandlers,
+  settings: OpenSettings,
+  offerSession = true,
+  through?: net.Socket,
+): Promise<Connection> {
   const host = stripBrackets(endpoint.host);
   const port = endpoint.port;
   const where = formatHostPort(host, port);
@@ -122,11 +137,25 @@ function open(endpoint: Endpoint, handlers: ConnectionHandlers, settings: OpenSe
   const sessionKey = `${host}|${port}|${servername ?? ''}`;
   const session = offerSession ? settings.sessions?.get(sessionKey) : undefined;
 
+  // Through a proxy: the tunnel first, then TLS inside it (a fresh handshake retried below tunnels again).
+  let proxy: URL | undefined;
+  try {
+    proxy = through ? undefined : proxyUrl(settings.proxyFor?.(`https://${where}/`));
+  } catch (error) {
+    return Promise.reject(error);
+  }
+  if (proxy) {
+    const started = Date.now();
+    return tunnel(proxy, host, port, settings.timeoutMs).then((socket) => {
+      const left = { ...settings, timeoutMs: Math.max(1, settings.timeoutMs - (Date.now() - started)) };
+      return open(endpoint, handlers, left, offerSession, socket);
+    });
+  }
+
   return new Promise<Connection>((resolve, reject) => {
     let settled = false;
     const socket = tls.connect({
-      host,
-      port,
+      ...(through ? { socket: through } : { host, port }),
       secureContext: settings.secureContext,
       rejectUnauthorized: true,
       ...(servername !== undefined ? { servername } : {}),
@@ -279,6 +308,59 @@ export function describeSocketError(err: Error): string {
     default:
       return typeof code === 'string' ? `${err.message} (${code})` : err.message;
   }
+}
+
+function proxyUrl(text: string | undefined): URL | undefined {
+  if (!text) return undefined;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new ProvisioningError('invalid-input', `the proxy ${JSON.stringify(text.slice(0, 80))} is not a URL (http://host:port)`);
+  }
+  if (url.protocol !== 'http:') throw new ProvisioningError('invalid-input', `the proxy ${url.origin} must be an http:// URL`);
+  return url;
+}
+
+/** A TCP connection to host:port through `proxy` (HTTP CONNECT, RFC 9110 §9.3.6). */
+function tunnel(proxy: URL, host: string, port: number, timeoutMs: number): Promise<net.Socket> {
+  const target = formatHostPort(host, port);
+  const via = `the proxy ${proxy.host}`;
+  return new Promise<net.Socket>((resolve, reject) => {
+    const credentials = proxy.username ? `${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}` : undefined;
+    const request = http.request({
+      host: stripBrackets(proxy.hostname),
+      port: proxy.port === '' ? 80 : Number(proxy.port),
+      method: 'CONNECT',
+      path: target,
+      headers: { host: target, ...(credentials && { 'proxy-authorization': `Basic ${Buffer.from(credentials).toString('base64')}` }) },
+      timeout: timeoutMs,
+    });
+    request.on('connect', (response: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+      const status = response.statusCode ?? 0;
+      if (status === 200 && head.length === 0) {
+        socket.setTimeout(0);
+        resolve(socket);
+        return;
+      }
+      socket.destroy();
+      reject(
+        new ProvisioningError(
+          status === 407 ? 'failed' : status >= 500 ? 'network' : 'failed',
+          status === 407
+            ? `${via} refused to open a tunnel to ${target} (HTTP 407: proxy authentication required; put the credentials in the proxy URL)`
+            : `${via} refused to open a tunnel to ${target} (HTTP ${status}${response.statusMessage ? ` ${response.statusMessage.slice(0, 60)}` : ''})`,
+          { status },
+        ),
+      );
+    });
+    request.on('timeout', () => {
+      request.destroy();
+      reject(new ProvisioningError('network', `timed out after ${timeoutMs} ms opening a tunnel to ${target} through ${via}`));
+    });
+    request.on('error', (error: Error) => reject(mapConnectError(error, `${via} (for ${target})`, proxy.hostname)));
+    request.end();
+  });
 }
 
 /** Each PEM input must hold at least one certificate, and every certificate must parse. */
