@@ -27,8 +27,9 @@ import type { Duplex } from 'node:stream';
 import type { SecureContext } from 'node:tls';
 import { authenticateRegistration } from './auth.js';
 import type { EndpointEvent } from './device-endpoint.js';
-import { DpsError, ErrorCodes, errorBody, genericErrorCode } from './dps-errors.js';
+import { DpsError, ErrorCodes, errorBody } from './dps-errors.js';
 import { BodyTooLargeError, readBoundedBody } from './http-body.js';
+import { applyLimits, type HttpLimits, httpLimits, serverOptions } from './http-limits.js';
 import type { DpsModel } from './model.js';
 import type { RegistrationAnswer, RegistrationService } from './registrations.js';
 import { errorResponse, ServiceErrorCodes, type ServiceResponse, send } from './service-http.js';
@@ -52,6 +53,8 @@ export interface DeviceHttpsOptions {
   requestTimeoutMs?: number;
   /** TLS handshake deadline; default 10 s. */
   handshakeTimeoutMs?: number;
+  /** The other bounds (idle connections, the connection cap): http-limits.ts. */
+  limits?: Partial<HttpLimits>;
   onEvent?: (event: EndpointEvent) => void;
   now?: () => number;
   /** HTTP upgrades (MQTT over WebSockets: websocket.ts); without it an upgrade request is answered as any request. */
@@ -79,11 +82,12 @@ const DRAIN_FACTOR = 4;
 export async function startDeviceHttpsEndpoint(options: DeviceHttpsOptions): Promise<DeviceHttpsEndpoint> {
   const now = options.now ?? Date.now;
   const maxBodyBytes = options.maxBodyBytes ?? 64 * 1024;
-  const headersTimeout = options.headersTimeoutMs ?? 10_000;
-  const requestTimeout = options.requestTimeoutMs ?? 30_000;
-  if (!(headersTimeout > 0 && requestTimeout >= headersTimeout)) {
-    throw new TypeError('headersTimeoutMs must be positive and at most requestTimeoutMs');
-  }
+  const limits = httpLimits({
+    ...options.limits,
+    ...(options.headersTimeoutMs !== undefined && { headersTimeoutMs: options.headersTimeoutMs }),
+    ...(options.requestTimeoutMs !== undefined && { requestTimeoutMs: options.requestTimeoutMs }),
+    ...(options.handshakeTimeoutMs !== undefined && { handshakeTimeoutMs: options.handshakeTimeoutMs }),
+  });
   const emit = (event: EndpointEvent): void => {
     try {
       options.onEvent?.(event);
@@ -101,12 +105,8 @@ export async function startDeviceHttpsEndpoint(options: DeviceHttpsOptions): Pro
       cert: options.cert,
       key: options.key,
       minVersion: 'TLSv1.2',
-      handshakeTimeout: options.handshakeTimeoutMs ?? 10_000,
       ...(options.SNICallback && { SNICallback: options.SNICallback }),
-      headersTimeout,
-      requestTimeout,
-      // Node checks both timeouts on this period (default 30 s): a small timeout needs a short one.
-      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headersTimeout / 4))),
+      ...serverOptions(limits),
     },
     (req, res) => {
       inFlight.set(req.socket, res);
@@ -185,28 +185,8 @@ export async function startDeviceHttpsEndpoint(options: DeviceHttpsOptions): Pro
     send(res, req.complete ? response : { ...response, headers: { ...response.headers, connection: 'close' } });
   }
 
-  // A request Node could not parse or that timed out: answered here, in DPS's shape, unless a
-  // response has already begun on the connection; then the connection is closed.
-  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
-    const started = inFlight.get(socket)?.headersSent ?? false;
-    if (socket.writable && !started) {
-      const [status, reason, message] =
-        error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-          ? [408, 'Request Timeout', 'The request did not arrive in time']
-          : error.code === 'HPE_HEADER_OVERFLOW'
-            ? [431, 'Request Header Fields Too Large', 'The request headers are too large']
-            : [400, 'Bad Request', 'The request is not valid HTTP/1.1'];
-      const body = JSON.stringify(errorBody(genericErrorCode(status), message, new Date(now())));
-      socket.end(
-        `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-          `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-      );
-      socket.once('finish', () => socket.destroy());
-      setTimeout(() => socket.destroy(), 2000).unref(); // a peer that never reads
-      return;
-    }
-    socket.destroy();
-  });
+  // A request Node could not parse or that timed out: answered in DPS's shape (http-limits.ts).
+  applyLimits(server, limits, { now, inFlight });
   server.on('tlsClientError', () => {
     // a client that does not trust the CA, or speaks something else: node:tls closed it
   });

@@ -8,6 +8,7 @@ import { loadOrCreateCertificates } from './certificates.js';
 import { type EndpointEvent, startDeviceEndpoint } from './device-endpoint.js';
 import { type DeviceHttpsEndpoint, startDeviceHttpsEndpoint } from './device-https.js';
 import { FaultPlan } from './faults.js';
+import type { HttpLimits } from './http-limits.js';
 import { type IotHubEndpoint, startIotHubEndpoint } from './iothub-endpoint.js';
 import type { EmulatedIotHubs } from './iothub-service.js';
 import { hubSniCallback } from './iothub-sni.js';
@@ -22,6 +23,7 @@ import { webSocketRouter } from './websocket.js';
 export type { EndpointEvent } from './device-endpoint.js';
 export type { Fault, FaultAction, FaultRecord, FaultTrigger } from './faults.js';
 export { FaultPlan } from './faults.js';
+export { DEFAULT_HTTP_LIMITS, type HttpLimits } from './http-limits.js';
 export type { EmulatedHub, HubPolicy, HubRight } from './hubs.js';
 export type { EmulatedIotHubs, HubEndpointEvent, TelemetryMessage } from './iothub-service.js';
 export { IotHubError, TELEMETRY_LOG_SIZE } from './iothub-service.js';
@@ -71,6 +73,8 @@ export interface EmulatorOptions {
   hubPort?: number;
   /** DPS's HTTPS device API port (same host, certificate and registrations as `port`); 0 (the default) picks a free one. DPS uses 443. */
   httpsPort?: number;
+  /** The service API's deadlines and connection cap (http-limits.ts); default DEFAULT_HTTP_LIMITS. */
+  serviceLimits?: Partial<HttpLimits>;
 }
 
 export interface EmulatorService {
@@ -187,6 +191,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
       clientHost,
       deviceProvisioningHostName: `${bracketed(clientHost)}:${endpoint.port}`,
       hubs: hubEndpoint.hubs,
+      ...(options.serviceLimits !== undefined ? { limits: options.serviceLimits } : {}),
     });
   } catch (error) {
     service.close();

@@ -12,6 +12,7 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { isIP } from 'node:net';
 import { DpsError, ErrorCodes } from './dps-errors.js';
+import { applyLimits, type HttpLimits, httpLimits, serverOptions } from './http-limits.js';
 import type { EmulatedIotHubs } from './iothub-service.js';
 import { isWildcard } from './listen-address.js';
 import type { DpsModel } from './model.js';
@@ -36,6 +37,8 @@ export interface ServiceApiOptions {
   deviceProvisioningHostName: string;
   /** The emulated IoT hubs' service side (twins, devices, methods, C2D, telemetry under /hubs/{host}/). */
   hubs: EmulatedIotHubs;
+  /** Deadlines and the connection cap (http-limits.ts); default DEFAULT_HTTP_LIMITS. */
+  limits?: Partial<HttpLimits>;
   /** Unix milliseconds; for tests. */
   now?: () => number;
 }
@@ -53,45 +56,49 @@ export async function startServiceApi(options: ServiceApiOptions): Promise<Servi
   const clientHost = options.clientHost ?? (isWildcard(options.host) ? 'localhost' : options.host);
   let hostName = '';
   const connections = new Set<Socket>();
+  const limits = httpLimits(options.limits);
 
-  const server: Server = createServer({ cert: options.cert, key: options.key, minVersion: 'TLSv1.2' }, (req, res) => {
-    const first = new URL(req.url ?? '/', 'https://emulator.invalid').pathname.split('/').find((s) => s !== '');
-    const shape: ErrorShape = isManagementCollection(first) ? 'arm' : 'dps';
-    const respond = (response: ServiceResponse): void => send(res, response);
-    void (async () => {
-      try {
-        const auth = authorizeServiceRequest(
-          typeof req.headers.authorization === 'string' ? req.headers.authorization : undefined,
-          options.policy,
-          [hostName, clientHost, bare(clientHost)],
-          Math.floor(now() / 1000),
-        );
-        if (!auth.ok) throw new DpsError(401, ErrorCodes.unauthorized, auth.message);
-        const request = await readRequest(req);
-        const collection = request.segments[0];
-        if (isServiceCollection(collection)) {
-          respond(serviceRoute(options.model, request));
-        } else if (isManagementCollection(collection)) {
-          respond(
-            await managementRoute(
-              {
-                model: options.model,
-                idScope: options.idScope,
-                serviceOperationsHostName: hostName,
-                deviceProvisioningHostName: options.deviceProvisioningHostName,
-                hubs: options.hubs,
-              },
-              request,
-            ),
+  const server: Server = createServer(
+    { cert: options.cert, key: options.key, minVersion: 'TLSv1.2', ...serverOptions(limits) },
+    (req, res) => {
+      const first = new URL(req.url ?? '/', 'https://emulator.invalid').pathname.split('/').find((s) => s !== '');
+      const shape: ErrorShape = isManagementCollection(first) ? 'arm' : 'dps';
+      const respond = (response: ServiceResponse): void => send(res, response);
+      void (async () => {
+        try {
+          const auth = authorizeServiceRequest(
+            typeof req.headers.authorization === 'string' ? req.headers.authorization : undefined,
+            options.policy,
+            [hostName, clientHost, bare(clientHost)],
+            Math.floor(now() / 1000),
           );
-        } else {
-          throw new DpsError(404, ServiceErrorCodes.noRoute, `No such resource: /${request.segments.join('/').slice(0, 200)}`);
+          if (!auth.ok) throw new DpsError(401, ErrorCodes.unauthorized, auth.message);
+          const request = await readRequest(req);
+          const collection = request.segments[0];
+          if (isServiceCollection(collection)) {
+            respond(serviceRoute(options.model, request));
+          } else if (isManagementCollection(collection)) {
+            respond(
+              await managementRoute(
+                {
+                  model: options.model,
+                  idScope: options.idScope,
+                  serviceOperationsHostName: hostName,
+                  deviceProvisioningHostName: options.deviceProvisioningHostName,
+                  hubs: options.hubs,
+                },
+                request,
+              ),
+            );
+          } else {
+            throw new DpsError(404, ServiceErrorCodes.noRoute, `No such resource: /${request.segments.join('/').slice(0, 200)}`);
+          }
+        } catch (error) {
+          respond(errorResponse(error, shape, new Date(now())));
         }
-      } catch (error) {
-        respond(errorResponse(error, shape, new Date(now())));
-      }
-    })();
-  });
+      })();
+    },
+  );
   server.on('connection', (socket: Socket) => {
     connections.add(socket);
     socket.on('close', () => connections.delete(socket));
@@ -99,7 +106,7 @@ export async function startServiceApi(options: ServiceApiOptions): Promise<Servi
   server.on('tlsClientError', () => {
     // a client that does not trust the CA, or speaks something else: node:tls closed it
   });
-  server.on('clientError', (_error, socket) => socket.destroy());
+  applyLimits(server, limits, { now });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {

@@ -17,7 +17,6 @@ import { createRequire } from 'node:module';
 import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect as tlsConnect } from 'node:tls';
 import { ProvisioningDeviceClient } from 'azure-iot-provisioning-device';
 import { Http } from 'azure-iot-provisioning-device-http';
 import { Mqtt } from 'azure-iot-provisioning-device-mqtt';
@@ -29,6 +28,7 @@ import { type DpsEmulator, type EndpointEvent, serviceClientAgent, startEmulator
 import { RegistrationService } from '../emulator/registrations.js';
 import { deriveDeviceKey } from '../src/identity.js';
 import { dpsRegistrationSasToken } from '../src/sas.js';
+import { rawExchange } from './support/raw-tls.js';
 
 const requireFromHttp = createRequire(createRequire(import.meta.url).resolve('azure-iot-provisioning-device-http'));
 const { Http: HttpBase } = requireFromHttp('azure-iot-http-base') as {
@@ -422,6 +422,7 @@ describe('the protocol, request by request', () => {
     // Declared far over the limit (and never sent): answered at once, and the connection closes.
     const declared = await rawExchange(
       emulator.httpsEndpoint.port,
+      emulator.caPem,
       `PUT ${registerPath('raw-device-11')} HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n{`,
     );
     expect(declared.text).toMatch(/^HTTP\/1\.1 413 /);
@@ -431,10 +432,14 @@ describe('the protocol, request by request', () => {
   });
 
   it('bytes that are not HTTP, or headers too large: 400 and 431 in DPS error shape, then the connection closes', async () => {
-    const garbage = await rawExchange(emulator.httpsEndpoint.port, '\u0000\u0001 not http at all\r\n\r\n');
+    const garbage = await rawExchange(emulator.httpsEndpoint.port, emulator.caPem, '\u0000\u0001 not http at all\r\n\r\n');
     expect(garbage.text).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
     expect(JSON.parse(garbage.text.slice(garbage.text.indexOf('\r\n\r\n') + 4)).errorCode).toBe(400000);
-    const huge = await rawExchange(emulator.httpsEndpoint.port, `GET / HTTP/1.1\r\nHost: x\r\nX-Filler: ${'a'.repeat(20 * 1024)}\r\n\r\n`);
+    const huge = await rawExchange(
+      emulator.httpsEndpoint.port,
+      emulator.caPem,
+      `GET / HTTP/1.1\r\nHost: x\r\nX-Filler: ${'a'.repeat(20 * 1024)}\r\n\r\n`,
+    );
     expect(huge.text).toMatch(/^HTTP\/1\.1 431 /);
     expect(JSON.parse(huge.text.slice(huge.text.indexOf('\r\n\r\n') + 4)).errorCode).toBe(431000);
   });
@@ -493,7 +498,7 @@ describe('slow clients', () => {
 
   it('headers that never end: 408 in DPS error shape once the header timeout passes, and the connection closes', async () => {
     const started = Date.now();
-    const answer = await rawExchange(endpoint.port, `PUT ${registerPath('slow-device-1')} HTTP/1.1\r\nHost: x\r\n`);
+    const answer = await rawExchange(endpoint.port, emulator.caPem, `PUT ${registerPath('slow-device-1')} HTTP/1.1\r\nHost: x\r\n`);
     expect(answer.text).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
     expect(JSON.parse(answer.text.slice(answer.text.indexOf('\r\n\r\n') + 4))).toMatchObject({ errorCode: 408000 });
     expect(Date.now() - started).toBeGreaterThanOrEqual(350);
@@ -506,7 +511,7 @@ describe('slow clients', () => {
     const head =
       `PUT ${registerPath(registrationId)} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
       `Authorization: ${groupDevice(registrationId).authorization}\r\nContent-Length: 100\r\n\r\n{"registrationId":`;
-    const answer = await rawExchange(endpoint.port, head, { trickle: ' ' });
+    const answer = await rawExchange(endpoint.port, emulator.caPem, head, { trickle: ' ' });
     expect(answer.text).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
     expect(Date.now() - started).toBeGreaterThanOrEqual(700);
     expect(Date.now() - started).toBeLessThan(4000);
@@ -517,35 +522,3 @@ describe('slow clients', () => {
     expect((await provisionOverHttps('slow-device-3', deriveDeviceKey(GROUP_KEY, 'slow-device-3'), endpoint.port)).status).toBe('assigned');
   });
 });
-
-/**
- * Write raw bytes over TLS and collect what comes back until the server closes (at most 5 s).
- * `trickle` is written every 100 ms until then.
- */
-function rawExchange(port: number, text: string, options: { trickle?: string } = {}): Promise<{ text: string }> {
-  return new Promise((resolve, reject) => {
-    const socket = tlsConnect({ host: '127.0.0.1', port, ca: emulator.caPem }, () => {
-      socket.write(text);
-      if (options.trickle !== undefined) {
-        const timer = setInterval(() => {
-          if (socket.writable) socket.write(options.trickle!);
-        }, 100);
-        socket.once('close', () => clearInterval(timer));
-      }
-    });
-    let received = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => (received += chunk));
-    socket.on('error', () => {
-      // a reset after the answer: what was received counts
-    });
-    const guard = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`the server did not close the connection; received: ${received.slice(0, 200)}`));
-    }, 5000);
-    socket.on('close', () => {
-      clearTimeout(guard);
-      resolve({ text: received });
-    });
-  });
-}

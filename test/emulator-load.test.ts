@@ -55,6 +55,11 @@ describe(`${DEVICES} devices, ${CONCURRENCY} at a time, through one emulator und
     expect(h.slowloris).toEqual({ sent: 10, refused: 10, closed: 10 });
     expect(h.oversizedPublish).toEqual({ sent: 10, closed: 10, answered: 0 });
     expect(h.oversizedConnect).toEqual({ sent: 10, closed: 10 });
+    // Slow HTTP clients on the service API and DPS's HTTPS device API: cut off by their deadlines (Node's defaults kept them).
+    for (const server of ['service', 'deviceHttps'] as const) {
+      expect(h.slowHttpHeaders[server]).toEqual({ sent: 5, timedOut: 5 });
+      expect(h.slowHttpBody[server]).toEqual({ sent: 5, timedOut: 5 });
+    }
     expect(h.halfOpenTls.opened).toBe(20);
     expect(h.mute.opened).toBe(20);
   });

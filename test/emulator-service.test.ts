@@ -8,6 +8,7 @@
 // the test hands it serviceClientAgent() (emulator/service-agent.ts) through its RestApiClient's
 // setOptions({ http: { agent } }); the agent connects to host:port and trusts the emulator's CA.
 import { mkdtempSync, rmSync } from 'node:fs';
+import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
@@ -19,7 +20,8 @@ import { createTlsConnect } from '../hosts/node/tls-connect.js';
 import { provisionDevice } from '../src/provisioner.js';
 import { buildSasToken } from '../src/sas.js';
 import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
-import { serviceCall } from './support/service-https.js';
+import { rawExchange, rawJson } from './support/raw-tls.js';
+import { serviceCall, serviceToken } from './support/service-https.js';
 
 const ID_SCOPE = '0ne000SVC01';
 const key = (fill: number): string => Buffer.alloc(32, fill).toString('base64');
@@ -317,5 +319,78 @@ describe('the service endpoint across restarts', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('slow, idle, oversized and too many clients (issue 18): each is cut off or refused, and the API keeps serving', () => {
+  let limited: TestEmulator;
+  const limits = { headersTimeoutMs: 600, requestTimeoutMs: 1200, keepAliveTimeoutMs: 300, maxConnections: 3 };
+  const port = () => limited.dps.service.endpoint.port;
+  const authorization = () => serviceToken(limited.dps);
+
+  beforeAll(async () => {
+    limited = await startTestEmulator('dps-service-limits-', { idScope: ID_SCOPE, serviceLimits: limits });
+  });
+  afterAll(async () => {
+    await limited?.close();
+  });
+
+  // Bounds below are generous (a shared 2-CPU machine): they check that a slow client is cut, not how fast.
+  it('headers that arrive a byte at a time: 408 in DPS error shape once the header timeout passes', async () => {
+    const answer = await rawExchange(port(), limited.dps.caPem, 'GET /resource HTTP/1.1\r\nHost: x\r\n', { trickle: 'X' });
+    expect(answer.text).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+    expect(rawJson(answer)).toMatchObject({ errorCode: 408000 });
+    expect(answer.ms).toBeGreaterThanOrEqual(500);
+    expect(answer.ms).toBeLessThan(4000);
+  });
+
+  it('a body that arrives a byte at a time: 408 once the request timeout passes, and nothing is stored', async () => {
+    const head =
+      'PUT /enrollmentGroups/slow-body?api-version=2021-10-01 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
+      `Authorization: ${authorization()}\r\nContent-Length: 1000\r\n\r\n{"enrollmentGroupId":`;
+    const answer = await rawExchange(port(), limited.dps.caPem, head, { trickle: ' ' });
+    expect(answer.text).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+    expect(answer.ms).toBeGreaterThanOrEqual(1000);
+    expect(answer.ms).toBeLessThan(5000);
+    expect(limited.dps.model.enrollmentGroups().map((g) => g.enrollmentGroupId)).not.toContain('slow-body');
+  });
+
+  it('a connection that never sends a request, or stays idle after one, is closed', async () => {
+    const idle = await rawExchange(port(), limited.dps.caPem, '');
+    expect(idle.text).toMatch(/^HTTP\/1\.1 408 /);
+    const kept = await rawExchange(
+      port(),
+      limited.dps.caPem,
+      `GET /resource HTTP/1.1\r\nHost: x\r\nAuthorization: ${authorization()}\r\n\r\n`,
+    );
+    expect(kept.text).toMatch(/^HTTP\/1\.1 200 /);
+    expect(kept.ms).toBeLessThan(4000); // closed by the keep-alive timeout, not by the test's guard
+  });
+
+  it('a 100 KB URL: 431 in DPS error shape, read by the client rather than a reset', async () => {
+    const answer = await rawExchange(port(), limited.dps.caPem, `GET /enrollmentGroups/${'a'.repeat(100_000)} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    expect(answer.text).toMatch(/^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
+    expect(rawJson(answer)).toMatchObject({ errorCode: 431000, message: expect.stringMatching(/exceed 16384 bytes/) });
+  });
+
+  it('connections beyond the cap are closed as they come; once some go, new ones are served', async () => {
+    const held = await Promise.all(
+      Array.from({ length: limits.maxConnections }, () => {
+        const socket = netConnect(port(), '127.0.0.1');
+        socket.on('error', () => {});
+        return new Promise<Socket>((resolve) => socket.once('connect', () => resolve(socket)));
+      }),
+    );
+    try {
+      const refused = await rawExchange(port(), limited.dps.caPem, 'GET /resource HTTP/1.1\r\nHost: x\r\n\r\n').catch((e: Error) => ({
+        text: e.message,
+        ms: 0,
+      }));
+      expect(refused.text).toBe('');
+    } finally {
+      for (const socket of held) socket.destroy();
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect((await serviceCall(limited.dps, 'GET', '/resource')).status).toBe(200);
   });
 });

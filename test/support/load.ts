@@ -11,6 +11,8 @@
 //   slowloris       a CONNECT sent one byte at a time
 //   oversized       after a good CONNECT, a PUBLISH over the packet limit; and a CONNECT
 //                   declaring 200 MB
+//   slow HTTP       on the service API and on DPS's HTTPS device API: headers, and a body, sent
+//                   one byte a second (with the servers' default deadlines: 10 s, 30 s)
 import net from 'node:net';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { generate, type Packet, parser } from 'mqtt-packet';
@@ -21,6 +23,8 @@ import { deriveDeviceKey } from '../../src/identity.js';
 import type { ProvisioningEvent } from '../../src/ports.js';
 import { provisionDevice } from '../../src/provisioner.js';
 import { buildSasToken } from '../../src/sas.js';
+import { rawExchange } from './raw-tls.js';
+import { serviceToken } from './service-https.js';
 
 export const LOAD_ID_SCOPE = '0ne0000LOAD';
 export const LOAD_HUBS = ['hub-1.azure-devices.net', 'hub-2.azure-devices.net', 'hub-3.azure-devices.net'];
@@ -50,6 +54,9 @@ export interface HostileReport {
   slowloris: { sent: number; refused: number; closed: number };
   oversizedPublish: { sent: number; closed: number; answered: number };
   oversizedConnect: { sent: number; closed: number };
+  /** Per server ('service', 'deviceHttps'): answered 408 and closed, within a minute. */
+  slowHttpHeaders: Record<'service' | 'deviceHttps', { sent: number; timedOut: number }>;
+  slowHttpBody: Record<'service' | 'deviceHttps', { sent: number; timedOut: number }>;
 }
 
 export interface LoadReport {
@@ -194,6 +201,8 @@ function startHostile(dps: DpsEmulator, options: LoadOptions, loadDone: () => bo
     slowloris: { sent: 0, refused: 0, closed: 0 },
     oversizedPublish: { sent: 0, closed: 0, answered: 0 },
     oversizedConnect: { sent: 0, closed: 0 },
+    slowHttpHeaders: { service: { sent: 0, timedOut: 0 }, deviceHttps: { sent: 0, timedOut: 0 } },
+    slowHttpBody: { service: { sent: 0, timedOut: 0 }, deviceHttps: { sent: 0, timedOut: 0 } },
   };
   const held: net.Socket[] = [];
   const port = dps.endpoint.port;
@@ -274,6 +283,27 @@ function startHostile(dps: DpsEmulator, options: LoadOptions, loadDone: () => bo
         if (await client.closedWithin(15_000)) report.slowloris.closed++;
       })(),
     );
+  }
+
+  // Slow HTTP clients (slowloris and a trickled body), one byte a second, on both HTTPS servers.
+  const servers = { service: dps.service.endpoint.port, deviceHttps: dps.httpsEndpoint.port } as const;
+  for (const [name, httpPort] of Object.entries(servers) as ['service' | 'deviceHttps', number][]) {
+    for (let i = 0; i < 5; i++) {
+      const slow = async (which: 'slowHttpHeaders' | 'slowHttpBody', head: string): Promise<void> => {
+        report[which][name].sent++;
+        const answer = await rawExchange(httpPort, dps.caPem, head, { trickle: 'x', everyMs: 1000, waitMs: 60_000 });
+        if (/^HTTP\/1\.1 408 /.test(answer.text)) report[which][name].timedOut++;
+      };
+      tasks.push(
+        slow('slowHttpHeaders', `GET /slow-${i} HTTP/1.1\r\nHost: x\r\nX-Slow: `),
+        // Signed, so that the service API reads the body rather than answering 401 at once.
+        slow(
+          'slowHttpBody',
+          `PUT /enrollmentGroups/slow-${i}?api-version=2021-10-01 HTTP/1.1\r\nHost: x\r\nAuthorization: ${serviceToken(dps)}\r\n` +
+            'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n',
+        ),
+      );
+    }
   }
 
   // Oversized: a PUBLISH over the limit after a good CONNECT, and a CONNECT declaring 200 MB.
