@@ -253,7 +253,7 @@ describe('a connected session', () => {
     t.session.close();
   });
 
-  it('sends telemetry at QoS 1 and resolves on PUBACK; times out without one', async () => {
+  it('sends telemetry at QoS 1 and resolves on PUBACK; without one in time, fails it and connects again', async () => {
     const t = await connected({ requestTimeoutMs: 4000 });
     await drive(
       t.session.sendTelemetry('{"t":21.5}', { contentType: 'application/json', contentEncoding: 'utf-8', properties: { alert: 'no' } }),
@@ -264,7 +264,23 @@ describe('a connected session', () => {
     ]);
     expect(t.hub.last.sentOf('publish').at(-1)!.qos).toBe(1);
     t.hub.ackTelemetry = false;
+    const silent = t.hub.last;
     await failure(drive(t.session.sendTelemetry('x'), t.clock), 'timeout');
+    // No PUBACK in time: that connection went silent; the session drops it and connects again.
+    expect(silent.closedBy).toBe('client');
+    expect(t.events).toContainEqual({
+      type: 'hub-disconnected',
+      reason: 'IoT Hub did not acknowledge the telemetry message within 4 s',
+      attempt: 1,
+      waitMs: expect.any(Number),
+    });
+    t.hub.ackTelemetry = true;
+    await t.clock.advance(2000); // the backoff: at most 1 s and 1 s of jitter
+    await settle();
+    expect(t.session.isConnected).toBe(true);
+    await drive(t.session.sendTelemetry('y'), t.clock);
+    expect(t.hub.last).not.toBe(silent);
+    expect(t.hub.telemetry.at(-1)!.body).toBe('y');
     t.session.close();
     await failure(t.session.sendTelemetry('x'), 'network');
   });

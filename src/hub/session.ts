@@ -89,13 +89,17 @@ export class HubSession {
     if (bytes.length > MAX_TELEMETRY_BYTES)
       throw new ProvisioningError('invalid-input', `A telemetry message is at most ${MAX_TELEMETRY_BYTES} bytes`);
     const topic = topics.telemetryTopic(this.#options.deviceId, properties);
-    const acknowledged = this.#connected('send telemetry').publish(topic, bytes, 1);
+    const client = this.#connected('send telemetry');
+    const acknowledged = client.publish(topic, bytes, 1);
     await new Promise<void>((resolve, reject) => {
       const seconds = this.#options.requestTimeoutMs / 1000;
-      const cancel = this.#timer(
-        () => reject(new ProvisioningError('timeout', `IoT Hub did not acknowledge the telemetry message within ${seconds} s`)),
-        this.#options.requestTimeoutMs,
-      );
+      const cancel = this.#timer(() => {
+        const error = new ProvisioningError('timeout', `IoT Hub did not acknowledge the telemetry message within ${seconds} s`);
+        reject(error);
+        // The hub acknowledges in order (MQTT 3.1.1 §4.6): no PUBACK in that time is a connection
+        // that went silent (a dead NAT entry, a hub gone away) and will not come back: a new one.
+        this.#lost(client, error);
+      }, this.#options.requestTimeoutMs);
       acknowledged.then(
         () => (cancel(), resolve()),
         (error: unknown) => (cancel(), reject(asError(error))),
@@ -280,6 +284,13 @@ export class HubSession {
     this.#renewal = undefined;
     client?.disconnect();
     this.#twin.failAll(error);
+  }
+
+  /** `client`'s connection is beyond saving: unless it is already gone, drop it and connect again. */
+  #lost(client: MqttClient, error: ProvisioningError): void {
+    if (this.#closed || this.#client !== client) return;
+    this.#drop(error);
+    this.#reconnect(error);
   }
 
   #reconnect(lost: ProvisioningError | undefined): void {
