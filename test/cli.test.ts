@@ -220,6 +220,27 @@ describe('register', () => {
     expect(r.stdout).toContain('deviceId: cli-env-device');
   });
 
+  it('says what --timeout must be, for a negative, zero or non-numeric value (-1 was "ambiguous" to the flag parser)', async () => {
+    for (const value of ['-1', '-0.5', '0', 'soon', '86401']) {
+      const r = await run([
+        'register',
+        '--id-scope',
+        ID_SCOPE,
+        '--registration-id',
+        'cli-timeout',
+        '--group-key',
+        GROUP_KEY,
+        '--timeout',
+        value,
+      ]);
+      expect(r.code, value).toBe(EXIT_CODES['invalid-input']);
+      expect(r.stderr).toBe('error (invalid-input): --timeout must be a positive number of seconds (a whole number up to 86400)\n');
+    }
+    // Any flag that takes a value: its own check speaks, not the parser.
+    const port = await run(['emulator', '--port', '-1']);
+    expect(port.stderr).toBe('error (invalid-input): --port must be a whole number from 0 to 65535\n');
+  });
+
   it('ends each kind of failure with its exit code and one clear line', async () => {
     const base = ['register', '--id-scope', ID_SCOPE, '--endpoint', endpointArg(), '--timeout', '10', '--quiet'];
     const wrongKey = Buffer.from('wrong-key-wrong-key-wrong-key-0123').toString('base64');

@@ -138,7 +138,7 @@ export function parse<T extends NonNullable<ParseArgsConfig['options']>>(argv: s
   let parsed: { values: Record<string, unknown> };
   try {
     parsed = parseArgs({
-      args: argv,
+      args: negativeValuesJoined(argv, options),
       options: { ...options, help: { type: 'boolean', short: 'h' } },
       strict: true,
       allowPositionals: false,
@@ -155,6 +155,32 @@ export function parse<T extends NonNullable<ParseArgsConfig['options']>>(argv: s
     return undefined;
   }
   return parsed.values as { [K in keyof T]?: T[K] extends { type: 'boolean' } ? boolean : string };
+}
+
+/**
+ * `--flag -1` as `--flag=-1` for a flag that takes a value: parseArgs calls a value starting with a
+ * dash ambiguous, and the flag's own check then says what the value must be.
+ */
+function negativeValuesJoined(argv: string[], options: NonNullable<ParseArgsConfig['options']>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const name = arg.startsWith('--') ? arg.slice(2) : undefined;
+    const next = argv[i + 1];
+    if (
+      name !== undefined &&
+      Object.hasOwn(options, name) &&
+      options[name]!.type === 'string' &&
+      next !== undefined &&
+      /^-[\d.]/.test(next)
+    ) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else {
+      out.push(arg);
+    }
+  }
+  return out;
 }
 
 export function required(value: string | undefined, flag: string, envName?: string): string {

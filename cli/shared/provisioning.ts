@@ -11,7 +11,7 @@ import { ProvisioningError } from '../../src/errors.js';
 import type { ProvisioningEvent } from '../../src/ports.js';
 import type { DeviceConfig, ProvisionerPorts } from '../../src/provisioner.js';
 import { printable } from '../../src/text.js';
-import { integer, parseEndpoint, readCaFile, readSecret, required } from './args.js';
+import { parseEndpoint, readCaFile, readSecret, required } from './args.js';
 import type { CliIo } from './io.js';
 import { describeEvent } from './output.js';
 
@@ -119,7 +119,7 @@ export function provisioningFromFlags(v: ProvisioningValues, io: CliIo): Provisi
     print('warning: HTTPS_PROXY is set, but --transport mqtt connects directly; --transport mqtt-ws goes through the proxy', true);
   }
   if (v['store-optional'] && !v.store) throw new ProvisioningError('invalid-input', '--store-optional needs --store');
-  const timeoutMs = v.timeout !== undefined ? integer(v.timeout, '--timeout', 1, 86_400) * 1000 : DEFAULT_TIMEOUT_MS;
+  const timeoutMs = v.timeout !== undefined ? timeoutSeconds(v.timeout) * 1000 : DEFAULT_TIMEOUT_MS;
   // The store's file operations end by the same deadline as the flow (a hung file system).
   const deadline = systemClock.now() + timeoutMs;
   return {
@@ -156,4 +156,13 @@ export function provisioningFromFlags(v: ProvisioningValues, io: CliIo): Provisi
     ca,
     print,
   };
+}
+
+/** --timeout: a positive whole number of seconds, at most a day. */
+function timeoutSeconds(text: string): number {
+  const seconds = Number(text);
+  if (!/^\d+$/.test(text) || seconds < 1 || seconds > 86_400) {
+    throw new ProvisioningError('invalid-input', '--timeout must be a positive number of seconds (a whole number up to 86400)');
+  }
+  return seconds;
 }
