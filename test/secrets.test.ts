@@ -622,7 +622,14 @@ describe('the core flow says no secret, whatever the outcome', () => {
     ['failed', 'failed', [{ status: 200, body: failedBody }], {}],
     ['throttled', 'throttled', Array.from({ length: 40 }, () => ({ status: 429, retryAfter: 1, body: errorBody(429001) })), {}],
     ['server errors', 'server', Array.from({ length: 40 }, () => ({ status: 503, body: errorBody(503000) })), {}],
-    ['dropped', 'network', Array.from({ length: 40 }, () => ({ drop: true as const })), {}],
+    [
+      'dropped while polling',
+      'network',
+      [{ status: 202, retryAfter: 1, body: assigningBody() }, ...Array.from({ length: 40 }, () => ({ drop: true as const }))],
+      {},
+    ],
+    // The register itself refused by a close, 3 times in a row: not sent again (issue 18).
+    ['dropped after every register', 'failed', Array.from({ length: 40 }, () => ({ drop: true as const })), {}],
     ['untrusted', 'tls', [], { fail: new ProvisioningError('tls', 'The server certificate is not trusted') }],
     ['garbage', 'protocol', Array.from({ length: 10 }, () => ({ raw: Uint8Array.of(0xf0, 0) })), {}],
     ['still assigning', 'timeout', Array.from({ length: 40 }, () => ({ status: 202, retryAfter: 1, body: assigningBody() })), {}],
