@@ -21,7 +21,11 @@
 //           then deleted from its hub while online: dropped, refused at reconnect (CONNACK 5),
 //           provisioned again, online again. Both refusals killed the simulator once (SIGPIPE
 //           from writes behind a refused CONNECT; a socket freed under a queued message);
-//           then online for a minute: the hub token renewed by reconnecting, telemetry going on
+//           then online for a minute: the hub token renewed by reconnecting, telemetry going on;
+//           then its hub goes silent (a loopback proxy stalls the link): the telemetry PUBACK
+//           that never comes ends the connection after 30 s, the device reconnects, no DPS
+//           (built again for it, with the proxy as hubEndpoint);
+//   transport=mqtt-ws: the same device over secure WebSockets, DPS and hub on the emulator's HTTPS port
 // A second build (no key, the default anchor):
 //   no key (a configuration error) stops the loop; with the factory's serial and group key, the
 //   built-in anchors (Microsoft's two Azure roots) refuse the emulator: a tls error, traced and
@@ -45,6 +49,7 @@ import { loadOrCreateCertificates } from '../emulator/certificates.js';
 import { type DpsEmulator, type EndpointEvent, startEmulator } from '../emulator/index.js';
 import { buildRegistrationId, deriveDeviceKey } from '../src/identity.js';
 import { runCli } from './support/cli-runner.js';
+import { startTcpProxy } from './support/tcp-proxy.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 const MODDABLE = process.env.MODDABLE;
@@ -333,6 +338,59 @@ if (skipReason) {
         await child.stop();
       }
     }, 150_000);
+
+    it('online, then its hub goes silent (the link stalls, as when a NAT entry dies): the telemetry PUBACK that never comes ends the connection, the device reconnects and goes on', async () => {
+      // The README's build, but the hub reached through a loopback proxy that can stall a link.
+      const proxy = await startTcpProxy(dps.hubEndpoint);
+      try {
+        const line = firmwareBuildLine(dps, {
+          platform: 'lin',
+          endpoint: `${dps.endpoint.host}:${dps.endpoint.port}`,
+          hubEndpoint: `${proxy.endpoint.host}:${proxy.endpoint.port}`,
+        });
+        const placeholder = `"groupKey=<primary key of enrollment group ${GROUP}>"`;
+        build(['sh', '-c', `${line.replace(placeholder, `"groupKey=${GROUP_KEY}"`)} retryMin=2`]);
+        const child = bootProcess(/^hub: telemetry 2$/);
+        try {
+          await child.reached;
+          proxy.stallOpen(); // nothing more passes either way; the device's socket stays open
+          const after = await child.until(new RegExp(`^hub: connected 127\\.0\\.0\\.1:${proxy.endpoint.port}$`), 2);
+          const tail = after.slice(after.lastIndexOf('hub: telemetry 2'));
+          expect(tail).toMatch(/hub: telemetry-failed 3 IoT Hub did not acknowledge the telemetry message within 30 s/);
+          expect(tail).toMatch(/hub: disconnected attempt 1 wait \d+ ms: IoT Hub did not acknowledge the telemetry message within 30 s/);
+          expect(tail).not.toMatch(/dps: (registering|error)|hub: ended/); // a silent hub is not a refusal: no DPS
+          expect(proxy.accepted).toBe(2);
+          const sent = after.split('\n').filter((l) => /^hub: telemetry \d+$/.test(l)).length;
+          const resumed = await child.until(/^hub: telemetry \d+$/, sent + 2);
+          expect(dps.hubs.connected(HUB, REGISTRATION_ID)).toBe(true);
+          expectNoSecrets(resumed);
+        } finally {
+          await child.stop();
+        }
+      } finally {
+        await proxy.close();
+      }
+    }, 300_000);
+
+    it('transport=mqtt-ws: provisions and goes online over secure WebSockets, DPS and hub both on the emulator HTTPS port', async () => {
+      writePreferences({ ...readPreferences(), 'dps-state': undefined }); // provision afresh, over WebSockets
+      const wss = `${dps.httpsEndpoint.host}:${dps.httpsEndpoint.port}`;
+      const line = firmwareBuildLine(dps, { platform: 'lin', endpoint: wss, hubEndpoint: wss });
+      const placeholder = `"groupKey=<primary key of enrollment group ${GROUP}>"`;
+      build(['sh', '-c', `${line.replace(placeholder, `"groupKey=${GROUP_KEY}"`)} retryMin=2 transport=mqtt-ws`]);
+      const before = connections();
+      const trace = await boot(/^hub: telemetry 2$/);
+      expect(trace).toMatch(
+        new RegExp(`dps: settings .* endpoint 127\\.0\\.0\\.1:${dps.httpsEndpoint.port} \\(config\\) transport mqtt-ws \\(config\\)`),
+      );
+      expect(trace).toContain(`dps: connected 127.0.0.1:${dps.httpsEndpoint.port}`);
+      expect(trace).toContain(`dps: ready ${HUB} ${REGISTRATION_ID} provisioned`);
+      expect(trace).toContain(`hub: connected 127.0.0.1:${dps.httpsEndpoint.port}`);
+      expect(trace).toContain(`hub: online ${HUB} ${REGISTRATION_ID} desired 1 interval 1`);
+      expect(trace).not.toContain('dps: error');
+      expect(connections()).toBe(before + 1); // DPS saw the device connect (through its WebSocket)
+      expectNoSecrets(trace);
+    }, 300_000);
 
     it('a build without a key: the configuration error is traced and stops the retry loop', async () => {
       writePreferences({ ...readPreferences(), dps: undefined, 'dps-state': undefined });

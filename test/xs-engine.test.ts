@@ -12,6 +12,7 @@ import * as hub from './xs/scenarios/hub.js';
 import * as machine from './xs/scenarios/machine.js';
 import * as mqtt from './xs/scenarios/mqtt.js';
 import * as vectors from './xs/scenarios/vectors.js';
+import * as websocket from './xs/scenarios/websocket.js';
 
 interface Scenario extends ScenarioRef {
   node: (env: ScenarioEnv) => unknown;
@@ -23,6 +24,8 @@ const scenarios: Record<string, Scenario> = {
   machine: { module: './scenarios/machine.ts', exportName: 'machine', node: () => machine.machine() },
   flow: { module: './scenarios/flow.ts', exportName: 'flows', node: (env) => flow.flows(env) },
   hub: { module: './scenarios/hub.ts', exportName: 'hub', node: (env) => hub.hub(env) },
+  websocket: { module: './scenarios/websocket.ts', exportName: 'websocket', node: () => websocket.websocket() },
+  websocketClient: { module: './scenarios/websocket.ts', exportName: 'websocketClient', node: () => websocket.websocketClient() },
   utf8Long3000: { module: './scenarios/vectors.ts', exportName: 'utf8Long3000', node: () => vectors.utf8Long3000() },
   // XS only: what the sandbox leaves visible.
   hostGlobals: { module: './scenarios/probe.ts', exportName: 'hostGlobals', node: () => null },
@@ -192,6 +195,27 @@ describe.each(MODES)('the core on XS (%s)', (mode) => {
     expect(value.topics.sas.nodeSdk).toBe(hub.NODE_SDK_SAS);
     expect(value.session.outcome).toMatchObject({ value: { version: 2, ended: true } });
     expect(value.session.methodAnswers).toHaveLength(1);
+  });
+
+  it('speaks WebSocket (RFC 6455) as Node does: the known answers, frames in any split, refusals, a whole client session', () => {
+    const frames = resultOf('websocket', mode) as ReturnType<typeof websocket.websocket>;
+    expect(frames).toEqual(node.websocket);
+    expect(frames.accept).toBe('s3pPLMBiTxaQ9kYGzzhZRbK+xOo='); // RFC 6455 §1.3
+    expect(frames.maskedHello).toBe('818537fa213d7f9f4d5158'); // RFC 6455 §5.7
+    expect(frames.byteByByte.filter((e) => e.type !== 'data')).toEqual(frames.whole.filter((e) => e.type !== 'data'));
+    expect(frames.refusals.every((r) => 'error' in r && r.error.kind === 'protocol')).toBe(true);
+    const client = resultOf('websocketClient', mode) as Awaited<ReturnType<typeof websocket.websocketClient>>;
+    expect(client).toEqual(node.websocketClient);
+    expect(client.outcome).toEqual({ value: true });
+    expect(client.received).toEqual(['e00000', 'close ']);
+    // The pong (masked "p"), the two MQTT writes of one turn in one binary frame, the close frame (1000).
+    expect(client.written.slice(1).map((frame) => (frame === 'closed' ? frame : frame.slice(0, 4)))).toEqual([
+      '8a81',
+      '8284',
+      '8882',
+      'closed',
+    ]);
+    expect(client.written[0]).toContain('Host: hub.azure-devices.net\r\n');
   });
 
   it('decodes a 3000-byte UTF-8 string (below xsnap’s stack limit)', () => {

@@ -8,7 +8,7 @@
 //
 // Every line starts with "dps: " or "hub: " (online.ts) and a word a test can match:
 //   dps: boot <client version> <platform>
-//   dps: settings idScope <scope> (<source>) key <group|device> (<source>) endpoint <host:port> (<source>)
+//   dps: settings idScope <scope> (<source>) key <group|device> (<source>) endpoint <host:port> (<source>) transport <mqtt|mqtt-ws> (<source>)
 //   dps: registration-id <id>
 //   dps: warning the enrollment group key is on this device: use a derived device key in production
 //   dps: warning <why Preference "dps"/"ca" was passed over>: using the build's anchors
@@ -34,13 +34,14 @@ import { shouldReprovision } from "../../src/hub/reprovision.js";
 import type { HubEvent, ProvisioningEvent } from "../../src/ports.js";
 import { resolveRegistrationId } from "../../src/provisioner.js";
 import { printable } from "../../src/text.js";
+import { webSocketConnect } from "../../src/ws/client.js";
 import { trustAnchors } from "./anchors.js";
 import { clock, sleep, syncClock } from "./clock.js";
 import { macAddress, platform } from "./device.js";
 import { type MemoryPeaks, watchMemory } from "./memory.js";
 import { DeviceApp } from "./online.js";
 import { PreferenceStore } from "./preference-store.js";
-import { configNumber, parseEndpoint, readSettings } from "./settings.js";
+import { configNumber, DEFAULT_PORTS, parseEndpoint, readSettings } from "./settings.js";
 import { createTlsConnect } from "./tls-connect.js";
 
 export const CLIENT_VERSION = "moddable-dps/0.1.0";
@@ -99,7 +100,7 @@ async function onlineOnce(app: DeviceApp, force: boolean): Promise<Online> {
 	const { sources } = settings;
 	say(
 		`settings idScope ${settings.idScope} (${sources.idScope}) key ${settings.groupKey ? "group" : "device"} (${sources.key})` +
-			` endpoint ${settings.endpoint.host}:${settings.endpoint.port} (${sources.endpoint})`,
+			` endpoint ${settings.endpoint.host}:${settings.endpoint.port} (${sources.endpoint}) transport ${settings.transport} (${sources.transport})`,
 	);
 	// Microsoft's symmetric-key attestation: derive each device's key at the factory; a device holding
 	// the group key, once read out, enrolls any number of devices into the group.
@@ -135,13 +136,21 @@ async function onlineOnce(app: DeviceApp, force: boolean): Promise<Online> {
 			clientVersion: CLIENT_VERSION,
 			...(force && { force }),
 			// Development: the local emulator's hubs listen here; the credentials still name the hub.
-			...(hubEndpoint && { hubEndpoint: parseEndpoint(hubEndpoint) }),
+			...(hubEndpoint && { hubEndpoint: parseEndpoint(hubEndpoint, DEFAULT_PORTS[settings.transport]) }),
 			...(modelId && { modelId }),
 			// The hub SAS token's lifetime (default an hour): the session reconnects with a fresh one at 80 %.
-			session: { ...app.settings(), sasTtlSeconds: configNumber("hubTokenTtl", DEFAULT_HUB_SAS_TTL_SECONDS) },
+			session: {
+				...app.settings(),
+				sasTtlSeconds: configNumber("hubTokenTtl", DEFAULT_HUB_SAS_TTL_SECONDS),
+				port: DEFAULT_PORTS[settings.transport],
+			},
 		},
 		{
-			connect: createTlsConnect({ trustAnchors: trust.anchors }),
+			// MQTT over secure WebSockets: the core's WebSocket client (src/ws/) over the same TLS.
+			connect:
+				settings.transport === "mqtt-ws"
+					? webSocketConnect(createTlsConnect({ trustAnchors: trust.anchors }), { random: Math.random })
+					: createTlsConnect({ trustAnchors: trust.anchors }),
 			clock,
 			store: new PreferenceStore(),
 			log: (event) => say(describeEvent(event)),

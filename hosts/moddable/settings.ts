@@ -8,7 +8,8 @@
 //   serial                   serial                       the serial number a template may name
 //   deviceKey                deviceKey                    individual enrollment: the device's key
 //   groupKey                 groupKey                     enrollment group: the group's key
-//   endpoint                 endpoint                     DPS host[:port]
+//   endpoint                 endpoint                     DPS host[:port] (port: 8883, or 443 with mqtt-ws)
+//   transport                transport                    mqtt (MQTT over TLS, 8883) or mqtt-ws (over secure WebSockets, 443)
 //   ca                       caCertificate                the roots to trust instead of the built-in pair (anchors.ts)
 //
 // NVS (the ESP32's Preference) allows names of at most 15 characters: the keys above fit.
@@ -20,7 +21,9 @@ import { ProvisioningError } from "../../src/errors.js";
 import type { Endpoint } from "../../src/ports.js";
 
 export const SETTINGS_DOMAIN = "dps";
-const DEFAULT_PORT = 8883;
+export type Transport = "mqtt" | "mqtt-ws";
+/** The port a host without one means: DPS's and IoT Hub's MQTT port, or their HTTPS port for MQTT over WebSockets. */
+export const DEFAULT_PORTS: Record<Transport, number> = { mqtt: 8883, "mqtt-ws": 443 };
 
 export type Source = "preference" | "config" | "default";
 
@@ -33,8 +36,10 @@ export interface Settings {
 	deviceKey?: string;
 	groupKey?: string;
 	endpoint: Endpoint;
+	/** How the device reaches DPS and its hub. */
+	transport: Transport;
 	/** Where each value came from, for the boot trace (never the values of the keys). */
-	sources: { idScope: Source; key: Source; endpoint: Source };
+	sources: { idScope: Source; key: Source; endpoint: Source; transport: Source };
 }
 
 export function readSettings(): Settings {
@@ -51,6 +56,9 @@ export function readSettings(): Settings {
 		throw invalid('No key: write Preference "dps"/"deviceKey" (individual enrollment) or "dps"/"groupKey" (enrollment group)');
 	}
 	const endpoint = setting("endpoint", "endpoint");
+	const transportSetting = setting("transport", "transport");
+	const transport = (transportSetting?.value ?? "mqtt") as Transport;
+	if (!(transport in DEFAULT_PORTS)) throw invalid(`The transport "${transport}" is not mqtt or mqtt-ws`);
 	return {
 		idScope: idScope.value,
 		...(registrationId && { registrationId: registrationId.value }),
@@ -58,19 +66,23 @@ export function readSettings(): Settings {
 		...(serial && { serial: serial.value }),
 		...(deviceKey && { deviceKey }),
 		...(groupKey && { groupKey }),
-		endpoint: endpoint ? parseEndpoint(endpoint.value) : { host: "global.azure-devices-provisioning.net", port: DEFAULT_PORT },
+		endpoint: endpoint
+			? parseEndpoint(endpoint.value, DEFAULT_PORTS[transport])
+			: { host: "global.azure-devices-provisioning.net", port: DEFAULT_PORTS[transport] },
+		transport,
 		sources: {
 			idScope: idScope.source,
 			key: keySource,
 			endpoint: endpoint?.source ?? "default",
+			transport: transportSetting?.source ?? "default",
 		},
 	};
 }
 
 /** "host", "host:port" or "[ipv6]:port". */
-export function parseEndpoint(text: string): Endpoint {
+export function parseEndpoint(text: string, defaultPort: number): Endpoint {
 	const match = /^(?:\[([^\]]+)\]|([^:[\]]+))(?::(\d{1,5}))?$/.exec(text.trim());
-	const port = match?.[3] === undefined ? DEFAULT_PORT : Number(match[3]);
+	const port = match?.[3] === undefined ? defaultPort : Number(match[3]);
 	if (!match || port < 1 || port > 65535) {
 		throw invalid(`The DPS endpoint "${text}" is not host[:port] (e.g. global.azure-devices-provisioning.net:8883)`);
 	}
