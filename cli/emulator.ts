@@ -313,6 +313,10 @@ function banner(dps: DpsEmulator, context: BannerContext): string {
       `https://${device.slice(0, device.lastIndexOf(':'))}:${dps.httpsEndpoint.port}  (DPS's HTTPS device API, like https://global.azure-devices-provisioning.net)`,
     ),
     row(
+      'MQTT over WebSockets',
+      `wss://${device.slice(0, device.lastIndexOf(':'))}:${dps.httpsEndpoint.port}/$iothub/websocket  (DPS and every hub below, like <host>:443; --transport mqtt-ws)`,
+    ),
+    row(
       'IoT hubs endpoint',
       `${isWildcard(context.host) ? '127.0.0.1' : hostForUrl(dps.hubEndpoint.host)}:${dps.hubEndpoint.port}  (MQTT over TLS for every hub below, like <hub>:8883; --hub-endpoint)`,
     ),

@@ -95,6 +95,7 @@ describe('the emulator in the foreground', () => {
     );
     expect(banner).toMatch(new RegExp(`service endpoint\\s+https://127\\.0\\.0\\.1:${dps.service.endpoint.port}\\b`));
     expect(banner).toMatch(new RegExp(`IoT hubs endpoint\\s+127\\.0\\.0\\.1:${dps.hubEndpoint.port}\\b`));
+    expect(banner).toMatch(new RegExp(`MQTT over WebSockets\\s+wss://127\\.0\\.0\\.1:${dps.httpsEndpoint.port}/\\$iothub/websocket `));
     expect(banner).toMatch(/service connection\s+HostName=127\.0\.0\.1:\d+;SharedAccessKeyName=provisioningserviceowner;SharedAccessKey=/);
     expect(banner).toContain(dps.service.connectionString);
     const saved = join(STATE, 'service-connection-string');

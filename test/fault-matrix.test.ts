@@ -1,5 +1,5 @@
 // The fault matrix: the Node host (the core's provisionDevice over hosts/node's TLS connect,
-// trusting the emulator's CA) against a DPS that misbehaves in every way we could script, at
+// trusting the emulator's CA; and the same over MQTT over WebSockets, every scenario twice) against a DPS that misbehaves in every way we could script, at
 // every step of the protocol. The emulator's fault plan plays the misbehaving DPS; a loopback
 // TCP proxy (support/tcp-proxy.ts) plays the network below TLS. Every scenario must end
 // provisioned correctly, or with a ProvisioningError of the expected kind before its deadline:
@@ -22,6 +22,7 @@ import { reportError } from '../cli/shared/io.js';
 import { type DpsEmulator, type EndpointEvent, type FaultAction, type FaultTrigger, startEmulator } from '../emulator/index.js';
 import { systemClock } from '../hosts/node/clock.js';
 import { createTlsConnect } from '../hosts/node/tls-connect.js';
+import { createWebSocketConnect } from '../hosts/node/ws-connect.js';
 import { type ErrorKind, ProvisioningError } from '../src/errors.js';
 import { encodePacket } from '../src/mqtt/codec.js';
 import type { Clock, Connect, Endpoint, ProvisioningEvent, Store } from '../src/ports.js';
@@ -752,7 +753,12 @@ function matrixTable(scenarios: readonly Scenario[]): string {
 
 let dps: DpsEmulator;
 let stateDir: string;
-let connect: Connect;
+/** Every scenario runs over both: MQTT over TLS (8883) and MQTT over secure WebSockets (443). */
+const TRANSPORTS = ['mqtt', 'mqtt-ws'] as const;
+type Transport = (typeof TRANSPORTS)[number];
+const connects = {} as Record<Transport, Connect>;
+/** Where a device of `transport` connects: DPS's MQTT port, or its HTTPS port for WebSockets. */
+const target = (transport: Transport): Endpoint => (transport === 'mqtt-ws' ? dps.httpsEndpoint : dps.endpoint);
 const servedListeners = new Map<string, (request: 'register' | 'poll') => void>();
 const served = new Map<string, { register: number; poll: number }>();
 const unhandled: unknown[] = [];
@@ -784,13 +790,15 @@ beforeAll(async () => {
       servedListeners.get(id)?.(event.request);
     },
   });
-  connect = createTlsConnect({ ca: dps.caPem, connectTimeoutMs: 5000 });
+  connects.mqtt = createTlsConnect({ ca: dps.caPem, connectTimeoutMs: 5000 });
+  connects['mqtt-ws'] = createWebSocketConnect({ ca: dps.caPem, connectTimeoutMs: 5000 });
   const slots = limiter(CONCURRENCY);
-  for (const scenario of SCENARIOS)
-    runs.set(
-      scenario.id,
-      slots(() => runScenario(scenario)),
-    );
+  for (const transport of TRANSPORTS)
+    for (const scenario of SCENARIOS)
+      runs.set(
+        `${transport} ${scenario.id}`,
+        slots(() => runScenario(scenario, transport)),
+      );
   await Promise.all(runs.values());
 }, 120_000);
 
@@ -816,14 +824,14 @@ function limiter(n: number): <T>(task: () => Promise<T>) => Promise<T> {
   };
 }
 
-async function runScenario(scenario: Scenario): Promise<Run> {
-  const registrationId = `fm-${scenario.id}`;
+async function runScenario(scenario: Scenario, transport: Transport): Promise<Run> {
+  const registrationId = `fm-${scenario.id}${transport === 'mqtt-ws' ? '-ws' : ''}`;
   const proxies: TcpProxy[] = [];
   const ctx: Ctx = {
     registrationId,
     fault: (on, action, times = 1) => dps.faults.push({ on, action, times, registrationId }),
     proxy: async (plan) => {
-      const proxy = await startTcpProxy(dps.endpoint, plan);
+      const proxy = await startTcpProxy(target(transport), plan);
       proxies.push(proxy);
       return proxy;
     },
@@ -845,8 +853,8 @@ async function runScenario(scenario: Scenario): Promise<Run> {
     cancelHang = () => clearTimeout(timer);
   });
   const provisioning = provisionDevice(
-    { ...options, idScope: ID_SCOPE, registrationId, groupKey: GROUP_KEY, endpoint: arranged.endpoint ?? dps.endpoint },
-    { connect, clock: arranged.clock ?? systemClock, random: () => 0, log: (event) => events.push(event), store },
+    { ...options, idScope: ID_SCOPE, registrationId, groupKey: GROUP_KEY, endpoint: arranged.endpoint ?? target(transport) },
+    { connect: connects[transport], clock: arranged.clock ?? systemClock, random: () => 0, log: (event) => events.push(event), store },
   ).then(
     (result) => void (run.result = result),
     (error: unknown) => void (run.error = error),
@@ -859,10 +867,10 @@ async function runScenario(scenario: Scenario): Promise<Run> {
   return run;
 }
 
-describe('fault matrix: provisioned correctly or a typed error before the deadline', () => {
+describe.each(TRANSPORTS)('fault matrix over %s: provisioned correctly or a typed error before the deadline', (transport) => {
   for (const scenario of SCENARIOS) {
     it(`${scenario.step}: ${scenario.fault} → ${describeOutcome(scenario.expect)}`, async () => {
-      const run = await runs.get(scenario.id)!;
+      const run = await runs.get(`${transport} ${scenario.id}`)!;
       expect(run.hung, 'the flow outlived its deadline').toBe(false);
       const expected = scenario.expect;
       const count = (type: ProvisioningEvent['type']): number => run.events.filter((e) => e.type === type).length;
@@ -891,14 +899,17 @@ describe('fault matrix: provisioned correctly or a typed error before the deadli
   it('raised no unhandled rejection, and the emulator still serves', async () => {
     expect(unhandled).toEqual([]);
     const events: ProvisioningEvent[] = [];
+    const registrationId = `fm-after-all${transport === 'mqtt-ws' ? '-ws' : ''}`;
     const { assignment } = await provisionDevice(
-      { ...DEFAULTS, idScope: ID_SCOPE, registrationId: 'fm-after-all', groupKey: GROUP_KEY, endpoint: dps.endpoint },
-      { connect, clock: systemClock, log: (event) => events.push(event) },
+      { ...DEFAULTS, idScope: ID_SCOPE, registrationId, groupKey: GROUP_KEY, endpoint: target(transport) },
+      { connect: connects[transport], clock: systemClock, log: (event) => events.push(event) },
     );
-    expect(assignment.deviceId).toBe('fm-after-all');
+    expect(assignment.deviceId).toBe(registrationId);
     expect(dps.faults.pending().filter((f) => f.registrationId?.startsWith('fm-') && (f.times ?? 1) < 1000)).toEqual([]);
   });
+});
 
+describe('the fault matrix itself', () => {
   it('the fault plan refuses what the endpoint cannot play', () => {
     const bad: Array<[FaultTrigger, FaultAction]> = [
       ['connect', { type: 'duplicate' }],
