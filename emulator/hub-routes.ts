@@ -20,7 +20,7 @@
 // its data migrated, as the desired properties do.
 import { DpsError, ErrorCodes, genericErrorCode } from './dps-errors.js';
 import { type EmulatedIotHubs, IotHubError, type TelemetryMessage } from './iothub-service.js';
-import { type JsonObject, twinEtag } from './iothub-twins.js';
+import { type JsonObject, type TwinView, twinEtag } from './iothub-twins.js';
 import { dpsError, ifMatch, isObject, noRoute, notAllowed, type ServiceRequest, type ServiceResponse } from './service-http.js';
 
 /** IoT Hub bounds a method's response timeout to 5..300 s (iot-hub-devguide-direct-methods.md); default 30 s. */
@@ -118,17 +118,30 @@ function twin(hubs: EmulatedIotHubs, hub: string, id: string): unknown {
 
 /** Checked and applied with no await in between: nothing else changes the twin meanwhile. */
 function updateTwin(hubs: EmulatedIotHubs, hub: string, id: string, request: ServiceRequest): unknown {
-  const patch = twinPatch(request.body);
+  applyTwinUpdate(hubs, hub, id, request.body, ifMatch(request));
+  return twin(hubs, hub, id);
+}
+
+/**
+ * Update Twin, as both service APIs do it (this one and IoT Hub's own, iothub-rest.ts): the body
+ * checked, the If-Match etag (quoted or not, '*' or absent: any) compared, the patch merged.
+ * Throws 400, 404 or 412 as DpsErrors. Returns the twin as it is now.
+ */
+export function applyTwinUpdate(hubs: EmulatedIotHubs, hub: string, id: string, body: unknown, etag: string | undefined): TwinView {
+  const patch = twinPatch(body);
   const view = hubs.twin(hub, id);
   if (!view) throw dpsError(404, `The device ${id} does not exist in ${hub}`);
-  const wanted = ifMatch(request)
-    ?.replace(/^W\//, '')
-    .replace(/^"(.*)"$/, '$1');
+  const wanted = etag?.replace(/^W\//, '').replace(/^"(.*)"$/, '$1');
   if (wanted !== undefined && wanted !== '*' && wanted !== twinEtag(view)) {
     throw new DpsError(412, ErrorCodes.preconditionFailed, `The etag does not match the twin of ${id}: read it again, then update it`);
   }
-  hubs.updateTwin(hub, id, patch);
-  return twin(hubs, hub, id);
+  try {
+    hubs.updateTwin(hub, id, patch);
+  } catch (error) {
+    if (error instanceof IotHubError) throw new DpsError(error.status, genericErrorCode(error.status), error.message);
+    throw error;
+  }
+  return hubs.twin(hub, id)!;
 }
 
 function twinPatch(body: unknown): { tags?: JsonObject; desired?: JsonObject } {
@@ -148,7 +161,20 @@ function twinPatch(body: unknown): { tags?: JsonObject; desired?: JsonObject } {
 
 async function invoke(hubs: EmulatedIotHubs, hub: string, id: string, request: ServiceRequest): Promise<ServiceResponse> {
   if (request.method !== 'POST') throw notAllowed(request);
-  const body = request.body;
+  return { status: 200, body: await invokeDeviceMethod(hubs, hub, id, request.body) };
+}
+
+/**
+ * Invoke Device Method, as both service APIs do it: the body {methodName, payload,
+ * responseTimeoutInSeconds} checked (400), then the device's {status, payload}; 404 with errorCode
+ * 404103 when the device is not listening, 504 with 504101 when it does not answer in time.
+ */
+export async function invokeDeviceMethod(
+  hubs: EmulatedIotHubs,
+  hub: string,
+  id: string,
+  body: unknown,
+): Promise<{ status: number; payload: unknown }> {
   if (!isObject(body) || typeof body.methodName !== 'string') {
     throw dpsError(400, 'An Invoke Device Method body is {"methodName": "...", "payload": ..., "responseTimeoutInSeconds": 30}');
   }
@@ -165,7 +191,7 @@ async function invoke(hubs: EmulatedIotHubs, hub: string, id: string, request: S
     );
   }
   try {
-    return { status: 200, body: await hubs.invokeMethod(hub, id, body.methodName, body.payload ?? null, seconds * 1000) };
+    return await hubs.invokeMethod(hub, id, body.methodName, body.payload ?? null, seconds * 1000);
   } catch (error) {
     // IoT Hub's codes for these two (troubleshoot-error-codes.md): 404103 DeviceNotOnline, 504101 GatewayTimeout.
     if (error instanceof IotHubError && (error.status === 404 || error.status === 504)) {

@@ -153,6 +153,8 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
     ...(options.onEvent !== undefined ? { onEvent: options.onEvent } : {}),
   });
   const issueHubCertificate = (hostName: string): string => certificates.issueServerCertificate([hostName]) + certificates.caPem;
+  // Each emulated hub's certificate, for the names <hub>.azure-devices.net that Azure serves on 443.
+  const hubCertificates = hubSniCallback(model, certificates.serverKeyPem, issueHubCertificate);
   let serviceApi: Awaited<ReturnType<typeof startServiceApi>>;
   let hubEndpoint: IotHubEndpoint | undefined;
   let httpsEndpoint: DeviceHttpsEndpoint | undefined;
@@ -178,7 +180,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
       ...(options.onEvent !== undefined ? { onEvent: options.onEvent } : {}),
       // MQTT over WebSockets for DPS and the hubs, on this port as on Azure's 443.
       onUpgrade: webSocketRouter({ dps: endpoint.accept, hub: hubEndpoint.accept }),
-      SNICallback: hubSniCallback(model, certificates.serverKeyPem, issueHubCertificate),
+      SNICallback: hubCertificates,
     });
     serviceApi = await startServiceApi({
       model,
@@ -191,6 +193,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
       clientHost,
       deviceProvisioningHostName: `${bracketed(clientHost)}:${endpoint.port}`,
       hubs: hubEndpoint.hubs,
+      SNICallback: hubCertificates,
       ...(options.serviceLimits !== undefined ? { limits: options.serviceLimits } : {}),
     });
   } catch (error) {

@@ -118,8 +118,8 @@ export type EnrollmentRef = { kind: 'individual'; registrationId: string } | { k
 /** A device identity in an emulated hub's registry, as DPS creates it. */
 export interface HubDevice {
   deviceId: string;
-  /** The registration it came from. */
-  registrationId: string;
+  /** The registration it came from; absent for an identity created through the hub's registry API (Registry.create). */
+  registrationId?: string;
   authentication: { type: 'sas'; symmetricKey: { primaryKey: string; secondaryKey: string } };
   tags: Record<string, unknown>;
   /** The twin's properties; `reported` is absent until the device reports. */

@@ -296,6 +296,21 @@ export class DpsModel {
     registry.set(device.deviceId, structuredClone(device));
   }
 
+  /**
+   * Create a device identity through a hub's own registry API (IoT Hub's Create Or Update
+   * Identity), in any hub the emulator knows, linked or not. 404 for an unknown hub, 409 when the
+   * device exists.
+   */
+  addHubDevice(hostName: string, device: HubDevice): void {
+    const hub = this.iotHubs.hub(String(hostName));
+    if (!hub) throw notFound(`The IoT hub ${hostName} is not known to the emulator`);
+    const registry = this.#devices.get(hub.hostName.toLowerCase()) ?? new Map<string, HubDevice>();
+    if (registry.has(device.deviceId))
+      throw new DpsError(409, ErrorCodes.conflict, `The device ${device.deviceId} exists in ${hub.hostName}`);
+    this.#devices.set(hub.hostName.toLowerCase(), registry);
+    registry.set(device.deviceId, structuredClone(device));
+  }
+
   /** Replace an existing device identity (its twin or status), linked hub or not; false when there is none. */
   replaceHubDevice(hostName: string, device: HubDevice): boolean {
     const registry = this.#devices.get(hostName.toLowerCase());

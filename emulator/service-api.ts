@@ -1,7 +1,9 @@
 // The emulator's service endpoint: HTTPS with the same server certificate as the device
 // endpoint, serving the DPS service API (service-routes.ts) and the management API
 // (service-management.ts, with the emulated hubs' own service API in hub-routes.ts), both behind
-// DPS's service SAS (service-auth.ts).
+// DPS's service SAS (service-auth.ts). A request whose Host header names an emulated hub gets
+// that hub's service REST API instead, behind the hub's own policies (iothub-rest.ts), as
+// <hub>.azure-devices.net:443 answers it; a TLS server name naming a hub gets its certificate.
 //
 // Clients reach it through a connection string
 //   HostName=<host>:<port>;SharedAccessKeyName=provisioningserviceowner;SharedAccessKey=<key>
@@ -11,8 +13,10 @@
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { isIP } from 'node:net';
+import type { TlsOptions } from 'node:tls';
 import { DpsError, ErrorCodes } from './dps-errors.js';
 import { applyLimits, type HttpLimits, httpLimits, serverOptions } from './http-limits.js';
+import { hubNamedBy, serveIotHubRest } from './iothub-rest.js';
 import type { EmulatedIotHubs } from './iothub-service.js';
 import { isWildcard } from './listen-address.js';
 import type { DpsModel } from './model.js';
@@ -39,6 +43,8 @@ export interface ServiceApiOptions {
   hubs: EmulatedIotHubs;
   /** Deadlines and the connection cap (http-limits.ts); default DEFAULT_HTTP_LIMITS. */
   limits?: Partial<HttpLimits>;
+  /** Certificates by TLS server name: each emulated hub's own (iothub-sni.ts). */
+  SNICallback?: TlsOptions['SNICallback'];
   /** Unix milliseconds; for tests. */
   now?: () => number;
 }
@@ -59,8 +65,19 @@ export async function startServiceApi(options: ServiceApiOptions): Promise<Servi
   const limits = httpLimits(options.limits);
 
   const server: Server = createServer(
-    { cert: options.cert, key: options.key, minVersion: 'TLSv1.2', ...serverOptions(limits) },
+    {
+      cert: options.cert,
+      key: options.key,
+      minVersion: 'TLSv1.2',
+      ...serverOptions(limits),
+      ...(options.SNICallback && { SNICallback: options.SNICallback }),
+    },
     (req, res) => {
+      const hub = hubNamedBy(req.headers.host, options.model);
+      if (hub !== undefined) {
+        void serveIotHubRest({ model: options.model, hubs: options.hubs, now }, hub, req).then((response) => send(res, response));
+        return;
+      }
       const first = new URL(req.url ?? '/', 'https://emulator.invalid').pathname.split('/').find((s) => s !== '');
       const shape: ErrorShape = isManagementCollection(first) ? 'arm' : 'dps';
       const respond = (response: ServiceResponse): void => send(res, response);

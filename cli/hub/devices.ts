@@ -34,7 +34,7 @@ const identityShow: HubCommand = {
     if (values.json === true) printJson(io, device);
     else
       io.stdout(
-        `deviceId: ${device.deviceId}\nhub: ${required(values, 'hub-name').toLowerCase()}\nregistrationId: ${device.registrationId}\n` +
+        `deviceId: ${device.deviceId}\nhub: ${required(values, 'hub-name').toLowerCase()}\nregistrationId: ${device.registrationId ?? '(none: created in the hub, not by DPS)'}\n` +
           `status: ${device.status}\ntags: ${JSON.stringify(device.tags ?? {})}\n` +
           `desired properties: ${JSON.stringify(device.properties?.desired ?? {})}\n`,
       );
@@ -53,7 +53,12 @@ const identityList: HubCommand = {
       io.stdout(
         devices.length === 0
           ? `no devices in ${required(values, 'hub-name')}\n`
-          : devices.map((d) => `${d.deviceId}  ${d.status ?? 'enabled'}  (registration ${d.registrationId})\n`).join(''),
+          : devices
+              .map(
+                (d) =>
+                  `${d.deviceId}  ${d.status ?? 'enabled'}  (${d.registrationId === undefined ? 'created in the hub' : `registration ${d.registrationId}`})\n`,
+              )
+              .join(''),
       );
     return 0;
   },

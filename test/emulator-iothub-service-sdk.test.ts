@@ -1,0 +1,221 @@
+// Microsoft's IoT Hub service client (azure-iothub) as the referee of the emulated hubs' service
+// side (issue 10): our device online through the core's hub session (connectHub, goOnline, as
+// `moddable-dps device` runs it), and Microsoft's Registry and Client driving it over IoT Hub's
+// own service REST API, authenticated with the hub's own shared access policies.
+//
+// How azure-iothub reaches a local port (node_modules/azure-iothub/dist/registry.js, client.js,
+// common-http/rest_api_client.js, http.js): Registry.fromConnectionString and
+// Client.fromConnectionString take the hub's connection string (HostName=<hub>.azure-devices.net;
+// SharedAccessKeyName=iothubowner;SharedAccessKey=...), sign sr=<hub host>&skn=<policy> with its
+// key, and hand HostName to https.request as `host`, port 443. Their RestApiClient is the private
+// `_restApiClient`, whose setOptions({ http: { agent } }) passes the agent to every request (the
+// constructors set a keep-alive agent there; setting ours afterwards replaces it). The emulator's
+// serviceClientAgent({ ca, connectTo: dps.service.endpoint }) dials the emulator's service port
+// whatever host is named, while the request still names the hub: the TLS server name (the
+// emulator answers with that hub's certificate, which the client checks against the hub's name)
+// and the Host header (which picks the hub). Client.invokeDeviceMethod is HTTPS; the Client's
+// AMQP transport (send, feedback, open) is never opened here: cloud-to-device messages over AMQP
+// are not emulated.
+import { Client, Registry } from 'azure-iothub';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type DpsEmulator, serviceClientAgent } from '../emulator/index.js';
+import { systemClock } from '../hosts/node/clock.js';
+import { createTlsConnect } from '../hosts/node/tls-connect.js';
+import { goOnline, type Online } from '../src/device.js';
+import { isProvisioningError } from '../src/errors.js';
+import type { JsonObject } from '../src/hub/messages.js';
+import { connectHub, type HubSession } from '../src/hub/session.js';
+import { deriveDeviceKey } from '../src/identity.js';
+import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
+
+const ID_SCOPE = '0ne000SDKSV';
+const HUB = 'sdk-service-hub.azure-devices.net';
+const OWNER_KEY = Buffer.alloc(32, 41).toString('base64');
+const GROUP_KEY = Buffer.alloc(32, 42).toString('base64');
+const DEVICE_KEY = Buffer.alloc(32, 43).toString('base64');
+const connectionString = (keyName: string, key: string) => `HostName=${HUB};SharedAccessKeyName=${keyName};SharedAccessKey=${key}`;
+
+let fixture: TestEmulator;
+let dps: DpsEmulator;
+
+beforeAll(async () => {
+  fixture = await startTestEmulator('dps-iothub-service-sdk-', {
+    idScope: ID_SCOPE,
+    retryAfterSeconds: 0,
+    config: {
+      iotHubs: [{ connectionString: connectionString('iothubowner', OWNER_KEY) }],
+      enrollmentGroups: [
+        {
+          enrollmentGroupId: 'sdk-service-line',
+          attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY, secondaryKey: GROUP_KEY } },
+          initialTwin: { tags: { line: 'b' }, properties: { desired: { interval: 5 } } },
+        },
+      ],
+    },
+  });
+  dps = fixture.dps;
+});
+
+afterAll(async () => {
+  await fixture?.close();
+});
+
+const agent = () => serviceClientAgent({ ca: dps.caPem, connectTo: dps.service.endpoint });
+type WithRest = { _restApiClient: { setOptions(options: { http: { agent: unknown } }): void } };
+
+function registry(cs = connectionString('iothubowner', OWNER_KEY)): Registry {
+  const made = Registry.fromConnectionString(cs);
+  (made as unknown as WithRest)._restApiClient.setOptions({ http: { agent: agent() } });
+  return made;
+}
+
+function serviceClient(cs = connectionString('iothubowner', OWNER_KEY)): Client {
+  const made = Client.fromConnectionString(cs);
+  (made as unknown as WithRest)._restApiClient.setOptions({ http: { agent: agent() } });
+  return made;
+}
+
+function policyKey(keyName: string): string {
+  return dps.model.iotHubs.hub(HUB)!.policies.find((p) => p.keyName === keyName)!.primaryKey;
+}
+
+/** What an SDK call rejected with: the SDK's error class name, the HTTP status and IoT Hub's ErrorCode. */
+async function refusal(call: Promise<unknown>): Promise<{ name: string; status?: number; code?: string; message: string }> {
+  const error = await call.then(
+    () => undefined,
+    (e: unknown) => e as Error & { response?: { statusCode: number; headers: Record<string, string> } },
+  );
+  if (error === undefined) throw new Error('the call succeeded');
+  return {
+    name: error.constructor.name,
+    ...(error.response && { status: error.response.statusCode, code: error.response.headers['iothub-errorcode'] }),
+    message: error.message,
+  };
+}
+
+async function until(condition: () => boolean, ms = 5000): Promise<void> {
+  const started = Date.now();
+  while (!condition()) {
+    if (Date.now() - started > ms) throw new Error('the condition did not hold in time');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+const connect = () => createTlsConnect({ ca: dps.caPem, connectTimeoutMs: 5000 });
+
+interface Seen {
+  desired: { patch: JsonObject; version: number }[];
+  methods: { name: string; payload: unknown }[];
+}
+
+/** Our device, in the hub under `deviceId` with `deviceKey`, online through the core's hub session. */
+async function online(deviceId: string, deviceKey: string): Promise<{ session: HubSession; seen: Seen }> {
+  const seen: Seen = { desired: [], methods: [] };
+  const session = await connectHub(
+    {
+      hub: HUB,
+      deviceId,
+      deviceKey,
+      endpoint: dps.hubEndpoint,
+      offlineTimeoutMs: 3000,
+      onDesired: (patch, version) => seen.desired.push({ patch, version }),
+      onMethod: (name, payload) => {
+        seen.methods.push({ name, payload });
+        return { status: 201, payload: { rebooting: true, asked: payload } };
+      },
+    },
+    { connect: connect(), clock: systemClock },
+  );
+  return { session, seen };
+}
+
+describe("azure-iothub's Registry against an emulated hub", () => {
+  it('creates a symmetric-key device our device then connects as; gets, lists, disables (its reconnect refused) and deletes it', async () => {
+    const hub = registry();
+    const created = await hub.create({
+      deviceId: 'sdk-made-1',
+      status: 'enabled',
+      authentication: { symmetricKey: { primaryKey: DEVICE_KEY, secondaryKey: Buffer.alloc(32, 44).toString('base64') } },
+    });
+    expect(created.responseBody).toMatchObject({
+      deviceId: 'sdk-made-1',
+      status: 'enabled',
+      connectionState: 'Disconnected',
+      authentication: { type: 'sas', symmetricKey: { primaryKey: DEVICE_KEY } },
+    });
+    expect(await refusal(hub.create({ deviceId: 'sdk-made-1' }))).toMatchObject({
+      name: 'DeviceAlreadyExistsError',
+      status: 409,
+      code: 'DeviceAlreadyExists',
+    });
+
+    const { session } = await online('sdk-made-1', DEVICE_KEY);
+    try {
+      expect((await hub.get('sdk-made-1')).responseBody).toMatchObject({ deviceId: 'sdk-made-1', connectionState: 'Connected' });
+      const listed = (await hub.list()).responseBody.map((d) => d.deviceId);
+      expect(listed).toContain('sdk-made-1');
+
+      const device = (await hub.get('sdk-made-1')).responseBody;
+      device.status = 'disabled';
+      expect((await hub.update(device)).responseBody).toMatchObject({ deviceId: 'sdk-made-1', status: 'disabled' });
+      const why = await session.ended;
+      expect(why?.kind).toBe('unauthorized');
+    } finally {
+      session.close();
+    }
+    const refused = await online('sdk-made-1', DEVICE_KEY).then(
+      ({ session: back }) => (back.close(), undefined),
+      (error: unknown) => error,
+    );
+    expect(isProvisioningError(refused) && refused.kind).toBe('unauthorized');
+    // The keys stayed what create set: an update without keys keeps them.
+    expect((await hub.get('sdk-made-1')).responseBody.authentication?.symmetricKey?.primaryKey).toBe(DEVICE_KEY);
+
+    await hub.delete('sdk-made-1');
+    expect(await refusal(hub.get('sdk-made-1'))).toMatchObject({ name: 'DeviceNotFoundError', status: 404, code: 'DeviceNotFound' });
+    expect(await refusal(hub.delete('sdk-made-1'))).toMatchObject({ name: 'DeviceNotFoundError', status: 404 });
+    expect(dps.model.hubDevice(HUB, 'sdk-made-1')).toBeUndefined();
+  });
+
+  it('generates the keys of a device created without them, as IoT Hub does', async () => {
+    const hub = registry();
+    const made = (await hub.create({ deviceId: 'sdk-made-2' })).responseBody;
+    const keys = made.authentication!.symmetricKey!;
+    expect(Buffer.from(keys.primaryKey!, 'base64')).toHaveLength(32);
+    expect(keys.secondaryKey).not.toBe(keys.primaryKey);
+    const { session } = await online('sdk-made-2', keys.secondaryKey!);
+    expect(session.isConnected).toBe(true);
+    session.close();
+  });
+
+  it('refuses an update whose etag is stale (412) and X.509 identities (400)', async () => {
+    const hub = registry();
+    await hub.create({ deviceId: 'sdk-made-3' });
+    const before = (await hub.get('sdk-made-3')).responseBody;
+    await hub.update({ ...before, status: 'disabled' });
+    // Registry.update always sends If-Match "*"; a client guarding with the etag it read is refused once the identity changed.
+    expect(await putWithEtag('sdk-made-3', before.etag!)).toEqual({ status: 412, code: 'PreconditionFailed' });
+    const now = (await hub.get('sdk-made-3')).responseBody;
+    expect(now.etag).not.toBe(before.etag);
+    expect(await putWithEtag('sdk-made-3', now.etag!)).toEqual({ status: 200, code: undefined });
+    expect((await hub.get('sdk-made-3')).responseBody.status).toBe('enabled');
+    expect(
+      await refusal(hub.create({ deviceId: 'sdk-x509', authentication: { x509Thumbprint: { primaryThumbprint: 'AB'.repeat(20) } } })),
+    ).toMatchObject({ name: 'ArgumentError', status: 400, code: 'ArgumentInvalid' });
+  });
+});
+
+/** A PUT guarded by `etag`, through the SDK's own REST client (Registry.update always sends '*'). */
+async function putWithEtag(deviceId: string, etag: string): Promise<{ status?: number; code?: string }> {
+  const rest = (registry() as unknown as { _restApiClient: { executeApiCall: (...args: unknown[]) => void } })._restApiClient;
+  return new Promise((resolve) =>
+    rest.executeApiCall(
+      'PUT',
+      `/devices/${deviceId}?api-version=2021-04-12`,
+      { 'Content-Type': 'application/json; charset=utf-8', 'If-Match': `"${etag}"` },
+      { deviceId, status: 'enabled' },
+      (error: (Error & { response?: { statusCode: number; headers: Record<string, string> } }) | null) =>
+        resolve({ status: error?.response?.statusCode ?? 200, code: error?.response?.headers['iothub-errorcode'] }),
+    ),
+  );
+}
