@@ -219,3 +219,225 @@ async function putWithEtag(deviceId: string, etag: string): Promise<{ status?: n
     ),
   );
 }
+
+/** A device of the enrollment group provisioned by DPS and online with its hub, as `moddable-dps device` does. */
+async function provisionedOnline(registrationId: string): Promise<{ device: Online; seen: Seen }> {
+  const seen: Seen = { desired: [], methods: [] };
+  const device = await goOnline(
+    {
+      idScope: ID_SCOPE,
+      registrationId,
+      groupKey: GROUP_KEY,
+      endpoint: dps.endpoint,
+      hubEndpoint: dps.hubEndpoint,
+      timeoutMs: 20_000,
+      maxReprovisions: 0,
+      session: {
+        offlineTimeoutMs: 3000,
+        onDesired: (patch, version) => seen.desired.push({ patch, version }),
+        onMethod: (name, payload) => {
+          seen.methods.push({ name, payload });
+          return { status: 200, payload: { fan: 'on', asked: payload } };
+        },
+      },
+    },
+    { connect: connect(), clock: systemClock },
+  );
+  return { device, seen };
+}
+
+describe("azure-iothub's twins and direct methods, answered by our device", () => {
+  it('reads the twin DPS created, updates tags and desired properties with its etag (our device sees the patch), refuses a stale etag', async () => {
+    const { device, seen } = await provisionedOnline('sdk-twin-1');
+    try {
+      const deviceId = device.assignment.deviceId;
+      expect(device.assignment.assignedHub).toBe(HUB);
+      await device.session.updateReported({ firmware: '1.2.3' });
+      const hub = registry();
+      const { responseBody: twin } = await hub.getTwin(deviceId);
+      expect(twin).toMatchObject({
+        deviceId,
+        status: 'enabled',
+        connectionState: 'Connected',
+        tags: { line: 'b' },
+        properties: { desired: { interval: 5, $version: 1 }, reported: { firmware: '1.2.3' } },
+      });
+
+      const patch = { tags: { site: 'north' }, properties: { desired: { interval: 15, mode: 'eco' } } };
+      const { responseBody: updated } = await hub.updateTwin(deviceId, patch, twin.etag);
+      expect(updated).toMatchObject({
+        tags: { line: 'b', site: 'north' },
+        properties: { desired: { interval: 15, mode: 'eco', $version: 2 } },
+      });
+      expect(updated.etag).not.toBe(twin.etag);
+      await until(() => seen.desired.some((d) => d.version === 2));
+      expect(seen.desired.find((d) => d.version === 2)!.patch).toMatchObject({ interval: 15, mode: 'eco' });
+
+      expect(await refusal(hub.updateTwin(deviceId, { tags: { site: 'south' } }, twin.etag))).toMatchObject({
+        name: 'InvalidEtagError',
+        status: 412,
+        code: 'PreconditionFailed',
+      });
+      // The Twin object's own update (its etag, as Registry.getTwin gave it): null removes a desired property.
+      const fresh = (await hub.getTwin(deviceId)).responseBody;
+      await fresh.update({ properties: { desired: { mode: null } } }); // the Twin copies the answer into itself
+      const again = fresh;
+      expect(again.properties.desired).toMatchObject({ interval: 15, $version: 3 });
+      expect(again.properties.desired).not.toHaveProperty('mode');
+      await until(() => seen.desired.some((d) => d.version === 3));
+      expect(dps.hubs.twin(HUB, deviceId)?.tags).toEqual({ line: 'b', site: 'north' });
+
+      expect(await refusal(hub.getTwin('sdk-no-such-device'))).toMatchObject({ name: 'DeviceNotFoundError', status: 404 });
+    } finally {
+      device.session.close();
+    }
+  });
+
+  it('invokes a direct method our device answers; a device not connected is 404 DeviceNotOnline', async () => {
+    const { device, seen } = await provisionedOnline('sdk-method-1');
+    const deviceId = device.assignment.deviceId;
+    const client = serviceClient();
+    try {
+      const { result } = await client.invokeDeviceMethod(deviceId, {
+        methodName: 'fan',
+        payload: { speed: 3 },
+        responseTimeoutInSeconds: 10,
+      });
+      expect(result).toEqual({ status: 200, payload: { fan: 'on', asked: { speed: 3 } } });
+      expect(seen.methods).toEqual([{ name: 'fan', payload: { speed: 3 } }]);
+    } finally {
+      device.session.close();
+    }
+    await until(() => !dps.hubs.connected(HUB, deviceId));
+    const offline = await refusal(client.invokeDeviceMethod(deviceId, { methodName: 'fan', payload: {} }));
+    // azure-iothub names only DeviceNotFound and IotHubNotFound among the 404s; the status and IoT Hub's code say the rest.
+    expect(offline).toMatchObject({ status: 404, code: 'DeviceNotOnline' });
+    expect(await refusal(client.invokeDeviceMethod(deviceId, { methodName: 'fan', responseTimeoutInSeconds: 1 }))).toMatchObject({
+      name: 'ArgumentError',
+      status: 400,
+      code: 'ArgumentInvalid',
+    });
+  });
+});
+
+describe("the hub's shared access policies", () => {
+  it('each policy may do what its rights allow, and nothing else (401 UnauthorizedError)', async () => {
+    await registry().create({ deviceId: 'sdk-rights-1' });
+    const service = registry(connectionString('service', policyKey('service')));
+    expect((await service.getTwin('sdk-rights-1')).responseBody.deviceId).toBe('sdk-rights-1');
+    expect(await refusal(service.get('sdk-rights-1'))).toMatchObject({
+      name: 'UnauthorizedError',
+      status: 401,
+      code: 'IotHubUnauthorizedAccess',
+    });
+    expect((await refusal(service.create({ deviceId: 'sdk-rights-2' }))).message).toMatch(/'service' .* lacks RegistryWrite/);
+
+    const reader = registry(connectionString('registryRead', policyKey('registryRead')));
+    expect((await reader.get('sdk-rights-1')).responseBody.deviceId).toBe('sdk-rights-1');
+    expect((await reader.list()).responseBody.map((d) => d.deviceId)).toContain('sdk-rights-1');
+    expect(await refusal(reader.updateTwin('sdk-rights-1', { tags: { a: 1 } }, '*'))).toMatchObject({ status: 401 });
+    expect(await refusal(reader.delete('sdk-rights-1'))).toMatchObject({ status: 401 });
+    expect(
+      await refusal(
+        serviceClient(connectionString('registryRead', policyKey('registryRead'))).invokeDeviceMethod('sdk-rights-1', { methodName: 'x' }),
+      ),
+    ).toMatchObject({ status: 401 });
+
+    const writer = registry(connectionString('registryReadWrite', policyKey('registryReadWrite')));
+    await writer.delete('sdk-rights-1');
+    expect(dps.model.hubDevice(HUB, 'sdk-rights-1')).toBeUndefined();
+  });
+
+  it('a wrong key, a renewed key, a DPS service token and no token are refused; the current key works', async () => {
+    const wrong = Buffer.alloc(32, 99).toString('base64');
+    expect(await refusal(registry(connectionString('iothubowner', wrong)).list())).toMatchObject({
+      name: 'UnauthorizedError',
+      status: 401,
+    });
+    expect(await refusal(registry(connectionString('nosuchpolicy', OWNER_KEY)).list())).toMatchObject({ status: 401 });
+    // The DPS service API's own connection string, pointed at the hub: its token is for the DPS host and policy.
+    const dpsKey = /SharedAccessKey=([^;]+)/.exec(dps.service.connectionString)![1]!;
+    expect(await refusal(registry(connectionString('provisioningserviceowner', dpsKey)).list())).toMatchObject({ status: 401 });
+
+    const before = policyKey('registryReadWrite');
+    const old = registry(connectionString('registryReadWrite', before));
+    await old.list();
+    const renewed = dps.model.iotHubs.renewKey(HUB, 'registryReadWrite', 'primary');
+    expect(renewed.primaryKey).not.toBe(before);
+    const stale = await refusal(old.list());
+    expect(stale).toMatchObject({ status: 401 });
+    expect(stale.message).toMatch(/renewed/);
+    expect((await registry(connectionString('registryReadWrite', renewed.primaryKey)).list()).responseBody).toBeInstanceOf(Array);
+    // The secondary key still signs.
+    expect((await registry(connectionString('registryReadWrite', renewed.secondaryKey)).list()).responseBody).toBeInstanceOf(Array);
+
+    const bare = await rawRequest('GET', '/devices?api-version=2021-04-12', {});
+    expect(bare.status).toBe(401);
+    expect(JSON.parse(bare.body)).toMatchObject({
+      Message: expect.stringMatching(/^ErrorCode:IotHubUnauthorizedAccess;The Authorization header is missing/),
+    });
+    expect(bare.body).not.toContain(OWNER_KEY);
+  });
+
+  it("answers with the hub's own certificate, IoT Hub's error shape, and leaves the DPS service API where it was", async () => {
+    const owner = (await import('azure-iothub')).SharedAccessSignature.create(
+      HUB,
+      'iothubowner',
+      OWNER_KEY,
+      `${Math.floor(Date.now() / 1000) + 600}`,
+    ).toString();
+    const missing = await rawRequest('GET', '/devices/none?api-version=2021-04-12', { authorization: owner });
+    expect(missing.status).toBe(404);
+    expect(missing.headers['iothub-errorcode']).toBe('DeviceNotFound');
+    expect(JSON.parse(missing.body)).toEqual({
+      Message: `ErrorCode:DeviceNotFound;The device none does not exist in ${HUB}`,
+      ExceptionMessage: expect.stringMatching(/^Tracking ID:[0-9a-f]{32}-G:0-TimeStamp:\d\d\/\d\d\/\d{4} \d\d:\d\d:\d\d$/),
+    });
+    expect(missing.certificateNames).toContain(`DNS:${HUB}`);
+    expect((await rawRequest('GET', '/devices', { authorization: owner })).status).toBe(400); // no api-version
+    expect((await rawRequest('POST', '/devices?api-version=2021-04-12', { authorization: owner })).status).toBe(405);
+    expect((await rawRequest('GET', '/enrollmentGroups/sdk-service-line?api-version=2021-10-01', { authorization: owner })).status).toBe(
+      404,
+    );
+    const badJson = await rawRequest(
+      'PUT',
+      '/devices/sdk-bad?api-version=2021-04-12',
+      { authorization: owner, 'content-type': 'application/json' },
+      '{nope',
+    );
+    expect(badJson).toMatchObject({ status: 400 });
+    expect(badJson.headers['iothub-errorcode']).toBe('ArgumentInvalid');
+  });
+});
+
+/** One HTTPS request to the service port naming the hub (SNI and Host), as azure-iothub sends it. */
+async function rawRequest(
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body?: string,
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string; certificateNames: string }> {
+  const { request } = await import('node:https');
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: HUB,
+        port: 443,
+        path,
+        method,
+        headers: { ...headers, ...(body && { 'content-length': Buffer.byteLength(body) }) },
+        agent: agent(),
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        const certificateNames = (res.socket as import('node:tls').TLSSocket).getPeerCertificate().subjectaltname ?? '';
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8'), certificateNames }),
+        );
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
