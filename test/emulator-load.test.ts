@@ -60,6 +60,9 @@ describe(`${DEVICES} devices, ${CONCURRENCY} at a time, through one emulator und
       expect(h.slowHttpHeaders[server]).toEqual({ sent: 5, timedOut: 5 });
       expect(h.slowHttpBody[server]).toEqual({ sent: 5, timedOut: 5 });
     }
+    for (const abuse of ['oversized', 'text', 'subprotocol', 'plainText'] as const) {
+      expect(h.webSocket[abuse], `WebSocket: ${abuse}`).toEqual({ sent: 5, refused: 5 });
+    }
     expect(h.halfOpenTls.opened).toBe(20);
     expect(h.mute.opened).toBe(20);
   });

@@ -13,9 +13,12 @@
 //                   declaring 200 MB
 //   slow HTTP       on the service API and on DPS's HTTPS device API: headers, and a body, sent
 //                   one byte a second (with the servers' default deadlines: 10 s, 30 s)
+//   WebSockets      on the HTTPS port's MQTT over WebSockets: a frame over the limit (closed
+//                   1009), a text frame (1003), another subprotocol (400), an upgrade without TLS
 import net from 'node:net';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { generate, type Packet, parser } from 'mqtt-packet';
+import WebSocket from 'ws';
 import { type DpsEmulator, startEmulator } from '../../emulator/index.js';
 import { systemClock } from '../../hosts/node/clock.js';
 import { createTlsConnect } from '../../hosts/node/tls-connect.js';
@@ -57,6 +60,8 @@ export interface HostileReport {
   /** Per server ('service', 'deviceHttps'): answered 408 and closed, within a minute. */
   slowHttpHeaders: Record<'service' | 'deviceHttps', { sent: number; timedOut: number }>;
   slowHttpBody: Record<'service' | 'deviceHttps', { sent: number; timedOut: number }>;
+  /** MQTT over WebSockets: closed with the close code or refused with the status it should be. */
+  webSocket: Record<'oversized' | 'text' | 'subprotocol' | 'plainText', { sent: number; refused: number }>;
 }
 
 export interface LoadReport {
@@ -203,6 +208,12 @@ function startHostile(dps: DpsEmulator, options: LoadOptions, loadDone: () => bo
     oversizedConnect: { sent: 0, closed: 0 },
     slowHttpHeaders: { service: { sent: 0, timedOut: 0 }, deviceHttps: { sent: 0, timedOut: 0 } },
     slowHttpBody: { service: { sent: 0, timedOut: 0 }, deviceHttps: { sent: 0, timedOut: 0 } },
+    webSocket: {
+      oversized: { sent: 0, refused: 0 },
+      text: { sent: 0, refused: 0 },
+      subprotocol: { sent: 0, refused: 0 },
+      plainText: { sent: 0, refused: 0 },
+    },
   };
   const held: net.Socket[] = [];
   const port = dps.endpoint.port;
@@ -304,6 +315,44 @@ function startHostile(dps: DpsEmulator, options: LoadOptions, loadDone: () => bo
         ),
       );
     }
+  }
+
+  // MQTT over WebSockets on DPS's HTTPS port: each abuser refused, as websocket.ts says.
+  const wss = `wss://127.0.0.1:${dps.httpsEndpoint.port}/$iothub/websocket`;
+  const webSocketAbuse = (which: keyof HostileReport['webSocket'], run: () => Promise<boolean>) =>
+    tasks.push(
+      (async () => {
+        report.webSocket[which].sent++;
+        if (await run().catch(() => false)) report.webSocket[which].refused++;
+      })(),
+    );
+  /** Opens a WebSocket; resolves with its close code after `then` ran, or with the HTTP status refusing it. */
+  const openWs = (protocol: string, then: (socket: WebSocket) => void) =>
+    new Promise<{ code?: number; status?: number }>((resolve, reject) => {
+      const socket = new WebSocket(wss, protocol, { ca: dps.caPem });
+      socket.on('unexpected-response', (_request, response) => resolve({ status: response.statusCode ?? 0 }));
+      socket.on('open', () => then(socket));
+      socket.on('close', (code) => resolve({ code }));
+      socket.on('error', () => {});
+      setTimeout(() => reject(new Error('no answer within 15 s')), 15_000).unref();
+    });
+  for (let i = 0; i < 5; i++) {
+    webSocketAbuse('oversized', async () => (await openWs('mqtt', (ws) => ws.send(Buffer.alloc(400 * 1024)))).code === 1009);
+    webSocketAbuse('text', async () => (await openWs('mqtt', (ws) => ws.send('{"hello":1}'))).code === 1003);
+    webSocketAbuse('subprotocol', async () => (await openWs('wamp', () => {})).status === 400);
+    webSocketAbuse('plainText', async () => {
+      const answer = await new Promise<string>((resolve) => {
+        let text = '';
+        const socket = net.connect(dps.httpsEndpoint.port, '127.0.0.1', () =>
+          socket.write('GET /$iothub/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n'),
+        );
+        socket.on('data', (chunk) => (text += chunk.toString('latin1')));
+        socket.on('close', () => resolve(text));
+        socket.on('error', () => resolve(text));
+        setTimeout(() => socket.destroy(), 15_000).unref();
+      });
+      return !answer.includes(' 101 ');
+    });
   }
 
   // Oversized: a PUBLISH over the limit after a good CONNECT, and a CONNECT declaring 200 MB.
