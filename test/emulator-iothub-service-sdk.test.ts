@@ -263,6 +263,11 @@ describe("azure-iothub's twins and direct methods, answered by our device", () =
         properties: { desired: { interval: 5, $version: 1 }, reported: { firmware: '1.2.3' } },
       });
 
+      // The identity DPS created holds the key our device derived from the group's.
+      expect((await hub.get(deviceId)).responseBody.authentication?.symmetricKey?.primaryKey).toBe(
+        deriveDeviceKey(GROUP_KEY, 'sdk-twin-1'),
+      );
+
       const patch = { tags: { site: 'north' }, properties: { desired: { interval: 15, mode: 'eco' } } };
       const { responseBody: updated } = await hub.updateTwin(deviceId, patch, twin.etag);
       expect(updated).toMatchObject({
