@@ -17,21 +17,19 @@
 // registration ID (DPS did not create it); an update without keys keeps the device's keys.
 // Twins, statuses, deletions and methods go through the hubs' service side (iothub-service.ts,
 // with hub-routes.ts's Update Twin and Invoke Device Method), as the emulator's own service API
-// does. Errors come in IoT Hub's shape, which azure-iothub parses (common-http/http.js
-// parseErrorBody): {"Message": "ErrorCode:<name>;<message>", "ExceptionMessage": "Tracking ID:..."}
-// with the name also in the iothub-errorcode header: DeviceNotFound, DeviceNotOnline,
-// DeviceAlreadyExists, PreconditionFailed, IotHubUnauthorizedAccess, ArgumentInvalid, ...
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+// does. Answers and errors in IoT Hub's JSON (iothub-rest-shapes.ts): DeviceNotFound,
+// DeviceNotOnline, DeviceAlreadyExists, PreconditionFailed, IotHubUnauthorizedAccess, ArgumentInvalid, ...
+import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { DpsError } from './dps-errors.js';
 import { applyTwinUpdate, invokeDeviceMethod } from './hub-routes.js';
 import type { EmulatedHub } from './hubs.js';
-import { type EmulatedIotHubs, IotHubError } from './iothub-service.js';
+import { deviceEtag, errorResponse, HubRestError, identity, twin } from './iothub-rest-shapes.js';
+import type { EmulatedIotHubs } from './iothub-service.js';
 import { authorizeHubServiceRequest, type HubServiceOperation } from './iothub-service-auth.js';
-import { type TwinView, twinEtag } from './iothub-twins.js';
 import type { DpsModel } from './model.js';
 import type { HubDevice } from './model-types.js';
-import { isObject, readRequest, ServiceErrorCodes, type ServiceRequest, type ServiceResponse } from './service-http.js';
+import { isObject, readRequest, type ServiceRequest, type ServiceResponse } from './service-http.js';
 import { isBase64Key } from './validation.js';
 
 export interface IotHubRestContext {
@@ -96,8 +94,8 @@ async function route(context: IotHubRestContext, hub: string, request: ServiceRe
         if (method !== 'GET') throw notAllowed(request);
         return { status: 200, body: listDevices(context, hub, request) };
       }
-      if (method === 'GET') return { status: 200, body: identity(context, hub, existing(model, hub, id)) };
-      if (method === 'PUT') return { status: 200, body: identity(context, hub, putDevice(context, hub, id, request)) };
+      if (method === 'GET') return { status: 200, body: identity(hubs, hub, existing(model, hub, id)) };
+      if (method === 'PUT') return { status: 200, body: identity(hubs, hub, putDevice(context, hub, id, request)) };
       if (method === 'DELETE') {
         checkDeviceEtag(existing(model, hub, id), request);
         hubs.deleteDevice(hub, id);
@@ -111,10 +109,10 @@ async function route(context: IotHubRestContext, hub: string, request: ServiceRe
         return { status: 200, body: await invokeDeviceMethod(hubs, hub, id, request.body) };
       }
       if (action !== undefined) throw noSuchPath(request);
-      if (method === 'GET') return { status: 200, body: twin(context, hub, existing(model, hub, id)) };
+      if (method === 'GET') return { status: 200, body: twin(hubs, hub, existing(model, hub, id)) };
       if (method === 'PATCH') {
         applyTwinUpdate(hubs, hub, id, request.body, ifMatchOf(request));
-        return { status: 200, body: twin(context, hub, existing(model, hub, id)) };
+        return { status: 200, body: twin(hubs, hub, existing(model, hub, id)) };
       }
       throw notAllowed(request);
     }
@@ -126,7 +124,7 @@ async function route(context: IotHubRestContext, hub: string, request: ServiceRe
 function listDevices(context: IotHubRestContext, hub: string, request: ServiceRequest): unknown[] {
   const top = request.query.get('top');
   if (top !== null && !/^\d{1,4}$/.test(top)) throw new HubRestError(400, 'ArgumentInvalid', 'top must be a whole number from 0 to 9999');
-  const devices = context.model.hubDevices(hub).map((device) => identity(context, hub, device));
+  const devices = context.model.hubDevices(hub).map((device) => identity(context.hubs, hub, device));
   return top === null ? devices : devices.slice(0, Number(top));
 }
 
@@ -226,63 +224,6 @@ function checkDeviceEtag(device: HubDevice, request: ServiceRequest): void {
   }
 }
 
-/** Changes whenever what Registry.update may change (status, keys) changes. */
-function deviceEtag(device: HubDevice): string {
-  const state = JSON.stringify([
-    device.deviceId,
-    device.status ?? 'enabled',
-    device.authentication.symmetricKey,
-    device.createdDateTimeUtc,
-  ]);
-  return createHash('sha256').update(state).digest('base64').slice(0, 12);
-}
-
-/** IoT Hub's Device: the identity, its keys, its connection state. */
-function identity(context: IotHubRestContext, hub: string, device: HubDevice): Record<string, unknown> {
-  const connected = context.hubs.connected(hub, device.deviceId);
-  return {
-    deviceId: device.deviceId,
-    generationId: createHash('sha256').update(`${device.deviceId}\n${device.createdDateTimeUtc}`).digest('hex').slice(0, 18),
-    etag: deviceEtag(device),
-    connectionState: connected ? 'Connected' : 'Disconnected',
-    status: device.status ?? 'enabled',
-    statusReason: null,
-    connectionStateUpdatedTime: NEVER,
-    statusUpdatedTime: device.lastUpdatedDateTimeUtc,
-    lastActivityTime: NEVER,
-    cloudToDeviceMessageCount: 0,
-    authentication: {
-      symmetricKey: { ...device.authentication.symmetricKey },
-      x509Thumbprint: { primaryThumbprint: null, secondaryThumbprint: null },
-      type: 'sas',
-    },
-    capabilities: { iotEdge: false },
-  };
-}
-
-/** IoT Hub's Twin: the identity's read-only properties, the tags and both property sections. */
-function twin(context: IotHubRestContext, hub: string, device: HubDevice): Record<string, unknown> {
-  const view: TwinView = context.hubs.twin(hub, device.deviceId)!;
-  return {
-    deviceId: device.deviceId,
-    etag: twinEtag(view),
-    deviceEtag: deviceEtag(device),
-    status: view.status,
-    statusUpdateTime: device.lastUpdatedDateTimeUtc,
-    connectionState: context.hubs.connected(hub, device.deviceId) ? 'Connected' : 'Disconnected',
-    lastActivityTime: NEVER,
-    cloudToDeviceMessageCount: 0,
-    authenticationType: 'sas',
-    x509Thumbprint: { primaryThumbprint: null, secondaryThumbprint: null },
-    capabilities: { iotEdge: false },
-    tags: view.tags,
-    properties: view.properties,
-  };
-}
-
-/** IoT Hub's "never" timestamp. */
-const NEVER = '0001-01-01T00:00:00Z';
-
 function newKey(): string {
   return randomBytes(32).toString('base64');
 }
@@ -290,18 +231,6 @@ function newKey(): string {
 function ifMatchOf(request: ServiceRequest): string | undefined {
   const value = request.headers['if-match'];
   return typeof value === 'string' && value !== '' ? value : undefined;
-}
-
-/** A refusal in IoT Hub's terms: the status and the ErrorCode name azure-iothub switches on. */
-class HubRestError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'HubRestError';
-  }
 }
 
 function noSuchPath(request: ServiceRequest): HubRestError {
@@ -314,42 +243,4 @@ function noSuchPath(request: ServiceRequest): HubRestError {
 
 function notAllowed(request: ServiceRequest): HubRestError {
   return new HubRestError(405, 'MethodNotAllowed', `${request.method} is not supported on /${request.segments.join('/').slice(0, 200)}`);
-}
-
-/** The shared pieces (hub-routes.ts, the model, the body reader) refuse with DpsErrors and IotHubErrors: named here as IoT Hub names them. */
-function hubRestError(error: unknown): HubRestError {
-  if (error instanceof HubRestError) return error;
-  if (error instanceof IotHubError) error = new DpsError(error.status, error.status * 1000, error.message);
-  if (!(error instanceof DpsError)) return new HubRestError(500, 'ServerError', 'Internal error in the emulator');
-  const code =
-    error.errorCode === 404103
-      ? 'DeviceNotOnline'
-      : error.errorCode === ServiceErrorCodes.tooLarge
-        ? 'MessageTooLarge'
-        : ((
-            {
-              400: 'ArgumentInvalid',
-              401: 'IotHubUnauthorizedAccess',
-              404: 'DeviceNotFound',
-              409: 'DeviceAlreadyExists',
-              412: 'PreconditionFailed',
-              504: 'GatewayTimeout',
-            } as Record<number, string>
-          )[error.status] ?? 'ServerError');
-  return new HubRestError(error.status, code, error.message);
-}
-
-function errorResponse(error: unknown, now: Date): ServiceResponse {
-  const refusal = hubRestError(error);
-  // parseErrorBody takes the name before the first ';' and the text up to the next: keep ';' out of the text.
-  const text = refusal.message.replace(/;/g, ',');
-  const stamp = `${now.toISOString().slice(5, 7)}/${now.toISOString().slice(8, 10)}/${now.toISOString().slice(0, 4)} ${now.toISOString().slice(11, 19)}`;
-  return {
-    status: refusal.status,
-    headers: { 'iothub-errorcode': refusal.code },
-    body: {
-      Message: `ErrorCode:${refusal.code};${text}`,
-      ExceptionMessage: `Tracking ID:${randomUUID().replace(/-/g, '')}-G:0-TimeStamp:${stamp}`,
-    },
-  };
 }
