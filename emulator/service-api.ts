@@ -73,8 +73,9 @@ export async function startServiceApi(options: ServiceApiOptions): Promise<Servi
       ...(options.SNICallback && { SNICallback: options.SNICallback }),
     },
     (req, res) => {
+      // (A hub named like the service's own host, say 'localhost', does not take the DPS service API over.)
       const hub = hubNamedBy(req.headers.host, options.model);
-      if (hub !== undefined) {
+      if (hub !== undefined && hub.hostName.toLowerCase() !== bare(clientHost).toLowerCase()) {
         void serveIotHubRest({ model: options.model, hubs: options.hubs, now }, hub, req).then((response) => send(res, response));
         return;
       }
