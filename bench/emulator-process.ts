@@ -1,7 +1,7 @@
 // The DPS emulator in a process of its own, so that the clients measured in other processes
 // share nothing with it but the loopback interface (and the machine's cores).
 // Forked by bench/run.js with one argument, JSON {stateDir, retryAfterSeconds}; talks over IPC:
-//   → {type: 'ready', port, hubPort, caPem, caPath}   once listening (DPS; the emulated IoT hub)
+//   → {type: 'ready', port, hubPort, httpsPort, caPem, caPath}   once listening (DPS; the emulated IoT hub; HTTPS and MQTT over WebSockets)
 //   ← 'cpu'    → {type: 'cpu', user, system}     this process's CPU time so far, µs
 //   ← 'close'  closes the emulator and exits
 import { startEmulator } from '../emulator/index.js';
@@ -24,7 +24,14 @@ const dps = await startEmulator({
   },
 });
 const send = (message: object): void => void process.send!(message);
-send({ type: 'ready', port: dps.endpoint.port, hubPort: dps.hubEndpoint.port, caPem: dps.caPem, caPath: dps.caPath });
+send({
+  type: 'ready',
+  port: dps.endpoint.port,
+  hubPort: dps.hubEndpoint.port,
+  httpsPort: dps.httpsEndpoint.port,
+  caPem: dps.caPem,
+  caPath: dps.caPath,
+});
 process.on('message', (message) => {
   if (message === 'cpu') {
     const { user, system } = process.cpuUsage();
