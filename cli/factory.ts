@@ -15,7 +15,7 @@
 // nothing is written. Files are created with mode 0600 (they hold keys) in a directory of mode
 // 0700, never over an existing file. Nothing printed holds a key.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { makeDirectorySync } from '../hosts/node/directory.js';
@@ -23,7 +23,7 @@ import { certificatesFromPem } from '../src/certificates.js';
 import { ProvisioningError } from '../src/errors.js';
 import { buildRegistrationId, deriveDeviceKey, validateIdScope, validateRegistrationId } from '../src/identity.js';
 import { printable } from '../src/text.js';
-import { integer, parse, parseEndpoint, readCaFile, readSecret, required } from './shared/args.js';
+import { integer, parse, parseEndpoint, readCaFile, readInputFile, readSecret, required } from './shared/args.js';
 import type { CliIo } from './shared/io.js';
 
 /** The firmware's Preference domain and key names (hosts/moddable/settings.ts); NVS allows 15 characters. */
@@ -35,6 +35,8 @@ const NVS_MAX_STRING_BYTES = 4000 - 1;
 /** As the firmware's anchors.ts. */
 const MAX_ANCHORS = 4;
 const MAX_DEVICES = 100_000;
+/** A devices CSV of MAX_DEVICES rows of serial and MAC is a few MB. */
+const MAX_DEVICES_FILE_BYTES = 32 * 1024 * 1024;
 const GENERATOR = 'nvs_partition_gen.py';
 
 const HELP = `Usage: moddable-dps factory --id-scope <scope> --group-key-file <path> --out <dir>
@@ -249,7 +251,7 @@ function numbered(count: number, start: number, width: number): Entry[] {
 function rowsOf(file: string): Entry[] {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readInputFile(file, MAX_DEVICES_FILE_BYTES);
   } catch (error) {
     throw new ProvisioningError(
       'invalid-input',

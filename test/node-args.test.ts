@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -73,6 +74,20 @@ describe('readSecret', () => {
     const windows = join(dir, 'windows.key');
     writeFileSync(windows, `\uFEFF${key}\r\n`);
     expect(readSecret(undefined, windows, '--key')).toBe(key);
+  });
+
+  it('reads only a regular file of bounded size: a FIFO nobody writes to, a device or a huge file is refused at once', () => {
+    const fifo = join(dir, 'key.fifo');
+    execFileSync('mkfifo', [fifo]);
+    expect(invalid(() => readSecret(undefined, fifo, '--key')).message).toBe(
+      'cannot read --key-file: not a regular file (a pipe, a socket or a device is not read)',
+    );
+    expect(invalid(() => readCaFile(fifo)).message).toMatch(/not a regular file/);
+    expect(invalid(() => readSecret(undefined, '/dev/zero', '--key')).message).toMatch(/not a regular file/);
+    const huge = join(dir, 'huge.key');
+    writeFileSync(huge, 'A'.repeat(64 * 1024 + 1));
+    expect(invalid(() => readSecret(undefined, huge, '--key')).message).toBe('cannot read --key-file: larger than 65536 bytes');
+    expect(invalid(() => readSecret(undefined, dir, '--key')).message).toBe('cannot read --key-file: it is a directory');
   });
 
   it('refuses both forms at once', () => {

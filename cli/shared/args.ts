@@ -1,7 +1,7 @@
 // Small, strict helpers for the CLI's arguments (the CLI parses flags with node:util parseArgs).
 // Every failure is ProvisioningError('invalid-input'); no message repeats a secret's value.
 
-import { readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { ProvisioningError } from '../../src/errors.js';
@@ -56,6 +56,11 @@ function parsePort(text: string, bad: (why: string) => Error): number {
   return port;
 }
 
+/** A key file holds one line: 64 KiB is far more than any. */
+const MAX_SECRET_FILE_BYTES = 64 * 1024;
+/** A CA bundle (Node's whole root store is about 220 KB). */
+const MAX_CA_FILE_BYTES = 4 * 1024 * 1024;
+
 /**
  * A secret given either inline (`--key <value>`) or as a file (`--key-file <path>`): the file's
  * text with surrounding whitespace (a trailing newline) removed. Undefined when neither is given.
@@ -73,7 +78,7 @@ export function readSecret(value: string | undefined, file: string | undefined, 
   if (file === '') throw new ProvisioningError('invalid-input', `${fileFlag} needs a file name`);
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readInputFile(file, MAX_SECRET_FILE_BYTES);
   } catch (error) {
     const looks = looksLikeSecret(file);
     const hint = looks ? `; the value looks like ${looks}, not a path: give it with ${flag}, or its file's path with ${fileFlag}` : '';
@@ -96,7 +101,7 @@ export function readCaFile(file: string, flag = '--ca'): string {
   const named = looks ? `${flag} (the value looks like ${looks}, not a path: give the PEM file's path)` : `${flag} ${file}`;
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readInputFile(file, MAX_CA_FILE_BYTES);
   } catch (error) {
     throw new ProvisioningError('invalid-input', `cannot read the CA certificate ${named}: ${readFailure(error)}`);
   }
@@ -124,8 +129,27 @@ export function looksLikeSecret(value: string): string | undefined {
   return undefined;
 }
 
+/**
+ * A small input file's text, read only when it is a regular file of at most `maxBytes`: a FIFO
+ * nobody writes to, a device such as /dev/zero or a huge file would otherwise hold the command
+ * before any deadline runs (opened non-blocking, so even a FIFO's open returns at once).
+ */
+export function readInputFile(file: string, maxBytes: number): string {
+  const fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const stat = fstatSync(fd);
+    if (!stat.isFile()) throw Object.assign(new Error('not a regular file'), { code: stat.isDirectory() ? 'EISDIR' : 'ENOTREG' });
+    if (stat.size > maxBytes) throw Object.assign(new Error('too large'), { code: 'EFBIG', maxBytes });
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
 function readFailure(error: unknown): string {
   const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOTREG') return 'not a regular file (a pipe, a socket or a device is not read)';
+  if (code === 'EFBIG') return `larger than ${(error as { maxBytes: number }).maxBytes} bytes`;
   if (code === 'ENOENT') return 'no such file';
   if (code === 'EACCES') return 'permission denied';
   if (code === 'EISDIR') return 'it is a directory';
