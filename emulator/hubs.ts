@@ -52,6 +52,22 @@ export const HUB_LINK_OUTDATED = 400006;
 export class IotHubRegistry {
   readonly #hubs = new Map<string, Map<string, HubPolicy>>();
   readonly #names = new Map<string, string>();
+  readonly #changed: () => void;
+
+  /** `changed` is called after each change (a hub created, a key renewed). */
+  constructor(changed: () => void = () => {}) {
+    this.#changed = changed;
+  }
+
+  /** Replace every hub with those of a snapshot (DpsModel.restore). */
+  restore(hubs: readonly EmulatedHub[]): void {
+    this.#hubs.clear();
+    this.#names.clear();
+    for (const hub of hubs) {
+      this.#hubs.set(hub.hostName.toLowerCase(), new Map(hub.policies.map((p) => [p.keyName.toLowerCase(), copy(p)])));
+      this.#names.set(hub.hostName.toLowerCase(), hub.hostName);
+    }
+  }
 
   list(): EmulatedHub[] {
     return [...this.#hubs.keys()].map((host) => this.hub(host)!);
@@ -105,6 +121,7 @@ export class IotHubRegistry {
     });
     this.#hubs.set(link.hostName, policies);
     this.#names.set(link.hostName, link.hostName);
+    this.#changed();
   }
 
   /** Why DPS could not use `link` now (its key was renewed, or its policy lost a right), or undefined when it can. */
@@ -131,6 +148,7 @@ export class IotHubRegistry {
     else if (which === 'secondary') policy.secondaryKey = generateKey();
     else if (which === 'swap') [policy.primaryKey, policy.secondaryKey] = [policy.secondaryKey, policy.primaryKey];
     else throw new DpsError(400, ErrorCodes.invalidConfiguration, "The key to renew must be 'primary', 'secondary' or 'swap'");
+    this.#changed();
     return copy(policy);
   }
 }

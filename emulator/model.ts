@@ -3,7 +3,7 @@
 // Every change is validated here, so the device endpoint and the REST API share the rules.
 // IDs (registration, enrollment group, hub host name) are case-insensitive, as in DPS.
 import { DpsError, ErrorCodes, InvalidField, invalidConfiguration, notFound } from './dps-errors.js';
-import { IotHubRegistry } from './hubs.js';
+import { type EmulatedHub, IotHubRegistry } from './hubs.js';
 import type {
   AllocationPolicy,
   DeviceRegistrationState,
@@ -34,6 +34,21 @@ export interface RegistrationRecord {
   enrollment: EnrollmentRef;
 }
 
+/**
+ * Everything the model holds, as plain JSON data (state-store.ts persists it): the records as
+ * they are, so a new field of an enrollment or a hub device is kept without more code.
+ */
+export interface ModelSnapshot {
+  allocationPolicy: AllocationPolicy;
+  latency: LatencyTable;
+  linkedHubs: LinkedHub[];
+  enrollmentGroups: EnrollmentGroup[];
+  individualEnrollments: IndividualEnrollment[];
+  registrations: RegistrationRecord[];
+  /** Every emulated hub (linked or not): its shared access policies and its device registry (identities and twins). */
+  hubs: Array<EmulatedHub & { devices: HubDevice[] }>;
+}
+
 export class DpsModel {
   #allocationPolicy: AllocationPolicy = 'hashed';
   #hubs = new Map<string, LinkedHub>();
@@ -43,8 +58,9 @@ export class DpsModel {
   #devices = new Map<string, Map<string, HubDevice>>();
   #latency: LatencyTable = Object.create(null);
   readonly #now: () => Date;
+  readonly #listeners = new Set<() => void>();
   /** The emulated IoT hubs behind the links, with their shared access policies (hubs.ts). */
-  readonly iotHubs = new IotHubRegistry();
+  readonly iotHubs = new IotHubRegistry(() => this.#changed());
 
   constructor(config: ModelConfig = {}, now: () => Date = () => new Date()) {
     this.#now = now;
@@ -55,6 +71,52 @@ export class DpsModel {
     for (const enrollment of config.individualEnrollments ?? []) this.putIndividualEnrollment(enrollment);
   }
 
+  // ---- changes and snapshots (state-store.ts) ----
+
+  /** `listener` is called after every change of the model's state; returns the unsubscribe. */
+  onChange(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #changed(): void {
+    for (const listener of this.#listeners) listener();
+  }
+
+  /** The model's own objects, not copies: serialize at once, change nothing. */
+  snapshot(): ModelSnapshot {
+    const registries = new Map(this.#devices);
+    const hubs: ModelSnapshot['hubs'] = this.iotHubs.list().map((hub) => {
+      const devices = registries.get(hub.hostName.toLowerCase());
+      registries.delete(hub.hostName.toLowerCase());
+      return { ...hub, devices: [...(devices?.values() ?? [])] };
+    });
+    return {
+      allocationPolicy: this.#allocationPolicy,
+      latency: this.#latency,
+      linkedHubs: [...this.#hubs.values()],
+      enrollmentGroups: [...this.#groups.values()],
+      individualEnrollments: [...this.#individuals.values()],
+      registrations: [...this.#registrations.values()],
+      hubs,
+    };
+  }
+
+  /** Replace the whole state with a snapshot's (its shape checked by the caller); no change is notified. */
+  restore(snapshot: ModelSnapshot): void {
+    this.#allocationPolicy = validateInstancePolicy(snapshot.allocationPolicy);
+    this.#latency = validateLatency(snapshot.latency);
+    this.iotHubs.restore(snapshot.hubs.map(({ devices: _devices, ...hub }) => hub));
+    this.#hubs = new Map(snapshot.linkedHubs.map((hub) => [hub.hostName.toLowerCase(), { ...hub }]));
+    this.#groups = new Map(snapshot.enrollmentGroups.map((g) => [g.enrollmentGroupId.toLowerCase(), structuredClone(g)]));
+    this.#individuals = new Map(snapshot.individualEnrollments.map((e) => [e.registrationId.toLowerCase(), structuredClone(e)]));
+    this.#registrations = new Map(snapshot.registrations.map((r) => [r.state.registrationId.toLowerCase(), structuredClone(r)]));
+    this.#devices = new Map(
+      snapshot.hubs.map((hub) => [hub.hostName.toLowerCase(), new Map(hub.devices.map((d) => [d.deviceId, structuredClone(d)]))]),
+    );
+    for (const hostName of this.#hubs.keys()) if (!this.#devices.has(hostName)) this.#devices.set(hostName, new Map());
+  }
+
   // ---- the instance ----
 
   get allocationPolicy(): AllocationPolicy {
@@ -63,6 +125,7 @@ export class DpsModel {
 
   setAllocationPolicy(policy: AllocationPolicy): void {
     this.#allocationPolicy = validateInstancePolicy(policy);
+    this.#changed();
   }
 
   /** A copy, of null-prototype objects (region names are user text: no lookup may reach Object.prototype). */
@@ -72,6 +135,7 @@ export class DpsModel {
 
   setLatency(table: LatencyTable): void {
     this.#latency = validateLatency(table);
+    this.#changed();
   }
 
   // ---- linked hubs ----
@@ -97,6 +161,7 @@ export class DpsModel {
     this.iotHubs.admitLink(parseConnectionString(hub.connectionString));
     this.#hubs.set(hub.hostName, hub);
     this.#devices.set(hub.hostName, this.#devices.get(hub.hostName) ?? new Map());
+    this.#changed();
     return { ...hub };
   }
 
@@ -114,6 +179,7 @@ export class DpsModel {
     }
     if (next.connectionString !== current.connectionString) this.iotHubs.admitLink(parseConnectionString(next.connectionString));
     this.#hubs.set(current.hostName, next);
+    this.#changed();
     return { ...next };
   }
 
@@ -121,6 +187,7 @@ export class DpsModel {
   unlinkHub(hostName: string): void {
     this.#requireHub(hostName);
     this.#hubs.delete(hostName.toLowerCase());
+    this.#changed();
   }
 
   /**
@@ -155,6 +222,7 @@ export class DpsModel {
       if (!this.#devices.has(hub.hostName)) this.#devices.set(hub.hostName, new Map());
     }
     this.#hubs = next;
+    this.#changed();
     return this.linkedHubs();
   }
 
@@ -196,6 +264,7 @@ export class DpsModel {
       lastUpdatedDateTimeUtc: now,
     };
     this.#groups.set(id.toLowerCase(), group);
+    this.#changed();
     return structuredClone(group);
   }
 
@@ -204,6 +273,7 @@ export class DpsModel {
     if (!group) throw notFound(`The enrollment group ${id} does not exist`);
     checkEtag(group.etag, ifMatch, `enrollment group ${id}`);
     this.#groups.delete(group.enrollmentGroupId.toLowerCase());
+    this.#changed();
   }
 
   individualEnrollments(): IndividualEnrollment[] {
@@ -237,6 +307,7 @@ export class DpsModel {
       lastUpdatedDateTimeUtc: now,
     };
     this.#individuals.set(registrationId.toLowerCase(), enrollment);
+    this.#changed();
     return structuredClone(enrollment);
   }
 
@@ -245,6 +316,7 @@ export class DpsModel {
     if (!enrollment) throw notFound(`The enrollment ${registrationId} does not exist`);
     checkEtag(enrollment.etag, ifMatch, `enrollment ${registrationId}`);
     this.#individuals.delete(enrollment.registrationId.toLowerCase());
+    this.#changed();
   }
 
   // ---- registrations ----
@@ -268,6 +340,7 @@ export class DpsModel {
 
   saveRegistration(record: RegistrationRecord): void {
     this.#registrations.set(record.state.registrationId.toLowerCase(), structuredClone(record));
+    this.#changed();
   }
 
   deleteRegistration(registrationId: string, ifMatch?: string): void {
@@ -275,6 +348,7 @@ export class DpsModel {
     if (!record) throw notFound(`The registration ${registrationId} does not exist`);
     checkEtag(record.state.etag, ifMatch, `registration ${registrationId}`);
     this.#registrations.delete(record.state.registrationId.toLowerCase());
+    this.#changed();
   }
 
   // ---- hub device registries ----
@@ -294,6 +368,7 @@ export class DpsModel {
     const registry = this.#devices.get(hub.hostName) ?? new Map<string, HubDevice>();
     this.#devices.set(hub.hostName, registry);
     registry.set(device.deviceId, structuredClone(device));
+    this.#changed();
   }
 
   /**
@@ -309,6 +384,7 @@ export class DpsModel {
       throw new DpsError(409, ErrorCodes.conflict, `The device ${device.deviceId} exists in ${hub.hostName}`);
     this.#devices.set(hub.hostName.toLowerCase(), registry);
     registry.set(device.deviceId, structuredClone(device));
+    this.#changed();
   }
 
   /** Replace an existing device identity (its twin or status), linked hub or not; false when there is none. */
@@ -316,11 +392,12 @@ export class DpsModel {
     const registry = this.#devices.get(hostName.toLowerCase());
     if (!registry?.has(device.deviceId)) return false;
     registry.set(device.deviceId, structuredClone(device));
+    this.#changed();
     return true;
   }
 
   removeHubDevice(hostName: string, deviceId: string): void {
-    this.#devices.get(hostName.toLowerCase())?.delete(deviceId);
+    if (this.#devices.get(hostName.toLowerCase())?.delete(deviceId)) this.#changed();
   }
 }
 
