@@ -10,6 +10,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { loadConfigFile } from '../emulator/config-file.js';
 import { type DpsEmulator, startEmulator } from '../emulator/index.js';
+import { symmetricKeys } from '../emulator/model-types.js';
 import { nodeRandom, systemClock } from '../hosts/node/clock.js';
 import { createTlsConnect } from '../hosts/node/tls-connect.js';
 import { goOnline } from '../src/device.js';
@@ -68,7 +69,7 @@ export async function runDemo(io: CliIo): Promise<number> {
       {
         idScope: dps.idScope,
         registrationId: DEMO_REGISTRATION_ID,
-        groupKey: group.attestation.symmetricKey.primaryKey,
+        groupKey: symmetricKeys(group.attestation)!.primaryKey,
         endpoint: dps.endpoint,
         timeoutMs: 30_000,
         clientVersion: 'moddable-dps-demo/0.1.0',
@@ -106,7 +107,7 @@ export async function runDemo(io: CliIo): Promise<number> {
     const demoDevice = {
       idScope: dps.idScope,
       registrationId: DEMO_REGISTRATION_ID,
-      groupKey: group.attestation.symmetricKey.primaryKey,
+      groupKey: symmetricKeys(group.attestation)!.primaryKey,
       endpoint: dps.endpoint,
       hubEndpoint: dps.hubEndpoint,
       timeoutMs: 30_000,

@@ -437,7 +437,12 @@ function enrollmentLines(
       const cid = 'enrollmentGroupId' in c ? c.enrollmentGroupId : (c as { registrationId: string }).registrationId;
       return cid.toLowerCase() === id.toLowerCase();
     });
-    const keys = given?.attestation?.symmetricKey?.primaryKey ? 'keys from the config file' : 'keys generated at start';
+    const keys =
+      e.attestation.type === 'x509'
+        ? 'X.509'
+        : given?.attestation?.type === 'symmetricKey' && given.attestation.symmetricKey?.primaryKey
+          ? 'keys from the config file'
+          : 'keys generated at start';
     const policy = e.allocationPolicy ?? `${dps.model.allocationPolicy} (instance default)`;
     const hubs = e.iotHubs?.length ? e.iotHubs.join(', ') : 'every linked hub';
     const text = `${id}  ${e.provisioningStatus}, policy ${policy}, hubs: ${hubs}; ${keys}`;

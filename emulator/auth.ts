@@ -6,13 +6,17 @@
 //                the individual enrollment's primary or secondary key, or with the key derived
 //                from an enrollment group's primary or secondary key; not expired, and not
 //                expiring more than ten years from now (MAX_TOKEN_LIFETIME_SECONDS).
+// X.509 attestation (a TLS client certificate and no password): the certificate's CN is the
+// registration ID; an individual enrollment's certificate matches by thumbprint, a group's chain
+// reaches its signing certificate or a verified CA it references (x509.ts).
 // An individual enrollment for the registration ID takes precedence over every group, as in DPS.
 import { createHmac } from 'node:crypto';
 import { parseDpsUsername } from '../src/dps/server.js';
 import { deriveDeviceKey } from '../src/identity.js';
 import { verifySasToken } from '../src/sas-verify.js';
 import type { DpsModel } from './model.js';
-import type { EnrollmentRef } from './model-types.js';
+import type { EnrollmentGroup, EnrollmentRef, HubDevice, X509Attestation } from './model-types.js';
+import { type CertificateFailure, chainsTo, hasThumbprint, namesId, type PeerCertificates, parseCertificate, validity } from './x509.js';
 
 /**
  * The longest a device SAS token may still be valid. DPS documents no maximum; the one figure on
@@ -29,8 +33,12 @@ export interface DeviceAttestation {
   /** As the device sent it (DPS IDs are case-insensitive; keys derive from the exact bytes). */
   registrationId: string;
   enrollment: EnrollmentRef;
-  /** The keys the device may use with its hub: the enrollment's, or derived from the group's. */
-  deviceKeys: { primaryKey: string; secondaryKey: string };
+  /**
+   * How the identity DPS creates in the hub authenticates: the enrollment's keys or those derived
+   * from the group's (sas); an individual X.509 enrollment's thumbprints (selfSigned); a group's
+   * CA (certificateAuthority).
+   */
+  authentication: HubDevice['authentication'];
 }
 
 /** Why a CONNECT was refused; for the emulator's log, never sent to the device (CONNACK 5 says only "not authorized"). */
@@ -44,7 +52,10 @@ export type AuthFailure =
   | 'token-resource'
   | 'token-signature'
   | 'token-expired'
-  | 'token-lifetime';
+  | 'token-lifetime'
+  /** No SAS token and no client certificate, or a certificate for an enrollment that takes keys. */
+  | 'no-credentials'
+  | CertificateFailure;
 
 export type AuthResult = { ok: true; attestation: DeviceAttestation } | { ok: false; reason: AuthFailure };
 
@@ -55,12 +66,13 @@ export function authenticateDevice(
   username: string | undefined,
   password: string | undefined,
   nowSeconds: number,
+  peer?: PeerCertificates,
 ): AuthResult {
   const parsed = username === undefined ? undefined : safe(() => parseDpsUsername(username));
   if (!parsed) return { ok: false, reason: 'username' };
   if (parsed.idScope.toLowerCase() !== idScope.toLowerCase()) return { ok: false, reason: 'id-scope' };
   if (parsed.registrationId.toLowerCase() !== clientId.toLowerCase()) return { ok: false, reason: 'client-id' };
-  return authenticateRegistration(model, idScope, parsed, password ?? '', nowSeconds);
+  return authenticateRegistration(model, idScope, parsed, password ?? '', nowSeconds, peer);
 }
 
 /**
@@ -75,6 +87,7 @@ export function authenticateRegistration(
   requested: { idScope: string; registrationId: string },
   token: string,
   nowSeconds: number,
+  peer?: PeerCertificates,
 ): AuthResult {
   if (requested.idScope.toLowerCase() !== idScope.toLowerCase()) return { ok: false, reason: 'id-scope' };
   const registrationId = requested.registrationId;
@@ -82,16 +95,19 @@ export function authenticateRegistration(
     return { ok: false, reason: 'registration-id' };
   }
   const resource = `${requested.idScope}/registrations/${registrationId}`;
+  if (token === '' && peer) return authenticateCertificate(model, registrationId, peer, nowSeconds * 1000);
 
   const individual = model.individualEnrollment(registrationId);
   const candidates: Array<{ enrollment: EnrollmentRef; keys: { primaryKey: string; secondaryKey: string } }> = [];
   if (individual) {
+    if (individual.attestation.type !== 'symmetricKey') return { ok: false, reason: 'no-credentials' };
     candidates.push({
       enrollment: { kind: 'individual', registrationId: individual.registrationId },
       keys: individual.attestation.symmetricKey,
     });
   } else {
     for (const group of model.enrollmentGroups()) {
+      if (group.attestation.type !== 'symmetricKey') continue;
       const { primaryKey, secondaryKey } = group.attestation.symmetricKey;
       candidates.push({
         enrollment: { kind: 'group', enrollmentGroupId: group.enrollmentGroupId },
@@ -110,6 +126,13 @@ export function authenticateRegistration(
     'token-resource': 2,
     'token-malformed': 1,
     username: 0,
+    'no-credentials': 0,
+    'cert-cn-mismatch': 0,
+    'cert-expired': 0,
+    'cert-not-yet-valid': 0,
+    'cert-unknown': 0,
+    'cert-untrusted-ca': 0,
+    'cert-ca-not-verified': 0,
     'id-scope': 0,
     'client-id': 0,
     'registration-id': 0,
@@ -124,13 +147,89 @@ export function authenticateRegistration(
         continue;
       }
       if (result.ok) {
-        return { ok: true, attestation: { registrationId, enrollment: candidate.enrollment, deviceKeys: candidate.keys } };
+        return {
+          ok: true,
+          attestation: { registrationId, enrollment: candidate.enrollment, authentication: { type: 'sas', symmetricKey: candidate.keys } },
+        };
       }
       const reason: AuthFailure = `token-${result.reason}`;
       if (rank[reason] > rank[worst]) worst = reason;
     }
   }
   return { ok: false, reason: worst };
+}
+
+/**
+ * X.509 attestation: the device certificate's CN is the registration ID and it is valid now; an
+ * individual enrollment for the ID must hold its thumbprint, otherwise an X.509 group's signing
+ * certificate (or a verified CA it references) must issue it, through the chain the device sent.
+ * Of several groups, the first whose CA issued the certificate; the most telling refusal otherwise.
+ */
+function authenticateCertificate(model: DpsModel, registrationId: string, peer: PeerCertificates, nowMs: number): AuthResult {
+  if (!namesId(peer.leaf, registrationId)) return { ok: false, reason: 'cert-cn-mismatch' };
+  const invalid = validity(peer.leaf, nowMs);
+  if (invalid) return { ok: false, reason: invalid };
+  const individual = model.individualEnrollment(registrationId);
+  if (individual) {
+    if (individual.attestation.type !== 'x509') return { ok: false, reason: 'no-credentials' };
+    const enrolled = individual.attestation.x509.clientCertificates;
+    const matches = [enrolled?.primary, enrolled?.secondary].some((c) => hasThumbprint(peer.leaf, c?.info?.sha256Thumbprint));
+    if (!matches) return { ok: false, reason: 'cert-unknown' };
+    const thumbprints = {
+      primaryThumbprint: enrolled!.primary.info!.sha256Thumbprint,
+      ...(enrolled?.secondary?.info && { secondaryThumbprint: enrolled.secondary.info.sha256Thumbprint }),
+    };
+    return {
+      ok: true,
+      attestation: {
+        registrationId,
+        enrollment: { kind: 'individual', registrationId: individual.registrationId },
+        authentication: { type: 'selfSigned', x509Thumbprint: thumbprints },
+      },
+    };
+  }
+  let worst: AuthFailure = 'cert-untrusted-ca';
+  for (const group of model.enrollmentGroups()) {
+    if (group.attestation.type !== 'x509') continue;
+    const { anchors, unverified } = signingCertificates(model, group.attestation);
+    const why = chainsTo(peer, anchors, nowMs);
+    if (why === undefined) {
+      return {
+        ok: true,
+        attestation: {
+          registrationId,
+          enrollment: { kind: 'group', enrollmentGroupId: group.enrollmentGroupId },
+          authentication: { type: 'certificateAuthority' },
+        },
+      };
+    }
+    if (why !== 'cert-untrusted-ca') worst = why;
+    else if (worst === 'cert-untrusted-ca' && unverified.length > 0 && chainsTo(peer, unverified, nowMs) === undefined) {
+      worst = 'cert-ca-not-verified';
+    }
+  }
+  return { ok: false, reason: worst };
+}
+
+/** The CAs an X.509 group trusts: its signing certificates, or the verified certificates it references (and those not verified). */
+export function signingCertificates(
+  model: DpsModel,
+  attestation: X509Attestation,
+): { anchors: ReturnType<typeof parseCertificate>[]; unverified: ReturnType<typeof parseCertificate>[] } {
+  const anchors: ReturnType<typeof parseCertificate>[] = [];
+  const unverified: ReturnType<typeof parseCertificate>[] = [];
+  const { signingCertificates: signing, caReferences } = attestation.x509;
+  for (const c of [signing?.primary, signing?.secondary]) if (c?.certificate) anchors.push(parseCertificate(c.certificate, 'signing'));
+  for (const name of [caReferences?.primary, caReferences?.secondary]) {
+    const stored = name === undefined ? undefined : model.certificates.get(name);
+    if (stored) (stored.isVerified ? anchors : unverified).push(parseCertificate(stored.certificate, stored.name));
+  }
+  return { anchors, unverified };
+}
+
+/** An X.509 group, and which of its CAs issued this device certificate: for the hub's certificateAuthority check. */
+export function groupIssued(model: DpsModel, group: EnrollmentGroup, peer: PeerCertificates, nowMs: number): boolean {
+  return group.attestation.type === 'x509' && chainsTo(peer, signingCertificates(model, group.attestation).anchors, nowMs) === undefined;
 }
 
 /**

@@ -1,6 +1,8 @@
 // The device endpoint: DPS's MQTT protocol (MQTT 3.1.1 over TLS) on aedes behind node:tls.
 //
 // - CONNECT is checked by auth.ts; any refusal is CONNACK 5 (not authorized). Wills are dropped.
+//   TLS asks every client for a certificate, as DPS does, and lets it connect without one: a
+//   certificate (and no password) is X.509 attestation, checked with the CONNECT (x509.ts).
 // - SUBSCRIBE: only '$dps/registrations/res/#' is granted (QoS min(requested, 1)); any other
 //   filter gets 0x80.
 // - PUBLISH to the register or poll topic is answered on
@@ -28,6 +30,7 @@ import type { HubEndpointEvent } from './iothub-service.js';
 import type { DpsModel } from './model.js';
 import { BoundedMqttStream } from './packet-limit.js';
 import type { RegistrationAnswer, RegistrationService } from './registrations.js';
+import { type PeerCertificates, peerCertificates } from './x509.js';
 
 /** What the emulator reports: the DPS endpoint's events and the IoT hubs' (iothub-service.ts). */
 export type EndpointEvent =
@@ -62,8 +65,11 @@ export interface DeviceEndpointOptions {
 export interface DeviceEndpoint {
   host: string;
   port: number;
-  /** A connection that reached DPS another way (MQTT over WebSockets: websocket.ts), from its first byte of MQTT. */
-  accept(stream: Duplex): void;
+  /**
+   * A connection that reached DPS another way (MQTT over WebSockets: websocket.ts), from its first
+   * byte of MQTT, with the client certificates its TLS connection presented.
+   */
+  accept(stream: Duplex, servername?: string | false, peer?: PeerCertificates): void;
   /** Stop listening, close every connection and the broker. */
   close(): Promise<void>;
 }
@@ -82,6 +88,8 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
   /** Every TCP connection, including those still in the TLS handshake, so close() ends them all. */
   const connections = new Set<Socket>();
   const socketOf = new WeakMap<object, Duplex>();
+  /** The client certificates each connection presented in its TLS handshake, by the stream aedes knows it by. */
+  const peers = new WeakMap<object, PeerCertificates>();
   const timers = new Set<NodeJS.Timeout>();
   /** Clients whose connection a connect fault closes right after CONNACK. */
   const hangUpAfterConnack = new WeakSet<Client>();
@@ -108,6 +116,7 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
         username,
         password?.toString('utf8'),
         Math.floor(now() / 1000),
+        peers.get(client.conn),
       );
       if (!result.ok) {
         emit({ type: 'refused', clientId: client.id, reason: result.reason });
@@ -303,6 +312,8 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
     key: options.key,
     minVersion: 'TLSv1.2',
     handshakeTimeout: timeoutMs,
+    requestCert: true,
+    rejectUnauthorized: false,
   });
   server.on('tlsClientError', () => {
     // An untrusting or broken client: its socket is closed by node:tls; nothing else to do.
@@ -311,9 +322,10 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
     connections.add(raw);
     raw.on('close', () => connections.delete(raw));
   });
-  function accept(socket: Duplex): void {
+  function accept(socket: Duplex, _servername?: string | false, peer?: PeerCertificates): void {
     const stream = new BoundedMqttStream(socket, options.maxPacketBytes ?? 64 * 1024);
     socketOf.set(stream, socket);
+    if (peer) peers.set(stream, peer);
     stream.on('error', () => {
       // reported through aedes' clientError; the connection is gone
     });
@@ -321,7 +333,7 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
   }
   server.on('secureConnection', (socket) => {
     socket.setNoDelay(true);
-    accept(socket);
+    accept(socket, socket.servername || false, peerCertificates(socket));
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -24,7 +24,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { SecureContext } from 'node:tls';
+import type { SecureContext, TLSSocket } from 'node:tls';
 import { authenticateRegistration } from './auth.js';
 import type { EndpointEvent } from './device-endpoint.js';
 import { DpsError, ErrorCodes, errorBody } from './dps-errors.js';
@@ -33,6 +33,7 @@ import { applyLimits, type HttpLimits, httpLimits, serverOptions } from './http-
 import type { DpsModel } from './model.js';
 import type { RegistrationAnswer, RegistrationService } from './registrations.js';
 import { errorResponse, ServiceErrorCodes, type ServiceResponse, send } from './service-http.js';
+import { peerCertificates } from './x509.js';
 
 export interface DeviceHttpsOptions {
   idScope: string;
@@ -105,6 +106,9 @@ export async function startDeviceHttpsEndpoint(options: DeviceHttpsOptions): Pro
       cert: options.cert,
       key: options.key,
       minVersion: 'TLSv1.2',
+      // Asked, not required: an X.509 device presents its certificate instead of a SAS token.
+      requestCert: true,
+      rejectUnauthorized: false,
       ...(options.SNICallback && { SNICallback: options.SNICallback }),
       ...serverOptions(limits),
     },
@@ -145,6 +149,7 @@ export async function startDeviceHttpsEndpoint(options: DeviceHttpsOptions): Pro
         route,
         typeof authorization === 'string' ? authorization : '',
         Math.floor(at.getTime() / 1000),
+        peerCertificates(req.socket as TLSSocket),
       );
       if (!auth.ok) {
         emit({ type: 'request', registrationId: route.registrationId, request: route.type, status: 401 });

@@ -7,10 +7,16 @@
 //   password   = 'SharedAccessSignature sr=<url-encoded hub/devices/deviceId>&sig=..&se=..' (no
 //                skn), signed with the device's primary or secondary key (those DPS attested),
 //                not expired and not expiring more than ten years ahead (auth.ts).
+// An X.509 device (a TLS client certificate and no password) authenticates as its identity says:
+// selfSigned, the certificate's thumbprint is the identity's primary or secondary; certificateAuthority,
+// the certificate names the device ID as CN and chains to a CA the hub trusts (here: the CAs of the
+// emulator's X.509 enrollment groups, the hub's CA certificates in IoT Hub). Either must be valid now.
 // The device must exist in the hub's registry and be enabled.
 import { verifySasToken } from '../src/sas-verify.js';
-import { MAX_TOKEN_LIFETIME_SECONDS } from './auth.js';
+import { groupIssued, MAX_TOKEN_LIFETIME_SECONDS } from './auth.js';
 import type { DpsModel } from './model.js';
+import type { HubDevice } from './model-types.js';
+import { type CertificateFailure, hasThumbprint, namesId, type PeerCertificates, validity } from './x509.js';
 
 export type HubAuthFailure =
   | 'username'
@@ -23,7 +29,10 @@ export type HubAuthFailure =
   | 'token-expired'
   | 'token-lifetime'
   /** The TLS server name (SNI) names another emulated hub than the username (iothub-sni.ts). */
-  | 'sni';
+  | 'sni'
+  /** Neither a SAS token nor a client certificate, or not the kind the identity takes. */
+  | 'no-credentials'
+  | CertificateFailure;
 
 export interface HubConnection {
   /** The hub's host name as the registry spells it. */
@@ -61,6 +70,7 @@ export function authenticateHubDevice(
   username: string | undefined,
   password: string | undefined,
   nowSeconds: number,
+  peer?: PeerCertificates,
 ): HubAuthResult {
   const parsed = username === undefined ? undefined : parseHubUsername(username);
   if (!parsed) return { ok: false, reason: 'username' };
@@ -69,6 +79,11 @@ export function authenticateHubDevice(
   const device = model.hubDevice(hub, parsed.deviceId);
   if (!device) return { ok: false, reason: 'no-device', hub };
   if (device.status === 'disabled') return { ok: false, reason: 'disabled', hub };
+  if ((password ?? '') === '' && peer) {
+    const why = certificateFailure(model, device, peer, nowSeconds * 1000);
+    return why ? { ok: false, reason: why, hub } : { ok: true, connection: parsed };
+  }
+  if (device.authentication.type !== 'sas') return { ok: false, reason: 'no-credentials', hub };
   const resource = `${hub}/devices/${parsed.deviceId}`;
   const rank: Record<string, number> = {
     'token-malformed': 0,
@@ -88,4 +103,18 @@ export function authenticateHubDevice(
     if (rank[reason]! > rank[worst]!) worst = reason;
   }
   return { ok: false, reason: worst, hub };
+}
+
+/** Why the identity does not accept this certificate, or undefined when it does. */
+function certificateFailure(model: DpsModel, device: HubDevice, peer: PeerCertificates, nowMs: number): HubAuthFailure | undefined {
+  const auth = device.authentication;
+  if (auth.type === 'sas') return 'no-credentials';
+  const invalid = validity(peer.leaf, nowMs);
+  if (invalid) return invalid;
+  if (auth.type === 'selfSigned') {
+    const { primaryThumbprint, secondaryThumbprint } = auth.x509Thumbprint;
+    return hasThumbprint(peer.leaf, primaryThumbprint) || hasThumbprint(peer.leaf, secondaryThumbprint) ? undefined : 'cert-unknown';
+  }
+  if (!namesId(peer.leaf, device.deviceId)) return 'cert-cn-mismatch';
+  return model.enrollmentGroups().some((group) => groupIssued(model, group, peer, nowMs)) ? undefined : 'cert-untrusted-ca';
 }

@@ -23,6 +23,7 @@ import { hubSniCallback, sniContradicts } from './iothub-sni.js';
 import { parseJson, patchTwin, printable, twinDocument } from './iothub-twins.js';
 import type { DpsModel } from './model.js';
 import { BoundedMqttStream } from './packet-limit.js';
+import { type PeerCertificates, peerCertificates } from './x509.js';
 
 export type { HubEndpointEvent } from './iothub-service.js';
 
@@ -53,7 +54,7 @@ export interface IotHubEndpoint {
    * A connection that reached the hubs another way (MQTT over WebSockets: websocket.ts), from its
    * first byte of MQTT; `servername` is its TLS server name (false for none), checked as on this port.
    */
-  accept(stream: Duplex, servername: string | false): void;
+  accept(stream: Duplex, servername: string | false, peer?: PeerCertificates): void;
   close(): Promise<void>;
 }
 
@@ -94,6 +95,8 @@ export async function startIotHubEndpoint(options: IotHubEndpointOptions): Promi
   const connections = new Set<Socket>();
   /** The name each connection sent in SNI, by the stream aedes knows it by. */
   const serverNames = new WeakMap<object, string | false>();
+  /** The client certificates each connection presented (X.509 devices), by the stream aedes knows it by. */
+  const peers = new WeakMap<object, PeerCertificates>();
   const timeoutMs = options.timeoutMs ?? 10_000;
   const hubs = new IotHubService(model, emit, now);
 
@@ -108,7 +111,14 @@ export async function startIotHubEndpoint(options: IotHubEndpointOptions): Promi
       callback(null, true);
     },
     authenticate(client, username, password, done) {
-      let result = authenticateHubDevice(model, client.id, username, password?.toString('utf8'), Math.floor(now() / 1000));
+      let result = authenticateHubDevice(
+        model,
+        client.id,
+        username,
+        password?.toString('utf8'),
+        Math.floor(now() / 1000),
+        peers.get(client.conn),
+      );
       if (result.ok && sniContradicts(model, serverNames.get(client.conn), result.connection.hub))
         result = { ok: false, reason: 'sni', hub: result.connection.hub };
       if (!result.ok) {
@@ -241,6 +251,9 @@ export async function startIotHubEndpoint(options: IotHubEndpointOptions): Promi
     key: options.key,
     minVersion: 'TLSv1.2',
     handshakeTimeout: timeoutMs,
+    // As IoT Hub: every client is asked for a certificate (X.509 devices), none is required (SAS devices).
+    requestCert: true,
+    rejectUnauthorized: false,
     ...(options.issueCertificate && { SNICallback: hubSniCallback(model, options.key, options.issueCertificate) }),
   });
   server.on('tlsClientError', () => {
@@ -250,9 +263,10 @@ export async function startIotHubEndpoint(options: IotHubEndpointOptions): Promi
     connections.add(raw);
     raw.on('close', () => connections.delete(raw));
   });
-  function accept(socket: Duplex, servername: string | false): void {
+  function accept(socket: Duplex, servername: string | false, peer?: PeerCertificates): void {
     const stream = new BoundedMqttStream(socket, options.maxPacketBytes ?? 257 * 1024);
     serverNames.set(stream, servername);
+    if (peer) peers.set(stream, peer);
     stream.on('error', () => {
       // reported through aedes' clientError; the connection is gone
     });
@@ -260,7 +274,7 @@ export async function startIotHubEndpoint(options: IotHubEndpointOptions): Promi
   }
   server.on('secureConnection', (socket) => {
     socket.setNoDelay(true);
-    accept(socket, socket.servername || false);
+    accept(socket, socket.servername || false, peerCertificates(socket));
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

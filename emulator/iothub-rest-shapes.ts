@@ -13,12 +13,7 @@ import { ServiceErrorCodes, type ServiceResponse } from './service-http.js';
 
 /** Changes whenever what Registry.update may change (status, keys) changes. */
 export function deviceEtag(device: HubDevice): string {
-  const state = JSON.stringify([
-    device.deviceId,
-    device.status ?? 'enabled',
-    device.authentication.symmetricKey,
-    device.createdDateTimeUtc,
-  ]);
+  const state = JSON.stringify([device.deviceId, device.status ?? 'enabled', device.authentication, device.createdDateTimeUtc]);
   return createHash('sha256').update(state).digest('base64').slice(0, 12);
 }
 
@@ -36,11 +31,7 @@ export function identity(hubs: EmulatedIotHubs, hub: string, device: HubDevice):
     statusUpdatedTime: device.lastUpdatedDateTimeUtc,
     lastActivityTime: NEVER,
     cloudToDeviceMessageCount: 0,
-    authentication: {
-      symmetricKey: { ...device.authentication.symmetricKey },
-      x509Thumbprint: { primaryThumbprint: null, secondaryThumbprint: null },
-      type: 'sas',
-    },
+    authentication: authenticationOf(device),
     capabilities: { iotEdge: false },
   };
 }
@@ -115,5 +106,18 @@ export function errorResponse(error: unknown, now: Date): ServiceResponse {
       Message: `ErrorCode:${refusal.code};${text}`,
       ExceptionMessage: `Tracking ID:${randomUUID().replace(/-/g, '')}-G:0-TimeStamp:${stamp}`,
     },
+  };
+}
+
+/** IoT Hub's AuthenticationMechanism for an identity: SAS keys, or the X.509 thumbprints (selfSigned), or none (certificateAuthority). */
+function authenticationOf(device: HubDevice): Record<string, unknown> {
+  const auth = device.authentication;
+  return {
+    symmetricKey: auth.type === 'sas' ? { ...auth.symmetricKey } : { primaryKey: null, secondaryKey: null },
+    x509Thumbprint:
+      auth.type === 'selfSigned'
+        ? { primaryThumbprint: auth.x509Thumbprint.primaryThumbprint, secondaryThumbprint: auth.x509Thumbprint.secondaryThumbprint ?? null }
+        : { primaryThumbprint: null, secondaryThumbprint: null },
+    type: auth.type,
   };
 }

@@ -170,9 +170,10 @@ function putDevice(context: IotHubRestContext, hub: string, id: string, request:
   }
   const current = existing(model, hub, id);
   checkDeviceEtag(current, request);
+  const currentKeys = current.authentication.type === 'sas' ? current.authentication.symmetricKey : undefined;
   const symmetricKey = {
-    primaryKey: keys.primaryKey ?? current.authentication.symmetricKey.primaryKey,
-    secondaryKey: keys.secondaryKey ?? current.authentication.symmetricKey.secondaryKey,
+    primaryKey: keys.primaryKey ?? currentKeys?.primaryKey ?? newKey(),
+    secondaryKey: keys.secondaryKey ?? currentKeys?.secondaryKey ?? newKey(),
   };
   model.replaceHubDevice(hub, {
     ...current,

@@ -54,8 +54,57 @@ export interface SymmetricKeyAttestation {
   symmetricKey: { primaryKey: string; secondaryKey: string };
 }
 
+/** A certificate as the service API holds it: `certificate` as given (PEM), `info` filled in by DPS. */
+export interface X509CertificateWithInfo {
+  certificate?: string;
+  info?: {
+    subjectName: string;
+    sha1Thumbprint: string;
+    sha256Thumbprint: string;
+    issuerName: string;
+    notBeforeUtc: string;
+    notAfterUtc: string;
+    serialNumber: string;
+    version: number;
+  };
+}
+
+/**
+ * X.509 attestation, in azure-iot-provisioning-service's X509Attestation shape: an individual
+ * enrollment has `clientCertificates` (the device's own, primary and optional secondary; matched
+ * by thumbprint); a group has `signingCertificates` (a root or intermediate CA, uploaded as PEM:
+ * trusted as given, DPS's "upload as verified" for development) or `caReferences` (names of CA
+ * certificates in the certificate store, which must be verified by proof of possession).
+ */
+export interface X509Attestation {
+  type: 'x509';
+  x509: {
+    clientCertificates?: { primary: X509CertificateWithInfo; secondary?: X509CertificateWithInfo };
+    signingCertificates?: { primary: X509CertificateWithInfo; secondary?: X509CertificateWithInfo };
+    caReferences?: { primary: string; secondary?: string };
+  };
+}
+
+export type Attestation = SymmetricKeyAttestation | X509Attestation;
+
+/**
+ * A CA certificate in the instance's certificate store (DPS's Certificates: the portal's "Certificates"
+ * blade, `az iot dps certificate`), referred to by name from a group's caReferences.
+ */
+export interface CaCertificate {
+  name: string;
+  /** PEM. */
+  certificate: string;
+  isVerified: boolean;
+  /** The proof-of-possession challenge: a certificate with this CN, signed by this CA's key, verifies it. */
+  verificationCode?: string;
+  etag: string;
+  created: string;
+  updated: string;
+}
+
 interface EnrollmentFields {
-  attestation: SymmetricKeyAttestation;
+  attestation: Attestation;
   provisioningStatus: ProvisioningStatus;
   /** Absent: the instance's policy applies. */
   allocationPolicy?: AllocationPolicy;
@@ -85,7 +134,9 @@ export type EnrollmentInput<T> = Omit<
   T,
   'attestation' | 'provisioningStatus' | 'reprovisionPolicy' | 'etag' | 'createdDateTimeUtc' | 'lastUpdatedDateTimeUtc'
 > & {
-  attestation?: { type: 'symmetricKey'; symmetricKey?: { primaryKey?: string; secondaryKey?: string } };
+  attestation?:
+    | { type: 'symmetricKey'; symmetricKey?: { primaryKey?: string; secondaryKey?: string } }
+    | { type: 'x509'; x509?: X509Attestation['x509'] };
   provisioningStatus?: ProvisioningStatus;
   reprovisionPolicy?: Partial<ReprovisionPolicy>;
   etag?: string;
@@ -120,7 +171,15 @@ export interface HubDevice {
   deviceId: string;
   /** The registration it came from; absent for an identity created through the hub's registry API (Registry.create). */
   registrationId?: string;
-  authentication: { type: 'sas'; symmetricKey: { primaryKey: string; secondaryKey: string } };
+  /**
+   * IoT Hub's authentication mechanism: a SAS key pair; selfSigned, the device certificate's
+   * thumbprints (an individual X.509 enrollment's certificates); certificateAuthority, any
+   * certificate with the device ID as CN chaining to a CA the hub trusts (an X.509 group's).
+   */
+  authentication:
+    | { type: 'sas'; symmetricKey: { primaryKey: string; secondaryKey: string } }
+    | { type: 'selfSigned'; x509Thumbprint: { primaryThumbprint: string; secondaryThumbprint?: string } }
+    | { type: 'certificateAuthority' };
   tags: Record<string, unknown>;
   /** The twin's properties; `reported` is absent until the device reports. */
   properties: { desired: Record<string, unknown>; reported?: Record<string, unknown> };
@@ -143,4 +202,13 @@ export interface ModelConfig {
   enrollmentGroups?: EnrollmentGroupInput[];
   individualEnrollments?: IndividualEnrollmentInput[];
   latency?: LatencyTable;
+  /** CA certificates for groups' caReferences: `isVerified: true` uploads one as verified (development). */
+  certificates?: Array<{ name: string; certificate: string; isVerified?: boolean }>;
+}
+
+/** The symmetric keys of an enrollment's attestation or a hub identity's authentication; undefined for X.509. */
+export function symmetricKeys(
+  attestation: Attestation | HubDevice['authentication'] | undefined,
+): { primaryKey: string; secondaryKey: string } | undefined {
+  return attestation && 'symmetricKey' in attestation ? attestation.symmetricKey : undefined;
 }

@@ -2,10 +2,13 @@
 // groups, individual enrollments, registration records and each hub's device registry.
 // Every change is validated here, so the device endpoint and the REST API share the rules.
 // IDs (registration, enrollment group, hub host name) are case-insensitive, as in DPS.
+
+import { CaCertificateStore } from './ca-certificates.js';
 import { DpsError, ErrorCodes, InvalidField, invalidConfiguration, notFound } from './dps-errors.js';
 import { type EmulatedHub, IotHubRegistry } from './hubs.js';
 import type {
   AllocationPolicy,
+  CaCertificate,
   DeviceRegistrationState,
   EnrollmentGroup,
   EnrollmentGroupInput,
@@ -47,6 +50,8 @@ export interface ModelSnapshot {
   registrations: RegistrationRecord[];
   /** Every emulated hub (linked or not): its shared access policies and its device registry (identities and twins). */
   hubs: Array<EmulatedHub & { devices: HubDevice[] }>;
+  /** The CA certificates that X.509 groups' caReferences name (absent in older snapshots: none). */
+  certificates?: CaCertificate[];
 }
 
 export class DpsModel {
@@ -61,9 +66,13 @@ export class DpsModel {
   readonly #listeners = new Set<() => void>();
   /** The emulated IoT hubs behind the links, with their shared access policies (hubs.ts). */
   readonly iotHubs = new IotHubRegistry(() => this.#changed());
+  /** The CA certificates X.509 enrollment groups refer to by name (ca-certificates.ts). */
+  readonly certificates: CaCertificateStore;
 
   constructor(config: ModelConfig = {}, now: () => Date = () => new Date()) {
     this.#now = now;
+    this.certificates = new CaCertificateStore(() => this.#changed(), now);
+    for (const c of config.certificates ?? []) this.certificates.put(c?.name, c?.certificate, c?.isVerified);
     if (config.allocationPolicy !== undefined) this.setAllocationPolicy(config.allocationPolicy);
     for (const hub of config.iotHubs ?? []) this.linkHub(hub);
     if (config.latency !== undefined) this.setLatency(config.latency);
@@ -99,6 +108,7 @@ export class DpsModel {
       individualEnrollments: [...this.#individuals.values()],
       registrations: [...this.#registrations.values()],
       hubs,
+      certificates: this.certificates.list(),
     };
   }
 
@@ -115,6 +125,7 @@ export class DpsModel {
       snapshot.hubs.map((hub) => [hub.hostName.toLowerCase(), new Map(hub.devices.map((d) => [d.deviceId, structuredClone(d)]))]),
     );
     for (const hostName of this.#hubs.keys()) if (!this.#devices.has(hostName)) this.#devices.set(hostName, new Map());
+    this.certificates.restore(snapshot.certificates ?? []);
   }
 
   // ---- the instance ----
@@ -290,7 +301,7 @@ export class DpsModel {
     const previous = this.#individuals.get(registrationId.toLowerCase());
     checkEtag(previous?.etag, ifMatch, `enrollment ${registrationId}`);
     const what = `enrollment ${registrationId}`;
-    const fields = validateEnrollmentFields(input, new Set(this.#hubs.keys()), what, previous?.attestation);
+    const fields = validateEnrollmentFields(input, new Set(this.#hubs.keys()), what, previous?.attestation, 'individual');
     if (
       input.deviceId !== undefined &&
       (typeof input.deviceId !== 'string' || !/^[A-Za-z0-9\-.+%_#*?!(),:=@$']{1,128}$/.test(input.deviceId))

@@ -255,7 +255,7 @@ export class RegistrationService {
     const identity: HubDevice = {
       deviceId,
       registrationId: device.registrationId,
-      authentication: { type: 'sas', symmetricKey: { ...device.deviceKeys } },
+      authentication: structuredClone(device.authentication),
       ...structuredClone(twin),
       // A device that stays keeps its status (DPS does not enable a device an operator disabled).
       ...(!moved && existing?.status && { status: existing.status }),

@@ -9,6 +9,7 @@ import { type ConnectionStringFields, splitConnectionString } from './connection
 import { InvalidField, invalidConfiguration } from './dps-errors.js';
 import type {
   AllocationPolicy,
+  Attestation,
   CustomAllocationDefinition,
   EnrollmentInput,
   InitialTwin,
@@ -16,8 +17,11 @@ import type {
   LinkedHub,
   LinkedHubConfig,
   SymmetricKeyAttestation,
+  X509Attestation,
+  X509CertificateWithInfo,
 } from './model-types.js';
 import { ALLOCATION_POLICIES } from './model-types.js';
+import { certificateInfo, parseCertificate, toPem } from './x509.js';
 
 /** Parse an IoT Hub connection string; HostName, SharedAccessKeyName and SharedAccessKey are required. */
 export function parseConnectionString(text: unknown): ConnectionStringFields {
@@ -156,7 +160,7 @@ export function isReservedName(name: string): boolean {
 }
 
 export interface EnrollmentFieldsChecked {
-  attestation: SymmetricKeyAttestation;
+  attestation: Attestation;
   provisioningStatus: 'enabled' | 'disabled';
   allocationPolicy?: AllocationPolicy;
   iotHubs?: string[];
@@ -174,9 +178,13 @@ export function validateEnrollmentFields(
   input: EnrollmentInput<object>,
   linkedHubs: ReadonlySet<string>,
   what: string,
-  previous?: SymmetricKeyAttestation,
+  previous?: Attestation,
+  kind: 'group' | 'individual' = 'group',
 ): EnrollmentFieldsChecked {
-  const attestation = checkAttestation(input.attestation, what, previous);
+  const attestation =
+    input.attestation?.type === 'x509'
+      ? checkX509Attestation(input.attestation.x509, what, kind)
+      : checkAttestation(input.attestation, what, previous?.type === 'symmetricKey' ? previous : undefined);
   const status = input.provisioningStatus ?? 'enabled';
   if (status !== 'enabled' && status !== 'disabled') {
     throw refuse('/provisioningStatus', `The provisioningStatus of ${what}`, `must be enabled or disabled${shown(status)}`);
@@ -242,15 +250,72 @@ function checkAttestation(
   previous?: SymmetricKeyAttestation,
 ): SymmetricKeyAttestation {
   if (attestation !== undefined && attestation !== null && attestation.type !== 'symmetricKey') {
-    throw invalidConfiguration(`${what}: the emulator supports symmetricKey attestation only`);
+    throw invalidConfiguration(`${what}: the emulator supports symmetricKey and x509 attestation only`);
   }
-  const given = attestation?.symmetricKey ?? {};
+  const given = (attestation?.type === 'symmetricKey' && attestation.symmetricKey) || {};
   const primaryKey = given.primaryKey || previous?.symmetricKey.primaryKey || generateKey();
   const secondaryKey = given.secondaryKey || previous?.symmetricKey.secondaryKey || generateKey();
   for (const key of [primaryKey, secondaryKey]) {
     if (!isBase64Key(key)) throw invalidConfiguration(`${what}: a symmetric key is not base64 (16 to 64 bytes)`);
   }
   return { type: 'symmetricKey', symmetricKey: { primaryKey, secondaryKey } };
+}
+
+/**
+ * X.509 attestation as azure-iot-provisioning-service sends it: an individual enrollment gives
+ * clientCertificates (the device's own), a group signingCertificates (PEM, trusted as given) or
+ * caReferences (names in the certificate store, checked when a device registers, as DPS does).
+ * Each certificate is kept as PEM with the info DPS reports.
+ */
+function checkX509Attestation(x509: unknown, what: string, kind: 'group' | 'individual'): X509Attestation {
+  if (x509 === null || typeof x509 !== 'object' || Array.isArray(x509)) {
+    throw invalidConfiguration(`${what}: x509 attestation needs an x509 object`);
+  }
+  const given = x509 as Record<string, unknown>;
+  const pairs = ['clientCertificates', 'signingCertificates', 'caReferences'].filter((f) => given[f] !== undefined && given[f] !== null);
+  if (pairs.length !== 1) {
+    throw invalidConfiguration(`${what}: x509 attestation needs exactly one of clientCertificates, signingCertificates, caReferences`);
+  }
+  const field = pairs[0]!;
+  if (kind === 'individual' && field !== 'clientCertificates') {
+    throw invalidConfiguration(`${what}: an individual enrollment's x509 attestation takes clientCertificates (the device's own)`);
+  }
+  if (kind === 'group' && field === 'clientCertificates') {
+    throw invalidConfiguration(
+      `${what}: an enrollment group's x509 attestation takes signingCertificates or caReferences, not clientCertificates`,
+    );
+  }
+  const value = given[field] as Record<string, unknown>;
+  if (typeof value !== 'object' || Array.isArray(value)) throw invalidConfiguration(`${what}: x509.${field} must be an object`);
+  if (field === 'caReferences') {
+    const name = (v: unknown, slot: string): string | undefined => {
+      if (v === undefined || v === null || v === '') return undefined;
+      if (typeof v !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(v)) {
+        throw invalidConfiguration(`${what}: x509.caReferences.${slot} must be a certificate name (letters, digits, - . _)`);
+      }
+      return v;
+    };
+    const primary = name(value.primary, 'primary');
+    if (!primary) throw invalidConfiguration(`${what}: x509.caReferences needs a primary certificate name`);
+    const secondary = name(value.secondary, 'secondary');
+    return { type: 'x509', x509: { caReferences: { primary, ...(secondary && { secondary }) } } };
+  }
+  const one = (v: unknown, slot: string): X509CertificateWithInfo | undefined => {
+    if (v === undefined || v === null) return undefined;
+    const at = `${what}: x509.${field}.${slot}`;
+    const certificate = parseCertificate((v as { certificate?: unknown }).certificate, at);
+    if (field === 'signingCertificates' && !certificate.ca)
+      throw invalidConfiguration(`${at}: not a CA certificate (basicConstraints CA:TRUE)`);
+    return { certificate: toPem(certificate), info: certificateInfo(certificate) };
+  };
+  const primary = one(value.primary, 'primary');
+  if (!primary) throw invalidConfiguration(`${what}: x509.${field} needs a primary certificate`);
+  const secondary = one(value.secondary, 'secondary');
+  const certificates = { primary, ...(secondary && { secondary }) };
+  return {
+    type: 'x509',
+    x509: field === 'clientCertificates' ? { clientCertificates: certificates } : { signingCertificates: certificates },
+  };
 }
 
 function checkTwin(twin: unknown, what: string): InitialTwin {

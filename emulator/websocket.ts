@@ -17,11 +17,12 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { createWebSocketStream, WebSocketServer } from 'ws';
+import { type PeerCertificates, peerCertificates } from './x509.js';
 
 export const WEBSOCKET_PATH = '/$iothub/websocket';
 
-/** An MQTT endpoint's entry for a stream that did not come through its own TLS port. */
-export type AcceptStream = (stream: Duplex, servername: string | false) => void;
+/** An MQTT endpoint's entry for a stream that did not come through its own TLS port (with its TLS client certificates). */
+export type AcceptStream = (stream: Duplex, servername: string | false, peer?: PeerCertificates) => void;
 
 export interface WebSocketRouterOptions {
   /** The DPS endpoint (device-endpoint.ts). */
@@ -56,6 +57,7 @@ export function webSocketRouter(options: WebSocketRouterOptions): (request: Inco
       .map((p) => p.trim());
     if (!offered.includes('mqtt')) return refuse(socket, 400, 'Bad Request', "the WebSocket subprotocol must be 'mqtt'");
     const servername = (socket as TLSSocket).servername || false;
+    const peer = typeof (socket as TLSSocket).getPeerX509Certificate === 'function' ? peerCertificates(socket as TLSSocket) : undefined;
     server.handleUpgrade(request, socket, head, (ws) => {
       // MQTT over WebSockets is binary only (MQTT 3.1.1 §6): a text frame ends the connection.
       ws.on('message', (_data, isBinary) => {
@@ -65,7 +67,7 @@ export function webSocketRouter(options: WebSocketRouterOptions): (request: Inco
       stream.on('error', () => {}); // the MQTT endpoint reports what matters
       routeByConnect(stream, connectTimeoutMs, (username) => {
         const service = username !== undefined && /^[^/]+\/registrations\//.test(username) ? options.dps : options.hub;
-        service(stream, servername);
+        service(stream, servername, peer);
       });
     });
   };

@@ -86,7 +86,7 @@ export async function goOnline(config: OnlineConfig, ports: OnlinePorts & { onEv
           ...config.session,
           hub: assignment.assignedHub,
           deviceId: assignment.deviceId,
-          deviceKey,
+          ...(deviceKey !== undefined && { deviceKey }),
           ...(config.hubEndpoint && { endpoint: config.hubEndpoint }),
           ...(config.modelId !== undefined && { modelId: config.modelId }),
         },

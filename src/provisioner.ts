@@ -13,10 +13,16 @@ export interface DeviceConfig extends Omit<RegisterOptions, 'registrationId' | '
   /** Such as '{serial}-{mac}', filled with `identity`. */
   registrationIdTemplate?: string;
   identity?: HardwareIdentity;
-  /** The device's own key (individual enrollment). Exactly one of deviceKey and groupKey. */
+  /** The device's own key (individual enrollment). Exactly one of deviceKey, groupKey and x509. */
   deviceKey?: string;
   /** The enrollment group's key: the device key is derived from it and the registration ID. */
   groupKey?: string;
+  /**
+   * X.509 attestation instead of a key: the host's Connect presents the device certificate (its
+   * CN the registration ID) and key in the TLS handshake; no SAS token is sent. Exactly one of
+   * deviceKey, groupKey and x509.
+   */
+  x509?: boolean;
   /** Provision even when a matching assignment is stored. */
   force?: boolean;
   /** Store key of the assignment record (default 'assignment'). */
@@ -62,19 +68,27 @@ export function resolveRegistrationId(config: Pick<DeviceConfig, 'registrationId
   throw new ProvisioningError('invalid-input', 'Give a registration ID or a registration ID template');
 }
 
-/** The device's own key: the given device key, or the one derived from the group key. */
-export function resolveDeviceKey(config: Pick<DeviceConfig, 'deviceKey' | 'groupKey'>, registrationId: string): string {
+/** The device's own key: the given device key, or the one derived from the group key; undefined with X.509. */
+export function resolveDeviceKey(
+  config: Pick<DeviceConfig, 'deviceKey' | 'groupKey' | 'x509'>,
+  registrationId: string,
+): string | undefined {
   checkKeyChoice(config);
+  if (config.x509) return undefined;
   return config.groupKey ? deriveDeviceKey(config.groupKey, registrationId) : config.deviceKey!;
 }
 
-/** Exactly one of the device key and the group key. */
-function checkKeyChoice(config: Pick<DeviceConfig, 'deviceKey' | 'groupKey'>): void {
-  if (config.deviceKey && config.groupKey) {
-    throw new ProvisioningError('invalid-input', 'Give either a device key or a group key, not both');
+/** Exactly one of the device key, the group key and X.509. */
+function checkKeyChoice(config: Pick<DeviceConfig, 'deviceKey' | 'groupKey' | 'x509'>): void {
+  const given = [config.deviceKey ? 1 : 0, config.groupKey ? 1 : 0, config.x509 ? 1 : 0].reduce((a, b) => a + b, 0);
+  if (given > 1) {
+    throw new ProvisioningError('invalid-input', 'Give one of a device key, a group key or an X.509 certificate, not more');
   }
-  if (!config.deviceKey && !config.groupKey) {
-    throw new ProvisioningError('invalid-input', 'Give a device key (individual enrollment) or a group key (enrollment group)');
+  if (given === 0) {
+    throw new ProvisioningError(
+      'invalid-input',
+      'Give a device key (individual enrollment), a group key (enrollment group) or an X.509 device certificate',
+    );
   }
 }
 
@@ -104,7 +118,10 @@ export async function provisionDevice(config: DeviceConfig, ports: ProvisionerPo
   // Derived only now: a cached boot needs no key (an HMAC saved on every boot of a device).
   const deviceKey = resolveDeviceKey(config, registrationId);
   const timeoutMs = Math.max(0, deadline - ports.clock.now());
-  const result = await registerDevice({ ...config, registrationId, deviceKey, endpoint, timeoutMs }, ports);
+  const result = await registerDevice(
+    { ...config, registrationId, ...(deviceKey !== undefined && { deviceKey }), endpoint, timeoutMs },
+    ports,
+  );
   const assignment: Assignment = {
     assignedHub: result.assignedHub,
     deviceId: result.deviceId,

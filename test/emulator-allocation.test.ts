@@ -8,6 +8,7 @@ import type { DeviceAttestation } from '../emulator/auth.js';
 import { DpsError } from '../emulator/dps-errors.js';
 import { DpsModel } from '../emulator/model.js';
 import type { LinkedHub, LinkedHubConfig } from '../emulator/model-types.js';
+import { symmetricKeys } from '../emulator/model-types.js';
 import { RegistrationService } from '../emulator/registrations.js';
 import { validateLinkedHub } from '../emulator/validation.js';
 
@@ -153,7 +154,7 @@ describe('the model', () => {
       /not linked/,
     );
     const group = model.putEnrollmentGroup({ enrollmentGroupId: 'g', attestation });
-    expect(Buffer.from(group.attestation.symmetricKey.primaryKey, 'base64')).toHaveLength(64); // generated, as DPS does
+    expect(Buffer.from(symmetricKeys(group.attestation)!.primaryKey, 'base64')).toHaveLength(64); // generated, as DPS does
     expect(() => model.putEnrollmentGroup({ enrollmentGroupId: 'g', attestation }, '"stale"')).toThrow(/etag/);
     expect(model.putEnrollmentGroup({ enrollmentGroupId: 'g', attestation }, group.etag).attestation).toEqual(group.attestation);
   });
@@ -163,7 +164,7 @@ describe('registrations through the model', () => {
   const device = (registrationId: string): DeviceAttestation => ({
     registrationId,
     enrollment: { kind: 'group', enrollmentGroupId: 'g' },
-    deviceKeys: { primaryKey: KEY, secondaryKey: KEY },
+    authentication: { type: 'sas', symmetricKey: { primaryKey: KEY, secondaryKey: KEY } },
   });
   const body = (id: string): Uint8Array => Buffer.from(JSON.stringify({ registrationId: id }));
   const finish = (model: DpsModel, id: string) => {
@@ -272,7 +273,7 @@ describe('custom allocation', () => {
     const attestation: DeviceAttestation = {
       registrationId: id,
       enrollment: { kind: 'group', enrollmentGroupId: 'g' },
-      deviceKeys: { primaryKey: KEY, secondaryKey: KEY },
+      authentication: { type: 'sas', symmetricKey: { primaryKey: KEY, secondaryKey: KEY } },
     };
     const started = service.register(attestation, Buffer.from(JSON.stringify({ registrationId: id, payload }))) as {
       body: { operationId: string };
@@ -321,7 +322,7 @@ describe('custom allocation', () => {
           deviceRuntimeContext: { registrationId: 'pump-1', symmetricKey: {}, payload: { model: 'hp-2000' } },
           linkedHubs: ['toasters.azure-devices.net', 'heatpumps.azure-devices.net'],
         });
-        expect(JSON.stringify(seen[0])).not.toContain(model.enrollmentGroup('g')!.attestation.symmetricKey.primaryKey); // keys stay home
+        expect(JSON.stringify(seen[0])).not.toContain(symmetricKeys(model.enrollmentGroup('g')!.attestation)!.primaryKey); // keys stay home
         await provision(model, 'pump-1');
         expect(seen[1].deviceRuntimeContext).toMatchObject({
           currentIotHubHostName: 'heatpumps.azure-devices.net',

@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigFileError, loadConfigFile, parseConfigFile, syntaxErrorAt } from '../emulator/config-file.js';
 import { DpsModel } from '../emulator/model.js';
+import { symmetricKeys } from '../emulator/model-types.js';
 
 const EXAMPLE = join(import.meta.dirname, '..', 'examples', 'emulator.json');
 const KEY = Buffer.from('config-file-test-key-0123456789abcdef').toString('base64');
@@ -58,7 +59,7 @@ describe('the example config (examples/emulator.json)', () => {
       }),
       'x.json',
     );
-    expect(new DpsModel(config).enrollmentGroup('g')?.attestation.symmetricKey.primaryKey).toBe(KEY);
+    expect(symmetricKeys(new DpsModel(config).enrollmentGroup('g')?.attestation)?.primaryKey).toBe(KEY);
   });
 
   it('accepts an empty object (no hubs, no enrollments) and a byte order mark', () => {

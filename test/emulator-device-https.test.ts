@@ -25,6 +25,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadOrCreateCertificates } from '../emulator/certificates.js';
 import { type DeviceHttpsEndpoint, parseRoute, startDeviceHttpsEndpoint } from '../emulator/device-https.js';
 import { type DpsEmulator, type EndpointEvent, serviceClientAgent, startEmulator } from '../emulator/index.js';
+import { symmetricKeys } from '../emulator/model-types.js';
 import { RegistrationService } from '../emulator/registrations.js';
 import { deriveDeviceKey } from '../src/identity.js';
 import { dpsRegistrationSasToken } from '../src/sas.js';
@@ -218,7 +219,7 @@ describe("Microsoft's HTTP transport against the emulator", () => {
     const device = emulator.model.hubDevice('hub-b.azure-devices.net', 'thermostat-1');
     expect(device?.tags).toEqual(twin.tags);
     expect(device?.properties.desired).toEqual(twin.properties.desired);
-    expect(device?.authentication.symmetricKey.primaryKey).toBe(DEVICE_KEY);
+    expect(symmetricKeys(device?.authentication)?.primaryKey).toBe(DEVICE_KEY);
     expect(emulator.model.registration('https-individual-1')?.state).toEqual(result);
   });
 

@@ -17,6 +17,7 @@ import { Mqtt } from 'azure-iot-provisioning-device-mqtt';
 import { SymmetricKeySecurityClient } from 'azure-iot-security-symmetric-key';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DpsEmulator, startEmulator } from '../emulator/index.js';
+import { symmetricKeys } from '../emulator/model-types.js';
 import { deriveDeviceKey } from '../src/identity.js';
 
 const requireFromTransport = createRequire(createRequire(import.meta.url).resolve('azure-iot-provisioning-device-mqtt'));
@@ -109,7 +110,7 @@ describe("Microsoft's device client against the emulator", () => {
     const device = emulator.model.hubDevice('hub-a.azure-devices.net', 'thermostat-1');
     expect(device?.tags).toEqual({ room: 'lab' });
     expect(device?.properties.desired).toEqual({ interval: 30 });
-    expect(device?.authentication.symmetricKey.primaryKey).toBe(DEVICE_KEY);
+    expect(symmetricKeys(device?.authentication)?.primaryKey).toBe(DEVICE_KEY);
     expect(emulator.model.registration('peer-individual-1')?.enrollment).toEqual({
       kind: 'individual',
       registrationId: 'peer-individual-1',

@@ -110,6 +110,40 @@ export function readCaFile(file: string, flag = '--ca'): string {
   return text;
 }
 
+/** A certificate (chain) file such as --cert or --ca-cert: PEM certificates, the path named in errors. */
+export function readCertificateFile(file: string, flag: string): string {
+  const looks = looksLikeSecret(file);
+  const named = looks ? `${flag} (the value looks like ${looks}, not a path: give the PEM file's path)` : `${flag} ${file}`;
+  let text: string;
+  try {
+    text = readInputFile(file, MAX_CA_FILE_BYTES);
+  } catch (error) {
+    throw new ProvisioningError('invalid-input', `cannot read the certificate ${named}: ${readFailure(error)}`);
+  }
+  if (!text.includes('-----BEGIN CERTIFICATE-----'))
+    throw new ProvisioningError('invalid-input', `the certificate file ${named} holds no PEM certificate`);
+  return text;
+}
+
+/**
+ * A PEM private key file (--cert-key, --ca-key). A secret: its content never reaches a message;
+ * the path is named unless it looks like a pasted secret.
+ */
+export function readPrivateKeyFile(file: string, flag: string): string {
+  const looks = looksLikeSecret(file);
+  const named = looks ? `${flag} (the value looks like ${looks}, not a path: give the key file's path)` : `${flag} ${file}`;
+  let text: string;
+  try {
+    text = readInputFile(file, MAX_SECRET_FILE_BYTES);
+  } catch (error) {
+    throw new ProvisioningError('invalid-input', `cannot read the private key ${named}: ${readFailure(error)}`);
+  }
+  if (!/-----BEGIN (RSA |EC )?PRIVATE KEY-----/.test(text)) {
+    throw new ProvisioningError('invalid-input', `the key file ${named} holds no PEM private key (-----BEGIN PRIVATE KEY-----)`);
+  }
+  return text;
+}
+
 /** What a value given where a path belongs looks like, when it looks like a secret (never the value itself). */
 export function looksLikeSecret(value: string): string | undefined {
   if (/^\s*SharedAccessSignature\s/i.test(value) || /(^|[?&\s])sig=/i.test(value)) return 'a SAS token';

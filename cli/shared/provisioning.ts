@@ -4,14 +4,14 @@
 import { nodeRandom, systemClock } from '../../hosts/node/clock.js';
 import { createFileStore } from '../../hosts/node/file-store.js';
 import { proxyFromEnv } from '../../hosts/node/proxy.js';
-import { createTlsConnect } from '../../hosts/node/tls-connect.js';
+import { type ClientCertificate, createTlsConnect } from '../../hosts/node/tls-connect.js';
 import { createWebSocketConnect, WEBSOCKET_PORT } from '../../hosts/node/ws-connect.js';
 import { DEFAULT_TIMEOUT_MS, DPS_GLOBAL_ENDPOINT } from '../../src/dps/flow.js';
 import { ProvisioningError } from '../../src/errors.js';
 import type { ProvisioningEvent } from '../../src/ports.js';
 import type { DeviceConfig, ProvisionerPorts } from '../../src/provisioner.js';
 import { printable } from '../../src/text.js';
-import { parseEndpoint, readCaFile, readSecret, required } from './args.js';
+import { parseEndpoint, readCaFile, readCertificateFile, readPrivateKeyFile, readSecret, required } from './args.js';
 import type { CliIo } from './io.js';
 import { describeEvent } from './output.js';
 
@@ -27,6 +27,8 @@ export const PROVISIONING_FLAGS = {
   'key-file': { type: 'string' },
   'group-key': { type: 'string' },
   'group-key-file': { type: 'string' },
+  cert: { type: 'string' },
+  'cert-key': { type: 'string' },
   endpoint: { type: 'string' },
   transport: { type: 'string' },
   ca: { type: 'string' },
@@ -45,6 +47,8 @@ export const PROVISIONING_HELP = `  --id-scope <s>                    ID scope (
   --serial <n>, --mac <m>           the identity the template is filled with
   --key <deviceKey>                 the device's key (env PROVISIONING_SYMMETRIC_KEY); --key-file <path>
   --group-key <groupKey>            an enrollment group key: the device key is derived; --group-key-file <path>
+  --cert <pem> --cert-key <pem>     X.509 attestation instead of a key: the device certificate (CN = the registration
+                                    ID; intermediates after it) and its private key, presented in the TLS handshake
   --endpoint <host[:port]>          DPS endpoint (env PROVISIONING_HOST; default global.azure-devices-provisioning.net:8883,
                                     :443 with --transport mqtt-ws)
   --transport mqtt|mqtt-ws          MQTT over TLS on 8883 (default), or MQTT over secure WebSockets on 443 where
@@ -74,6 +78,8 @@ export interface Provisioning {
   ports: ProvisionerPorts;
   /** The CA given with --ca (PEM), for other connections of the command. */
   ca: string | undefined;
+  /** The device certificate and key (--cert, --cert-key), for the hub connections of the command. */
+  clientCertificate: ClientCertificate | undefined;
   /** Prints a progress line unless --quiet (warnings always). */
   print: (line: string, warning?: boolean) => void;
 }
@@ -91,7 +97,9 @@ export function provisioningFromFlags(v: ProvisioningValues, io: CliIo): Provisi
       'Missing --registration-id or --registration-id-template (or PROVISIONING_REGISTRATION_ID)',
     );
   const groupKey = readSecret(v['group-key'], v['group-key-file'], '--group-key');
-  const deviceKey = readSecret(v.key, v['key-file'], '--key') ?? (groupKey ? undefined : env.PROVISIONING_SYMMETRIC_KEY);
+  const clientCertificate = clientCertificateFromFlags(v);
+  const deviceKey =
+    readSecret(v.key, v['key-file'], '--key') ?? (groupKey || clientCertificate ? undefined : env.PROVISIONING_SYMMETRIC_KEY);
   let payload: unknown;
   if (v.payload !== undefined) {
     try {
@@ -132,6 +140,7 @@ export function provisioningFromFlags(v: ProvisioningValues, io: CliIo): Provisi
       }),
       ...(deviceKey && { deviceKey }),
       ...(groupKey && { groupKey }),
+      ...(clientCertificate && { x509: true }),
       ...(endpointText
         ? { endpoint: parseEndpoint(endpointText, defaultPort) }
         : transport === 'mqtt-ws' && { endpoint: { host: DPS_GLOBAL_ENDPOINT.host, port: defaultPort } }),
@@ -144,8 +153,8 @@ export function provisioningFromFlags(v: ProvisioningValues, io: CliIo): Provisi
     ports: {
       connect:
         transport === 'mqtt-ws'
-          ? createWebSocketConnect({ ...(ca && { ca }), proxyFor: proxyFromEnv(env) })
-          : createTlsConnect(ca ? { ca } : {}),
+          ? createWebSocketConnect({ ...(ca && { ca }), ...(clientCertificate && { clientCertificate }), proxyFor: proxyFromEnv(env) })
+          : createTlsConnect({ ...(ca && { ca }), ...(clientCertificate && { clientCertificate }) }),
       clock: systemClock,
       random: nodeRandom,
       log: (event) => print(describeEvent(event), warning(event)),
@@ -154,8 +163,18 @@ export function provisioningFromFlags(v: ProvisioningValues, io: CliIo): Provisi
     transport,
     defaultPort,
     ca,
+    clientCertificate,
     print,
   };
+}
+
+/** --cert and --cert-key, both or neither. */
+function clientCertificateFromFlags(v: ProvisioningValues): ClientCertificate | undefined {
+  if (v.cert === undefined && v['cert-key'] === undefined) return undefined;
+  if (v.cert === undefined) throw new ProvisioningError('invalid-input', '--cert-key needs --cert (the device certificate)');
+  if (v['cert-key'] === undefined)
+    throw new ProvisioningError('invalid-input', '--cert needs --cert-key (the private key of the device certificate)');
+  return { cert: readCertificateFile(v.cert, '--cert'), key: readPrivateKeyFile(v['cert-key'], '--cert-key') };
 }
 
 /** --timeout: a positive whole number of seconds, at most a day. */

@@ -13,7 +13,7 @@
 // - onClose is called at most once, and only for a connection that was handed out: a failed
 //   connect rejects the promise instead.
 
-import { X509Certificate } from 'node:crypto';
+import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -27,6 +27,12 @@ export interface TlsConnectOptions {
   servername?: string;
   /** Give up when TCP + TLS handshake take longer than this. Default 30 000 ms. */
   connectTimeoutMs?: number;
+  /**
+   * The device's X.509 identity for TLS client authentication (DPS and IoT Hub X.509 attestation):
+   * PEM `cert` (the device certificate first, then any intermediates up to, not including, the
+   * root) and its PEM private `key`. A secret: never in a message or an error.
+   */
+  clientCertificate?: ClientCertificate;
   /** Lowest TLS version offered. Default and minimum 'TLSv1.2'. */
   minVersion?: 'TLSv1.2' | 'TLSv1.3';
   /**
@@ -41,6 +47,11 @@ export interface TlsConnectOptions {
    * sees neither credentials nor traffic (proxy.ts reads HTTPS_PROXY and NO_PROXY).
    */
   proxyFor?: (url: string) => string | undefined;
+}
+
+export interface ClientCertificate {
+  cert: string;
+  key: string;
 }
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
@@ -86,7 +97,7 @@ export function createTlsConnect(options: TlsConnectOptions = {}): Connect {
   }
   const extra = options.ca === undefined ? [] : checkPemCertificates(options.ca);
   // One context for every connection.
-  const secureContext = trustContext(minVersion, extra);
+  const secureContext = trustContext(minVersion, extra, options.clientCertificate);
 
   const sessions = options.resumeSessions ? new Map<string, Buffer>() : undefined;
   const proxyFor = options.proxyFor;
@@ -99,15 +110,57 @@ export function createTlsConnect(options: TlsConnectOptions = {}): Connect {
  * takes ~14 ms instead of ~40 ms spent re-parsing ~140 root PEMs (bench/README.md). Should a
  * Node lack that method, the documented option does the same, slower.
  */
-export function trustContext(minVersion: 'TLSv1.2' | 'TLSv1.3', extra: string[]): tls.SecureContext {
-  const context = tls.createSecureContext({ minVersion });
+export function trustContext(minVersion: 'TLSv1.2' | 'TLSv1.3', extra: string[], client?: ClientCertificate): tls.SecureContext {
+  const identity = client === undefined ? {} : checkClientCertificate(client);
+  const context = createContext({ minVersion, ...identity });
   if (extra.length === 0) return context;
   const native = (context as { context?: { addCACert?: (pem: string) => void } }).context;
   if (typeof native?.addCACert !== 'function') {
-    return tls.createSecureContext({ minVersion, ca: [...tls.rootCertificates, ...extra] });
+    return createContext({ minVersion, ...identity, ca: [...tls.rootCertificates, ...extra] });
   }
   for (const pem of extra) native.addCACert(pem);
   return context;
+}
+
+/** The client certificate chain and key, checked: certificates that parse, a private key that belongs to the first. */
+function checkClientCertificate(client: ClientCertificate): { cert: string; key: string } {
+  const blocks =
+    typeof client.cert === 'string' ? client.cert.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) : null;
+  if (blocks === null) {
+    throw new ProvisioningError(
+      'invalid-input',
+      'the device certificate (--cert) contains no PEM certificate (-----BEGIN CERTIFICATE-----)',
+    );
+  }
+  let leaf: X509Certificate;
+  try {
+    [leaf] = blocks.map((block) => new X509Certificate(block)) as [X509Certificate];
+  } catch (cause) {
+    throw new ProvisioningError('invalid-input', 'the device certificate (--cert) holds a PEM block that is not a valid certificate', {
+      cause,
+    });
+  }
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(client.key);
+  } catch {
+    // Not chained as a cause: the error of a key parser may quote what it read.
+    throw new ProvisioningError('invalid-input', 'the device key (--cert-key) is not a PEM private key (or is encrypted)');
+  }
+  if (!leaf.checkPrivateKey(key)) {
+    throw new ProvisioningError('invalid-input', 'the device key (--cert-key) does not belong to the device certificate (--cert)');
+  }
+  return { cert: blocks.join('\n'), key: client.key };
+}
+
+/** tls.createSecureContext, its errors (which never quote a key) as invalid input. */
+function createContext(options: tls.SecureContextOptions): tls.SecureContext {
+  try {
+    return tls.createSecureContext(options);
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    throw new ProvisioningError('invalid-input', `the TLS settings were refused${typeof code === 'string' ? ` (${code})` : ''}`);
+  }
 }
 
 interface OpenSettings {

@@ -16,8 +16,12 @@ export const DPS_GLOBAL_ENDPOINT: Endpoint = { host: 'global.azure-devices-provi
 export interface RegisterOptions {
   idScope: string;
   registrationId: string;
-  /** The device's own symmetric key (base64): for a group enrollment, the derived key. A secret. */
-  deviceKey: string;
+  /**
+   * The device's own symmetric key (base64): for a group enrollment, the derived key. A secret.
+   * Absent: X.509 attestation, the device certificate (its CN the registration ID) is presented by
+   * the host's Connect (TLS client authentication) and CONNECT carries no password.
+   */
+  deviceKey?: string;
   endpoint?: Endpoint;
   /** Custom data sent with the registration (any JSON value). */
   payload?: unknown;
@@ -201,9 +205,10 @@ class Session {
     return event;
   }
 
-  /** The SAS token for a connection opened now (valid for sasTtlSeconds). */
-  password(): string {
+  /** The SAS token for a connection opened now (valid for sasTtlSeconds); none with X.509. */
+  password(): string | undefined {
     const { idScope, registrationId, deviceKey, sasTtlSeconds } = this.options;
+    if (deviceKey === undefined) return undefined;
     const expiry = Math.floor(this.ports.clock.now() / 1000) + sasTtlSeconds;
     if (this.signed?.expiry !== expiry)
       this.signed = { expiry, token: dpsRegistrationSasToken(idScope, registrationId, deviceKey, expiry) };
@@ -216,10 +221,11 @@ class Session {
     this.connectAttempts++;
     this.log({ type: 'connecting', host: this.endpoint.host, port: this.endpoint.port, attempt: this.connectAttempts });
     let client: MqttClient | undefined;
+    const password = this.password();
     client = await MqttClient.connect(this.ports.connect, this.endpoint, clock, {
       clientId: registrationId,
       username: dpsUsername(idScope, registrationId, this.options.clientVersion),
-      password: this.password(),
+      ...(password !== undefined && { password }),
       // TLS + CONNACK get the same time as any request, and never outlast the deadline.
       connectTimeoutMs: Math.max(
         1,
@@ -279,6 +285,12 @@ class Session {
     let message: string;
     if (error.kind === 'invalid-input' && fromConnack && error.status === 2) {
       message = `${error.message}; for DPS it must be the registration ID`;
+    } else if (error.kind === 'unauthorized' && this.options.deviceKey === undefined && !error.message.includes('certificate')) {
+      const reads = new Date(this.ports.clock.now()).toISOString();
+      message =
+        `${error.message}; with X.509 attestation check that the device certificate's CN is the registration ID, ` +
+        `that it or its chain matches an enrollment (its thumbprint, or a verified CA of an enrollment group) and ` +
+        `that it is valid now: the device clock reads ${reads}`;
     } else if (error.kind === 'unauthorized' && !error.message.includes('clock reads')) {
       const reads = new Date(this.ports.clock.now()).toISOString();
       const check = fromConnack ? '; check the ID scope, registration ID and key' : '';

@@ -10,8 +10,12 @@ export interface HubSessionOptions {
   /** The IoT hub host name (DPS's assignedHub); it is named in the username and the SAS token. */
   hub: string;
   deviceId: string;
-  /** The device's symmetric key (base64). A secret. */
-  deviceKey: string;
+  /**
+   * The device's symmetric key (base64). A secret. Absent: X.509, the device authenticates with
+   * the client certificate its host's Connect presents; CONNECT carries no password and nothing
+   * needs renewing.
+   */
+  deviceKey?: string;
   /** Where to connect (default <hub>:<port>), e.g. a local emulator; the credentials still name `hub`. */
   endpoint?: Endpoint;
   /** The hub's port when `endpoint` is not given: 8883 for MQTT (the default), 443 for MQTT over WebSockets. */
@@ -72,7 +76,7 @@ export type ResolvedOptions = HubSessionOptions & {
 /** The options with their defaults. Throws `invalid-input` for bad names, a key that is not base64, or limits out of range. */
 export function resolveOptions(options: HubSessionOptions): ResolvedOptions {
   hubUsername(options.hub, options.deviceId, options.modelId);
-  hubSasToken(options.hub, options.deviceId, options.deviceKey, 0);
+  if (options.deviceKey !== undefined) hubSasToken(options.hub, options.deviceId, options.deviceKey, 0);
   const resolved: ResolvedOptions = {
     ...options,
     endpoint: options.endpoint ?? { host: options.hub, port: options.port ?? HUB_PORT },

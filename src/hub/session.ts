@@ -157,7 +157,7 @@ export class HubSession {
       client = await MqttClient.connect(this.#ports.connect, endpoint, clock, {
         clientId: deviceId,
         username: topics.hubUsername(hub, deviceId, modelId),
-        password: topics.hubSasToken(hub, deviceId, deviceKey, expiry),
+        ...(deviceKey !== undefined && { password: topics.hubSasToken(hub, deviceId, deviceKey, expiry) }),
         connectTimeoutMs: requestTimeoutMs,
         ...(this.#options.keepAliveSeconds !== undefined && { keepAliveSeconds: this.#options.keepAliveSeconds }),
         ...(this.#options.maxPacketSize !== undefined && { maxPacketSize: this.#options.maxPacketSize }),
@@ -190,6 +190,7 @@ export class HubSession {
     }
     established = true;
     this.#log({ type: 'hub-connected', host: endpoint.host, port: endpoint.port });
+    if (deviceKey === undefined) return; // X.509: the certificate does not expire with the connection
     this.#renewal = this.#timer(
       () => {
         this.#log({ type: 'hub-renewing', expiresAt: expiry * 1000 });

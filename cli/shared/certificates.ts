@@ -1,0 +1,162 @@
+// Issuing X.509 certificates for devices (factory --issue-certs, fleet --ca-cert) and CAs (tests,
+// development), with node-forge as the emulator's own CA is made. Keys are RSA 2048: Moddable's TLS
+// signs its CertificateVerify with RSA keys only, and node-forge puts only RSA keys in certificates.
+// Keys come from node:crypto (fast); reading a certificate uses node:crypto's X509Certificate.
+import { createPrivateKey, generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
+import forge from 'node-forge';
+import { ProvisioningError } from '../../src/errors.js';
+
+const { pki } = forge;
+const DAY_MS = 86_400_000;
+
+/** A CA that signs: its certificate (PEM) and its private key (PEM, a secret). */
+export interface SigningCa {
+  cert: string;
+  key: string;
+}
+
+/** A certificate and its private key, as PEM. `cert` holds the chain the device sends (its own first). */
+export interface IssuedCertificate {
+  cert: string;
+  key: string;
+}
+
+/** An RSA 2048 key pair, as forge's public key and the PEM private key (PKCS#1). */
+export interface KeyPair {
+  publicKey: forge.pki.rsa.PublicKey;
+  keyPem: string;
+}
+
+export function rsaKeyPair(): KeyPair {
+  const { publicKey, privateKey } = generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
+  });
+  return { publicKey: pki.publicKeyFromPem(publicKey) as forge.pki.rsa.PublicKey, keyPem: privateKey };
+}
+
+export interface ValidityOptions {
+  /** Default: now. */
+  notBefore?: Date;
+  /** Default: a year after notBefore (CAs: ten years). */
+  notAfter?: Date;
+}
+
+/** A CA certificate: self-signed (a root) or signed by `issuer` (an intermediate). */
+export function createCa(commonName: string, options: ValidityOptions & { issuer?: SigningCa } = {}): SigningCa {
+  const pair = rsaKeyPair();
+  const issuer = options.issuer ? loadSigningCa(options.issuer.cert, options.issuer.key) : undefined;
+  const cert = pki.createCertificate();
+  cert.publicKey = pair.publicKey;
+  setValidity(cert, options, 3650);
+  const subject = [{ name: 'commonName', value: commonName }];
+  cert.setSubject(subject);
+  cert.setIssuer(issuer ? issuer.cert.subject.attributes : subject);
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: true, critical: true },
+    { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
+    { name: 'subjectKeyIdentifier' },
+    {
+      name: 'authorityKeyIdentifier',
+      keyIdentifier: (issuer ? issuer.cert : cert).generateSubjectKeyIdentifier().getBytes(),
+    },
+  ]);
+  const signingKey = issuer ? issuer.key : (pki.privateKeyFromPem(pair.keyPem) as forge.pki.rsa.PrivateKey);
+  cert.sign(signingKey, forge.md.sha256.create());
+  return { cert: pki.certificateToPem(cert), key: pair.keyPem };
+}
+
+/**
+ * A device certificate with `commonName` (the registration ID) as CN, for TLS client
+ * authentication, signed by `ca`. `cert` is the chain the device presents: the device certificate,
+ * then the CA's when the CA is an intermediate (DPS needs the chain up to the enrolled CA).
+ * `keyPair`: reuse one (fleet); default a fresh RSA 2048 pair.
+ */
+export function issueDeviceCertificate(
+  ca: SigningCa,
+  commonName: string,
+  options: ValidityOptions & { keyPair?: KeyPair } = {},
+): IssuedCertificate {
+  const issuer = loadSigningCa(ca.cert, ca.key);
+  const pair = options.keyPair ?? rsaKeyPair();
+  const cert = pki.createCertificate();
+  cert.publicKey = pair.publicKey;
+  setValidity(cert, options, 365);
+  cert.setSubject([{ name: 'commonName', value: commonName }]);
+  cert.setIssuer(issuer.cert.subject.attributes);
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: false, critical: true },
+    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+    { name: 'extKeyUsage', clientAuth: true },
+    { name: 'subjectKeyIdentifier' },
+    { name: 'authorityKeyIdentifier', keyIdentifier: issuer.cert.generateSubjectKeyIdentifier().getBytes() },
+  ]);
+  cert.sign(issuer.key, forge.md.sha256.create());
+  const selfSigned = issuer.cert.isIssuer(issuer.cert);
+  const leaf = pki.certificateToPem(cert);
+  return { cert: selfSigned ? leaf : `${leaf}${firstCertificate(ca.cert)}`, key: pair.keyPem };
+}
+
+/** A self-signed device certificate (an individual enrollment needs no CA). */
+export function selfSignedDeviceCertificate(commonName: string, options: ValidityOptions = {}): IssuedCertificate {
+  const pair = rsaKeyPair();
+  const cert = pki.createCertificate();
+  cert.publicKey = pair.publicKey;
+  setValidity(cert, options, 365);
+  const subject = [{ name: 'commonName', value: commonName }];
+  cert.setSubject(subject);
+  cert.setIssuer(subject);
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: false, critical: true },
+    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+    { name: 'extKeyUsage', clientAuth: true },
+  ]);
+  cert.sign(pki.privateKeyFromPem(pair.keyPem) as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
+  return { cert: pki.certificateToPem(cert), key: pair.keyPem };
+}
+
+/**
+ * The CA's certificate and key, checked: a CA certificate, an RSA key (what node-forge signs
+ * with) that belongs to it. Errors never quote the key.
+ */
+export function loadSigningCa(certPem: string, keyPem: string): { cert: forge.pki.Certificate; key: forge.pki.rsa.PrivateKey } {
+  const pem = firstCertificate(certPem);
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(pem);
+  } catch {
+    throw new ProvisioningError('invalid-input', 'the CA certificate (--ca-cert) is not a valid PEM certificate');
+  }
+  if (!x509.ca)
+    throw new ProvisioningError('invalid-input', 'the CA certificate (--ca-cert) is not a CA certificate (basicConstraints CA:TRUE)');
+  let keyObject: ReturnType<typeof createPrivateKey>;
+  try {
+    keyObject = createPrivateKey(keyPem);
+  } catch {
+    throw new ProvisioningError('invalid-input', 'the CA key (--ca-key) is not a PEM private key (or is encrypted)');
+  }
+  if (!x509.checkPrivateKey(keyObject)) {
+    throw new ProvisioningError('invalid-input', 'the CA key (--ca-key) does not belong to the CA certificate (--ca-cert)');
+  }
+  if (keyObject.asymmetricKeyType !== 'rsa') {
+    throw new ProvisioningError('invalid-input', 'the CA key (--ca-key) must be an RSA key to issue certificates here');
+  }
+  const pkcs1 = keyObject.export({ type: 'pkcs1', format: 'pem' }).toString();
+  return { cert: pki.certificateFromPem(pem), key: pki.privateKeyFromPem(pkcs1) as forge.pki.rsa.PrivateKey };
+}
+
+function firstCertificate(text: string): string {
+  const block = text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/);
+  if (!block) throw new ProvisioningError('invalid-input', 'the CA certificate (--ca-cert) holds no PEM certificate');
+  return `${block[0]}\n`;
+}
+
+function setValidity(cert: forge.pki.Certificate, options: ValidityOptions, defaultDays: number): void {
+  const serial = randomBytes(16);
+  serial[0] = serial[0]! & 0x7f;
+  cert.serialNumber = serial.toString('hex');
+  const notBefore = options.notBefore ?? new Date(Date.now() - 60_000);
+  cert.validity.notBefore = notBefore;
+  cert.validity.notAfter = options.notAfter ?? new Date(notBefore.getTime() + defaultDays * DAY_MS);
+}
