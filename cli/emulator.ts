@@ -19,6 +19,7 @@ import {
 } from '../emulator/index.js';
 import { isWildcard } from '../emulator/listen-address.js';
 import { StateDirectoryError, stateFileError } from '../emulator/state-dir.js';
+import { readStateFile, STATE_FILE, StateConflictError, StateFileError } from '../emulator/state-store.js';
 import { ProvisioningError } from '../src/errors.js';
 import { validateIdScope } from '../src/identity.js';
 import { printable } from '../src/text.js';
@@ -44,7 +45,9 @@ trust, the linked hubs and the enrollments, then one line per device event.
   --config <file.json>   linked hubs, allocation policy, enrollments, latency, ID scope
                          (see examples/emulator.json and the README)
   --id-scope <s>         the instance's ID scope (default: the config's, else ${DEFAULT_ID_SCOPE})
-  --state-dir <dir>      where the CA and server certificate are kept (default ${DEFAULT_STATE_DIR})
+  --state-dir <dir>      where the CA, the keys and the state are kept (default ${DEFAULT_STATE_DIR})
+  --in-memory            keep enrollments, registrations, hubs and twins in memory only (gone on stop)
+  --reset                set the stored state aside (state.json.<time>.bak) and seed it afresh from --config
   --host <address>       listening address (default 127.0.0.1; 0.0.0.0 for devices on the LAN)
   --port <n>             device endpoint port (default ${DEFAULT_DEVICE_PORT}; 0 picks a free one)
   --service-port <n>     service API port (default ${DEFAULT_SERVICE_PORT}; 0 picks a free one)
@@ -52,6 +55,11 @@ trust, the linked hubs and the enrollments, then one line per device event.
   --https-port <n>       DPS's HTTPS device API port (default ${DEFAULT_HTTPS_PORT}; 0 picks a free one)
   --retry-after <s>      retry-after sent with each 202 "assigning" (default ${DEFAULT_RETRY_AFTER_SECONDS})
   --region <r>           this listener's Azure region, for the geoLatency policy (e.g. westus)
+
+What it learns (enrollments, registrations, linked hubs, hub identities and twins) is kept in
+<state-dir>/state.json: --config seeds it on the first start, later starts keep it (a different
+--config is refused: --reset, or start without --config). 'moddable-dps emulator export --out
+<file.json>' writes the state as a config file.
 `;
 
 export interface EmulatorControl {
@@ -74,9 +82,11 @@ const EMULATOR_FLAGS = {
   'https-port': { type: 'string' },
   'retry-after': { type: 'string' },
   region: { type: 'string' },
+  'in-memory': { type: 'boolean' },
+  reset: { type: 'boolean' },
 } as const;
 
-type EmulatorValues = { [K in keyof typeof EMULATOR_FLAGS]?: string };
+type EmulatorValues = { [K in keyof typeof EMULATOR_FLAGS]?: (typeof EMULATOR_FLAGS)[K]['type'] extends 'boolean' ? boolean : string };
 
 export async function emulatorCommand(argv: string[], io: CliIo, control: EmulatorControl = {}): Promise<number> {
   const v = parse(argv, EMULATOR_FLAGS, EMULATOR_HELP, io);
@@ -178,9 +188,17 @@ async function start(v: EmulatorValues, io: CliIo): Promise<{ dps: DpsEmulator }
       throw error;
     }
   }
-  const idScope = validateIdScope(v['id-scope'] ?? file?.idScope ?? DEFAULT_ID_SCOPE);
-  const host = v.host ?? '127.0.0.1';
   const stateDir = v['state-dir'] ?? DEFAULT_STATE_DIR;
+  if (v['in-memory'] && v.reset) throw new ProvisioningError('invalid-input', '--reset has no state to reset with --in-memory');
+  // Neither flag nor config names the ID scope: the stored state's, as the devices knew it.
+  const stored =
+    v['id-scope'] === undefined && file?.idScope === undefined && !v['in-memory'] && !v.reset
+      ? await readStateFile(resolve(stateDir, STATE_FILE)).catch((error) => {
+          throw error instanceof StateFileError ? new ProvisioningError('invalid-input', error.message, { cause: error }) : error;
+        })
+      : undefined;
+  const idScope = validateIdScope(v['id-scope'] ?? file?.idScope ?? stored?.idScope ?? DEFAULT_ID_SCOPE);
+  const host = v.host ?? '127.0.0.1';
   const port = whole(v.port, '--port', 0, 65535) ?? DEFAULT_DEVICE_PORT;
   const servicePort = whole(v['service-port'], '--service-port', 0, 65535) ?? DEFAULT_SERVICE_PORT;
   const hubPort = whole(v['hub-port'], '--hub-port', 0, 65535) ?? DEFAULT_HUB_PORT;
@@ -206,6 +224,10 @@ async function start(v: EmulatorValues, io: CliIo): Promise<{ dps: DpsEmulator }
     retryAfterSeconds,
     ...(region !== undefined ? { region } : {}),
     ...(file ? { config: file.config } : {}),
+    ...(v.config !== undefined && { configFile: v.config }),
+    ...(v['in-memory'] && { inMemory: true }),
+    ...(v.reset && { reset: true }),
+    onStateError: (error) => log(`state      not saved: ${error.message} (tried again at the next change and at the stop)`),
     onEvent: (event) => {
       const line = describeEmulatorEvent(event, dps);
       if (line) log(line);
@@ -284,6 +306,7 @@ function startFailure(
     return new ProvisioningError('invalid-input', `${where.config ?? 'the configuration'}: ${error.message}`);
   }
   if (error instanceof StateDirectoryError) return new ProvisioningError('invalid-input', `--state-dir: ${error.message}`);
+  if (error instanceof StateFileError || error instanceof StateConflictError) return new ProvisioningError('invalid-input', error.message);
   if (error instanceof TypeError) return new ProvisioningError('invalid-input', error.message);
   return error;
 }
@@ -331,6 +354,7 @@ function banner(dps: DpsEmulator, context: BannerContext): string {
     row('CA certificate', ca),
     row('  our CLI trusts it', `moddable-dps register --endpoint ${device} --ca ${ca} ...`),
     ...firmwareLines(dps, context.host, device),
+    row('state', stateLine(dps)),
     row('region', context.region ?? '(none; --region sets it, for geoLatency)'),
     row('allocation policy', `${dps.model.allocationPolicy} (the instance default)`),
   );
@@ -339,6 +363,14 @@ function banner(dps: DpsEmulator, context: BannerContext): string {
   lines.push(...enrollmentLines('individual enrollments', dps.model.individualEnrollments(), context.configFile, dps));
   lines.push('', 'Device events:', '');
   return `${lines.join('\n')}\n`;
+}
+
+function stateLine(dps: DpsEmulator): string {
+  const { state } = dps;
+  if (!state) return 'in memory only (--in-memory): forgotten when it stops';
+  const where = shortPath(state.path);
+  if (state.origin === 'restored') return `${where}  (kept from the last run: registrations, hubs, twins; --reset starts afresh)`;
+  return `${where}  (new${state.setAside ? `; the previous state is in ${shortPath(state.setAside)}` : ''})`;
 }
 
 /**

@@ -17,7 +17,8 @@ Commands:
   dps                  manage DPS: show/update, linked-hub, enrollment(-group), registrations (as az iot dps)
   hub                  the emulator's IoT hubs (as az iot hub): device-identity, device-twin, invoke-device-method,
                        c2d-message send, monitor-events, policy renew-key, connection-string show
-  emulator             run a local DPS (device endpoint, service API) for development and CI
+  emulator             run a local DPS (device endpoint, service API) for development and CI;
+                       'emulator export' writes its state as a config file
   fleet                provision many virtual devices at once (a load test)
 
 Run 'moddable-dps <command> --help' for a command's options.
@@ -31,7 +32,10 @@ const COMMANDS: Record<string, Command> = {
   // What the service API sends (names, tags, twins) is printed escaped, as DPS's answers are.
   dps: async (argv, io) => (await import('./dps/command.js')).dpsCommand(argv, escapedOutput(io)),
   hub: async (argv, io) => (await import('./hub/command.js')).hubCommand(argv, escapedOutput(io)),
-  emulator: async (argv, io) => (await import('./emulator.js')).emulatorCommand(argv, io),
+  emulator: async (argv, io) =>
+    argv[0] === 'export'
+      ? (await import('./emulator-export.js')).emulatorExport(argv.slice(1), io)
+      : (await import('./emulator.js')).emulatorCommand(argv, io),
   fleet: async (argv, io) => (await import('./fleet/command.js')).fleet(argv, io),
   device: async (argv, io) => (await import('./device.js')).device(argv, io),
   factory: async (argv, io) => (await import('./factory.js')).factory(argv, io),

@@ -18,6 +18,8 @@ import type { ModelConfig } from './model-types.js';
 import { RegistrationService } from './registrations.js';
 import { startServiceApi } from './service-api.js';
 import { loadOrCreateServicePolicy, SERVICE_KEY_NAME } from './service-auth.js';
+import { makeStateDirectory } from './state-dir.js';
+import { openState, type StateStore } from './state-store.js';
 import { webSocketRouter } from './websocket.js';
 
 export type { EndpointEvent } from './device-endpoint.js';
@@ -31,6 +33,7 @@ export type { TwinView } from './iothub-twins.js';
 export { DpsModel } from './model.js';
 export type * from './model-types.js';
 export { serviceClientAgent } from './service-agent.js';
+export { STATE_FILE, StateConflictError, StateFileError } from './state-store.js';
 
 export const DEFAULT_STATE_DIR = '.dps-emulator';
 export const DEFAULT_RETRY_AFTER_SECONDS = 3;
@@ -75,6 +78,19 @@ export interface EmulatorOptions {
   httpsPort?: number;
   /** The service API's deadlines and connection cap (http-limits.ts); default DEFAULT_HTTP_LIMITS. */
   serviceLimits?: Partial<HttpLimits>;
+  /**
+   * Keep the model (enrollments, registrations, linked hubs, hub registries and twins) in memory
+   * only: it starts from `config` and is gone on close. Default false: it lives in
+   * <stateDir>/state.json (state-store.ts), seeded from `config` on the first start, and a later
+   * start with another `config` is refused (StateConflictError).
+   */
+  inMemory?: boolean;
+  /** Set the stored state aside (renamed to state.json.<time>.bak) and seed a new one from `config`. */
+  reset?: boolean;
+  /** The file `config` came from, recorded in the state and named in messages. */
+  configFile?: string;
+  /** A save of the state failed (it is tried again; close() rejects if the last one fails). */
+  onStateError?: (error: Error) => void;
 }
 
 export interface EmulatorService {
@@ -103,7 +119,9 @@ export interface DpsEmulator {
   httpsEndpoint: { host: string; port: number };
   /** The emulated IoT hubs' service side: twins, device status, direct methods, C2D, telemetry. */
   hubs: EmulatedIotHubs;
-  /** Closes the device endpoints (MQTT and HTTPS), the IoT hub endpoint and the service API. */
+  /** The state file, and a way to wait until every change so far is in it; undefined with `inMemory`. */
+  state: { path: string; origin: 'seeded' | 'restored'; setAside?: string; flush(): Promise<void> } | undefined;
+  /** Closes the device endpoints (MQTT and HTTPS), the IoT hub endpoint and the service API, then saves the state. */
   close(): Promise<void>;
 }
 
@@ -121,12 +139,34 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
   }
   const host = options.host ?? '127.0.0.1';
   const stateDir = resolve(options.stateDir ?? DEFAULT_STATE_DIR);
-  const model = new DpsModel(options.config ?? {});
+  // The config is checked before any file is touched; a stored state may then take its place.
+  let model = new DpsModel(options.config ?? {});
   const faults = new FaultPlan();
   const certificates = await loadOrCreateCertificates({
     stateDir,
     hostNames: [...(options.hostNames ?? []), ...(isWildcard(host) ? [] : [host])],
   });
+  let stateStore: StateStore | undefined;
+  let state: DpsEmulator['state'];
+  if (!options.inMemory) {
+    await makeStateDirectory(stateDir);
+    const opened = await openState({
+      stateDir,
+      idScope: options.idScope,
+      ...(options.config !== undefined && { config: options.config }),
+      ...(options.configFile !== undefined && { configFile: options.configFile }),
+      ...(options.reset !== undefined && { reset: options.reset }),
+      ...(options.onStateError !== undefined && { onError: options.onStateError }),
+    });
+    model = opened.model;
+    stateStore = opened.store;
+    state = {
+      path: opened.store.path,
+      origin: opened.origin,
+      ...(opened.setAside !== undefined && { setAside: opened.setAside }),
+      flush: () => opened.store.flush(),
+    };
+  }
   // Leaf and CA, as real DPS sends leaf and intermediate: Moddable's TLS (SDK 8.2.3) checks the
   // host name only while walking a chain of two or more certificates.
   const serverChain = certificates.serverCertPem + certificates.caPem;
@@ -199,6 +239,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
   } catch (error) {
     service.close();
     await Promise.all([endpoint.close(), hubEndpoint?.close(), httpsEndpoint?.close()]);
+    await stateStore?.close();
     throw error;
   }
   return {
@@ -211,6 +252,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
     hubEndpoint: { host: hubEndpoint.host, port: hubEndpoint.port },
     httpsEndpoint: { host: httpsEndpoint.host, port: httpsEndpoint.port },
     hubs: hubEndpoint.hubs,
+    state,
     service: {
       endpoint: { host: clientHost, port: serviceApi.port },
       keyName: SERVICE_KEY_NAME,
@@ -220,6 +262,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
     close: async () => {
       service.close();
       await Promise.all([endpoint.close(), hubEndpoint.close(), serviceApi.close(), httpsEndpoint.close()]);
+      await stateStore?.close();
     },
   };
 }

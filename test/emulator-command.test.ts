@@ -150,7 +150,9 @@ describe('the emulator in the foreground', () => {
   });
 
   it('runs without a config: the default ID scope, no hubs, no enrollments', async () => {
+    // In memory: the state directory's stored state (seeded by the config above) would be kept.
     const { io, stop } = await startInProcess([
+      '--in-memory',
       '--state-dir',
       STATE,
       '--port',

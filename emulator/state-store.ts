@@ -1,0 +1,424 @@
+// The emulator's state on disk: <stateDir>/state.json holds the whole model (DpsModel.snapshot():
+// linked hubs, allocation policy, latency, enrollments with their keys, registration records, every
+// emulated hub's policies, identities and twins), so that a restart forgets no device that still
+// points at the emulator. Live connections, operations in flight and the telemetry log are not
+// kept.
+//
+//   {"moddable-dps-emulator-state": 1, "idScope": "...", "seed": {"configFile", "fingerprint"},
+//    "savedAt": "...", "model": {...}}
+//
+// - Crash-safe: every save writes the whole file to a uniquely named temp file in the same
+//   directory (mode 0600), fsyncs it, renames it over state.json and fsyncs the directory. A
+//   save killed at any point leaves the old or the new file, never a mix; the next start removes
+//   temp files of writers that are gone.
+// - Coalesced: the model notifies each change; a save follows at most MIN_DELAY_MS later, and
+//   never sooner than COST_FACTOR times the last save's serialisation took, so a fleet of
+//   registrations costs a few saves a second at most and the saves' share of the emulator's CPU
+//   stays under about 1/COST_FACTOR whatever the state's size. close() saves what is pending.
+// - Seeded once: the config a state was seeded from is remembered by its fingerprint; a later
+//   start with a different config is refused (StateConflictError) rather than guessed at.
+// - A file that cannot be read as a state (not JSON, another format, a directory) is a
+//   StateFileError naming it, and is never written over.
+import { createHash, randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { lstat, open, readdir, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { DpsError } from './dps-errors.js';
+import { DpsModel, type ModelSnapshot } from './model.js';
+import type { AllocationPolicy, LatencyTable, ModelConfig } from './model-types.js';
+import { stateFileError } from './state-dir.js';
+import { validateInstancePolicy, validateLatency } from './validation.js';
+
+export const STATE_FILE = 'state.json';
+const FORMAT_KEY = 'moddable-dps-emulator-state';
+const FORMAT_VERSION = 1;
+/** Shortest wait between a change and its save. */
+export const MIN_DELAY_MS = 200;
+/** The wait is at least this many times the last serialisation's time. */
+const COST_FACTOR = 10;
+/** After a failed save, the next try waits at least this long. */
+const RETRY_DELAY_MS = 2_000;
+
+/** Where the state came from: the config file that seeded it, by name and by content. */
+export interface StateSeed {
+  /** The config file's name as given, or null (seeded without one, or by a library caller). */
+  configFile: string | null;
+  /** sha256 of the seeding config (canonical JSON), or null when there was none. */
+  fingerprint: string | null;
+}
+
+export interface StoredState {
+  idScope: string;
+  seed: StateSeed;
+  savedAt: string;
+  model: ModelSnapshot;
+}
+
+/** A state file that cannot be used: it is left as it is. */
+export class StateFileError extends Error {
+  override readonly name = 'StateFileError';
+  constructor(
+    readonly path: string,
+    readonly reason: string,
+  ) {
+    super(
+      `cannot use the emulator's state file ${path}: ${reason}. It was left untouched: move it away, ` +
+        'or start with --reset to set it aside (renamed to a .bak file) and begin afresh',
+    );
+  }
+}
+
+/** The stored state and the config given now disagree: the caller must choose. */
+export class StateConflictError extends Error {
+  override readonly name = 'StateConflictError';
+  constructor(
+    readonly path: string,
+    readonly configFile: string,
+    seededFrom: string | null,
+  ) {
+    super(
+      `the config file ${configFile} is not the one the emulator's state ${path} was seeded from ` +
+        `(${seededFrom === null ? 'that state was seeded without a config file' : `that state was seeded from ${seededFrom} as it was then`}), ` +
+        'and the state now holds what happened since (registrations, hub identities, changes made through the service API). ' +
+        'Start without --config to keep the state, or with --reset to set the state aside (renamed to a .bak file) and ' +
+        `seed a new one from ${configFile}; \`moddable-dps emulator export\` writes the state as a config file`,
+    );
+  }
+}
+
+/** sha256 of a config in canonical JSON (keys sorted), or null for none. */
+export function configFingerprint(config: ModelConfig | undefined): string | null {
+  if (config === undefined) return null;
+  return `sha256:${createHash('sha256').update(canonical(config)).digest('hex')}`;
+}
+
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+// ---- reading ----
+
+/** The state in `path`, or undefined when there is no file. A file that is not a usable state throws StateFileError. */
+export async function readStateFile(path: string): Promise<StoredState | undefined> {
+  const stats = await lstat(path).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT' || error.code === 'ENOTDIR') return undefined; // no state (the directory is checked when made)
+    throw new StateFileError(path, `it cannot be read (${error.code ?? error.message})`);
+  });
+  if (stats === undefined) return undefined;
+  if (!stats.isFile()) throw new StateFileError(path, 'it is not a regular file');
+  let text: string;
+  try {
+    // Non-blocking and not through a link: a FIFO put there since the check cannot hang the start.
+    const handle = await open(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0) | (constants.O_NOFOLLOW ?? 0));
+    try {
+      if (!(await handle.stat()).isFile()) throw new StateFileError(path, 'it is not a regular file');
+      text = await handle.readFile('utf8');
+    } finally {
+      await handle.close();
+    }
+  } catch (error) {
+    if (error instanceof StateFileError) throw error;
+    throw new StateFileError(path, `it cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
+  return parseState(path, text);
+}
+
+/** Check a state file's text; the reason names the JSON pointer of the first thing wrong. */
+export function parseState(path: string, text: string): StoredState {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new StateFileError(path, `it is not valid JSON (${text.length} bytes${text.length === 0 ? ': empty' : ''})`);
+  }
+  const fail = (pointer: string, what: string): never => {
+    throw new StateFileError(path, `${pointer || 'the document'}: ${what}`);
+  };
+  const root = record(json, '', 'not a JSON object', fail);
+  const version = root[FORMAT_KEY];
+  if (version === undefined) fail('', `not an emulator state file (no "${FORMAT_KEY}" marker)`);
+  if (version !== FORMAT_VERSION) {
+    fail(`/${FORMAT_KEY}`, typeof version === 'number' && version > FORMAT_VERSION ? 'written by a newer moddable-dps' : 'unknown format');
+  }
+  if (typeof root.idScope !== 'string' || !/^[A-Za-z0-9]{1,64}$/.test(root.idScope)) fail('/idScope', 'not an ID scope');
+  const seed = record(root.seed, '/seed', 'not an object', fail);
+  for (const field of ['configFile', 'fingerprint'] as const) {
+    if (seed[field] !== null && typeof seed[field] !== 'string') fail(`/seed/${field}`, 'not a string or null');
+  }
+  if (typeof root.savedAt !== 'string') fail('/savedAt', 'not a date');
+  const model = record(root.model, '/model', 'not an object', fail);
+  record(model.latency, '/model/latency', 'not an object', fail);
+  try {
+    validateInstancePolicy(model.allocationPolicy as AllocationPolicy);
+    validateLatency(model.latency as LatencyTable);
+  } catch (error) {
+    if (error instanceof DpsError) fail('/model', error.message);
+    throw error;
+  }
+  const list = (field: string, check: (item: Record<string, unknown>) => boolean, what: string): void => {
+    const items = model[field];
+    if (!Array.isArray(items)) fail(`/model/${field}`, 'not a list');
+    (items as unknown[]).forEach((item, i) => {
+      if (item === null || typeof item !== 'object' || Array.isArray(item) || !check(item as Record<string, unknown>)) {
+        fail(`/model/${field}/${i}`, `not ${what}`);
+      }
+    });
+  };
+  const text_ = (value: unknown): boolean => typeof value === 'string' && value !== '';
+  const object = (value: unknown): value is Record<string, unknown> => value !== null && typeof value === 'object' && !Array.isArray(value);
+  list('linkedHubs', (h) => text_(h.hostName) && text_(h.connectionString), 'a linked hub');
+  list('enrollmentGroups', (e) => text_(e.enrollmentGroupId) && object(e.attestation), 'an enrollment group');
+  list('individualEnrollments', (e) => text_(e.registrationId) && object(e.attestation), 'an individual enrollment');
+  list('registrations', (r) => object(r.state) && text_(r.state.registrationId) && object(r.enrollment), 'a registration record');
+  list(
+    'hubs',
+    (h) =>
+      text_(h.hostName) &&
+      Array.isArray(h.policies) &&
+      h.policies.every((p: unknown) => object(p) && text_(p.keyName) && Array.isArray(p.rights) && text_(p.primaryKey)) &&
+      Array.isArray(h.devices) &&
+      h.devices.every((d: unknown) => object(d) && text_(d.deviceId)),
+    'an IoT hub with its policies and devices',
+  );
+  return {
+    idScope: root.idScope as string,
+    seed: seed as unknown as StateSeed,
+    savedAt: root.savedAt as string,
+    model: model as unknown as ModelSnapshot,
+  };
+}
+
+function record(value: unknown, pointer: string, what: string, fail: (pointer: string, what: string) => never): Record<string, unknown> {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(pointer, what);
+  return value as Record<string, unknown>;
+}
+
+/** A model holding a stored state; a state the model refuses (a bad policy, latency table) is a StateFileError. */
+export function restoreModel(path: string, state: StoredState): DpsModel {
+  const model = new DpsModel();
+  try {
+    model.restore(state.model);
+  } catch (error) {
+    if (error instanceof DpsError) throw new StateFileError(path, `/model: ${error.message}`);
+    throw error;
+  }
+  return model;
+}
+
+// ---- writing ----
+
+/** The file's text for a state. */
+export function serializeState(state: StoredState): string {
+  return JSON.stringify({ [FORMAT_KEY]: FORMAT_VERSION, ...state });
+}
+
+/** Replace `path` with `text` crash-safely: temp file, fsync, rename, fsync of the directory. */
+export async function writeStateFile(path: string, text: string): Promise<void> {
+  const dir = dirname(path);
+  const temp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    const handle = await open(temp, 'wx', 0o600);
+    try {
+      await handle.writeFile(text, 'utf8');
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, path);
+  } catch (error) {
+    await unlink(temp).catch(() => {});
+    throw stateFileError(path, error);
+  }
+  try {
+    const handle = await open(dir, constants.O_RDONLY);
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    // best effort: some file systems cannot fsync a directory
+  }
+}
+
+/** Remove temp files of `path` left by writers that were killed (a process no longer running, or this one). */
+export async function removeLeftovers(path: string): Promise<void> {
+  const prefix = `.${basename(path)}.`;
+  const names = await readdir(dirname(path)).catch(() => [] as string[]);
+  for (const name of names) {
+    const match = name.startsWith(prefix) && /^(\d+)\.[0-9a-f]+\.tmp$/.exec(name.slice(prefix.length));
+    if (!match) continue;
+    const pid = Number(match[1]);
+    if (pid === process.pid || !running(pid)) await unlink(join(dirname(path), name)).catch(() => {});
+  }
+}
+
+function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+// ---- the store ----
+
+export interface OpenStateOptions {
+  stateDir: string;
+  idScope: string;
+  /** The config given now (already checked), and the file it came from. */
+  config?: ModelConfig;
+  configFile?: string;
+  /** Set a stored state aside and seed afresh from `config`. */
+  reset?: boolean;
+  /** A save failed (it is tried again after the next change, and by close()). */
+  onError?: (error: Error) => void;
+}
+
+export interface OpenedState {
+  model: DpsModel;
+  store: StateStore;
+  /** 'seeded': a new state from the config; 'restored': the stored one. */
+  origin: 'seeded' | 'restored';
+  /** Where a reset put the previous state file. */
+  setAside?: string;
+}
+
+/**
+ * Open the state in `stateDir` (which must exist): the stored one, or a new one seeded from the
+ * config (on the first start, or with `reset`). A config that differs from the one the stored
+ * state was seeded from is refused (StateConflictError); so is a stored state that cannot be read
+ * (StateFileError). A seeded state is written at once.
+ */
+export async function openState(options: OpenStateOptions): Promise<OpenedState> {
+  const path = join(options.stateDir, STATE_FILE);
+  await removeLeftovers(path);
+  const fingerprint = configFingerprint(options.config);
+  let setAside: string | undefined;
+  if (options.reset) {
+    const exists = await lstat(path).then(
+      () => true,
+      () => false,
+    );
+    if (exists) {
+      setAside = `${path}.${new Date().toISOString().replace(/[:.]/g, '-')}.bak`;
+      await rename(path, setAside).catch((error) => {
+        throw stateFileError(path, error);
+      });
+    }
+  } else {
+    const stored = await readStateFile(path);
+    if (stored) {
+      if (fingerprint !== null && fingerprint !== stored.seed.fingerprint) {
+        throw new StateConflictError(path, options.configFile ?? 'given', stored.seed.configFile);
+      }
+      const model = restoreModel(path, stored);
+      const store = new StateStore(path, model, { idScope: options.idScope, seed: stored.seed }, options.onError);
+      if (stored.idScope !== options.idScope) await store.save();
+      return { model, store, origin: 'restored' };
+    }
+  }
+  const model = new DpsModel(options.config ?? {});
+  const seed: StateSeed = { configFile: options.config === undefined ? null : (options.configFile ?? null), fingerprint };
+  const store = new StateStore(path, model, { idScope: options.idScope, seed }, options.onError);
+  await store.save();
+  return { model, store, origin: 'seeded', ...(setAside !== undefined && { setAside }) };
+}
+
+/** Saves a model's state to one file, coalescing changes (see the top of this file). */
+export class StateStore {
+  readonly path: string;
+  readonly #model: DpsModel;
+  readonly #header: { idScope: string; seed: StateSeed };
+  readonly #onError: ((error: Error) => void) | undefined;
+  readonly #unsubscribe: () => void;
+  #timer: NodeJS.Timeout | undefined;
+  #dirty = false;
+  #writing: Promise<void> | undefined;
+  #failure: Error | undefined;
+  #costMs = 0;
+  #closed = false;
+
+  constructor(path: string, model: DpsModel, header: { idScope: string; seed: StateSeed }, onError?: (error: Error) => void) {
+    this.path = path;
+    this.#model = model;
+    this.#header = header;
+    this.#onError = onError;
+    this.#unsubscribe = model.onChange(() => {
+      this.#dirty = true;
+      this.#schedule();
+    });
+  }
+
+  /** Bytes of the last save's text (for the bench). */
+  lastBytes = 0;
+
+  /** Save now what has changed (and wait for a save in flight); rejects when the save fails. */
+  async save(): Promise<void> {
+    this.#dirty = true;
+    await this.flush();
+  }
+
+  /** Wait until every change made so far is on disk; rejects when the last save failed. */
+  async flush(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#writing) await this.#writing;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#dirty) await this.#write();
+    if (this.#failure) throw this.#failure;
+  }
+
+  /** Save what is pending and stop following the model. */
+  async close(): Promise<void> {
+    this.#unsubscribe();
+    try {
+      await this.flush();
+    } finally {
+      this.#closed = true;
+      clearTimeout(this.#timer);
+    }
+  }
+
+  #schedule(): void {
+    if (this.#timer !== undefined || this.#writing !== undefined || this.#closed) return;
+    const delay = Math.max(this.#failure ? RETRY_DELAY_MS : MIN_DELAY_MS, this.#costMs * COST_FACTOR);
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      void this.#write();
+    }, delay);
+    this.#timer.unref();
+  }
+
+  #write(): Promise<void> {
+    this.#dirty = false;
+    const started = performance.now();
+    const text = serializeState({ ...this.#header, savedAt: new Date().toISOString(), model: this.#model.snapshot() });
+    this.#costMs = performance.now() - started;
+    this.lastBytes = text.length;
+    const writing = writeStateFile(this.path, text).then(
+      () => {
+        this.#failure = undefined;
+      },
+      (error: Error) => {
+        this.#dirty = true;
+        this.#failure = error;
+        this.#onError?.(error);
+      },
+    );
+    this.#writing = writing.finally(() => {
+      this.#writing = undefined;
+      if (this.#dirty) this.#schedule();
+    });
+    return this.#writing;
+  }
+}
