@@ -108,21 +108,13 @@ export function peerCertificates(socket: TLSSocket): PeerCertificates | undefine
   }
   if (!leaf) return undefined;
   const chain: X509Certificate[] = [];
-  try {
-    // The detailed form links each certificate the client sent to its issuer; the last links to itself.
-    let node = socket.getPeerCertificate(true) as { raw?: Buffer; issuerCertificate?: unknown } | undefined;
-    const seen = new Set<string>([leaf.fingerprint256]);
-    for (let depth = 0; node && depth < 10; depth++) {
-      const next = node.issuerCertificate as { raw?: Buffer; issuerCertificate?: unknown } | undefined;
-      if (!next || next === node || !next.raw) break;
-      const certificate = new X509Certificate(next.raw);
-      if (seen.has(certificate.fingerprint256)) break;
-      seen.add(certificate.fingerprint256);
-      chain.push(certificate);
-      node = next;
-    }
-  } catch {
-    // the leaf alone, then
+  // Each certificate links to its issuer among those the client sent (getPeerCertificate(true)
+  // does not link them on a server); the last has none, or itself.
+  const seen = new Set<string>([leaf.fingerprint256]);
+  for (let next = leaf.issuerCertificate; next && chain.length < 10; next = next.issuerCertificate) {
+    if (seen.has(next.fingerprint256)) break;
+    seen.add(next.fingerprint256);
+    chain.push(next);
   }
   return { leaf, chain };
 }
