@@ -6,6 +6,7 @@ import { networkInterfaces } from 'node:os';
 import { isAbsolute, relative, resolve } from 'node:path';
 import { ConfigFileError, loadConfigFile } from '../emulator/config-file.js';
 import { DpsError } from '../emulator/dps-errors.js';
+import { type FirmwareTarget, mcconfigLine } from '../emulator/firmware-line.js';
 import {
   DEFAULT_RETRY_AFTER_SECONDS,
   DEFAULT_STATE_DIR,
@@ -17,7 +18,7 @@ import {
   type ModelConfig,
   startEmulator,
 } from '../emulator/index.js';
-import { isWildcard } from '../emulator/listen-address.js';
+import { isLoopback, isWildcard } from '../emulator/listen-address.js';
 import { StateDirectoryError, stateFileError } from '../emulator/state-dir.js';
 import { readStateFile, STATE_FILE, StateConflictError, StateFileError } from '../emulator/state-store.js';
 import { ProvisioningError } from '../src/errors.js';
@@ -34,6 +35,8 @@ export const DEFAULT_SERVICE_PORT = 8443;
 export const DEFAULT_HUB_PORT = 8884;
 /** DPS's HTTPS device API (DPS itself serves it on 443). */
 export const DEFAULT_HTTPS_PORT = 8444;
+/** The web console (HTTPS). */
+export const DEFAULT_CONSOLE_PORT = 8445;
 
 export const EMULATOR_HELP = `Usage: moddable-dps emulator [--config <file.json>] [options]
 
@@ -53,6 +56,9 @@ trust, the linked hubs and the enrollments, then one line per device event.
   --service-port <n>     service API port (default ${DEFAULT_SERVICE_PORT}; 0 picks a free one)
   --hub-port <n>         the emulated IoT hubs' device endpoint port (default ${DEFAULT_HUB_PORT}; 0 picks a free one)
   --https-port <n>       DPS's HTTPS device API port (default ${DEFAULT_HTTPS_PORT}; 0 picks a free one)
+  --console-port <n>     the web console's port (default ${DEFAULT_CONSOLE_PORT}; 0 picks a free one); off
+                         loopback it asks for the service connection string
+  --no-console           no web console
   --retry-after <s>      retry-after sent with each 202 "assigning" (default ${DEFAULT_RETRY_AFTER_SECONDS})
   --region <r>           this listener's Azure region, for the geoLatency policy (e.g. westus)
 
@@ -80,6 +86,8 @@ const EMULATOR_FLAGS = {
   'service-port': { type: 'string' },
   'hub-port': { type: 'string' },
   'https-port': { type: 'string' },
+  'console-port': { type: 'string' },
+  'no-console': { type: 'boolean' },
   'retry-after': { type: 'string' },
   region: { type: 'string' },
   'in-memory': { type: 'boolean' },
@@ -203,6 +211,9 @@ async function start(v: EmulatorValues, io: CliIo): Promise<{ dps: DpsEmulator }
   const servicePort = whole(v['service-port'], '--service-port', 0, 65535) ?? DEFAULT_SERVICE_PORT;
   const hubPort = whole(v['hub-port'], '--hub-port', 0, 65535) ?? DEFAULT_HUB_PORT;
   const httpsPort = whole(v['https-port'], '--https-port', 0, 65535) ?? DEFAULT_HTTPS_PORT;
+  if (v['no-console'] && v['console-port'] !== undefined)
+    throw new ProvisioningError('invalid-input', '--console-port and --no-console contradict each other');
+  const consolePort = whole(v['console-port'], '--console-port', 0, 65535) ?? DEFAULT_CONSOLE_PORT;
   const retryAfterSeconds = whole(v['retry-after'], '--retry-after', 0, 3600) ?? DEFAULT_RETRY_AFTER_SECONDS;
   const region = v.region?.toLowerCase();
   if (region !== undefined && !/^[a-z0-9-]{1,64}$/.test(region)) {
@@ -219,6 +230,7 @@ async function start(v: EmulatorValues, io: CliIo): Promise<{ dps: DpsEmulator }
     servicePort,
     hubPort,
     httpsPort,
+    ...(v['no-console'] ? { console: false } : { consolePort }),
     // Listening on every address: the certificate must also name the LAN address an ESP32 dials.
     hostNames: isWildcard(host) ? ['localhost', ...lanAddresses()] : [],
     retryAfterSeconds,
@@ -236,7 +248,7 @@ async function start(v: EmulatorValues, io: CliIo): Promise<{ dps: DpsEmulator }
   try {
     dps = await startEmulator(options);
   } catch (error) {
-    throw startFailure(error, { host, port, servicePort, hubPort, httpsPort, config: v.config });
+    throw startFailure(error, { host, port, servicePort, hubPort, httpsPort, consolePort, config: v.config });
   }
   let saved: string;
   try {
@@ -249,6 +261,7 @@ async function start(v: EmulatorValues, io: CliIo): Promise<{ dps: DpsEmulator }
       servicePort,
       hubPort,
       httpsPort,
+      consolePort,
       config: v.config,
     });
   }
@@ -281,7 +294,15 @@ function whole(text: string | undefined, flag: string, min: number, max: number)
 
 function startFailure(
   error: unknown,
-  where: { host: string; port: number; servicePort: number; hubPort: number; httpsPort: number; config: string | undefined },
+  where: {
+    host: string;
+    port: number;
+    servicePort: number;
+    hubPort: number;
+    httpsPort: number;
+    consolePort: number;
+    config: string | undefined;
+  },
 ): unknown {
   const code = (error as NodeJS.ErrnoException).code;
   const address = (error as { port?: number }).port;
@@ -292,7 +313,9 @@ function startFailure(
         ? `--hub-port ${where.hubPort}`
         : address === where.httpsPort && address !== where.port
           ? `--https-port ${where.httpsPort}`
-          : `--port ${where.port}`;
+          : address === where.consolePort && address !== where.port
+            ? `--console-port ${where.consolePort}`
+            : `--port ${where.port}`;
   if (code === 'EADDRINUSE') {
     return new ProvisioningError(
       'invalid-input',
@@ -350,6 +373,10 @@ function banner(dps: DpsEmulator, context: BannerContext): string {
     row('service connection', service.connectionString),
     row('', `(also in ${shortPath(context.saved)}: --service-file, or DPS_SERVICE_CONNECTION_STRING)`),
   );
+  if (dps.console) {
+    const who = isLoopback(context.host) ? 'this machine only' : 'sign in with the service connection string';
+    lines.push(row('web console', `${dps.console.url}  (${who}; --no-console turns it off)`));
+  }
   lines.push(
     row('CA certificate', ca),
     row('  our CLI trusts it', `moddable-dps register --endpoint ${device} --ca ${ca} ...`),
@@ -402,31 +429,17 @@ function firmwareLines(dps: DpsEmulator, host: string, device: string): string[]
   ];
 }
 
-/**
- * The mcconfig line of a development firmware for this emulator. The simulator line builds only
- * (-t build, debug: its trace goes to xsbug-log), with the host's clock (sntp= : no SNTP) and a
- * serial number for its registration ID; an ESP32 line builds a release firmware, flashes it and
- * asks for the Wi-Fi. The key is a named placeholder.
- */
-export function firmwareBuildLine(dps: DpsEmulator, target: { platform: string; endpoint: string; hubEndpoint: string }): string {
-  const simulator = target.platform === 'lin';
-  const group = dps.model.enrollmentGroups().find((g) => g.provisioningStatus !== 'disabled') ?? dps.model.enrollmentGroups()[0];
-  const individual = dps.model.individualEnrollments()[0];
-  const identity = group
-    ? ['serial=SN-0001', `"groupKey=<primary key of enrollment group ${group.enrollmentGroupId}>"`]
-    : individual
-      ? [`registrationId=${individual.registrationId}`, `"deviceKey=<primary key of enrollment ${individual.registrationId}>"`]
-      : ['serial=SN-0001', '"groupKey=<primary key of an enrollment group>"'];
-  return [
-    ...(simulator ? ['mcconfig -d -m -p lin -t build'] : [`mcconfig -m -p ${target.platform}`]),
-    'manifest.json',
-    `idScope=${dps.idScope}`,
-    `endpoint=${target.endpoint}`,
-    `hubEndpoint=${target.hubEndpoint}`,
-    ...(simulator ? ['sntp='] : ['ssid=<wifi> password=<wifi password>']),
-    ...identity,
-    `"caCertificate=$(cat ${dps.caPath})"`,
-  ].join(' ');
+/** The mcconfig line of a development firmware for this emulator (emulator/firmware-line.ts). */
+export function firmwareBuildLine(dps: DpsEmulator, target: FirmwareTarget): string {
+  return mcconfigLine(
+    {
+      idScope: dps.idScope,
+      caPath: dps.caPath,
+      enrollmentGroups: dps.model.enrollmentGroups(),
+      individualEnrollments: dps.model.individualEnrollments(),
+    },
+    target,
+  );
 }
 
 const LABEL = 24;

@@ -5,14 +5,16 @@
 //   await dps.close();
 import { resolve } from 'node:path';
 import { loadOrCreateCertificates } from './certificates.js';
+import { type ConsoleServer, startConsole } from './console/server.js';
 import { type EndpointEvent, startDeviceEndpoint } from './device-endpoint.js';
 import { type DeviceHttpsEndpoint, startDeviceHttpsEndpoint } from './device-https.js';
+import { DeviceEventLog } from './event-log.js';
 import { FaultPlan } from './faults.js';
 import type { HttpLimits } from './http-limits.js';
 import { type IotHubEndpoint, startIotHubEndpoint } from './iothub-endpoint.js';
 import type { EmulatedIotHubs } from './iothub-service.js';
 import { hubSniCallback } from './iothub-sni.js';
-import { isWildcard } from './listen-address.js';
+import { isLoopback, isWildcard } from './listen-address.js';
 import { DpsModel } from './model.js';
 import type { ModelConfig } from './model-types.js';
 import { RegistrationService } from './registrations.js';
@@ -76,6 +78,10 @@ export interface EmulatorOptions {
   hubPort?: number;
   /** DPS's HTTPS device API port (same host, certificate and registrations as `port`); 0 (the default) picks a free one. DPS uses 443. */
   httpsPort?: number;
+  /** The web console's port (HTTPS, same host and certificate; console/server.ts); 0 (the default) picks a free one. */
+  consolePort?: number;
+  /** false: no web console. Default: one, which requires a sign-in with the service key unless `host` is loopback. */
+  console?: boolean;
   /** The service API's deadlines and connection cap (http-limits.ts); default DEFAULT_HTTP_LIMITS. */
   serviceLimits?: Partial<HttpLimits>;
   /**
@@ -119,6 +125,8 @@ export interface DpsEmulator {
   httpsEndpoint: { host: string; port: number };
   /** The emulated IoT hubs' service side: twins, device status, direct methods, C2D, telemetry. */
   hubs: EmulatedIotHubs;
+  /** The web console (url: https://<host>:<port>/); undefined with `console: false`. */
+  console: { url: string; port: number } | undefined;
   /** The state file, and a way to wait until every change so far is in it; undefined with `inMemory`. */
   state: { path: string; origin: 'seeded' | 'restored'; setAside?: string; flush(): Promise<void> } | undefined;
   /** Closes the device endpoints (MQTT and HTTPS), the IoT hub endpoint and the service API, then saves the state. */
@@ -173,6 +181,12 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
   const policy = await loadOrCreateServicePolicy(stateDir, options.serviceKey);
   /** The name clients use: the listening address, or for a wildcard the first configured name. */
   const clientHost = isWildcard(host) ? (options.hostNames?.[0] ?? 'localhost') : host;
+  // The device events, for the service API's GET /events and /metrics (the console's live page), and the caller's.
+  const events = new DeviceEventLog(model);
+  const onEvent = (event: EndpointEvent): void => {
+    events.record(event);
+    options.onEvent?.(event);
+  };
   const service = new RegistrationService(model, {
     retryAfterSeconds,
     assignmentDelayMs,
@@ -190,7 +204,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
     port: options.port ?? 0,
     ...(options.maxPacketBytes !== undefined ? { maxPacketBytes: options.maxPacketBytes } : {}),
     ...(options.responseQos !== undefined ? { responseQos: options.responseQos } : {}),
-    ...(options.onEvent !== undefined ? { onEvent: options.onEvent } : {}),
+    onEvent,
   });
   const issueHubCertificate = (hostName: string): string => certificates.issueServerCertificate([hostName]) + certificates.caPem;
   // Each emulated hub's certificate, for the names <hub>.azure-devices.net that Azure serves on 443.
@@ -198,6 +212,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
   let serviceApi: Awaited<ReturnType<typeof startServiceApi>>;
   let hubEndpoint: IotHubEndpoint | undefined;
   let httpsEndpoint: DeviceHttpsEndpoint | undefined;
+  let consoleServer: ConsoleServer | undefined;
   try {
     hubEndpoint = await startIotHubEndpoint({
       model,
@@ -206,7 +221,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
       issueCertificate: issueHubCertificate,
       host,
       port: options.hubPort ?? 0,
-      ...(options.onEvent !== undefined ? { onEvent: options.onEvent } : {}),
+      onEvent,
     });
     httpsEndpoint = await startDeviceHttpsEndpoint({
       idScope: options.idScope,
@@ -217,7 +232,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
       host,
       port: options.httpsPort ?? 0,
       ...(options.maxPacketBytes !== undefined ? { maxBodyBytes: options.maxPacketBytes } : {}),
-      ...(options.onEvent !== undefined ? { onEvent: options.onEvent } : {}),
+      onEvent,
       // MQTT over WebSockets for DPS and the hubs, on this port as on Azure's 443.
       onUpgrade: webSocketRouter({ dps: endpoint.accept, hub: hubEndpoint.accept }),
       SNICallback: hubCertificates,
@@ -234,8 +249,37 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
       deviceProvisioningHostName: `${bracketed(clientHost)}:${endpoint.port}`,
       hubs: hubEndpoint.hubs,
       SNICallback: hubCertificates,
+      events,
       ...(options.serviceLimits !== undefined ? { limits: options.serviceLimits } : {}),
     });
+    if (options.console !== false) {
+      try {
+        consoleServer = await startConsole({
+          cert: serverChain,
+          key: certificates.serverKeyPem,
+          host,
+          port: options.consolePort ?? 0,
+          call: serviceApi.call,
+          serviceHostName: serviceApi.hostName,
+          serviceKey: policy.primaryKey,
+          requireSignIn: !isLoopback(host),
+          hostNames: [clientHost, 'localhost', '127.0.0.1', '::1', ...(options.hostNames ?? [])],
+          info: {
+            deviceEndpoint: `${bracketed(clientHost)}:${endpoint.port}`,
+            hubEndpoint: `${bracketed(clientHost)}:${hubEndpoint.port}`,
+            httpsEndpoint: `${bracketed(clientHost)}:${httpsEndpoint.port}`,
+            serviceUrl: `https://${serviceApi.hostName}`,
+            caPem: certificates.caPem,
+            caPath: certificates.caPath,
+            connectionString: `HostName=${serviceApi.hostName};SharedAccessKeyName=${SERVICE_KEY_NAME};SharedAccessKey=${policy.primaryKey}`,
+          },
+          ...(options.serviceLimits !== undefined ? { limits: options.serviceLimits } : {}),
+        });
+      } catch (error) {
+        await serviceApi.close();
+        throw error;
+      }
+    }
   } catch (error) {
     service.close();
     await Promise.all([endpoint.close(), hubEndpoint?.close(), httpsEndpoint?.close()]);
@@ -252,6 +296,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
     hubEndpoint: { host: hubEndpoint.host, port: hubEndpoint.port },
     httpsEndpoint: { host: httpsEndpoint.host, port: httpsEndpoint.port },
     hubs: hubEndpoint.hubs,
+    console: consoleServer && { url: consoleServer.url, port: consoleServer.port },
     state,
     service: {
       endpoint: { host: clientHost, port: serviceApi.port },
@@ -261,7 +306,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
     },
     close: async () => {
       service.close();
-      await Promise.all([endpoint.close(), hubEndpoint.close(), serviceApi.close(), httpsEndpoint.close()]);
+      await Promise.all([endpoint.close(), hubEndpoint.close(), serviceApi.close(), httpsEndpoint.close(), consoleServer?.close()]);
       await stateStore?.close();
     },
   };

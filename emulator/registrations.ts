@@ -148,9 +148,15 @@ export class RegistrationService {
     };
   }
 
+  /**
+   * Operations expire in the order they were made (a fixed delay and lifetime after their
+   * register): drop from the oldest until one is still live and there is room. It scanned them
+   * all on every register, which made a fleet's n-th device cost O(n).
+   */
   #purge(now: number): void {
     for (const [id, operation] of this.#operations) {
-      if (now >= operation.expiresAt || this.#operations.size >= MAX_OPERATIONS) this.#operations.delete(id);
+      if (now < operation.expiresAt && this.#operations.size < MAX_OPERATIONS) break;
+      this.#operations.delete(id);
     }
   }
 

@@ -15,13 +15,23 @@ import type { AddressInfo, Socket } from 'node:net';
 import { isIP } from 'node:net';
 import type { TlsOptions } from 'node:tls';
 import { DpsError, ErrorCodes } from './dps-errors.js';
+import type { DeviceEventLog } from './event-log.js';
+import { eventRoute, isEventCollection } from './event-routes.js';
 import { applyLimits, type HttpLimits, httpLimits, serverOptions } from './http-limits.js';
 import { hubNamedBy, serveIotHubRest } from './iothub-rest.js';
 import type { EmulatedIotHubs } from './iothub-service.js';
 import { isWildcard } from './listen-address.js';
 import type { DpsModel } from './model.js';
 import { authorizeServiceRequest, type ServicePolicy } from './service-auth.js';
-import { type ErrorShape, errorResponse, readRequest, ServiceErrorCodes, type ServiceResponse, send } from './service-http.js';
+import {
+  type ErrorShape,
+  errorResponse,
+  type RequestSource,
+  readRequest,
+  ServiceErrorCodes,
+  type ServiceResponse,
+  send,
+} from './service-http.js';
 import { isManagementCollection, managementRoute } from './service-management.js';
 import { isServiceCollection, serviceRoute } from './service-routes.js';
 
@@ -45,6 +55,8 @@ export interface ServiceApiOptions {
   limits?: Partial<HttpLimits>;
   /** Certificates by TLS server name: each emulated hub's own (iothub-sni.ts). */
   SNICallback?: TlsOptions['SNICallback'];
+  /** The device event log, served as GET /events and GET /metrics (event-routes.ts). */
+  events?: DeviceEventLog;
   /** Unix milliseconds; for tests. */
   now?: () => number;
 }
@@ -54,7 +66,21 @@ export interface ServiceApi {
   port: number;
   /** `<host>:<port>` as it appears in the connection string (IPv6 in brackets). */
   hostName: string;
+  /**
+   * A request made in-process, answered by the same authorization and routes as one over HTTPS
+   * (the web console's way in): `path` with its query, e.g. '/enrollmentGroups/g1?api-version=2021-10-01'.
+   */
+  call(request: ServiceCall): Promise<ServiceResponse>;
   close(): Promise<void>;
+}
+
+export interface ServiceCall {
+  method: string;
+  path: string;
+  /** Authorization (a SharedAccessSignature, as over HTTPS), If-Match, x-ms-continuation... */
+  headers?: Record<string, string>;
+  /** Sent as JSON. */
+  body?: unknown;
 }
 
 export async function startServiceApi(options: ServiceApiOptions): Promise<ServiceApi> {
@@ -63,6 +89,40 @@ export async function startServiceApi(options: ServiceApiOptions): Promise<Servi
   let hostName = '';
   const connections = new Set<Socket>();
   const limits = httpLimits(options.limits);
+
+  /** One request of the DPS service and management APIs, from the network or in-process (call). */
+  const handle = async (req: RequestSource): Promise<ServiceResponse> => {
+    const first = new URL(req.url ?? '/', 'https://emulator.invalid').pathname.split('/').find((s) => s !== '');
+    const shape: ErrorShape = isManagementCollection(first) ? 'arm' : 'dps';
+    try {
+      const auth = authorizeServiceRequest(
+        typeof req.headers.authorization === 'string' ? req.headers.authorization : undefined,
+        options.policy,
+        [hostName, clientHost, bare(clientHost)],
+        Math.floor(now() / 1000),
+      );
+      if (!auth.ok) throw new DpsError(401, ErrorCodes.unauthorized, auth.message);
+      const request = await readRequest(req);
+      const collection = request.segments[0];
+      if (isServiceCollection(collection)) return serviceRoute(options.model, request);
+      if (isManagementCollection(collection)) {
+        return await managementRoute(
+          {
+            model: options.model,
+            idScope: options.idScope,
+            serviceOperationsHostName: hostName,
+            deviceProvisioningHostName: options.deviceProvisioningHostName,
+            hubs: options.hubs,
+          },
+          request,
+        );
+      }
+      if (options.events && isEventCollection(collection)) return await eventRoute(options.events, request);
+      throw new DpsError(404, ServiceErrorCodes.noRoute, `No such resource: /${request.segments.join('/').slice(0, 200)}`);
+    } catch (error) {
+      return errorResponse(error, shape, new Date(now()));
+    }
+  };
 
   const server: Server = createServer(
     {
@@ -79,42 +139,7 @@ export async function startServiceApi(options: ServiceApiOptions): Promise<Servi
         void serveIotHubRest({ model: options.model, hubs: options.hubs, now }, hub, req).then((response) => send(res, response));
         return;
       }
-      const first = new URL(req.url ?? '/', 'https://emulator.invalid').pathname.split('/').find((s) => s !== '');
-      const shape: ErrorShape = isManagementCollection(first) ? 'arm' : 'dps';
-      const respond = (response: ServiceResponse): void => send(res, response);
-      void (async () => {
-        try {
-          const auth = authorizeServiceRequest(
-            typeof req.headers.authorization === 'string' ? req.headers.authorization : undefined,
-            options.policy,
-            [hostName, clientHost, bare(clientHost)],
-            Math.floor(now() / 1000),
-          );
-          if (!auth.ok) throw new DpsError(401, ErrorCodes.unauthorized, auth.message);
-          const request = await readRequest(req);
-          const collection = request.segments[0];
-          if (isServiceCollection(collection)) {
-            respond(serviceRoute(options.model, request));
-          } else if (isManagementCollection(collection)) {
-            respond(
-              await managementRoute(
-                {
-                  model: options.model,
-                  idScope: options.idScope,
-                  serviceOperationsHostName: hostName,
-                  deviceProvisioningHostName: options.deviceProvisioningHostName,
-                  hubs: options.hubs,
-                },
-                request,
-              ),
-            );
-          } else {
-            throw new DpsError(404, ServiceErrorCodes.noRoute, `No such resource: /${request.segments.join('/').slice(0, 200)}`);
-          }
-        } catch (error) {
-          respond(errorResponse(error, shape, new Date(now())));
-        }
-      })();
+      void handle(req).then((response) => send(res, response));
     },
   );
   server.on('connection', (socket: Socket) => {
@@ -140,6 +165,17 @@ export async function startServiceApi(options: ServiceApiOptions): Promise<Servi
     host: options.host,
     port,
     hostName,
+    call(request) {
+      const body = request.body === undefined ? [] : [Buffer.from(JSON.stringify(request.body))];
+      return handle({
+        method: request.method,
+        url: request.path,
+        headers: { host: hostName, ...lowerCased(request.headers ?? {}) },
+        async *[Symbol.asyncIterator]() {
+          yield* body;
+        },
+      });
+    },
     close() {
       closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -148,6 +184,10 @@ export async function startServiceApi(options: ServiceApiOptions): Promise<Servi
       return closing;
     },
   };
+}
+
+function lowerCased(headers: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(headers).map(([name, value]) => [name.toLowerCase(), value]));
 }
 
 function bare(host: string): string {

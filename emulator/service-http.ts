@@ -43,8 +43,11 @@ export interface ServiceResponse {
 
 export type ErrorShape = 'dps' | 'arm';
 
+/** What readRequest reads: an HTTP request, or one made in-process (the web console's) with its body as bytes. */
+export type RequestSource = Pick<IncomingMessage, 'url' | 'method' | 'headers'> & AsyncIterable<Uint8Array>;
+
 /** Read the body (at most MAX_BODY_BYTES) and parse it as JSON when there is one. */
-export async function readRequest(req: IncomingMessage): Promise<ServiceRequest> {
+export async function readRequest(req: RequestSource): Promise<ServiceRequest> {
   const url = new URL(req.url ?? '/', 'https://emulator.invalid');
   let segments: string[];
   try {

@@ -8,7 +8,7 @@
 //   GET  /hubs                                   the emulated IoT hubs (policies without keys)
 //   GET  /hubs/{host}/policies[/{keyName}]       shared access policies with keys (`az iot hub policy list|show`)
 //   POST /hubs/{host}/policies/{keyName}/renew-key?key=primary|secondary|swap   (`az iot hub policy renew-key`)
-//   GET  /hubs/{host}/devices[/{deviceId}]       the hub's registry: identities and twin tags/desired properties
+//   GET  /hubs/{host}/devices[/{deviceId}]       the hub's registry: identities (connectionState), twin tags and properties
 //   /hubs/{host}/twins/..., /events, and PUT|DELETE|POST on /devices/{id}: the hub's own service API (hub-routes.ts)
 //
 // As ARM does, GET masks each linked hub's key (SharedAccessKey=****) and allocationWeight /
@@ -84,10 +84,11 @@ export function managementRoute(context: ManagementContext, request: ServiceRequ
     return { status: 200, body: { ...renewed, rights: rightsText(renewed.rights) } };
   }
   if (sub.toLowerCase() === 'devices' && action === undefined) {
-    if (name === undefined) return get(request, () => model.hubDevices(hub.hostName).map(deviceView));
+    const view = (device: HubDevice) => deviceView(device, context.hubs.connected(hub.hostName, device.deviceId));
+    if (name === undefined) return get(request, () => model.hubDevices(hub.hostName).map(view));
     const device = model.hubDevice(hub.hostName, name);
     if (!device) throw notFound(`The IoT hub ${hub.hostName} has no device '${name}'`);
-    return get(request, () => deviceView(device));
+    return get(request, () => view(device));
   }
   throw noRoute(request);
 }
@@ -204,11 +205,13 @@ function hubSummary(context: ManagementContext, hostName: string): Record<string
   };
 }
 
-function deviceView(device: HubDevice): Record<string, unknown> {
+/** An identity as the registry shows it, with IoT Hub's connectionState (Connected: online at its hub endpoint now). */
+function deviceView(device: HubDevice, connected: boolean): Record<string, unknown> {
   return {
     deviceId: device.deviceId,
     registrationId: device.registrationId,
     status: device.status ?? 'enabled',
+    connectionState: connected ? 'Connected' : 'Disconnected',
     authentication: device.authentication,
     tags: device.tags,
     properties: device.properties,
