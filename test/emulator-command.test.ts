@@ -73,6 +73,8 @@ describe('the emulator in the foreground', () => {
       '0',
       '--https-port',
       '0',
+      '--console-port',
+      '0',
       '--retry-after',
       '0',
     ]);
@@ -163,6 +165,8 @@ describe('the emulator in the foreground', () => {
       '0',
       '--https-port',
       '0',
+      '--console-port',
+      '0',
       '--id-scope',
       '0ne00CMD002',
     ]);
@@ -185,6 +189,8 @@ describe('the emulator in the foreground', () => {
       '--hub-port',
       '0',
       '--https-port',
+      '0',
+      '--console-port',
       '0',
     ]);
     child.kill(signal);
@@ -252,7 +258,7 @@ describe("the README's walkthrough", () => {
         .replace(/^npx moddable-dps emulator /, '')
         .split(/\s+/);
       const emulator = await spawnEmulator(
-        [...args, '--port', '0', '--service-port', '0', '--hub-port', '0', '--https-port', '0', '--retry-after', '1'],
+        [...args, '--port', '0', '--service-port', '0', '--hub-port', '0', '--https-port', '0', '--console-port', '0', '--retry-after', '1'],
         cwd,
       );
       const port = /device endpoint\s+127\.0\.0\.1:(\d+)/.exec(emulator.out())![1]!;
@@ -335,6 +341,8 @@ describe('refusals: exit 2 and one line saying what to fix', () => {
       '0',
       '--https-port',
       '0',
+      '--console-port',
+      '0',
       ...args(),
     ]);
     expect(r.code).toBe(EXIT_CODES['invalid-input']);
@@ -345,12 +353,12 @@ describe('refusals: exit 2 and one line saying what to fix', () => {
     for (const secret of HUB_KEYS) expect(r.stderr).not.toContain(secret);
   });
 
-  it.each(['--port', '--service-port', '--hub-port', '--https-port'])('%s in use', async (flag) => {
+  it.each(['--port', '--service-port', '--hub-port', '--https-port', '--console-port'])('%s in use', async (flag) => {
     const server = createServer();
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const port = (server.address() as { port: number }).port;
     try {
-      const ports = ['--port', '0', '--service-port', '0', '--hub-port', '0', '--https-port', '0'];
+      const ports = ['--port', '0', '--service-port', '0', '--hub-port', '0', '--https-port', '0', '--console-port', '0'];
       ports[ports.indexOf(flag) + 1] = String(port);
       const r = await run(['emulator', '--state-dir', STATE, ...ports]);
       expect(r.code).toBe(2);
@@ -371,7 +379,7 @@ describe('refusals: exit 2 and one line saying what to fix', () => {
 });
 
 describe('a state directory or start-up that cannot succeed (issue 18)', () => {
-  const ports = ['--port', '0', '--service-port', '0', '--hub-port', '0', '--https-port', '0'];
+  const ports = ['--port', '0', '--service-port', '0', '--hub-port', '0', '--https-port', '0', '--console-port', '0'];
   const file = join(dir, 'a-file');
   writeFileSync(file, 'x');
   const cases: [string, string, RegExp][] = [

@@ -356,7 +356,7 @@ describe('a state file that cannot be read', () => {
 
 // ---- the CLI in-process ----
 
-const PORTS = ['--port', '0', '--service-port', '0', '--hub-port', '0', '--https-port', '0'];
+const PORTS = ['--port', '0', '--service-port', '0', '--hub-port', '0', '--https-port', '0', '--console-port', '0'];
 
 function capture(): CliIo & { out: () => string; err: () => string } {
   let stdout = '';
