@@ -258,7 +258,21 @@ describe("the README's walkthrough", () => {
         .replace(/^npx moddable-dps emulator /, '')
         .split(/\s+/);
       const emulator = await spawnEmulator(
-        [...args, '--port', '0', '--service-port', '0', '--hub-port', '0', '--https-port', '0', '--console-port', '0', '--retry-after', '1'],
+        [
+          ...args,
+          '--port',
+          '0',
+          '--service-port',
+          '0',
+          '--hub-port',
+          '0',
+          '--https-port',
+          '0',
+          '--console-port',
+          '0',
+          '--retry-after',
+          '1',
+        ],
         cwd,
       );
       const port = /device endpoint\s+127\.0\.0\.1:(\d+)/.exec(emulator.out())![1]!;
