@@ -12,6 +12,7 @@ import type { JsonObject } from "../../src/hub/messages.js";
 import type { MethodResult } from "../../src/hub/methods.js";
 import type { HubSession } from "../../src/hub/session.js";
 import type { Assignment } from "../../src/provisioner.js";
+import { restart } from "./restart.js";
 
 /** How the session ended: a method asked to provision again, or the session's own end (undefined: closed). */
 export type SessionEnd = { reprovision: true } | { reprovision: false; error: ProvisioningError | undefined };
@@ -121,8 +122,22 @@ export class DeviceApp {
 			return { status: 200, payload: { reprovisioning: true } };
 		}
 		if (name === "reboot") {
-			this.#trace("method reboot 501");
-			return { status: 501, payload: { error: "rebooting is not supported by this firmware on this platform" } };
+			if (!restart) {
+				this.#trace("method reboot 501");
+				return { status: 501, payload: { error: "rebooting is not supported by this firmware on this platform" } };
+			}
+			// Answer first, then leave the hub with a DISCONNECT, then restart: the next boot finds
+			// the stored assignment and comes back online.
+			const reboot = restart;
+			Timer.set(() => {
+				this.#session?.close();
+				Timer.set(() => {
+					this.#trace("rebooting");
+					reboot();
+				}, 300);
+			}, 200);
+			this.#trace("method reboot 200");
+			return { status: 200, payload: { rebooting: true } };
 		}
 		this.#trace(`method ${name} 404`);
 		return { status: 404, payload: { error: `no method ${name}` } };
