@@ -40,7 +40,17 @@ export class ConfigFileError extends Error {
   }
 }
 
-const TOP_FIELDS = ['$schema', 'idScope', 'allocationPolicy', 'iotHubs', 'enrollmentGroups', 'individualEnrollments', 'latency'];
+const TOP_FIELDS = [
+  '$schema',
+  'idScope',
+  'allocationPolicy',
+  'iotHubs',
+  'enrollmentGroups',
+  'individualEnrollments',
+  'latency',
+  'certificates',
+];
+const CERTIFICATE_FIELDS = ['name', 'certificate', 'isVerified'];
 const HUB_FIELDS = ['connectionString', 'location', 'allocationWeight', 'applyAllocationPolicy', 'name'];
 const ENROLLMENT_FIELDS = [
   'attestation',
@@ -158,6 +168,18 @@ export function checkConfig(json: unknown, file: string): EmulatorConfigFile {
     out.config.latency = root.latency as never;
   }
 
+  if (root.certificates !== undefined) {
+    const certificates = array(root.certificates, '/certificates', 'a list of CA certificates ({name, certificate, isVerified})', fail);
+    certificates.forEach((item, i) => {
+      const at = `/certificates/${i}`;
+      const c = object(item, at, 'a CA certificate must be {"name": ..., "certificate": "<PEM>", "isVerified": true|false}', fail);
+      onlyFields(c, at, CERTIFICATE_FIELDS, fail);
+      if (model.certificates.get(String(c.name))) fail(`${at}/name`, `${JSON.stringify(c.name)} is listed twice`);
+      apply(at, () => model.certificates.put(c.name, c.certificate, c.isVerified));
+    });
+    out.config.certificates = certificates as never;
+  }
+
   const enrollments = (field: 'enrollmentGroups' | 'individualEnrollments'): Record<string, unknown>[] | undefined => {
     if (root[field] === undefined) return undefined;
     const group = field === 'enrollmentGroups';
@@ -201,7 +223,9 @@ function checkEnrollmentFields(
       'must be { "type": "symmetricKey", "symmetricKey": { "primaryKey": ..., "secondaryKey": ... } }',
       fail,
     );
-    if (a.type !== 'symmetricKey') fail(`${at}/attestation/type`, `the emulator supports symmetricKey attestation only${shown(a.type)}`);
+    if (a.type !== 'symmetricKey' && a.type !== 'x509') {
+      fail(`${at}/attestation/type`, `the emulator supports symmetricKey and x509 attestation only${shown(a.type)}`);
+    }
     if (a.symmetricKey !== undefined && a.symmetricKey !== null) {
       const keys = object(a.symmetricKey, `${at}/attestation/symmetricKey`, 'must be { "primaryKey": ..., "secondaryKey": ... }', fail);
       for (const name of ['primaryKey', 'secondaryKey']) {

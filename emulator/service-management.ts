@@ -17,7 +17,9 @@
 // back: it means "keep the key this hub is linked with" (so get-modify-put works), and is refused
 // for a hub that is not linked with that policy yet. Absent iotHubs means none; absent
 // allocationPolicy means Hashed, as in a full ARM PUT.
+
 import { createHash } from 'node:crypto';
+import { certificateRoute } from './certificate-routes.js';
 import { DpsError, ErrorCodes, invalidConfiguration, notFound } from './dps-errors.js';
 import { hubDataRoute, isHubDataRoute } from './hub-routes.js';
 import { type RenewKey, rightsText } from './hubs.js';
@@ -44,11 +46,12 @@ const ARM_POLICY: Record<Exclude<AllocationPolicy, 'custom'>, string> = { hashed
 
 export function isManagementCollection(segment: string | undefined): boolean {
   const name = segment?.toLowerCase();
-  return name === 'resource' || name === 'hubs';
+  return name === 'resource' || name === 'hubs' || name === 'certificates';
 }
 
 export function managementRoute(context: ManagementContext, request: ServiceRequest): ServiceResponse | Promise<ServiceResponse> {
   const [collection, ...rest] = request.segments;
+  if (collection!.toLowerCase() === 'certificates') return certificateRoute(context.model.certificates, request);
   if (collection!.toLowerCase() === 'resource') {
     if (rest.length > 0) throw noRoute(request);
     if (request.method === 'GET') return resourceResponse(context);

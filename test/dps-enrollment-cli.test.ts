@@ -314,7 +314,8 @@ describe('dps enrollment (individual enrollments)', () => {
       2,
       'exactly one IoT hub',
     );
-    await one(['create', '--enrollment-id', 'solo-3', '--attestation-type', 'x509'], 2, 'only symmetricKey');
+    await one(['create', '--enrollment-id', 'solo-3', '--attestation-type', 'x509'], 2, '--attestation-type x509 needs --certificate-path');
+    await one(['create', '--enrollment-id', 'solo-3', '--attestation-type', 'tpm'], 2, 'tpm is not supported');
     await one(['create', '--enrollment-id', 'solo-3', '--primary-key', 'not base64!'], 2, 'not base64');
     await one(['create', '--enrollment-id', 'solo-3', '--device-id', ''], 2, '--device-id needs a device ID');
     await one(['create', '--primary-key', key(60)], 2, 'Missing --enrollment-id');

@@ -109,11 +109,28 @@ describe('refusals name the file and the JSON pointer of the bad field', () => {
     ['a bad group ID', { enrollmentGroups: [group('has space')] }, '/enrollmentGroups/0', /enrollmentGroupId/],
     ['a group listed twice', { enrollmentGroups: [group('g'), group('G')] }, '/enrollmentGroups/1/enrollmentGroupId', /listed twice/],
     [
-      'x509 attestation',
-      { enrollmentGroups: [group('g', { attestation: { type: 'x509' } })] },
+      'tpm attestation',
+      { enrollmentGroups: [group('g', { attestation: { type: 'tpm' } })] },
       '/enrollmentGroups/0/attestation/type',
-      /symmetricKey attestation only/,
+      /symmetricKey and x509 attestation only/,
     ],
+    [
+      'x509 attestation without certificates',
+      { enrollmentGroups: [group('g', { attestation: { type: 'x509' } })] },
+      '/enrollmentGroups/0',
+      /x509 attestation needs an x509 object/,
+    ],
+    [
+      'x509 attestation with a certificate that is not one',
+      {
+        enrollmentGroups: [
+          group('g', { attestation: { type: 'x509', x509: { signingCertificates: { primary: { certificate: 'nope' } } } } }),
+        ],
+      },
+      '/enrollmentGroups/0',
+      /signingCertificates\.primary: not a certificate/,
+    ],
+    ['a CA certificate that is not one', { certificates: [{ name: 'ca', certificate: 'nope' }] }, '/certificates/0', /not a certificate/],
     [
       'a key that is not base64',
       { enrollmentGroups: [group('g', { attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: 'not base64!' } } })] },

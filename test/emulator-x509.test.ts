@@ -248,3 +248,144 @@ describe('X.509 devices with their hub', () => {
     ).rejects.toMatchObject({ kind: 'unauthorized' });
   });
 });
+
+describe('the dps commands for X.509 (the flags of az iot dps)', () => {
+  const cli = (...args: string[]) => runCli([...args, '--service', dps.service.connectionString, '--ca', dps.caPath]);
+  const pem = (name: string, text: string): string => {
+    const path = join(fixture.dir, `${name}.pem`);
+    writeFileSync(path, text);
+    return path;
+  };
+
+  it('dps certificate: upload, generate a verification code, verify with a certificate the CA key signed; a group names it with --ca-name', async () => {
+    const ca = createCa('x509-cli root');
+    const created = await cli('dps', 'certificate', 'create', '--certificate-name', 'cli-root', '--path', pem('cli-root', ca.cert));
+    expect(created.code).toBe(0);
+    expect(created.stdout).toMatch(/^cli-root {2}not verified {2}CN=x509-cli root/);
+    const group = await cli('dps', 'enrollment-group', 'create', '--enrollment-id', 'cli-line', '--ca-name', 'cli-root');
+    expect(group.code).toBe(0);
+    expect(group.stdout).toContain('primary CA certificate: cli-root');
+    expect(group.stdout).not.toContain('primaryKey');
+    const device = issueDeviceCertificate(ca, 'cli-line-device-1');
+    expect((await register('cli-line-device-1', device)).code).toBe(3); // not verified yet
+
+    const code = await cli('dps', 'certificate', 'generate-verification-code', '--certificate-name', 'cli-root');
+    expect(code.stdout).toMatch(/^[0-9A-F]{48}\n$/);
+    const wrong = await cli(
+      'dps',
+      'certificate',
+      'verify',
+      '--name',
+      'cli-root',
+      '--path',
+      pem('wrong-proof', issueDeviceCertificate(otherRoot, code.stdout.trim()).cert),
+    );
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toMatch(/not signed by the key of cli-root/);
+    const proof = issueDeviceCertificate(ca, code.stdout.trim()).cert;
+    const verified = await cli('dps', 'certificate', 'verify', '--name', 'cli-root', '--path', pem('proof', proof));
+    expect(verified.code).toBe(0);
+    expect(verified.stdout).toMatch(/^cli-root {2}verified/);
+    expect((await register('cli-line-device-1', device)).code).toBe(0);
+  });
+
+  it('dps enrollment create --attestation-type x509 --certificate-path; a group with the signing certificate by --certificate-path', async () => {
+    const device = selfSignedDeviceCertificate('cli-individual-1');
+    const created = await cli(
+      'dps',
+      'enrollment',
+      'create',
+      '--enrollment-id',
+      'cli-individual-1',
+      '--attestation-type',
+      'x509',
+      '--certificate-path',
+      pem('cli-individual-1-cert', device.cert),
+    );
+    expect(created.code).toBe(0);
+    expect(created.stdout).toMatch(/primary device certificate: CN=cli-individual-1 \(SHA-256 [0-9A-F]{64}/);
+    expect((await register('cli-individual-1', device)).code).toBe(0);
+
+    const line3 = createCa('x509-cli line-3 intermediate', { issuer: root });
+    const group = await cli(
+      'dps',
+      'enrollment-group',
+      'create',
+      '--enrollment-id',
+      'cli-line-3',
+      '--certificate-path',
+      pem('line3', line3.cert),
+    );
+    expect(group.stdout).toContain('primary signing certificate: CN=x509-cli line-3 intermediate');
+    expect((await register('cli-line3-device-1', issueDeviceCertificate(line3, 'cli-line3-device-1'))).code).toBe(0);
+  });
+
+  it('refuses what does not fit: a certificate without --attestation-type x509, --ca-name with a key, a CA name for an individual enrollment', async () => {
+    const cert = pem('refusals', selfSignedDeviceCertificate('cli-individual-2').cert);
+    const noType = await cli('dps', 'enrollment', 'create', '--enrollment-id', 'cli-individual-2', '--certificate-path', cert);
+    expect(noType.code).toBe(2);
+    expect(noType.stderr).toMatch(/--certificate-path needs --attestation-type x509/);
+    const mixed = await cli(
+      'dps',
+      'enrollment-group',
+      'create',
+      '--enrollment-id',
+      'cli-mixed',
+      '--ca-name',
+      'cli-root',
+      '--primary-key',
+      Buffer.alloc(32, 1).toString('base64'),
+    );
+    expect(mixed.code).toBe(2);
+    const caName = await cli(
+      'dps',
+      'enrollment',
+      'create',
+      '--enrollment-id',
+      'cli-individual-2',
+      '--attestation-type',
+      'x509',
+      '--ca-name',
+      'cli-root',
+    );
+    expect(caName.code).toBe(2);
+    expect(caName.stderr).toMatch(/Unknown option '--ca-name'|ca-name/);
+    const notCa = await cli('dps', 'enrollment-group', 'create', '--enrollment-id', 'cli-not-ca', '--certificate-path', cert);
+    expect(notCa.code).toBe(2);
+    expect(notCa.stderr).toMatch(/not a CA certificate/);
+  });
+
+  it('register refuses --cert without --cert-key, a key that belongs to another certificate, and --cert with --key (exit 2)', async () => {
+    const device = selfSignedDeviceCertificate('cli-individual-3');
+    const other = selfSignedDeviceCertificate('cli-individual-3');
+    const base = [
+      'register',
+      '--id-scope',
+      ID_SCOPE,
+      '--registration-id',
+      'cli-individual-3',
+      '--endpoint',
+      `${dps.endpoint.host}:${dps.endpoint.port}`,
+    ];
+    const [, cert] = files('cli-individual-3', device);
+    const [, , , otherKey] = files('cli-individual-3-other', other);
+    const noKey = await runCli([...base, '--cert', cert!]);
+    expect(noKey.code).toBe(2);
+    expect(noKey.stderr).toMatch(/--cert needs --cert-key/);
+    const mismatch = await runCli([...base, '--cert', cert!, '--cert-key', otherKey!]);
+    expect(mismatch.code).toBe(2);
+    expect(mismatch.stderr).toMatch(/does not belong to the device certificate/);
+    expect(mismatch.stderr).not.toContain('PRIVATE KEY');
+    const both = await runCli([
+      ...base,
+      '--cert',
+      cert!,
+      '--cert-key',
+      otherKey!.replace('-other', ''),
+      '--key',
+      Buffer.alloc(32, 2).toString('base64'),
+    ]);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toMatch(/not more/);
+  });
+});

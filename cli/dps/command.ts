@@ -9,6 +9,7 @@
 // The linked hubs' connection strings come back masked (SharedAccessKey=****), as ARM returns them.
 import { ProvisioningError } from '../../src/errors.js';
 import { COMMON_HELP, type Io, parseFlags, safe, serviceClient } from '../service/flags.js';
+import { certificateCommand } from './certificate.js';
 import { enrollmentCommand } from './enrollment.js';
 import { enrollmentGroupCommand } from './enrollment-group.js';
 import { linkedHubCommand } from './linked-hub.js';
@@ -23,6 +24,7 @@ const DPS_HELP = `Usage: moddable-dps dps <command> [options]
   enrollment registration show|delete                their registration records
   enrollment-group create|update|show|delete|list|compute-device-key
   enrollment-group registration list|show|delete     a group's registration records
+  certificate create|show|list|delete|generate-verification-code|verify   CA certificates for X.509 groups (--ca-name)
 
 Run 'moddable-dps dps <command> --help' for a command's options.
 
@@ -34,6 +36,7 @@ export async function dpsCommand(argv: string[], io: Io): Promise<number> {
   if (sub === 'linked-hub') return linkedHubCommand(rest, io);
   if (sub === 'enrollment') return enrollmentCommand(rest, io);
   if (sub === 'enrollment-group') return enrollmentGroupCommand(rest, io);
+  if (sub === 'certificate') return certificateCommand(rest, io);
   if (sub === 'show') return show(rest, io);
   if (sub === 'update') return update(rest, io);
   if (sub === undefined || sub === '--help' || sub === '-h') {

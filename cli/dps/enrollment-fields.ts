@@ -5,6 +5,7 @@ import { isNestedDeeper, MAX_JSON_DEPTH } from '../../src/dps/messages.js';
 import { ProvisioningError } from '../../src/errors.js';
 import type { DpsServiceClient } from '../service/client.js';
 import { type Flags, type Io, optionalSecretFlag, printJson, type Values } from '../service/flags.js';
+import { readCertificateFile } from '../shared/args.js';
 
 interface ReprovisionPolicy {
   updateHubAssignment: boolean;
@@ -16,7 +17,7 @@ export interface Enrollment {
   enrollmentGroupId?: string;
   registrationId?: string;
   deviceId?: string;
-  attestation?: { type: string; symmetricKey?: { primaryKey?: string; secondaryKey?: string } };
+  attestation?: { type: string; symmetricKey?: { primaryKey?: string; secondaryKey?: string }; x509?: X509Fields };
   provisioningStatus?: string;
   allocationPolicy?: string;
   iotHubs?: string[];
@@ -25,6 +26,69 @@ export interface Enrollment {
   customAllocationDefinition?: { webhookUrl?: string; apiVersion?: string };
   etag?: string;
   [field: string]: unknown;
+}
+
+interface CertificateWithInfo {
+  certificate?: string;
+  info?: { subjectName?: string; sha256Thumbprint?: string; notAfterUtc?: string };
+}
+
+/** The service API's x509 attestation (azure-iot-provisioning-service X509Attestation). */
+interface X509Fields {
+  clientCertificates?: { primary?: CertificateWithInfo; secondary?: CertificateWithInfo };
+  signingCertificates?: { primary?: CertificateWithInfo; secondary?: CertificateWithInfo };
+  caReferences?: { primary?: string; secondary?: string };
+}
+
+/** az's X.509 flags of create: certificate files (PEM), or CA certificate names (groups). */
+export const X509_FLAGS = {
+  'certificate-path': { type: 'string' },
+  'secondary-certificate-path': { type: 'string' },
+} as const satisfies Flags;
+export const CA_NAME_FLAGS = {
+  'ca-name': { type: 'string' },
+  'secondary-ca-name': { type: 'string' },
+} as const satisfies Flags;
+
+/**
+ * X.509 attestation from az's flags, or undefined when none is given: an individual enrollment's
+ * device certificates (--certificate-path, --secondary-certificate-path), a group's signing
+ * certificates (the same flags: a root or intermediate CA) or CA certificate names (--ca-name,
+ * --secondary-ca-name, certificates uploaded and verified with 'dps certificate'). Key flags with
+ * them are refused.
+ */
+export function x509FromFlags(values: Values, kind: 'individual' | 'group'): Enrollment['attestation'] | undefined {
+  const paths = [values['certificate-path'], values['secondary-certificate-path']];
+  const names = [values['ca-name'], values['secondary-ca-name']];
+  const given = [...paths, ...names].some((v) => v !== undefined);
+  if (!given) return undefined;
+  const keys = ['primary-key', 'primary-key-file', 'secondary-key', 'secondary-key-file'].filter((f) => values[f] !== undefined);
+  if (keys.length > 0) {
+    throw new ProvisioningError('invalid-input', `--${keys[0]} is for symmetric key attestation; X.509 attestation takes certificates`);
+  }
+  const byPath = paths.some((v) => v !== undefined);
+  const byName = names.some((v) => v !== undefined);
+  if (byPath && byName) throw new ProvisioningError('invalid-input', 'Give --certificate-path or --ca-name, not both');
+  if (byName) {
+    if (typeof names[0] !== 'string' || names[0] === '')
+      throw new ProvisioningError('invalid-input', '--secondary-ca-name needs --ca-name');
+    return {
+      type: 'x509',
+      x509: { caReferences: { primary: names[0], ...(typeof names[1] === 'string' && names[1] !== '' && { secondary: names[1] }) } },
+    };
+  }
+  if (typeof paths[0] !== 'string' || paths[0] === '') {
+    throw new ProvisioningError('invalid-input', '--secondary-certificate-path needs --certificate-path');
+  }
+  const read = (path: string, flag: string) => ({ certificate: readCertificateFile(path, flag) });
+  const certificates = {
+    primary: read(paths[0], '--certificate-path'),
+    ...(typeof paths[1] === 'string' && { secondary: read(paths[1], '--secondary-certificate-path') }),
+  };
+  return {
+    type: 'x509',
+    x509: kind === 'individual' ? { clientCertificates: certificates } : { signingCertificates: certificates },
+  };
 }
 
 /** The flags of create and update that set a field (the ID flags are the command's own). */
@@ -214,11 +278,13 @@ export function printList(io: Io, asJson: boolean, enrollments: Enrollment[], no
 export function printEnrollment(io: Io, asJson: boolean, enrollment: Enrollment): void {
   if (asJson) return printJson(io, enrollment);
   const keys = enrollment.attestation?.symmetricKey;
+  const x509 = enrollment.attestation?.x509;
   io.stdout(
     summary(enrollment) +
       (enrollment.initialTwin !== undefined ? `initialTwin: ${JSON.stringify(enrollment.initialTwin)}\n` : '') +
       `reprovisionPolicy: ${reprovisionName(enrollment.reprovisionPolicy)}\n` +
-      (keys?.primaryKey ? `primaryKey: ${keys.primaryKey}\nsecondaryKey: ${keys.secondaryKey}\n` : ''),
+      (keys?.primaryKey ? `primaryKey: ${keys.primaryKey}\nsecondaryKey: ${keys.secondaryKey}\n` : '') +
+      (x509 ? describeX509(x509) : ''),
   );
 }
 
@@ -229,4 +295,18 @@ export function idFlag(values: Values, names: readonly string[]): string {
   const value = given.length === 1 ? values[given[0]!] : undefined;
   if (typeof value !== 'string' || value === '') throw new ProvisioningError('invalid-input', `Missing --${names[0]}`);
   return value;
+}
+
+/** X.509 attestation, one line each: the certificates' subjects and thumbprints, or the CA names. */
+function describeX509(x509: X509Fields): string {
+  const lines: string[] = [];
+  const certificates = x509.clientCertificates ?? x509.signingCertificates;
+  const what = x509.clientCertificates ? 'device certificate' : 'signing certificate';
+  for (const slot of ['primary', 'secondary'] as const) {
+    const info = certificates?.[slot]?.info;
+    if (info) lines.push(`${slot} ${what}: ${info.subjectName} (SHA-256 ${info.sha256Thumbprint}, until ${info.notAfterUtc})`);
+    const name = x509.caReferences?.[slot];
+    if (name) lines.push(`${slot} CA certificate: ${name}`);
+  }
+  return lines.map((line) => `${line}\n`).join('');
 }

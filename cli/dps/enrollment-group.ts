@@ -7,6 +7,7 @@ import { ProvisioningError } from '../../src/errors.js';
 import { deriveDeviceKey } from '../../src/identity.js';
 import { COMMON_HELP, type Flags, type Io, optionalSecretFlag, parseFlags, printJson, safe, serviceClient } from '../service/flags.js';
 import {
+  CA_NAME_FLAGS,
   type Enrollment,
   enrollmentFromFlags,
   etagHeader,
@@ -19,6 +20,8 @@ import {
   top,
   updatedEnrollment,
   withoutKeys,
+  X509_FLAGS,
+  x509FromFlags,
 } from './enrollment-fields.js';
 import { registrationCommand } from './registration.js';
 
@@ -30,6 +33,10 @@ const HELP = `Usage: moddable-dps dps enrollment-group <command> [options]
          [--reprovision-policy reprovisionandmigratedata|reprovisionandresetdata|never]
          [--webhook-url <url> [--api-version <v>]]
          Creates or replaces the group and prints it with its keys (DPS generates keys not given).
+         X.509 instead of keys: --certificate-path <pem> [--secondary-certificate-path <pem>], the
+         signing CA (root or intermediate) that issues the devices' certificates, trusted as given;
+         or --ca-name <name> [--secondary-ca-name <name>], CA certificates uploaded with
+         'dps certificate create' and verified (proof of possession) before devices are accepted
   update --enrollment-id <id> [the flags of create] [--etag <etag>]
          Changes what is given and keeps the rest (a key given replaces that key; --initial-twin-tags
          or --initial-twin-properties replace that part of the initial twin; --iot-hubs '' means every
@@ -52,7 +59,7 @@ const ID_NAMES = ['enrollment-id', 'group-id'];
 const ETAG: Flags = { etag: { type: 'string' } };
 
 const SUBCOMMANDS: Record<string, Flags> = {
-  create: { ...ID, ...FIELD_FLAGS },
+  create: { ...ID, ...FIELD_FLAGS, ...X509_FLAGS, ...CA_NAME_FLAGS },
   update: { ...ID, ...FIELD_FLAGS, ...ETAG },
   show: { ...ID, 'show-keys': { type: 'boolean' } },
   delete: { ...ID, ...ETAG },
@@ -117,7 +124,10 @@ export async function enrollmentGroupCommand(argv: string[], io: Io): Promise<nu
     printEnrollment(io, asJson, withoutKeys(updated));
     return 0;
   }
-  const created = (await client.call('PUT', path, { body: enrollmentFromFlags({ enrollmentGroupId: id }, values) })).body as Enrollment;
+  const x509 = x509FromFlags(values, 'group');
+  const fields = enrollmentFromFlags({ enrollmentGroupId: id }, values);
+  const body = x509 ? { ...fields, attestation: x509 } : fields;
+  const created = (await client.call('PUT', path, { body })).body as Enrollment;
   printEnrollment(io, asJson, created);
   return 0;
 }

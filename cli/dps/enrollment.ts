@@ -17,13 +17,17 @@ import {
   top,
   updatedEnrollment,
   withoutKeys,
+  X509_FLAGS,
+  x509FromFlags,
 } from './enrollment-fields.js';
 import { registrationCommand } from './registration.js';
 
 const HELP = `Usage: moddable-dps dps enrollment <command> [options]
 
-  create --enrollment-id <registrationId> [--attestation-type symmetricKey] [--device-id <id>]
+  create --enrollment-id <registrationId> [--attestation-type symmetricKey|x509] [--device-id <id>]
          [--primary-key <k>] [--secondary-key <k>] (or --primary-key-file / --secondary-key-file)
+         x509: --certificate-path <pem> [--secondary-certificate-path <pem>], the device's certificate
+         (its CN the registration ID; the device authenticates by its thumbprint)
          [--allocation-policy hashed|geoLatency|static|custom] [--iot-hubs <h1,h2>]
          [--provisioning-status enabled|disabled] [--initial-twin-tags <json>] [--initial-twin-properties <json>]
          [--reprovision-policy reprovisionandmigratedata|reprovisionandresetdata|never]
@@ -48,7 +52,7 @@ const ETAG: Flags = { etag: { type: 'string' } };
 const DEVICE_ID: Flags = { 'device-id': { type: 'string' } };
 
 const SUBCOMMANDS: Record<string, Flags> = {
-  create: { ...ID, ...FIELD_FLAGS, ...DEVICE_ID, 'attestation-type': { type: 'string' } },
+  create: { ...ID, ...FIELD_FLAGS, ...X509_FLAGS, ...DEVICE_ID, 'attestation-type': { type: 'string' } },
   update: { ...ID, ...FIELD_FLAGS, ...DEVICE_ID, ...ETAG },
   show: { ...ID, 'show-keys': { type: 'boolean' } },
   delete: { ...ID, ...ETAG },
@@ -75,10 +79,14 @@ export async function enrollmentCommand(argv: string[], io: Io): Promise<number>
   const id = idFlag(values, ['enrollment-id']);
   const path = `/enrollments/${encodeURIComponent(id)}`;
   if (sub === 'create') {
-    const attestation = values['attestation-type'];
-    if (typeof attestation === 'string' && attestation.toLowerCase() !== 'symmetrickey')
-      throw new ProvisioningError('invalid-input', '--attestation-type: only symmetricKey attestation is supported');
-    const body = withDeviceId(enrollmentFromFlags({ registrationId: id }, values), values);
+    const attestation = typeof values['attestation-type'] === 'string' ? values['attestation-type'].toLowerCase() : 'symmetrickey';
+    if (attestation !== 'symmetrickey' && attestation !== 'x509')
+      throw new ProvisioningError('invalid-input', '--attestation-type must be symmetricKey or x509 (tpm is not supported)');
+    const x509 = x509FromFlags(values, 'individual');
+    if (attestation === 'x509' && !x509) throw new ProvisioningError('invalid-input', '--attestation-type x509 needs --certificate-path');
+    if (attestation !== 'x509' && x509) throw new ProvisioningError('invalid-input', '--certificate-path needs --attestation-type x509');
+    const fields = enrollmentFromFlags({ registrationId: id }, values);
+    const body = withDeviceId(x509 ? { ...fields, attestation: x509 } : fields, values);
     const created = (await serviceClient(values, io).call('PUT', path, { body })).body as Enrollment;
     printEnrollment(io, asJson, created);
     return 0;
