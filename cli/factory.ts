@@ -11,10 +11,17 @@
 //       <out>/<registrationId>.bin   with --bin: the partition image, made by nvs_partition_gen
 //       <out>/manifest.csv           the line's record: registration IDs, serials, MACs (no key)
 //
+// X.509 instead (--issue-certs --ca-cert --ca-key): each device gets its own certificate (CN = its
+// registration ID, RSA 2048: Moddable's TLS signs CertificateVerify with RSA keys only), issued by
+// the line's CA, whose chain reaches the CA an X.509 enrollment group trusts; the partition holds
+// cert (the chain, PEM) and certKey (PKCS#8 PEM) instead of deviceKey, and the files
+// <registrationId>-cert.pem and <registrationId>-key.pem are written beside it.
+//
 // The whole batch is checked before anything is written; a bad row names its row and reason and
 // nothing is written. Files are created with mode 0600 (they hold keys) in a directory of mode
 // 0700, never over an existing file. Nothing printed holds a key.
 import { spawnSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { chmodSync, existsSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
@@ -23,7 +30,18 @@ import { certificatesFromPem } from '../src/certificates.js';
 import { ProvisioningError } from '../src/errors.js';
 import { buildRegistrationId, deriveDeviceKey, validateIdScope, validateRegistrationId } from '../src/identity.js';
 import { printable } from '../src/text.js';
-import { integer, parse, parseEndpoint, readCaFile, readInputFile, readSecret, required } from './shared/args.js';
+import {
+  integer,
+  parse,
+  parseEndpoint,
+  readCaFile,
+  readCertificateFile,
+  readInputFile,
+  readPrivateKeyFile,
+  readSecret,
+  required,
+} from './shared/args.js';
+import { type IssuedCertificate, issueDeviceCertificate, loadSigningCa, type SigningCa } from './shared/certificates.js';
 import type { CliIo } from './shared/io.js';
 
 /** The firmware's Preference domain and key names (hosts/moddable/settings.ts); NVS allows 15 characters. */
@@ -39,8 +57,8 @@ const MAX_DEVICES = 100_000;
 const MAX_DEVICES_FILE_BYTES = 32 * 1024 * 1024;
 const GENERATOR = 'nvs_partition_gen.py';
 
-const HELP = `Usage: moddable-dps factory --id-scope <scope> --group-key-file <path> --out <dir>
-                            (--devices <csv> | --count <n>) [options]
+const HELP = `Usage: moddable-dps factory --id-scope <scope> (--group-key-file <path> | --issue-certs --ca-cert <pem> --ca-key <pem>)
+                            --out <dir> (--devices <csv> | --count <n>) [options]
 
 Derives each device's key from the enrollment group key and writes, per device, the NVS
 partition the firmware reads (ESP-IDF nvs_partition_gen CSV, namespace '${NVS_NAMESPACE}'), plus a
@@ -48,6 +66,12 @@ manifest of registration IDs (no keys). The group key never leaves this machine.
 
   --id-scope <scope>                 the DPS instance's ID scope
   --group-key-file <path>            the enrollment group's key (base64), read from a file
+  --issue-certs                      X.509 instead: issue each device a certificate (CN = its registration ID,
+                                     an RSA 2048 key, as Moddable's TLS needs) signed by --ca-cert/--ca-key,
+                                     the line's CA (an enrollment group's signing CA, or one it chains to);
+                                     writes <id>-cert.pem and <id>-key.pem (0600) and puts both in the partition
+  --ca-cert <pem>, --ca-key <pem>    the issuing CA's certificate and private key (RSA)
+  --cert-days <n>                    the device certificates' lifetime in days (default 3650)
   --devices <csv>                    devices, one per row, with a header: serial, mac, and optionally
                                      registrationId (then used as given)
   --count <n>                        or: n devices numbered from --serial-start (default 1),
@@ -85,6 +109,10 @@ export async function factory(argv: string[], io: CliIo): Promise<number> {
       'id-scope': { type: 'string' },
       'group-key': { type: 'string' },
       'group-key-file': { type: 'string' },
+      'issue-certs': { type: 'boolean' },
+      'ca-cert': { type: 'string' },
+      'ca-key': { type: 'string' },
+      'cert-days': { type: 'string' },
       devices: { type: 'string' },
       count: { type: 'string' },
       'serial-start': { type: 'string' },
@@ -106,7 +134,9 @@ export async function factory(argv: string[], io: CliIo): Promise<number> {
     throw new ProvisioningError('invalid-input', '--group-key is not accepted here: give the group key in a file with --group-key-file');
   }
   const idScope = validateIdScope(required(v['id-scope'], '--id-scope'));
-  const groupKey = required(readSecret(undefined, v['group-key-file'], '--group-key'), '--group-key-file');
+  const issuer = issuingCa(v);
+  const groupKey = issuer ? undefined : required(readSecret(undefined, v['group-key-file'], '--group-key'), '--group-key-file');
+  const certDays = v['cert-days'] === undefined ? 3650 : integer(v['cert-days'], '--cert-days', 1, 36_500);
   const out = resolve(required(v.out, '--out'));
   const endpoint = v.endpoint === undefined ? undefined : parseEndpoint(v.endpoint);
   const ca = v['ca-file'] === undefined ? undefined : readAnchors(v['ca-file']);
@@ -118,32 +148,56 @@ export async function factory(argv: string[], io: CliIo): Promise<number> {
   const generator = v.bin ? findGenerator(io.env) : undefined;
 
   const devices = readDevices(v, io);
-  const keys = new Map(devices.map((device) => [device.registrationId, deriveDeviceKey(groupKey, device.registrationId)]));
+  const keys = new Map(groupKey ? devices.map((device) => [device.registrationId, deriveDeviceKey(groupKey, device.registrationId)]) : []);
+  // Issued before anything is written (an RSA key each: about a tenth of a second per device).
+  const certificates = new Map<string, IssuedCertificate>();
+  if (issuer) {
+    const notAfter = new Date(Date.now() + certDays * 86_400_000);
+    for (const device of devices)
+      certificates.set(device.registrationId, issueDeviceCertificate(issuer, device.registrationId, { notAfter }));
+    checkNvsSize(certificates);
+  }
 
   // Everything is checked: now write, all or nothing.
   const files = devices.map((device) => join(out, `${device.registrationId}.csv`));
   const manifestFile = join(out, 'manifest.csv');
   const caFile = ca === undefined ? undefined : join(out, 'ca.pem');
-  const planned = [...files, manifestFile, ...(caFile ? [caFile] : []), ...(generator ? files.map(binOf) : [])];
+  const certFiles = issuer
+    ? devices.map((d) => [join(out, `${d.registrationId}-cert.pem`), join(out, `${d.registrationId}-key.pem`)] as const)
+    : [];
+  const planned = [...files, manifestFile, ...(caFile ? [caFile] : []), ...(generator ? files.map(binOf) : []), ...certFiles.flat()];
   prepareDirectory(out, planned);
   const written: string[] = [];
   try {
     if (caFile && ca) writeSecretFile(caFile, ca, written);
     for (const [i, device] of devices.entries()) {
+      const issued = certificates.get(device.registrationId);
+      if (issued) {
+        writeSecretFile(certFiles[i]![0], issued.cert, written);
+        writeSecretFile(certFiles[i]![1], issued.key, written);
+      }
       const rows = [
         'key,type,encoding,value',
         `${NVS_NAMESPACE},namespace,,`,
         `idScope,data,string,${idScope}`,
         `regId,data,string,${device.registrationId}`,
-        `deviceKey,data,string,${keys.get(device.registrationId)}`,
+        ...(issued
+          ? [`cert,file,string,${csvField(certFiles[i]![0])}`, `certKey,file,string,${csvField(certFiles[i]![1])}`]
+          : [`deviceKey,data,string,${keys.get(device.registrationId)}`]),
         ...(endpoint ? [`endpoint,data,string,${endpoint.host}:${endpoint.port}`] : []),
         ...(caFile ? [`ca,file,string,${csvField(caFile)}`] : []),
       ];
       writeSecretFile(files[i]!, `${rows.join('\n')}\n`, written);
     }
+    const thumbprint = (id: string): string[] => {
+      const issued = certificates.get(id);
+      return issued ? [new X509Certificate(issued.cert).fingerprint256.replace(/:/g, '')] : [];
+    };
     const manifest = [
-      'registrationId,serial,mac,nvsCsv',
-      ...devices.map((d) => [d.registrationId, d.serial ?? '', d.mac ?? '', `${d.registrationId}.csv`].map(csvField).join(',')),
+      `registrationId,serial,mac,nvsCsv${issuer ? ',certSha256' : ''}`,
+      ...devices.map((d) =>
+        [d.registrationId, d.serial ?? '', d.mac ?? '', `${d.registrationId}.csv`, ...thumbprint(d.registrationId)].map(csvField).join(','),
+      ),
     ];
     writeSecretFile(manifestFile, `${manifest.join('\n')}\n`, written);
     if (generator) {
@@ -174,6 +228,37 @@ export async function factory(argv: string[], io: CliIo): Promise<number> {
       `  then flash it at the nvs partition's offset: esptool.py write_flash 0x9000 <registrationId>.bin\n`;
   io.stderr(how);
   return 0;
+}
+
+/** --issue-certs with --ca-cert and --ca-key (checked: a CA, an RSA key of its own), or undefined. */
+function issuingCa(v: Record<string, unknown>): SigningCa | undefined {
+  const certFlags = ['ca-cert', 'ca-key', 'cert-days'].filter((flag) => v[flag] !== undefined);
+  if (!v['issue-certs']) {
+    if (certFlags.length > 0) throw new ProvisioningError('invalid-input', `--${certFlags[0]} is for --issue-certs`);
+    return undefined;
+  }
+  if (v['group-key-file'] !== undefined) {
+    throw new ProvisioningError('invalid-input', 'give --group-key-file (symmetric keys) or --issue-certs (X.509), not both');
+  }
+  const ca = {
+    cert: readCertificateFile(required(v['ca-cert'] as string | undefined, '--ca-cert'), '--ca-cert'),
+    key: readPrivateKeyFile(required(v['ca-key'] as string | undefined, '--ca-key'), '--ca-key'),
+  };
+  loadSigningCa(ca.cert, ca.key);
+  return ca;
+}
+
+/** Each certificate chain and key is one NVS string: both must fit. */
+function checkNvsSize(certificates: Map<string, IssuedCertificate>): void {
+  for (const [id, issued] of certificates) {
+    const largest = Math.max(Buffer.byteLength(issued.cert), Buffer.byteLength(issued.key));
+    if (largest > NVS_MAX_STRING_BYTES) {
+      throw new ProvisioningError(
+        'invalid-input',
+        `${id}: a certificate chain or key of ${largest} bytes; an NVS string holds at most ${NVS_MAX_STRING_BYTES} (use a CA with a shorter chain)`,
+      );
+    }
+  }
 }
 
 function readAnchors(path: string): string {

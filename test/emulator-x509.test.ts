@@ -1,7 +1,8 @@
 // X.509 attestation end to end: the emulator's DPS and hub endpoints ask for a client certificate,
 // check its CN, dates, thumbprint or chain to the enrollment's CA; `register --cert --cert-key`
 // provisions through the Node host with it and `device` takes it online with its hub.
-import { writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -387,5 +388,69 @@ describe('the dps commands for X.509 (the flags of az iot dps)', () => {
     ]);
     expect(both.code).toBe(2);
     expect(both.stderr).toMatch(/not more/);
+  });
+});
+
+describe('factory --issue-certs', () => {
+  it("issues each device an RSA 2048 certificate from the line's CA, writes cert and key (0600) and puts them in the partition; the device provisions with them", async () => {
+    const out = join(fixture.dir, 'factory-out');
+    const caCert = join(fixture.dir, 'line-ca.pem');
+    const caKey = join(fixture.dir, 'line-ca-key.pem');
+    writeFileSync(caCert, intermediate.cert);
+    writeFileSync(caKey, intermediate.key, { mode: 0o600 });
+    const run = await runCli([
+      'factory',
+      '--id-scope',
+      ID_SCOPE,
+      '--issue-certs',
+      '--ca-cert',
+      caCert,
+      '--ca-key',
+      caKey,
+      '--count',
+      '2',
+      '--serial-start',
+      '7',
+      '--registration-id-template',
+      'line1-{serial}',
+      '--out',
+      out,
+    ]);
+    expect(run.code).toBe(0);
+    expect(run.stdout + run.stderr).not.toContain('PRIVATE KEY');
+    expect(run.stdout + run.stderr).not.toContain(intermediate.key.split('\n')[1]);
+    for (const id of ['line1-7', 'line1-8']) {
+      const csv = readFileSync(join(out, `${id}.csv`), 'utf8');
+      expect(csv).toContain(`cert,file,string,${join(out, `${id}-cert.pem`)}`);
+      expect(csv).toContain(`certKey,file,string,${join(out, `${id}-key.pem`)}`);
+      expect(csv).not.toContain('deviceKey');
+      for (const file of [`${id}-cert.pem`, `${id}-key.pem`, `${id}.csv`]) expect(statSync(join(out, file)).mode & 0o777).toBe(0o600);
+      const cert = new X509Certificate(readFileSync(join(out, `${id}-cert.pem`)));
+      expect(cert.subject).toBe(`CN=${id}`);
+      expect(cert.publicKey.asymmetricKeyDetails).toMatchObject({ modulusLength: 2048 });
+      expect(cert.publicKey.asymmetricKeyType).toBe('rsa');
+    }
+    const manifest = readFileSync(join(out, 'manifest.csv'), 'utf8');
+    expect(manifest.split('\n')[0]).toBe('registrationId,serial,mac,nvsCsv,certSha256');
+    expect(manifest).not.toContain('PRIVATE KEY');
+    const issued = { cert: readFileSync(join(out, 'line1-7-cert.pem'), 'utf8'), key: readFileSync(join(out, 'line1-7-key.pem'), 'utf8') };
+    expect((await register('line1-7', issued, 'factory-line1-7')).code).toBe(0);
+  });
+
+  it("refuses --ca-cert without --issue-certs, --issue-certs with --group-key-file, and a key that is not the CA's (nothing written)", async () => {
+    const out = join(fixture.dir, 'factory-refused');
+    const caCert = join(fixture.dir, 'line-ca.pem');
+    const otherKey = join(fixture.dir, 'other-ca-key.pem');
+    writeFileSync(otherKey, otherRoot.key, { mode: 0o600 });
+    const base = ['factory', '--id-scope', ID_SCOPE, '--count', '1', '--out', out];
+    expect((await runCli([...base, '--group-key-file', otherKey, '--ca-cert', caCert])).stderr).toMatch(/--ca-cert is for --issue-certs/);
+    expect((await runCli([...base, '--issue-certs', '--group-key-file', otherKey, '--ca-cert', caCert, '--ca-key', otherKey])).code).toBe(
+      2,
+    );
+    const mismatch = await runCli([...base, '--issue-certs', '--ca-cert', caCert, '--ca-key', otherKey]);
+    expect(mismatch.code).toBe(2);
+    expect(mismatch.stderr).toMatch(/does not belong to the CA certificate/);
+    expect(mismatch.stderr).not.toContain('PRIVATE KEY');
+    expect(existsSync(out)).toBe(false);
   });
 });

@@ -21,7 +21,7 @@ export interface IssuedCertificate {
   key: string;
 }
 
-/** An RSA 2048 key pair, as forge's public key and the PEM private key (PKCS#1). */
+/** An RSA 2048 key pair, as forge's public key and the PEM private key (PKCS#8, -----BEGIN PRIVATE KEY-----). */
 export interface KeyPair {
   publicKey: forge.pki.rsa.PublicKey;
   keyPem: string;
@@ -31,7 +31,7 @@ export function rsaKeyPair(): KeyPair {
   const { publicKey, privateKey } = generateKeyPairSync('rsa', {
     modulusLength: 2048,
     publicKeyEncoding: { type: 'spki', format: 'pem' },
-    privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
   });
   return { publicKey: pki.publicKeyFromPem(publicKey) as forge.pki.rsa.PublicKey, keyPem: privateKey };
 }
