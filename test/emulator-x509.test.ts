@@ -454,3 +454,62 @@ describe('factory --issue-certs', () => {
     expect(existsSync(out)).toBe(false);
   });
 });
+
+describe('fleet --ca-cert --ca-key', () => {
+  it('provisions and connects devices with certificates issued on the fly by the group CA', async () => {
+    const caCert = join(fixture.dir, 'fleet-ca.pem');
+    const caKey = join(fixture.dir, 'fleet-ca-key.pem');
+    writeFileSync(caCert, intermediate.cert);
+    writeFileSync(caKey, intermediate.key, { mode: 0o600 });
+    writeFileSync(join(fixture.dir, 'ca.pem'), dps.caPem);
+    const run = await runCli([
+      'fleet',
+      '--id-scope',
+      ID_SCOPE,
+      '--ca-cert',
+      caCert,
+      '--ca-key',
+      caKey,
+      '--count',
+      '4',
+      '--concurrency',
+      '2',
+      '--prefix',
+      'line1-fleet-',
+      '--endpoint',
+      `${dps.endpoint.host}:${dps.endpoint.port}`,
+      '--ca',
+      join(fixture.dir, 'ca.pem'),
+      '--connect',
+      '--hub-endpoint',
+      `${dps.hubEndpoint.host}:${dps.hubEndpoint.port}`,
+      '--msg-count',
+      '1',
+      '--json',
+      '--quiet',
+    ]);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const report = JSON.parse(run.stdout);
+    expect(report).toMatchObject({ succeeded: 4, failed: 0, tlsSessionResumption: false, connect: { connected: 4 } });
+    expect(run.stdout).not.toContain('PRIVATE KEY');
+    expect(dps.model.hubDevice(HUB, 'line1-fleet-3')?.authentication).toEqual({ type: 'certificateAuthority' });
+    const withKey = await runCli([
+      'fleet',
+      '--id-scope',
+      ID_SCOPE,
+      '--ca-cert',
+      caCert,
+      '--ca-key',
+      caKey,
+      '--group-key',
+      'x',
+      '--count',
+      '1',
+    ]);
+    expect(withKey.code).toBe(2);
+    expect((await runCli(['fleet', '--id-scope', ID_SCOPE, '--ca-cert', caCert, '--count', '1'])).stderr).toMatch(
+      /--ca-cert and --ca-key together/,
+    );
+  });
+});

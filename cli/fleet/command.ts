@@ -12,9 +12,11 @@ import { DPS_GLOBAL_ENDPOINT, type RegistrationResult, registerDevice } from '..
 import { ProvisioningError } from '../../src/errors.js';
 import { connectHub } from '../../src/hub/session.js';
 import { deriveDeviceKey, validateIdScope, validateRegistrationId } from '../../src/identity.js';
+import type { Connect } from '../../src/ports.js';
 import { formatEndpoint } from '../../src/provisioner.js';
 import { printable } from '../../src/text.js';
-import { parseEndpoint, readCaFile, readSecret } from '../shared/args.js';
+import { parseEndpoint, readCaFile, readCertificateFile, readPrivateKeyFile, readSecret } from '../shared/args.js';
+import { issueDeviceCertificate, loadSigningCa, rsaKeyPair, type SigningCa } from '../shared/certificates.js';
 // cli.ts registers this command, so the import is circular: only used at call time, which is safe.
 import { type CliIo, EXIT_CODES } from '../shared/io.js';
 import { createProgressView, type ProgressView } from './progress.js';
@@ -32,7 +34,7 @@ const MAX_MESSAGES = 1000;
 /** A hub request (CONNACK, the twin, a message's PUBACK) ends within this, or --timeout when shorter. */
 const HUB_REQUEST_TIMEOUT_MS = 30_000;
 
-const HELP = `Usage: moddable-dps fleet --id-scope <s> --group-key <k> --count <n> [options]
+const HELP = `Usage: moddable-dps fleet --id-scope <s> (--group-key <k> | --ca-cert <pem> --ca-key <pem>) --count <n> [options]
 
 Provisions <n> virtual devices of one enrollment group, at most --concurrency at a time, and
 prints a summary: assigned and failed devices (by kind), wall time, throughput and latency
@@ -40,6 +42,10 @@ percentiles. A load test for a DPS setup: the local emulator or your own DPS ins
 
   --id-scope <s>             ID scope (env PROVISIONING_IDSCOPE)
   --group-key <k>            the enrollment group key; --group-key-file <path> to read it
+  --ca-cert <pem> --ca-key <pem>  X.509 instead: each device gets a certificate issued on the fly
+                             by this CA (CN = its registration ID; one RSA 2048 key pair shared by
+                             the run's devices), for an X.509 enrollment group that trusts the CA;
+                             no TLS session resumption then (a session carries its certificate)
   --count <n>                how many devices (1 to ${MAX_COUNT})
   --concurrency <c>          devices in flight at once (default 10)
   --prefix <p>               registration IDs are <p> + the zero-padded index (default dev-)
@@ -78,7 +84,8 @@ export async function fleet(argv: string[], io: FleetIo): Promise<number> {
   }
   const env = io.env;
   const idScope = validateIdScope(required(v['id-scope'] ?? env.PROVISIONING_IDSCOPE, '--id-scope', 'PROVISIONING_IDSCOPE'));
-  const groupKey = required(readSecret(v['group-key'], v['group-key-file'], '--group-key'), '--group-key');
+  const issuer = fleetCa(v);
+  const groupKey = issuer ? undefined : required(readSecret(v['group-key'], v['group-key-file'], '--group-key'), '--group-key');
   const count = integer(required(v.count, '--count'), '--count', 1, MAX_COUNT);
   const concurrency = v.concurrency === undefined ? 10 : integer(v.concurrency, '--concurrency', 1, MAX_CONCURRENCY);
   const start = v.start === undefined ? 0 : integer(v.start, '--start', 0, Number.MAX_SAFE_INTEGER - MAX_COUNT);
@@ -96,7 +103,7 @@ export async function fleet(argv: string[], io: FleetIo): Promise<number> {
       );
     }
   }
-  deriveDeviceKey(groupKey, idOf(0)); // a group key that is not base64 is bad input, before any traffic
+  if (groupKey) deriveDeviceKey(groupKey, idOf(0)); // a group key that is not base64 is bad input, before any traffic
   const transport = v.transport ?? 'mqtt';
   if (transport !== 'mqtt' && transport !== 'mqtt-ws') {
     throw new ProvisioningError('invalid-input', `--transport must be mqtt or mqtt-ws, not '${printable(transport)}'`);
@@ -113,8 +120,14 @@ export async function fleet(argv: string[], io: FleetIo): Promise<number> {
   }
   const hubEndpoint = v['hub-endpoint'] === undefined ? undefined : parseEndpoint(v['hub-endpoint'], defaultPort);
   const msgCount = v['msg-count'] === undefined ? 0 : integer(v['msg-count'], '--msg-count', 0, MAX_MESSAGES);
-  const tlsOptions = { ...(ca !== undefined && { ca }), resumeSessions: !v['full-handshakes'] };
-  const connect = websocket ? createWebSocketConnect({ ...tlsOptions, proxyFor: proxyFromEnv(env) }) : createTlsConnect(tlsOptions);
+  const resumeSessions = !v['full-handshakes'] && !issuer;
+  const connectFor = (clientCertificate?: { cert: string; key: string }) => {
+    const tlsOptions = { ...(ca !== undefined && { ca }), resumeSessions, ...(clientCertificate && { clientCertificate }) };
+    return websocket ? createWebSocketConnect({ ...tlsOptions, proxyFor: proxyFromEnv(env) }) : createTlsConnect(tlsOptions);
+  };
+  const shared = issuer ? undefined : connectFor();
+  // X.509: one key pair for the run (an RSA key per device would cost more than its provisioning), a certificate per device.
+  const keyPair = issuer ? rsaKeyPair() : undefined;
 
   const progress: ProgressView | undefined = v.quiet
     ? undefined
@@ -130,21 +143,22 @@ export async function fleet(argv: string[], io: FleetIo): Promise<number> {
       concurrency,
       provision: async (i): Promise<Provisioned> => {
         const registrationId = idOf(i);
-        const deviceKey = deriveDeviceKey(groupKey, registrationId); // once per device
+        const deviceKey = groupKey ? deriveDeviceKey(groupKey, registrationId) : undefined; // once per device
+        const connect = shared ?? connectFor(issueDeviceCertificate(issuer!, registrationId, { keyPair: keyPair! }));
         const registration = await registerDevice(
-          { idScope, registrationId, deviceKey, endpoint, timeoutMs, clientVersion: 'moddable-dps/0.1.0' },
+          { idScope, registrationId, ...(deviceKey && { deviceKey }), endpoint, timeoutMs, clientVersion: 'moddable-dps/0.1.0' },
           { connect, clock: systemClock, random: nodeRandom },
         );
-        return { registration, deviceKey };
+        return { registration, deviceKey, connect };
       },
       ...(v.connect && {
         connect: async (_i, provisioned) => {
-          const { registration, deviceKey } = provisioned as Provisioned;
+          const { registration, deviceKey, connect } = provisioned as Provisioned;
           const session = await connectHub(
             {
               hub: registration.assignedHub,
               deviceId: registration.deviceId,
-              deviceKey,
+              ...(deviceKey && { deviceKey }),
               ...(hubEndpoint ? { endpoint: hubEndpoint } : websocket && { port: WEBSOCKET_PORT }),
               requestTimeoutMs: Math.min(HUB_REQUEST_TIMEOUT_MS, timeoutMs),
               offlineTimeoutMs: timeoutMs,
@@ -174,7 +188,7 @@ export async function fleet(argv: string[], io: FleetIo): Promise<number> {
     endpoint: formatEndpoint(endpoint),
     firstRegistrationId: idOf(0),
     lastRegistrationId: idOf(count - 1),
-    tlsSessionResumption: !v['full-handshakes'],
+    tlsSessionResumption: resumeSessions,
     ...summary,
     ...(summary.connect && { connect: { ...summary.connect, messagesPerDevice: msgCount } }),
   };
@@ -182,10 +196,24 @@ export async function fleet(argv: string[], io: FleetIo): Promise<number> {
   return exitCode(summary);
 }
 
-/** What provision resolves with: the key stays in memory, for the connect. */
+/** What provision resolves with: the key (or the certificate in its connect) stays in memory, for the connect. */
 interface Provisioned {
   registration: RegistrationResult;
-  deviceKey: string;
+  deviceKey: string | undefined;
+  connect: Connect;
+}
+
+/** --ca-cert and --ca-key (both, without a group key), checked; undefined without them. */
+function fleetCa(v: Record<string, unknown>): SigningCa | undefined {
+  if (v['ca-cert'] === undefined && v['ca-key'] === undefined) return undefined;
+  if (v['ca-cert'] === undefined || v['ca-key'] === undefined)
+    throw new ProvisioningError('invalid-input', 'give --ca-cert and --ca-key together');
+  if (v['group-key'] !== undefined || v['group-key-file'] !== undefined) {
+    throw new ProvisioningError('invalid-input', 'give --group-key (symmetric keys) or --ca-cert/--ca-key (X.509), not both');
+  }
+  const ca = { cert: readCertificateFile(v['ca-cert'] as string, '--ca-cert'), key: readPrivateKeyFile(v['ca-key'] as string, '--ca-key') };
+  loadSigningCa(ca.cert, ca.key);
+  return ca;
 }
 
 /** 0 when all were assigned (and connected); otherwise the exit status of the most frequent failure kind, provisioning and connect together. */
@@ -244,6 +272,8 @@ function parseFlags(argv: string[]) {
         start: { type: 'string' },
         endpoint: { type: 'string' },
         ca: { type: 'string' },
+        'ca-cert': { type: 'string' },
+        'ca-key': { type: 'string' },
         timeout: { type: 'string' },
         'full-handshakes': { type: 'boolean' },
         connect: { type: 'boolean' },
