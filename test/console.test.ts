@@ -3,10 +3,11 @@
 // until asked, and that a device provisioned with the CLI appears where DPS put it.
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { connect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfigFile } from '../emulator/config-file.js';
-import { chromiumMissing, launchBrowser, type TestBrowser } from './support/browser.js';
+import { chromiumMissing, launchBrowser, SCREENSHOTS, type TestBrowser } from './support/browser.js';
 import { runCli } from './support/cli-runner.js';
 import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
 
@@ -277,6 +278,7 @@ describe.skipIf(chromiumMissing !== undefined)("web console: the README's walkth
         .waitFor();
     }
     await browser.screenshot(live, 'live');
+    await live.locator('#charts section').first().screenshot({ path: join(SCREENSHOTS, 'live-allocation.png') });
     await live.close();
 
     await page.goto(at('/hubs'));
