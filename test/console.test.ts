@@ -10,6 +10,7 @@ import { loadConfigFile } from '../emulator/config-file.js';
 import { chromiumMissing, launchBrowser, SCREENSHOTS, type TestBrowser } from './support/browser.js';
 import { runCli } from './support/cli-runner.js';
 import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
+import { serviceCall } from './support/service-https.js';
 
 const EXAMPLE = new URL('../examples/emulator.json', import.meta.url).pathname;
 const exampleGroupKey = (
@@ -104,6 +105,21 @@ describe.skipIf(chromiumMissing !== undefined)('web console', () => {
     expect(authentication.type).toBe('sas');
     if (authentication.type === 'sas') expect(await page.content()).not.toContain(authentication.symmetricKey.primaryKey);
     await browser.screenshot(page, 'hubs');
+  });
+
+  it('linked hubs: an "out of date" badge once the key the link holds is renewed in the hub', async () => {
+    const { page } = browser;
+    await page.goto(new URL('/linked-hubs', url).href);
+    expect(await page.locator('.badge', { hasText: 'out of date' }).count()).toBe(0);
+    const renewed = await serviceCall(
+      emulator.dps,
+      'POST',
+      '/hubs/demo-hub-2.azure-devices.net/policies/iothubowner/renew-key?key=primary',
+    );
+    expect(renewed.status).toBe(200);
+    await page.reload();
+    expect(await page.locator('tr[data-hub="demo-hub-2.azure-devices.net"] .badge').textContent()).toBe('out of date');
+    expect(await page.locator('.badge', { hasText: 'out of date' }).count()).toBe(1);
   });
 });
 
@@ -278,7 +294,10 @@ describe.skipIf(chromiumMissing !== undefined)("web console: the README's walkth
         .waitFor();
     }
     await browser.screenshot(live, 'live');
-    await live.locator('#charts section').first().screenshot({ path: join(SCREENSHOTS, 'live-allocation.png') });
+    await live
+      .locator('#charts section')
+      .first()
+      .screenshot({ path: join(SCREENSHOTS, 'live-allocation.png') });
     await live.close();
 
     await page.goto(at('/hubs'));
