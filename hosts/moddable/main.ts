@@ -34,7 +34,6 @@ import { shouldReprovision } from "../../src/hub/reprovision.js";
 import type { HubEvent, ProvisioningEvent } from "../../src/ports.js";
 import { resolveRegistrationId } from "../../src/provisioner.js";
 import { printable } from "../../src/text.js";
-import { webSocketConnect } from "../../src/ws/client.js";
 import { trustAnchors } from "./anchors.js";
 import { clock, sleep, syncClock } from "./clock.js";
 import { macAddress, platform } from "./device.js";
@@ -125,6 +124,11 @@ async function onlineOnce(app: DeviceApp, force: boolean): Promise<Online> {
 
 	const hubEndpoint = configText("hubEndpoint");
 	const modelId = configText("modelId");
+	const tls = createTlsConnect({ trustAnchors: trust.anchors });
+	// MQTT over secure WebSockets: the core's WebSocket client (src/ws/) over the same TLS, loaded
+	// only for that transport (its modules and SHA-1 cost a plain MQTT device RAM for nothing).
+	const connect =
+		settings.transport === "mqtt-ws" ? (await import("../../src/ws/client.js")).webSocketConnect(tls, { random: Math.random }) : tls;
 	return goOnline(
 		{
 			idScope: settings.idScope,
@@ -146,11 +150,7 @@ async function onlineOnce(app: DeviceApp, force: boolean): Promise<Online> {
 			},
 		},
 		{
-			// MQTT over secure WebSockets: the core's WebSocket client (src/ws/) over the same TLS.
-			connect:
-				settings.transport === "mqtt-ws"
-					? webSocketConnect(createTlsConnect({ trustAnchors: trust.anchors }), { random: Math.random })
-					: createTlsConnect({ trustAnchors: trust.anchors }),
+			connect,
 			clock,
 			store: new PreferenceStore(),
 			log: (event) => say(describeEvent(event)),
