@@ -1,17 +1,24 @@
 // The DPS emulator in a process of its own, so that the clients measured in other processes
 // share nothing with it but the loopback interface (and the machine's cores).
-// Forked by bench/run.js with one argument, JSON {stateDir, retryAfterSeconds}; talks over IPC:
+// Forked by bench/run.js with one argument, JSON {stateDir, retryAfterSeconds, inMemory?}; talks over IPC:
 //   → {type: 'ready', port, hubPort, httpsPort, caPem, caPath}   once listening (DPS; the emulated IoT hub; HTTPS and MQTT over WebSockets)
 //   ← 'cpu'    → {type: 'cpu', user, system}     this process's CPU time so far, µs
+//   ← 'state'  → {type: 'state', bytes, registrations, serializeMs}   the state file's size once saved (0 in memory), one serialisation's time
 //   ← 'close'  closes the emulator and exits
+import { stat } from 'node:fs/promises';
 import { startEmulator } from '../emulator/index.js';
 import { BENCH_GROUP_KEY, BENCH_HUB, BENCH_ID_SCOPE } from './common.js';
 
-const { stateDir, retryAfterSeconds } = JSON.parse(process.argv[2] ?? '{}') as { stateDir: string; retryAfterSeconds: number };
+const { stateDir, retryAfterSeconds, inMemory } = JSON.parse(process.argv[2] ?? '{}') as {
+  stateDir: string;
+  retryAfterSeconds: number;
+  inMemory?: boolean;
+};
 const dps = await startEmulator({
   idScope: BENCH_ID_SCOPE,
   stateDir,
   retryAfterSeconds,
+  inMemory: inMemory === true,
   config: {
     iotHubs: [{ connectionString: `HostName=${BENCH_HUB};SharedAccessKeyName=iothubowner;SharedAccessKey=${BENCH_GROUP_KEY}` }],
     enrollmentGroups: [
@@ -36,6 +43,15 @@ process.on('message', (message) => {
   if (message === 'cpu') {
     const { user, system } = process.cpuUsage();
     send({ type: 'cpu', user, system });
+  } else if (message === 'state') {
+    const registrations = dps.model.registrations().length;
+    // What one save costs the emulator's thread: serialising the whole state (the write is in the thread pool).
+    const started = performance.now();
+    JSON.stringify(dps.model.snapshot());
+    const serializeMs = performance.now() - started;
+    void (dps.state ? dps.state.flush().then(() => stat(dps.state!.path)) : Promise.resolve({ size: 0 })).then(({ size }) =>
+      send({ type: 'state', bytes: size, registrations, serializeMs }),
+    );
   } else if (message === 'close') {
     void dps.close().then(() => process.exit(0));
   }

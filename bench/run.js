@@ -190,11 +190,23 @@ console.log(
 results.cpu.coreUsPerDevice = median(core);
 
 console.log(`\n(c) fleet throughput — ${FLEET_DEVICES} devices at concurrency ${CONCURRENCY}, retry-after 0, median of ${LOAD_REPS}`);
-const FLEET_CLIENTS = ['ours', 'ours-full', 'microsoft', 'ideal-resume', 'ideal-resume-tls12'];
+// The emulator keeps its state in <stateDir>/state.json (emulator/state-store.ts); 'ours-memory'
+// runs ours against a second emulator started with --in-memory, alternating with the others.
+const FLEET_CLIENTS = ['ours', 'ours-memory', 'ours-full', 'microsoft', 'ideal-resume', 'ideal-resume-tls12'];
+LABEL['ours-memory'] = 'ours, against an emulator --in-memory';
+const dpsMemory = await emulator(0, { inMemory: true });
+await fleetRun('ours', dpsMemory, FLEET_DEVICES, CONCURRENCY); // warm-up, as (b) warmed the other: not counted
 const fleet = Object.fromEntries(FLEET_CLIENTS.map((c) => [c, []]));
 for (let rep = 0; rep < LOAD_REPS; rep++) {
-  for (const client of rotate(FLEET_CLIENTS, rep)) fleet[client].push(await fleetRun(client, dps, FLEET_DEVICES, CONCURRENCY));
+  for (const client of rotate(FLEET_CLIENTS, rep)) {
+    fleet[client].push(
+      client === 'ours-memory'
+        ? await fleetRun('ours', dpsMemory, FLEET_DEVICES, CONCURRENCY)
+        : await fleetRun(client, dps, FLEET_DEVICES, CONCURRENCY),
+    );
+  }
 }
+await dpsMemory.close();
 console.log(
   `  ${''.padEnd(52)}${pad('devices/s', 10)}${pad('p50 ms', 9)}${pad('p99 ms', 9)}${pad('client', 9)}${pad('emulator', 10)}${pad('emu busy', 10)}`,
 );
@@ -214,7 +226,12 @@ for (const client of FLEET_CLIENTS) {
   );
 }
 console.log('  (client, emulator: CPU ms per device; emu busy: emulator CPU time / wall time, 100 % = one core)');
-results.fleet = { devices: FLEET_DEVICES, concurrency: CONCURRENCY, runs: fleet, median: fleetMedian };
+const stored = await dps.state();
+console.log(
+  `  the state kept (ours vs ours --in-memory): ${f2(fleetMedian.ours.throughput / fleetMedian['ours-memory'].throughput)} of the in-memory throughput (target >= 0.85); ` +
+    `state.json ${f1(stored.bytes / 1e6)} MB for ${stored.registrations} registrations and their hub devices, ${Math.round(stored.bytes / Math.max(1, stored.registrations))} bytes each; one save serialises it in ${f1(stored.serializeMs)} ms`,
+);
+results.fleet = { devices: FLEET_DEVICES, concurrency: CONCURRENCY, runs: fleet, median: fleetMedian, state: stored };
 await dps.close();
 rmSync(stateDir, { recursive: true, force: true });
 
@@ -329,8 +346,8 @@ function rotate(list, n) {
 }
 
 /** The emulator in its own process. */
-async function emulator(retryAfterSeconds) {
-  const proc = fork(bundled['emulator-process'], [JSON.stringify({ stateDir, retryAfterSeconds })], {
+async function emulator(retryAfterSeconds, { inMemory = false } = {}) {
+  const proc = fork(bundled['emulator-process'], [JSON.stringify({ stateDir, retryAfterSeconds, inMemory })], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const ready = await new Promise((resolve, reject) => {
@@ -344,6 +361,11 @@ async function emulator(retryAfterSeconds) {
       new Promise((resolve) => {
         proc.once('message', (message) => resolve((message.user + message.system) / 1000));
         proc.send('cpu');
+      }),
+    state: () =>
+      new Promise((resolve) => {
+        proc.once('message', resolve);
+        proc.send('state');
       }),
     close: () =>
       new Promise((resolve) => {
