@@ -80,7 +80,8 @@ function hubFields(values: URLSearchParams, errors: HubErrors, creating: boolean
     label: creating ? 'Connection string' : 'New connection string (optional)',
     type: 'password',
     autocomplete: 'off',
-    value: values.get('connectionString') ?? '',
+    // Never sent back: it holds the hub's key (after a refusal it is pasted again).
+    value: '',
     error: errors.connectionString,
     hint: creating
       ? 'HostName=<hub>.azure-devices.net;SharedAccessKeyName=iothubowner;SharedAccessKey=… (a policy with RegistryWrite and ServiceConnect; an unknown hub is created)'
