@@ -73,12 +73,13 @@ export interface CoreFigures {
 /** `devices` provisionings through the replay, 32 at a time, after a warm-up. */
 export async function coreCpu(devices: number, warmup = 300): Promise<CoreFigures> {
   const one = (i: number, tag: string) => {
-    const registrationId = `core-${tag}-${i}`;
+    // Every device registers as 'core', the ID in the replayed assignment (the flow refuses an
+    // assignment of another registration ID); each still derives a key of its own, as a fleet does.
     return registerDevice(
       {
         idScope: BENCH_ID_SCOPE,
-        registrationId,
-        deviceKey: deriveDeviceKey(BENCH_GROUP_KEY, registrationId),
+        registrationId: STATE.registrationId,
+        deviceKey: deriveDeviceKey(BENCH_GROUP_KEY, `core-${tag}-${i}`),
         endpoint: { host: 'replay', port: 8883 },
       },
       { connect: replayConnect, clock: systemClock, random: () => 0 },
