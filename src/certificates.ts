@@ -28,6 +28,32 @@ export function checkDerCertificate(bytes: Uint8Array, source: string): Uint8Arr
   return bytes;
 }
 
+/**
+ * A device's private key from PEM: one PKCS#8 block (`-----BEGIN PRIVATE KEY-----`), the form
+ * Moddable's TLS reads (ssl_cert.js: PKCS8.parse), as DER. Other forms are refused with the
+ * conversion to make; no message quotes any of the key.
+ */
+export function privateKeyFromPem(text: string, source: string): Uint8Array {
+  const other = /-----BEGIN (RSA|EC|ENCRYPTED) PRIVATE KEY-----/.exec(text);
+  if (other) {
+    const form = other[1] === 'ENCRYPTED' ? 'an encrypted PKCS#8 key' : `a PKCS#1 ${other[1]} key`;
+    throw invalid(`${source} holds ${form}; the device needs an unencrypted PKCS#8 key (openssl pkcs8 -topk8 -nocrypt)`);
+  }
+  const blocks = [...text.matchAll(/-----BEGIN PRIVATE KEY-----([A-Za-z0-9+/=\s]+?)-----END PRIVATE KEY-----/g)];
+  if (blocks.length !== 1) throw invalid(`${source} must hold one PEM private key (-----BEGIN PRIVATE KEY-----), not ${blocks.length}`);
+  let der: Uint8Array;
+  try {
+    der = base64Decode(blocks[0]![1]!.replace(/\s+/g, ''), source);
+  } catch {
+    throw invalid(`${source} is not valid PEM`);
+  }
+  try {
+    return checkDerCertificate(der, source);
+  } catch {
+    throw invalid(`${source} is not a DER private key`);
+  }
+}
+
 function invalid(message: string): ProvisioningError {
   return new ProvisioningError('invalid-input', message);
 }

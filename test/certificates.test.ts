@@ -8,11 +8,11 @@
 // - SHA-256, DigiCert Global Root G2: https://www.digicert.com/kb/digicert-root-certificates.htm
 // - SHA-256, Microsoft RSA Root Certificate Authority 2017: Microsoft PKI repository,
 //   https://www.microsoft.com/pkiops/docs/repository.htm
-import { createHash, X509Certificate } from 'node:crypto';
+import { createHash, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { certificatesFromPem, checkDerCertificate } from '../src/certificates.js';
+import { certificatesFromPem, checkDerCertificate, privateKeyFromPem } from '../src/certificates.js';
 import { isProvisioningError } from '../src/errors.js';
 
 const CERTS = join(import.meta.dirname, '..', 'hosts', 'moddable', 'certs');
@@ -105,5 +105,43 @@ describe('anchors as PEM text or DER bytes', () => {
       ).toBe(`${name} is not a DER certificate (${bytes.length} bytes)`);
     const small = new Uint8Array([0x30, 0x03, 0x02, 0x01, 0x00]);
     expect(checkDerCertificate(small, 'small')).toBe(small);
+  });
+});
+
+describe("a device's private key as PEM (X.509 attestation on Moddable)", () => {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const pkcs8 = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+  const failure = (run: () => unknown) => {
+    try {
+      run();
+    } catch (error) {
+      if (isProvisioningError(error)) return error;
+    }
+    throw new Error('no ProvisioningError');
+  };
+
+  it('takes one unencrypted PKCS#8 block and gives its DER, as Node exports it', () => {
+    const der = privateKeyFromPem(`leading text\n${pkcs8}\ntrailing`, 'Preference "dps"/"certKey"');
+    expect(Buffer.from(der)).toEqual(privateKey.export({ type: 'pkcs8', format: 'der' }));
+  });
+
+  it('refuses PKCS#1, EC, encrypted, none or two keys, naming the source and the conversion, never the key', () => {
+    const pkcs1 = privateKey.export({ type: 'pkcs1', format: 'pem' }) as string;
+    const encrypted = privateKey.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'x' }) as string;
+    const cases: [string, RegExp][] = [
+      [pkcs1, /holds a PKCS#1 RSA key; the device needs an unencrypted PKCS#8 key \(openssl pkcs8 -topk8 -nocrypt\)/],
+      [encrypted, /holds an encrypted PKCS#8 key/],
+      ['no key here', /must hold one PEM private key .* not 0/],
+      [`${pkcs8}${pkcs8}`, /not 2/],
+      ['-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----', /is not a DER private key/],
+    ];
+    const body = pkcs8.split('\n')[1]!;
+    for (const [text, message] of cases) {
+      const error = failure(() => privateKeyFromPem(text, 'config certificateKey'));
+      expect(error.kind).toBe('invalid-input');
+      expect(error.message).toMatch(message);
+      expect(error.message).toContain('config certificateKey');
+      expect(error.message).not.toContain(body.slice(0, 16));
+    }
   });
 });

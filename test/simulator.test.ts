@@ -32,7 +32,9 @@
 //   retried; anchors in Preference "dps"/"ca" replace them (the emulator's CA second or first in
 //   the bundle, another CA in the other place: accepted either way); a malformed one is traced
 //   and the built-in pair is used; what `moddable-dps factory` writes into NVS (a derived key, the
-//   endpoint, the anchors) provisions the device, with no group key on it
+//   endpoint, the anchors) provisions the device, with no group key on it; and what
+//   `factory --issue-certs` writes (an X.509 certificate and its key) provisions it through a
+//   group trusting the line's CA and takes it online; an expired certificate is refused
 //
 // Needs: Linux, $MODDABLE with its tools built (mcconfig, mcsim), npm install done in
 // $MODDABLE/tools/xsbug-log, xvfb-run. Skipped otherwise. Downloads nothing.
@@ -45,6 +47,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { firmwareBuildLine } from '../cli/emulator.js';
+import { createCa, issueDeviceCertificate } from '../cli/shared/certificates.js';
 import { loadOrCreateCertificates } from '../emulator/certificates.js';
 import { type DpsEmulator, type EndpointEvent, startEmulator } from '../emulator/index.js';
 import { buildRegistrationId, deriveDeviceKey } from '../src/identity.js';
@@ -494,6 +497,77 @@ if (skipReason) {
         rmSync(out, { recursive: true, force: true });
       }
     }, 150_000);
+
+    it('X.509: what `factory --issue-certs` writes (a certificate from the line CA, its PKCS#8 key) provisions the device through a group trusting that CA and takes it online; an expired certificate is refused', async () => {
+      const out = mkdtempSync(join(tmpdir(), 'dps-factory-x509-'));
+      try {
+        // One certificate, issued by the CA the group trusts: the simulator's socket sends at most
+        // 1024 bytes a write, less than a TLS Certificate message holding a chain of two (see the host README).
+        const lineCa = createCa('simulator test line CA');
+        dps.model.putEnrollmentGroup({
+          enrollmentGroupId: 'x509-line',
+          attestation: { type: 'x509', x509: { signingCertificates: { primary: { certificate: lineCa.cert } } } },
+          initialTwin: { tags: {}, properties: { desired: { telemetryInterval: 1 } } },
+        } as never);
+        writeFileSync(join(out, 'line.pem'), lineCa.cert);
+        writeFileSync(join(out, 'line-key.pem'), lineCa.key, { mode: 0o600 });
+        writeFileSync(join(out, 'devices.csv'), `serial,mac\nSN-0509,${MAC}\n`);
+        writeFileSync(join(out, 'ca-in.pem'), dps.caPem);
+        const run = await runCli([
+          'factory',
+          ...['--id-scope', ID_SCOPE, '--issue-certs', '--ca-cert', join(out, 'line.pem'), '--ca-key', join(out, 'line-key.pem')],
+          ...['--devices', join(out, 'devices.csv'), '--endpoint', `${dps.endpoint.host}:${dps.endpoint.port}`],
+          ...['--ca-file', join(out, 'ca-in.pem'), '--out', join(out, 'nvs')],
+        ]);
+        expect(run.code, run.stderr).toBe(0);
+        const id = buildRegistrationId('{serial}-{mac}', { serial: 'SN-0509', mac: MAC });
+        const rows = readFileSync(join(out, 'nvs', `${id}.csv`), 'utf8')
+          .trim()
+          .split('\n')
+          .slice(2);
+        const nvs = Object.fromEntries(
+          rows.map((row) => {
+            const [key, type, , value] = row.split(',');
+            return [key!, type === 'file' ? readFileSync(value!, 'utf8') : value!];
+          }),
+        );
+        expect(Object.keys(nvs).sort()).toEqual(['ca', 'cert', 'certKey', 'endpoint', 'idScope', 'regId']);
+        writePreferences({ ...readPreferences(), dps: nvs, 'dps-state': undefined });
+        // The factory's build (no key, no anchors: Preference has them), with the emulator's hubs.
+        build([
+          ...['-d', '-m', '-p', 'lin', '-t', 'build', join(REPO, 'manifest.json')],
+          ...[
+            `idScope=${ID_SCOPE}`,
+            'sntp=',
+            'retryMin=2',
+            'caCertificate=',
+            `hubEndpoint=${dps.hubEndpoint.host}:${dps.hubEndpoint.port}`,
+          ],
+        ]);
+        const trace = await boot(/^hub: (telemetry 1|ended)|^dps: stopped /);
+        expect(trace).toMatch(/dps: settings idScope \S+ \(preference\) key x509 \(preference\)/);
+        expect(trace).toContain(`dps: assigned ${HUB} ${id}`);
+        expect(trace).toContain(`hub: online ${HUB} ${id} desired 1 interval 1`);
+        expect(trace).not.toContain('PRIVATE KEY');
+        expect(trace).not.toContain(nvs.certKey!.split('\n')[1]!.slice(0, 24));
+        expect(dps.model.registration(id)?.enrollment).toMatchObject({ kind: 'group', enrollmentGroupId: 'x509-line' });
+        expect(dps.model.hubDevice(HUB, id)?.authentication.type).toBe('certificateAuthority');
+
+        // The same device with a certificate that expired yesterday: refused (CONNACK 5), traced, retried.
+        const expired = issueDeviceCertificate(lineCa, id, {
+          notBefore: new Date(Date.now() - 400 * 86_400_000),
+          notAfter: new Date(Date.now() - 86_400_000),
+        });
+        writePreferences({ ...readPreferences(), dps: { ...nvs, cert: expired.cert, certKey: expired.key }, 'dps-state': undefined });
+        const refused = await boot(/^dps: retry 1 /);
+        expect(refused).toMatch(/dps: error unauthorized .*CONNACK 5/);
+        expect(events.filter((e) => e.type === 'refused' && e.clientId === id).map((e) => (e as { reason: string }).reason)).toContain(
+          'cert-expired',
+        );
+      } finally {
+        rmSync(out, { recursive: true, force: true });
+      }
+    }, 900_000);
 
     /** Runs mcconfig (argv, or a shell command line) from the checkout, the SDK's tools and tsc on the PATH, as the README says. */
     function build(args: string[]): void {

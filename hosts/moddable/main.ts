@@ -8,7 +8,7 @@
 //
 // Every line starts with "dps: " or "hub: " (online.ts) and a word a test can match:
 //   dps: boot <client version> <platform>
-//   dps: settings idScope <scope> (<source>) key <group|device> (<source>) endpoint <host:port> (<source>) transport <mqtt|mqtt-ws> (<source>)
+//   dps: settings idScope <scope> (<source>) key <group|device|x509> (<source>) endpoint <host:port> (<source>) transport <mqtt|mqtt-ws> (<source>)
 //   dps: registration-id <id>
 //   dps: warning the enrollment group key is on this device: use a derived device key in production
 //   dps: warning <why Preference "dps"/"ca" was passed over>: using the build's anchors
@@ -98,7 +98,7 @@ async function onlineOnce(app: DeviceApp, force: boolean): Promise<Online> {
 	const settings = readSettings();
 	const { sources } = settings;
 	say(
-		`settings idScope ${settings.idScope} (${sources.idScope}) key ${settings.groupKey ? "group" : "device"} (${sources.key})` +
+		`settings idScope ${settings.idScope} (${sources.idScope}) key ${settings.x509 ? "x509" : settings.groupKey ? "group" : "device"} (${sources.key})` +
 			` endpoint ${settings.endpoint.host}:${settings.endpoint.port} (${sources.endpoint}) transport ${settings.transport} (${sources.transport})`,
 	);
 	// Microsoft's symmetric-key attestation: derive each device's key at the factory; a device holding
@@ -124,7 +124,12 @@ async function onlineOnce(app: DeviceApp, force: boolean): Promise<Online> {
 
 	const hubEndpoint = configText("hubEndpoint");
 	const modelId = configText("modelId");
-	const tls = createTlsConnect({ trustAnchors: trust.anchors });
+	const tls = createTlsConnect({
+		trustAnchors: trust.anchors,
+		// Development: the SDK's own trace of every TLS handshake (verbose; never a key).
+		traceTls: configNumber("traceTls", 0) === 1,
+		...(settings.x509 && { clientCertificate: settings.x509 }),
+	});
 	// MQTT over secure WebSockets: the core's WebSocket client (src/ws/) over the same TLS, loaded
 	// only for that transport (its modules and SHA-1 cost a plain MQTT device RAM for nothing).
 	const connect =
@@ -135,6 +140,7 @@ async function onlineOnce(app: DeviceApp, force: boolean): Promise<Online> {
 			registrationId,
 			...(settings.deviceKey && { deviceKey: settings.deviceKey }),
 			...(settings.groupKey && { groupKey: settings.groupKey }),
+			...(settings.x509 && { x509: true }),
 			endpoint: settings.endpoint,
 			timeoutMs: configNumber("provisioningTimeout", 300) * 1000,
 			clientVersion: CLIENT_VERSION,

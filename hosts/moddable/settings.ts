@@ -11,16 +11,23 @@
 //   endpoint                 endpoint                     DPS host[:port] (port: 8883, or 443 with mqtt-ws)
 //   transport                transport                    mqtt (MQTT over TLS, 8883) or mqtt-ws (over secure WebSockets, 443)
 //   ca                       caCertificate                the roots to trust instead of the built-in pair (anchors.ts)
+//   cert                     certificate                  X.509: the device's certificate chain (PEM; CN = registration ID)
+//   certKey                  certificateKey               X.509: its private key (PKCS#8 PEM, RSA: Moddable's TLS signs with RSA only)
 //
 // NVS (the ESP32's Preference) allows names of at most 15 characters: the keys above fit.
-// The two keys are taken as a pair: when the factory wrote either, the build's keys are ignored.
+// The keys are taken together: when the factory wrote any of deviceKey, groupKey and cert, the
+// build's are ignored. A certificate (X.509 attestation) replaces the symmetric keys.
 
 import config from "mc/config";
 import Preference from "preference";
+import { certificatesFromPem, privateKeyFromPem } from "../../src/certificates.js";
 import { ProvisioningError } from "../../src/errors.js";
 import type { Endpoint } from "../../src/ports.js";
 
 export const SETTINGS_DOMAIN = "dps";
+/** A device certificate and the intermediates the factory appended. */
+const MAX_CHAIN = 4;
+
 export type Transport = "mqtt" | "mqtt-ws";
 /** The port a host without one means: DPS's and IoT Hub's MQTT port, or their HTTPS port for MQTT over WebSockets. */
 export const DEFAULT_PORTS: Record<Transport, number> = { mqtt: 8883, "mqtt-ws": 443 };
@@ -35,6 +42,8 @@ export interface Settings {
 	serial?: string;
 	deviceKey?: string;
 	groupKey?: string;
+	/** X.509 attestation: the device's certificate chain (DER, the device's first) and its PKCS#8 key (DER). */
+	x509?: { certificates: Uint8Array[]; key: Uint8Array };
 	endpoint: Endpoint;
 	/** How the device reaches DPS and its hub. */
 	transport: Transport;
@@ -48,12 +57,30 @@ export function readSettings(): Settings {
 	const registrationId = setting("regId", "registrationId");
 	const serial = setting("serial", "serial");
 	const template = setting("template", "registrationIdTemplate");
-	const factoryKeys = factoryValue("deviceKey") !== undefined || factoryValue("groupKey") !== undefined;
+	const factoryKeys = ["deviceKey", "groupKey", "cert", "certKey"].some((key) => factoryValue(key) !== undefined);
 	const keySource: Source = factoryKeys ? "preference" : "config";
-	const deviceKey = factoryKeys ? factoryValue("deviceKey") : configValue("deviceKey");
-	const groupKey = factoryKeys ? factoryValue("groupKey") : configValue("groupKey");
-	if (!deviceKey && !groupKey) {
-		throw invalid('No key: write Preference "dps"/"deviceKey" (individual enrollment) or "dps"/"groupKey" (enrollment group)');
+	const keyValue = (preferenceKey: string, configKey: string) => (factoryKeys ? factoryValue(preferenceKey) : configValue(configKey));
+	const deviceKey = keyValue("deviceKey", "deviceKey");
+	const groupKey = keyValue("groupKey", "groupKey");
+	const certificate = keyValue("cert", "certificate");
+	const certificateKey = keyValue("certKey", "certificateKey");
+	const where = (preferenceKey: string, configKey: string) =>
+		factoryKeys ? `Preference "${SETTINGS_DOMAIN}"/"${preferenceKey}"` : `config ${configKey}`;
+	if (!certificate !== !certificateKey) {
+		throw invalid(`X.509 needs both ${where("cert", "certificate")} and ${where("certKey", "certificateKey")}`);
+	}
+	const x509 = certificate
+		? {
+				certificates: certificatesFromPem(certificate, where("cert", "certificate"), MAX_CHAIN),
+				key: privateKeyFromPem(certificateKey!, where("certKey", "certificateKey")),
+			}
+		: undefined;
+	if ([deviceKey, groupKey, x509].filter(Boolean).length !== 1) {
+		throw invalid(
+			x509 || (deviceKey && groupKey)
+				? "Give one way to attest: deviceKey, groupKey, or cert with certKey (X.509), not several"
+				: 'No key: write Preference "dps"/"deviceKey" (individual enrollment), "dps"/"groupKey" (enrollment group) or "dps"/"cert" and "dps"/"certKey" (X.509)',
+		);
 	}
 	const endpoint = setting("endpoint", "endpoint");
 	const transportSetting = setting("transport", "transport");
@@ -66,6 +93,7 @@ export function readSettings(): Settings {
 		...(serial && { serial: serial.value }),
 		...(deviceKey && { deviceKey }),
 		...(groupKey && { groupKey }),
+		...(x509 && { x509 }),
 		endpoint: endpoint
 			? parseEndpoint(endpoint.value, DEFAULT_PORTS[transport])
 			: { host: "global.azure-devices-provisioning.net", port: DEFAULT_PORTS[transport] },

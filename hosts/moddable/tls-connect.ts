@@ -41,7 +41,8 @@ interface TlsSocket {
 	/** The TLS session (modules/crypt/ssl/session_original.js): set while the socket is open. */
 	ssl?: {
 		serverRandom?: unknown;
-		alert?: unknown;
+		/** Set when the handshake failed, by the peer's alert or by the SDK's own check (modules/crypt/ssl/ssl_alert.js). */
+		alert?: { level?: number; description?: number };
 		/** modules/crypt/ssl/ssl_cert.js: register() adds an anchor (refused outside its validity dates). */
 		certificateManager?: { register(certificate: ArrayBuffer | HostBuffer): void };
 	};
@@ -53,12 +54,25 @@ export interface TlsConnectOptions {
 	connectTimeoutMs?: number;
 	/** Trace the TLS handshake (the SDK's own tracing; verbose). */
 	traceTls?: boolean;
+	/**
+	 * X.509 attestation: the certificate chain to present (DER, the device's first) and its PKCS#8
+	 * private key (DER, RSA: the SDK's CertificateVerify signs with RSA keys only).
+	 */
+	clientCertificate?: { certificates: Uint8Array[]; key: Uint8Array };
 }
 
 export function createTlsConnect(options: TlsConnectOptions): Connect {
 	const anchors = options.trustAnchors.map((anchor) => anchor.certificate);
 	const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-	return (endpoint, handlers) => open(endpoint, handlers, anchors, timeoutMs, options.traceTls === true);
+	const client = options.clientCertificate && {
+		clientCertificates: options.clientCertificate.certificates.map(toArrayBuffer),
+		clientKey: toArrayBuffer(options.clientCertificate.key),
+	};
+	return (endpoint, handlers) => open(endpoint, handlers, anchors, timeoutMs, options.traceTls === true, client);
+}
+
+function toArrayBuffer(bytes: Uint8Array): ArrayBuffer {
+	return bytes.slice().buffer as ArrayBuffer; // a copy of its own: the view's buffer may hold more
 }
 
 function open(
@@ -67,6 +81,7 @@ function open(
 	anchors: (ArrayBuffer | HostBuffer)[],
 	timeoutMs: number,
 	traceTls: boolean,
+	client: { clientCertificates: ArrayBuffer[]; clientKey: ArrayBuffer } | undefined,
 ): Promise<Connection> {
 	const where = `${endpoint.host}:${endpoint.port}`;
 	return new Promise<Connection>((resolve, reject) => {
@@ -134,7 +149,7 @@ function open(
 				tls = socket = new SecureSocket({
 					host: endpoint.host,
 					port: endpoint.port,
-					secure: { protocolVersion: TLS_1_2, certificate: anchors[0], trace: traceTls },
+					secure: { protocolVersion: TLS_1_2, certificate: anchors[0], trace: traceTls, ...client },
 				}) as unknown as TlsSocket;
 			} catch (error) {
 				// The session refuses an anchor that is not valid at the device's time.
@@ -321,14 +336,39 @@ function closeQuietly(socket: { close(): void }): void {
 function handshakeError(socket: TlsSocket, where: string, message: number): ProvisioningError {
 	const ssl = socket.ssl;
 	if (ssl && (ssl.serverRandom !== undefined || ssl.alert !== undefined)) {
+		const alert = ssl.alert?.description;
+		const named = alert === undefined ? undefined : ALERTS[alert];
+		const why =
+			alert === undefined || alert === 42 || alert === 45 || alert === 46 || alert === 48
+				? `the server certificate is not trusted by this firmware's anchors, names another host, or is not valid at the device's time${clockHint()}`
+				: `TLS alert ${alert}${named ? ` (${named})` : ""}${alert === 40 || alert === 51 ? ": if the device presents a certificate, is its key the certificate's, PKCS#8 and RSA?" : ""}`;
 		return new ProvisioningError(
 			"tls",
-			`The TLS handshake with ${where} failed: the server certificate is not trusted by this firmware's anchors, names another host, or is not valid at the device's time${clockHint()}`,
+			`The TLS handshake with ${where} failed: ${why}${alert !== undefined && !why.startsWith("TLS alert") ? ` (TLS alert ${alert}${named ? `: ${named}` : ""})` : ""}`,
 		);
 	}
 	const what = message === DISCONNECTED ? "closed the connection before TLS began" : "could not be reached";
 	return new ProvisioningError("network", `${where} ${what}`);
 }
+
+/** TLS alert descriptions (RFC 5246 §7.2), the ones a handshake ends with. */
+const ALERTS: Record<number, string> = {
+	10: "unexpected_message",
+	20: "bad_record_mac",
+	40: "handshake_failure",
+	42: "bad_certificate",
+	43: "unsupported_certificate",
+	44: "certificate_revoked",
+	45: "certificate_expired",
+	46: "certificate_unknown",
+	47: "illegal_parameter",
+	48: "unknown_ca",
+	50: "decode_error",
+	51: "decrypt_error",
+	70: "protocol_version",
+	71: "insufficient_security",
+	80: "internal_error",
+};
 
 function clockHint(): string {
 	return ` (the device clock reads ${new Date().toISOString()})`;
