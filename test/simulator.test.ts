@@ -34,7 +34,8 @@
 //   and the built-in pair is used; what `moddable-dps factory` writes into NVS (a derived key, the
 //   endpoint, the anchors) provisions the device, with no group key on it; and what
 //   `factory --issue-certs` writes (an X.509 certificate and its key) provisions it through a
-//   group trusting the line's CA and takes it online; an expired certificate is refused
+//   group trusting the line's CA and takes it online; an expired certificate is refused; an
+//   individual enrollment with a self-signed certificate provisions and goes online too
 //
 // Needs: Linux, $MODDABLE with its tools built (mcconfig, mcsim), npm install done in
 // $MODDABLE/tools/xsbug-log, xvfb-run. Skipped otherwise. Downloads nothing.
@@ -47,7 +48,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { firmwareBuildLine } from '../cli/emulator.js';
-import { createCa, issueDeviceCertificate } from '../cli/shared/certificates.js';
+import { createCa, issueDeviceCertificate, selfSignedDeviceCertificate } from '../cli/shared/certificates.js';
 import { loadOrCreateCertificates } from '../emulator/certificates.js';
 import { type DpsEmulator, type EndpointEvent, startEmulator } from '../emulator/index.js';
 import { buildRegistrationId, deriveDeviceKey } from '../src/identity.js';
@@ -498,7 +499,7 @@ if (skipReason) {
       }
     }, 150_000);
 
-    it('X.509: what `factory --issue-certs` writes (a certificate from the line CA, its PKCS#8 key) provisions the device through a group trusting that CA and takes it online; an expired certificate is refused', async () => {
+    it('X.509: what `factory --issue-certs` writes (a certificate from the line CA, its PKCS#8 key) provisions the device through a group trusting that CA and takes it online; an expired certificate is refused; an individual enrollment with a self-signed certificate provisions too', async () => {
       const out = mkdtempSync(join(tmpdir(), 'dps-factory-x509-'));
       try {
         // One certificate, issued by the CA the group trusts: the simulator's socket sends at most
@@ -564,6 +565,24 @@ if (skipReason) {
         expect(events.filter((e) => e.type === 'refused' && e.clientId === id).map((e) => (e as { reason: string }).reason)).toContain(
           'cert-expired',
         );
+
+        // An individual X.509 enrollment: a self-signed certificate, known to DPS by its thumbprint.
+        const single = 'x509-individual-sim';
+        const own = selfSignedDeviceCertificate(single);
+        dps.model.putIndividualEnrollment({
+          registrationId: single,
+          attestation: { type: 'x509', x509: { clientCertificates: { primary: { certificate: own.cert } } } },
+        } as never);
+        writePreferences({
+          ...readPreferences(),
+          dps: { ...nvs, regId: single, cert: own.cert, certKey: own.key },
+          'dps-state': undefined,
+        });
+        const individual = await boot(/^hub: (telemetry 1|ended)|^dps: stopped /);
+        expect(individual).toContain(`dps: assigned ${HUB} ${single}`);
+        expect(individual).toMatch(new RegExp(`hub: online ${HUB} ${single} `));
+        expect(dps.model.registration(single)?.enrollment).toMatchObject({ kind: 'individual' });
+        expect(dps.model.hubDevice(HUB, single)?.authentication.type).toBe('selfSigned');
       } finally {
         rmSync(out, { recursive: true, force: true });
       }
