@@ -15,7 +15,8 @@
 // Refusals, each in DPS's error shape {"errorCode","trackingId","message","timestampUtc"}: an
 // unknown path 404, a known path with another method 405 (with Allow), a missing api-version or
 // bad path encoding 400, no valid SAS token 401 (the reason goes nowhere: as CONNACK 5, it tells
-// nobody which check failed), a body over `maxBodyBytes` 413 (the connection is then closed),
+// nobody which check failed; an X.509 device without the header is told its certificate was not
+// accepted), a body over `maxBodyBytes` 413 (the connection is then closed),
 // headers or a whole request slower than `headersTimeoutMs` / `requestTimeoutMs` 408 and closed,
 // oversized headers 431, bytes that are not HTTP 400. A bug of ours is a 500; nothing a client
 // sends stops the server.
@@ -142,21 +143,18 @@ export async function startDeviceHttpsEndpoint(options: DeviceHttpsOptions): Pro
       if (!url.searchParams.get('api-version')) {
         throw new DpsError(400, ServiceErrorCodes.apiVersion, 'The request has no api-version query parameter');
       }
-      const authorization = req.headers.authorization;
-      const auth = authenticateRegistration(
-        options.model,
-        options.idScope,
-        route,
-        typeof authorization === 'string' ? authorization : '',
-        Math.floor(at.getTime() / 1000),
-        peerCertificates(req.socket as TLSSocket),
-      );
+      const authorization = typeof req.headers.authorization === 'string' ? req.headers.authorization : '';
+      const peer = peerCertificates(req.socket as TLSSocket);
+      const auth = authenticateRegistration(options.model, options.idScope, route, authorization, Math.floor(at.getTime() / 1000), peer);
       if (!auth.ok) {
         emit({ type: 'request', registrationId: route.registrationId, request: route.type, status: 401 });
+        // Which check failed goes nowhere (as CONNACK 5); what the device relied on is named.
         throw new DpsError(
           401,
           ErrorCodes.unauthorized,
-          'Unauthorized: the Authorization header holds no valid SAS token for this registration (check the device key, the ID scope and the device clock)',
+          authorization === '' && peer
+            ? "Unauthorized: the client certificate is not accepted for this registration (its CN must be the registration ID, it must be valid now, and be an individual enrollment's by thumbprint or issued by a verified CA of an X.509 enrollment group)"
+            : 'Unauthorized: the Authorization header holds no valid SAS token for this registration (check the device key, the ID scope and the device clock)',
         );
       }
       let response: RegistrationAnswer;
