@@ -112,3 +112,22 @@ export class FakeClock implements Clock {
     timer.callback();
   }
 }
+
+/**
+ * Lets `promise` run to the end: whenever the job queue is empty (`idle`, a host macrotask) and it
+ * has not settled, fires the next timer. Fails if it is stuck (nothing pending) or runs away. For
+ * engines without setImmediate (XS) as well as Node.
+ */
+export async function runToEnd<T>(promise: Promise<T>, clock: FakeClock, idle: () => Promise<void>): Promise<T> {
+  let settled = false;
+  promise.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  for (let steps = 0; ; steps++) {
+    await idle();
+    if (settled) return promise;
+    if (steps > 10_000) throw new Error('runToEnd: still running after 10000 timers');
+    if (!clock.fireNext()) throw new Error('runToEnd: the flow is stuck (no timer pending, nothing settled)');
+  }
+}

@@ -1,4 +1,5 @@
 // An in-memory Connect / Connection (src/ports.ts) whose server end a test scripts: no sockets.
+// ECMAScript only (no timers, no TextEncoder), so the XS engine scenarios (test/xs) run it too.
 //
 //   const network = new ScriptedNetwork({ respond: broker() });   // or answer by hand
 //   const client = await MqttClient.connect(network.connect, endpoint, clock, options);
@@ -9,8 +10,32 @@
 import { encodePacket, type Packet, PacketDecoder } from '../../src/mqtt/codec.js';
 import type { Connect, Connection, ConnectionHandlers, Endpoint } from '../../src/ports.js';
 
-/** Answers one packet the client sent; called after the write returns (a microtask later), like a real peer. */
+/** Answers one packet the client sent: a microtask after the write returns, like a real peer (at once when `split`). */
 export type Responder = (packet: Packet, connection: ScriptedConnection) => void;
+
+/** What happened to a connection that only the connection sees (for a transcript). */
+export type ConnectionEvent =
+  /** A packet the client wrote (decoded), or one the server sent. */
+  | { type: 'packet'; from: 'client' | 'server'; packet: Packet }
+  /** Bytes the server sent with sendBytes. */
+  | { type: 'bytes'; bytes: Uint8Array }
+  | { type: 'closed'; by: 'client' | 'server'; error?: Error }
+  /** The client wrote bytes that are no MQTT; the server resets the connection. */
+  | { type: 'bad bytes'; error: unknown }
+  /** A client handler threw while a `split` connection delivered to it. */
+  | { type: 'handler threw'; error: unknown };
+
+export interface NetworkOptions {
+  respond?: Responder;
+  /**
+   * Deliver as a socket does: what the server sends reaches the client a promise job later, in
+   * order, each chunk split in two reads (the client must reassemble), and the server's close only
+   * after what it sent before; the responder runs at once, since nothing reaches the client
+   * synchronously anyway. Default: the server's sends and closes reach the client at once, whole.
+   */
+  split?: boolean;
+  onEvent?: (connection: ScriptedConnection, event: ConnectionEvent) => void;
+}
 
 /** The server end of one connection. Implements Connection for the client's side. */
 export class ScriptedConnection implements Connection {
@@ -24,16 +49,22 @@ export class ScriptedConnection implements Connection {
   closedBy: 'client' | 'server' | undefined;
   readonly #handlers: ConnectionHandlers;
   readonly #decoder = new PacketDecoder(268_435_460);
-  readonly #respond: Responder | undefined;
+  readonly #options: NetworkOptions;
   #waiters: { type: Packet['type'] | undefined; from: number; resolve(packet: Packet): void }[] = [];
+  /** `split`: deliveries still on their way, in order. */
+  #outgoing = Promise.resolve();
+  /** `split`: the client has closed or heard the close, and gets no more bytes. */
+  #ended = false;
 
   constructor(
     readonly endpoint: Endpoint,
     handlers: ConnectionHandlers,
-    respond?: Responder,
+    options: NetworkOptions = {},
+    /** Which of the network's connection attempts opened it, from 0. */
+    readonly attempt = 0,
   ) {
     this.#handlers = handlers;
-    this.#respond = respond;
+    this.#options = options;
   }
 
   get closed(): boolean {
@@ -48,39 +79,83 @@ export class ScriptedConnection implements Connection {
       return;
     }
     this.written.push(data.slice());
-    for (const packet of this.#decoder.push(data)) {
+    let packets: Packet[];
+    try {
+      packets = this.#decoder.push(data);
+    } catch (error) {
+      this.#options.onEvent?.(this, { type: 'bad bytes', error });
+      this.drop(new Error('protocol error'));
+      return;
+    }
+    const respond = this.#options.respond;
+    for (const packet of packets) {
       this.sent.push(packet);
+      this.#options.onEvent?.(this, { type: 'packet', from: 'client', packet });
       this.#wake();
-      const respond = this.#respond;
-      // A promise job rather than queueMicrotask, which XS lacks: these helpers run there too.
-      if (respond) void Promise.resolve().then(() => !this.closed && respond(packet, this));
+      if (!respond) continue;
+      if (this.#options.split) {
+        if (!this.closed) respond(packet, this);
+      }
+      // A promise job rather than queueMicrotask, which XS lacks.
+      else void Promise.resolve().then(() => !this.closed && respond(packet, this));
     }
   }
 
   close(): void {
     if (this.closed) return;
     this.closedBy = 'client';
-    this.#handlers.onClose();
+    this.#options.onEvent?.(this, { type: 'closed', by: 'client' });
+    if (!this.#options.split) return this.#handlers.onClose();
+    this.#ended = true;
+    this.#later(() => this.#handlers.onClose());
   }
 
   // ---- the server's side (the test) ----
 
-  /** Delivers packets to the client now (synchronously), each encoded by the codec. */
+  /** Delivers packets to the client now (synchronously; `split`: queued), each encoded by the codec. */
   send(...packets: Packet[]): void {
-    for (const packet of packets) this.sendBytes(encodePacket(packet));
+    for (const packet of packets) {
+      this.#options.onEvent?.(this, { type: 'packet', from: 'server', packet });
+      this.#deliver(encodePacket(packet));
+    }
   }
 
-  /** Delivers raw bytes to the client now. */
+  /** Delivers raw bytes to the client now (`split`: queued, in two reads). */
   sendBytes(bytes: Uint8Array): void {
+    this.#options.onEvent?.(this, { type: 'bytes', bytes });
+    this.#deliver(bytes);
+  }
+
+  #deliver(bytes: Uint8Array): void {
     if (this.closed) throw new Error('ScriptedConnection: cannot send on a closed connection');
-    this.#handlers.onData(bytes);
+    if (!this.#options.split) return this.#handlers.onData(bytes);
+    const cut = bytes.length >> 1;
+    for (const piece of cut > 0 ? [bytes.subarray(0, cut), bytes.subarray(cut)] : [bytes]) {
+      this.#later(() => !this.#ended && this.#handlers.onData(piece.slice()));
+    }
   }
 
   /** The server ends the connection; `error` makes it an abrupt loss (e.g. a TCP reset). */
   drop(error?: Error): void {
     if (this.closed) return;
     this.closedBy = 'server';
-    this.#handlers.onClose(error);
+    this.#options.onEvent?.(this, { type: 'closed', by: 'server', ...(error && { error }) });
+    if (!this.#options.split) return this.#handlers.onClose(error);
+    this.#later(() => {
+      this.#ended = true;
+      this.#handlers.onClose(error);
+    });
+  }
+
+  /** `split`: runs `step` after every delivery queued before it; what a client handler throws becomes an event. */
+  #later(step: () => void): void {
+    this.#outgoing = this.#outgoing.then(() => {
+      try {
+        step();
+      } catch (error) {
+        this.#options.onEvent?.(this, { type: 'handler threw', error });
+      }
+    });
   }
 
   /** Packets of one type the client sent. */
@@ -118,18 +193,18 @@ export class ScriptedNetwork {
   readonly held: HeldConnect[] = [];
   readonly attempts: Endpoint[] = [];
   #plan: ({ kind: 'fail'; error: Error } | { kind: 'hold' })[] = [];
-  readonly #respond: Responder | undefined;
+  readonly #options: NetworkOptions;
 
-  constructor(options: { respond?: Responder } = {}) {
-    this.#respond = options.respond;
+  constructor(options: NetworkOptions = {}) {
+    this.#options = options;
   }
 
   /** The Connect port. */
   readonly connect: Connect = (endpoint, handlers) => {
-    this.attempts.push(endpoint);
+    const attempt = this.attempts.push(endpoint) - 1;
     const step = this.#plan.shift();
     const open = () => {
-      const connection = new ScriptedConnection(endpoint, handlers, this.#respond);
+      const connection = new ScriptedConnection(endpoint, handlers, this.#options, attempt);
       this.connections.push(connection);
       return connection;
     };

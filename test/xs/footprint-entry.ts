@@ -9,10 +9,10 @@ import { deriveDeviceKey } from '../../src/identity.js';
 import { encodePacket, type Packet, PacketDecoder } from '../../src/mqtt/codec.js';
 import { provisionDevice } from '../../src/provisioner.js';
 import { dpsRegistrationSasToken } from '../../src/sas.js';
-import { FakeClock } from '../support/fake-clock.js';
+import { FakeClock, runToEnd } from '../support/fake-clock.js';
 import { MemoryStore } from '../support/memory-store.js';
+import { type Reply, ScriptedDps } from '../support/scripted-dps.js';
 import { HUB, ScriptedHub } from '../support/scripted-hub.js';
-import { type DpsScript, runToEnd, ScriptedDps } from './scenarios/scripted-dps.js';
 
 declare const harness: {
   command(name: string, fn: (arg: unknown) => unknown): void;
@@ -42,13 +42,12 @@ const ASSIGNED = {
   },
 };
 const ASSIGNING = { operationId: ASSIGNED.operationId, status: 'assigning' };
-const SCRIPT: DpsScript = {
-  replies: [
-    { status: 202, retryAfter: 3, body: ASSIGNING },
-    { status: 200, body: ASSIGNED },
-  ],
-  noTranscript: true,
-};
+const REPLIES: Reply[] = [
+  { status: 202, retryAfter: 3, body: ASSIGNING },
+  { status: 200, body: ASSIGNED },
+];
+/** No transcript (measure the device, not the bookkeeping); deliveries split, as in the engine scenarios. */
+const scriptedDps = () => new ScriptedDps(REPLIES, { split: true });
 
 /** What a device sends in one registration: CONNECT (with SAS), SUBSCRIBE, PUBLISH register, PUBLISH poll, DISCONNECT. */
 const devicePackets = (password: string): Packet[] => [
@@ -118,7 +117,7 @@ const samplePassword = dpsRegistrationSasToken(ID_SCOPE, REGISTRATION_ID, DEVICE
 
 async function registerOnce() {
   const clock = new FakeClock(T0);
-  const dps = new ScriptedDps(clock, SCRIPT);
+  const dps = scriptedDps();
   const result = await runToEnd(
     registerDevice(
       { idScope: ID_SCOPE, registrationId: REGISTRATION_ID, deviceKey: DEVICE_KEY, endpoint: ENDPOINT },
@@ -133,7 +132,7 @@ async function registerOnce() {
 const store = new MemoryStore();
 async function provisionOnce() {
   const clock = new FakeClock(T0);
-  const dps = new ScriptedDps(clock, SCRIPT);
+  const dps = scriptedDps();
   const result = await runToEnd(
     provisionDevice(
       { idScope: ID_SCOPE, endpoint: ENDPOINT, groupKey: GROUP_KEY, registrationId: REGISTRATION_ID },
@@ -142,7 +141,7 @@ async function provisionOnce() {
     clock,
     harness.idle,
   );
-  return { fromCache: result.fromCache, connections: dps.connectionCount };
+  return { fromCache: result.fromCache, connections: dps.network.attempts.length };
 }
 
 /** A hub session over the scripted hub (its own encode/decode work included, as the DPS flows include DPS's). */

@@ -4,10 +4,10 @@
 import { type RegisterOptions, registerDevice } from '../../../src/dps/flow.js';
 import type { ProvisioningEvent } from '../../../src/ports.js';
 import { type DeviceConfig, provisionDevice } from '../../../src/provisioner.js';
-import { FakeClock } from '../../support/fake-clock.js';
+import { FakeClock, runToEnd } from '../../support/fake-clock.js';
 import { MemoryStore } from '../../support/memory-store.js';
-import { type DpsScript, runToEnd, ScriptedDps } from './scripted-dps.js';
-import { attemptAsync, seededRandom } from './util.js';
+import { type DpsOptions, type Reply, ScriptedDps } from '../../support/scripted-dps.js';
+import { attemptAsync, fromHex, seededRandom } from './util.js';
 
 /** What the scenarios need from their engine (harness.ts ScenarioEnv). */
 interface Env {
@@ -45,10 +45,18 @@ const error = (errorCode: number, message: string) => ({
   timestampUtc: '2026-11-23T00:00:00.000Z',
 });
 
+/** DPS's answers and how it sends them. */
+interface DpsScript extends DpsOptions {
+  replies: Reply[];
+}
+
+/** A DPS answering `script`, delivering as a socket does, with a transcript. */
+const scriptedDps = ({ replies, ...options }: DpsScript, clock: FakeClock) => new ScriptedDps(replies, { ...options, split: true, clock });
+
 /** One registerDevice run against `script`. */
 export async function register(env: Env, script: DpsScript, options: Partial<RegisterOptions> = {}) {
   const clock = new FakeClock(T0);
-  const dps = new ScriptedDps(clock, script);
+  const dps = scriptedDps(script, clock);
   const events: ProvisioningEvent[] = [];
   const result = await attemptAsync(() =>
     runToEnd(
@@ -83,7 +91,7 @@ export async function provisionTwice(env: Env) {
   };
   const boot = async (script: DpsScript) => {
     const clock = new FakeClock(T0);
-    const dps = new ScriptedDps(clock, script);
+    const dps = scriptedDps(script, clock);
     const events: ProvisioningEvent[] = [];
     const result = await attemptAsync(() =>
       runToEnd(
@@ -92,7 +100,7 @@ export async function provisionTwice(env: Env) {
         env.idle,
       ),
     );
-    return { result, events, transcript: dps.transcript, connections: dps.connectionCount, stored: store.values.get('assignment') };
+    return { result, events, transcript: dps.transcript, connections: dps.network.attempts.length, stored: store.values.get('assignment') };
   };
   const firstBoot = await boot({
     replies: [
@@ -139,10 +147,10 @@ export async function flows(env: Env) {
       replies: [{ status: 202, retryAfter: 1, body: assigning() }, { drop: true }, { status: 200, body: assigned() }],
     }),
     // A PUBLISH whose topic is not UTF-8: a protocol error, a reconnect, then success.
-    malformedThenAssigned: await register(env, { replies: [{ raw: '3005000361c300' }, { status: 200, body: assigned() }] }),
+    malformedThenAssigned: await register(env, { replies: [{ raw: fromHex('3005000361c300') }, { status: 200, body: assigned() }] }),
     badJson: await register(env, {
       replies: [
-        { status: 200, body: '{"operationId": "x", "status": ' },
+        { status: 200, text: '{"operationId": "x", "status": ' },
         { status: 200, body: assigned() },
       ],
     }),

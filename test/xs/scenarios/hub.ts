@@ -6,9 +6,8 @@ import { parseDesiredPatch, parseMethodPayload, parseTwinDocument } from '../../
 import { connectHub } from '../../../src/hub/session.js';
 import * as topics from '../../../src/hub/topics.js';
 import type { HubEvent } from '../../../src/ports.js';
-import { FakeClock } from '../../support/fake-clock.js';
+import { FakeClock, runToEnd } from '../../support/fake-clock.js';
 import { HUB, ScriptedHub } from '../../support/scripted-hub.js';
-import { runToEnd } from './scripted-dps.js';
 import { attempt, attemptAsync, seededRandom } from './util.js';
 
 interface Env {

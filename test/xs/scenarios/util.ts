@@ -2,17 +2,7 @@
 // on Node and XS when the core behaves the same.
 import { isProvisioningError } from '../../../src/errors.js';
 
-export function hex(bytes: Uint8Array): string {
-  let out = '';
-  for (const b of bytes) out += (b < 16 ? '0' : '') + b.toString(16);
-  return out;
-}
-
-export function fromHex(text: string): Uint8Array {
-  const out = new Uint8Array(text.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(text.slice(2 * i, 2 * i + 2), 16);
-  return out;
-}
+export { fromHex, hex } from '../../support/hex.js';
 
 export interface ErrorShape {
   /** True when it is a ProvisioningError by instanceof (class identity survives bundling and the engine). */
