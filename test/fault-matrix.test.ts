@@ -6,6 +6,10 @@
 // never a hang (each run is raced against its deadline plus a grace), never an unhandled
 // rejection, never a crash.
 //
+// The rows of the connection and TLS steps (those with `x509: true`) run a third and fourth time
+// with an X.509 device: a client certificate its CA issued (CN = the registration ID, the chain
+// sent) and an enrollment group trusting that CA, no SAS token: the same faults, the same outcomes.
+//
 // SCENARIOS below is the single source of the matrix: the tests iterate it, and
 //   PRINT_FAULT_MATRIX=1 npx vitest run test/fault-matrix.test.ts
 // prints it as the markdown table in the README.
@@ -18,6 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCa, issueDeviceCertificate, type SigningCa } from '../cli/shared/certificates.js';
 import { reportError } from '../cli/shared/io.js';
 import { type DpsEmulator, type EndpointEvent, type FaultAction, type FaultTrigger, startEmulator } from '../emulator/index.js';
 import { systemClock } from '../hosts/node/clock.js';
@@ -70,6 +75,8 @@ interface Scenario {
   arrange(ctx: Ctx): Arranged | void | Promise<Arranged | void>;
   /** Further checks on the run. */
   check?(run: Run): void;
+  /** Also run with an X.509 device (client certificate, a group trusting its CA): the rows below MQTT's keys. */
+  x509?: true;
 }
 
 interface Ctx {
@@ -140,6 +147,7 @@ const SCENARIOS: Scenario[] = [
   // ---- the connection dropped at every step ----
   {
     id: 'drop-tcp',
+    x509: true,
     step: 'TCP',
     fault: 'proxy resets the first connection as it is accepted',
     expect: { outcome: 'assigned', connections: 2, registers: 1 },
@@ -147,6 +155,7 @@ const SCENARIOS: Scenario[] = [
   },
   {
     id: 'drop-tls',
+    x509: true,
     step: 'TLS handshake',
     fault: "proxy cuts the first connection 100 bytes into the server's handshake",
     expect: { outcome: 'assigned', connections: 2, registers: 1 },
@@ -154,6 +163,7 @@ const SCENARIOS: Scenario[] = [
   },
   {
     id: 'drop-connect',
+    x509: true,
     step: 'CONNECT sent, before CONNACK',
     fault: 'the connection closes without a CONNACK, once',
     expect: { outcome: 'assigned', connections: 2, registers: 1 },
@@ -637,6 +647,7 @@ const SCENARIOS: Scenario[] = [
   },
   {
     id: 'tls-corrupt-handshake',
+    x509: true,
     step: 'TLS handshake',
     fault: "proxy flips a bit in the server's first encrypted handshake record, first connection",
     expect: { outcome: 'assigned', connections: 2, registers: 1 },
@@ -644,6 +655,7 @@ const SCENARIOS: Scenario[] = [
   },
   {
     id: 'tls-corrupt',
+    x509: true,
     step: 'TLS record after CONNECT',
     fault: 'proxy flips a bit in a TLS record of the first connection',
     expect: { outcome: 'assigned', connections: 2, registers: 1 },
@@ -653,6 +665,7 @@ const SCENARIOS: Scenario[] = [
   // ---- silence ----
   {
     id: 'tls-silent',
+    x509: true,
     step: 'TLS handshake',
     fault: 'proxy accepts TCP and never answers (deadline 3 s, response timeout 30 s)',
     options: { timeoutMs: 3000, responseTimeoutMs: 30_000 },
@@ -661,6 +674,7 @@ const SCENARIOS: Scenario[] = [
   },
   {
     id: 'connack-silent',
+    x509: true,
     step: 'CONNACK',
     fault: 'TLS completes, CONNECT is never answered, once (response timeout 2 s)',
     options: { responseTimeoutMs: 2000 },
@@ -745,7 +759,9 @@ function describeOutcome(expected: Expected): string {
 
 function matrixTable(scenarios: readonly Scenario[]): string {
   const escapeCell = (text: string): string => text.replace(/\|/g, '\\|');
-  const rows = scenarios.map((s) => `| ${escapeCell(s.step)} | ${escapeCell(s.fault)} | ${escapeCell(describeOutcome(s.expect))} |`);
+  const rows = scenarios.map(
+    (s) => `| ${escapeCell(s.step)}${s.x509 ? ' (also X.509)' : ''} | ${escapeCell(s.fault)} | ${escapeCell(describeOutcome(s.expect))} |`,
+  );
   return ['| step | fault | outcome |', '| --- | --- | --- |', ...rows].join('\n');
 }
 
@@ -756,6 +772,13 @@ let stateDir: string;
 /** Every scenario runs over both: MQTT over TLS (8883) and MQTT over secure WebSockets (443). */
 const TRANSPORTS = ['mqtt', 'mqtt-ws'] as const;
 type Transport = (typeof TRANSPORTS)[number];
+/** How the device attests: the group's derived key (every row), or a client certificate (rows with `x509`). */
+const ATTESTATIONS = ['sas', 'x509'] as const;
+type Attestation = (typeof ATTESTATIONS)[number];
+const VARIANTS = TRANSPORTS.flatMap((transport) => ATTESTATIONS.map((attestation) => [transport, attestation] as const));
+const scenariosFor = (attestation: Attestation): Scenario[] => SCENARIOS.filter((s) => attestation === 'sas' || s.x509);
+/** The CA of the X.509 group: each X.509 run's device certificate is issued by it. */
+let deviceCa: SigningCa;
 const connects = {} as Record<Transport, Connect>;
 /** Where a device of `transport` connects: DPS's MQTT port, or its HTTPS port for WebSockets. */
 const target = (transport: Transport): Endpoint => (transport === 'mqtt-ws' ? dps.httpsEndpoint : dps.endpoint);
@@ -768,6 +791,7 @@ const runs = new Map<string, Promise<Run>>();
 beforeAll(async () => {
   process.on('unhandledRejection', onUnhandled);
   stateDir = mkdtempSync(join(tmpdir(), 'dps-fault-matrix-'));
+  deviceCa = createCa('fault-matrix device CA');
   dps = await startEmulator({
     idScope: ID_SCOPE,
     stateDir,
@@ -779,6 +803,10 @@ beforeAll(async () => {
       })),
       enrollmentGroups: [
         { enrollmentGroupId: 'fault-matrix', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY } } },
+        {
+          enrollmentGroupId: 'fault-matrix-x509',
+          attestation: { type: 'x509', x509: { signingCertificates: { primary: { certificate: deviceCa.cert } } } },
+        },
       ],
     },
     onEvent: (event: EndpointEvent) => {
@@ -793,11 +821,11 @@ beforeAll(async () => {
   connects.mqtt = createTlsConnect({ ca: dps.caPem, connectTimeoutMs: 5000 });
   connects['mqtt-ws'] = createWebSocketConnect({ ca: dps.caPem, connectTimeoutMs: 5000 });
   const slots = limiter(CONCURRENCY);
-  for (const transport of TRANSPORTS)
-    for (const scenario of SCENARIOS)
+  for (const [transport, attestation] of VARIANTS)
+    for (const scenario of scenariosFor(attestation))
       runs.set(
-        `${transport} ${scenario.id}`,
-        slots(() => runScenario(scenario, transport)),
+        `${transport} ${attestation} ${scenario.id}`,
+        slots(() => runScenario(scenario, transport, attestation)),
       );
   await Promise.all(runs.values());
 }, 120_000);
@@ -824,8 +852,27 @@ function limiter(n: number): <T>(task: () => Promise<T>) => Promise<T> {
   };
 }
 
-async function runScenario(scenario: Scenario, transport: Transport): Promise<Run> {
-  const registrationId = `fm-${scenario.id}${transport === 'mqtt-ws' ? '-ws' : ''}`;
+/** A device's ID, unique per transport and attestation. */
+const deviceId = (name: string, transport: Transport, attestation: Attestation): string =>
+  `fm-${name}${transport === 'mqtt-ws' ? '-ws' : ''}${attestation === 'x509' ? '-x5' : ''}`;
+
+/** The device's credentials and its connect: the group key, or a certificate of its own (CN = its ID) and a TLS context with it. */
+function credentials(
+  registrationId: string,
+  transport: Transport,
+  attestation: Attestation,
+): { device: Partial<DeviceConfig>; connect: Connect } {
+  if (attestation === 'sas') return { device: { groupKey: GROUP_KEY }, connect: connects[transport] };
+  const clientCertificate = issueDeviceCertificate(deviceCa, registrationId);
+  const options = { ca: dps.caPem, connectTimeoutMs: 5000, clientCertificate };
+  return {
+    device: { x509: true },
+    connect: transport === 'mqtt-ws' ? createWebSocketConnect(options) : createTlsConnect(options),
+  };
+}
+
+async function runScenario(scenario: Scenario, transport: Transport, attestation: Attestation): Promise<Run> {
+  const registrationId = deviceId(scenario.id, transport, attestation);
   const proxies: TcpProxy[] = [];
   const ctx: Ctx = {
     registrationId,
@@ -847,14 +894,15 @@ async function runScenario(scenario: Scenario, transport: Transport): Promise<Ru
     delete: async (key) => void stored.delete(key),
   };
   const run: Run = { registrationId, hung: false, events, served: { register: 0, poll: 0 }, stored };
+  const { device, connect } = credentials(registrationId, transport, attestation);
   let cancelHang = (): void => {};
   const hang = new Promise<'hung'>((resolve) => {
     const timer = setTimeout(() => resolve('hung'), (options.timeoutMs ?? 0) + HANG_GRACE_MS);
     cancelHang = () => clearTimeout(timer);
   });
   const provisioning = provisionDevice(
-    { ...options, idScope: ID_SCOPE, registrationId, groupKey: GROUP_KEY, endpoint: arranged.endpoint ?? target(transport) },
-    { connect: connects[transport], clock: arranged.clock ?? systemClock, random: () => 0, log: (event) => events.push(event), store },
+    { ...options, ...device, idScope: ID_SCOPE, registrationId, endpoint: arranged.endpoint ?? target(transport) },
+    { connect, clock: arranged.clock ?? systemClock, random: () => 0, log: (event) => events.push(event), store },
   ).then(
     (result) => void (run.result = result),
     (error: unknown) => void (run.error = error),
@@ -867,47 +915,58 @@ async function runScenario(scenario: Scenario, transport: Transport): Promise<Ru
   return run;
 }
 
-describe.each(TRANSPORTS)('fault matrix over %s: provisioned correctly or a typed error before the deadline', (transport) => {
-  for (const scenario of SCENARIOS) {
-    it(`${scenario.step}: ${scenario.fault} → ${describeOutcome(scenario.expect)}`, async () => {
-      const run = await runs.get(`${transport} ${scenario.id}`)!;
-      expect(run.hung, 'the flow outlived its deadline').toBe(false);
-      const expected = scenario.expect;
-      const count = (type: ProvisioningEvent['type']): number => run.events.filter((e) => e.type === type).length;
-      if (expected.outcome === 'assigned') {
-        expect(run.error).toBeUndefined();
-        const assignment = run.result!.assignment;
-        expect(assignment.deviceId).toBe(run.registrationId);
-        expect(HUBS).toContain(assignment.assignedHub);
-        expect(dps.model.hubDevice(assignment.assignedHub, run.registrationId)).toBeDefined();
-        expect(dps.model.registration(run.registrationId)?.state.assignedHub).toBe(assignment.assignedHub);
-        expect(parseAssignment(run.stored.get('assignment') ?? '')).toEqual(assignment);
-        if (expected.registers !== undefined) expect(count('registering')).toBe(expected.registers);
-      } else {
-        expect(run.error).toBeInstanceOf(ProvisioningError);
-        const error = run.error as ProvisioningError;
-        expect({ kind: error.kind, message: error.message }).toMatchObject({ kind: expected.kind });
-        if (expected.message) expect(error.message).toMatch(expected.message.pattern);
-        expect([...run.stored.keys()], 'a failed run stored nothing').toEqual([]);
-        expect(error.message).not.toMatch(CONTROL);
-      }
-      if (expected.connections !== undefined) expect(count('connecting')).toBe(expected.connections);
-      scenario.check?.(run);
-    });
-  }
+describe.each(VARIANTS)(
+  'fault matrix over %s, %s: provisioned correctly or a typed error before the deadline',
+  (transport, attestation) => {
+    for (const scenario of scenariosFor(attestation)) {
+      it(`${scenario.step}: ${scenario.fault} → ${describeOutcome(scenario.expect)}`, async () => {
+        const run = await runs.get(`${transport} ${attestation} ${scenario.id}`)!;
+        expect(run.hung, 'the flow outlived its deadline').toBe(false);
+        const expected = scenario.expect;
+        const count = (type: ProvisioningEvent['type']): number => run.events.filter((e) => e.type === type).length;
+        if (expected.outcome === 'assigned') {
+          expect(run.error).toBeUndefined();
+          const assignment = run.result!.assignment;
+          expect(assignment.deviceId).toBe(run.registrationId);
+          expect(HUBS).toContain(assignment.assignedHub);
+          // The identity DPS made in the hub is the attestation's: the group's derived keys, or its CA.
+          expect(dps.model.hubDevice(assignment.assignedHub, run.registrationId)?.authentication.type).toBe(
+            attestation === 'x509' ? 'certificateAuthority' : 'sas',
+          );
+          expect(dps.model.registration(run.registrationId)?.enrollment).toEqual({
+            kind: 'group',
+            enrollmentGroupId: attestation === 'x509' ? 'fault-matrix-x509' : 'fault-matrix',
+          });
+          expect(dps.model.registration(run.registrationId)?.state.assignedHub).toBe(assignment.assignedHub);
+          expect(parseAssignment(run.stored.get('assignment') ?? '')).toEqual(assignment);
+          if (expected.registers !== undefined) expect(count('registering')).toBe(expected.registers);
+        } else {
+          expect(run.error).toBeInstanceOf(ProvisioningError);
+          const error = run.error as ProvisioningError;
+          expect({ kind: error.kind, message: error.message }).toMatchObject({ kind: expected.kind });
+          if (expected.message) expect(error.message).toMatch(expected.message.pattern);
+          expect([...run.stored.keys()], 'a failed run stored nothing').toEqual([]);
+          expect(error.message).not.toMatch(CONTROL);
+        }
+        if (expected.connections !== undefined) expect(count('connecting')).toBe(expected.connections);
+        scenario.check?.(run);
+      });
+    }
 
-  it('raised no unhandled rejection, and the emulator still serves', async () => {
-    expect(unhandled).toEqual([]);
-    const events: ProvisioningEvent[] = [];
-    const registrationId = `fm-after-all${transport === 'mqtt-ws' ? '-ws' : ''}`;
-    const { assignment } = await provisionDevice(
-      { ...DEFAULTS, idScope: ID_SCOPE, registrationId, groupKey: GROUP_KEY, endpoint: target(transport) },
-      { connect: connects[transport], clock: systemClock, log: (event) => events.push(event) },
-    );
-    expect(assignment.deviceId).toBe(registrationId);
-    expect(dps.faults.pending().filter((f) => f.registrationId?.startsWith('fm-') && (f.times ?? 1) < 1000)).toEqual([]);
-  });
-});
+    it('raised no unhandled rejection, and the emulator still serves', async () => {
+      expect(unhandled).toEqual([]);
+      const events: ProvisioningEvent[] = [];
+      const registrationId = deviceId('after-all', transport, attestation);
+      const { device, connect } = credentials(registrationId, transport, attestation);
+      const { assignment } = await provisionDevice(
+        { ...DEFAULTS, ...device, idScope: ID_SCOPE, registrationId, endpoint: target(transport) },
+        { connect, clock: systemClock, log: (event) => events.push(event) },
+      );
+      expect(assignment.deviceId).toBe(registrationId);
+      expect(dps.faults.pending().filter((f) => f.registrationId?.startsWith('fm-') && (f.times ?? 1) < 1000)).toEqual([]);
+    });
+  },
+);
 
 describe('the fault matrix itself', () => {
   it('the fault plan refuses what the endpoint cannot play', () => {
@@ -927,6 +986,8 @@ describe('the fault matrix itself', () => {
 
   it("has a row per scenario, each with a unique id, and the README's table is the generated one", () => {
     expect(new Set(SCENARIOS.map((s) => s.id)).size).toBe(SCENARIOS.length);
+    // Every TLS row runs with a client certificate too.
+    expect(SCENARIOS.filter((s) => /TLS/.test(s.step) && !s.x509).map((s) => s.id)).toEqual([]);
     const table = matrixTable(SCENARIOS);
     if (process.env.PRINT_FAULT_MATRIX) console.log(`\n${table}\n`);
     const readme = readFileSync(join(import.meta.dirname, '..', 'README.md'), 'utf8').split('\n');
