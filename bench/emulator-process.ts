@@ -4,6 +4,7 @@
 //   → {type: 'ready', port, hubPort, httpsPort, caPem, caPath}   once listening (DPS; the emulated IoT hub; HTTPS and MQTT over WebSockets)
 //   ← 'cpu'    → {type: 'cpu', user, system}     this process's CPU time so far, µs
 //   ← 'state'  → {type: 'state', bytes, registrations, serializeMs}   the state file's size once saved (0 in memory), one serialisation's time
+//   ← 'heap'   → {type: 'heap', heapUsed, rss}   after a full collection when run with --expose-gc (bench/emulator-scale.ts)
 //   ← 'close'  closes the emulator and exits
 import { stat } from 'node:fs/promises';
 import { startEmulator } from '../emulator/index.js';
@@ -52,6 +53,12 @@ process.on('message', (message) => {
     void (dps.state ? dps.state.flush().then(() => stat(dps.state!.path)) : Promise.resolve({ size: 0 })).then(({ size }) =>
       send({ type: 'state', bytes: size, registrations, serializeMs }),
     );
+  } else if (message === 'heap') {
+    const gc = (globalThis as { gc?: () => void }).gc;
+    gc?.();
+    gc?.();
+    const { heapUsed, rss } = process.memoryUsage();
+    send({ type: 'heap', heapUsed, rss, collected: gc !== undefined });
   } else if (message === 'close') {
     void dps.close().then(() => process.exit(0));
   }
