@@ -1,6 +1,7 @@
 // The emulator's state on disk: <stateDir>/state.json holds the whole model (DpsModel.snapshot():
 // linked hubs, allocation policy, latency, enrollments with their keys, registration records, every
-// emulated hub's policies, identities and twins), so that a restart forgets no device that still
+// emulated hub's policies, identities and twins, the CA certificates with their verified flag and
+// pending verification code), so that a restart forgets no device that still
 // points at the emulator. Live connections, operations in flight and the telemetry log are not
 // kept.
 //
@@ -28,6 +29,7 @@ import { DpsModel, type ModelSnapshot } from './model.js';
 import type { AllocationPolicy, LatencyTable, ModelConfig } from './model-types.js';
 import { stateFileError } from './state-dir.js';
 import { validateInstancePolicy, validateLatency } from './validation.js';
+import { parseCertificate } from './x509.js';
 
 export const STATE_FILE = 'state.json';
 const FORMAT_KEY = 'moddable-dps-emulator-state';
@@ -187,12 +189,34 @@ export function parseState(path: string, text: string): StoredState {
       h.devices.every((d: unknown) => object(d) && text_(d.deviceId)),
     'an IoT hub with its policies and devices',
   );
+  // Absent in states saved before X.509: none.
+  if (model.certificates !== undefined) {
+    list(
+      'certificates',
+      (c) =>
+        typeof c.name === 'string' &&
+        /^[A-Za-z0-9_.-]{1,64}$/.test(c.name) &&
+        isCaCertificate(c.certificate) &&
+        typeof c.isVerified === 'boolean' &&
+        (c.verificationCode === undefined || text_(c.verificationCode)) &&
+        text_(c.etag),
+      'a CA certificate ({name, certificate: a PEM CA certificate, isVerified, etag})',
+    );
+  }
   return {
     idScope: root.idScope as string,
     seed: seed as unknown as StateSeed,
     savedAt: root.savedAt as string,
     model: model as unknown as ModelSnapshot,
   };
+}
+
+function isCaCertificate(value: unknown): boolean {
+  try {
+    return parseCertificate(value, 'state').ca;
+  } catch {
+    return false;
+  }
 }
 
 function record(value: unknown, pointer: string, what: string, fail: (pointer: string, what: string) => never): Record<string, unknown> {

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { emulatorCommand } from '../cli/emulator.js';
+import { createCa, issueDeviceCertificate } from '../cli/shared/certificates.js';
 import type { CliIo } from '../cli/shared/io.js';
 import { loadConfigFile } from '../emulator/config-file.js';
 import {
@@ -164,6 +165,92 @@ describe('the state survives a restart', () => {
     await stop(dps);
     expect(JSON.parse(readFileSync(join(stateDir, STATE_FILE), 'utf8')).model.registrations).toEqual([]);
     expect(readdirSync(stateDir).filter((name) => name.endsWith('.tmp'))).toEqual([]);
+  });
+});
+
+describe('CA certificates survive a restart (issue 14)', () => {
+  it('keeps each certificate, its verified flag and a pending verification code; a group naming the verified one still trusts it', async () => {
+    const stateDir = newStateDir();
+    const verifiedCa = createCa('state-test verified root');
+    const pendingCa = createCa('state-test pending root');
+    const one = await start(stateDir, { config: CONFIG });
+    one.model.certificates.put('verified-root', verifiedCa.cert, true);
+    one.model.certificates.put('pending-root', pendingCa.cert);
+    const { verificationCode } = one.model.certificates.generateVerificationCode('pending-root');
+    one.model.putEnrollmentGroup({
+      enrollmentGroupId: 'state-x509',
+      attestation: { type: 'x509', x509: { caReferences: { primary: 'verified-root', secondary: 'pending-root' } } },
+    });
+    const before = one.model.certificates.list();
+    expect(before.map((c) => [c.name, c.isVerified])).toEqual([
+      ['verified-root', true],
+      ['pending-root', false],
+    ]);
+    await stop(one);
+
+    const two = await start(stateDir, { config: CONFIG });
+    expect(two.state?.origin).toBe('restored');
+    expect(two.model.certificates.list()).toEqual(before);
+    expect(two.model.certificates.get('pending-root')?.verificationCode).toBe(verificationCode);
+    // The verified CA is trusted: a device whose certificate it issued provisions by it alone.
+    const device = issueDeviceCertificate(verifiedCa, 'state-x509-1');
+    const { assignment } = await provisionDevice(
+      { idScope: ID_SCOPE, endpoint: two.endpoint, registrationId: 'state-x509-1', x509: true, timeoutMs: 20_000 },
+      { connect: createTlsConnect({ ca: two.caPem, clientCertificate: device, connectTimeoutMs: 5000 }), clock: systemClock },
+    );
+    expect(assignment.deviceId).toBe('state-x509-1');
+    expect(two.model.registration('state-x509-1')?.enrollment).toEqual({ kind: 'group', enrollmentGroupId: 'state-x509' });
+    // The code generated before the restart still completes the proof of possession after it.
+    const proof = issueDeviceCertificate(pendingCa, verificationCode!).cert;
+    expect(two.model.certificates.verify('pending-root', proof).isVerified).toBe(true);
+    await stop(two);
+
+    const three = await start(stateDir, { config: CONFIG });
+    expect(three.model.certificates.get('pending-root')).toMatchObject({ isVerified: true });
+    expect(three.model.certificates.get('pending-root')?.verificationCode).toBeUndefined();
+    // export: a config file with the certificates and their flags, which an emulator starts from.
+    const kept = three.model.certificates.list().map((c) => [c.name, c.certificate, c.isVerified]);
+    await stop(three);
+    const out = join(stateDir, 'exported.json');
+    const exported = await runCli(['emulator', 'export', '--state-dir', stateDir, '--out', out]);
+    expect(exported.code, exported.stderr).toBe(0);
+    const config = JSON.parse(readFileSync(out, 'utf8'));
+    expect(config.certificates.map((c: { name: string; isVerified: boolean }) => [c.name, c.isVerified])).toEqual([
+      ['verified-root', true],
+      ['pending-root', true],
+    ]);
+    const file = await loadConfigFile(out);
+    const fromExport = await start(newStateDir(), { config: file.config, configFile: out });
+    expect(fromExport.model.certificates.list().map((c) => [c.name, c.certificate, c.isVerified])).toEqual(kept);
+    await stop(fromExport);
+  }, 60_000);
+
+  it('a stored CA certificate that is not one stops the start, naming the file and the entry', async () => {
+    const stateDir = newStateDir();
+    const one = await start(stateDir, { config: CONFIG });
+    one.model.certificates.put('damaged-root', createCa('state-test damaged root').cert, true);
+    await stop(one);
+    const statePath = join(stateDir, STATE_FILE);
+    const state = JSON.parse(readFileSync(statePath, 'utf8'));
+    for (const [damage, pointer] of [
+      [(c: Record<string, unknown>) => void (c.certificate = 'not a certificate'), /\/model\/certificates\/0: not a CA certificate/],
+      [(c: Record<string, unknown>) => void (c.isVerified = 'yes'), /\/model\/certificates\/0: not a CA certificate/],
+      [(c: Record<string, unknown>) => void (c.name = '__proto__ x'), /\/model\/certificates\/0: not a CA certificate/],
+    ] as const) {
+      const damaged = structuredClone(state);
+      damage(damaged.model.certificates[0]);
+      writeFileSync(statePath, JSON.stringify(damaged));
+      const error = await start(stateDir).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(StateFileError);
+      expect((error as Error).message).toMatch(pointer);
+    }
+    const notAList = structuredClone(state);
+    notAList.model.certificates = 'none';
+    writeFileSync(statePath, JSON.stringify(notAList));
+    await expect(start(stateDir)).rejects.toThrow(/\/model\/certificates: not a list/);
   });
 });
 
