@@ -15,7 +15,7 @@ import { readFile } from 'node:fs/promises';
 import { DpsError, InvalidField } from './dps-errors.js';
 import { DpsModel } from './model.js';
 import type { ModelConfig } from './model-types.js';
-import { escapePointer, isBase64Key, isReservedName, lowerFirst, parseConnectionString, reserved, shown } from './validation.js';
+import { escapePointer, isReservedName, lowerFirst, parseConnectionString, reserved } from './validation.js';
 
 export interface EmulatorConfigFile {
   /** The instance's ID scope, when the file names one. */
@@ -122,8 +122,8 @@ export function checkConfig(json: unknown, file: string): EmulatorConfigFile {
 
   // Build a model step by step: the model applies the rules (validation.ts, as for the service
   // API), and each refusal is reported at the item that caused it, at the field when the rule
-  // names one (InvalidField). The structure of the file (its fields, lists, duplicates, the hubs
-  // an enrollment may name) is checked here.
+  // names one (InvalidField). The structure of the file (its fields, lists, duplicates) is
+  // checked here.
   const model = new DpsModel();
   const apply = (pointer: string, change: () => void): void => {
     try {
@@ -196,7 +196,6 @@ export function checkConfig(json: unknown, file: string): EmulatorConfigFile {
       if (seen.has((id as string).toLowerCase()))
         fail(`${at}/${idField}`, `${JSON.stringify(id)} is listed twice (IDs are case-insensitive)`);
       seen.add((id as string).toLowerCase());
-      checkEnrollmentFields(e, at, model, fail);
       const { etag: _e, createdDateTimeUtc: _c, lastUpdatedDateTimeUtc: _u, ...input } = e;
       apply(at, () => (group ? model.putEnrollmentGroup(input as never) : model.putIndividualEnrollment(input as never)));
       return input;
@@ -207,43 +206,6 @@ export function checkConfig(json: unknown, file: string): EmulatorConfigFile {
   const individuals = enrollments('individualEnrollments');
   if (individuals) out.config.individualEnrollments = individuals as never;
   return out;
-}
-
-/** The checks with an exact pointer; the model checks the rest (static needs one hub, custom needs a webhook). */
-function checkEnrollmentFields(
-  e: Record<string, unknown>,
-  at: string,
-  model: DpsModel,
-  fail: (pointer: string, reason: string) => never,
-): void {
-  if (e.attestation !== undefined && e.attestation !== null) {
-    const a = object(
-      e.attestation,
-      `${at}/attestation`,
-      'must be { "type": "symmetricKey", "symmetricKey": { "primaryKey": ..., "secondaryKey": ... } }',
-      fail,
-    );
-    if (a.type !== 'symmetricKey' && a.type !== 'x509') {
-      fail(`${at}/attestation/type`, `the emulator supports symmetricKey and x509 attestation only${shown(a.type)}`);
-    }
-    if (a.symmetricKey !== undefined && a.symmetricKey !== null) {
-      const keys = object(a.symmetricKey, `${at}/attestation/symmetricKey`, 'must be { "primaryKey": ..., "secondaryKey": ... }', fail);
-      for (const name of ['primaryKey', 'secondaryKey']) {
-        const key = keys[name];
-        if (key !== undefined && key !== null && key !== '' && (typeof key !== 'string' || !isBase64Key(key))) {
-          fail(`${at}/attestation/symmetricKey/${name}`, 'must be base64 of 16 to 64 bytes (leave it out to have one generated)');
-        }
-      }
-    }
-  }
-  if (e.iotHubs !== undefined && e.iotHubs !== null) {
-    const hubs = array(e.iotHubs, `${at}/iotHubs`, "a list of linked hubs' host names", fail);
-    hubs.forEach((hub, i) => {
-      if (typeof hub !== 'string') fail(`${at}/iotHubs/${i}`, 'must be a host name');
-      if (!model.linkedHub(hub as string))
-        fail(`${at}/iotHubs/${i}`, `${JSON.stringify(hub)} is not one of the iotHubs linked in this file`);
-    });
-  }
 }
 
 function object(value: unknown, pointer: string, what: string, fail: (pointer: string, reason: string) => never): Record<string, unknown> {

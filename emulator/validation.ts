@@ -181,10 +181,11 @@ export function validateEnrollmentFields(
   previous?: Attestation,
   kind: 'group' | 'individual' = 'group',
 ): EnrollmentFieldsChecked {
+  checkAttestationShape(input.attestation, what);
   const attestation =
     input.attestation?.type === 'x509'
       ? checkX509Attestation(input.attestation.x509, what, kind)
-      : checkAttestation(input.attestation, what, previous?.type === 'symmetricKey' ? previous : undefined);
+      : checkAttestation(input.attestation, previous?.type === 'symmetricKey' ? previous : undefined);
   const status = input.provisioningStatus ?? 'enabled';
   if (status !== 'enabled' && status !== 'disabled') {
     throw refuse('/provisioningStatus', `The provisioningStatus of ${what}`, `must be enabled or disabled${shown(status)}`);
@@ -215,14 +216,23 @@ export function validateEnrollmentFields(
     }
   }
   if (raw.iotHubs !== undefined && raw.iotHubs !== null) {
-    if (!Array.isArray(raw.iotHubs) || raw.iotHubs.some((h) => typeof h !== 'string')) {
-      throw invalidConfiguration(`The iotHubs of ${what} must be a list of host names`);
+    const notList = `The iotHubs of ${what} must be a list of host names`;
+    if (!Array.isArray(raw.iotHubs))
+      throw new InvalidField('/iotHubs', "must be a list of linked hubs' host names (a JSON array)", notList);
+    const other = raw.iotHubs.findIndex((h) => typeof h !== 'string');
+    if (other >= 0) throw new InvalidField(`/iotHubs/${other}`, 'must be a host name', notList);
+    const given = raw.iotHubs as string[];
+    const first = given.findIndex((h) => !linkedHubs.has(h.toLowerCase()));
+    if (first >= 0) {
+      const unlinked = [...new Set(given.map((h) => h.toLowerCase()).filter((h) => !linkedHubs.has(h)))];
+      // The reason is what the config file reports, where the linked hubs are the file's.
+      throw new InvalidField(
+        `/iotHubs/${first}`,
+        `${JSON.stringify(given[first])} is not one of the iotHubs linked in this file`,
+        `The iotHubs of ${what} name hubs that are not linked: ${unlinked.join(', ')}`,
+      );
     }
-    const hubs = [...new Set((raw.iotHubs as string[]).map((h) => h.toLowerCase()))];
-    const unlinked = hubs.filter((h) => !linkedHubs.has(h));
-    if (unlinked.length > 0) {
-      throw invalidConfiguration(`The iotHubs of ${what} name hubs that are not linked: ${unlinked.join(', ')}`);
-    }
+    const hubs = [...new Set(given.map((h) => h.toLowerCase()))];
     if (hubs.length > 0) out.iotHubs = hubs;
   }
   if (out.allocationPolicy === 'static' && out.iotHubs?.length !== 1) {
@@ -244,20 +254,48 @@ export function validateEnrollmentFields(
   return out;
 }
 
+/**
+ * The attestation's shape: an object of a type the emulator supports, and any symmetric key given
+ * base64 of 16 to 64 bytes (one left out, null or empty is generated, or kept on an update).
+ */
+function checkAttestationShape(attestation: unknown, what: string): void {
+  if (attestation === undefined || attestation === null) return;
+  const only = `${what}: the emulator supports symmetricKey and x509 attestation only`;
+  if (typeof attestation !== 'object' || Array.isArray(attestation)) {
+    throw new InvalidField(
+      '/attestation',
+      'must be { "type": "symmetricKey", "symmetricKey": { "primaryKey": ..., "secondaryKey": ... } }',
+      only,
+    );
+  }
+  const { type, symmetricKey } = attestation as Record<string, unknown>;
+  if (type !== 'symmetricKey' && type !== 'x509') {
+    throw new InvalidField('/attestation/type', `the emulator supports symmetricKey and x509 attestation only${shown(type)}`, only);
+  }
+  if (symmetricKey === undefined || symmetricKey === null) return;
+  if (typeof symmetricKey !== 'object' || Array.isArray(symmetricKey)) {
+    throw refuse('/attestation/symmetricKey', `The symmetricKey of ${what}`, 'must be { "primaryKey": ..., "secondaryKey": ... }');
+  }
+  for (const name of ['primaryKey', 'secondaryKey']) {
+    const key = (symmetricKey as Record<string, unknown>)[name];
+    if (key !== undefined && key !== null && key !== '' && (typeof key !== 'string' || !isBase64Key(key))) {
+      throw new InvalidField(
+        `/attestation/symmetricKey/${name}`,
+        'must be base64 of 16 to 64 bytes (leave it out to have one generated)',
+        `${what}: a symmetric key is not base64 (16 to 64 bytes)`,
+      );
+    }
+  }
+}
+
+/** Symmetric-key attestation (its shape checked): the keys given, else the previous ones, else new ones. */
 function checkAttestation(
   attestation: EnrollmentInput<object>['attestation'],
-  what: string,
   previous?: SymmetricKeyAttestation,
 ): SymmetricKeyAttestation {
-  if (attestation !== undefined && attestation !== null && attestation.type !== 'symmetricKey') {
-    throw invalidConfiguration(`${what}: the emulator supports symmetricKey and x509 attestation only`);
-  }
   const given = (attestation?.type === 'symmetricKey' && attestation.symmetricKey) || {};
   const primaryKey = given.primaryKey || previous?.symmetricKey.primaryKey || generateKey();
   const secondaryKey = given.secondaryKey || previous?.symmetricKey.secondaryKey || generateKey();
-  for (const key of [primaryKey, secondaryKey]) {
-    if (!isBase64Key(key)) throw invalidConfiguration(`${what}: a symmetric key is not base64 (16 to 64 bytes)`);
-  }
   return { type: 'symmetricKey', symmetricKey: { primaryKey, secondaryKey } };
 }
 
