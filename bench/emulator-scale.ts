@@ -7,6 +7,7 @@
 //   - the emulator's heap per registration after full collections (target: at most 5 KB), and
 //     the state file's bytes per registration on disk (target: at most 5 KB).
 // `node bench/emulator-scale.js [--devices=100000]`: figures only, no pass/fail exit.
+// EMULATOR_CPU_PROF=<dir> writes the emulator process's CPU profile there (node --cpu-prof).
 import { fork } from 'node:child_process';
 import { runFleet } from '../cli/fleet/run.js';
 import { nodeRandom, systemClock } from '../hosts/node/clock.js';
@@ -19,7 +20,7 @@ const BATCH = 1000;
 
 export async function run(options: { emulatorFile: string; stateDir: string; devices: number }) {
   const proc = fork(options.emulatorFile, [JSON.stringify({ stateDir: options.stateDir, retryAfterSeconds: 0 })], {
-    execArgv: ['--expose-gc'],
+    execArgv: ['--expose-gc', ...(process.env.EMULATOR_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.EMULATOR_CPU_PROF}`] : [])],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const ask = <T>(message: string, type: string) =>
