@@ -36,8 +36,11 @@ const FORMAT_KEY = 'moddable-dps-emulator-state';
 const FORMAT_VERSION = 1;
 /** Shortest wait between a change and its save. */
 export const MIN_DELAY_MS = 200;
-/** The wait is at least this many times the last serialisation's time. */
-const COST_FACTOR = 10;
+/**
+ * The wait is at least this many times the last save's cost to the emulator's thread (serialising
+ * and encoding the text): saving takes at most about 1/20 of the thread.
+ */
+const COST_FACTOR = 20;
 /** After a failed save, the next try waits at least this long. */
 const RETRY_DELAY_MS = 2_000;
 
@@ -244,13 +247,13 @@ export function serializeState(state: StoredState): string {
 }
 
 /** Replace `path` with `text` crash-safely: temp file, fsync, rename, fsync of the directory. */
-export async function writeStateFile(path: string, text: string): Promise<void> {
+export async function writeStateFile(path: string, text: string | Uint8Array): Promise<void> {
   const dir = dirname(path);
   const temp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   try {
     const handle = await open(temp, 'wx', 0o600);
     try {
-      await handle.writeFile(text, 'utf8');
+      await handle.writeFile(text);
       await handle.sync();
     } finally {
       await handle.close();
@@ -426,7 +429,8 @@ export class StateStore {
   #write(): Promise<void> {
     this.#dirty = false;
     const started = performance.now();
-    const text = serializeState({ ...this.#header, savedAt: new Date().toISOString(), model: this.#model.snapshot() });
+    // Encoded here, not in writeFile, so that the encoding (in this thread too) counts in the cost.
+    const text = Buffer.from(serializeState({ ...this.#header, savedAt: new Date().toISOString(), model: this.#model.snapshot() }), 'utf8');
     this.#costMs = performance.now() - started;
     this.lastBytes = text.length;
     const writing = writeStateFile(this.path, text).then(
