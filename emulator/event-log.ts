@@ -85,14 +85,20 @@ export class DeviceEventLog {
       }
     }
     this.#events.push(entry);
-    if (this.#events.length > EVENT_LOG_SIZE) this.#events.splice(0, this.#events.length - EVENT_LOG_SIZE);
+    // Trimmed EVENT_LOG_SIZE at a time, not one event at a time (a shift of 1000 per event).
+    if (this.#events.length >= 2 * EVENT_LOG_SIZE) this.#events.splice(0, this.#events.length - EVENT_LOG_SIZE);
     this.#count(entry, at);
     for (const listener of this.#listeners) listener(entry);
   }
 
   /** The kept events from sequence number `from` on, oldest first. */
   events(from = 0): LoggedEvent[] {
-    return this.#events.filter((e) => e.sequenceNumber >= from);
+    const events = this.#events;
+    const kept: LoggedEvent[] = [];
+    for (let i = Math.max(0, events.length - EVENT_LOG_SIZE); i < events.length; i++) {
+      if (events[i]!.sequenceNumber >= from) kept.push(events[i]!);
+    }
+    return kept;
   }
 
   onEvent(listener: (entry: LoggedEvent) => void): () => void {
