@@ -255,6 +255,10 @@ export class DpsModel {
     return [...this.#groups.values()].map((g) => structuredClone(g));
   }
 
+  /** The enrollment groups themselves, not copies, for reading only: the CONNECT check reads them per device. */
+  readEnrollmentGroups(): Iterable<Readonly<EnrollmentGroup>> {
+    return this.#groups.values();
+  }
   enrollmentGroup(id: string): EnrollmentGroup | undefined {
     const group = this.#groups.get(id.toLowerCase());
     return group && structuredClone(group);
