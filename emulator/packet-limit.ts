@@ -73,6 +73,33 @@ export class BoundedMqttStream extends Duplex {
     socket.on('close', () => this.destroy());
   }
 
+  #flushScheduled = false;
+  readonly #deferFlush = (): void => {
+    setImmediate(this.#flush);
+  };
+  readonly #flush = (): void => {
+    this.#flushScheduled = false;
+    this.uncork();
+  };
+
+  // What one turn of the event loop writes (a CONNACK; a SUBACK, a PUBACK and the answer
+  // computed in a setImmediate) leaves as one TLS record, flushed in the loop's check phase.
+  override write(chunk: unknown, encoding?: unknown, callback?: unknown): boolean {
+    if (!this.#flushScheduled && !this.writableEnded && !this.destroyed) {
+      this.#flushScheduled = true;
+      this.cork();
+      setImmediate(this.#deferFlush);
+    }
+    return (super.write as (...args: unknown[]) => boolean)(chunk, encoding, callback);
+  }
+
+  // aedes destroys the connection right after a refusing CONNACK (and after a DISCONNECT): what
+  // waits for the flush leaves first, as it would have without it.
+  override destroy(error?: Error): this {
+    if (this.#flushScheduled && !this.destroyed) this.#flush();
+    return super.destroy(error);
+  }
+
   override _read(): void {
     this.#socket.resume();
   }
