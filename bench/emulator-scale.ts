@@ -80,7 +80,7 @@ export async function run(options: { emulatorFile: string; stateDir: string; dev
       };
       batches.push(row);
       if (b === 0) baseline = await heap();
-      if (b === 0 || b === total - 1 || (b + 1) % 10 === 0)
+      if (total <= 20 || b === 0 || b === total - 1 || (b + 1) % 10 === 0)
         console.log(
           `  devices ${String((b + 1) * BATCH).padStart(7)}: ${row.perSecond.toFixed(0).padStart(5)} devices/s, emulator ${row.emulatorMsPerDevice.toFixed(2)} ms CPU/device, latency p50 ${row.p50.toFixed(1)} ms p99 ${row.p99.toFixed(1)} ms`,
         );
