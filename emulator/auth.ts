@@ -140,7 +140,7 @@ export function authenticateRegistration(
   let worst: AuthFailure = 'token-malformed';
   for (const candidate of candidates) {
     for (const key of [candidate.keys.primaryKey, candidate.keys.secondaryKey]) {
-      const result = verifySasToken(token, key, nowSeconds, resource);
+      const result = verifySasToken(token, key, nowSeconds, resource, nodeHmacSha256);
       if (result.ok && result.token.se - nowSeconds > MAX_TOKEN_LIFETIME_SECONDS) {
         worst = 'token-lifetime';
         continue;
@@ -245,6 +245,11 @@ export function deviceKey(groupKey: string, registrationId: string): string {
     groupKeys.set(groupKey, key);
   }
   return createHmac('sha256', key).update(registrationId, 'utf8').digest('base64');
+}
+
+/** The SAS check's HMAC with node:crypto: a few microseconds, not the core's ~15. */
+function nodeHmacSha256(key: Uint8Array, message: string): Uint8Array {
+  return createHmac('sha256', key).update(message, 'utf8').digest();
 }
 
 /** The group keys decoded once (a handful: two per group), not per CONNECT. */
