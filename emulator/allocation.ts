@@ -84,6 +84,7 @@ export function eligible(hubs: readonly LinkedHub[]): LinkedHub[] {
 
 /** Weighted rendezvous hashing over `hubs` (see the top of this file); undefined when there are none. */
 export function hashedPick(hubs: readonly LinkedHub[], registrationId: string): LinkedHub | undefined {
+  if (hubs.length === 1) return hubs[0]; // the only hub wins whatever its score: no hash per device
   let best: LinkedHub | undefined;
   let bestScore = -Infinity;
   for (const hub of hubs) {
