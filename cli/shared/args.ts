@@ -97,32 +97,26 @@ export function readSecret(value: string | undefined, file: string | undefined, 
  * unless the value looks like a key, a token or a PEM block pasted in place of the path.
  */
 export function readCaFile(file: string, flag = '--ca'): string {
-  const looks = looksLikeSecret(file);
-  const named = looks ? `${flag} (the value looks like ${looks}, not a path: give the PEM file's path)` : `${flag} ${file}`;
-  let text: string;
-  try {
-    text = readInputFile(file, MAX_CA_FILE_BYTES);
-  } catch (error) {
-    throw new ProvisioningError('invalid-input', `cannot read the CA certificate ${named}: ${readFailure(error)}`);
-  }
-  if (!text.includes('-----BEGIN CERTIFICATE-----'))
-    throw new ProvisioningError('invalid-input', `the CA file ${named} holds no PEM certificate`);
-  return text;
+  return readPemFile(file, flag, {
+    maxBytes: MAX_CA_FILE_BYTES,
+    pathOf: "the PEM file's path",
+    reading: 'the CA certificate',
+    theFile: 'the CA file',
+    holds: /-----BEGIN CERTIFICATE-----/,
+    missing: 'PEM certificate',
+  });
 }
 
 /** A certificate (chain) file such as --cert or --ca-cert: PEM certificates, the path named in errors. */
 export function readCertificateFile(file: string, flag: string): string {
-  const looks = looksLikeSecret(file);
-  const named = looks ? `${flag} (the value looks like ${looks}, not a path: give the PEM file's path)` : `${flag} ${file}`;
-  let text: string;
-  try {
-    text = readInputFile(file, MAX_CA_FILE_BYTES);
-  } catch (error) {
-    throw new ProvisioningError('invalid-input', `cannot read the certificate ${named}: ${readFailure(error)}`);
-  }
-  if (!text.includes('-----BEGIN CERTIFICATE-----'))
-    throw new ProvisioningError('invalid-input', `the certificate file ${named} holds no PEM certificate`);
-  return text;
+  return readPemFile(file, flag, {
+    maxBytes: MAX_CA_FILE_BYTES,
+    pathOf: "the PEM file's path",
+    reading: 'the certificate',
+    theFile: 'the certificate file',
+    holds: /-----BEGIN CERTIFICATE-----/,
+    missing: 'PEM certificate',
+  });
 }
 
 /**
@@ -130,17 +124,31 @@ export function readCertificateFile(file: string, flag: string): string {
  * the path is named unless it looks like a pasted secret.
  */
 export function readPrivateKeyFile(file: string, flag: string): string {
+  return readPemFile(file, flag, {
+    maxBytes: MAX_SECRET_FILE_BYTES,
+    pathOf: "the key file's path",
+    reading: 'the private key',
+    theFile: 'the key file',
+    holds: /-----BEGIN (RSA |EC )?PRIVATE KEY-----/,
+    missing: 'PEM private key (-----BEGIN PRIVATE KEY-----)',
+  });
+}
+
+/** A PEM file given by `flag`: read (regular, bounded), and refused unless it holds what `holds` matches. No message quotes its content. */
+function readPemFile(
+  file: string,
+  flag: string,
+  o: { maxBytes: number; pathOf: string; reading: string; theFile: string; holds: RegExp; missing: string },
+): string {
   const looks = looksLikeSecret(file);
-  const named = looks ? `${flag} (the value looks like ${looks}, not a path: give the key file's path)` : `${flag} ${file}`;
+  const named = looks ? `${flag} (the value looks like ${looks}, not a path: give ${o.pathOf})` : `${flag} ${file}`;
   let text: string;
   try {
-    text = readInputFile(file, MAX_SECRET_FILE_BYTES);
+    text = readInputFile(file, o.maxBytes);
   } catch (error) {
-    throw new ProvisioningError('invalid-input', `cannot read the private key ${named}: ${readFailure(error)}`);
+    throw new ProvisioningError('invalid-input', `cannot read ${o.reading} ${named}: ${readFailure(error)}`);
   }
-  if (!/-----BEGIN (RSA |EC )?PRIVATE KEY-----/.test(text)) {
-    throw new ProvisioningError('invalid-input', `the key file ${named} holds no PEM private key (-----BEGIN PRIVATE KEY-----)`);
-  }
+  if (!o.holds.test(text)) throw new ProvisioningError('invalid-input', `${o.theFile} ${named} holds no ${o.missing}`);
   return text;
 }
 
