@@ -19,13 +19,17 @@ export function certificatesFromPem(text: string, source: string, max: number): 
 
 /** `bytes` when they are one DER-encoded SEQUENCE exactly, else an invalid-input error naming `source`. */
 export function checkDerCertificate(bytes: Uint8Array, source: string): Uint8Array {
+  if (!isWholeDerSequence(bytes)) throw invalid(`${source} is not a DER certificate (${bytes.length} bytes)`);
+  return bytes;
+}
+
+/** One DER SEQUENCE whose encoded length is all of `bytes` (certificates and PKCS#8 keys both are). */
+function isWholeDerSequence(bytes: Uint8Array): boolean {
   const first = bytes[1] ?? 0;
   const lengthBytes = first < 0x80 ? 0 : first & 0x7f;
   let length = first < 0x80 ? first : 0;
   for (let i = 0; i < lengthBytes; i++) length = length * 256 + (bytes[2 + i] ?? 0);
-  const whole = bytes[0] === 0x30 && lengthBytes <= 3 && bytes.length >= 4 && 2 + lengthBytes + length === bytes.length;
-  if (!whole) throw invalid(`${source} is not a DER certificate (${bytes.length} bytes)`);
-  return bytes;
+  return bytes[0] === 0x30 && lengthBytes <= 3 && bytes.length >= 4 && 2 + lengthBytes + length === bytes.length;
 }
 
 /**
@@ -47,11 +51,8 @@ export function privateKeyFromPem(text: string, source: string): Uint8Array {
   } catch {
     throw invalid(`${source} is not valid PEM`);
   }
-  try {
-    return checkDerCertificate(der, source);
-  } catch {
-    throw invalid(`${source} is not a DER private key`);
-  }
+  if (!isWholeDerSequence(der)) throw invalid(`${source} is not a DER private key`);
+  return der;
 }
 
 function invalid(message: string): ProvisioningError {
