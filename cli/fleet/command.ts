@@ -5,20 +5,18 @@
 // `moddable-dps device` does): connected, twin received, --msg-count messages sent, closed.
 import { parseArgs } from 'node:util';
 import { nodeRandom, systemClock } from '../../hosts/node/clock.js';
-import { proxyFromEnv } from '../../hosts/node/proxy.js';
-import { createTlsConnect } from '../../hosts/node/tls-connect.js';
-import { createWebSocketConnect, WEBSOCKET_PORT } from '../../hosts/node/ws-connect.js';
+import { WEBSOCKET_PORT } from '../../hosts/node/ws-connect.js';
 import { DPS_GLOBAL_ENDPOINT, type RegistrationResult, registerDevice } from '../../src/dps/flow.js';
 import { ProvisioningError } from '../../src/errors.js';
 import { connectHub } from '../../src/hub/session.js';
 import { deriveDeviceKey, validateIdScope, validateRegistrationId } from '../../src/identity.js';
 import type { Connect } from '../../src/ports.js';
 import { formatEndpoint } from '../../src/provisioner.js';
-import { printable } from '../../src/text.js';
 import { parseEndpoint, readCaFile, readCertificateFile, readPrivateKeyFile, readSecret } from '../shared/args.js';
 import { issueDeviceCertificate, loadSigningCa, rsaKeyPair, type SigningCa } from '../shared/certificates.js';
 // cli.ts registers this command, so the import is circular: only used at call time, which is safe.
 import { type CliIo, EXIT_CODES } from '../shared/io.js';
+import { parseTransport, transportConnect } from '../shared/provisioning.js';
 import { createProgressView, type ProgressView } from './progress.js';
 import { type ConnectSummary, type FleetSummary, fleetRegistrationId, runFleet } from './run.js';
 
@@ -104,12 +102,8 @@ export async function fleet(argv: string[], io: FleetIo): Promise<number> {
     }
   }
   if (groupKey) deriveDeviceKey(groupKey, idOf(0)); // a group key that is not base64 is bad input, before any traffic
-  const transport = v.transport ?? 'mqtt';
-  if (transport !== 'mqtt' && transport !== 'mqtt-ws') {
-    throw new ProvisioningError('invalid-input', `--transport must be mqtt or mqtt-ws, not '${printable(transport)}'`);
-  }
+  const { transport, defaultPort } = parseTransport(v.transport);
   const websocket = transport === 'mqtt-ws';
-  const defaultPort = websocket ? WEBSOCKET_PORT : DPS_GLOBAL_ENDPOINT.port;
   const endpointText = v.endpoint ?? env.PROVISIONING_HOST;
   const endpoint = endpointText ? parseEndpoint(endpointText, defaultPort) : { host: DPS_GLOBAL_ENDPOINT.host, port: defaultPort };
   const ca = v.ca === undefined ? undefined : readCaFile(v.ca);
@@ -123,7 +117,7 @@ export async function fleet(argv: string[], io: FleetIo): Promise<number> {
   const resumeSessions = !v['full-handshakes'] && !issuer;
   const connectFor = (clientCertificate?: { cert: string; key: string }) => {
     const tlsOptions = { ...(ca !== undefined && { ca }), resumeSessions, ...(clientCertificate && { clientCertificate }) };
-    return websocket ? createWebSocketConnect({ ...tlsOptions, proxyFor: proxyFromEnv(env) }) : createTlsConnect(tlsOptions);
+    return transportConnect(transport, tlsOptions, env);
   };
   const shared = issuer ? undefined : connectFor();
   // X.509: one key pair for the run (an RSA key per device would cost more than its provisioning), a certificate per device.

@@ -4,11 +4,11 @@
 import { nodeRandom, systemClock } from '../../hosts/node/clock.js';
 import { createFileStore } from '../../hosts/node/file-store.js';
 import { proxyFromEnv } from '../../hosts/node/proxy.js';
-import { type ClientCertificate, createTlsConnect } from '../../hosts/node/tls-connect.js';
+import { type ClientCertificate, createTlsConnect, type TlsConnectOptions } from '../../hosts/node/tls-connect.js';
 import { createWebSocketConnect, WEBSOCKET_PORT } from '../../hosts/node/ws-connect.js';
 import { DEFAULT_TIMEOUT_MS, DPS_GLOBAL_ENDPOINT } from '../../src/dps/flow.js';
 import { ProvisioningError } from '../../src/errors.js';
-import type { ProvisioningEvent } from '../../src/ports.js';
+import type { Connect, ProvisioningEvent } from '../../src/ports.js';
 import type { DeviceConfig, ProvisionerPorts } from '../../src/provisioner.js';
 import { printable } from '../../src/text.js';
 import { parseEndpoint, readCaFile, readCertificateFile, readPrivateKeyFile, readSecret, required } from './args.js';
@@ -84,6 +84,20 @@ export interface Provisioning {
   print: (line: string, warning?: boolean) => void;
 }
 
+/** --transport: how a device reaches DPS and its hub, and the port a host without one means there. */
+export function parseTransport(value: string | undefined): { transport: Transport; defaultPort: number } {
+  const transport = value ?? 'mqtt';
+  if (transport !== 'mqtt' && transport !== 'mqtt-ws') {
+    throw new ProvisioningError('invalid-input', `--transport must be mqtt or mqtt-ws, not '${printable(transport)}'`);
+  }
+  return { transport, defaultPort: transport === 'mqtt-ws' ? WEBSOCKET_PORT : DPS_GLOBAL_ENDPOINT.port };
+}
+
+/** The Connect port for `transport`: TLS, or MQTT over WebSockets over TLS, through the proxy HTTPS_PROXY names. */
+export function transportConnect(transport: Transport, options: TlsConnectOptions, env: CliIo['env']): Connect {
+  return transport === 'mqtt-ws' ? createWebSocketConnect({ ...options, proxyFor: proxyFromEnv(env) }) : createTlsConnect(options);
+}
+
 /** The flags' meaning, checked before any traffic. */
 export function provisioningFromFlags(v: ProvisioningValues, io: CliIo): Provisioning {
   const env = io.env;
@@ -108,11 +122,7 @@ export function provisioningFromFlags(v: ProvisioningValues, io: CliIo): Provisi
       throw new ProvisioningError('invalid-input', '--payload is not valid JSON');
     }
   }
-  const transport = v.transport ?? 'mqtt';
-  if (transport !== 'mqtt' && transport !== 'mqtt-ws') {
-    throw new ProvisioningError('invalid-input', `--transport must be mqtt or mqtt-ws, not '${printable(transport)}'`);
-  }
-  const defaultPort = transport === 'mqtt-ws' ? WEBSOCKET_PORT : DPS_GLOBAL_ENDPOINT.port;
+  const { transport, defaultPort } = parseTransport(v.transport);
   const ca = v.ca === undefined ? undefined : readCaFile(v.ca);
   const endpointText = v.endpoint ?? env.PROVISIONING_HOST;
   const print = (line: string, warning = false) => {
@@ -151,10 +161,7 @@ export function provisioningFromFlags(v: ProvisioningValues, io: CliIo): Provisi
       clientVersion: CLIENT_VERSION,
     },
     ports: {
-      connect:
-        transport === 'mqtt-ws'
-          ? createWebSocketConnect({ ...(ca && { ca }), ...(clientCertificate && { clientCertificate }), proxyFor: proxyFromEnv(env) })
-          : createTlsConnect({ ...(ca && { ca }), ...(clientCertificate && { clientCertificate }) }),
+      connect: transportConnect(transport, { ...(ca && { ca }), ...(clientCertificate && { clientCertificate }) }, env),
       clock: systemClock,
       random: nodeRandom,
       log: (event) => print(describeEvent(event), warning(event)),
