@@ -17,9 +17,8 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { createWebSocketStream, WebSocketServer } from 'ws';
+import { WEBSOCKET_PATH } from '../src/ws/client.js';
 import { type PeerCertificates, peerCertificates } from './x509.js';
-
-export const WEBSOCKET_PATH = '/$iothub/websocket';
 
 /** An MQTT endpoint's entry for a stream that did not come through its own TLS port (with its TLS client certificates). */
 export type AcceptStream = (stream: Duplex, servername: string | false, peer?: PeerCertificates) => void;

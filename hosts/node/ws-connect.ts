@@ -7,7 +7,7 @@ import { webSocketConnect } from '../../src/ws/client.js';
 import { nodeRandom } from './clock.js';
 import { createTlsConnect, type TlsConnectOptions } from './tls-connect.js';
 
-export { WEBSOCKET_PATH, WEBSOCKET_PORT } from '../../src/ws/client.js';
+export { WEBSOCKET_PORT } from '../../src/ws/client.js';
 
 /** `servername` also becomes the Host header, so a development override that connects to 127.0.0.1 still names the hub. */
 export function createWebSocketConnect(options: TlsConnectOptions = {}): Connect {
