@@ -5,8 +5,8 @@
 import { buildSasToken } from '../../src/sas.js';
 import type { ServiceCall } from '../service-api.js';
 import type { ServiceResponse } from '../service-http.js';
+import { SERVICE_API_VERSION } from '../service-routes.js';
 
-export const API_VERSION = '2021-10-01';
 const TOKEN_TTL_SECONDS = 300;
 
 /** A refusal of the service API: its status, DPS errorCode and message. */
@@ -75,12 +75,7 @@ export class ConsoleService {
 
 /** A service path with the DPS service API's api-version. */
 export function withVersion(path: string): string {
-  return `${path}${path.includes('?') ? '&' : '?'}api-version=${API_VERSION}`;
-}
-
-/** A path segment: an ID from a form or a device, encoded. */
-export function segment(id: string): string {
-  return encodeURIComponent(id);
+  return `${path}${path.includes('?') ? '&' : '?'}api-version=${SERVICE_API_VERSION}`;
 }
 
 function failure(response: ServiceResponse): ServiceFailure {

@@ -4,7 +4,7 @@
 // (the device's next registration is then a first one).
 import { csrfField, html, page, postButton } from '../html.js';
 import { frame, type Reply, type Route, type RouteContext } from '../routes.js';
-import { ServiceFailure, segment, withVersion } from '../service.js';
+import { ServiceFailure, withVersion } from '../service.js';
 import {
   applyForm,
   type Enrollment,
@@ -108,12 +108,12 @@ async function create(context: RouteContext, kind: Kind): Promise<Reply> {
   base.attestation = { type: 'symmetricKey', symmetricKey: {} };
   const enrollment = applyForm(base, values, errors);
   if (Object.keys(errors).length > 0) return createForm(context, kind, { values, errors });
-  const existing = await context.service.request('GET', withVersion(`${collection(kind)}/${segment(id)}`));
+  const existing = await context.service.request('GET', withVersion(`${collection(kind)}/${encodeURIComponent(id)}`));
   if (existing.status === 200) {
     return createForm(context, kind, { values, errors: { id: `An ${noun(kind)} named ${id} exists already: edit it instead` } });
   }
   try {
-    await context.service.json('PUT', withVersion(`${collection(kind)}/${segment(id)}`), { body: enrollment });
+    await context.service.json('PUT', withVersion(`${collection(kind)}/${encodeURIComponent(id)}`), { body: enrollment });
   } catch (error) {
     if (!(error instanceof ServiceFailure)) throw error;
     return createForm(context, kind, { values, errors: { [fieldOf(error.message)]: error.message } });
@@ -127,7 +127,7 @@ async function detail(
   id: string,
   options: { reveal?: boolean; form?: { values: URLSearchParams; errors: FormErrors } },
 ): Promise<Reply> {
-  const response = await context.service.request('GET', withVersion(`${collection(kind)}/${segment(id)}`));
+  const response = await context.service.request('GET', withVersion(`${collection(kind)}/${encodeURIComponent(id)}`));
   if (response.status === 404) return { redirect: '/enrollments', flash: { kind: 'error', text: `There is no ${noun(kind)} ${id}` } };
   if (response.status !== 200) throw new ServiceFailure(response.status, undefined, `The service API answered ${response.status}`);
   const enrollment = response.body as Enrollment;
@@ -188,14 +188,14 @@ async function detail(
 }
 
 async function registrations(context: RouteContext, kind: Kind, id: string): Promise<RegistrationRecord[]> {
-  if (kind === 'group') return context.service.query<RegistrationRecord>(`/registrations/${segment(id)}/query`);
-  const response = await context.service.request('GET', withVersion(`/registrations/${segment(id)}`));
+  if (kind === 'group') return context.service.query<RegistrationRecord>(`/registrations/${encodeURIComponent(id)}/query`);
+  const response = await context.service.request('GET', withVersion(`/registrations/${encodeURIComponent(id)}`));
   return response.status === 200 ? [response.body as RegistrationRecord] : [];
 }
 
 async function save(context: RouteContext, kind: Kind, id: string): Promise<Reply> {
   const values = context.form;
-  const path = withVersion(`${collection(kind)}/${segment(id)}`);
+  const path = withVersion(`${collection(kind)}/${encodeURIComponent(id)}`);
   const current = await context.service.request('GET', path);
   if (current.status !== 200) return { redirect: '/enrollments', flash: { kind: 'error', text: `There is no ${noun(kind)} ${id}` } };
   const errors: FormErrors = {};
@@ -215,7 +215,7 @@ async function save(context: RouteContext, kind: Kind, id: string): Promise<Repl
 
 async function remove(context: RouteContext, kind: Kind, id: string): Promise<Reply> {
   try {
-    await context.service.json('DELETE', withVersion(`${collection(kind)}/${segment(id)}`));
+    await context.service.json('DELETE', withVersion(`${collection(kind)}/${encodeURIComponent(id)}`));
   } catch (error) {
     if (!(error instanceof ServiceFailure)) throw error;
     return { redirect: '/enrollments', flash: { kind: 'error', text: error.message } };
@@ -225,7 +225,7 @@ async function remove(context: RouteContext, kind: Kind, id: string): Promise<Re
 
 async function removeRegistration(context: RouteContext, kind: Kind, id: string, registrationId: string): Promise<Reply> {
   try {
-    await context.service.json('DELETE', withVersion(`/registrations/${segment(registrationId)}`));
+    await context.service.json('DELETE', withVersion(`/registrations/${encodeURIComponent(registrationId)}`));
   } catch (error) {
     if (!(error instanceof ServiceFailure)) throw error;
     return { redirect: pathOf(kind, id), flash: { kind: 'error', text: error.message } };

@@ -3,7 +3,6 @@
 // properties) and the last message it sent. Never a device key.
 import { type Html, html, json, page } from '../html.js';
 import { frame, type Reply, type Route, type RouteContext } from '../routes.js';
-import { segment } from '../service.js';
 
 interface HubSummary {
   name: string;
@@ -38,7 +37,7 @@ async function hubsPage(context: RouteContext): Promise<Reply> {
   const hubs = await service.json<HubSummary[]>('GET', '/hubs');
   const sections = await Promise.all(
     hubs.map(async (hub) => {
-      const path = `/hubs/${segment(hub.name)}`;
+      const path = `/hubs/${encodeURIComponent(hub.name)}`;
       const [devices, telemetry] = await Promise.all([
         service.json<DeviceView[]>('GET', `${path}/devices`),
         service.json<TelemetryView[]>('GET', `${path}/events?waitSeconds=0`),
