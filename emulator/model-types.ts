@@ -57,16 +57,19 @@ export interface SymmetricKeyAttestation {
 /** A certificate as the service API holds it: `certificate` as given (PEM), `info` filled in by DPS. */
 export interface X509CertificateWithInfo {
   certificate?: string;
-  info?: {
-    subjectName: string;
-    sha1Thumbprint: string;
-    sha256Thumbprint: string;
-    issuerName: string;
-    notBeforeUtc: string;
-    notAfterUtc: string;
-    serialNumber: string;
-    version: number;
-  };
+  info?: X509CertificateInfo;
+}
+
+/** What DPS reports about a certificate it holds (azure-iot-provisioning-service X509CertificateInfo). */
+export interface X509CertificateInfo {
+  subjectName: string;
+  sha1Thumbprint: string;
+  sha256Thumbprint: string;
+  issuerName: string;
+  notBeforeUtc: string;
+  notAfterUtc: string;
+  serialNumber: string;
+  version: number;
 }
 
 /**

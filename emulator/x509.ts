@@ -13,18 +13,9 @@
 import { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import { invalidConfiguration } from './dps-errors.js';
+import type { X509CertificateInfo } from './model-types.js';
 
-/** What DPS reports about a certificate it holds (azure-iot-provisioning-service X509CertificateInfo). */
-export interface X509CertificateInfo {
-  subjectName: string;
-  sha1Thumbprint: string;
-  sha256Thumbprint: string;
-  issuerName: string;
-  notBeforeUtc: string;
-  notAfterUtc: string;
-  serialNumber: string;
-  version: number;
-}
+export type { X509CertificateInfo };
 
 /** The certificates a TLS client presented: its own first, then the rest of the chain it sent. */
 export interface PeerCertificates {
