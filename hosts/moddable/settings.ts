@@ -85,7 +85,7 @@ export function readSettings(): Settings {
 	const endpoint = setting("endpoint", "endpoint");
 	const transportSetting = setting("transport", "transport");
 	const transport = (transportSetting?.value ?? "mqtt") as Transport;
-	if (!(transport in DEFAULT_PORTS)) throw invalid(`The transport "${transport}" is not mqtt or mqtt-ws`);
+	if (transport !== "mqtt" && transport !== "mqtt-ws") throw invalid(`The transport "${transport}" is not mqtt or mqtt-ws`);
 	return {
 		idScope: idScope.value,
 		...(registrationId && { registrationId: registrationId.value }),
