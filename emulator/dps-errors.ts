@@ -1,5 +1,5 @@
-// DPS's error shape, shared by the device endpoint (MQTT response bodies) and, later, the
-// service REST API: {"errorCode":<6 digits>,"trackingId":"<uuid>","message":"...","timestampUtc":"..."}.
+// DPS's error shape, shared by the device endpoints (MQTT response bodies, the HTTPS device API)
+// and the service API: {"errorCode":<6 digits>,"trackingId":"<uuid>","message":"...","timestampUtc":"..."}.
 // The six-digit code starts with the HTTP-like status (azure-sdk-for-c parses 401002 as status
 // 401, sdk/tests/iot/provisioning/test_az_iot_provisioning_client_parser.c).
 //

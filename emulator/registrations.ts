@@ -150,8 +150,8 @@ export class RegistrationService {
 
   /**
    * Operations expire in the order they were made (a fixed delay and lifetime after their
-   * register): drop from the oldest until one is still live and there is room. It scanned them
-   * all on every register, which made a fleet's n-th device cost O(n).
+   * register): drop from the oldest until one is still live and there is room, so a register
+   * costs the same whatever the number of operations kept.
    */
   #purge(now: number): void {
     for (const [id, operation] of this.#operations) {

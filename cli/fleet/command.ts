@@ -5,7 +5,6 @@
 // `moddable-dps device` does): connected, twin received, --msg-count messages sent, closed.
 import { parseArgs } from 'node:util';
 import { nodeRandom, systemClock } from '../../hosts/node/clock.js';
-import { WEBSOCKET_PORT } from '../../hosts/node/ws-connect.js';
 import { DPS_GLOBAL_ENDPOINT, type RegistrationResult, registerDevice } from '../../src/dps/flow.js';
 import { ProvisioningError } from '../../src/errors.js';
 import { connectHub } from '../../src/hub/session.js';
@@ -48,14 +47,15 @@ percentiles. A load test for a DPS setup: the local emulator or your own DPS ins
   --concurrency <c>          devices in flight at once (default 10)
   --prefix <p>               registration IDs are <p> + the zero-padded index (default dev-)
   --start <i>                first index (default 0)
-  --endpoint <host[:port]>   DPS endpoint (env PROVISIONING_HOST; default ${DPS_GLOBAL_ENDPOINT.host}:${DPS_GLOBAL_ENDPOINT.port})
+  --endpoint <host[:port]>   DPS endpoint (env PROVISIONING_HOST; default ${DPS_GLOBAL_ENDPOINT.host}:${DPS_GLOBAL_ENDPOINT.port},
+                             :443 with --transport mqtt-ws)
   --ca <pem>                 trust this CA certificate as well (e.g. the emulator's)
   --transport mqtt|mqtt-ws   MQTT over TLS on 8883 (default), or MQTT over secure WebSockets on 443
                              (through HTTPS_PROXY when set; NO_PROXY honoured), DPS and hubs alike
   --timeout <seconds>        each device's flow ends within this (default 300); with --connect,
                              its connect too
   --connect                  then take each provisioned device online with its assigned hub
-                             (MQTT/TLS, the core's hub session): connect, receive the twin, send
+                             (over --transport, the core's hub session): connect, receive the twin, send
                              --msg-count messages, disconnect; the summary adds how many connected,
                              connect failures by kind and connect latency percentiles (the
                              wall time and throughput then include the connects)
@@ -103,7 +103,6 @@ export async function fleet(argv: string[], io: FleetIo): Promise<number> {
   }
   if (groupKey) deriveDeviceKey(groupKey, idOf(0)); // a group key that is not base64 is bad input, before any traffic
   const { transport, defaultPort } = parseTransport(v.transport);
-  const websocket = transport === 'mqtt-ws';
   const endpointText = v.endpoint ?? env.PROVISIONING_HOST;
   const endpoint = endpointText ? parseEndpoint(endpointText, defaultPort) : { host: DPS_GLOBAL_ENDPOINT.host, port: defaultPort };
   const ca = v.ca === undefined ? undefined : readCaFile(v.ca);
@@ -153,7 +152,7 @@ export async function fleet(argv: string[], io: FleetIo): Promise<number> {
               hub: registration.assignedHub,
               deviceId: registration.deviceId,
               ...(deviceKey && { deviceKey }),
-              ...(hubEndpoint ? { endpoint: hubEndpoint } : websocket && { port: WEBSOCKET_PORT }),
+              ...(hubEndpoint ? { endpoint: hubEndpoint } : transport === 'mqtt-ws' && { port: defaultPort }),
               requestTimeoutMs: Math.min(HUB_REQUEST_TIMEOUT_MS, timeoutMs),
               offlineTimeoutMs: timeoutMs,
             },

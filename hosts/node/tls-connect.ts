@@ -399,7 +399,7 @@ function tunnel(proxy: URL, host: string, port: number, timeoutMs: number): Prom
       socket.destroy();
       reject(
         new ProvisioningError(
-          status === 407 ? 'failed' : status >= 500 ? 'network' : 'failed',
+          status >= 500 ? 'network' : 'failed',
           status === 407
             ? `${via} refused to open a tunnel to ${target} (HTTP 407: proxy authentication required; put the credentials in the proxy URL)`
             : `${via} refused to open a tunnel to ${target} (HTTP ${status}${response.statusMessage ? ` ${response.statusMessage.slice(0, 60)}` : ''})`,
