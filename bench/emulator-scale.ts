@@ -44,7 +44,15 @@ export async function run(options: { emulatorFile: string; stateDir: string; dev
   const heap = () => ask<{ heapUsed: number; rss: number; collected: boolean }>('heap', 'heap');
   const connect = createTlsConnect({ ca: ready.caPem, resumeSessions: true });
   const endpoint = { host: '127.0.0.1', port: ready.port };
-  const batches: { index: number; wallMs: number; perSecond: number; emulatorMsPerDevice: number; p50: number; p99: number }[] = [];
+  const batches: {
+    index: number;
+    devices: number;
+    wallMs: number;
+    perSecond: number;
+    emulatorMsPerDevice: number;
+    p50: number;
+    p99: number;
+  }[] = [];
   let baseline: { heapUsed: number; rss: number } | undefined;
   try {
     const total = Math.ceil(options.devices / BATCH);
@@ -72,6 +80,7 @@ export async function run(options: { emulatorFile: string; stateDir: string; dev
       const emulatorMs = (await cpuMs()) - before;
       const row = {
         index: b,
+        devices: count,
         wallMs: summary.wallTimeMs,
         perSecond: (count / summary.wallTimeMs) * 1000,
         emulatorMsPerDevice: emulatorMs / count,
@@ -92,7 +101,7 @@ export async function run(options: { emulatorFile: string; stateDir: string; dev
     const registrations = options.devices - BATCH;
     const result = {
       devices: options.devices,
-      emulatorMsPerDevice: batches.reduce((sum, r) => sum + r.emulatorMsPerDevice * BATCH, 0) / (batches.length * BATCH),
+      emulatorMsPerDevice: batches.reduce((sum, r) => sum + r.emulatorMsPerDevice * r.devices, 0) / options.devices,
       firstBatch: first,
       lastBatch: last,
       heapBytesPerRegistration: baseline ? (end.heapUsed - baseline.heapUsed) / registrations : undefined,

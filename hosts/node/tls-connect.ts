@@ -110,7 +110,7 @@ export function createTlsConnect(options: TlsConnectOptions = {}): Connect {
  * takes ~14 ms instead of ~40 ms spent re-parsing ~140 root PEMs (bench/README.md). Should a
  * Node lack that method, the documented option does the same, slower.
  */
-export function trustContext(minVersion: 'TLSv1.2' | 'TLSv1.3', extra: string[], client?: ClientCertificate): tls.SecureContext {
+function trustContext(minVersion: 'TLSv1.2' | 'TLSv1.3', extra: string[], client?: ClientCertificate): tls.SecureContext {
   const identity = client === undefined ? {} : checkClientCertificate(client);
   const context = createContext({ minVersion, ...identity });
   if (extra.length === 0) return context;
@@ -307,7 +307,7 @@ function wrap(socket: tls.TLSSocket, handlers: ConnectionHandlers, where: string
   };
 }
 
-export function mapConnectError(err: Error, where: string, name: string): ProvisioningError {
+function mapConnectError(err: Error, where: string, name: string): ProvisioningError {
   const code = (err as { code?: unknown }).code;
   const c = typeof code === 'string' ? code : '';
   if (UNTRUSTED_CODES.has(c)) {
@@ -339,7 +339,7 @@ export function mapConnectError(err: Error, where: string, name: string): Provis
   return new ProvisioningError('network', `cannot connect to ${where}: ${describeSocketError(err)}`, { cause: err });
 }
 
-export function describeSocketError(err: Error): string {
+function describeSocketError(err: Error): string {
   const code = (err as { code?: unknown }).code;
   switch (code) {
     case 'ECONNREFUSED':
@@ -417,7 +417,7 @@ function tunnel(proxy: URL, host: string, port: number, timeoutMs: number): Prom
 }
 
 /** Each PEM input must hold at least one certificate, and every certificate must parse. */
-export function checkPemCertificates(ca: string | string[]): string[] {
+function checkPemCertificates(ca: string | string[]): string[] {
   const inputs = Array.isArray(ca) ? ca : [ca];
   const blocks: string[] = [];
   inputs.forEach((pem, index) => {
@@ -444,10 +444,10 @@ export function checkPemCertificates(ca: string | string[]): string[] {
   return blocks;
 }
 
-export function stripBrackets(host: string): string {
+function stripBrackets(host: string): string {
   return host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
 }
 
-export function formatHostPort(host: string, port: number): string {
+function formatHostPort(host: string, port: number): string {
   return net.isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
 }
