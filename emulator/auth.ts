@@ -227,7 +227,7 @@ export function signingCertificates(
 }
 
 /** An X.509 group, and which of its CAs issued this device certificate: for the hub's certificateAuthority check. */
-export function groupIssued(model: DpsModel, group: EnrollmentGroup, peer: PeerCertificates, nowMs: number): boolean {
+export function groupIssued(model: DpsModel, group: Readonly<EnrollmentGroup>, peer: PeerCertificates, nowMs: number): boolean {
   return group.attestation.type === 'x509' && chainsTo(peer, signingCertificates(model, group.attestation).anchors, nowMs) === undefined;
 }
 

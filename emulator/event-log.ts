@@ -70,7 +70,7 @@ export class DeviceEventLog {
     const at = this.now();
     const entry: LoggedEvent = { sequenceNumber: this.#next++, timeUtc: new Date(at).toISOString(), event };
     if (event.type === 'request' && event.status === 200) {
-      const record = this.model.registration(event.registrationId);
+      const record = this.model.readRegistration(event.registrationId);
       if (record) {
         const { status, assignedHub, deviceId, substatus, errorCode, errorMessage } = record.state;
         entry.outcome = {

@@ -116,5 +116,5 @@ function certificateFailure(model: DpsModel, device: HubDevice, peer: PeerCertif
     return hasThumbprint(peer.leaf, primaryThumbprint) || hasThumbprint(peer.leaf, secondaryThumbprint) ? undefined : 'cert-unknown';
   }
   if (!namesId(peer.leaf, device.deviceId)) return 'cert-cn-mismatch';
-  return model.enrollmentGroups().some((group) => groupIssued(model, group, peer, nowMs)) ? undefined : 'cert-untrusted-ca';
+  return [...model.readEnrollmentGroups()].some((group) => groupIssued(model, group, peer, nowMs)) ? undefined : 'cert-untrusted-ca';
 }

@@ -341,6 +341,11 @@ export class DpsModel {
     return record && structuredClone(record);
   }
 
+  /** The record itself, not a copy, for reading only: the event log reads one per answered device. */
+  readRegistration(registrationId: string): Readonly<RegistrationRecord> | undefined {
+    return this.#registrations.get(registrationId.toLowerCase());
+  }
+
   registrations(): RegistrationRecord[] {
     return [...this.#registrations.values()].map((r) => structuredClone(r));
   }
