@@ -201,6 +201,14 @@ describe('moddable-dps fleet against the emulator', () => {
     }
     expect(dps.model.registration('fleet-f-0')).toBe(before);
   });
+
+  it('says what a flag takes for a negative value (-1 was "ambiguous" to the flag parser)', async () => {
+    const timeout = await run([...fleetArgs('fleet-f-', 5, 2), '--timeout', '-1']);
+    expect(timeout).toMatchObject({ code: EXIT_CODES['invalid-input'], stdout: '' });
+    expect(timeout.stderr).toBe('error (invalid-input): --timeout must be a whole number from 1 to 86400\n');
+    const start = await run([...fleetArgs('fleet-f-', 5, 2), '--start', '-5']);
+    expect(start.stderr).toMatch(/^error \(invalid-input\): --start must be a whole number from 0 to \d+\n$/);
+  });
 });
 
 describe('moddable-dps fleet --connect against the emulator', () => {

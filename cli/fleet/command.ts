@@ -3,7 +3,6 @@
 // registerDevice over the Node host's TLS, its key derived from the group key once. With
 // --connect, each device then goes online with its hub through the core's hub session (as
 // `moddable-dps device` does): connected, twin received, --msg-count messages sent, closed.
-import { parseArgs } from 'node:util';
 import { nodeRandom, systemClock } from '../../hosts/node/clock.js';
 import { DPS_GLOBAL_ENDPOINT, type RegistrationResult, registerDevice } from '../../src/dps/flow.js';
 import { ProvisioningError } from '../../src/errors.js';
@@ -11,7 +10,16 @@ import { connectHub } from '../../src/hub/session.js';
 import { deriveDeviceKey, validateIdScope, validateRegistrationId } from '../../src/identity.js';
 import type { Connect } from '../../src/ports.js';
 import { formatEndpoint } from '../../src/provisioner.js';
-import { parseEndpoint, readCaFile, readCertificateFile, readPrivateKeyFile, readSecret } from '../shared/args.js';
+import {
+  integer,
+  parse,
+  parseEndpoint,
+  readCaFile,
+  readCertificateFile,
+  readPrivateKeyFile,
+  readSecret,
+  required,
+} from '../shared/args.js';
 import { issueDeviceCertificate, loadSigningCa, rsaKeyPair, type SigningCa } from '../shared/certificates.js';
 // cli.ts registers this command, so the import is circular: only used at call time, which is safe.
 import { type CliIo, EXIT_CODES } from '../shared/io.js';
@@ -30,6 +38,28 @@ const MAX_CONCURRENCY = 10_000;
 const MAX_MESSAGES = 1000;
 /** A hub request (CONNACK, the twin, a message's PUBACK) ends within this, or --timeout when shorter. */
 const HUB_REQUEST_TIMEOUT_MS = 30_000;
+
+const FLAGS = {
+  'id-scope': { type: 'string' },
+  'group-key': { type: 'string' },
+  'group-key-file': { type: 'string' },
+  count: { type: 'string' },
+  concurrency: { type: 'string' },
+  prefix: { type: 'string' },
+  start: { type: 'string' },
+  endpoint: { type: 'string' },
+  ca: { type: 'string' },
+  'ca-cert': { type: 'string' },
+  'ca-key': { type: 'string' },
+  timeout: { type: 'string' },
+  'full-handshakes': { type: 'boolean' },
+  connect: { type: 'boolean' },
+  'hub-endpoint': { type: 'string' },
+  transport: { type: 'string' },
+  'msg-count': { type: 'string' },
+  json: { type: 'boolean' },
+  quiet: { type: 'boolean' },
+} as const;
 
 const HELP = `Usage: moddable-dps fleet --id-scope <s> (--group-key <k> | --ca-cert <pem> --ca-key <pem>) --count <n> [options]
 
@@ -75,11 +105,8 @@ connect failures counted together (3 unauthorized, 6 throttled, 8 network, ...).
 `;
 
 export async function fleet(argv: string[], io: FleetIo): Promise<number> {
-  const v = parseFlags(argv);
-  if (v.help) {
-    io.stdout(HELP);
-    return 0;
-  }
+  const v = parse(argv, FLAGS, HELP, io);
+  if (!v) return 0;
   const env = io.env;
   const idScope = validateIdScope(required(v['id-scope'] ?? env.PROVISIONING_IDSCOPE, '--id-scope', 'PROVISIONING_IDSCOPE'));
   const issuer = fleetCa(v);
@@ -247,58 +274,4 @@ function describeConnect(c: ConnectSummary): string[] {
       ? `  connect      p50 ${ms(c.latencyMs.p50)}  p95 ${ms(c.latencyMs.p95)}  p99 ${ms(c.latencyMs.p99)}  max ${ms(c.latencyMs.max)}`
       : '  connect      (no device connected)',
   ];
-}
-
-function parseFlags(argv: string[]) {
-  try {
-    return parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        'id-scope': { type: 'string' },
-        'group-key': { type: 'string' },
-        'group-key-file': { type: 'string' },
-        count: { type: 'string' },
-        concurrency: { type: 'string' },
-        prefix: { type: 'string' },
-        start: { type: 'string' },
-        endpoint: { type: 'string' },
-        ca: { type: 'string' },
-        'ca-cert': { type: 'string' },
-        'ca-key': { type: 'string' },
-        timeout: { type: 'string' },
-        'full-handshakes': { type: 'boolean' },
-        connect: { type: 'boolean' },
-        'hub-endpoint': { type: 'string' },
-        transport: { type: 'string' },
-        'msg-count': { type: 'string' },
-        json: { type: 'boolean' },
-        quiet: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }).values;
-  } catch (error) {
-    // A stray positional may be a secret pasted in the wrong place: never echo it.
-    const positional = (error as { code?: string }).code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL';
-    throw new ProvisioningError(
-      'invalid-input',
-      `${positional ? 'Unexpected argument without a flag' : (error as Error).message}. See --help`,
-    );
-  }
-}
-
-function required(value: string | undefined, flag: string, envName?: string): string {
-  if (value === undefined || value === '') {
-    throw new ProvisioningError('invalid-input', `Missing ${flag}${envName ? ` (or the ${envName} environment variable)` : ''}`);
-  }
-  return value;
-}
-
-function integer(text: string, flag: string, min: number, max: number): number {
-  const value = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < min || value > max) {
-    throw new ProvisioningError('invalid-input', `${flag} must be a whole number from ${min} to ${max}`);
-  }
-  return value;
 }

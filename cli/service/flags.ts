@@ -1,8 +1,7 @@
 // Shared by the `dps` and `hub` commands: flag parsing (with the common flags), the service
 // client from --service / --service-file / DPS_SERVICE_CONNECTION_STRING and --ca, and output.
-import { parseArgs } from 'node:util';
 import { ProvisioningError } from '../../src/errors.js';
-import { readCaFile, readSecret } from '../shared/args.js';
+import { parse, readCaFile, readSecret } from '../shared/args.js';
 import type { CliIo } from '../shared/io.js';
 import { DpsServiceClient, parseServiceConnectionString } from './client.js';
 
@@ -20,7 +19,6 @@ const COMMON: Flags = {
   ca: { type: 'string' },
   timeout: { type: 'string' },
   json: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
 };
 
 /** Each request (connection, TLS, the whole answer) ends within --timeout seconds. */
@@ -37,22 +35,7 @@ export const COMMON_HELP = `Common options:
 
 /** Parse flags (the common ones included); undefined when --help was printed. */
 export function parseFlags(argv: string[], flags: Flags, help: string, io: Io): Values | undefined {
-  let values: Values;
-  try {
-    values = parseArgs({ args: argv, options: { ...COMMON, ...flags }, strict: true, allowPositionals: false }).values as Values;
-  } catch (error) {
-    // A stray positional may be a secret pasted in the wrong place: never echo it.
-    const positional = (error as { code?: string }).code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL';
-    throw new ProvisioningError(
-      'invalid-input',
-      `${positional ? 'Unexpected argument without a flag' : (error as Error).message}. See --help`,
-    );
-  }
-  if (values.help) {
-    io.stdout(help);
-    return undefined;
-  }
-  return values;
+  return parse(argv, { ...COMMON, ...flags }, help, io);
 }
 
 /** The client for --service / --service-file / the environment, trusting --ca. */
