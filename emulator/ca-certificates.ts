@@ -5,9 +5,9 @@
 //   3. sign a certificate whose CN is that code with the CA's key and upload it: verified.
 // Names are case-insensitive; etags guard changes as elsewhere in the model.
 import { randomBytes } from 'node:crypto';
-import { DpsError, ErrorCodes, invalidConfiguration, notFound } from './dps-errors.js';
+import { invalidConfiguration, notFound } from './dps-errors.js';
 import type { CaCertificate } from './model-types.js';
-import { newEtag } from './validation.js';
+import { checkEtag, newEtag } from './validation.js';
 import { commonName, parseCertificate, toPem } from './x509.js';
 
 export class CaCertificateStore {
@@ -40,7 +40,7 @@ export class CaCertificateStore {
     const parsed = parseCertificate(certificate, `The certificate ${name}`);
     if (!parsed.ca) throw invalidConfiguration(`The certificate ${name} is not a CA certificate (basicConstraints CA:TRUE)`);
     const previous = this.#certificates.get(name.toLowerCase());
-    checkEtag(previous?.etag, ifMatch, name);
+    checkEtag(previous?.etag, ifMatch, `certificate ${name}`);
     const now = this.#now().toISOString();
     const stored: CaCertificate = {
       name: previous?.name ?? name,
@@ -57,7 +57,7 @@ export class CaCertificateStore {
 
   delete(name: string, ifMatch?: string): void {
     const current = this.#require(name);
-    checkEtag(current.etag, ifMatch, name);
+    checkEtag(current.etag, ifMatch, `certificate ${name}`);
     this.#certificates.delete(current.name.toLowerCase());
     this.#changed();
   }
@@ -65,7 +65,7 @@ export class CaCertificateStore {
   /** Step 2 of proof of possession: a fresh code, kept until a proof is verified. */
   generateVerificationCode(name: string, ifMatch?: string): CaCertificate {
     const current = this.#require(name);
-    checkEtag(current.etag, ifMatch, name);
+    checkEtag(current.etag, ifMatch, `certificate ${name}`);
     const next = {
       ...current,
       verificationCode: randomBytes(24).toString('hex').toUpperCase(),
@@ -80,7 +80,7 @@ export class CaCertificateStore {
   /** Step 3: a certificate with the code as CN, signed by the CA's key, valid now. */
   verify(name: string, proof: unknown, ifMatch?: string): CaCertificate {
     const current = this.#require(name);
-    checkEtag(current.etag, ifMatch, name);
+    checkEtag(current.etag, ifMatch, `certificate ${name}`);
     if (!current.verificationCode) {
       throw invalidConfiguration(`The certificate ${current.name} has no verification code: generate one first`);
     }
@@ -116,13 +116,5 @@ export class CaCertificateStore {
     const certificate = this.#certificates.get(String(name).toLowerCase());
     if (!certificate) throw notFound(`The certificate ${name} does not exist`);
     return certificate;
-  }
-}
-
-function checkEtag(current: string | undefined, ifMatch: string | undefined, name: string): void {
-  if (ifMatch === undefined || ifMatch === '') return;
-  const wanted = ifMatch.replace(/^W\//, '').replace(/^"(.*)"$/, '$1');
-  if (wanted === '*' ? current === undefined : current !== wanted) {
-    throw new DpsError(412, ErrorCodes.preconditionFailed, `The etag does not match the current certificate ${name}`);
   }
 }

@@ -18,10 +18,11 @@
 // `az iot hub invoke-device-method`, `az iot device c2d-message send` and
 // `az iot hub monitor-events` do. Updated tags stay with the device when DPS reprovisions it with
 // its data migrated, as the desired properties do.
-import { DpsError, ErrorCodes, genericErrorCode } from './dps-errors.js';
+import { DpsError, genericErrorCode } from './dps-errors.js';
 import { type EmulatedIotHubs, IotHubError, type TelemetryMessage } from './iothub-service.js';
 import { type JsonObject, type TwinView, twinEtag } from './iothub-twins.js';
 import { dpsError, ifMatch, isObject, noRoute, notAllowed, type ServiceRequest, type ServiceResponse } from './service-http.js';
+import { checkEtag } from './validation.js';
 
 /** IoT Hub bounds a method's response timeout to 5..300 s (iot-hub-devguide-direct-methods.md); default 30 s. */
 const METHOD_TIMEOUT_SECONDS = { min: 5, max: 300, default: 30 };
@@ -131,10 +132,7 @@ export function applyTwinUpdate(hubs: EmulatedIotHubs, hub: string, id: string, 
   const patch = twinPatch(body);
   const view = hubs.twin(hub, id);
   if (!view) throw dpsError(404, `The device ${id} does not exist in ${hub}`);
-  const wanted = etag?.replace(/^W\//, '').replace(/^"(.*)"$/, '$1');
-  if (wanted !== undefined && wanted !== '*' && wanted !== twinEtag(view)) {
-    throw new DpsError(412, ErrorCodes.preconditionFailed, `The etag does not match the twin of ${id}: read it again, then update it`);
-  }
+  checkEtag(twinEtag(view), etag, `twin of ${id}`);
   try {
     hubs.updateTwin(hub, id, patch);
   } catch (error) {

@@ -29,8 +29,8 @@ import type { EmulatedIotHubs } from './iothub-service.js';
 import { authorizeHubServiceRequest, type HubServiceOperation } from './iothub-service-auth.js';
 import type { DpsModel } from './model.js';
 import type { HubDevice } from './model-types.js';
-import { isObject, readRequest, type ServiceRequest, type ServiceResponse } from './service-http.js';
-import { isBase64Key } from './validation.js';
+import { ifMatch, isObject, readRequest, type ServiceRequest, type ServiceResponse } from './service-http.js';
+import { checkEtag, isBase64Key } from './validation.js';
 
 export interface IotHubRestContext {
   model: DpsModel;
@@ -97,7 +97,8 @@ async function route(context: IotHubRestContext, hub: string, request: ServiceRe
       if (method === 'GET') return { status: 200, body: identity(hubs, hub, existing(model, hub, id)) };
       if (method === 'PUT') return { status: 200, body: identity(hubs, hub, putDevice(context, hub, id, request)) };
       if (method === 'DELETE') {
-        checkDeviceEtag(existing(model, hub, id), request);
+        const device = existing(model, hub, id);
+        checkEtag(deviceEtag(device), ifMatch(request), `identity of ${device.deviceId}`);
         hubs.deleteDevice(hub, id);
         return { status: 204 };
       }
@@ -111,7 +112,7 @@ async function route(context: IotHubRestContext, hub: string, request: ServiceRe
       if (action !== undefined) throw noSuchPath(request);
       if (method === 'GET') return { status: 200, body: twin(hubs, hub, existing(model, hub, id)) };
       if (method === 'PATCH') {
-        applyTwinUpdate(hubs, hub, id, request.body, ifMatchOf(request));
+        applyTwinUpdate(hubs, hub, id, request.body, ifMatch(request));
         return { status: 200, body: twin(hubs, hub, existing(model, hub, id)) };
       }
       throw notAllowed(request);
@@ -144,7 +145,7 @@ function putDevice(context: IotHubRestContext, hub: string, id: string, request:
     throw new HubRestError(400, 'ArgumentInvalid', "A device's status is 'enabled' or 'disabled'");
   }
   const keys = symmetricKeys(body.authentication, shape);
-  const etag = ifMatchOf(request);
+  const etag = ifMatch(request);
   if (etag === undefined) {
     const now = new Date(context.now()).toISOString();
     try {
@@ -169,7 +170,7 @@ function putDevice(context: IotHubRestContext, hub: string, id: string, request:
     return existing(model, hub, id);
   }
   const current = existing(model, hub, id);
-  checkDeviceEtag(current, request);
+  checkEtag(deviceEtag(current), etag, `identity of ${current.deviceId}`);
   const currentKeys = current.authentication.type === 'sas' ? current.authentication.symmetricKey : undefined;
   const symmetricKey = {
     primaryKey: keys.primaryKey ?? currentKeys?.primaryKey ?? newKey(),
@@ -216,22 +217,8 @@ function existing(model: DpsModel, hub: string, id: string): HubDevice {
   return device;
 }
 
-function checkDeviceEtag(device: HubDevice, request: ServiceRequest): void {
-  const wanted = ifMatchOf(request)
-    ?.replace(/^W\//, '')
-    .replace(/^"(.*)"$/, '$1');
-  if (wanted !== undefined && wanted !== '*' && wanted !== deviceEtag(device)) {
-    throw new HubRestError(412, 'PreconditionFailed', `The etag does not match the identity of ${device.deviceId}: read it again`);
-  }
-}
-
 function newKey(): string {
   return randomBytes(32).toString('base64');
-}
-
-function ifMatchOf(request: ServiceRequest): string | undefined {
-  const value = request.headers['if-match'];
-  return typeof value === 'string' && value !== '' ? value : undefined;
 }
 
 function noSuchPath(request: ServiceRequest): HubRestError {

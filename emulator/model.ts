@@ -22,6 +22,7 @@ import type {
   ModelConfig,
 } from './model-types.js';
 import {
+  checkEtag,
   newEtag,
   parseConnectionString,
   validateEnrollmentFields,
@@ -425,13 +426,4 @@ function copyLatency(table: LatencyTable): LatencyTable {
   const out: LatencyTable = Object.create(null);
   for (const [from, row] of Object.entries(table)) out[from] = Object.assign(Object.create(null) as Record<string, number>, row);
   return out;
-}
-
-/** RFC 7232 If-Match: absent passes; '*' needs an existing resource; otherwise the etags must match. */
-function checkEtag(current: string | undefined, ifMatch: string | undefined, what: string): void {
-  if (ifMatch === undefined || ifMatch === '') return;
-  const wanted = ifMatch.replace(/^W\//, '').replace(/^"(.*)"$/, '$1');
-  if (wanted === '*' ? current === undefined : current !== wanted) {
-    throw new DpsError(412, ErrorCodes.preconditionFailed, `The etag does not match the current ${what}`);
-  }
 }

@@ -27,7 +27,7 @@ import type { EmulatedIotHubs } from './iothub-service.js';
 import type { DpsModel } from './model.js';
 import type { AllocationPolicy, HubDevice, LinkedHub, LinkedHubConfig } from './model-types.js';
 import { ifMatch, isObject, noRoute, notAllowed, type ServiceRequest, type ServiceResponse } from './service-http.js';
-import { parseConnectionString, validateInstancePolicy } from './validation.js';
+import { checkEtag, parseConnectionString, validateInstancePolicy } from './validation.js';
 
 export const MASKED_KEY = '****';
 export const RESOURCE_NAME = 'dps-emulator';
@@ -125,12 +125,7 @@ function resourceResponse(context: ManagementContext): ServiceResponse {
 
 function putResource(context: ManagementContext, request: ServiceRequest): ServiceResponse {
   const { model } = context;
-  const wanted = ifMatch(request)
-    ?.replace(/^W\//, '')
-    .replace(/^"(.*)"$/, '$1');
-  if (wanted !== undefined && wanted !== '*' && wanted !== resourceEtag(model)) {
-    throw new DpsError(412, ErrorCodes.preconditionFailed, 'The etag does not match the current resource: read it again, then change it');
-  }
+  checkEtag(resourceEtag(model), ifMatch(request), 'resource');
   const body = request.body;
   if (!isObject(body) || !isObject(body.properties)) {
     throw new DpsError(

@@ -2,11 +2,12 @@
 // one place for these rules: the service API (through the model) and the config file (through
 // the model as well, config-file.ts) refuse the same values with the same reason. Every refusal
 // is a DpsError(400) whose message names the field and the rule, never a key; a refused field is
-// an InvalidField with the JSON pointer of the field within the object checked.
+// an InvalidField with the JSON pointer of the field within the object checked. Etags are made
+// and checked (If-Match, 412) here too, for every resource that has one.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { validateRegistrationId } from '../src/identity.js';
 import { type ConnectionStringFields, splitConnectionString } from './connection-string.js';
-import { InvalidField, invalidConfiguration } from './dps-errors.js';
+import { DpsError, ErrorCodes, InvalidField, invalidConfiguration } from './dps-errors.js';
 import type {
   AllocationPolicy,
   Attestation,
@@ -392,6 +393,18 @@ export function isBase64Key(text: string): boolean {
 /** An etag in DPS's style: base64 of a quoted UUID. */
 export function newEtag(): string {
   return Buffer.from(`"${randomUUID()}"`).toString('base64');
+}
+
+/**
+ * RFC 7232 If-Match, quoted, weak (W/"...") or bare: absent passes; '*' needs an existing resource
+ * (`current` defined); otherwise the etags must match, else 412 naming `what` ("the current ...").
+ */
+export function checkEtag(current: string | undefined, ifMatch: string | undefined, what: string): void {
+  if (ifMatch === undefined || ifMatch === '') return;
+  const wanted = ifMatch.replace(/^W\//, '').replace(/^"(.*)"$/, '$1');
+  if (wanted === '*' ? current === undefined : current !== wanted) {
+    throw new DpsError(412, ErrorCodes.preconditionFailed, `The etag does not match the current ${what}: read it again, then change it`);
+  }
 }
 
 /** An InvalidField: `what` names the field for the message, `reason` says what is wrong ("must be ..."). */
