@@ -9,7 +9,7 @@ import type { MethodResult } from '../src/hub/methods.js';
 import { shouldReprovision } from '../src/hub/reprovision.js';
 import type { TelemetryProperties } from '../src/hub/topics.js';
 import { printable } from '../src/text.js';
-import { integer, parse, parseEndpoint } from './shared/args.js';
+import { integer, jsonFlag, parse, parseEndpoint } from './shared/args.js';
 import type { CliIo } from './shared/io.js';
 import { describeHubEvent } from './shared/output.js';
 import { CLIENT_VERSION, PROVISIONING_FLAGS, PROVISIONING_HELP, provisioningFromFlags } from './shared/provisioning.js';
@@ -174,15 +174,6 @@ export async function device(argv: string[], io: CliIo): Promise<number> {
     io.stdout(`sent: ${sent} messages${reprovisions > 0 ? `\nreprovisions: ${reprovisions}` : ''}\n`);
   }
   return 0;
-}
-
-function jsonFlag(text: string | undefined, flag: string): unknown {
-  if (text === undefined) return undefined;
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new ProvisioningError('invalid-input', `${flag} is not valid JSON`);
-  }
 }
 
 /** 'a=b;c=d' (az's --properties) into application properties. */

@@ -3,7 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DEFAULT_DPS_PORT, looksLikeSecret, parseEndpoint, readCaFile, readSecret } from '../cli/shared/args.js';
+import { DEFAULT_DPS_PORT, jsonFlag, looksLikeSecret, parseEndpoint, readCaFile, readSecret } from '../cli/shared/args.js';
+import { MAX_JSON_DEPTH } from '../src/dps/messages.js';
 import { errorOf } from './support/errors.js';
 
 const invalid = (run: () => unknown) => errorOf(run, 'invalid-input');
@@ -153,5 +154,21 @@ describe('readCaFile', () => {
     writeFileSync(notPem, 'hello');
     expect(invalid(() => readCaFile(notPem)).message).toMatch(/holds no PEM certificate/);
     rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+describe('jsonFlag', () => {
+  it('parses the value, undefined when not given', () => {
+    expect(jsonFlag(undefined, '--payload')).toBeUndefined();
+    expect(jsonFlag('{"interval": 5, "tags": [1, null]}', '--payload')).toEqual({ interval: 5, tags: [1, null] });
+  });
+
+  it('refuses what is not JSON, and JSON nested deeper than the core accepts', () => {
+    expect(invalid(() => jsonFlag('{interval: 5}', '--payload')).message).toBe('--payload is not valid JSON');
+    const nested = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`;
+    expect(jsonFlag(nested(MAX_JSON_DEPTH), '--payload')).toBeDefined();
+    expect(invalid(() => jsonFlag(nested(MAX_JSON_DEPTH + 1), '--payload')).message).toBe(
+      `--payload nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels, the limit`,
+    );
   });
 });

@@ -1,11 +1,10 @@
 // What `dps enrollment` and `dps enrollment-group` share: the flags that set an enrollment's
 // fields (az's names), how create builds an enrollment from them and update changes the one it
 // read, the queries that page through a collection, and how an enrollment is printed.
-import { isNestedDeeper, MAX_JSON_DEPTH } from '../../src/dps/messages.js';
 import { ProvisioningError } from '../../src/errors.js';
 import type { DpsServiceClient } from '../service/client.js';
 import { type Flags, type Io, optionalSecretFlag, printJson, type Values } from '../service/flags.js';
-import { readCertificateFile } from '../shared/args.js';
+import { jsonFlag, readCertificateFile } from '../shared/args.js';
 
 interface ReprovisionPolicy {
   updateHubAssignment: boolean;
@@ -168,8 +167,8 @@ function applyFields(enrollment: Enrollment, values: Values): void {
   }
   if (typeof values['allocation-policy'] === 'string') enrollment.allocationPolicy = values['allocation-policy'];
   if (typeof values['iot-hubs'] === 'string') enrollment.iotHubs = values['iot-hubs'].split(/[,\s]+/).filter(Boolean);
-  const tags = json(values['initial-twin-tags'], '--initial-twin-tags');
-  const desired = json(values['initial-twin-properties'], '--initial-twin-properties');
+  const tags = jsonFlag(values['initial-twin-tags'] as string | undefined, '--initial-twin-tags');
+  const desired = jsonFlag(values['initial-twin-properties'] as string | undefined, '--initial-twin-properties');
   if (tags !== undefined || desired !== undefined) {
     const twin = enrollment.initialTwin ?? {};
     enrollment.initialTwin = {
@@ -198,19 +197,6 @@ function applyFields(enrollment: Enrollment, values: Values): void {
     if (!enrollment.customAllocationDefinition?.webhookUrl)
       throw new ProvisioningError('invalid-input', '--api-version goes with --webhook-url (the custom allocation webhook)');
     enrollment.customAllocationDefinition = { ...enrollment.customAllocationDefinition, apiVersion };
-  }
-}
-
-/** A JSON-valued flag. Its depth is bounded as the core bounds what DPS sends: deeper JSON cannot be sent (JSON.stringify recurses). */
-function json(text: Values[string], flag: string): unknown {
-  if (typeof text !== 'string') return undefined;
-  if (isNestedDeeper(text, MAX_JSON_DEPTH)) {
-    throw new ProvisioningError('invalid-input', `${flag} nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels, the limit`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new ProvisioningError('invalid-input', `${flag} is not valid JSON`);
   }
 }
 

@@ -3,7 +3,8 @@
 // cloud-to-device message (the flags of `az iot device c2d-message send`).
 import { ProvisioningError } from '../../src/errors.js';
 import { printJson, required, serviceClient } from '../service/flags.js';
-import { DEVICE_ID, HUB_NAME, type HubCommand, hubBase, jsonFlag, seconds } from './shared.js';
+import { jsonFlag } from '../shared/args.js';
+import { DEVICE_ID, HUB_NAME, type HubCommand, hubBase, seconds } from './shared.js';
 
 /** IoT Hub bounds a method's response timeout to 5..300 s; az's default is 30 s. */
 const METHOD_TIMEOUT = { min: 5, max: 300, default: 30 };
@@ -20,7 +21,7 @@ const invokeDeviceMethod: HubCommand = {
   flags: { ...HUB_NAME, ...DEVICE_ID, 'method-name': { type: 'string' }, 'method-payload': { type: 'string' } },
   async run(values, io) {
     const methodName = required(values, 'method-name');
-    const payload = jsonFlag(values, 'method-payload') ?? {};
+    const payload = jsonFlag(values['method-payload'] as string | undefined, '--method-payload') ?? {};
     const timeout = seconds(values, 'timeout', METHOD_TIMEOUT.min, METHOD_TIMEOUT.max, METHOD_TIMEOUT.default);
     const path = `${hubBase(values)}/twins/${encodeURIComponent(required(values, 'device-id'))}/methods`;
     const client = serviceClient({ ...values, timeout: String(timeout + REQUEST_MARGIN_SECONDS) }, io);

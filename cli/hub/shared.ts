@@ -1,8 +1,8 @@
 // What the `hub` commands share: the shape of a command (its usage, its own flags, what it does),
 // the hub's path in the service API, and the JSON-valued flags. Imports no command.
-import { isNestedDeeper, MAX_JSON_DEPTH } from '../../src/dps/messages.js';
 import { ProvisioningError } from '../../src/errors.js';
 import { type Flags, type Io, required, type Values } from '../service/flags.js';
+import { jsonFlag } from '../shared/args.js';
 
 /** The io of a hub command; `signal` (tests) stops `monitor-events` as Ctrl-C does. */
 export interface HubIo extends Io {
@@ -25,24 +25,9 @@ export function hubBase(values: Values): string {
   return `/hubs/${encodeURIComponent(required(values, 'hub-name'))}`;
 }
 
-/** A JSON-valued flag (undefined when not given); as deep as the core accepts, no deeper. */
-export function jsonFlag(values: Values, flag: string): unknown {
-  const text = values[flag];
-  if (text === undefined) return undefined;
-  if (typeof text !== 'string') throw new ProvisioningError('invalid-input', `--${flag} needs a JSON value`);
-  if (isNestedDeeper(text, MAX_JSON_DEPTH)) {
-    throw new ProvisioningError('invalid-input', `--${flag} nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels, the limit`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new ProvisioningError('invalid-input', `--${flag} is not valid JSON`);
-  }
-}
-
 /** A JSON object flag, e.g. --desired '{"interval": 5}'. */
 export function jsonObjectFlag(values: Values, flag: string): Record<string, unknown> | undefined {
-  const value = jsonFlag(values, flag);
+  const value = jsonFlag(values[flag] as string | undefined, `--${flag}`);
   if (value !== undefined && (typeof value !== 'object' || value === null || Array.isArray(value))) {
     throw new ProvisioningError('invalid-input', `--${flag} must be a JSON object, e.g. '{"interval": 5}'`);
   }

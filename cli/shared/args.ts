@@ -4,6 +4,7 @@
 import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { isNestedDeeper, MAX_JSON_DEPTH } from '../../src/dps/messages.js';
 import { ProvisioningError } from '../../src/errors.js';
 import type { Endpoint } from '../../src/ports.js';
 import type { CliIo } from './io.js';
@@ -262,4 +263,20 @@ export function integer(text: string, flag: string, min: number, max: number): n
     throw new ProvisioningError('invalid-input', `${flag} must be a whole number from ${min} to ${max}`);
   }
   return value;
+}
+
+/**
+ * A JSON-valued flag such as --initial-twin-tags (undefined when not given). Its depth is bounded
+ * as the core bounds what DPS sends: deeper JSON cannot be sent (JSON.stringify recurses).
+ */
+export function jsonFlag(text: string | undefined, flag: string): unknown {
+  if (text === undefined) return undefined;
+  if (isNestedDeeper(text, MAX_JSON_DEPTH)) {
+    throw new ProvisioningError('invalid-input', `${flag} nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels, the limit`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ProvisioningError('invalid-input', `${flag} is not valid JSON`);
+  }
 }
