@@ -6,10 +6,8 @@
 //                                                 asks again with from = the last sequenceNumber + 1)
 //   GET /metrics                                  attestation attempts, registrations, assignments and
 //                                                 failures by error code, in 10 s buckets over 30 min
-import type { DeviceEventLog, LoggedEvent } from './event-log.js';
-import { dpsError, noRoute, notAllowed, type ServiceRequest, type ServiceResponse } from './service-http.js';
-
-const MAX_WAIT_SECONDS = 60;
+import type { DeviceEventLog } from './event-log.js';
+import { followLog, noRoute, notAllowed, type ServiceRequest, type ServiceResponse } from './service-http.js';
 
 export function isEventCollection(segment: string | undefined): boolean {
   const name = segment?.toLowerCase();
@@ -21,29 +19,9 @@ export async function eventRoute(log: DeviceEventLog, request: ServiceRequest): 
   if (rest.length > 0) throw noRoute(request);
   if (request.method !== 'GET') throw notAllowed(request);
   if (collection!.toLowerCase() === 'metrics') return { status: 200, body: log.metrics() };
-  const from = wholeNumber(request, 'from', Number.MAX_SAFE_INTEGER);
-  const waitMs = wholeNumber(request, 'waitSeconds', MAX_WAIT_SECONDS) * 1000;
-  const logged = log.events(from);
-  if (logged.length > 0 || waitMs === 0) return { status: 200, body: logged };
-  const next = await new Promise<LoggedEvent[]>((resolve) => {
-    const timer = setTimeout(() => {
-      stop();
-      resolve([]);
-    }, waitMs);
-    timer.unref(); // a follower left waiting does not keep a closing emulator alive
-    const stop = log.onEvent((entry) => {
-      if (entry.sequenceNumber < from) return;
-      clearTimeout(timer);
-      stop();
-      resolve([entry]);
-    });
-  });
-  return { status: 200, body: next };
-}
-
-function wholeNumber(request: ServiceRequest, name: string, max: number): number {
-  const text = request.query.get(name);
-  if (text === null) return 0;
-  if (!/^\d{1,16}$/.test(text) || Number(text) > max) throw dpsError(400, `${name} must be a whole number from 0 to ${max}`);
-  return Number(text);
+  return await followLog(
+    request,
+    (from) => log.events(from),
+    (listener) => log.onEvent(listener),
+  );
 }

@@ -21,13 +21,11 @@
 import { DpsError, genericErrorCode } from './dps-errors.js';
 import { type EmulatedIotHubs, IotHubError, type TelemetryMessage } from './iothub-service.js';
 import { type JsonObject, type TwinView, twinEtag } from './iothub-twins.js';
-import { dpsError, ifMatch, isObject, noRoute, notAllowed, type ServiceRequest, type ServiceResponse } from './service-http.js';
+import { dpsError, followLog, ifMatch, isObject, noRoute, notAllowed, type ServiceRequest, type ServiceResponse } from './service-http.js';
 import { checkEtag } from './validation.js';
 
 /** IoT Hub bounds a method's response timeout to 5..300 s (iot-hub-devguide-direct-methods.md); default 30 s. */
 const METHOD_TIMEOUT_SECONDS = { min: 5, max: 300, default: 30 };
-/** The longest a follower's request waits for the next message. */
-const MAX_WAIT_SECONDS = 60;
 
 /** Whether `/hubs/{host}/<sub>/...` belongs here rather than to the management routes. */
 export function isHubDataRoute(sub: string | undefined, name: string | undefined, method: string): boolean {
@@ -82,33 +80,16 @@ export async function hubDataRoute(hubs: EmulatedIotHubs, hub: string, request: 
 async function events(hubs: EmulatedIotHubs, hub: string, request: ServiceRequest): Promise<ServiceResponse> {
   if (request.method !== 'GET') throw notAllowed(request);
   const deviceId = request.query.get('deviceId');
-  const from = wholeNumber(request, 'from', Number.MAX_SAFE_INTEGER);
-  const waitMs = wholeNumber(request, 'waitSeconds', MAX_WAIT_SECONDS) * 1000;
   const wanted = (m: TelemetryMessage): boolean =>
-    m.hub.toLowerCase() === hub.toLowerCase() && m.sequenceNumber >= from && (deviceId === null || m.deviceId === deviceId);
-  const logged = hubs.telemetry(hub).filter(wanted);
-  if (logged.length > 0 || waitMs === 0) return { status: 200, body: logged };
-  const next = await new Promise<TelemetryMessage[]>((resolve) => {
-    const timer = setTimeout(() => {
-      stop();
-      resolve([]);
-    }, waitMs);
-    timer.unref(); // a follower left waiting does not keep a closing emulator alive
-    const stop = hubs.onTelemetry((message) => {
-      if (!wanted(message)) return;
-      clearTimeout(timer);
-      stop();
-      resolve([message]);
-    });
-  });
-  return { status: 200, body: next };
-}
-
-function wholeNumber(request: ServiceRequest, name: string, max: number): number {
-  const text = request.query.get(name);
-  if (text === null) return 0;
-  if (!/^\d{1,16}$/.test(text) || Number(text) > max) throw dpsError(400, `${name} must be a whole number from 0 to ${max}`);
-  return Number(text);
+    m.hub.toLowerCase() === hub.toLowerCase() && (deviceId === null || m.deviceId === deviceId);
+  return await followLog(
+    request,
+    (from) => hubs.telemetry(hub).filter((m) => wanted(m) && m.sequenceNumber >= from),
+    (listener) =>
+      hubs.onTelemetry((message) => {
+        if (wanted(message)) listener(message);
+      }),
+  );
 }
 
 function twin(hubs: EmulatedIotHubs, hub: string, id: string): unknown {

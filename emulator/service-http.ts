@@ -1,5 +1,5 @@
-// HTTP plumbing for the service API: the request as the routes see it, bounded JSON bodies, and
-// the two error shapes:
+// HTTP plumbing for the service API: the request as the routes see it, bounded JSON bodies, a
+// follower's long poll of a log, and the two error shapes:
 //   DPS service API (/enrollments, /enrollmentGroups, /registrations): DPS's own
 //     {"errorCode":<6 digits>,"trackingId":"<uuid>","message":"...","timestampUtc":"..."}
 //   management (/resource, /hubs): ARM's envelope, with DPS's code and trackingId inside
@@ -24,6 +24,8 @@ export const ServiceErrorCodes = {
 } as const;
 
 export const MAX_BODY_BYTES = 256 * 1024;
+/** The longest a follower's request waits for the next entry of a log. */
+const MAX_WAIT_SECONDS = 60;
 
 export interface ServiceRequest {
   method: string;
@@ -123,6 +125,44 @@ function armCode(status: number): string {
     504: 'GatewayTimeout',
   };
   return names[status] ?? 'InternalServerError';
+}
+
+/**
+ * A log read by a follower, GET ...[?from=<n>][&waitSeconds=<0-60>]: what `logged` keeps from
+ * sequence number n on, oldest first; when there is none yet, the next entry from n on that
+ * `onEntry` reports within s seconds, else none. A follower asks again with from = the last
+ * sequenceNumber + 1.
+ */
+export async function followLog<T extends { sequenceNumber: number }>(
+  request: ServiceRequest,
+  logged: (from: number) => T[],
+  onEntry: (listener: (entry: T) => void) => () => void,
+): Promise<ServiceResponse> {
+  const from = wholeNumber(request, 'from', Number.MAX_SAFE_INTEGER);
+  const waitMs = wholeNumber(request, 'waitSeconds', MAX_WAIT_SECONDS) * 1000;
+  const kept = logged(from);
+  if (kept.length > 0 || waitMs === 0) return { status: 200, body: kept };
+  const next = await new Promise<T[]>((resolve) => {
+    const timer = setTimeout(() => {
+      stop();
+      resolve([]);
+    }, waitMs);
+    timer.unref(); // a follower left waiting does not keep a closing emulator alive
+    const stop = onEntry((entry) => {
+      if (entry.sequenceNumber < from) return;
+      clearTimeout(timer);
+      stop();
+      resolve([entry]);
+    });
+  });
+  return { status: 200, body: next };
+}
+
+function wholeNumber(request: ServiceRequest, name: string, max: number): number {
+  const text = request.query.get(name);
+  if (text === null) return 0;
+  if (!/^\d{1,16}$/.test(text) || Number(text) > max) throw dpsError(400, `${name} must be a whole number from 0 to ${max}`);
+  return Number(text);
 }
 
 /** Plain JSON object (not an array, not null). */
