@@ -12,8 +12,8 @@
 //   twin reads (GET /twins/{id})                  ServiceConnect or RegistryRead
 //   twin updates, direct methods                  ServiceConnect
 // The messages say what is wrong without repeating the token.
-import { verifySasToken } from '../src/sas-verify.js';
 import type { EmulatedHub, HubRight } from './hubs.js';
+import { shownName, verifyPolicyToken } from './service-auth.js';
 
 export type HubServiceOperation = 'registry-read' | 'registry-write' | 'twin-read' | 'service-connect';
 
@@ -45,46 +45,25 @@ export function authorizeHubServiceRequest(
   operation: HubServiceOperation,
   nowSeconds: number,
 ): HubServiceAuthResult {
-  if (header === undefined || header === '') {
-    return { ok: false, message: `The Authorization header is missing: send a SharedAccessSignature for a policy of ${hub.hostName}` };
+  const result = verifyPolicyToken(header, hub.policies, nowSeconds, `a shared access policy of ${hub.hostName}`);
+  if (!result.ok) {
+    const hint = result.reason === 'signature' ? " (was the key renewed? use the hub's current connection string)" : '';
+    return { ok: false, message: `${result.message}${hint}` };
   }
-  const reasons = new Set<string>();
-  const policies = hub.policies;
-  for (const policy of policies) {
-    for (const key of [policy.primaryKey, policy.secondaryKey]) {
-      const result = verifySasToken(header, key, nowSeconds);
-      if (!result.ok) {
-        reasons.add(result.reason);
-        continue;
-      }
-      const { token } = result;
-      if ((token.skn ?? '').toLowerCase() !== policy.keyName.toLowerCase()) {
-        // Signed with this policy's key but naming another policy (or none: a device's token).
-        reasons.add('skn');
-        continue;
-      }
-      if (!covers(token.resource, hub.hostName, path)) {
-        return { ok: false, message: `The SharedAccessSignature is for '${shown(token.resource)}', not for ${hub.hostName}${shown(path)}` };
-      }
-      if (!policy.rights.some((right) => ACCEPTED[operation].includes(right))) {
-        return {
-          ok: false,
-          message: `The shared access policy '${policy.keyName}' of ${hub.hostName} lacks ${NEEDED[operation]}, which this operation needs`,
-        };
-      }
-      return { ok: true, keyName: policy.keyName };
-    }
+  const { policy, token } = result;
+  if (!covers(token.resource, hub.hostName, path)) {
+    return {
+      ok: false,
+      message: `The SharedAccessSignature is for '${shownName(token.resource)}', not for ${hub.hostName}${shownName(path)}`,
+    };
   }
-  if (reasons.has('expired')) return { ok: false, message: 'The SharedAccessSignature has expired (check the clock, or sign a new one)' };
-  if (reasons.has('malformed') && reasons.size === 1) {
-    return { ok: false, message: 'The Authorization header is not a valid SharedAccessSignature' };
+  if (!policy.rights.some((right) => ACCEPTED[operation].includes(right))) {
+    return {
+      ok: false,
+      message: `The shared access policy '${policy.keyName}' of ${hub.hostName} lacks ${NEEDED[operation]}, which this operation needs`,
+    };
   }
-  return {
-    ok: false,
-    message:
-      `The SharedAccessSignature is not signed with a key of a shared access policy of ${hub.hostName} that its skn names ` +
-      "(was the key renewed? use the hub's current connection string)",
-  };
+  return { ok: true, keyName: policy.keyName };
 }
 
 /** The token's resource is the hub, or a resource under it that the request's path falls under. */
@@ -92,9 +71,4 @@ function covers(resource: string, hostName: string, path: string): boolean {
   const wanted = resource.toLowerCase().replace(/\/+$/, '');
   const target = `${hostName}${path}`.toLowerCase();
   return wanted === hostName.toLowerCase() || target === wanted || target.startsWith(`${wanted}/`);
-}
-
-/** A name from a token, echoed only when it cannot be a secret. */
-function shown(text: string): string {
-  return /^[A-Za-z0-9.:/_%-]{0,200}$/.test(text) ? text : '?';
 }
