@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { invalidConfiguration, notFound } from './dps-errors.js';
 import type { CaCertificate } from './model-types.js';
 import { checkEtag, newEtag } from './validation.js';
-import { commonName, parseCertificate, toPem } from './x509.js';
+import { commonName, parseCertificate, signs, toPem, validity } from './x509.js';
 
 export class CaCertificateStore {
   #certificates = new Map<string, CaCertificate>();
@@ -89,17 +89,9 @@ export class CaCertificateStore {
     if (commonName(leaf) !== current.verificationCode) {
       throw invalidConfiguration(`The verification certificate's CN is not the verification code of ${current.name}`);
     }
-    let signed = false;
-    try {
-      signed = leaf.checkIssued(ca) && leaf.verify(ca.publicKey);
-    } catch {
-      signed = false;
-    }
-    if (!signed) throw invalidConfiguration(`The verification certificate is not signed by the key of ${current.name}`);
+    if (!signs(ca, leaf)) throw invalidConfiguration(`The verification certificate is not signed by the key of ${current.name}`);
     const now = this.#now();
-    if (now.getTime() < Date.parse(leaf.validFrom) || now.getTime() > Date.parse(leaf.validTo)) {
-      throw invalidConfiguration('The verification certificate is expired or not yet valid');
-    }
+    if (validity(leaf, now.getTime())) throw invalidConfiguration('The verification certificate is expired or not yet valid');
     const { verificationCode: _used, ...rest } = current;
     const next: CaCertificate = { ...rest, isVerified: true, etag: newEtag(), updated: now.toISOString() };
     this.#certificates.set(current.name.toLowerCase(), next);

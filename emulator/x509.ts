@@ -152,7 +152,7 @@ export function chainsTo(peer: PeerCertificates, anchors: readonly X509Certifica
 }
 
 /** `issuer` issued `subject`: a CA whose name is the subject's issuer and whose key verifies the signature. */
-function signs(issuer: X509Certificate, subject: X509Certificate): boolean {
+export function signs(issuer: X509Certificate, subject: X509Certificate): boolean {
   if (!issuer.ca || issuer.fingerprint256 === subject.fingerprint256) return false;
   try {
     return subject.checkIssued(issuer) && subject.verify(issuer.publicKey);
