@@ -23,7 +23,6 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { SecureContext, TLSSocket } from 'node:tls';
 import { authenticateRegistration } from './auth.js';
@@ -31,6 +30,7 @@ import type { EndpointEvent } from './device-endpoint.js';
 import { DpsError, ErrorCodes, errorBody } from './dps-errors.js';
 import { BodyTooLargeError, readBoundedBody } from './http-body.js';
 import { applyLimits, type HttpLimits, httpLimits, serverOptions } from './http-limits.js';
+import { listen } from './listen-address.js';
 import type { DpsModel } from './model.js';
 import type { RegistrationAnswer, RegistrationService } from './registrations.js';
 import { errorResponse, ServiceErrorCodes, type ServiceResponse, send } from './service-http.js';
@@ -97,8 +97,6 @@ export async function startDeviceHttpsEndpoint(options: DeviceHttpsOptions): Pro
       // a listener's bug is not the device's problem
     }
   };
-  /** Every TCP connection, including those still in the TLS handshake, so close() ends them all. */
-  const connections = new Set<Socket>();
   /** The response in progress on each connection: a timeout must not write over one already started. */
   const inFlight = new WeakMap<Duplex, ServerResponse>();
 
@@ -194,31 +192,8 @@ export async function startDeviceHttpsEndpoint(options: DeviceHttpsOptions): Pro
     // a client that does not trust the CA, or speaks something else: node:tls closed it
   });
   if (options.onUpgrade) server.on('upgrade', options.onUpgrade);
-  server.on('connection', (socket: Socket) => {
-    connections.add(socket);
-    socket.on('close', () => connections.delete(socket));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
-
-  let closing: Promise<void> | undefined;
-  return {
-    host: options.host,
-    port,
-    close() {
-      closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const socket of connections) socket.destroy();
-      });
-      return closing;
-    },
-  };
+  const listening = await listen(server, options.port, options.host);
+  return { host: options.host, port: listening.port, close: listening.close };
 }
 
 /** '/{idScope}/registrations/{registrationId}/register' or '.../operations/{operationId}'; anything else is a 404. */

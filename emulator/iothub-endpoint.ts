@@ -13,7 +13,6 @@
 //   once the device has subscribed to '$iothub/twin/res/#'; telemetry is PUBACKed and logged.
 // - What the service side sends (desired updates, method calls, C2D) is written to the device's
 //   own connection, never through the broker's fan-out. iothub-service.ts is that service side.
-import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createServer } from 'node:tls';
 import { Aedes, type Client, type PublishPacket } from 'aedes';
@@ -21,6 +20,7 @@ import { authenticateHubDevice, type HubConnection } from './iothub-auth.js';
 import { type HubEndpointEvent, IotHubService } from './iothub-service.js';
 import { hubSniCallback, sniContradicts } from './iothub-sni.js';
 import { parseJson, patchTwin, printable, twinDocument } from './iothub-twins.js';
+import { listen } from './listen-address.js';
 import type { DpsModel } from './model.js';
 import { BoundedMqttStream } from './packet-limit.js';
 import { type PeerCertificates, peerCertificates } from './x509.js';
@@ -92,7 +92,6 @@ export async function startIotHubEndpoint(options: IotHubEndpointOptions): Promi
   };
   const model = options.model;
   const sessions = new WeakMap<Client, HubConnection>();
-  const connections = new Set<Socket>();
   /** The name each connection sent in SNI, by the stream aedes knows it by. */
   const serverNames = new WeakMap<object, string | false>();
   /** The client certificates each connection presented (X.509 devices), by the stream aedes knows it by. */
@@ -259,10 +258,6 @@ export async function startIotHubEndpoint(options: IotHubEndpointOptions): Promi
   server.on('tlsClientError', () => {
     // An untrusting or broken client: its socket is closed by node:tls.
   });
-  server.on('connection', (raw: Socket) => {
-    connections.add(raw);
-    raw.on('close', () => connections.delete(raw));
-  });
   function accept(socket: Duplex, servername: string | false, peer?: PeerCertificates): void {
     const stream = new BoundedMqttStream(socket, options.maxPacketBytes ?? 257 * 1024);
     serverNames.set(stream, servername);
@@ -276,26 +271,18 @@ export async function startIotHubEndpoint(options: IotHubEndpointOptions): Promi
     socket.setNoDelay(true);
     accept(socket, socket.servername || false, peerCertificates(socket));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address() as AddressInfo;
+  const listening = await listen(server, options.port, options.host);
 
   let closing: Promise<void> | undefined;
   return {
     host: options.host,
-    port: address.port,
+    port: listening.port,
     hubs,
     accept,
     close() {
       closing ??= (async () => {
         hubs.close();
-        const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
-        for (const raw of connections) raw.destroy();
+        const serverClosed = listening.close();
         await new Promise<void>((resolve) => broker.close(() => resolve()));
         await serverClosed;
       })();

@@ -11,7 +11,6 @@
 // answered: unknown paths 404, wrong methods 405, bad JSON 400, a bug 500; the server never
 // stops for a client's mistake.
 import { createServer, type Server } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
 import { isIP } from 'node:net';
 import type { TlsOptions } from 'node:tls';
 import { DpsError, ErrorCodes } from './dps-errors.js';
@@ -20,7 +19,7 @@ import { eventRoute, isEventCollection } from './event-routes.js';
 import { applyLimits, type HttpLimits, httpLimits, serverOptions } from './http-limits.js';
 import { hubNamedBy, serveIotHubRest } from './iothub-rest.js';
 import type { EmulatedIotHubs } from './iothub-service.js';
-import { isWildcard } from './listen-address.js';
+import { isWildcard, listen } from './listen-address.js';
 import type { DpsModel } from './model.js';
 import { authorizeServiceRequest, type ServicePolicy } from './service-auth.js';
 import {
@@ -87,7 +86,6 @@ export async function startServiceApi(options: ServiceApiOptions): Promise<Servi
   const now = options.now ?? Date.now;
   const clientHost = options.clientHost ?? (isWildcard(options.host) ? 'localhost' : options.host);
   let hostName = '';
-  const connections = new Set<Socket>();
   const limits = httpLimits(options.limits);
 
   /** One request of the DPS service and management APIs, from the network or in-process (call). */
@@ -142,25 +140,14 @@ export async function startServiceApi(options: ServiceApiOptions): Promise<Servi
       void handle(req).then((response) => send(res, response));
     },
   );
-  server.on('connection', (socket: Socket) => {
-    connections.add(socket);
-    socket.on('close', () => connections.delete(socket));
-  });
   server.on('tlsClientError', () => {
     // a client that does not trust the CA, or speaks something else: node:tls closed it
   });
   applyLimits(server, limits, { now });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
+  const listening = await listen(server, options.port, options.host);
+  const port = listening.port;
   hostName = `${isIP(clientHost) === 6 ? `[${clientHost}]` : clientHost}:${port}`;
 
-  let closing: Promise<void> | undefined;
   return {
     host: options.host,
     port,
@@ -176,13 +163,7 @@ export async function startServiceApi(options: ServiceApiOptions): Promise<Servi
         },
       });
     },
-    close() {
-      closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const socket of connections) socket.destroy();
-      });
-      return closing;
-    },
+    close: listening.close,
   };
 }
 

@@ -11,11 +11,11 @@
 // The bounds of the other HTTPS servers apply (http-limits.ts).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
 import { isIP } from 'node:net';
 import { splitConnectionString } from '../connection-string.js';
 import { BodyTooLargeError, readBoundedBody } from '../http-body.js';
 import { applyLimits, type HttpLimits, httpLimits, serverOptions } from '../http-limits.js';
+import { listen } from '../listen-address.js';
 import { CONSOLE_CSS, CONSOLE_JS } from './assets.js';
 import { csrfField, field, html, page } from './html.js';
 import { enrollmentRoutes } from './pages/enrollments.js';
@@ -74,7 +74,6 @@ export async function startConsole(options: ConsoleOptions): Promise<ConsoleServ
   const now = options.now ?? Date.now;
   const sessions = new Sessions(now);
   const limits = httpLimits(options.limits);
-  const connections = new Set<Socket>();
   const allowedHosts = new Set(options.hostNames.map((h) => h.toLowerCase()));
   const routes: Route[] = [...overviewRoutes, ...linkedHubRoutes, ...enrollmentRoutes, ...hubRoutes, ...liveRoutes];
   let closed = false;
@@ -211,33 +210,18 @@ export async function startConsole(options: ConsoleOptions): Promise<ConsoleServ
     return { redirect: '/' };
   }
 
-  server.on('connection', (socket: Socket) => {
-    connections.add(socket);
-    socket.on('close', () => connections.delete(socket));
-  });
   server.on('tlsClientError', () => {});
   applyLimits(server, limits, { now });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
+  const listening = await listen(server, options.port, options.host);
+  const port = listening.port;
   const shownHost = options.hostNames[0] ?? 'localhost';
-  let closing: Promise<void> | undefined;
   return {
     host: options.host,
     port,
     url: `https://${isIP(shownHost) === 6 ? `[${shownHost}]` : shownHost}:${port}/`,
     close() {
       closed = true;
-      closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const socket of connections) socket.destroy();
-      });
-      return closing;
+      return listening.close();
     },
   };
 }
