@@ -1,7 +1,8 @@
 // The emulator's TLS identity: a certificate authority and a server certificate it signs, kept
 // in a state directory so that a device, once told to trust the CA, keeps trusting it across
 // restarts. RSA-2048 because Moddable's TLS on the ESP32 must handle it; keys come from
-// node:crypto (fast), certificates are built with node-forge.
+// node:crypto (fast), certificates are built with node-forge. The building blocks (a key pair, a
+// new certificate, a CA certificate) serve the CLI's certificate issuing as well.
 //
 // Files in the state directory:
 //   ca.pem          the CA certificate: the file to hand to clients (`--ca <path>`)
@@ -124,52 +125,83 @@ async function loadPair(certPath: string, keyPath: string): Promise<Pair | undef
   }
 }
 
-function rsaKeyPair(): { publicKey: forge.pki.rsa.PublicKey; key: forge.pki.rsa.PrivateKey; keyPem: string } {
+/** An RSA 2048 key pair: the public key as forge puts it in a certificate, the private key as PEM (PKCS#8). */
+export interface KeyPair {
+  publicKey: forge.pki.rsa.PublicKey;
+  keyPem: string;
+}
+
+export function rsaKeyPair(): KeyPair {
   const { publicKey, privateKey } = generateKeyPairSync('rsa', {
     modulusLength: 2048,
     publicKeyEncoding: { type: 'spki', format: 'pem' },
-    privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
   });
-  return {
-    publicKey: pki.publicKeyFromPem(publicKey) as forge.pki.rsa.PublicKey,
-    key: pki.privateKeyFromPem(privateKey),
-    keyPem: privateKey,
-  };
+  return { publicKey: pki.publicKeyFromPem(publicKey) as forge.pki.rsa.PublicKey, keyPem: privateKey };
+}
+
+export interface Validity {
+  notBefore: Date;
+  notAfter: Date;
+}
+
+/** A certificate for `publicKey`, valid as given, to be named, extended and signed. */
+export function newCertificate(publicKey: forge.pki.rsa.PublicKey, validity: Validity): forge.pki.Certificate {
+  const cert = pki.createCertificate();
+  cert.publicKey = publicKey;
+  // A positive 128-bit serial number (the high bit cleared), as RFC 5280 asks.
+  const serial = randomBytes(16);
+  serial[0] = serial[0]! & 0x7f;
+  cert.serialNumber = serial.toString('hex');
+  cert.validity.notBefore = validity.notBefore;
+  cert.validity.notAfter = validity.notAfter;
+  return cert;
+}
+
+/**
+ * A CA certificate for `pair`, named `subject`: self-signed (a root), or signed by `issuer` (an
+ * intermediate). `pathLenConstraint` 0: no intermediate below it.
+ */
+export function createCaCertificate(
+  pair: KeyPair,
+  subject: forge.pki.CertificateField[],
+  validity: Validity,
+  options: { issuer?: { cert: forge.pki.Certificate; key: forge.pki.rsa.PrivateKey }; pathLenConstraint?: number } = {},
+): forge.pki.Certificate {
+  const { issuer, pathLenConstraint } = options;
+  const cert = newCertificate(pair.publicKey, validity);
+  cert.setSubject(subject);
+  cert.setIssuer(issuer ? issuer.cert.subject.attributes : subject);
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: true, ...(pathLenConstraint !== undefined && { pathLenConstraint }), critical: true },
+    { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
+    { name: 'subjectKeyIdentifier' },
+    // A root's refers to itself, as public roots' do: Moddable's TLS (SDK 8.2.3) throws on a CA without it.
+    { name: 'authorityKeyIdentifier', keyIdentifier: (issuer?.cert ?? cert).generateSubjectKeyIdentifier().getBytes() },
+  ]);
+  cert.sign(issuer?.key ?? pki.privateKeyFromPem(pair.keyPem), forge.md.sha256.create());
+  return cert;
 }
 
 function createCertificateAuthority(now: Date): Pair {
-  const { publicKey, key, keyPem } = rsaKeyPair();
-  const cert = pki.createCertificate() as Pair['cert'];
-  cert.publicKey = publicKey;
-  setValidity(cert, now, CA_LIFETIME_DAYS);
+  const pair = rsaKeyPair();
   const subject = [
     { name: 'commonName', value: `moddable-dps emulator CA ${now.toISOString().slice(0, 10)}` },
     { name: 'organizationName', value: 'moddable-dps local emulator' },
   ];
-  cert.setSubject(subject);
-  cert.setIssuer(subject);
-  cert.setExtensions([
-    { name: 'basicConstraints', cA: true, pathLenConstraint: 0, critical: true },
-    { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
-    { name: 'subjectKeyIdentifier' },
-    // Self-referencing, as public roots carry it: Moddable's TLS (SDK 8.2.3) throws on a CA without it.
-    { name: 'authorityKeyIdentifier', keyIdentifier: cert.generateSubjectKeyIdentifier().getBytes() },
-  ]);
-  cert.sign(key, forge.md.sha256.create());
+  const cert: Pair['cert'] = createCaCertificate(pair, subject, validity(now, CA_LIFETIME_DAYS), { pathLenConstraint: 0 });
   cert.cAValid = true;
-  return { cert, certPem: pki.certificateToPem(cert), key, keyPem };
+  return { cert, certPem: pki.certificateToPem(cert), key: pki.privateKeyFromPem(pair.keyPem), keyPem: pair.keyPem };
 }
 
 function createServerCertificate(ca: Pair, hostNames: string[], now: Date): Pair {
-  const { publicKey, key, keyPem } = rsaKeyPair();
+  const { publicKey, keyPem } = rsaKeyPair();
   const cert = signServerCertificate(ca, publicKey, hostNames, now);
-  return { cert, certPem: pki.certificateToPem(cert), key, keyPem };
+  return { cert, certPem: pki.certificateToPem(cert), key: pki.privateKeyFromPem(keyPem), keyPem };
 }
 
 function signServerCertificate(ca: Pair, publicKey: forge.pki.rsa.PublicKey, hostNames: string[], now: Date): Pair['cert'] {
-  const cert = pki.createCertificate() as Pair['cert'];
-  cert.publicKey = publicKey;
-  setValidity(cert, now, SERVER_LIFETIME_DAYS);
+  const cert = newCertificate(publicKey, validity(now, SERVER_LIFETIME_DAYS));
   cert.setSubject([{ name: 'commonName', value: hostNames[0] ?? 'localhost' }]);
   cert.setIssuer(ca.cert.subject.attributes);
   cert.setExtensions([
@@ -187,14 +219,9 @@ function signServerCertificate(ca: Pair, publicKey: forge.pki.rsa.PublicKey, hos
   return cert;
 }
 
-function setValidity(cert: forge.pki.Certificate, now: Date, days: number): void {
-  // A positive 128-bit serial number (the high bit cleared), as RFC 5280 asks.
-  const serial = randomBytes(16);
-  serial[0] = serial[0]! & 0x7f;
-  cert.serialNumber = serial.toString('hex');
-  // Back-date an hour so that a device whose clock lags a little still accepts it.
-  cert.validity.notBefore = new Date(now.getTime() - 60 * 60 * 1000);
-  cert.validity.notAfter = new Date(now.getTime() + days * DAY_MS);
+/** From an hour ago (a device whose clock lags a little still accepts it) for `days`. */
+function validity(now: Date, days: number): Validity {
+  return { notBefore: new Date(now.getTime() - 60 * 60 * 1000), notAfter: new Date(now.getTime() + days * DAY_MS) };
 }
 
 function expiresSoon(cert: forge.pki.Certificate, now: Date): boolean {

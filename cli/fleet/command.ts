@@ -3,6 +3,7 @@
 // registerDevice over the Node host's TLS, its key derived from the group key once. With
 // --connect, each device then goes online with its hub through the core's hub session (as
 // `moddable-dps device` does): connected, twin received, --msg-count messages sent, closed.
+import { rsaKeyPair } from '../../emulator/certificates.js';
 import { nodeRandom, systemClock } from '../../hosts/node/clock.js';
 import { DPS_GLOBAL_ENDPOINT, type RegistrationResult, registerDevice } from '../../src/dps/flow.js';
 import { ProvisioningError } from '../../src/errors.js';
@@ -20,7 +21,7 @@ import {
   readSecret,
   required,
 } from '../shared/args.js';
-import { issueDeviceCertificate, loadSigningCa, rsaKeyPair, type SigningCa } from '../shared/certificates.js';
+import { issueDeviceCertificate, loadSigningCa, type SigningCa } from '../shared/certificates.js';
 // cli.ts registers this command, so the import is circular: only used at call time, which is safe.
 import { type CliIo, EXIT_CODES } from '../shared/io.js';
 import { parseTransport, transportConnect } from '../shared/provisioning.js';

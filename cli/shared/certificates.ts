@@ -1,9 +1,10 @@
 // Issuing X.509 certificates for devices (factory --issue-certs, fleet --ca-cert) and CAs (tests,
-// development), with node-forge as the emulator's own CA is made. Keys are RSA 2048: Moddable's TLS
-// signs its CertificateVerify with RSA keys only, and node-forge puts only RSA keys in certificates.
-// Keys come from node:crypto (fast); reading a certificate uses node:crypto's X509Certificate.
-import { createPrivateKey, generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
+// development), with the building blocks the emulator makes its own CA with. Keys are RSA 2048:
+// Moddable's TLS signs its CertificateVerify with RSA keys only, and node-forge puts only RSA keys
+// in certificates. Reading a certificate uses node:crypto's X509Certificate.
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import forge from 'node-forge';
+import { createCaCertificate, type KeyPair, newCertificate, rsaKeyPair, type Validity } from '../../emulator/certificates.js';
 import { ProvisioningError } from '../../src/errors.js';
 
 const { pki } = forge;
@@ -21,21 +22,6 @@ export interface IssuedCertificate {
   key: string;
 }
 
-/** An RSA 2048 key pair, as forge's public key and the PEM private key (PKCS#8, -----BEGIN PRIVATE KEY-----). */
-export interface KeyPair {
-  publicKey: forge.pki.rsa.PublicKey;
-  keyPem: string;
-}
-
-export function rsaKeyPair(): KeyPair {
-  const { publicKey, privateKey } = generateKeyPairSync('rsa', {
-    modulusLength: 2048,
-    publicKeyEncoding: { type: 'spki', format: 'pem' },
-    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
-  });
-  return { publicKey: pki.publicKeyFromPem(publicKey) as forge.pki.rsa.PublicKey, keyPem: privateKey };
-}
-
 export interface ValidityOptions {
   /** Default: now. */
   notBefore?: Date;
@@ -47,23 +33,7 @@ export interface ValidityOptions {
 export function createCa(commonName: string, options: ValidityOptions & { issuer?: SigningCa } = {}): SigningCa {
   const pair = rsaKeyPair();
   const issuer = options.issuer ? loadSigningCa(options.issuer.cert, options.issuer.key) : undefined;
-  const cert = pki.createCertificate();
-  cert.publicKey = pair.publicKey;
-  setValidity(cert, options, 3650);
-  const subject = [{ name: 'commonName', value: commonName }];
-  cert.setSubject(subject);
-  cert.setIssuer(issuer ? issuer.cert.subject.attributes : subject);
-  cert.setExtensions([
-    { name: 'basicConstraints', cA: true, critical: true },
-    { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
-    { name: 'subjectKeyIdentifier' },
-    {
-      name: 'authorityKeyIdentifier',
-      keyIdentifier: (issuer ? issuer.cert : cert).generateSubjectKeyIdentifier().getBytes(),
-    },
-  ]);
-  const signingKey = issuer ? issuer.key : (pki.privateKeyFromPem(pair.keyPem) as forge.pki.rsa.PrivateKey);
-  cert.sign(signingKey, forge.md.sha256.create());
+  const cert = createCaCertificate(pair, [{ name: 'commonName', value: commonName }], validity(options, 3650), { issuer });
   return { cert: pki.certificateToPem(cert), key: pair.keyPem };
 }
 
@@ -80,9 +50,7 @@ export function issueDeviceCertificate(
 ): IssuedCertificate {
   const issuer = loadSigningCa(ca.cert, ca.key);
   const pair = options.keyPair ?? rsaKeyPair();
-  const cert = pki.createCertificate();
-  cert.publicKey = pair.publicKey;
-  setValidity(cert, options, 365);
+  const cert = newCertificate(pair.publicKey, validity(options, 365));
   cert.setSubject([{ name: 'commonName', value: commonName }]);
   cert.setIssuer(issuer.cert.subject.attributes);
   cert.setExtensions([
@@ -101,9 +69,7 @@ export function issueDeviceCertificate(
 /** A self-signed device certificate (an individual enrollment needs no CA). */
 export function selfSignedDeviceCertificate(commonName: string, options: ValidityOptions = {}): IssuedCertificate {
   const pair = rsaKeyPair();
-  const cert = pki.createCertificate();
-  cert.publicKey = pair.publicKey;
-  setValidity(cert, options, 365);
+  const cert = newCertificate(pair.publicKey, validity(options, 365));
   const subject = [{ name: 'commonName', value: commonName }];
   cert.setSubject(subject);
   cert.setIssuer(subject);
@@ -152,11 +118,8 @@ function firstCertificate(text: string): string {
   return `${block[0]}\n`;
 }
 
-function setValidity(cert: forge.pki.Certificate, options: ValidityOptions, defaultDays: number): void {
-  const serial = randomBytes(16);
-  serial[0] = serial[0]! & 0x7f;
-  cert.serialNumber = serial.toString('hex');
+/** The given validity; by default from a minute ago for `defaultDays`. */
+function validity(options: ValidityOptions, defaultDays: number): Validity {
   const notBefore = options.notBefore ?? new Date(Date.now() - 60_000);
-  cert.validity.notBefore = notBefore;
-  cert.validity.notAfter = options.notAfter ?? new Date(notBefore.getTime() + defaultDays * DAY_MS);
+  return { notBefore, notAfter: options.notAfter ?? new Date(notBefore.getTime() + defaultDays * DAY_MS) };
 }
