@@ -6,6 +6,8 @@ import { networkInterfaces } from 'node:os';
 import { isAbsolute, relative, resolve } from 'node:path';
 import { ConfigFileError, loadConfigFile } from '../emulator/config-file.js';
 import { DpsError } from '../emulator/dps-errors.js';
+import { registrationOutcome } from '../emulator/event-log.js';
+import { describeEvent } from '../emulator/event-text.js';
 import { type FirmwareTarget, mcconfigLine } from '../emulator/firmware-line.js';
 import {
   DEFAULT_RETRY_AFTER_SECONDS,
@@ -23,7 +25,6 @@ import { StateDirectoryError, stateFileError } from '../emulator/state-dir.js';
 import { readStateFile, STATE_FILE, StateConflictError, StateFileError } from '../emulator/state-store.js';
 import { ProvisioningError } from '../src/errors.js';
 import { validateIdScope } from '../src/identity.js';
-import { printable } from '../src/text.js';
 import { looksLikeSecret, parse } from './shared/args.js';
 import type { CliIo } from './shared/io.js';
 
@@ -495,90 +496,9 @@ function enrollmentLines(
   });
 }
 
-const REFUSALS: Record<string, string> = {
-  username: 'the MQTT username is not <idScope>/registrations/<registrationId>/api-version=...',
-  'id-scope': 'wrong ID scope',
-  'client-id': 'the MQTT client ID differs from the registration ID',
-  'registration-id': 'not a valid registration ID',
-  'no-enrollment': 'no enrollment matches (no individual enrollment and no enrollment group)',
-  'token-malformed': 'the SAS token is malformed',
-  'token-resource': 'the SAS token is for another resource (sr)',
-  'token-signature': 'the SAS signature does not match any enrollment key (wrong key, or a group key used as the device key?)',
-  'token-expired': 'the SAS token has expired (check the device clock)',
-  'token-lifetime': 'the SAS token expires more than ten years from now (check the device clock, and that the expiry is in seconds)',
-  fault: 'refused by an injected fault',
-};
-
-/**
- * One log line per device event; undefined for the noise (polls still assigning). No keys or
- * tokens. What a device sent (client and registration IDs) and what a custom allocation webhook
- * answered are shown escaped and clipped: a log line never carries a control character.
- */
+/** One log line per device event (the emulator's describeEvent), with what the registration record says now. */
 export function describeEmulatorEvent(event: EndpointEvent, dps: DpsEmulator | undefined): string | undefined {
-  switch (event.type) {
-    case 'refused':
-      return `refused    ${shown(event.clientId)}: ${REFUSALS[event.reason] ?? event.reason} (CONNACK 5)`;
-    case 'connected':
-      return `connected  ${shown(event.registrationId)}`;
-    case 'fault':
-      return `fault      ${shown(event.registrationId)}: ${event.action} on ${event.on}`;
-    case 'closed-client':
-      if (event.reason === 'not authorized') return undefined; // the refusal was logged already
-      return `closed     ${shown(event.clientId) || '(before CONNECT)'}: ${shown(event.reason)}`;
-    case 'request': {
-      const id = event.registrationId;
-      if (event.request === 'register') {
-        if (event.status !== 202) return `register   ${shown(id)}: answered ${event.status}`;
-        const record = dps?.model.registration(id);
-        const via =
-          record?.enrollment.kind === 'group' ? `enrollment group ${shown(record.enrollment.enrollmentGroupId)}` : 'individual enrollment';
-        return `registering ${shown(id)} (${via})`;
-      }
-      if (event.status === 202) return undefined;
-      if (event.status !== 200) return `poll       ${shown(id)}: answered ${event.status}`;
-      const state = dps?.model.registration(id)?.state;
-      if (!state) return `poll       ${shown(id)}: answered 200`;
-      if (state.status === 'assigned') {
-        return `assigned   ${shown(id)} → ${shown(state.assignedHub ?? '')} as device ${shown(state.deviceId ?? '')} (${shown(state.substatus ?? '')})`;
-      }
-      if (state.status === 'disabled') return `disabled   ${shown(id)}: its enrollment is disabled`;
-      return `${state.status.padEnd(10)} ${shown(id)}: ${state.errorCode ?? ''} ${shown(state.errorMessage ?? '')}`.trimEnd();
-    }
-    case 'hub-refused':
-      return `hub refused ${shown(event.clientId)}${event.hub ? ` at ${shown(event.hub)}` : ''}: ${HUB_REFUSALS[event.reason] ?? event.reason} (CONNACK 5)`;
-    case 'hub-connected':
-      return `online     ${shown(event.deviceId)} at ${shown(event.hub)}${event.modelId ? ` (model ${shown(event.modelId)})` : ''}`;
-    case 'hub-disconnected':
-      return `offline    ${shown(event.deviceId)} at ${shown(event.hub)}`;
-    case 'hub-topic-refused':
-      return `hub refused ${shown(event.deviceId)}'s ${event.action} on ${shown(event.topic)} (not its own topic)`;
-    case 'hub-twin':
-      return event.request === 'reported'
-        ? `twin       ${shown(event.deviceId)} reported${event.version !== undefined ? ` → version ${event.version}` : ''} (${event.status})`
-        : `twin       ${shown(event.deviceId)} desired${event.version !== undefined ? ` → version ${event.version}` : ''}`;
-    case 'hub-telemetry':
-      return `telemetry  ${shown(event.deviceId)} at ${shown(event.hub)}: ${event.bytes} bytes`;
-    case 'hub-method':
-      return `method     ${shown(event.method)} on ${shown(event.deviceId)}: ${event.status}`;
-  }
-}
-
-/** Why the IoT hub endpoint refused a device, for the log. */
-const HUB_REFUSALS: Record<string, string> = {
-  username: 'the username is not <hub>/<deviceId>/?api-version=...',
-  'client-id': 'the client ID is not the device ID',
-  'no-device': 'no such device in that hub',
-  disabled: 'the device is disabled in that hub',
-  'token-malformed': 'the SAS token is malformed',
-  'token-resource': 'the SAS token is for another resource',
-  'token-signature': "the SAS token is not signed with the device's key",
-  'token-expired': 'the SAS token has expired',
-  'token-lifetime': 'the SAS token is valid for more than ten years (an expiry in milliseconds?)',
-};
-
-/** Text from a device or a webhook, for a log line: at most 160 characters, control characters escaped. */
-function shown(text: string): string {
-  return printable(text.slice(0, 160));
+  return describeEvent(event, dps && registrationOutcome(dps.model, event));
 }
 
 function shortPath(path: string): string {

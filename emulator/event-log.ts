@@ -2,7 +2,7 @@
 // for the service API (event-routes.ts): the last EVENT_LOG_SIZE events with sequence numbers,
 // and what Azure Monitor shows of a DPS instance, counted in EVENT_BUCKET_SECONDS buckets over
 // the last METRICS_WINDOW_SECONDS: attestation attempts (succeeded, failed), registrations,
-// assignments (by hub) and failures by error code. An assignment's outcome is read from the
+// assignments (by hub) and failures by error code. A request's outcome is read from the
 // registration record when the event happens. No event carries a key or a token.
 import type { EndpointEvent } from './device-endpoint.js';
 import type { DpsModel } from './model.js';
@@ -11,7 +11,7 @@ export const EVENT_LOG_SIZE = 1000;
 export const EVENT_BUCKET_SECONDS = 10;
 export const METRICS_WINDOW_SECONDS = 30 * 60;
 
-/** What the registration record said when a device was answered 200. */
+/** What the registration record said when a device was answered 200, or 202 to a register (registrationOutcome). */
 export interface RegistrationOutcome {
   status: string;
   assignedHub?: string;
@@ -69,21 +69,8 @@ export class DeviceEventLog {
   record(event: EndpointEvent): void {
     const at = this.now();
     const entry: LoggedEvent = { sequenceNumber: this.#next++, timeUtc: new Date(at).toISOString(), event };
-    if (event.type === 'request' && event.status === 200) {
-      const record = this.model.readRegistration(event.registrationId);
-      if (record) {
-        const { status, assignedHub, deviceId, substatus, errorCode, errorMessage } = record.state;
-        entry.outcome = {
-          status,
-          ...(assignedHub !== undefined && { assignedHub }),
-          ...(deviceId !== undefined && { deviceId }),
-          ...(substatus !== undefined && { substatus }),
-          ...(errorCode !== undefined && { errorCode }),
-          ...(errorMessage !== undefined && { errorMessage }),
-          ...(record.enrollment.kind === 'group' && { enrollmentGroupId: record.enrollment.enrollmentGroupId }),
-        };
-      }
-    }
+    const outcome = registrationOutcome(this.model, event);
+    if (outcome) entry.outcome = outcome;
     this.#events.push(entry);
     // Trimmed EVENT_LOG_SIZE at a time, not one event at a time (a shift of 1000 per event).
     if (this.#events.length >= 2 * EVENT_LOG_SIZE) this.#events.splice(0, this.#events.length - EVENT_LOG_SIZE);
@@ -145,6 +132,26 @@ function emptyBucket(start: number): MetricsBucket {
     assignments: 0,
     assignmentsByHub: Object.create(null),
     failures: Object.create(null),
+  };
+}
+
+/**
+ * What the registration record says as a device is answered 200 (a poll or a register that ends
+ * it) or 202 to a register (the enrollment it came through); undefined for any other event.
+ */
+export function registrationOutcome(model: DpsModel, event: EndpointEvent): RegistrationOutcome | undefined {
+  if (event.type !== 'request' || !(event.status === 200 || (event.request === 'register' && event.status === 202))) return undefined;
+  const record = model.readRegistration(event.registrationId);
+  if (!record) return undefined;
+  const { status, assignedHub, deviceId, substatus, errorCode, errorMessage } = record.state;
+  return {
+    status,
+    ...(assignedHub !== undefined && { assignedHub }),
+    ...(deviceId !== undefined && { deviceId }),
+    ...(substatus !== undefined && { substatus }),
+    ...(errorCode !== undefined && { errorCode }),
+    ...(errorMessage !== undefined && { errorMessage }),
+    ...(record.enrollment.kind === 'group' && { enrollmentGroupId: record.enrollment.enrollmentGroupId }),
   };
 }
 

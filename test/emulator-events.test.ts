@@ -1,8 +1,10 @@
 // The service API's device events and metrics (event-log.ts, event-routes.ts), what the web
 // console's Live page follows: behind the service SAS, the events in order with the outcome of
-// each registration, a follower's long poll answered by the next event, and the counts.
+// each registration, a follower's long poll answered by the next event, the counts, and each
+// event's line of text (event-text.ts).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LoggedEvent, Metrics } from '../emulator/event-log.js';
+import { describeEvent } from '../emulator/event-text.js';
 import { runCli } from './support/cli-runner.js';
 import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
 import { serviceCall } from './support/service-https.js';
@@ -89,6 +91,17 @@ describe('GET /events and GET /metrics', () => {
       failures: { 'CONNACK 5 (token-signature)': 1 },
     });
     expect(metrics.buckets.reduce((sum, b) => sum + b.assignments, 0)).toBe(1);
+  });
+
+  it("describes the events as the emulator's log does, each once, for the Live page (event-text.ts)", async () => {
+    const events = (await serviceCall(emulator.dps, 'GET', '/events')).json as LoggedEvent[];
+    const lines = events.map((e) => describeEvent(e.event, e.outcome)).filter((line) => line !== undefined);
+    expect(lines).toContain('registering events-device-1 (enrollment group g)');
+    expect(lines).toContain('assigned   events-device-1 → events-hub.azure-devices.net as device events-device-1 (initialAssignment)');
+    // The refusal in words, and not a second time as the connection closes
+    expect(lines.filter((line) => line.includes('events-device-2'))).toEqual([
+      expect.stringMatching(/^refused {4}events-device-2: the SAS signature does not match any enrollment key .*\(CONNACK 5\)$/),
+    ]);
   });
 
   it('says which hub devices are connected to', async () => {

@@ -2,8 +2,8 @@
 // /events), a chart of the devices in each hub against each hub's share of the allocation
 // weights, and the instance's metrics over time (GET /metrics): what to watch while `fleet`
 // runs. The server renders every fragment; the script only inserts them.
-import type { EndpointEvent } from '../../device-endpoint.js';
 import type { LoggedEvent, Metrics } from '../../event-log.js';
+import { describeEvent } from '../../event-text.js';
 import { type Html, html, page } from '../html.js';
 import { frame, type Reply, type Route, type RouteContext } from '../routes.js';
 import type { ResourceView } from './overview.js';
@@ -33,7 +33,7 @@ async function livePage(context: RouteContext): Promise<Reply> {
 <code>moddable-dps fleet</code> against this emulator and watch the devices spread over the hubs.</p>
 <div id="charts" data-live-stream="/live/stream?from=${next}">${charts}</div>
 <h2 id="events-title">Device events</h2>
-<ol class="events" id="events" aria-labelledby="events-title" tabindex="0">${events.filter(shown).slice(-EVENTS_SHOWN).reverse().map(eventItem)}</ol>`;
+<ol class="events" id="events" aria-labelledby="events-title" tabindex="0">${eventItems(events).slice(-EVENTS_SHOWN).reverse()}</ol>`;
   return { html: page({ title: 'Live', active: '/live', body, ...frame(context) }) };
 }
 
@@ -71,9 +71,8 @@ async function stream(context: RouteContext): Promise<'streamed'> {
     }
     from = events.at(-1)!.sequenceNumber + 1;
     await write(
-      events
-        .filter(shown)
-        .map((e) => `event: device\ndata: ${JSON.stringify({ html: eventItem(e).text })}\n\n`)
+      eventItems(events)
+        .map((item) => `event: device\ndata: ${JSON.stringify({ html: item.text })}\n\n`)
         .join(''),
     );
     const wait = CHART_INTERVAL_MS - (Date.now() - chartsSent);
@@ -172,50 +171,13 @@ function metricsChart(metrics: Metrics): Html {
   }</td></tr></tbody></table></section>`;
 }
 
-/** Polls still assigning are noise, as in the terminal log. */
-function shown(entry: LoggedEvent): boolean {
-  return !(entry.event.type === 'request' && entry.event.request !== 'register' && entry.event.status === 202);
-}
-
-function eventItem(entry: LoggedEvent): Html {
-  return html`<li data-seq="${entry.sequenceNumber}"><time datetime="${entry.timeUtc}">${entry.timeUtc.slice(11, 19)}</time>${describe(entry)}</li>`;
-}
-
-/** One line per event, as the emulator's terminal log says it (no key or token is in an event). */
-function describe(entry: LoggedEvent): string {
-  const event: EndpointEvent = entry.event;
-  switch (event.type) {
-    case 'refused':
-      return `refused ${event.clientId}: ${event.reason} (CONNACK 5)`;
-    case 'connected':
-      return `connected ${event.registrationId}`;
-    case 'fault':
-      return `fault ${event.registrationId}: ${event.action} on ${event.on}`;
-    case 'closed-client':
-      return `closed ${event.clientId || '(before CONNECT)'}: ${event.reason}`;
-    case 'request': {
-      const o = entry.outcome;
-      if (event.status === 202) return `registering ${event.registrationId}`;
-      if (event.status !== 200 || !o) return `${event.request} ${event.registrationId}: answered ${event.status}`;
-      if (o.status === 'assigned') return `assigned ${event.registrationId} → ${o.assignedHub} as device ${o.deviceId} (${o.substatus})`;
-      if (o.status === 'disabled') return `disabled ${event.registrationId}: its enrollment is disabled`;
-      return `${o.status} ${event.registrationId}: ${o.errorCode ?? ''} ${o.errorMessage ?? ''}`.trim();
-    }
-    case 'hub-refused':
-      return `hub refused ${event.clientId}${event.hub ? ` at ${event.hub}` : ''}: ${event.reason} (CONNACK 5)`;
-    case 'hub-connected':
-      return `online ${event.deviceId} at ${event.hub}`;
-    case 'hub-disconnected':
-      return `offline ${event.deviceId} at ${event.hub}`;
-    case 'hub-topic-refused':
-      return `hub refused ${event.deviceId}'s ${event.action} on ${event.topic}`;
-    case 'hub-twin':
-      return `twin ${event.deviceId} ${event.request}${event.version !== undefined ? ` → version ${event.version}` : ''} (${event.status})`;
-    case 'hub-telemetry':
-      return `telemetry ${event.deviceId} at ${event.hub}: ${event.bytes} bytes`;
-    case 'hub-method':
-      return `method ${event.method} on ${event.deviceId}: ${event.status}`;
-    default:
-      return (event as { type: string }).type;
-  }
+/** A list item per event the terminal log would show (event-text.ts). */
+function eventItems(entries: LoggedEvent[]): Html[] {
+  return entries.flatMap((entry) => {
+    const text = describeEvent(entry.event, entry.outcome);
+    if (text === undefined) return [];
+    return [
+      html`<li data-seq="${entry.sequenceNumber}"><time datetime="${entry.timeUtc}">${entry.timeUtc.slice(11, 19)}</time>${text}</li>`,
+    ];
+  });
 }
