@@ -97,9 +97,6 @@ export async function startDeviceHttpsEndpoint(options: DeviceHttpsOptions): Pro
       // a listener's bug is not the device's problem
     }
   };
-  /** The response in progress on each connection: a timeout must not write over one already started. */
-  const inFlight = new WeakMap<Duplex, ServerResponse>();
-
   const server: Server = createServer(
     {
       cert: options.cert,
@@ -111,13 +108,7 @@ export async function startDeviceHttpsEndpoint(options: DeviceHttpsOptions): Pro
       ...(options.SNICallback && { SNICallback: options.SNICallback }),
       ...serverOptions(limits),
     },
-    (req, res) => {
-      inFlight.set(req.socket, res);
-      res.once('finish', () => {
-        if (req.complete) inFlight.delete(req.socket);
-      });
-      void handle(req, res);
-    },
+    (req, res) => void handle(req, res),
   );
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -187,7 +178,7 @@ export async function startDeviceHttpsEndpoint(options: DeviceHttpsOptions): Pro
   }
 
   // A request Node could not parse or that timed out: answered in DPS's shape (http-limits.ts).
-  applyLimits(server, limits, { now, inFlight });
+  applyLimits(server, limits, { now });
   server.on('tlsClientError', () => {
     // a client that does not trust the CA, or speaks something else: node:tls closed it
   });

@@ -7,9 +7,10 @@
 //   - a request Node cannot take (a timeout, headers or a URL over 16 KiB, bytes that are not
 //     HTTP) gets its answer in DPS's error shape (408, 431, 400) before the connection closes,
 //     and what the client still sends is read and dropped for a moment, so it reads the answer
-//     instead of a reset.
+//     instead of a reset; unless an answer has already begun on the connection: it is not
+//     followed by a second one.
 
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Server } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { errorBody, genericErrorCode } from './dps-errors.js';
@@ -65,18 +66,23 @@ export function serverOptions(limits: HttpLimits) {
 
 /**
  * Applies what createServer's options cannot carry (the connection cap), and answers requests Node
- * could not parse or that timed out, unless a response has already begun on the connection
- * (`inFlight`: the response in progress per connection); then the connection is just closed.
+ * could not parse or that timed out, unless a response has already begun on the connection (say a
+ * 401 answered before the body, which then trickles past the request timeout); then the
+ * connection is just closed.
  */
-export function applyLimits(
-  server: Server,
-  limits: HttpLimits,
-  options: { now?: () => number; inFlight?: WeakMap<Duplex, ServerResponse> } = {},
-): void {
+export function applyLimits(server: Server, limits: HttpLimits, options: { now?: () => number } = {}): void {
   server.maxConnections = limits.maxConnections;
   const now = options.now ?? Date.now;
+  /** The response in progress on each connection, kept past its end while its request is still arriving. */
+  const inFlight = new WeakMap<Duplex, ServerResponse>();
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    inFlight.set(req.socket, res);
+    res.once('finish', () => {
+      if (req.complete) inFlight.delete(req.socket);
+    });
+  });
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
-    const started = options.inFlight?.get(socket)?.headersSent ?? false;
+    const started = inFlight.get(socket)?.headersSent ?? false;
     if (!socket.writable || started) {
       socket.destroy();
       return;

@@ -355,6 +355,16 @@ describe('slow, idle, oversized and too many clients (issue 18): each is cut off
     expect(limited.dps.model.enrollmentGroups().map((g) => g.enrollmentGroupId)).not.toContain('slow-body');
   });
 
+  it('a body that keeps arriving after its 401: the 401 alone, no 408 written after it when the request timeout passes', async () => {
+    const head =
+      'PUT /enrollmentGroups/slow-401?api-version=2021-10-01 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
+      'Content-Length: 1000\r\n\r\n{"enrollmentGroupId":';
+    const answer = await rawExchange(port(), limited.dps.caPem, head, { trickle: ' ' });
+    expect(answer.text).toMatch(/^HTTP\/1\.1 401 Unauthorized\r\n/);
+    expect(answer.text.match(/HTTP\/1\.1 /g)).toHaveLength(1);
+    expect(answer.ms).toBeLessThan(5000);
+  });
+
   it('a connection that never sends a request, or stays idle after one, is closed', async () => {
     const idle = await rawExchange(port(), limited.dps.caPem, '');
     expect(idle.text).toMatch(/^HTTP\/1\.1 408 /);
