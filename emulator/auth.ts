@@ -10,12 +10,12 @@
 // registration ID; an individual enrollment's certificate matches by thumbprint, a group's chain
 // reaches its signing certificate or a verified CA it references (x509.ts).
 // An individual enrollment for the registration ID takes precedence over every group, as in DPS.
-import { createHmac, createSecretKey, type KeyObject } from 'node:crypto';
+import { createHmac, createSecretKey, type KeyObject, type X509Certificate } from 'node:crypto';
 import { parseDpsUsername } from '../src/dps/server.js';
 import { verifySasToken } from '../src/sas-verify.js';
 import type { DpsModel } from './model.js';
 import type { EnrollmentGroup, EnrollmentRef, HubDevice, X509Attestation } from './model-types.js';
-import { type CertificateFailure, chainsTo, hasThumbprint, namesId, type PeerCertificates, parseCertificate, validity } from './x509.js';
+import { type CertificateFailure, chainsTo, hasThumbprint, namesId, type PeerCertificates, trustedCertificate, validity } from './x509.js';
 
 /**
  * The longest a device SAS token may still be valid. DPS documents no maximum; the one figure on
@@ -214,14 +214,14 @@ function authenticateCertificate(model: DpsModel, registrationId: string, peer: 
 export function signingCertificates(
   model: DpsModel,
   attestation: X509Attestation,
-): { anchors: ReturnType<typeof parseCertificate>[]; unverified: ReturnType<typeof parseCertificate>[] } {
-  const anchors: ReturnType<typeof parseCertificate>[] = [];
-  const unverified: ReturnType<typeof parseCertificate>[] = [];
+): { anchors: X509Certificate[]; unverified: X509Certificate[] } {
+  const anchors: X509Certificate[] = [];
+  const unverified: X509Certificate[] = [];
   const { signingCertificates: signing, caReferences } = attestation.x509;
-  for (const c of [signing?.primary, signing?.secondary]) if (c?.certificate) anchors.push(parseCertificate(c.certificate, 'signing'));
+  for (const c of [signing?.primary, signing?.secondary]) if (c?.certificate) anchors.push(trustedCertificate(c.certificate, 'signing'));
   for (const name of [caReferences?.primary, caReferences?.secondary]) {
     const stored = name === undefined ? undefined : model.certificates.get(name);
-    if (stored) (stored.isVerified ? anchors : unverified).push(parseCertificate(stored.certificate, stored.name));
+    if (stored) (stored.isVerified ? anchors : unverified).push(trustedCertificate(stored.certificate, stored.name));
   }
   return { anchors, unverified };
 }

@@ -47,6 +47,25 @@ export function parseCertificate(text: unknown, what: string): X509Certificate {
   }
 }
 
+/** How many parsed trusted certificates are kept (the oldest goes first). */
+const TRUSTED_CACHE_SIZE = 256;
+const trustedCertificates = new Map<string, X509Certificate>();
+
+/**
+ * A certificate the model holds (a group's signing certificate, a CA certificate: checked when it
+ * was stored), parsed once rather than at every connection. Kept by its text, so a changed
+ * certificate is parsed afresh; at most TRUSTED_CACHE_SIZE are kept.
+ */
+export function trustedCertificate(text: string, what: string): X509Certificate {
+  let parsed = trustedCertificates.get(text);
+  if (!parsed) {
+    parsed = parseCertificate(text, what);
+    if (trustedCertificates.size >= TRUSTED_CACHE_SIZE) trustedCertificates.delete(trustedCertificates.keys().next().value!);
+    trustedCertificates.set(text, parsed);
+  }
+  return parsed;
+}
+
 /** The certificate as PEM, one block. */
 export function toPem(certificate: X509Certificate): string {
   return certificate.toString();

@@ -12,7 +12,8 @@ import {
   type SigningCa,
   selfSignedDeviceCertificate,
 } from '../cli/shared/certificates.js';
-import type { DpsEmulator, EndpointEvent } from '../emulator/index.js';
+import { signingCertificates } from '../emulator/auth.js';
+import type { DpsEmulator, EndpointEvent, X509Attestation } from '../emulator/index.js';
 import { systemClock } from '../hosts/node/clock.js';
 import { createTlsConnect } from '../hosts/node/tls-connect.js';
 import { goOnline } from '../src/device.js';
@@ -200,6 +201,24 @@ describe('X.509 enrollment groups', () => {
     const proof = issueDeviceCertificate(ca, verificationCode!).cert;
     expect(dps.model.certificates.verify('line-2-root', proof).isVerified).toBe(true);
     expect((await register('line2-device-001', device)).code).toBe(0);
+  });
+});
+
+describe("the CAs a connection's certificate is checked against", () => {
+  it('are parsed once, not at every connection, and afresh once the certificate changes', () => {
+    const group = (certificate: string) =>
+      dps.model.putEnrollmentGroup({
+        enrollmentGroupId: 'cache-check',
+        attestation: { type: 'x509', x509: { signingCertificates: { primary: { certificate } } } },
+      }).attestation as X509Attestation;
+    try {
+      const first = signingCertificates(dps.model, group(root.cert)).anchors;
+      expect(signingCertificates(dps.model, group(root.cert)).anchors[0]).toBe(first[0]);
+      const changed = signingCertificates(dps.model, group(otherRoot.cert)).anchors;
+      expect(changed[0]!.fingerprint256).toBe(new X509Certificate(otherRoot.cert).fingerprint256);
+    } finally {
+      dps.model.deleteEnrollmentGroup('cache-check');
+    }
   });
 });
 
