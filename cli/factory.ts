@@ -41,7 +41,7 @@ import {
   readSecret,
   required,
 } from './shared/args.js';
-import { type IssuedCertificate, issueDeviceCertificate, loadSigningCa, type SigningCa } from './shared/certificates.js';
+import { type IssuedCertificate, type IssuingCa, issueDeviceCertificate, loadSigningCa } from './shared/certificates.js';
 import type { CliIo } from './shared/io.js';
 
 /** The firmware's Preference domain and key names (hosts/moddable/settings.ts); NVS allows 15 characters. */
@@ -231,7 +231,7 @@ export async function factory(argv: string[], io: CliIo): Promise<number> {
 }
 
 /** --issue-certs with --ca-cert and --ca-key (checked: a CA, an RSA key of its own), or undefined. */
-function issuingCa(v: Record<string, unknown>): SigningCa | undefined {
+function issuingCa(v: Record<string, unknown>): IssuingCa | undefined {
   const certFlags = ['ca-cert', 'ca-key', 'cert-days'].filter((flag) => v[flag] !== undefined);
   if (!v['issue-certs']) {
     if (certFlags.length > 0) throw new ProvisioningError('invalid-input', `--${certFlags[0]} is for --issue-certs`);
@@ -240,12 +240,10 @@ function issuingCa(v: Record<string, unknown>): SigningCa | undefined {
   if (v['group-key-file'] !== undefined) {
     throw new ProvisioningError('invalid-input', 'give --group-key-file (symmetric keys) or --issue-certs (X.509), not both');
   }
-  const ca = {
-    cert: readCertificateFile(required(v['ca-cert'] as string | undefined, '--ca-cert'), '--ca-cert'),
-    key: readPrivateKeyFile(required(v['ca-key'] as string | undefined, '--ca-key'), '--ca-key'),
-  };
-  loadSigningCa(ca.cert, ca.key);
-  return ca;
+  return loadSigningCa(
+    readCertificateFile(required(v['ca-cert'] as string | undefined, '--ca-cert'), '--ca-cert'),
+    readPrivateKeyFile(required(v['ca-key'] as string | undefined, '--ca-key'), '--ca-key'),
+  );
 }
 
 /** Each certificate chain and key is one NVS string: both must fit. */

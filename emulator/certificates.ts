@@ -1,15 +1,15 @@
 // The emulator's TLS identity: a certificate authority and a server certificate it signs, kept
 // in a state directory so that a device, once told to trust the CA, keeps trusting it across
-// restarts. RSA-2048 because Moddable's TLS on the ESP32 must handle it; keys come from
-// node:crypto (fast), certificates are built with node-forge. The building blocks (a key pair, a
-// new certificate, a CA certificate) serve the CLI's certificate issuing as well.
+// restarts. RSA-2048 because Moddable's TLS on the ESP32 must handle it; keys and signatures come
+// from node:crypto (fast), certificates are built with node-forge. The building blocks (a key
+// pair, a new certificate, a CA certificate, the signature) serve the CLI's certificate issuing as well.
 //
 // Files in the state directory:
 //   ca.pem          the CA certificate: the file to hand to clients (`--ca <path>`)
 //   ca-key.pem      the CA's private key (mode 0600)
 //   server.pem      the server certificate (leaf only; clients trust the CA)
 //   server-key.pem  the server's private key (mode 0600)
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, type KeyObject, randomBytes, sign, X509Certificate } from 'node:crypto';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
@@ -105,7 +105,7 @@ export async function loadOrCreateCertificates(options: CertificateOptions): Pro
 interface Pair {
   cert: forge.pki.Certificate & { cAValid?: boolean };
   certPem: string;
-  key: forge.pki.rsa.PrivateKey;
+  key: KeyObject;
   keyPem: string;
 }
 
@@ -113,10 +113,8 @@ async function loadPair(certPath: string, keyPath: string): Promise<Pair | undef
   try {
     const [certPem, keyPem] = await Promise.all([readFile(certPath, 'utf8'), readFile(keyPath, 'utf8')]);
     const cert = pki.certificateFromPem(certPem) as Pair['cert'];
-    const key = pki.privateKeyFromPem(keyPem);
-    // The key must belong to the certificate.
-    const publicKey = cert.publicKey as forge.pki.rsa.PublicKey;
-    if (publicKey.n.compareTo(key.n) !== 0) return undefined;
+    const key = createPrivateKey(keyPem);
+    if (!new X509Certificate(certPem).checkPrivateKey(key)) return undefined; // the key must belong to the certificate
     const basic = cert.getExtension('basicConstraints') as { cA?: boolean } | undefined;
     cert.cAValid = basic?.cA === true;
     return { cert, certPem, key, keyPem };
@@ -125,19 +123,23 @@ async function loadPair(certPath: string, keyPath: string): Promise<Pair | undef
   }
 }
 
-/** An RSA 2048 key pair: the public key as forge puts it in a certificate, the private key as PEM (PKCS#8). */
+/**
+ * An RSA 2048 key pair: the public key as forge puts it in a certificate, the private key as
+ * node:crypto signs with it and as PEM (PKCS#8).
+ */
 export interface KeyPair {
   publicKey: forge.pki.rsa.PublicKey;
+  privateKey: KeyObject;
   keyPem: string;
 }
 
 export function rsaKeyPair(): KeyPair {
-  const { publicKey, privateKey } = generateKeyPairSync('rsa', {
-    modulusLength: 2048,
-    publicKeyEncoding: { type: 'spki', format: 'pem' },
-    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
-  });
-  return { publicKey: pki.publicKeyFromPem(publicKey) as forge.pki.rsa.PublicKey, keyPem: privateKey };
+  const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return {
+    publicKey: pki.publicKeyFromPem(publicKey.export({ type: 'spki', format: 'pem' }).toString()) as forge.pki.rsa.PublicKey,
+    privateKey,
+    keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+  };
 }
 
 export interface Validity {
@@ -166,7 +168,7 @@ export function createCaCertificate(
   pair: KeyPair,
   subject: forge.pki.CertificateField[],
   validity: Validity,
-  options: { issuer?: { cert: forge.pki.Certificate; key: forge.pki.rsa.PrivateKey }; pathLenConstraint?: number } = {},
+  options: { issuer?: { cert: forge.pki.Certificate; key: KeyObject }; pathLenConstraint?: number } = {},
 ): forge.pki.Certificate {
   const { issuer, pathLenConstraint } = options;
   const cert = newCertificate(pair.publicKey, validity);
@@ -179,8 +181,19 @@ export function createCaCertificate(
     // A root's refers to itself, as public roots' do: Moddable's TLS (SDK 8.2.3) throws on a CA without it.
     { name: 'authorityKeyIdentifier', keyIdentifier: (issuer?.cert ?? cert).generateSubjectKeyIdentifier().getBytes() },
   ]);
-  cert.sign(issuer?.key ?? pki.privateKeyFromPem(pair.keyPem), forge.md.sha256.create());
+  signCertificate(cert, issuer?.key ?? pair.privateKey);
   return cert;
+}
+
+/**
+ * Signs `cert` with `key` (SHA-256 with RSA): forge encodes the TBSCertificate, node:crypto signs
+ * it (forge's RSA in JavaScript takes about 20 ms a signature, node:crypto well under one).
+ */
+export function signCertificate(cert: forge.pki.Certificate, key: KeyObject): void {
+  cert.signatureOid = cert.siginfo.algorithmOid = pki.oids.sha256WithRSAEncryption!;
+  // Kept on the certificate, as forge's own sign does: certificateToPem encodes this one.
+  cert.tbsCertificate = (pki as unknown as { getTBSCertificate(cert: forge.pki.Certificate): forge.asn1.Asn1 }).getTBSCertificate(cert);
+  cert.signature = sign('sha256', Buffer.from(forge.asn1.toDer(cert.tbsCertificate).getBytes(), 'binary'), key).toString('binary');
 }
 
 function createCertificateAuthority(now: Date): Pair {
@@ -191,13 +204,13 @@ function createCertificateAuthority(now: Date): Pair {
   ];
   const cert: Pair['cert'] = createCaCertificate(pair, subject, validity(now, CA_LIFETIME_DAYS), { pathLenConstraint: 0 });
   cert.cAValid = true;
-  return { cert, certPem: pki.certificateToPem(cert), key: pki.privateKeyFromPem(pair.keyPem), keyPem: pair.keyPem };
+  return { cert, certPem: pki.certificateToPem(cert), key: pair.privateKey, keyPem: pair.keyPem };
 }
 
 function createServerCertificate(ca: Pair, hostNames: string[], now: Date): Pair {
-  const { publicKey, keyPem } = rsaKeyPair();
+  const { publicKey, privateKey, keyPem } = rsaKeyPair();
   const cert = signServerCertificate(ca, publicKey, hostNames, now);
-  return { cert, certPem: pki.certificateToPem(cert), key: pki.privateKeyFromPem(keyPem), keyPem };
+  return { cert, certPem: pki.certificateToPem(cert), key: privateKey, keyPem };
 }
 
 function signServerCertificate(ca: Pair, publicKey: forge.pki.rsa.PublicKey, hostNames: string[], now: Date): Pair['cert'] {
@@ -215,7 +228,7 @@ function signServerCertificate(ca: Pair, publicKey: forge.pki.rsa.PublicKey, hos
     { name: 'subjectKeyIdentifier' },
     { name: 'authorityKeyIdentifier', keyIdentifier: ca.cert.generateSubjectKeyIdentifier().getBytes() },
   ]);
-  cert.sign(ca.key, forge.md.sha256.create());
+  signCertificate(cert, ca.key);
   return cert;
 }
 

@@ -21,7 +21,7 @@ import {
   readSecret,
   required,
 } from '../shared/args.js';
-import { issueDeviceCertificate, loadSigningCa, type SigningCa } from '../shared/certificates.js';
+import { type IssuingCa, issueDeviceCertificate, loadSigningCa } from '../shared/certificates.js';
 // cli.ts registers this command, so the import is circular: only used at call time, which is safe.
 import { type CliIo, EXIT_CODES } from '../shared/io.js';
 import { parseTransport, transportConnect } from '../shared/provisioning.js';
@@ -224,17 +224,15 @@ interface Provisioned {
   connect: Connect;
 }
 
-/** --ca-cert and --ca-key (both, without a group key), checked; undefined without them. */
-function fleetCa(v: Record<string, unknown>): SigningCa | undefined {
+/** --ca-cert and --ca-key (both, without a group key), read and checked once for the run; undefined without them. */
+function fleetCa(v: Record<string, unknown>): IssuingCa | undefined {
   if (v['ca-cert'] === undefined && v['ca-key'] === undefined) return undefined;
   if (v['ca-cert'] === undefined || v['ca-key'] === undefined)
     throw new ProvisioningError('invalid-input', 'give --ca-cert and --ca-key together');
   if (v['group-key'] !== undefined || v['group-key-file'] !== undefined) {
     throw new ProvisioningError('invalid-input', 'give --group-key (symmetric keys) or --ca-cert/--ca-key (X.509), not both');
   }
-  const ca = { cert: readCertificateFile(v['ca-cert'] as string, '--ca-cert'), key: readPrivateKeyFile(v['ca-key'] as string, '--ca-key') };
-  loadSigningCa(ca.cert, ca.key);
-  return ca;
+  return loadSigningCa(readCertificateFile(v['ca-cert'] as string, '--ca-cert'), readPrivateKeyFile(v['ca-key'] as string, '--ca-key'));
 }
 
 /** 0 when all were assigned (and connected); otherwise the exit status of the most frequent failure kind, provisioning and connect together. */

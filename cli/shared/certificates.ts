@@ -2,9 +2,16 @@
 // development), with the building blocks the emulator makes its own CA with. Keys are RSA 2048:
 // Moddable's TLS signs its CertificateVerify with RSA keys only, and node-forge puts only RSA keys
 // in certificates. Reading a certificate uses node:crypto's X509Certificate.
-import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import forge from 'node-forge';
-import { createCaCertificate, type KeyPair, newCertificate, rsaKeyPair, type Validity } from '../../emulator/certificates.js';
+import {
+  createCaCertificate,
+  type KeyPair,
+  newCertificate,
+  rsaKeyPair,
+  signCertificate,
+  type Validity,
+} from '../../emulator/certificates.js';
 import { ProvisioningError } from '../../src/errors.js';
 
 const { pki } = forge;
@@ -14,6 +21,14 @@ const DAY_MS = 86_400_000;
 export interface SigningCa {
   cert: string;
   key: string;
+}
+
+/** A CA read and checked once (loadSigningCa), to issue many certificates. */
+export interface IssuingCa {
+  cert: forge.pki.Certificate;
+  key: KeyObject;
+  /** What a device sends after its own certificate: the CA's when it is an intermediate, nothing for a root. */
+  chain: string;
 }
 
 /** A certificate and its private key, as PEM. `cert` holds the chain the device sends (its own first). */
@@ -41,14 +56,15 @@ export function createCa(commonName: string, options: ValidityOptions & { issuer
  * A device certificate with `commonName` (the registration ID) as CN, for TLS client
  * authentication, signed by `ca`. `cert` is the chain the device presents: the device certificate,
  * then the CA's when the CA is an intermediate (DPS needs the chain up to the enrolled CA).
- * `keyPair`: reuse one (fleet); default a fresh RSA 2048 pair.
+ * `ca`: loaded once to issue many (fleet, factory). `keyPair`: reuse one (fleet); default a fresh
+ * RSA 2048 pair.
  */
 export function issueDeviceCertificate(
-  ca: SigningCa,
+  ca: SigningCa | IssuingCa,
   commonName: string,
   options: ValidityOptions & { keyPair?: KeyPair } = {},
 ): IssuedCertificate {
-  const issuer = loadSigningCa(ca.cert, ca.key);
+  const issuer = 'chain' in ca ? ca : loadSigningCa(ca.cert, ca.key);
   const pair = options.keyPair ?? rsaKeyPair();
   const cert = newCertificate(pair.publicKey, validity(options, 365));
   cert.setSubject([{ name: 'commonName', value: commonName }]);
@@ -60,10 +76,8 @@ export function issueDeviceCertificate(
     { name: 'subjectKeyIdentifier' },
     { name: 'authorityKeyIdentifier', keyIdentifier: issuer.cert.generateSubjectKeyIdentifier().getBytes() },
   ]);
-  cert.sign(issuer.key, forge.md.sha256.create());
-  const selfSigned = issuer.cert.isIssuer(issuer.cert);
-  const leaf = pki.certificateToPem(cert);
-  return { cert: selfSigned ? leaf : `${leaf}${firstCertificate(ca.cert)}`, key: pair.keyPem };
+  signCertificate(cert, issuer.key);
+  return { cert: `${pki.certificateToPem(cert)}${issuer.chain}`, key: pair.keyPem };
 }
 
 /** A self-signed device certificate (an individual enrollment needs no CA). */
@@ -78,15 +92,15 @@ export function selfSignedDeviceCertificate(commonName: string, options: Validit
     { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
     { name: 'extKeyUsage', clientAuth: true },
   ]);
-  cert.sign(pki.privateKeyFromPem(pair.keyPem) as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
+  signCertificate(cert, pair.privateKey);
   return { cert: pki.certificateToPem(cert), key: pair.keyPem };
 }
 
 /**
- * The CA's certificate and key, checked: a CA certificate, an RSA key (what node-forge signs
- * with) that belongs to it. Errors never quote the key.
+ * The CA's certificate and key, checked: a CA certificate, an RSA key (node-forge reads only RSA
+ * certificates) that belongs to it. Errors never quote the key.
  */
-export function loadSigningCa(certPem: string, keyPem: string): { cert: forge.pki.Certificate; key: forge.pki.rsa.PrivateKey } {
+export function loadSigningCa(certPem: string, keyPem: string): IssuingCa {
   const pem = firstCertificate(certPem);
   let x509: X509Certificate;
   try {
@@ -108,8 +122,8 @@ export function loadSigningCa(certPem: string, keyPem: string): { cert: forge.pk
   if (keyObject.asymmetricKeyType !== 'rsa') {
     throw new ProvisioningError('invalid-input', 'the CA key (--ca-key) must be an RSA key to issue certificates here');
   }
-  const pkcs1 = keyObject.export({ type: 'pkcs1', format: 'pem' }).toString();
-  return { cert: pki.certificateFromPem(pem), key: pki.privateKeyFromPem(pkcs1) as forge.pki.rsa.PrivateKey };
+  const cert = pki.certificateFromPem(pem);
+  return { cert, key: keyObject, chain: cert.isIssuer(cert) ? '' : pem };
 }
 
 function firstCertificate(text: string): string {
