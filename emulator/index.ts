@@ -147,7 +147,8 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
   }
   const host = options.host ?? '127.0.0.1';
   const stateDir = resolve(options.stateDir ?? DEFAULT_STATE_DIR);
-  // The config is checked before any file is touched; a stored state may then take its place.
+  // The config is checked before any file is touched; a stored state may then take its place,
+  // else a new one is seeded with this model.
   let model = new DpsModel(options.config ?? {});
   const faults = new FaultPlan();
   const certificates = await loadOrCreateCertificates({
@@ -161,6 +162,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
     const opened = await openState({
       stateDir,
       idScope: options.idScope,
+      model,
       ...(options.config !== undefined && { config: options.config }),
       ...(options.configFile !== undefined && { configFile: options.configFile }),
       ...(options.reset !== undefined && { reset: options.reset }),

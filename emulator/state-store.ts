@@ -301,9 +301,11 @@ function running(pid: number): boolean {
 export interface OpenStateOptions {
   stateDir: string;
   idScope: string;
-  /** The config given now (already checked), and the file it came from. */
+  /** The config given now, and the file it came from. */
   config?: ModelConfig;
   configFile?: string;
+  /** The model built from `config` (which checked it): a new state starts as it. */
+  model: DpsModel;
   /** Set a stored state aside and seed afresh from `config`. */
   reset?: boolean;
   /** A save failed (it is tried again after the next change, and by close()). */
@@ -320,8 +322,8 @@ export interface OpenedState {
 }
 
 /**
- * Open the state in `stateDir` (which must exist): the stored one, or a new one seeded from the
- * config (on the first start, or with `reset`). A config that differs from the one the stored
+ * Open the state in `stateDir` (which must exist): the stored one, or a new one seeded with the
+ * config's model (on the first start, or with `reset`). A config that differs from the one the stored
  * state was seeded from is refused (StateConflictError); so is a stored state that cannot be read
  * (StateFileError). A seeded state is written at once.
  */
@@ -353,7 +355,7 @@ export async function openState(options: OpenStateOptions): Promise<OpenedState>
       return { model, store, origin: 'restored' };
     }
   }
-  const model = new DpsModel(options.config ?? {});
+  const { model } = options;
   const seed: StateSeed = { configFile: options.config === undefined ? null : (options.configFile ?? null), fingerprint };
   const store = new StateStore(path, model, { idScope: options.idScope, seed }, options.onError);
   await store.save();

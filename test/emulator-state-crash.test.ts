@@ -126,7 +126,7 @@ describe('the emulator state file killed mid-save (SIGKILL loop)', () => {
     // The first state, saved as a start would.
     const { mkdirSync } = await import('node:fs');
     mkdirSync(stateDir);
-    const first = await openState({ stateDir, idScope: '0ne00CRASH1' });
+    const first = await openState({ stateDir, idScope: '0ne00CRASH1', model: new DpsModel() });
     first.model.restore(states[0]!);
     await first.store.save();
     await first.store.close();
@@ -151,7 +151,7 @@ describe('the emulator state file killed mid-save (SIGKILL loop)', () => {
     expect(midWrite, 'no kill landed inside a save: the test proved nothing').toBeGreaterThan(0);
 
     // The next start restores one of the two states and removes what killed writers left.
-    const next = await openState({ stateDir, idScope: '0ne00CRASH1' });
+    const next = await openState({ stateDir, idScope: '0ne00CRASH1', model: new DpsModel() });
     expect(next.origin).toBe('restored');
     expect(temps()).toEqual([]);
     expect(texts.includes(JSON.stringify(next.model.snapshot()))).toBe(true);
