@@ -9,6 +9,7 @@ import type { DpsEmulator } from '../emulator/index.js';
 import { deriveDeviceKey } from '../src/identity.js';
 import { runCli } from './support/cli-runner.js';
 import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
+import { until } from './support/until.js';
 
 const ID_SCOPE = '0ne000DEVIC';
 const HUB = 'device-cli-hub.azure-devices.net';
@@ -39,14 +40,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await fixture?.close();
 });
-
-async function until(condition: () => boolean, ms = 5000): Promise<void> {
-  const started = Date.now();
-  while (!condition()) {
-    if (Date.now() - started > ms) throw new Error('the condition did not hold in time');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 const device = (registrationId: string, ...more: string[]) =>
   runCli([

@@ -30,6 +30,7 @@ import { provisionDevice } from '../src/provisioner.js';
 import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
 import { failure } from './support/errors.js';
 import { serviceCall } from './support/service-https.js';
+import { until } from './support/until.js';
 
 const ID_SCOPE = '0ne000PEER2';
 const HUB = 'hub-peer.azure-devices.net';
@@ -101,14 +102,6 @@ async function openError(opening: Client | Promise<Client>): Promise<Error | und
 /** The client subscribes when a listener is added and tells nobody when the SUBACK came: give it time on loopback. */
 function subscribing(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 300));
-}
-
-/** Resolves when `check` holds, polling every 10 ms for up to 5 s. */
-async function until(check: () => boolean): Promise<void> {
-  for (let waited = 0; !check(); waited += 10) {
-    if (waited > 5000) throw new Error('timed out waiting');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 describe("Microsoft's device client on the emulator's IoT hub", () => {

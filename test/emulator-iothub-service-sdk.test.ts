@@ -27,6 +27,7 @@ import type { JsonObject } from '../src/hub/messages.js';
 import { connectHub, type HubSession } from '../src/hub/session.js';
 import { deriveDeviceKey } from '../src/identity.js';
 import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
+import { until } from './support/until.js';
 
 const ID_SCOPE = '0ne000SDKSV';
 const HUB = 'sdk-service-hub.azure-devices.net';
@@ -91,14 +92,6 @@ async function refusal(call: Promise<unknown>): Promise<{ name: string; status?:
     ...(error.response && { status: error.response.statusCode, code: error.response.headers['iothub-errorcode'] }),
     message: error.message,
   };
-}
-
-async function until(condition: () => boolean, ms = 5000): Promise<void> {
-  const started = Date.now();
-  while (!condition()) {
-    if (Date.now() - started > ms) throw new Error('the condition did not hold in time');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 const connect = () => createTlsConnect({ ca: dps.caPem, connectTimeoutMs: 5000 });

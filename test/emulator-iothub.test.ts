@@ -15,6 +15,7 @@ import type { Clock } from '../src/ports.js';
 import { provisionDevice } from '../src/provisioner.js';
 import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
 import { failure } from './support/errors.js';
+import { until } from './support/until.js';
 
 const ID_SCOPE = '0ne000HUB01';
 const HUB = 'hub-a.azure-devices.net';
@@ -60,14 +61,6 @@ function connect(deviceId: string, options: Partial<HubSessionOptions> = {}, clo
     { hub: HUB, deviceId, deviceKey: DEVICE_KEY, endpoint: dps.hubEndpoint, requestTimeoutMs: 5000, offlineTimeoutMs: 2000, ...options },
     { connect: createTlsConnect({ ca: dps.caPem, connectTimeoutMs: 5000 }), clock, random: nodeRandom },
   );
-}
-
-/** Resolves when `check` holds, polling every 10 ms for up to 5 s. */
-async function until(check: () => boolean): Promise<void> {
-  for (let waited = 0; !check(); waited += 10) {
-    if (waited > 5000) throw new Error('timed out waiting');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 describe("a provisioned device on the emulator's IoT hub", () => {

@@ -18,6 +18,7 @@ import type { MessageProperties } from '../src/hub/topics.js';
 import { deriveDeviceKey } from '../src/identity.js';
 import { runCli } from './support/cli-runner.js';
 import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
+import { until } from './support/until.js';
 
 const ID_SCOPE = '0ne000HUBCL';
 const HUB = 'hub-cli.azure-devices.net';
@@ -47,14 +48,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await fixture?.close();
 });
-
-async function until(condition: () => boolean, ms = 5000): Promise<void> {
-  const started = Date.now();
-  while (!condition()) {
-    if (Date.now() - started > ms) throw new Error('the condition did not hold in time');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 /** What the device saw. */
 interface Seen {

@@ -6,6 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { createTlsConnect } from '../hosts/node/tls-connect.js';
 import { ProvisioningError } from '../src/errors.js';
 import type { Connection, ConnectionHandlers } from '../src/ports.js';
+import { until } from './support/until.js';
 
 // ---- certificates, made fresh for this run --------------------------------------------------
 
@@ -189,14 +190,6 @@ async function rejection(promise: Promise<Connection>): Promise<ProvisioningErro
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(condition: () => boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await sleep(5);
-  }
-}
 
 const open: Connection[] = [];
 afterAll(() => {
