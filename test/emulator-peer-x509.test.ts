@@ -9,15 +9,9 @@ import { ProvisioningDeviceClient } from 'azure-iot-provisioning-device';
 import { Mqtt } from 'azure-iot-provisioning-device-mqtt';
 import { X509Security } from 'azure-iot-security-x509';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createCa,
-  type IssuedCertificate,
-  issueDeviceCertificate,
-  type SigningCa,
-  selfSignedDeviceCertificate,
-} from '../cli/shared/certificates.js';
-import type { DpsEmulator, EndpointEvent } from '../emulator/index.js';
-import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
+import { type IssuedCertificate, issueDeviceCertificate, type SigningCa } from '../cli/shared/certificates.js';
+import type { DpsEmulator } from '../emulator/index.js';
+import { startX509Emulator, type X509Emulator } from './support/x509-fixture.js';
 
 const requireFromTransport = createRequire(createRequire(import.meta.url).resolve('azure-iot-provisioning-device-mqtt'));
 const { MqttBase } = requireFromTransport('azure-iot-mqtt-base') as {
@@ -27,40 +21,22 @@ const { MqttBase } = requireFromTransport('azure-iot-mqtt-base') as {
 const ID_SCOPE = '0ne000PX509';
 const HUB = 'peer-x509-hub.azure-devices.net';
 
-let fixture: TestEmulator;
+let fixture: X509Emulator;
 let dps: DpsEmulator;
-let root: SigningCa;
 let intermediate: SigningCa;
 let individual: IssuedCertificate;
-const events: EndpointEvent[] = [];
 
 beforeAll(async () => {
-  root = createCa('peer-x509 root');
-  intermediate = createCa('peer-x509 intermediate', { issuer: root });
-  individual = selfSignedDeviceCertificate('peer-x509-individual');
-  fixture = await startTestEmulator('dps-peer-x509-', {
+  fixture = await startX509Emulator({
+    name: 'peer-x509',
     idScope: ID_SCOPE,
-    retryAfterSeconds: 1,
+    hub: HUB,
+    individualId: 'peer-x509-individual',
+    groupId: 'peer-line',
+    groupTrusts: 'verified root',
     assignmentDelayMs: 200,
-    inMemory: true,
-    onEvent: (event) => events.push(event),
-    config: {
-      iotHubs: [
-        { connectionString: `HostName=${HUB};SharedAccessKeyName=iothubowner;SharedAccessKey=${Buffer.alloc(32, 3).toString('base64')}` },
-      ],
-      certificates: [{ name: 'peer-root', certificate: root.cert, isVerified: true }],
-      individualEnrollments: [
-        {
-          registrationId: 'peer-x509-individual',
-          attestation: { type: 'x509', x509: { clientCertificates: { primary: { certificate: individual.cert } } } },
-        },
-      ],
-      enrollmentGroups: [
-        { enrollmentGroupId: 'peer-line', attestation: { type: 'x509', x509: { caReferences: { primary: 'peer-root' } } } },
-      ],
-    },
   });
-  dps = fixture.dps;
+  ({ dps, intermediate, individual } = fixture);
 }, 60_000);
 
 afterAll(async () => {
@@ -104,6 +80,6 @@ describe("Microsoft's X.509 device client against the emulator", () => {
     );
     expect(error?.message ?? '').toMatch(/not authorized|unauthorized/i);
     expect(dps.model.registration('peer-line-device-2')).toBeUndefined();
-    expect(events.some((e) => e.type === 'refused' && e.clientId === 'peer-line-device-2' && e.reason === 'cert-cn-mismatch')).toBe(true);
+    expect(fixture.lastRefusal('peer-line-device-2')).toBe('cert-cn-mismatch');
   });
 });

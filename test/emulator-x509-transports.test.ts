@@ -9,30 +9,21 @@ import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import {
-  createCa,
-  type IssuedCertificate,
-  issueDeviceCertificate,
-  type SigningCa,
-  selfSignedDeviceCertificate,
-} from '../cli/shared/certificates.js';
-import type { DpsEmulator, EndpointEvent } from '../emulator/index.js';
+import { type IssuedCertificate, issueDeviceCertificate, type SigningCa, selfSignedDeviceCertificate } from '../cli/shared/certificates.js';
+import type { DpsEmulator } from '../emulator/index.js';
 import { nodeRandom, systemClock } from '../hosts/node/clock.js';
 import { createWebSocketConnect } from '../hosts/node/ws-connect.js';
 import { goOnline } from '../src/device.js';
 import { ProvisioningError } from '../src/errors.js';
 import { connectHub } from '../src/hub/session.js';
 import { runCli } from './support/cli-runner.js';
-import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
+import { startX509Emulator, type X509Emulator } from './support/x509-fixture.js';
 
 const ID_SCOPE = '0ne000X509T';
 const HUB = 'x509-transports-hub.azure-devices.net';
 
-let fixture: TestEmulator;
+let fixture: X509Emulator;
 let dps: DpsEmulator;
-const events: EndpointEvent[] = [];
-
-let root: SigningCa;
 let intermediate: SigningCa;
 let otherRoot: SigningCa;
 let individual: IssuedCertificate;
@@ -42,36 +33,15 @@ const keys: string[] = [];
 const said: string[] = [];
 
 beforeAll(async () => {
-  root = createCa('x509-transports root');
-  intermediate = createCa('x509-transports line intermediate', { issuer: root });
-  otherRoot = createCa('x509-transports unrelated root');
-  individual = selfSignedDeviceCertificate('xt-individual-1');
-  keys.push(root.key, intermediate.key, otherRoot.key, individual.key);
-  fixture = await startTestEmulator('dps-x509-transports-', {
+  fixture = await startX509Emulator({
+    name: 'x509-transports',
     idScope: ID_SCOPE,
-    retryAfterSeconds: 1,
-    assignmentDelayMs: 0,
-    inMemory: true,
-    onEvent: (event) => events.push(event),
-    config: {
-      iotHubs: [
-        { connectionString: `HostName=${HUB};SharedAccessKeyName=iothubowner;SharedAccessKey=${Buffer.from(HUB).toString('base64')}` },
-      ],
-      individualEnrollments: [
-        {
-          registrationId: 'xt-individual-1',
-          attestation: { type: 'x509', x509: { clientCertificates: { primary: { certificate: individual.cert } } } },
-        },
-      ],
-      enrollmentGroups: [
-        {
-          enrollmentGroupId: 'xt-line',
-          attestation: { type: 'x509', x509: { signingCertificates: { primary: { certificate: intermediate.cert } } } },
-        },
-      ],
-    },
+    hub: HUB,
+    individualId: 'xt-individual-1',
+    groupId: 'xt-line',
   });
-  dps = fixture.dps;
+  ({ dps, intermediate, otherRoot, individual } = fixture);
+  keys.push(fixture.root.key, intermediate.key, otherRoot.key, individual.key);
 }, 60_000);
 
 // What the process itself writes (a stray console.log in a path under test) is audited too.
@@ -83,7 +53,7 @@ beforeAll(() => {
 });
 
 afterEach(() => {
-  said.push(...events.map((e) => JSON.stringify(e)));
+  said.push(...fixture.events.map((e) => JSON.stringify(e)));
 });
 
 afterAll(async () => {
@@ -96,13 +66,6 @@ function issue(registrationId: string, ca: SigningCa = intermediate): IssuedCert
   const issued = issueDeviceCertificate(ca, registrationId);
   keys.push(issued.key);
   return issued;
-}
-
-function lastRefusal(clientId: string): string | undefined {
-  return events
-    .filter((e) => e.type === 'refused' && e.clientId === clientId)
-    .map((e) => (e as { reason: string }).reason)
-    .pop();
 }
 
 /** Everything an error carries: message, stack, JSON and inspect() with its cause chain. */
@@ -254,9 +217,9 @@ describe('MQTT over WebSockets with a client certificate: the HTTPS server’s T
     expect(refused).toMatchObject({ kind: 'unauthorized' });
     said.push(errorText(refused));
     // 'cert-untrusted-ca', not 'no-credentials': the certificate reached the check.
-    expect(lastRefusal('xt-ws-2')).toBe('cert-untrusted-ca');
+    expect(fixture.lastRefusal('xt-ws-2')).toBe('cert-untrusted-ca');
     await expect(online('xt-ws-3', issue('someone-else-ws'))).rejects.toMatchObject({ kind: 'unauthorized' });
-    expect(lastRefusal('xt-ws-3')).toBe('cert-cn-mismatch');
+    expect(fixture.lastRefusal('xt-ws-3')).toBe('cert-cn-mismatch');
   });
 
   it('the hub over wss checks the certificate too: the enrolled one goes online, another with the same CN is refused', async () => {
@@ -380,7 +343,7 @@ function leaks(text: string, keyPem: string): string | undefined {
 
 describe('no private key', () => {
   it('in any CLI output, error, emulator event, HTTPS answer or console line of the paths above', () => {
-    said.push(...events.map((e) => JSON.stringify(e)));
+    said.push(...fixture.events.map((e) => JSON.stringify(e)));
     expect(keys.length).toBeGreaterThan(10);
     expect(said.join('').length).toBeGreaterThan(1000); // the audit saw the runs
     const all = said.join('\n');

@@ -13,21 +13,19 @@ import {
   selfSignedDeviceCertificate,
 } from '../cli/shared/certificates.js';
 import { signingCertificates } from '../emulator/auth.js';
-import type { DpsEmulator, EndpointEvent, X509Attestation } from '../emulator/index.js';
+import type { DpsEmulator, X509Attestation } from '../emulator/index.js';
 import { systemClock } from '../hosts/node/clock.js';
 import { createTlsConnect } from '../hosts/node/tls-connect.js';
 import { goOnline } from '../src/device.js';
 import { runCli } from './support/cli-runner.js';
-import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
+import { startX509Emulator, type X509Emulator } from './support/x509-fixture.js';
 
 const ID_SCOPE = '0ne000X5090';
 const HUB = 'x509-hub.azure-devices.net';
 const DAY = 86_400_000;
 
-let fixture: TestEmulator;
+let fixture: X509Emulator;
 let dps: DpsEmulator;
-const events: EndpointEvent[] = [];
-
 let root: SigningCa;
 let intermediate: SigningCa;
 let otherRoot: SigningCa;
@@ -35,36 +33,9 @@ let individual: IssuedCertificate;
 let secondary: IssuedCertificate;
 
 beforeAll(async () => {
-  root = createCa('x509-test root');
-  intermediate = createCa('x509-test line-1 intermediate', { issuer: root });
-  otherRoot = createCa('x509-test unrelated root');
-  individual = selfSignedDeviceCertificate('x509-individual-1');
+  fixture = await startX509Emulator({ name: 'x509', idScope: ID_SCOPE, hub: HUB, individualId: 'x509-individual-1', groupId: 'line-1' });
+  ({ dps, root, intermediate, otherRoot, individual } = fixture);
   secondary = selfSignedDeviceCertificate('x509-individual-1');
-  fixture = await startTestEmulator('dps-x509-', {
-    idScope: ID_SCOPE,
-    retryAfterSeconds: 1,
-    assignmentDelayMs: 0,
-    inMemory: true,
-    onEvent: (event) => events.push(event),
-    config: {
-      iotHubs: [
-        { connectionString: `HostName=${HUB};SharedAccessKeyName=iothubowner;SharedAccessKey=${Buffer.from(HUB).toString('base64')}` },
-      ],
-      individualEnrollments: [
-        {
-          registrationId: 'x509-individual-1',
-          attestation: { type: 'x509', x509: { clientCertificates: { primary: { certificate: individual.cert } } } },
-        },
-      ],
-      enrollmentGroups: [
-        {
-          enrollmentGroupId: 'line-1',
-          attestation: { type: 'x509', x509: { signingCertificates: { primary: { certificate: intermediate.cert } } } },
-        },
-      ],
-    },
-  });
-  dps = fixture.dps;
 }, 60_000);
 
 afterAll(async () => {
@@ -104,13 +75,6 @@ async function register(registrationId: string, issued: IssuedCertificate, name 
   return run;
 }
 
-function lastRefusal(clientId: string): string | undefined {
-  return events
-    .filter((e) => e.type === 'refused' && e.clientId === clientId)
-    .map((e) => (e as { reason: string }).reason)
-    .pop();
-}
-
 describe('X.509 individual enrollments', () => {
   it('register --cert --cert-key provisions with the enrolled certificate; the hub identity is selfSigned with its thumbprint', async () => {
     const run = await register('x509-individual-1', individual);
@@ -129,13 +93,13 @@ describe('X.509 individual enrollments', () => {
     expect(run.code).toBe(3);
     expect(run.stderr).toMatch(/unauthorized/);
     expect(run.stderr).toMatch(/CN is the registration ID/);
-    expect(lastRefusal('x509-individual-1')).toBe('cert-unknown');
+    expect(fixture.lastRefusal('x509-individual-1')).toBe('cert-unknown');
   });
 
   it('refuses a certificate whose CN is not the registration ID', async () => {
     const run = await register('x509-individual-1', selfSignedDeviceCertificate('someone-else'), 'cn-mismatch');
     expect(run.code).toBe(3);
-    expect(lastRefusal('x509-individual-1')).toBe('cert-cn-mismatch');
+    expect(fixture.lastRefusal('x509-individual-1')).toBe('cert-cn-mismatch');
   });
 
   it('refuses an expired device certificate and one not valid yet', async () => {
@@ -144,10 +108,10 @@ describe('X.509 individual enrollments', () => {
       notAfter: new Date(Date.now() - DAY),
     });
     expect((await register('x509-expired-1', expired)).code).toBe(3);
-    expect(lastRefusal('x509-expired-1')).toBe('cert-expired');
+    expect(fixture.lastRefusal('x509-expired-1')).toBe('cert-expired');
     const future = issueDeviceCertificate(intermediate, 'x509-future-1', { notBefore: new Date(Date.now() + DAY) });
     expect((await register('x509-future-1', future)).code).toBe(3);
-    expect(lastRefusal('x509-future-1')).toBe('cert-not-yet-valid');
+    expect(fixture.lastRefusal('x509-future-1')).toBe('cert-not-yet-valid');
   });
 });
 
@@ -165,7 +129,7 @@ describe('X.509 enrollment groups', () => {
   it('refuses a certificate issued by an unknown CA', async () => {
     const run = await register('line1-device-002', issueDeviceCertificate(otherRoot, 'line1-device-002'));
     expect(run.code).toBe(3);
-    expect(lastRefusal('line1-device-002')).toBe('cert-untrusted-ca');
+    expect(fixture.lastRefusal('line1-device-002')).toBe('cert-untrusted-ca');
   });
 
   it('a disabled group: DPS answers disabled, exit 4', async () => {
@@ -188,7 +152,7 @@ describe('X.509 enrollment groups', () => {
     });
     const device = issueDeviceCertificate(ca, 'line2-device-001');
     expect((await register('line2-device-001', device)).code).toBe(3);
-    expect(lastRefusal('line2-device-001')).toBe('cert-ca-not-verified');
+    expect(fixture.lastRefusal('line2-device-001')).toBe('cert-ca-not-verified');
 
     const { verificationCode } = dps.model.certificates.generateVerificationCode('line-2-root');
     // A proof signed by another key is refused; one signed by the CA's key verifies it.
