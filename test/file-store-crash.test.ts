@@ -6,18 +6,14 @@
 // What a killed writer leaves: when it dies between creating its temp file and renaming it, the
 // temp file (`.<name>.<pid>.<random>.tmp`, mode 0600) stays behind; the target is untouched.
 // The next write to that file removes such leftovers of writers that are no longer running.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFileStore } from '../hosts/node/file-store.js';
+import { bundleWriter, killLoop } from './support/crash-loop.js';
 
-const MIN_KILLS = 30;
-const MAX_KILLS = 50;
-/** Stop after MIN_KILLS once this many kills have landed inside a write. */
-const ENOUGH_MID_WRITE = 10;
 /** Each value is about 1 MiB: a write (stringify, write, fsync, rename) takes milliseconds. */
 const RECORD_BYTES = 1 << 20;
 
@@ -26,16 +22,7 @@ let writer: string;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'dps-store-crash-'));
-  writer = join(dir, 'store-writer.mjs');
-  await build({
-    entryPoints: [join(import.meta.dirname, 'support', 'store-writer.ts')],
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    outfile: writer,
-    logLevel: 'silent',
-  });
+  writer = await bundleWriter('store-writer', dir);
 });
 
 afterAll(() => {
@@ -56,41 +43,6 @@ function record(hub: string, fill: string): string {
   return JSON.stringify({ ...assignment, payload: { fill: fill.repeat(RECORD_BYTES) } });
 }
 
-interface Run {
-  /** Sets that completed before the kill. */
-  writes: number;
-  /** The killed writer's own temp file was left: the kill landed inside a write. */
-  midWrite: boolean;
-}
-
-/** Starts the writer, lets it run for `ms` after it is ready, kills it with SIGKILL. */
-function runAndKill(storePath: string, recordsPath: string, ms: number): Promise<Run & { pid: number }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [writer, storePath, recordsPath], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    let killTimer: NodeJS.Timeout | undefined;
-    // A bound on the whole run, so a child that never gets ready cannot hold the test.
-    const guard = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    child.stdout.setEncoding('utf8').on('data', (text: string) => {
-      stdout += text;
-      if (killTimer === undefined && stdout.startsWith('ready\n')) killTimer = setTimeout(() => child.kill('SIGKILL'), ms);
-    });
-    child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(guard);
-      clearTimeout(killTimer);
-      if (signal !== 'SIGKILL' || killTimer === undefined) {
-        return reject(new Error(`the writer ended by itself (code ${code}, signal ${signal}): ${stderr}`));
-      }
-      const pid = child.pid!;
-      const midWrite = temps().some((name) => name.includes(`.${pid}.`));
-      resolve({ pid, writes: stdout.split('\n').filter((line) => line === 'w').length, midWrite });
-    });
-  });
-}
-
 function temps(): string[] {
   return readdirSync(dir).filter((name) => name.startsWith('.store.json.') && name.endsWith('.tmp'));
 }
@@ -103,34 +55,26 @@ describe('the Node file store killed mid-write (SIGKILL loop)', () => {
     writeFileSync(recordsPath, JSON.stringify(values));
     await createFileStore(storePath).set('assignment', values[0]!);
 
-    const runs: Run[] = [];
-    let mostTemps = 0;
-    while (runs.length < MAX_KILLS && (runs.length < MIN_KILLS || runs.filter((r) => r.midWrite).length < ENOUGH_MID_WRITE)) {
-      const run = await runAndKill(storePath, recordsPath, Math.random() * 40);
-      runs.push(run);
-      const where = `after kill ${runs.length} (${run.writes} sets completed, ${run.midWrite ? 'inside a write' : 'between writes'})`;
-
-      // Exactly one of the two values, read raw and through a fresh store (the next boot).
-      const text = readFileSync(storePath, 'utf8');
-      let parsed: unknown;
-      expect(() => (parsed = JSON.parse(text)), `${where}: the file is not valid JSON (${text.length} bytes)`).not.toThrow();
-      expect(Object.keys(parsed as object), where).toEqual(['moddable-dps-store', 'records']);
-      const records = (parsed as { records: Record<string, string> }).records;
-      expect(Object.keys(records), where).toEqual(['assignment']);
-      const value = records.assignment!;
-      expect(values.includes(value), `${where}: the record is neither of the two values`).toBe(true);
-      expect(await createFileStore(storePath).get('assignment'), where).toBe(value);
-
-      mostTemps = Math.max(mostTemps, temps().length);
-      expect(temps().length, `${where}: temp files piled up: ${temps().join(', ')}`).toBeLessThanOrEqual(1);
-    }
-
-    const midWrite = runs.filter((r) => r.midWrite).length;
-    console.log(
-      `file store crash test: ${runs.length} kills, ${midWrite} inside a write (temp file left), ${runs.length - midWrite} between writes; ` +
-        `${runs.reduce((n, r) => n + r.writes, 0)} sets completed in all; at most ${mostTemps} temp file(s) at once`,
-    );
-    expect(midWrite, 'no kill landed inside a write: the test proved nothing').toBeGreaterThan(0);
+    await killLoop({
+      label: 'file store',
+      writer,
+      args: [storePath, recordsPath],
+      write: 'write',
+      maxRunMs: 40,
+      temps,
+      async check(where) {
+        // Exactly one of the two values, read raw and through a fresh store (the next boot).
+        const text = readFileSync(storePath, 'utf8');
+        let parsed: unknown;
+        expect(() => (parsed = JSON.parse(text)), `${where}: the file is not valid JSON (${text.length} bytes)`).not.toThrow();
+        expect(Object.keys(parsed as object), where).toEqual(['moddable-dps-store', 'records']);
+        const records = (parsed as { records: Record<string, string> }).records;
+        expect(Object.keys(records), where).toEqual(['assignment']);
+        const value = records.assignment!;
+        expect(values.includes(value), `${where}: the record is neither of the two values`).toBe(true);
+        expect(await createFileStore(storePath).get('assignment'), where).toBe(value);
+      },
+    });
 
     // The next write (a new process, say) cleans up what killed writers left.
     await createFileStore(storePath).set('assignment', values[1]!);

@@ -1,6 +1,6 @@
-// The child process of test/emulator-state-crash.test.ts (bundled by esbuild there and run by
-// Node): saves the emulator's state through its StateStore, the model alternating between two
-// states, until it is killed. Prints 'ready' once the store is open, then 'w' after each save.
+// The child process of test/emulator-state-crash.test.ts (bundled and killed by crash-loop.ts):
+// saves the emulator's state through its StateStore, the model alternating between two states,
+// until it is killed. Prints 'ready' once the store is open, then 'w' after each save.
 //   node state-writer.mjs <state file> <states file: a JSON array of the two model snapshots>
 import { readFileSync } from 'node:fs';
 import { DpsModel, type ModelSnapshot } from '../../emulator/model.js';

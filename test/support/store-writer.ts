@@ -1,4 +1,4 @@
-// The child process of test/file-store-crash.test.ts (bundled by esbuild there and run by Node):
+// The child process of test/file-store-crash.test.ts (bundled and killed by crash-loop.ts):
 // rewrites one record through the Node file store, alternating between two values, until it is
 // killed. Prints 'ready' once the store is open, then 'w' after each completed set.
 //   node store-writer.mjs <store file> <records file: a JSON array of the two values>
