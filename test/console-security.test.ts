@@ -65,10 +65,9 @@ describe.skipIf(chromiumMissing !== undefined)('web console off loopback', () =>
   });
 });
 
-describe.skipIf(chromiumMissing !== undefined)('web console requests', () => {
+// These need no browser: plain HTTPS requests, as a page would send them.
+describe('web console requests', () => {
   let emulator: TestEmulator;
-  let browser: TestBrowser;
-  let url: string;
 
   beforeAll(async () => {
     emulator = await startTestEmulator('console-csrf-', {
@@ -76,61 +75,66 @@ describe.skipIf(chromiumMissing !== undefined)('web console requests', () => {
       config: { iotHubs: [{ connectionString: HUB }] },
       serviceLimits: { headersTimeoutMs: 500, requestTimeoutMs: 1000 },
     });
-    url = emulator.dps.console!.url;
-    browser = await launchBrowser();
-  }, 90_000);
+  });
 
   afterAll(async () => {
-    await browser?.close();
     await emulator?.close();
   });
 
-  it("refuses a change without the session's CSRF token, or from another site's page", async () => {
-    const { page } = browser;
-    await page.goto(new URL('/allocation-policy', url).href);
-    const token = (await page.locator('meta[name="csrf-token"]').getAttribute('content'))!;
-    expect(token).toMatch(/^[A-Za-z0-9_-]{40,}$/);
-    const post = (form: Record<string, string>, headers: Record<string, string> = {}) =>
-      page.request.post(new URL('/allocation-policy', url).href, { form, headers, maxRedirects: 0 });
-
-    const without = await post({ allocationPolicy: 'Static' });
-    expect(without.status()).toBe(403);
-    expect(await without.text()).toContain('security token');
-    const wrong = await post({ allocationPolicy: 'Static', _csrf: token.replace(/^./, (c) => (c === 'A' ? 'B' : 'A')) });
-    expect(wrong.status()).toBe(403);
-    const elsewhere = await post({ allocationPolicy: 'Static', _csrf: token }, { origin: 'https://attacker.example' });
-    expect(elsewhere.status()).toBe(403);
-    // The secret behind the copy button likewise
-    const secret = await page.request.post(new URL('/connection-string', url).href, { maxRedirects: 0 });
-    expect(secret.status()).toBe(403);
-    expect(await secret.text()).not.toContain(emulator.dps.service.key);
-    expect(emulator.dps.model.allocationPolicy).toBe('hashed');
-
-    const allowed = await post({ allocationPolicy: 'Static', _csrf: token });
-    expect(allowed.status()).toBe(303);
-    expect(emulator.dps.model.allocationPolicy).toBe('static');
-  });
-
-  it('answers only to the names of its certificate (no DNS rebinding)', async () => {
-    const status = await new Promise<number>((resolve, reject) => {
+  /** One request to the console on 127.0.0.1 (a name of its certificate, so its Host too unless `headers` says otherwise). */
+  const send = (method: string, path: string, options: { headers?: Record<string, string>; form?: Record<string, string> } = {}) => {
+    const body = options.form && new URLSearchParams(options.form).toString();
+    return new Promise<{ status: number; cookie: string | undefined; text: string }>((resolve, reject) => {
       const req = request(
         {
           host: '127.0.0.1',
           port: emulator.dps.console!.port,
-          path: '/',
+          method,
+          path,
           ca: emulator.dps.caPem,
           servername: 'localhost',
-          headers: { host: 'attacker.example' },
+          agent: false,
+          headers: { ...(body !== undefined && { 'content-type': 'application/x-www-form-urlencoded' }), ...options.headers },
         },
         (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
+          let text = '';
+          res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, cookie: res.headers['set-cookie']?.[0]?.split(';')[0], text }));
         },
       );
       req.on('error', reject);
-      req.end();
+      req.end(body);
     });
-    expect(status).toBe(421);
+  };
+
+  it("refuses a change without the session's CSRF token, or from another site's page", async () => {
+    const form = await send('GET', '/allocation-policy');
+    const cookie = form.cookie!;
+    const token = /<meta name="csrf-token" content="([^"]*)">/.exec(form.text)![1]!;
+    expect(token).toMatch(/^[A-Za-z0-9_-]{40,}$/);
+    const post = (fields: Record<string, string>, headers: Record<string, string> = {}) =>
+      send('POST', '/allocation-policy', { form: fields, headers: { cookie, ...headers } });
+
+    const without = await post({ allocationPolicy: 'Static' });
+    expect(without.status).toBe(403);
+    expect(without.text).toContain('security token');
+    const wrong = await post({ allocationPolicy: 'Static', _csrf: token.replace(/^./, (c) => (c === 'A' ? 'B' : 'A')) });
+    expect(wrong.status).toBe(403);
+    const elsewhere = await post({ allocationPolicy: 'Static', _csrf: token }, { origin: 'https://attacker.example' });
+    expect(elsewhere.status).toBe(403);
+    // The secret behind the copy button likewise
+    const secret = await send('POST', '/connection-string', { headers: { cookie } });
+    expect(secret.status).toBe(403);
+    expect(secret.text).not.toContain(emulator.dps.service.key);
+    expect(emulator.dps.model.allocationPolicy).toBe('hashed');
+
+    const allowed = await post({ allocationPolicy: 'Static', _csrf: token });
+    expect(allowed.status).toBe(303);
+    expect(emulator.dps.model.allocationPolicy).toBe('static');
+  });
+
+  it('answers only to the names of its certificate (no DNS rebinding)', async () => {
+    expect((await send('GET', '/', { headers: { host: 'attacker.example' } })).status).toBe(421);
   });
 
   it('keeps the bounds of the other HTTPS servers: headers that trickle are answered 408', async () => {
