@@ -1,4 +1,6 @@
-// The device endpoint: DPS's MQTT protocol (MQTT 3.1.1 over TLS) on aedes behind node:tls.
+// The device endpoint: DPS's MQTT protocol (MQTT 3.1.1 over TLS) behind node:tls. DPS answers
+// requests and routes nothing between devices, so each connection is an MQTT session of its own
+// (mqtt-session.ts), with no broker.
 //
 // - CONNECT is checked by auth.ts; any refusal is CONNACK 5 (not authorized). Wills are dropped.
 //   TLS asks every client for a certificate, as DPS does, and lets it connect without one: a
@@ -17,18 +19,18 @@
 //   before they are buffered (packet-limit.ts); retained flags are cleared; handshakes and
 //   CONNECTs time out; an unexpected exception while serving a request answers 500, and one
 //   anywhere else in the handler closes only the client concerned.
-import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createServer } from 'node:tls';
-import { Aedes, type Client, type PublishPacket } from 'aedes';
+import type { IConnectPacket, IPublishPacket, ISubscribePacket } from 'mqtt-packet';
 import { parseRequestTopic, type RequestTopic, responseTopic } from '../src/dps/server.js';
 import { RESPONSE_SUBSCRIBE_TOPIC } from '../src/dps/topics.js';
 import { type AuthFailure, authenticateDevice, type DeviceAttestation } from './auth.js';
 import { DpsError, ErrorCodes, errorBody } from './dps-errors.js';
 import { applyFault, type FaultAction, type FaultPlan, type FaultTarget, RawBody, statusFaultResponse } from './faults.js';
 import type { HubEndpointEvent } from './iothub-service.js';
+import { listen } from './listen-address.js';
 import type { DpsModel } from './model.js';
-import { BoundedMqttStream } from './packet-limit.js';
+import { MqttSession } from './mqtt-session.js';
 import type { RegistrationAnswer, RegistrationService } from './registrations.js';
 import { type PeerCertificates, peerCertificates } from './x509.js';
 
@@ -70,7 +72,7 @@ export interface DeviceEndpoint {
    * byte of MQTT, with the client certificates its TLS connection presented.
    */
   accept(stream: Duplex, servername?: string | false, peer?: PeerCertificates): void;
-  /** Stop listening, close every connection and the broker. */
+  /** Stop listening and close every connection. */
   close(): Promise<void>;
 }
 
@@ -83,198 +85,195 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
       // a listener's bug is not the device's problem
     }
   };
-  const sessions = new WeakMap<Client, DeviceAttestation>();
-  const subscribed = new WeakSet<Client>();
-  /** Every TCP connection, including those still in the TLS handshake, so close() ends them all. */
-  const connections = new Set<Socket>();
-  const socketOf = new WeakMap<object, Duplex>();
-  /** The client certificates each connection presented in its TLS handshake, by the stream aedes knows it by. */
-  const peers = new WeakMap<object, PeerCertificates>();
+  /** Every MQTT connection, whichever way it came (TLS or WebSockets). */
+  const clients = new Set<DpsClient>();
   const timers = new Set<NodeJS.Timeout>();
-  /** Clients whose connection a connect fault closes right after CONNACK. */
-  const hangUpAfterConnack = new WeakSet<Client>();
-  /** The last answer given on each connection, for a replay fault. */
-  const lastAnswer = new WeakMap<Client, { answer: RegistrationAnswer; rid: string }>();
   const timeoutMs = options.timeoutMs ?? 10_000;
   const responseQos = options.responseQos ?? 0;
+  const maxPacketBytes = options.maxPacketBytes ?? 64 * 1024;
 
-  const broker = await Aedes.createBroker({
-    connectTimeout: timeoutMs,
-    heartbeatInterval: 60_000,
-    queueLimit: 16,
-    maxInflightInbound: 16,
-    maxTopicLevels: 16,
-    preConnect(_client, packet, callback) {
-      (packet as { will?: unknown }).will = undefined;
-      callback(null, true);
-    },
-    authenticate(client, username, password, done) {
-      const result = authenticateDevice(
-        options.model,
-        options.idScope,
-        client.id,
-        username,
-        password?.toString('utf8'),
-        Math.floor(now() / 1000),
-        peers.get(client.conn),
-      );
-      if (!result.ok) {
-        emit({ type: 'refused', clientId: client.id, reason: result.reason });
-        done(Object.assign(new Error('not authorized'), { returnCode: 5 as const }), false);
-        return;
-      }
-      const { attestation } = result;
-      const fault = options.faults.take('connect', attestation.registrationId);
-      if (fault) emit({ type: 'fault', registrationId: attestation.registrationId, on: 'connect', action: fault.type });
-      const accept = (): void => {
-        sessions.set(client, attestation);
-        emit({ type: 'connected', registrationId: attestation.registrationId });
-        done(null, true);
-      };
-      faultIn('connect', fault, client, {
-        proceed(how) {
-          if (how?.hangUpAfterMs !== undefined) hangUpAfterConnack.add(client);
-          accept();
-        },
-        refuse: (status) => done(Object.assign(new Error('refused by fault'), { returnCode: status.status as 2 | 3 | 4 | 5 }), false),
-        drop() {
-          socketOf.get(client.conn)?.destroy();
-          done(Object.assign(new Error('dropped'), { returnCode: 3 as const }), false);
-        },
+  /** One device's connection: its session and what DPS knows of it. */
+  class DpsClient {
+    readonly session: MqttSession;
+    clientId = '';
+    attestation: DeviceAttestation | undefined;
+    /** The QoS granted for the response topic; undefined until then (nothing is sent before). */
+    granted: 0 | 1 | undefined;
+    /** The last answer given, for a replay fault. */
+    lastAnswer: { answer: RegistrationAnswer; rid: string } | undefined;
+
+    constructor(
+      stream: Duplex,
+      readonly peer: PeerCertificates | undefined,
+    ) {
+      this.session = new MqttSession(stream, this, { maxPacketBytes, connectTimeoutMs: timeoutMs });
+      clients.add(this);
+    }
+
+    connect(packet: IConnectPacket): void {
+      this.clientId = packet.clientId;
+      guarded(this, () => {
+        const result = authenticateDevice(
+          options.model,
+          options.idScope,
+          packet.clientId,
+          packet.username,
+          packet.password?.toString('utf8'),
+          Math.floor(now() / 1000),
+          this.peer,
+        );
+        if (!result.ok) {
+          emit({ type: 'refused', clientId: packet.clientId, reason: result.reason });
+          this.session.refuse(5); // not authorized
+          return;
+        }
+        const { attestation } = result;
+        const fault = options.faults.take('connect', attestation.registrationId);
+        const accept = (): void => {
+          this.attestation = attestation;
+          emit({ type: 'connected', registrationId: attestation.registrationId });
+          this.session.accept();
+        };
+        if (!fault) return accept();
+        emit({ type: 'fault', registrationId: attestation.registrationId, on: 'connect', action: fault.type });
+        return applyFault('connect', fault, {
+          ...faultTarget(this),
+          proceed: (how) => {
+            accept();
+            if (how?.hangUpAfterMs !== undefined) this.session.hangUp(); // a drop after CONNACK
+          },
+          refuse: (status) => this.session.refuse(status.status),
+          drop: () => this.session.destroy(),
+        });
       });
-    },
-    authorizeSubscribe(client, subscription, callback) {
-      if (subscription.topic !== RESPONSE_SUBSCRIBE_TOPIC || !sessions.has(client)) {
-        callback(null, null); // SUBACK 0x80 for this filter
-        return;
-      }
-      const grant = (): void => {
-        subscribed.add(client);
-        callback(null, { ...subscription, qos: Math.min(subscription.qos, 1) as 0 | 1 });
-      };
-      const registrationId = sessions.get(client)!.registrationId;
-      const fault = options.faults.take('subscribe', registrationId);
-      if (fault) emit({ type: 'fault', registrationId, on: 'subscribe', action: fault.type });
-      faultIn('subscribe', fault, client, {
-        proceed: grant,
-        refuse: () => callback(null, null), // SUBACK 0x80
-        drop: () => socketOf.get(client.conn)?.destroy(),
+    }
+
+    subscribe(packet: ISubscribePacket): void {
+      guarded(this, () => {
+        const granted: number[] = [];
+        let fault: FaultAction | undefined;
+        for (const { topic, qos } of packet.subscriptions) {
+          if (topic !== RESPONSE_SUBSCRIBE_TOPIC) {
+            granted.push(0x80); // SUBACK failure for this filter
+            continue;
+          }
+          fault ??= options.faults.take('subscribe', this.registrationId);
+          granted.push(Math.min(qos, 1));
+        }
+        const suback = (): void => {
+          const qos = granted.find((code) => code !== 0x80);
+          if (qos !== undefined) this.granted = qos as 0 | 1;
+          this.session.send({ cmd: 'suback', messageId: packet.messageId, granted });
+        };
+        if (!fault) return suback();
+        emit({ type: 'fault', registrationId: this.registrationId, on: 'subscribe', action: fault.type });
+        return applyFault('subscribe', fault, {
+          ...faultTarget(this),
+          proceed: suback,
+          refuse: () => this.session.send({ cmd: 'suback', messageId: packet.messageId, granted: granted.map(() => 0x80) }),
+          drop: () => this.session.destroy(),
+        });
       });
-    },
-    authorizePublish(client, packet, callback) {
-      const session = client ? sessions.get(client) : undefined;
+    }
+
+    unsubscribe(packet: { unsubscriptions: string[] }): void {
+      if (packet.unsubscriptions.includes(RESPONSE_SUBSCRIBE_TOPIC)) this.granted = undefined;
+    }
+
+    publish(packet: IPublishPacket): void {
       let request: RequestTopic | undefined;
       try {
         request = parseRequestTopic(packet.topic);
       } catch {
         request = undefined;
       }
-      if (!client || !session || !request) {
-        callback(new Error('publish to an unsupported topic'));
+      if (!request) {
+        emit({ type: 'closed-client', clientId: this.clientId, reason: 'publish to an unsupported topic' });
+        this.session.destroy();
         return;
       }
-      if (packet.qos === 2) {
-        callback(new Error('QoS 2 is not supported')); // as IoT Hub: the connection is closed
-        return;
-      }
-      packet.retain = false;
-      const payload = Buffer.from(packet.payload ?? []);
-      const req = request;
-      setImmediate(() => void handle(client, session, req, payload));
-      callback(null);
-    },
-    authorizeForward(_client, packet) {
-      return packet.topic.startsWith('$dps/registrations/res/') ? packet : null;
-    },
-  });
-  broker.on('connackSent', (_packet, client) => {
-    if (hangUpAfterConnack.has(client)) hangUp(client);
-  });
-  broker.on('clientError', (client, error) => emit({ type: 'closed-client', clientId: client.id, reason: error.message }));
-  broker.on('connectionError', (client, error) => emit({ type: 'closed-client', clientId: client.id ?? '', reason: error.message }));
+      const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+      guarded(this, () => handle(this, request, payload));
+    }
 
-  async function handle(client: Client, session: DeviceAttestation, request: RequestTopic, payload: Buffer): Promise<void> {
-    const registrationId = session.registrationId;
-    try {
-      if (socketOf.get(client.conn)?.destroyed) return; // the connection died (or a fault dropped it) meanwhile
-      const fault = options.faults.take(request.type, registrationId);
-      if (fault) emit({ type: 'fault', registrationId, on: request.type, action: fault.type });
-      const answerNow = (): RegistrationAnswer => {
-        let response: RegistrationAnswer;
-        try {
-          response =
-            request.type === 'register' ? options.service.register(session, payload) : options.service.poll(session, request.operationId);
-        } catch (error) {
-          response = errorResponse(error);
-        }
-        emit({ type: 'request', registrationId, request: request.type, status: response.status });
-        return response;
-      };
-      await applyFault(request.type, fault, {
-        ...faultTarget(client),
-        proceed(how) {
-          const response = answerNow();
-          const answers = how?.answers ?? 1;
-          for (let i = 1; i < answers; i++) respond(client, response, request.rid);
-          if (answers === 0) return;
-          const hangUpAfterMs = how?.hangUpAfterMs;
-          respond(
-            client,
-            response,
-            request.rid,
-            hangUpAfterMs === undefined ? undefined : () => later(hangUpAfterMs, () => hangUp(client)),
-          );
-        },
-        refuse: (status) => respond(client, statusFaultResponse(status, new Date(now())), request.rid),
-        drop: () => socketOf.get(client.conn)?.destroy(),
-        wait: (ms) => new Promise<boolean>((resolve) => later(ms, () => resolve(!client.closed))),
-        send: (answer, rid) => respond(client, answer, rid),
-        previous: () => lastAnswer.get(client),
-      });
-    } catch (error) {
-      // A bug of ours: answer 500 and close this client only.
-      emit({ type: 'closed-client', clientId: client.id, reason: `internal error: ${(error as Error).message}` });
-      socketOf.get(client.conn)?.destroy();
+    error(reason: string): void {
+      emit({ type: 'closed-client', clientId: this.clientId, reason });
+    }
+
+    closed(): void {
+      clients.delete(this);
+    }
+
+    get registrationId(): string {
+      return this.attestation?.registrationId ?? this.clientId;
     }
   }
 
-  /** What every trigger's target does alike: write raw bytes, wait, tell the time. */
-  function faultTarget(client: Client): Pick<FaultTarget, 'writeRaw' | 'wait' | 'now'> {
-    return {
-      writeRaw: (fault) => writeRaw(client, fault),
-      wait: (ms) => new Promise<boolean>((resolve) => later(ms, () => resolve(true))),
-      now: () => new Date(now()),
+  /** A bug of ours while serving a client closes that client only. */
+  function guarded(client: DpsClient, run: () => void | Promise<void>): void {
+    const failed = (error: unknown): void => {
+      emit({ type: 'closed-client', clientId: client.clientId, reason: `internal error: ${(error as Error).message}` });
+      client.session.destroy();
     };
+    try {
+      const done = run();
+      if (done) done.catch(failed);
+    } catch (error) {
+      failed(error);
+    }
   }
 
-  /** applyFault inside an aedes hook: a bug of ours closes this client only. */
-  function faultIn(
-    on: 'connect' | 'subscribe',
-    fault: FaultAction | undefined,
-    client: Client,
-    target: Pick<FaultTarget, 'proceed' | 'refuse' | 'drop'>,
-  ): void {
-    applyFault(on, fault, { ...faultTarget(client), ...target }).catch((error: Error) => {
-      emit({ type: 'closed-client', clientId: client.id, reason: `internal error: ${error.message}` });
-      socketOf.get(client.conn)?.destroy();
+  function handle(client: DpsClient, request: RequestTopic, payload: Buffer): void | Promise<void> {
+    const registrationId = client.registrationId;
+    const answer = (): RegistrationAnswer => {
+      let response: RegistrationAnswer;
+      try {
+        response =
+          request.type === 'register'
+            ? options.service.register(client.attestation!, payload)
+            : options.service.poll(client.attestation!, request.operationId);
+      } catch (error) {
+        response = errorResponse(error);
+      }
+      emit({ type: 'request', registrationId, request: request.type, status: response.status });
+      return response;
+    };
+    const fault = options.faults.take(request.type, registrationId);
+    if (!fault) return respond(client, answer(), request.rid);
+    emit({ type: 'fault', registrationId, on: request.type, action: fault.type });
+    return applyFault(request.type, fault, {
+      ...faultTarget(client),
+      proceed(how) {
+        const response = answer();
+        const answers = how?.answers ?? 1;
+        for (let i = 1; i < answers; i++) respond(client, response, request.rid);
+        if (answers === 0) return;
+        const hangUpAfterMs = how?.hangUpAfterMs;
+        respond(
+          client,
+          response,
+          request.rid,
+          hangUpAfterMs === undefined ? undefined : () => later(hangUpAfterMs, () => client.session.hangUp()),
+        );
+      },
+      refuse: (status) => respond(client, statusFaultResponse(status, new Date(now())), request.rid),
+      drop: () => client.session.destroy(),
+      wait: (ms) => new Promise<boolean>((resolve) => later(ms, () => resolve(!client.session.closed))),
+      send: (answer, rid) => respond(client, answer, rid),
+      previous: () => client.lastAnswer,
     });
   }
 
-  /** Close after what was written has gone out; read nothing more meanwhile. */
-  function hangUp(client: Client): void {
-    const socket = socketOf.get(client.conn);
-    if (!socket || socket.destroyed) return;
-    socket.pause();
-    (client.conn as unknown as Duplex).end();
-    later(2000, () => socket.destroy()); // a peer that never closes its side
-  }
-
-  /** A raw fault: bytes in order with aedes' own writes, then close or say nothing more. */
-  function writeRaw(client: Client, fault: Extract<FaultAction, { type: 'raw' }>): void {
-    const socket = socketOf.get(client.conn);
-    if (!socket || socket.destroyed) return;
-    (client.conn as unknown as Duplex).write(Buffer.from(fault.bytes.buffer, fault.bytes.byteOffset, fault.bytes.byteLength));
-    if ((fault.then ?? 'close') === 'close') hangUp(client);
+  /** What every trigger's target does alike: write raw bytes, wait, tell the time. */
+  function faultTarget(client: DpsClient): Pick<FaultTarget, 'writeRaw' | 'wait' | 'now'> {
+    return {
+      writeRaw(fault) {
+        client.session.sendRaw(fault.bytes);
+        if ((fault.then ?? 'close') === 'close') client.session.hangUp();
+      },
+      wait: (ms) => new Promise<boolean>((resolve) => later(ms, () => resolve(true))),
+      now: () => new Date(now()),
+    };
   }
 
   function errorResponse(error: unknown): RegistrationAnswer {
@@ -282,21 +281,21 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
     return { status: 500, body: errorBody(ErrorCodes.internal, 'Internal error in the emulator', new Date(now())) };
   }
 
-  function respond(client: Client, response: RegistrationAnswer, rid: string, then?: () => void): void {
-    if (client.closed || !subscribed.has(client)) {
+  function respond(client: DpsClient, response: RegistrationAnswer, rid: string, then?: () => void): void {
+    const qos = client.granted === undefined ? undefined : Math.min(client.granted, responseQos);
+    if (client.session.closed || qos === undefined) {
       then?.();
       return; // nobody listens: a broker would not deliver it either
     }
-    lastAnswer.set(client, { answer: response, rid });
-    const packet: PublishPacket = {
-      cmd: 'publish',
-      topic: responseTopic(response.status, rid, response.retryAfterSeconds),
-      payload: Buffer.from(response.body instanceof RawBody ? response.body.text : JSON.stringify(response.body)),
-      qos: responseQos,
-      retain: false,
-      dup: false,
-    };
-    client.publish(packet, () => then?.());
+    client.lastAnswer = { answer: response, rid };
+    const topic = responseTopic(response.status, rid, response.retryAfterSeconds);
+    const payload = Buffer.from(response.body instanceof RawBody ? response.body.text : JSON.stringify(response.body));
+    client.session.send(
+      qos === 1
+        ? { cmd: 'publish', topic, payload, qos, retain: false, dup: false, messageId: client.session.messageId() }
+        : { cmd: 'publish', topic, payload, qos: 0, retain: false, dup: false },
+      then,
+    );
   }
 
   function later(ms: number, run: () => void): void {
@@ -318,47 +317,23 @@ export async function startDeviceEndpoint(options: DeviceEndpointOptions): Promi
   server.on('tlsClientError', () => {
     // An untrusting or broken client: its socket is closed by node:tls; nothing else to do.
   });
-  server.on('connection', (raw: Socket) => {
-    connections.add(raw);
-    raw.on('close', () => connections.delete(raw));
-  });
-  function accept(socket: Duplex, _servername?: string | false, peer?: PeerCertificates): void {
-    const stream = new BoundedMqttStream(socket, options.maxPacketBytes ?? 64 * 1024);
-    socketOf.set(stream, socket);
-    if (peer) peers.set(stream, peer);
-    stream.on('error', () => {
-      // reported through aedes' clientError; the connection is gone
-    });
-    broker.handle(stream);
+  function accept(stream: Duplex, _servername?: string | false, peer?: PeerCertificates): void {
+    new DpsClient(stream, peer);
   }
   server.on('secureConnection', (socket) => {
     socket.setNoDelay(true);
     accept(socket, socket.servername || false, peerCertificates(socket));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address() as AddressInfo;
-
-  let closing: Promise<void> | undefined;
+  const listening = await listen(server, options.port, options.host);
   return {
     host: options.host,
-    port: address.port,
+    port: listening.port,
     accept,
     close() {
-      closing ??= (async () => {
-        for (const timer of timers) clearTimeout(timer);
-        timers.clear();
-        const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
-        for (const raw of connections) raw.destroy();
-        await new Promise<void>((resolve) => broker.close(() => resolve()));
-        await serverClosed;
-      })();
-      return closing;
+      for (const timer of timers) clearTimeout(timer);
+      timers.clear();
+      for (const client of clients) client.session.destroy(); // those that came over WebSockets too
+      return listening.close();
     },
   };
 }

@@ -19,8 +19,8 @@
 //              the request is not processed (a throttled register creates no operation).
 //              [connect] `status` is the CONNACK return code to refuse with, 2..5 (2 identifier
 //              rejected, 3 server unavailable, 4 bad username or password, 5 not authorized).
-//              [subscribe] `status` 0x80 (the only one): SUBACK refuses the subscription. (aedes
-//              always grants the QoS requested; send a SUBACK of your own with `raw`.)
+//              [subscribe] `status` 0x80 (the only one): SUBACK refuses the subscription. (A SUBACK
+//              granting another QoS than asked for (at most 1): send one of your own with `raw`.)
 //   drop       close the connection without answering. [connect] without `afterResponse` no
 //              CONNACK is sent; with it, CONNACK 0 is sent and then the connection closes.
 //              [subscribe] no SUBACK. [register, poll] with `afterResponse` the request is

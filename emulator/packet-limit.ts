@@ -1,7 +1,9 @@
-// A guard between a TLS socket and the MQTT broker: it reads each MQTT packet's fixed header as
+// A guard between a TLS socket and an MQTT parser: it reads each MQTT packet's fixed header as
 // the bytes pass and closes the connection as soon as a packet declares more than
 // `maxPacketBytes` (or its remaining-length field is malformed), before the body is buffered.
-// aedes' parser would otherwise buffer any declared length (up to 256 MB) per client.
+// A parser would otherwise buffer any declared length (up to 256 MB) per client. The DPS
+// endpoint's session (mqtt-session.ts) feeds the scanner itself; BoundedMqttStream puts it in
+// front of the hubs' broker (aedes).
 import { Duplex } from 'node:stream';
 
 /** Incremental reader of MQTT fixed headers (MQTT 3.1.1 §2.2) over an arbitrary split of the stream. */
