@@ -96,7 +96,7 @@ export function authenticateRegistration(
   const resource = `${requested.idScope}/registrations/${registrationId}`;
   if (token === '' && peer) return authenticateCertificate(model, registrationId, peer, nowSeconds * 1000);
 
-  const individual = model.individualEnrollment(registrationId);
+  const individual = model.readIndividualEnrollment(registrationId);
   const candidates: Array<{ enrollment: EnrollmentRef; keys: { primaryKey: string; secondaryKey: string } }> = [];
   if (individual) {
     if (individual.attestation.type !== 'symmetricKey') return { ok: false, reason: 'no-credentials' };
@@ -168,7 +168,7 @@ function authenticateCertificate(model: DpsModel, registrationId: string, peer: 
   if (!namesId(peer.leaf, registrationId)) return { ok: false, reason: 'cert-cn-mismatch' };
   const invalid = validity(peer.leaf, nowMs);
   if (invalid) return { ok: false, reason: invalid };
-  const individual = model.individualEnrollment(registrationId);
+  const individual = model.readIndividualEnrollment(registrationId);
   if (individual) {
     if (individual.attestation.type !== 'x509') return { ok: false, reason: 'no-credentials' };
     const enrolled = individual.attestation.x509.clientCertificates;

@@ -4,6 +4,7 @@
 // IDs (registration, enrollment group, hub host name) are case-insensitive, as in DPS.
 
 import { CaCertificateStore } from './ca-certificates.js';
+import type { ConnectionStringFields } from './connection-string.js';
 import { DpsError, ErrorCodes, InvalidField, invalidConfiguration, notFound } from './dps-errors.js';
 import { type EmulatedHub, IotHubRegistry } from './hubs.js';
 import type {
@@ -58,6 +59,8 @@ export interface ModelSnapshot {
 export class DpsModel {
   #allocationPolicy: AllocationPolicy = 'hashed';
   #hubs = new Map<string, LinkedHub>();
+  /** Each link's parsed connection string (a link object is replaced, never changed, when its string changes). */
+  readonly #links = new WeakMap<LinkedHub, ConnectionStringFields>();
   #groups = new Map<string, EnrollmentGroup>();
   #individuals = new Map<string, IndividualEnrollment>();
   #registrations = new Map<string, RegistrationRecord>();
@@ -241,7 +244,13 @@ export class DpsModel {
   /** Why registrations cannot be sent to a linked hub now (its link holds a renewed key), or undefined. */
   linkProblem(hostName: string): string | undefined {
     const hub = this.#hubs.get(hostName.toLowerCase());
-    return hub && this.iotHubs.linkProblem(parseConnectionString(hub.connectionString));
+    if (!hub) return undefined;
+    let link = this.#links.get(hub);
+    if (!link) {
+      link = parseConnectionString(hub.connectionString);
+      this.#links.set(hub, link);
+    }
+    return this.iotHubs.linkProblem(link);
   }
 
   #requireHub(hostName: string): LinkedHub {
@@ -260,6 +269,12 @@ export class DpsModel {
   readEnrollmentGroups(): Iterable<Readonly<EnrollmentGroup>> {
     return this.#groups.values();
   }
+
+  /** The enrollment group itself, not a copy, for reading only: a registration reads it per device. */
+  readEnrollmentGroup(id: string): Readonly<EnrollmentGroup> | undefined {
+    return this.#groups.get(id.toLowerCase());
+  }
+
   enrollmentGroup(id: string): EnrollmentGroup | undefined {
     const group = this.#groups.get(id.toLowerCase());
     return group && structuredClone(group);
@@ -299,6 +314,11 @@ export class DpsModel {
   individualEnrollment(registrationId: string): IndividualEnrollment | undefined {
     const enrollment = this.#individuals.get(registrationId.toLowerCase());
     return enrollment && structuredClone(enrollment);
+  }
+
+  /** The individual enrollment itself, not a copy, for reading only: the CONNECT check and a registration read it per device. */
+  readIndividualEnrollment(registrationId: string): Readonly<IndividualEnrollment> | undefined {
+    return this.#individuals.get(registrationId.toLowerCase());
   }
 
   putIndividualEnrollment(input: IndividualEnrollmentInput, ifMatch?: string): IndividualEnrollment {

@@ -62,7 +62,7 @@ interface Operation {
 }
 
 type Base = Pick<DeviceRegistrationState, 'registrationId' | 'createdDateTimeUtc' | 'lastUpdatedDateTimeUtc' | 'etag'>;
-type Enrollment = EnrollmentGroup | IndividualEnrollment;
+type Enrollment = Readonly<EnrollmentGroup> | Readonly<IndividualEnrollment>;
 
 const MAX_OPERATIONS = 100_000;
 
@@ -282,7 +282,9 @@ export class RegistrationService {
   #enrollment(device: DeviceAttestation): Enrollment {
     const ref = device.enrollment;
     const enrollment =
-      ref.kind === 'individual' ? this.#model.individualEnrollment(ref.registrationId) : this.#model.enrollmentGroup(ref.enrollmentGroupId);
+      ref.kind === 'individual'
+        ? this.#model.readIndividualEnrollment(ref.registrationId)
+        : this.#model.readEnrollmentGroup(ref.enrollmentGroupId);
     if (!enrollment) {
       throw new DpsError(401, ErrorCodes.unauthorized, 'The enrollment this device authenticated with no longer exists');
     }
