@@ -42,16 +42,16 @@ export interface MqttSessionOptions {
   maxPacketBytes: number;
   /** From the first byte to a complete CONNECT. */
   connectTimeoutMs: number;
-  /** How long a closing connection may keep the peer waiting to close its side. */
-  lingerMs?: number;
 }
+
+/** How long a connection we close waits for the peer to close its side. */
+const LINGER_MS = 2000;
 
 export class MqttSession {
   readonly #stream: Duplex;
   readonly #handlers: MqttSessionHandlers;
   readonly #scanner: PacketSizeScanner;
   readonly #parser = mqttParser({ protocolVersion: 4 });
-  readonly #lingerMs: number;
   /** 'new' until CONNECT, 'connecting' until accepted, then 'open'; 'closed' once it ends. */
   #state: 'new' | 'connecting' | 'open' | 'closed' = 'new';
   /** Packets parsed from the same chunk as the CONNECT, held until it is answered. */
@@ -67,7 +67,6 @@ export class MqttSession {
     this.#stream = stream;
     this.#handlers = handlers;
     this.#scanner = new PacketSizeScanner(options.maxPacketBytes);
-    this.#lingerMs = options.lingerMs ?? 2000;
     this.#parser.on('packet', (packet: Packet) => this.#packet(packet));
     this.#parser.on('error', (error: Error) => this.#fail(`malformed MQTT: ${error.message}`));
     this.#timer = setTimeout(() => this.#fail('no CONNECT in time'), options.connectTimeoutMs);
@@ -136,7 +135,7 @@ export class MqttSession {
     this.#clearTimer();
     this.#stream.pause();
     this.#stream.end();
-    const linger = setTimeout(() => this.#stream.destroy(), this.#lingerMs); // a peer that never closes its side
+    const linger = setTimeout(() => this.#stream.destroy(), LINGER_MS); // a peer that never closes its side
     this.#stream.once('close', () => clearTimeout(linger));
   }
 
