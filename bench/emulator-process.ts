@@ -3,7 +3,7 @@
 // Forked by bench/run.js with one argument, JSON {stateDir, retryAfterSeconds, inMemory?}; talks over IPC:
 //   → {type: 'ready', port, hubPort, httpsPort, caPem, caPath}   once listening (DPS; the emulated IoT hub; HTTPS and MQTT over WebSockets)
 //   ← 'cpu'    → {type: 'cpu', user, system}     this process's CPU time so far, µs
-//   ← 'state'  → {type: 'state', bytes, registrations, serializeMs}   the state file's size once saved (0 in memory), one serialisation's time
+//   ← 'state'  → {type: 'state', bytes, registrations, serializeMs}   the state file's size once written whole (0 in memory), one whole serialisation's time
 //   ← 'heap'   → {type: 'heap', heapUsed, rss}   after a full collection when run with --expose-gc (bench/emulator-scale.ts)
 //   ← 'close'  closes the emulator and exits
 import { stat } from 'node:fs/promises';
@@ -46,11 +46,13 @@ process.on('message', (message) => {
     send({ type: 'cpu', user, system });
   } else if (message === 'state') {
     const registrations = dps.model.registrations().length;
-    // What one save costs the emulator's thread: serialising the whole state (the write is in the thread pool).
+    // What writing the whole state costs the emulator's thread: serialising it (the write is in the
+    // thread pool). Saves between are journal lines of what changed; the state is written whole
+    // here, the journal folded in, so that state.json's size is the state's.
     const started = performance.now();
     JSON.stringify(dps.model.snapshot());
     const serializeMs = performance.now() - started;
-    void (dps.state ? dps.state.flush().then(() => stat(dps.state!.path)) : Promise.resolve({ size: 0 })).then(({ size }) =>
+    void (dps.state ? dps.state.save().then(() => stat(dps.state!.path)) : Promise.resolve({ size: 0 })).then(({ size }) =>
       send({ type: 'state', bytes: size, registrations, serializeMs }),
     );
   } else if (message === 'heap') {

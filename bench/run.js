@@ -229,7 +229,7 @@ console.log('  (client, emulator: CPU ms per device; emu busy: emulator CPU time
 const stored = await dps.state();
 console.log(
   `  the state kept (ours vs ours --in-memory): ${f2(fleetMedian.ours.throughput / fleetMedian['ours-memory'].throughput)} of the in-memory throughput (target >= 0.85); ` +
-    `state.json ${f1(stored.bytes / 1e6)} MB for ${stored.registrations} registrations and their hub devices, ${Math.round(stored.bytes / Math.max(1, stored.registrations))} bytes each; one save serialises it in ${f1(stored.serializeMs)} ms`,
+    `state.json ${f1(stored.bytes / 1e6)} MB for ${stored.registrations} registrations and their hub devices, ${Math.round(stored.bytes / Math.max(1, stored.registrations))} bytes each; writing it whole (when the journal is folded in) serialises it in ${f1(stored.serializeMs)} ms`,
 );
 results.fleet = { devices: FLEET_DEVICES, concurrency: CONCURRENCY, runs: fleet, median: fleetMedian, state: stored };
 await dps.close();

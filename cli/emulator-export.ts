@@ -4,15 +4,15 @@
 import { resolve } from 'node:path';
 import { DEFAULT_STATE_DIR } from '../emulator/index.js';
 import { stateAsConfig } from '../emulator/state-export.js';
-import { readStateFile, STATE_FILE, StateFileError, writeStateFile } from '../emulator/state-store.js';
+import { journalPath, readStateFile, STATE_FILE, StateFileError, writeStateFile } from '../emulator/state-store.js';
 import { ProvisioningError } from '../src/errors.js';
 import { looksLikeSecret, parse } from './shared/args.js';
 import type { CliIo } from './shared/io.js';
 
 export const EXPORT_HELP = `Usage: moddable-dps emulator export --out <file.json> [--state-dir <dir>]
 
-Writes the emulator's state (<state-dir>/${STATE_FILE}, as last saved: a running emulator saves
-shortly after each change) as a config file for 'moddable-dps emulator --config': the ID scope,
+Writes the emulator's state (<state-dir>/${STATE_FILE} with its journal, as last saved: a running
+emulator saves shortly after each change) as a config file for 'moddable-dps emulator --config': the ID scope,
 the allocation policy, the linked hubs with their current connection strings, the latency table
 and the enrollments with their keys. Registration records, hub identities and twins are not
 configuration: they stay in the state file. The file holds keys: it is written with mode 0600.
@@ -37,7 +37,8 @@ export async function emulatorExport(argv: string[], io: CliIo): Promise<number>
     throw new ProvisioningError('invalid-input', '--out <file.json> is required (the export holds keys). See --help');
   const statePath = resolve(v['state-dir'] ?? DEFAULT_STATE_DIR, STATE_FILE);
   const out = resolve(v.out);
-  if (out === statePath) throw new ProvisioningError('invalid-input', `--out would overwrite the state file ${statePath}`);
+  if (out === statePath || out === journalPath(statePath))
+    throw new ProvisioningError('invalid-input', `--out would overwrite the state file ${out}`);
   let state: Awaited<ReturnType<typeof readStateFile>>;
   try {
     state = await readStateFile(statePath);

@@ -51,7 +51,8 @@ trust, the linked hubs and the enrollments, then one line per device event.
   --id-scope <s>         the instance's ID scope (default: the config's, else ${DEFAULT_ID_SCOPE})
   --state-dir <dir>      where the CA, the keys and the state are kept (default ${DEFAULT_STATE_DIR})
   --in-memory            keep enrollments, registrations, hubs and twins in memory only (gone on stop)
-  --reset                set the stored state aside (state.json.<time>.bak) and seed it afresh from --config
+  --reset                set the stored state aside (state.json.<time>.bak, its journal beside it) and seed it
+                         afresh from --config
   --host <address>       listening address (default 127.0.0.1; 0.0.0.0 for devices on the LAN)
   --port <n>             device endpoint port (default ${DEFAULT_DEVICE_PORT}; 0 picks a free one)
   --service-port <n>     service API port (default ${DEFAULT_SERVICE_PORT}; 0 picks a free one)
@@ -64,7 +65,7 @@ trust, the linked hubs and the enrollments, then one line per device event.
   --region <r>           this listener's Azure region, for the geoLatency policy (e.g. westus)
 
 What it learns (enrollments, registrations, linked hubs, hub identities and twins) is kept in
-<state-dir>/state.json: --config seeds it on the first start, later starts keep it (a different
+<state-dir>/state.json (and state.journal, what changed since): --config seeds it on the first start, later starts keep it (a different
 --config is refused: --reset, or start without --config). 'moddable-dps emulator export --out
 <file.json>' writes the state as a config file.
 `;

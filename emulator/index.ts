@@ -127,8 +127,11 @@ export interface DpsEmulator {
   hubs: EmulatedIotHubs;
   /** The web console (url: https://<host>:<port>/); undefined with `console: false`. */
   console: { url: string; port: number } | undefined;
-  /** The state file, and a way to wait until every change so far is in it; undefined with `inMemory`. */
-  state: { path: string; origin: 'seeded' | 'restored'; setAside?: string; flush(): Promise<void> } | undefined;
+  /**
+   * The state file, a way to wait until every change so far is in it (state.json and its journal),
+   * and one to write it whole now (the journal folded in); undefined with `inMemory`.
+   */
+  state: { path: string; origin: 'seeded' | 'restored'; setAside?: string; flush(): Promise<void>; save(): Promise<void> } | undefined;
   /** Closes the device endpoints (MQTT and HTTPS), the IoT hub endpoint and the service API, then saves the state. */
   close(): Promise<void>;
 }
@@ -175,6 +178,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
       origin: opened.origin,
       ...(opened.setAside !== undefined && { setAside: opened.setAside }),
       flush: () => opened.store.flush(),
+      save: () => opened.store.save(),
     };
   }
   // Leaf and CA, as real DPS sends leaf and intermediate: Moddable's TLS (SDK 8.2.3) checks the

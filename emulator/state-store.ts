@@ -6,14 +6,20 @@
 // kept.
 //
 //   {"moddable-dps-emulator-state": 1, "idScope": "...", "seed": {"configFile", "fingerprint"},
-//    "savedAt": "...", "model": {...}}
+//    "savedAt": "...", "journal": "<generation>", "model": {...}}
+//   state.journal: {"journal": "<generation>", "savedAt": "...", "set", "delete", "small"}\n ...
 //
-// - Crash-safe: every save writes the whole file to a uniquely named temp file in the same
-//   directory (mode 0600), fsyncs it, renames it over state.json and fsyncs the directory. A
-//   save killed at any point leaves the old or the new file, never a mix; the next start removes
-//   temp files of writers that are gone.
+// - Journaled: a save appends what changed since the last one to <stateDir>/state.journal, one
+//   line of JSON (state-journal.ts), so its cost follows the change, not the state's size. When
+//   the journal outgrows state.json, or at close(), the whole state is written afresh under a new
+//   "journal" generation and the journal starts empty; lines of another generation are ignored.
+// - Crash-safe: a whole state is written to a uniquely named temp file in the same directory
+//   (mode 0600), fsynced, renamed over state.json, and the directory fsynced (the journal is
+//   replaced the same way). A journal line is appended and fsynced; reading stops at a line that
+//   is torn (no newline, not JSON). A save killed at any point leaves the old or the new state,
+//   never a mix; the next start removes temp files of writers that are gone.
 // - Coalesced: the model notifies each change; a save follows at most MIN_DELAY_MS later, and
-//   never sooner than COST_FACTOR times the last save's serialisation took, so a fleet of
+//   never sooner than COST_FACTOR times the last save's work on the thread took, so a fleet of
 //   registrations costs a few saves a second at most and the saves' share of the emulator's CPU
 //   stays under about 1/COST_FACTOR whatever the state's size. close() saves what is pending.
 // - Seeded once: the config a state was seeded from is remembered by its fingerprint; a later
@@ -28,10 +34,17 @@ import { DpsError } from './dps-errors.js';
 import { DpsModel, type ModelSnapshot } from './model.js';
 import type { AllocationPolicy, LatencyTable, ModelConfig } from './model-types.js';
 import { stateFileError } from './state-dir.js';
+import { applyEntry, diffSnapshot, indexSnapshot, type JournalChanges, type SnapshotIndex } from './state-journal.js';
 import { validateInstancePolicy, validateLatency } from './validation.js';
 import { parseCertificate } from './x509.js';
 
 export const STATE_FILE = 'state.json';
+/** The journal beside a state file: state.json → state.journal. */
+export function journalPath(statePath: string): string {
+  return join(dirname(statePath), `${basename(statePath).replace(/\.json$/, '')}.journal`);
+}
+/** The journal is folded into state.json once it holds more than this, and more than state.json. */
+const MIN_JOURNAL_BYTES = 1024 * 1024;
 const FORMAT_KEY = 'moddable-dps-emulator-state';
 const FORMAT_VERSION = 1;
 /** Shortest wait between a change and its save. */
@@ -56,6 +69,8 @@ export interface StoredState {
   idScope: string;
   seed: StateSeed;
   savedAt: string;
+  /** The generation of the journal lines that follow this state.json (absent: none). */
+  journal?: string;
   model: ModelSnapshot;
 }
 
@@ -132,11 +147,58 @@ export async function readStateFile(path: string): Promise<StoredState | undefin
     if (error instanceof StateFileError) throw error;
     throw new StateFileError(path, `it cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
   }
-  return parseState(path, text);
+  return parseState(path, text, await readJournal(journalPath(path)));
 }
 
-/** Check a state file's text; the reason names the JSON pointer of the first thing wrong. */
-export function parseState(path: string, text: string): StoredState {
+/** The journal's text, or '' when there is none (it is ours: only a missing file is expected). */
+async function readJournal(path: string): Promise<string> {
+  try {
+    const handle = await open(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0) | (constants.O_NOFOLLOW ?? 0));
+    try {
+      if (!(await handle.stat()).isFile()) throw new StateFileError(path, 'it is not a regular file');
+      return await handle.readFile('utf8');
+    } finally {
+      await handle.close();
+    }
+  } catch (error) {
+    if (error instanceof StateFileError) throw error;
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return '';
+    throw new StateFileError(path, `it cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
+}
+
+/**
+ * Play the journal's lines of `root`'s generation onto its model, in order, up to the first torn
+ * line (a save killed while appending it). Lines of another generation were folded into
+ * state.json already.
+ */
+function replayJournal(path: string, root: Record<string, unknown>, journal: string): void {
+  if (typeof root.journal !== 'string' || journal === '') return;
+  const model = root.model;
+  if (model === null || typeof model !== 'object' || Array.isArray(model)) return; // the checks below say what is wrong
+  let at = 0;
+  for (let line = 1; ; line++) {
+    const end = journal.indexOf('\n', at);
+    if (end === -1) return; // a torn last line, or none
+    let entry: (JournalChanges & { journal?: unknown; savedAt?: unknown }) | undefined;
+    try {
+      entry = JSON.parse(journal.slice(at, end));
+    } catch {
+      return; // torn
+    }
+    at = end + 1;
+    if (entry === null || typeof entry !== 'object' || entry.journal !== root.journal) continue;
+    try {
+      applyEntry(model as Record<string, unknown>, entry);
+    } catch (error) {
+      throw new StateFileError(journalPath(path), `line ${line} cannot be played onto ${basename(path)} (${(error as Error).message})`);
+    }
+    if (typeof entry.savedAt === 'string') root.savedAt = entry.savedAt;
+  }
+}
+
+/** Check a state file's text, with its journal played onto it; the reason names the JSON pointer of the first thing wrong. */
+export function parseState(path: string, text: string, journal = ''): StoredState {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -158,6 +220,8 @@ export function parseState(path: string, text: string): StoredState {
     if (seed[field] !== null && typeof seed[field] !== 'string') fail(`/seed/${field}`, 'not a string or null');
   }
   if (typeof root.savedAt !== 'string') fail('/savedAt', 'not a date');
+  if (root.journal !== undefined && typeof root.journal !== 'string') fail('/journal', 'not a journal generation');
+  replayJournal(path, root, journal);
   const model = record(root.model, '/model', 'not an object', fail);
   record(model.latency, '/model/latency', 'not an object', fail);
   try {
@@ -210,6 +274,7 @@ export function parseState(path: string, text: string): StoredState {
     idScope: root.idScope as string,
     seed: seed as unknown as StateSeed,
     savedAt: root.savedAt as string,
+    ...(typeof root.journal === 'string' && { journal: root.journal }),
     model: model as unknown as ModelSnapshot,
   };
 }
@@ -330,6 +395,7 @@ export interface OpenedState {
 export async function openState(options: OpenStateOptions): Promise<OpenedState> {
   const path = join(options.stateDir, STATE_FILE);
   await removeLeftovers(path);
+  await removeLeftovers(journalPath(path));
   const fingerprint = configFingerprint(options.config);
   let setAside: string | undefined;
   if (options.reset) {
@@ -341,6 +407,16 @@ export async function openState(options: OpenStateOptions): Promise<OpenedState>
       setAside = `${path}.${new Date().toISOString().replace(/[:.]/g, '-')}.bak`;
       await rename(path, setAside).catch((error) => {
         throw stateFileError(path, error);
+      });
+      // Its journal (the changes since it was written, if any) goes beside it as <setAside>.journal.
+      const journal = journalPath(path);
+      const size = await lstat(journal).then(
+        (stats) => stats.size,
+        () => undefined,
+      );
+      const moved = size ? rename(journal, `${setAside}.journal`) : size === 0 ? unlink(journal) : undefined;
+      await moved?.catch((error) => {
+        throw stateFileError(journal, error);
       });
     }
   } else {
@@ -362,9 +438,10 @@ export async function openState(options: OpenStateOptions): Promise<OpenedState>
   return { model, store, origin: 'seeded', ...(setAside !== undefined && { setAside }) };
 }
 
-/** Saves a model's state to one file, coalescing changes (see the top of this file). */
+/** Saves a model's state to state.json and its journal, coalescing changes (see the top of this file). */
 export class StateStore {
   readonly path: string;
+  readonly #journalPath: string;
   readonly #model: DpsModel;
   readonly #header: { idScope: string; seed: StateSeed };
   readonly #onError: ((error: Error) => void) | undefined;
@@ -375,9 +452,16 @@ export class StateStore {
   #failure: Error | undefined;
   #costMs = 0;
   #closed = false;
+  /** The journal's generation, and what the state on disk holds (for the next journal line). */
+  #generation: string | undefined;
+  #index: SnapshotIndex | undefined;
+  #journalBytes = 0;
+  /** The next save writes the whole state: the first one, save(), close(), after a failed write. */
+  #whole = true;
 
   constructor(path: string, model: DpsModel, header: { idScope: string; seed: StateSeed }, onError?: (error: Error) => void) {
     this.path = path;
+    this.#journalPath = journalPath(path);
     this.#model = model;
     this.#header = header;
     this.#onError = onError;
@@ -387,12 +471,13 @@ export class StateStore {
     });
   }
 
-  /** Bytes of the last save's text (for the bench). */
+  /** Bytes of the last whole state written (for the bench). */
   lastBytes = 0;
 
-  /** Save now what has changed (and wait for a save in flight); rejects when the save fails. */
+  /** Write the whole state now (and wait for a save in flight); rejects when the save fails. */
   async save(): Promise<void> {
     this.#dirty = true;
+    this.#whole = true;
     await this.flush();
   }
 
@@ -407,11 +492,13 @@ export class StateStore {
     if (this.#failure) throw this.#failure;
   }
 
-  /** Save what is pending and stop following the model. */
+  /** Save what is pending, the journal folded into state.json, and stop following the model. */
   async close(): Promise<void> {
     this.#unsubscribe();
     try {
-      await this.flush();
+      if (this.#writing) await this.#writing.catch(() => {});
+      if (this.#journalBytes > 0 || this.#dirty) await this.save();
+      else await this.flush();
     } finally {
       this.#closed = true;
       clearTimeout(this.#timer);
@@ -431,11 +518,46 @@ export class StateStore {
   #write(): Promise<void> {
     this.#dirty = false;
     const started = performance.now();
-    // Encoded here, not in writeFile, so that the encoding (in this thread too) counts in the cost.
-    const text = Buffer.from(serializeState({ ...this.#header, savedAt: new Date().toISOString(), model: this.#model.snapshot() }), 'utf8');
-    this.#costMs = performance.now() - started;
-    this.lastBytes = text.length;
-    const writing = writeStateFile(this.path, text).then(
+    const snapshot = this.#model.snapshot();
+    const savedAt = new Date().toISOString();
+    const whole =
+      this.#whole || this.#index === undefined || (this.#journalBytes > MIN_JOURNAL_BYTES && this.#journalBytes > this.lastBytes);
+    let writing: Promise<void>;
+    if (whole) {
+      // Encoded here, not in writeFile, so that the encoding (in this thread too) counts in the cost.
+      const generation = randomBytes(8).toString('hex');
+      const text = Buffer.from(serializeState({ ...this.#header, savedAt, journal: generation, model: snapshot }), 'utf8');
+      const index = indexSnapshot(snapshot);
+      this.#costMs = performance.now() - started;
+      // state.json first: until the journal is replaced, its lines are of the old generation.
+      writing = writeStateFile(this.path, text)
+        .then(() => writeStateFile(this.#journalPath, ''))
+        .then(() => {
+          this.#generation = generation;
+          this.#index = index;
+          this.#journalBytes = 0;
+          this.#whole = false;
+          this.lastBytes = text.length;
+        });
+    } else {
+      const changes = diffSnapshot(this.#index!, snapshot);
+      if (!changes) {
+        this.#costMs = performance.now() - started;
+        return Promise.resolve();
+      }
+      const line = Buffer.from(`${JSON.stringify({ journal: this.#generation, savedAt, ...changes })}\n`, 'utf8');
+      this.#costMs = performance.now() - started;
+      writing = appendFile(this.#journalPath, line).then(
+        () => {
+          this.#journalBytes += line.length;
+        },
+        (error: Error) => {
+          this.#whole = true; // the journal may end in a torn line: nothing may follow it
+          throw error;
+        },
+      );
+    }
+    writing = writing.then(
       () => {
         this.#failure = undefined;
       },
@@ -450,5 +572,20 @@ export class StateStore {
       if (this.#dirty) this.#schedule();
     });
     return this.#writing;
+  }
+}
+
+/** Append `bytes` to the journal and wait until they are on disk. */
+async function appendFile(path: string, bytes: Uint8Array): Promise<void> {
+  try {
+    const handle = await open(path, 'a', 0o600);
+    try {
+      await handle.writeFile(bytes); // O_APPEND: at the end, whole
+      await handle.datasync();
+    } finally {
+      await handle.close();
+    }
+  } catch (error) {
+    throw stateFileError(path, error);
   }
 }

@@ -21,6 +21,7 @@ import {
   StateFileError,
   startEmulator,
 } from '../emulator/index.js';
+import { readStateFile } from '../emulator/state-store.js';
 import { nodeRandom, systemClock } from '../hosts/node/clock.js';
 import { createTlsConnect } from '../hosts/node/tls-connect.js';
 import { connectHub } from '../src/hub/session.js';
@@ -154,16 +155,18 @@ describe('the state survives a restart', () => {
     await stop(two);
   }, 60_000);
 
-  it('saves changes made after the start without a restart in between (coalesced), and on close', async () => {
+  it('saves changes made after the start without a restart in between (coalesced, as journal lines), and on close (into state.json)', async () => {
     const stateDir = newStateDir();
     const dps = await start(stateDir, { config: CONFIG });
     await provision(dps, 'state-saved-1');
     await dps.state!.flush();
-    const saved = JSON.parse(readFileSync(join(stateDir, STATE_FILE), 'utf8'));
-    expect(saved.model.registrations.map((r: { state: { registrationId: string } }) => r.state.registrationId)).toEqual(['state-saved-1']);
+    const saved = await readStateFile(join(stateDir, STATE_FILE));
+    expect(saved!.model.registrations.map((r) => r.state.registrationId)).toEqual(['state-saved-1']);
+    expect(readFileSync(join(stateDir, 'state.journal'), 'utf8')).toContain('state-saved-1');
     dps.model.deleteRegistration('state-saved-1');
     await stop(dps);
     expect(JSON.parse(readFileSync(join(stateDir, STATE_FILE), 'utf8')).model.registrations).toEqual([]);
+    expect(readFileSync(join(stateDir, 'state.journal'), 'utf8')).toBe('');
     expect(readdirSync(stateDir).filter((name) => name.endsWith('.tmp'))).toEqual([]);
   });
 });
