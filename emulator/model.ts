@@ -96,7 +96,11 @@ export class DpsModel {
     for (const listener of this.#listeners) listener();
   }
 
-  /** The model's own objects, not copies: serialize at once, change nothing. */
+  /**
+   * The model's own objects, not copies: serialize at once, change nothing. A stored record is
+   * never changed in place (every write stores a new object), so a record in two snapshots is the
+   * same object exactly when it did not change: the state journal (state-journal.ts) relies on it.
+   */
   snapshot(): ModelSnapshot {
     const registries = new Map(this.#devices);
     const hubs: ModelSnapshot['hubs'] = this.iotHubs.list().map((hub) => {
