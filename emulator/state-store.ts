@@ -12,7 +12,8 @@
 // - Journaled: a save appends what changed since the last one to <stateDir>/state.journal, one
 //   line of JSON (state-journal.ts), so its cost follows the change, not the state's size. When
 //   the journal outgrows state.json, or at close(), the whole state is written afresh under a new
-//   "journal" generation and the journal starts empty; lines of another generation are ignored.
+//   "journal" generation (in pieces, the thread serving devices between them) and the journal
+//   starts empty; lines of another generation are ignored.
 // - Crash-safe: a whole state is written to a uniquely named temp file in the same directory
 //   (mode 0600), fsynced, renamed over state.json, and the directory fsynced (the journal is
 //   replaced the same way). A journal line is appended and fsynced; reading stops at a line that
@@ -311,14 +312,66 @@ export function serializeState(state: StoredState): string {
   return JSON.stringify({ [FORMAT_KEY]: FORMAT_VERSION, ...state });
 }
 
-/** Replace `path` with `text` crash-safely: temp file, fsync, rename, fsync of the directory. */
-export async function writeStateFile(path: string, text: string | Uint8Array): Promise<void> {
+/** Records of the long lists (registrations, each hub's devices, ...) per piece of stateText(). */
+const PIECE_RECORDS = 1000;
+
+/**
+ * The text serializeState() gives (`model` last), in pieces of at most PIECE_RECORDS records of
+ * its lists, so that writing a large state leaves the thread to the devices between pieces (the
+ * records never change in place, so the snapshot stays as it was taken meanwhile).
+ */
+export function* stateText(state: StoredState): Generator<string> {
+  const { model, ...header } = state;
+  yield `${JSON.stringify({ [FORMAT_KEY]: FORMAT_VERSION, ...header }).slice(0, -1)},"model":{`;
+  let comma = '';
+  for (const [key, value] of Object.entries(model)) {
+    if (value === undefined) continue;
+    const name = `${comma}${JSON.stringify(key)}:`;
+    comma = ',';
+    if (key === 'hubs') {
+      const hubs = value as ModelSnapshot['hubs'];
+      yield `${name}[`;
+      for (let i = 0; i < hubs.length; i++) {
+        const { devices, ...hub } = hubs[i]!;
+        const fields = JSON.stringify(hub);
+        yield `${i ? ',' : ''}${fields === '{}' ? '{' : `${fields.slice(0, -1)},`}"devices":`;
+        yield* listText(devices);
+        yield '}';
+      }
+      yield ']';
+    } else if (Array.isArray(value)) {
+      yield name;
+      yield* listText(value);
+    } else {
+      yield `${name}${JSON.stringify(value)}`;
+    }
+  }
+  yield '}}';
+}
+
+function* listText(items: readonly unknown[]): Generator<string> {
+  if (items.length === 0) yield '[]';
+  for (let i = 0; i < items.length; i += PIECE_RECORDS) {
+    const end = Math.min(items.length, i + PIECE_RECORDS);
+    const parts = new Array<string>(end - i);
+    for (let j = i; j < end; j++) parts[j - i] = JSON.stringify(items[j]);
+    yield `${i === 0 ? '[' : ','}${parts.join(',')}${end === items.length ? ']' : ''}`;
+  }
+}
+
+/** Replace `path` with `text` (or its pieces, written one after the other) crash-safely: temp file, fsync, rename, fsync of the directory. */
+export async function writeStateFile(path: string, text: string | Uint8Array | Iterable<Uint8Array>): Promise<void> {
   const dir = dirname(path);
   const temp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   try {
     const handle = await open(temp, 'wx', 0o600);
     try {
-      await handle.writeFile(text);
+      if (typeof text === 'string' || text instanceof Uint8Array) await handle.writeFile(text);
+      else {
+        for (const piece of text) {
+          for (let at = 0; at < piece.length; ) at += (await handle.write(piece, at)).bytesWritten;
+        }
+      }
       await handle.sync();
     } finally {
       await handle.close();
@@ -524,20 +577,35 @@ export class StateStore {
       this.#whole || this.#index === undefined || (this.#journalBytes > MIN_JOURNAL_BYTES && this.#journalBytes > this.lastBytes);
     let writing: Promise<void>;
     if (whole) {
-      // Encoded here, not in writeFile, so that the encoding (in this thread too) counts in the cost.
       const generation = randomBytes(8).toString('hex');
-      const text = Buffer.from(serializeState({ ...this.#header, savedAt, journal: generation, model: snapshot }), 'utf8');
       const index = indexSnapshot(snapshot);
-      this.#costMs = performance.now() - started;
+      // Serialised and encoded piece by piece as the write goes (in this thread: that work is the cost).
+      const pieces = stateText({ ...this.#header, savedAt, journal: generation, model: snapshot });
+      let workMs = performance.now() - started;
+      let bytes = 0;
+      const encoded = (function* (): Generator<Uint8Array> {
+        for (;;) {
+          const at = performance.now();
+          const next = pieces.next();
+          if (next.done) return;
+          const piece = Buffer.from(next.value, 'utf8');
+          bytes += piece.length;
+          workMs += performance.now() - at;
+          yield piece;
+        }
+      })();
       // state.json first: until the journal is replaced, its lines are of the old generation.
-      writing = writeStateFile(this.path, text)
-        .then(() => writeStateFile(this.#journalPath, ''))
+      writing = writeStateFile(this.path, encoded)
+        .then(() => {
+          this.#costMs = workMs;
+          return writeStateFile(this.#journalPath, '');
+        })
         .then(() => {
           this.#generation = generation;
           this.#index = index;
           this.#journalBytes = 0;
           this.#whole = false;
-          this.lastBytes = text.length;
+          this.lastBytes = bytes;
         });
     } else {
       const changes = diffSnapshot(this.#index!, snapshot);

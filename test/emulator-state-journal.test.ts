@@ -10,7 +10,7 @@ import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DpsModel } from '../emulator/model.js';
 import { applyEntry, diffSnapshot, indexSnapshot } from '../emulator/state-journal.js';
-import { journalPath, openState, readStateFile, STATE_FILE } from '../emulator/state-store.js';
+import { journalPath, openState, readStateFile, STATE_FILE, serializeState, stateText } from '../emulator/state-store.js';
 
 const KEY = Buffer.alloc(32, 7).toString('base64');
 const HUBS = ['journal-a.azure-devices.net', 'journal-b.azure-devices.net', 'journal-c.azure-devices.net'];
@@ -225,5 +225,20 @@ describe('the state store with its journal', () => {
     expect(statSync(journal).size).toBe(0);
     expect(canonical((await readStateFile(statePath))!.model)).toEqual(canonical(m.snapshot()));
     await store.close();
+  });
+});
+
+describe('the whole state, written in pieces', () => {
+  it('is the text serializeState gives, piece boundaries inside the long lists included', () => {
+    const m = model();
+    const header = { idScope: '0ne00JOURN1', seed: { configFile: null, fingerprint: null }, savedAt: AT, journal: 'abc' };
+    for (const devices of [0, 1, 999, 1000, 2501]) {
+      for (let d = 0; d < devices; d++) play(m, { op: 'register', device: d, hub: d % 2, tag: d });
+      play(m, { op: 'group', group: 1, ttl: devices });
+      const state = { ...header, model: m.snapshot() };
+      const pieces = [...stateText(state)];
+      expect(pieces.join('')).toBe(serializeState(state));
+      expect(pieces.length).toBeGreaterThan(Math.ceil(devices / 1000)); // the lists come in pieces
+    }
   });
 });
