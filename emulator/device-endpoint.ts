@@ -2,22 +2,21 @@
 // requests and routes nothing between devices, so each connection is an MQTT session of its own
 // (mqtt-session.ts), with no broker.
 //
-// - CONNECT is checked by auth.ts; any refusal is CONNACK 5 (not authorized). Wills are dropped.
+// - CONNECT is checked by auth.ts; any refusal is CONNACK 5 (not authorized). Wills are ignored.
 //   TLS asks every client for a certificate, as DPS does, and lets it connect without one: a
 //   certificate (and no password) is X.509 attestation, checked with the CONNECT (x509.ts).
 // - SUBSCRIBE: only '$dps/registrations/res/#' is granted (QoS min(requested, 1)); any other
 //   filter gets 0x80.
 // - PUBLISH to the register or poll topic is answered on
-//   '$dps/registrations/res/<status>/?$rid=<rid>[&retry-after=<n>]', to the requesting client only
-//   (written to its connection, never through the broker's fan-out) and only once it has
-//   subscribed to the response topic, as a broker would. A PUBLISH to any other topic, or a
+//   '$dps/registrations/res/<status>/?$rid=<rid>[&retry-after=<n>]', on the requesting device's
+//   connection only, and only once it has subscribed to the response topic, as a broker would. A PUBLISH to any other topic, or a
 //   register/poll topic without $rid, closes the connection: IoT Hub and DPS support only their
 //   documented topics, and MQTT 3.1.1 §3.3.5 lets a server close the connection for a publish it
 //   does not authorize. A QoS 2 publish closes the connection and a QoS 2 subscription is granted
 //   QoS 1, IoT Hub's documented MQTT rules (MicrosoftDocs/azure-docs, iot-mqtt-connect-to-iot-hub.md).
 // - One bad client never disturbs another: packets over `maxPacketBytes` close that connection
-//   before they are buffered (packet-limit.ts); retained flags are cleared; handshakes and
-//   CONNECTs time out; an unexpected exception while serving a request answers 500, and one
+//   before they are buffered (packet-limit.ts); nothing a device sends is kept for another;
+//   handshakes and CONNECTs time out; an unexpected exception while serving a request answers 500, and one
 //   anywhere else in the handler closes only the client concerned.
 import type { Duplex } from 'node:stream';
 import { createServer } from 'node:tls';
