@@ -4,8 +4,10 @@
 // The model never changes a stored record in place: every write stores a new object. Two
 // snapshots therefore differ exactly where a record is another object, so diffSnapshot() compares
 // the collections that grow with a fleet (registrations, hub devices, enrollments) by identity,
-// key by key, and the small parts (allocation policy, latency, linked hubs, the hubs' policies,
-// CA certificates) as JSON text. applyEntry() plays an entry onto a parsed state's model, as
+// and the small parts (allocation policy, latency, linked hubs, the hubs' policies, CA
+// certificates) as JSON text. The model's lists keep their order (a changed record keeps its
+// place, a new one comes last), so the lists are walked side by side and compared by key only
+// from where a record was removed. applyEntry() plays an entry onto a parsed state's model, as
 // DpsModel would hold it after the save that wrote the entry.
 
 import type { ModelSnapshot, RegistrationRecord } from './model.js';
@@ -34,19 +36,20 @@ export interface JournalChanges {
   small?: Partial<Record<SmallName, unknown>>;
 }
 
-/** What the last save held: each record by key, each small part's text. */
+/** What the last save held: its lists (the snapshot's own arrays), each hub's devices, each small part's text. */
 export interface SnapshotIndex {
-  keyed: Record<KeyedName, Map<string, object>>;
-  devices: Map<string, Map<string, object>>;
+  lists: Record<KeyedName, readonly object[]>;
+  devices: Map<string, readonly object[]>;
   small: Record<SmallName, string | undefined>;
 }
 
+/** The index of a snapshot that is being saved whole; it keeps the snapshot's arrays, which nobody changes. */
 export function indexSnapshot(snapshot: ModelSnapshot): SnapshotIndex {
-  const keyed = {} as SnapshotIndex['keyed'];
-  for (const name of KEYED_NAMES) keyed[name] = byKey(snapshot[name] as object[], KEYED[name] as (item: object) => string);
+  const lists = {} as SnapshotIndex['lists'];
+  for (const name of KEYED_NAMES) lists[name] = snapshot[name];
   const small = {} as SnapshotIndex['small'];
   for (const name of SMALL) small[name] = smallText(snapshot, name);
-  return { keyed, devices: devicesOf(snapshot), small };
+  return { lists, devices: new Map(snapshot.hubs.map((hub) => [hub.hostName.toLowerCase(), hub.devices])), small };
 }
 
 /** The changes from what `index` holds to `snapshot` (undefined when there are none); `index` is brought up to `snapshot`. */
@@ -55,7 +58,8 @@ export function diffSnapshot(index: SnapshotIndex, snapshot: ModelSnapshot): Jou
   const del: NonNullable<JournalChanges['delete']> = {};
   let changed = false;
   for (const name of KEYED_NAMES) {
-    const { added, removed } = follow(index.keyed[name], snapshot[name] as object[], KEYED[name] as (item: object) => string);
+    const { added, removed } = follow(index.lists[name], snapshot[name] as object[], KEYED[name] as (item: object) => string);
+    index.lists[name] = snapshot[name];
     if (added.length) (set as Record<string, object[]>)[name] = added;
     if (removed.length) del[name] = removed;
     changed ||= added.length > 0 || removed.length > 0;
@@ -64,9 +68,8 @@ export function diffSnapshot(index: SnapshotIndex, snapshot: ModelSnapshot): Jou
   for (const hub of snapshot.hubs) {
     const host = hub.hostName.toLowerCase();
     listed.add(host);
-    let registry = index.devices.get(host);
-    if (!registry) index.devices.set(host, (registry = new Map()));
-    const { added, removed } = follow(registry, hub.devices, deviceId);
+    const { added, removed } = follow(index.devices.get(host) ?? [], hub.devices, deviceId);
+    index.devices.set(host, hub.devices);
     if (added.length) (set.devices ??= {})[host] = added as HubDevice[];
     if (removed.length) (del.devices ??= {})[host] = removed;
     changed ||= added.length > 0 || removed.length > 0;
@@ -125,44 +128,41 @@ export function applyEntry(model: Record<string, unknown>, changes: JournalChang
 }
 
 /**
- * What differs between `known` (key → record) and `items`: records that are new or other objects,
- * and keys that are gone. `known` is updated to hold `items`. Deletions are rare: only when a key
- * is missing is the whole list looked at again.
+ * What differs from `before` to `items`: records that are new or other objects, and keys that
+ * are gone. Side by side while the keys agree (a changed record keeps its place, new ones come
+ * last); by key from the first place where they do not (a record was removed there).
  */
-function follow<T extends object>(
-  known: Map<string, object>,
-  items: readonly T[],
-  key: (item: T) => string,
-): { added: T[]; removed: string[] } {
-  const size = known.size;
+function follow<T extends object>(before: readonly T[], items: readonly T[], key: (item: T) => string): { added: T[]; removed: string[] } {
   const added: T[] = [];
-  let kept = 0; // keys of `known` still there
-  for (const item of items) {
-    const k = key(item);
-    const was = known.get(k);
-    if (was !== undefined) kept++;
-    if (was === item) continue;
-    added.push(item);
-    known.set(k, item);
-  }
   const removed: string[] = [];
-  if (kept < size) {
-    const present = new Set(items.map(key));
-    for (const k of known.keys()) {
-      if (present.has(k)) continue;
-      removed.push(k);
-      known.delete(k);
-    }
+  const common = Math.min(before.length, items.length);
+  let i = 0;
+  for (; i < common; i++) {
+    const was = before[i]!;
+    const item = items[i]!;
+    if (was === item) continue;
+    if (key(was) !== key(item)) break;
+    added.push(item);
   }
+  if (i === common) {
+    for (let j = common; j < items.length; j++) added.push(items[j]!);
+    for (let j = common; j < before.length; j++) removed.push(key(before[j]!));
+    return { added, removed };
+  }
+  // The keys before i are the same on both sides (and unique), so only the rest is compared.
+  const rest = new Map<string, T>();
+  for (let j = i; j < before.length; j++) rest.set(key(before[j]!), before[j]!);
+  for (let j = i; j < items.length; j++) {
+    const k = key(items[j]!);
+    if (rest.get(k) !== items[j]) added.push(items[j]!);
+    rest.delete(k);
+  }
+  for (const k of rest.keys()) removed.push(k);
   return { added, removed };
 }
 
 function byKey(items: readonly object[], key: (item: object) => string): Map<string, object> {
   return new Map(items.map((item) => [key(item), item]));
-}
-
-function devicesOf(snapshot: ModelSnapshot): Map<string, Map<string, object>> {
-  return new Map(snapshot.hubs.map((hub) => [hub.hostName.toLowerCase(), byKey(hub.devices, deviceId)]));
 }
 
 function deviceId(device: object): string {

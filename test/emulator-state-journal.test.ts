@@ -153,6 +153,16 @@ describe('the state journal', () => {
     expect(changes.delete?.devices).toEqual({ [HUBS[0]!]: ['device-2'] });
     expect(changes.small).toBeUndefined();
     expect(diffSnapshot(index, m.snapshot())).toBeUndefined(); // the index followed
+
+    // A record removed from the middle of a list, one changed after it and one added: compared by key from there.
+    for (const device of [3, 4, 5]) play(m, { op: 'register', device, hub: 0, tag: 1 });
+    diffSnapshot(index, m.snapshot());
+    play(m, { op: 'forget', device: 2 });
+    play(m, { op: 'register', device: 4, hub: 0, tag: 3 });
+    play(m, { op: 'register', device: 6, hub: 0, tag: 1 });
+    const after = diffSnapshot(index, m.snapshot())!;
+    expect(after.set?.registrations?.map((r) => r.state.registrationId)).toEqual(['device-4', 'device-6']);
+    expect(after.delete?.registrations).toEqual(['device-2']);
   });
 });
 
