@@ -402,6 +402,11 @@ export class DpsModel {
     return [...(this.#devices.get(hostName.toLowerCase())?.values() ?? [])].map((d) => structuredClone(d));
   }
 
+  /** How many device identities a hub's registry holds (without copying them). */
+  hubDeviceCount(hostName: string): number {
+    return this.#devices.get(hostName.toLowerCase())?.size ?? 0;
+  }
+
   hubDevice(hostName: string, deviceId: string): HubDevice | undefined {
     const device = this.#devices.get(hostName.toLowerCase())?.get(deviceId);
     return device && structuredClone(device);

@@ -199,7 +199,7 @@ function hubSummary(context: ManagementContext, hostName: string): Record<string
     linked: model.linkedHub(hub.hostName) !== undefined,
     linkProblem: model.linkProblem(hub.hostName) ?? null,
     policies: hub.policies.map((p) => ({ keyName: p.keyName, rights: rightsText(p.rights) })),
-    deviceCount: model.hubDevices(hub.hostName).length,
+    deviceCount: model.hubDeviceCount(hub.hostName),
   };
 }
 
