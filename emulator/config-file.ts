@@ -143,7 +143,7 @@ export function checkConfig(json: unknown, file: string): EmulatorConfigFile {
 
   if (root.iotHubs !== undefined) {
     const hubs = array(root.iotHubs, '/iotHubs', 'a list of linked hubs', fail);
-    hubs.forEach((hub, i) => {
+    out.config.iotHubs = hubs.map((hub, i) => {
       const at = `/iotHubs/${i}`;
       const h = object(hub, at, 'a linked hub must be an object with a connectionString', fail);
       onlyFields(h, at, HUB_FIELDS, fail);
@@ -156,9 +156,6 @@ export function checkConfig(json: unknown, file: string): EmulatorConfigFile {
       if (model.linkedHub(hostName)) fail(at, `the IoT hub ${hostName} is listed twice`);
       const { name: _readOnly, ...config } = h;
       apply(at, () => model.linkHub(config as never));
-    });
-    out.config.iotHubs = hubs.map((hub) => {
-      const { name: _readOnly, ...config } = hub as Record<string, unknown>;
       return config as never;
     });
   }
