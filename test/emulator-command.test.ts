@@ -8,10 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { emulatorCommand } from '../cli/emulator.js';
-import { main } from '../cli/main.js';
-import { type CliIo, EXIT_CODES } from '../cli/shared/io.js';
-import type { DpsEmulator } from '../emulator/index.js';
+import { EXIT_CODES } from '../cli/shared/io.js';
 import type { ProvisioningError } from '../src/errors.js';
+import { captureIo, runCli } from './support/cli-runner.js';
+import { EPHEMERAL_PORTS, startEmulatorCommand } from './support/emulator-cli.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const EXAMPLE = join(ROOT, 'examples', 'emulator.json');
@@ -35,46 +35,14 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function capture(): CliIo & { out: () => string; err: () => string } {
-  let stdout = '';
-  let stderr = '';
-  return { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env: {}, out: () => stdout, err: () => stderr };
-}
-
-async function run(args: string[]) {
-  const io = capture();
-  const code = await main(args, io);
-  return { code, stdout: io.out(), stderr: io.err() };
-}
-
-/** Start the command in-process; resolves once the banner is out. */
-async function startInProcess(args: string[]) {
-  const io = capture();
-  const abort = new AbortController();
-  let ready!: (dps: DpsEmulator) => void;
-  const started = new Promise<DpsEmulator>((resolve) => (ready = resolve));
-  const exited = emulatorCommand(args, io, { signal: abort.signal, onReady: ready });
-  const dps = await Promise.race([started, exited.then((code) => Promise.reject(new Error(`exited ${code}: ${io.err()}`)))]);
-  return { dps, io, stop: () => (abort.abort(), exited) };
-}
-
 describe('the emulator in the foreground', () => {
   it('prints the banner, provisions a device through our CLI, logs it without secrets, and stops', async () => {
-    const { dps, io, stop } = await startInProcess([
+    const { dps, io, stop } = await startEmulatorCommand([
       '--config',
       EXAMPLE,
       '--state-dir',
       STATE,
-      '--port',
-      '0',
-      '--service-port',
-      '0',
-      '--hub-port',
-      '0',
-      '--https-port',
-      '0',
-      '--console-port',
-      '0',
+      ...EPHEMERAL_PORTS,
       '--retry-after',
       '0',
     ]);
@@ -104,7 +72,7 @@ describe('the emulator in the foreground', () => {
     expect(readFileSync(saved, 'utf8')).toBe(`${dps.service.connectionString}\n`);
     expect(statSync(saved).mode & 0o777).toBe(0o600);
 
-    const registered = await run([
+    const registered = await runCli([
       'register',
       '--id-scope',
       example.idScope,
@@ -122,7 +90,7 @@ describe('the emulator in the foreground', () => {
     const hub = /assignedHub: (\S+)/.exec(registered.stdout)?.[1];
     expect(HUBS).toContain(hub);
 
-    const refused = await run([
+    const refused = await runCli([
       'register',
       '--id-scope',
       example.idScope,
@@ -153,23 +121,7 @@ describe('the emulator in the foreground', () => {
 
   it('runs without a config: the default ID scope, no hubs, no enrollments', async () => {
     // In memory: the state directory's stored state (seeded by the config above) would be kept.
-    const { io, stop } = await startInProcess([
-      '--in-memory',
-      '--state-dir',
-      STATE,
-      '--port',
-      '0',
-      '--service-port',
-      '0',
-      '--hub-port',
-      '0',
-      '--https-port',
-      '0',
-      '--console-port',
-      '0',
-      '--id-scope',
-      '0ne00CMD002',
-    ]);
+    const { io, stop } = await startEmulatorCommand(['--in-memory', '--state-dir', STATE, ...EPHEMERAL_PORTS, '--id-scope', '0ne00CMD002']);
     expect(io.out()).toMatch(/ID scope\s+0ne00CMD002/);
     expect(io.out()).toMatch(/linked hubs\s+none/);
     expect(io.out()).toMatch(/enrollment groups\s+none/);
@@ -177,22 +129,7 @@ describe('the emulator in the foreground', () => {
   });
 
   it.each(['SIGINT', 'SIGTERM'] as const)('as a process, exits 0 on %s after printing the banner', async (signal) => {
-    const { child, exited, out, err } = await spawnEmulator([
-      '--config',
-      EXAMPLE,
-      '--state-dir',
-      STATE,
-      '--port',
-      '0',
-      '--service-port',
-      '0',
-      '--hub-port',
-      '0',
-      '--https-port',
-      '0',
-      '--console-port',
-      '0',
-    ]);
+    const { child, exited, out, err } = await spawnEmulator(['--config', EXAMPLE, '--state-dir', STATE, ...EPHEMERAL_PORTS]);
     child.kill(signal);
     expect(await exited).toBe(0);
     expect(out()).toContain(`${signal}: stopping the emulator\nstopped\n`);
@@ -257,24 +194,7 @@ describe("the README's walkthrough", () => {
         .trim()
         .replace(/^npx moddable-dps emulator /, '')
         .split(/\s+/);
-      const emulator = await spawnEmulator(
-        [
-          ...args,
-          '--port',
-          '0',
-          '--service-port',
-          '0',
-          '--hub-port',
-          '0',
-          '--https-port',
-          '0',
-          '--console-port',
-          '0',
-          '--retry-after',
-          '1',
-        ],
-        cwd,
-      );
+      const emulator = await spawnEmulator([...args, ...EPHEMERAL_PORTS, '--retry-after', '1'], cwd);
       const port = /device endpoint\s+127\.0\.0\.1:(\d+)/.exec(emulator.out())![1]!;
       const script = [
         'set -e',
@@ -343,22 +263,7 @@ describe('refusals: exit 2 and one line saying what to fix', () => {
     ['an unknown flag', () => ['--frobnicate'], /Unknown option '--frobnicate'/],
   ];
   it.each(cases)('%s', async (_what, args, message) => {
-    const r = await run([
-      'emulator',
-      '--state-dir',
-      STATE,
-      '--port',
-      '0',
-      '--service-port',
-      '0',
-      '--hub-port',
-      '0',
-      '--https-port',
-      '0',
-      '--console-port',
-      '0',
-      ...args(),
-    ]);
+    const r = await runCli(['emulator', '--state-dir', STATE, ...EPHEMERAL_PORTS, ...args()]);
     expect(r.code).toBe(EXIT_CODES['invalid-input']);
     expect(r.stdout).toBe('');
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
@@ -372,9 +277,9 @@ describe('refusals: exit 2 and one line saying what to fix', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const port = (server.address() as { port: number }).port;
     try {
-      const ports = ['--port', '0', '--service-port', '0', '--hub-port', '0', '--https-port', '0', '--console-port', '0'];
+      const ports = EPHEMERAL_PORTS;
       ports[ports.indexOf(flag) + 1] = String(port);
-      const r = await run(['emulator', '--state-dir', STATE, ...ports]);
+      const r = await runCli(['emulator', '--state-dir', STATE, ...ports]);
       expect(r.code).toBe(2);
       expect(r.stderr).toBe(
         `error (invalid-input): 127.0.0.1 ${flag} ${port} is in use (another emulator?): stop it or choose another port (0 picks a free one)\n`,
@@ -385,15 +290,15 @@ describe('refusals: exit 2 and one line saying what to fix', () => {
   });
 
   it('has --help, and lists the command in the CLI usage', async () => {
-    const help = await run(['emulator', '--help']);
+    const help = await runCli(['emulator', '--help']);
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/^Usage: moddable-dps emulator/);
-    expect((await run(['--help'])).stdout).toMatch(/\n {2}emulator {13}run a local DPS/);
+    expect((await runCli(['--help'])).stdout).toMatch(/\n {2}emulator {13}run a local DPS/);
   });
 });
 
 describe('a state directory or start-up that cannot succeed (issue 18)', () => {
-  const ports = ['--port', '0', '--service-port', '0', '--hub-port', '0', '--https-port', '0', '--console-port', '0'];
+  const ports = EPHEMERAL_PORTS;
   const file = join(dir, 'a-file');
   writeFileSync(file, 'x');
   const cases: [string, string, RegExp][] = [
@@ -414,7 +319,7 @@ describe('a state directory or start-up that cannot succeed (issue 18)', () => {
       : []),
   ];
   it.each(cases)('refuses %s: exit 2, naming the path', async (_what, stateDir, message) => {
-    const r = await run(['emulator', '--state-dir', stateDir, ...ports]);
+    const r = await runCli(['emulator', '--state-dir', stateDir, ...ports]);
     expect(r.code).toBe(EXIT_CODES['invalid-input']);
     expect(r.stdout).toBe('');
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
@@ -440,7 +345,7 @@ describe('a state directory or start-up that cannot succeed (issue 18)', () => {
 
   it.runIf(process.platform !== 'win32')('bounds its start-up: a config file that never answers ends as a timeout (exit 11)', async () => {
     const fifo = silentFifo('stuck-config.json');
-    const io = capture();
+    const io = captureIo();
     try {
       const outcome = await emulatorCommand(['--config', fifo.path, '--state-dir', STATE, ...ports], io, { startupTimeoutMs: 500 }).then(
         (code) => ({ code, message: '' }),

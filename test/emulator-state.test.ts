@@ -9,9 +9,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { emulatorCommand } from '../cli/emulator.js';
 import { createCa, issueDeviceCertificate } from '../cli/shared/certificates.js';
-import type { CliIo } from '../cli/shared/io.js';
 import { loadConfigFile } from '../emulator/config-file.js';
 import {
   type DpsEmulator,
@@ -28,6 +26,7 @@ import { connectHub } from '../src/hub/session.js';
 import { deriveDeviceKey } from '../src/identity.js';
 import { provisionDevice } from '../src/provisioner.js';
 import { runCli } from './support/cli-runner.js';
+import { EPHEMERAL_PORTS, startEmulatorCommand } from './support/emulator-cli.js';
 import { MemoryStore } from './support/memory-store.js';
 
 const ID_SCOPE = '0ne00STATE1';
@@ -296,7 +295,7 @@ describe('the config and the stored state', () => {
     await stop(one);
     await expect(start(stateDir, { config: CONFIG, configFile: 'late.json' })).rejects.toThrow(/seeded without a config file/);
 
-    const { dps, io, stop: stopCli } = await cliInProcess(['--state-dir', stateDir, ...PORTS]);
+    const { dps, io, stop: stopCli } = await startEmulatorCommand(['--state-dir', stateDir, ...EPHEMERAL_PORTS]);
     expect(dps.idScope).toBe('0ne00NOCFG1');
     expect(dps.model.linkedHubs().map((h) => h.hostName)).toEqual([HUBS[0]]);
     expect(io.out()).toMatch(/state\s+\S*state\.json {2}\(kept from the last run/);
@@ -314,7 +313,7 @@ describe('the config and the stored state', () => {
     expect(two.model.registrations()).toEqual([]);
     await stop(two);
 
-    const { io, stop: stopCli } = await cliInProcess(['--state-dir', stateDir, '--in-memory', ...PORTS]);
+    const { io, stop: stopCli } = await startEmulatorCommand(['--state-dir', stateDir, '--in-memory', ...EPHEMERAL_PORTS]);
     expect(io.out()).toMatch(/state\s+in memory only/);
     expect(await stopCli()).toBe(0);
     expect(existsSync(join(stateDir, STATE_FILE))).toBe(false);
@@ -418,7 +417,7 @@ describe('a state file that cannot be read', () => {
       expect((error as Error).message).toMatch(reason);
 
       for (const args of [[], ['--id-scope', ID_SCOPE]]) {
-        const run = await runCli(['emulator', '--state-dir', stateDir, ...PORTS, ...args]);
+        const run = await runCli(['emulator', '--state-dir', stateDir, ...EPHEMERAL_PORTS, ...args]);
         expect(run.code).toBe(2);
         expect(run.stderr.trim().split('\n')).toHaveLength(1);
         expect(run.stderr).toContain(statePath);
@@ -443,23 +442,3 @@ describe('a state file that cannot be read', () => {
     await expect(start(stateDir)).rejects.toThrow(/not a regular file/);
   });
 });
-
-// ---- the CLI in-process ----
-
-const PORTS = ['--port', '0', '--service-port', '0', '--hub-port', '0', '--https-port', '0', '--console-port', '0'];
-
-function capture(): CliIo & { out: () => string; err: () => string } {
-  let stdout = '';
-  let stderr = '';
-  return { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env: {}, out: () => stdout, err: () => stderr };
-}
-
-async function cliInProcess(args: string[]) {
-  const io = capture();
-  const abort = new AbortController();
-  let ready!: (dps: DpsEmulator) => void;
-  const started = new Promise<DpsEmulator>((resolve) => (ready = resolve));
-  const exited = emulatorCommand(args, io, { signal: abort.signal, onReady: ready });
-  const dps = await Promise.race([started, exited.then((code) => Promise.reject(new Error(`exited ${code}: ${io.err()}`)))]);
-  return { dps, io, stop: () => (abort.abort(), exited) };
-}

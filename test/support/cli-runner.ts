@@ -8,11 +8,15 @@ export interface CliRun {
   stderr: string;
 }
 
-/** `extra` adds to the io what a command reads beyond CliIo (fleet's stderrIsTTY and columns). */
-export async function runCli(args: string[], env: Record<string, string | undefined> = {}, extra: object = {}): Promise<CliRun> {
+/** An io that keeps what a command writes; `extra` adds what a command reads beyond CliIo (fleet's stderrIsTTY and columns). */
+export function captureIo(env: Record<string, string | undefined> = {}, extra: object = {}): CliIo & { out(): string; err(): string } {
   let stdout = '';
   let stderr = '';
-  const io: CliIo = { ...extra, env, stdout: (t) => (stdout += t), stderr: (t) => (stderr += t) };
+  return { ...extra, env, stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), out: () => stdout, err: () => stderr };
+}
+
+export async function runCli(args: string[], env: Record<string, string | undefined> = {}, extra: object = {}): Promise<CliRun> {
+  const io = captureIo(env, extra);
   const code = await main(args, io);
-  return { code, stdout, stderr };
+  return { code, stdout: io.out(), stderr: io.err() };
 }
