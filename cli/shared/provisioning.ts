@@ -75,11 +75,8 @@ export interface Provisioning {
   transport: Transport;
   /** The port a host:port without one means: 8883 for MQTT, 443 for MQTT over WebSockets. */
   defaultPort: number;
+  /** `connect` carries --ca and the device certificate (--cert, --cert-key) for every connection of the command. */
   ports: ProvisionerPorts;
-  /** The CA given with --ca (PEM), for other connections of the command. */
-  ca: string | undefined;
-  /** The device certificate and key (--cert, --cert-key), for the hub connections of the command. */
-  clientCertificate: ClientCertificate | undefined;
   /** Prints a progress line unless --quiet (warnings always). */
   print: (line: string, warning?: boolean) => void;
 }
@@ -169,8 +166,6 @@ export function provisioningFromFlags(v: ProvisioningValues, io: CliIo): Provisi
     },
     transport,
     defaultPort,
-    ca,
-    clientCertificate,
     print,
   };
 }
