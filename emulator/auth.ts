@@ -247,8 +247,8 @@ export function deviceKey(groupKey: string, registrationId: string): string {
   return createHmac('sha256', key).update(registrationId, 'utf8').digest('base64');
 }
 
-/** The SAS check's HMAC with node:crypto: a few microseconds, not the core's ~15. */
-function nodeHmacSha256(key: Uint8Array, message: string): Uint8Array {
+/** The SAS check's HMAC with node:crypto: a few microseconds, not the core's ~15 (the hub's CONNECT check uses it too). */
+export function nodeHmacSha256(key: Uint8Array, message: string): Uint8Array {
   return createHmac('sha256', key).update(message, 'utf8').digest();
 }
 

@@ -13,7 +13,7 @@
 // emulator's X.509 enrollment groups, the hub's CA certificates in IoT Hub). Either must be valid now.
 // The device must exist in the hub's registry and be enabled.
 import { verifySasToken } from '../src/sas-verify.js';
-import { groupIssued, MAX_TOKEN_LIFETIME_SECONDS } from './auth.js';
+import { groupIssued, MAX_TOKEN_LIFETIME_SECONDS, nodeHmacSha256 } from './auth.js';
 import type { DpsModel } from './model.js';
 import type { HubDevice } from './model-types.js';
 import { type CertificateFailure, hasThumbprint, namesId, type PeerCertificates, validity } from './x509.js';
@@ -95,7 +95,7 @@ export function authenticateHubDevice(
   let worst: HubAuthFailure = 'token-malformed';
   const { primaryKey, secondaryKey } = device.authentication.symmetricKey;
   for (const key of [primaryKey, secondaryKey]) {
-    const result = verifySasToken(password ?? '', key, nowSeconds, resource);
+    const result = verifySasToken(password ?? '', key, nowSeconds, resource, nodeHmacSha256);
     let reason: HubAuthFailure;
     if (!result.ok) reason = `token-${result.reason}`;
     else if (result.token.se - nowSeconds > MAX_TOKEN_LIFETIME_SECONDS) reason = 'token-lifetime';
