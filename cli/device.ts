@@ -7,9 +7,8 @@ import { ProvisioningError } from '../src/errors.js';
 import type { JsonObject } from '../src/hub/messages.js';
 import type { MethodResult } from '../src/hub/methods.js';
 import { shouldReprovision } from '../src/hub/reprovision.js';
-import type { TelemetryProperties } from '../src/hub/topics.js';
 import { printable } from '../src/text.js';
-import { integer, jsonFlag, parse, parseEndpoint } from './shared/args.js';
+import { integer, jsonFlag, parse, parseEndpoint, propertyBag } from './shared/args.js';
 import type { CliIo } from './shared/io.js';
 import { describeHubEvent } from './shared/output.js';
 import { CLIENT_VERSION, PROVISIONING_FLAGS, PROVISIONING_HELP, provisioningFromFlags } from './shared/provisioning.js';
@@ -62,7 +61,7 @@ export async function device(argv: string[], io: CliIo): Promise<number> {
   const methodStatus =
     v['method-response-code'] === undefined ? 200 : integer(v['method-response-code'], '--method-response-code', 100, 599);
   const methodPayload = jsonFlag(v['method-response-payload'], '--method-response-payload') ?? {};
-  const properties = v.properties === undefined ? undefined : parseProperties(v.properties);
+  const properties = v.properties === undefined ? undefined : propertyBag(v.properties);
   const maxReprovisions = v['max-reprovisions'] === undefined ? undefined : integer(v['max-reprovisions'], '--max-reprovisions', 0, 100);
 
   let desiredInterval: number | undefined;
@@ -174,16 +173,4 @@ export async function device(argv: string[], io: CliIo): Promise<number> {
     io.stdout(`sent: ${sent} messages${reprovisions > 0 ? `\nreprovisions: ${reprovisions}` : ''}\n`);
   }
   return 0;
-}
-
-/** 'a=b;c=d' (az's --properties) into application properties. */
-function parseProperties(text: string): TelemetryProperties['properties'] {
-  const out: Record<string, string> = {};
-  for (const part of text.split(';')) {
-    if (part.trim() === '') continue;
-    const eq = part.indexOf('=');
-    if (eq <= 0) throw new ProvisioningError('invalid-input', '--properties must be name=value pairs separated by ;');
-    out[part.slice(0, eq).trim()] = part.slice(eq + 1);
-  }
-  return out;
 }

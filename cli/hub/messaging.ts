@@ -3,7 +3,7 @@
 // cloud-to-device message (the flags of `az iot device c2d-message send`).
 import { ProvisioningError } from '../../src/errors.js';
 import { printJson, required, serviceClient } from '../service/flags.js';
-import { jsonFlag } from '../shared/args.js';
+import { jsonFlag, propertyBag } from '../shared/args.js';
 import { DEVICE_ID, HUB_NAME, type HubCommand, hubBase, seconds } from './shared.js';
 
 /** IoT Hub bounds a method's response timeout to 5..300 s; az's default is 30 s. */
@@ -56,7 +56,7 @@ const c2dMessageSend: HubCommand = {
     if (values.properties !== undefined && values.props !== undefined)
       throw new ProvisioningError('invalid-input', 'Give --properties or --props, not both');
     const text = (values.properties ?? values.props) as string | undefined;
-    const properties: Record<string, string> = text === undefined ? {} : propertyBag(text);
+    const properties: Record<string, string> = text === undefined ? {} : applicationProperties(text);
     if (typeof values['content-type'] === 'string') properties['$.ct'] = values['content-type'];
     if (typeof values['content-encoding'] === 'string') properties['$.ce'] = values['content-encoding'];
     const deviceId = required(values, 'device-id');
@@ -70,17 +70,10 @@ const c2dMessageSend: HubCommand = {
 };
 
 /** az's property bag 'a=b;c=d': application properties (the system ones have their own flags). */
-function propertyBag(text: string): Record<string, string> {
-  const properties: Record<string, string> = {};
-  for (const part of text.split(';')) {
-    if (part.trim() === '') continue;
-    const eq = part.indexOf('=');
-    if (eq <= 0) throw new ProvisioningError('invalid-input', '--properties must be name=value pairs separated by ;');
-    const name = part.slice(0, eq).trim();
-    if (name.startsWith('$'))
-      throw new ProvisioningError('invalid-input', '--properties are application properties: a name may not start with $');
-    Object.defineProperty(properties, name, { value: part.slice(eq + 1), enumerable: true, writable: true, configurable: true });
-  }
+function applicationProperties(text: string): Record<string, string> {
+  const properties = propertyBag(text);
+  if (Object.keys(properties).some((name) => name.startsWith('$')))
+    throw new ProvisioningError('invalid-input', '--properties are application properties: a name may not start with $');
   return properties;
 }
 

@@ -280,3 +280,19 @@ export function jsonFlag(text: string | undefined, flag: string): unknown {
     throw new ProvisioningError('invalid-input', `${flag} is not valid JSON`);
   }
 }
+
+/**
+ * az's property bag 'a=b;c=d' (--properties): names trimmed, values as given. Own properties
+ * only, so a name such as __proto__ is a property like any other.
+ */
+export function propertyBag(text: string): Record<string, string> {
+  const properties: Record<string, string> = {};
+  for (const part of text.split(';')) {
+    if (part.trim() === '') continue;
+    const eq = part.indexOf('=');
+    if (eq <= 0) throw new ProvisioningError('invalid-input', '--properties must be name=value pairs separated by ;');
+    const value = part.slice(eq + 1);
+    Object.defineProperty(properties, part.slice(0, eq).trim(), { value, enumerable: true, writable: true, configurable: true });
+  }
+  return properties;
+}
