@@ -2,6 +2,7 @@
 // create, edit (guarded by the etag read), delete; keys hidden until Show keys is pressed (a
 // POST: the page holds no key before); and each enrollment's registration records, with delete
 // (the device's next registration is then a first one).
+import type { DeviceRegistrationState } from '../../model-types.js';
 import { csrfField, html, page, postButton } from '../html.js';
 import { frame, type Reply, type Route, type RouteContext } from '../routes.js';
 import { ServiceFailure, withVersion } from '../service.js';
@@ -16,18 +17,6 @@ import {
   reprovisionName,
 } from './enrollment-form.js';
 import type { ResourceView } from './overview.js';
-
-interface RegistrationRecord {
-  registrationId: string;
-  status: string;
-  assignedHub?: string;
-  deviceId?: string;
-  substatus?: string;
-  errorCode?: number;
-  errorMessage?: string;
-  lastUpdatedDateTimeUtc?: string;
-  etag?: string;
-}
 
 const KIND = '(group|individual)';
 const collection = (kind: Kind) => (kind === 'group' ? '/enrollmentGroups' : '/enrollments');
@@ -187,10 +176,10 @@ async function detail(
   };
 }
 
-async function registrations(context: RouteContext, kind: Kind, id: string): Promise<RegistrationRecord[]> {
-  if (kind === 'group') return context.service.query<RegistrationRecord>(`/registrations/${encodeURIComponent(id)}/query`);
+async function registrations(context: RouteContext, kind: Kind, id: string): Promise<DeviceRegistrationState[]> {
+  if (kind === 'group') return context.service.query<DeviceRegistrationState>(`/registrations/${encodeURIComponent(id)}/query`);
   const response = await context.service.request('GET', withVersion(`/registrations/${encodeURIComponent(id)}`));
-  return response.status === 200 ? [response.body as RegistrationRecord] : [];
+  return response.status === 200 ? [response.body as DeviceRegistrationState] : [];
 }
 
 async function save(context: RouteContext, kind: Kind, id: string): Promise<Reply> {
