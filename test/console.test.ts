@@ -8,7 +8,7 @@ import { connect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfigFile } from '../emulator/config-file.js';
 import { chromiumMissing, launchBrowser, SCREENSHOTS, type TestBrowser } from './support/browser.js';
-import { runCli } from './support/cli-runner.js';
+import { registerWithCli, runCli } from './support/cli-runner.js';
 import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
 import { serviceCall } from './support/service-https.js';
 
@@ -71,21 +71,7 @@ describe.skipIf(chromiumMissing !== undefined)('web console', () => {
   });
 
   it('hubs: a device provisioned with the CLI is listed in the hub DPS chose, with its twin, and no key', async () => {
-    const run = await runCli([
-      'register',
-      '--id-scope',
-      '0ne00DEMO01',
-      '--endpoint',
-      `127.0.0.1:${emulator.dps.endpoint.port}`,
-      '--ca',
-      emulator.dps.caPath,
-      '--registration-id',
-      'console-device-001',
-      '--group-key',
-      exampleGroupKey,
-      '--json',
-      '--quiet',
-    ]);
+    const run = await registerWithCli(emulator.dps, '0ne00DEMO01', 'console-device-001', exampleGroupKey, '--json', '--quiet');
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
     const assignedHub = (JSON.parse(run.stdout) as { assignedHub: string }).assignedHub;
@@ -148,22 +134,7 @@ describe.skipIf(chromiumMissing !== undefined)("web console: the README's walkth
     await emulator?.close();
   });
 
-  const register = (registrationId: string) =>
-    runCli([
-      'register',
-      '--id-scope',
-      '0ne00DEMO01',
-      '--endpoint',
-      `127.0.0.1:${emulator.dps.endpoint.port}`,
-      '--ca',
-      emulator.dps.caPath,
-      '--registration-id',
-      registrationId,
-      '--group-key',
-      GROUP_KEY,
-      '--json',
-      '--quiet',
-    ]);
+  const register = (registrationId: string) => registerWithCli(emulator.dps, '0ne00DEMO01', registrationId, GROUP_KEY, '--json', '--quiet');
 
   it('links a hub, with the errors of a bad weight and a bad connection string next to their fields', async () => {
     const { page } = browser;

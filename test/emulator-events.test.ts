@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LoggedEvent, Metrics } from '../emulator/event-log.js';
 import { describeEvent } from '../emulator/event-text.js';
-import { runCli } from './support/cli-runner.js';
+import { registerWithCli } from './support/cli-runner.js';
 import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
 import { serviceCall } from './support/service-https.js';
 
@@ -38,20 +38,7 @@ describe('GET /events and GET /metrics', () => {
   });
 
   const register = (registrationId: string, key = GROUP_KEY) =>
-    runCli([
-      'register',
-      '--id-scope',
-      '0ne00EVENT1',
-      '--endpoint',
-      `127.0.0.1:${emulator.dps.endpoint.port}`,
-      '--ca',
-      emulator.dps.caPath,
-      '--registration-id',
-      registrationId,
-      '--group-key',
-      key,
-      '--quiet',
-    ]);
+    registerWithCli(emulator.dps, '0ne00EVENT1', registrationId, key, '--quiet');
 
   it('refuses a request without the service SAS', async () => {
     const answer = await serviceCall(emulator.dps, 'GET', '/events', { auth: null });
