@@ -67,6 +67,9 @@ export interface ConnectSummary {
   latencyMs: LatencySummary | null;
 }
 
+/** A phase's failures: how many, per error kind, and the first message of each kind. */
+type Failures = Pick<ConnectSummary, 'failed' | 'failedByKind' | 'firstError'>;
+
 export async function runFleet(options: FleetOptions): Promise<FleetSummary> {
   const { count, provision } = options;
   if (!Number.isInteger(count) || count < 1) throw new RangeError('count must be a positive integer');
@@ -74,22 +77,26 @@ export async function runFleet(options: FleetOptions): Promise<FleetSummary> {
   const concurrency = Math.min(options.concurrency, count);
   const kindOf = options.kindOf ?? defaultKind;
   const latencies: number[] = [];
-  const failedByKind: Record<string, number> = {};
-  const firstError: Record<string, string> = {};
+  const failures: Failures = { failed: 0, failedByKind: {}, firstError: {} };
   const connectLatencies: number[] = [];
-  const connectFailures = { failed: 0, failedByKind: {} as Record<string, number>, firstError: {} as Record<string, string> };
+  const connectFailures: Failures = { failed: 0, failedByKind: {}, firstError: {} };
+  const recordFailure = (into: Failures, error: unknown): void => {
+    into.failed++;
+    const kind = kindOf(error);
+    into.failedByKind[kind] = (into.failedByKind[kind] ?? 0) + 1;
+    into.firstError[kind] ??= error instanceof Error ? error.message : String(error);
+  };
   let next = 0;
   let inFlight = 0;
-  let failed = 0;
 
   const cpuStart = process.cpuUsage();
   const started = performance.now();
   const report = (): void =>
     options.onProgress?.({
       count,
-      done: latencies.length + failed,
+      done: latencies.length + failures.failed,
       succeeded: latencies.length,
-      failed,
+      failed: failures.failed,
       inFlight,
       elapsedMs: performance.now() - started,
     });
@@ -105,10 +112,7 @@ export async function runFleet(options: FleetOptions): Promise<FleetSummary> {
         provisioned = { result: await provision(index) };
         latencies.push(performance.now() - begun);
       } catch (error) {
-        failed++;
-        const kind = kindOf(error);
-        failedByKind[kind] = (failedByKind[kind] ?? 0) + 1;
-        firstError[kind] ??= error instanceof Error ? error.message : String(error);
+        recordFailure(failures, error);
       }
       if (provisioned && options.connect) {
         const connecting = performance.now();
@@ -116,10 +120,7 @@ export async function runFleet(options: FleetOptions): Promise<FleetSummary> {
           await options.connect(index, provisioned.result);
           connectLatencies.push(performance.now() - connecting);
         } catch (error) {
-          connectFailures.failed++;
-          const kind = kindOf(error);
-          connectFailures.failedByKind[kind] = (connectFailures.failedByKind[kind] ?? 0) + 1;
-          connectFailures.firstError[kind] ??= error instanceof Error ? error.message : String(error);
+          recordFailure(connectFailures, error);
         }
       }
       inFlight--;
@@ -134,9 +135,7 @@ export async function runFleet(options: FleetOptions): Promise<FleetSummary> {
     count,
     concurrency,
     succeeded: latencies.length,
-    failed,
-    failedByKind,
-    firstError,
+    ...failures,
     wallTimeMs: round(wallTimeMs),
     throughputPerSecond: round((latencies.length * 1000) / wallTimeMs),
     latencyMs: summarizeLatencies(latencies),
