@@ -472,17 +472,7 @@ if (skipReason) {
         ]);
         expect(run.code, run.stderr).toBe(0);
         const id = buildRegistrationId('{serial}-{mac}', { serial: 'SN-0777', mac: MAC });
-        // As nvs_partition_gen would: data rows as strings, a file row as the file's text.
-        const rows = readFileSync(join(out, 'nvs', `${id}.csv`), 'utf8')
-          .trim()
-          .split('\n')
-          .slice(2);
-        const nvs = Object.fromEntries(
-          rows.map((row) => {
-            const [key, type, , value] = row.split(',');
-            return [key!, type === 'file' ? readFileSync(value!, 'utf8') : value!];
-          }),
-        );
+        const nvs = readNvsCsv(join(out, 'nvs', `${id}.csv`));
         expect(Object.keys(nvs).sort()).toEqual(['ca', 'deviceKey', 'endpoint', 'idScope', 'regId']);
         writePreferences({ ...readPreferences(), dps: nvs, 'dps-state': undefined });
         const trace = await boot(/^dps: (assigned|stopped) /);
@@ -522,16 +512,7 @@ if (skipReason) {
         ]);
         expect(run.code, run.stderr).toBe(0);
         const id = buildRegistrationId('{serial}-{mac}', { serial: 'SN-0509', mac: MAC });
-        const rows = readFileSync(join(out, 'nvs', `${id}.csv`), 'utf8')
-          .trim()
-          .split('\n')
-          .slice(2);
-        const nvs = Object.fromEntries(
-          rows.map((row) => {
-            const [key, type, , value] = row.split(',');
-            return [key!, type === 'file' ? readFileSync(value!, 'utf8') : value!];
-          }),
-        );
+        const nvs = readNvsCsv(join(out, 'nvs', `${id}.csv`));
         expect(Object.keys(nvs).sort()).toEqual(['ca', 'cert', 'certKey', 'endpoint', 'idScope', 'regId']);
         writePreferences({ ...readPreferences(), dps: nvs, 'dps-state': undefined });
         // The factory's build (no key, no anchors: Preference has them), with the emulator's hubs.
@@ -770,4 +751,15 @@ function startSntpResponder(): Promise<dgram.Socket | undefined> {
     });
     socket.bind(123, '127.0.0.1', () => resolve(socket));
   });
+}
+
+/** A factory NVS CSV read as nvs_partition_gen would: data rows as strings, a file row as the file's text. */
+function readNvsCsv(path: string): Record<string, string> {
+  const rows = readFileSync(path, 'utf8').trim().split('\n').slice(2);
+  return Object.fromEntries(
+    rows.map((row) => {
+      const [key, type, , value] = row.split(',');
+      return [key!, type === 'file' ? readFileSync(value!, 'utf8') : value!];
+    }),
+  );
 }
