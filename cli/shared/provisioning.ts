@@ -11,7 +11,7 @@ import { ProvisioningError } from '../../src/errors.js';
 import type { Connect, ProvisioningEvent } from '../../src/ports.js';
 import type { DeviceConfig, ProvisionerPorts } from '../../src/provisioner.js';
 import { printable } from '../../src/text.js';
-import { parseEndpoint, readCaFile, readCertificateFile, readPrivateKeyFile, readSecret, required } from './args.js';
+import { jsonFlag, parseEndpoint, readCaFile, readCertificateFile, readPrivateKeyFile, readSecret, required } from './args.js';
 import type { CliIo } from './io.js';
 import { describeEvent } from './output.js';
 
@@ -111,14 +111,7 @@ export function provisioningFromFlags(v: ProvisioningValues, io: CliIo): Provisi
   const clientCertificate = clientCertificateFromFlags(v);
   const deviceKey =
     readSecret(v.key, v['key-file'], '--key') ?? (groupKey || clientCertificate ? undefined : env.PROVISIONING_SYMMETRIC_KEY);
-  let payload: unknown;
-  if (v.payload !== undefined) {
-    try {
-      payload = JSON.parse(v.payload);
-    } catch {
-      throw new ProvisioningError('invalid-input', '--payload is not valid JSON');
-    }
-  }
+  const payload = jsonFlag(v.payload, '--payload');
   const { transport, defaultPort } = parseTransport(v.transport);
   const ca = v.ca === undefined ? undefined : readCaFile(v.ca);
   const endpointText = v.endpoint ?? env.PROVISIONING_HOST;
