@@ -509,6 +509,8 @@ export class StateStore {
   #generation: string | undefined;
   #index: SnapshotIndex | undefined;
   #journalBytes = 0;
+  /** Bytes of the last whole state written: the journal is folded in once it outgrows them. */
+  #stateBytes = 0;
   /** The next save writes the whole state: the first one, save(), close(), after a failed write. */
   #whole = true;
 
@@ -523,9 +525,6 @@ export class StateStore {
       this.#schedule();
     });
   }
-
-  /** Bytes of the last whole state written (for the bench). */
-  lastBytes = 0;
 
   /** Write the whole state now (and wait for a save in flight); rejects when the save fails. */
   async save(): Promise<void> {
@@ -574,7 +573,7 @@ export class StateStore {
     const snapshot = this.#model.snapshot();
     const savedAt = new Date().toISOString();
     const whole =
-      this.#whole || this.#index === undefined || (this.#journalBytes > MIN_JOURNAL_BYTES && this.#journalBytes > this.lastBytes);
+      this.#whole || this.#index === undefined || (this.#journalBytes > MIN_JOURNAL_BYTES && this.#journalBytes > this.#stateBytes);
     let writing: Promise<void>;
     if (whole) {
       const generation = randomBytes(8).toString('hex');
@@ -605,7 +604,7 @@ export class StateStore {
           this.#index = index;
           this.#journalBytes = 0;
           this.#whole = false;
-          this.lastBytes = bytes;
+          this.#stateBytes = bytes;
         });
     } else {
       const changes = diffSnapshot(this.#index!, snapshot);
