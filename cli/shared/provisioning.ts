@@ -115,14 +115,17 @@ export function provisioningFromFlags(v: ProvisioningValues, io: CliIo): Provisi
   const { transport, defaultPort } = parseTransport(v.transport);
   const ca = v.ca === undefined ? undefined : readCaFile(v.ca);
   const endpointText = v.endpoint ?? env.PROVISIONING_HOST;
+  // Not given: the global endpoint, on the transport's port (the core's default is MQTT's).
+  const endpoint = endpointText
+    ? parseEndpoint(endpointText, defaultPort)
+    : transport === 'mqtt-ws'
+      ? { host: DPS_GLOBAL_ENDPOINT.host, port: defaultPort }
+      : undefined;
   const print = (line: string, warning = false) => {
     if (!v.quiet || warning) io.stderr(`${line}\n`);
   };
   const warning = (event: ProvisioningEvent) => event.type === 'store-failed' || event.type === 'store-unreadable';
-  if (
-    transport === 'mqtt' &&
-    proxyFromEnv(env)(`https://${(endpointText && parseEndpoint(endpointText).host) || DPS_GLOBAL_ENDPOINT.host}/`)
-  ) {
+  if (transport === 'mqtt' && proxyFromEnv(env)(`https://${(endpoint ?? DPS_GLOBAL_ENDPOINT).host}/`)) {
     // MQTT over TLS cannot cross an HTTP proxy: say so rather than ignore the setting.
     print('warning: HTTPS_PROXY is set, but --transport mqtt connects directly; --transport mqtt-ws goes through the proxy', true);
   }
@@ -141,9 +144,7 @@ export function provisioningFromFlags(v: ProvisioningValues, io: CliIo): Provisi
       ...(deviceKey && { deviceKey }),
       ...(groupKey && { groupKey }),
       ...(clientCertificate && { x509: true }),
-      ...(endpointText
-        ? { endpoint: parseEndpoint(endpointText, defaultPort) }
-        : transport === 'mqtt-ws' && { endpoint: { host: DPS_GLOBAL_ENDPOINT.host, port: defaultPort } }),
+      ...(endpoint && { endpoint }),
       ...(payload !== undefined && { payload }),
       ...(v.force && { force: true }),
       ...(v.store && !v['store-optional'] && { storeRequired: true }),
