@@ -169,7 +169,7 @@ export class RegistrationService {
   ): DeviceRegistrationState | Promise<DeviceRegistrationState> {
     const model = this.#model;
     const now = new Date(nowMs).toISOString();
-    const previous = model.registration(device.registrationId)?.state;
+    const previous = model.readRegistration(device.registrationId)?.state; // read only: a stored record is replaced, never changed
     const base: Base = {
       registrationId: device.registrationId,
       createdDateTimeUtc: previous?.createdDateTimeUtc ?? now,
