@@ -85,7 +85,7 @@ export type MachineEvent =
   | { type: 'lost'; error: ProvisioningError; closed?: boolean }
   | { type: 'waited' };
 
-export const DEFAULT_MAX_REGISTER_DROPS = 3;
+const DEFAULT_MAX_REGISTER_DROPS = 3;
 
 export function initialState(): MachineState {
   return { phase: { type: 'register' }, failures: 0, protocolErrors: 0, registerDrops: 0, problem: undefined };
