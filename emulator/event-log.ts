@@ -6,19 +6,15 @@
 // registration record when the event happens. No event carries a key or a token.
 import type { EndpointEvent } from './device-endpoint.js';
 import type { DpsModel } from './model.js';
+import type { DeviceRegistrationState } from './model-types.js';
 
 export const EVENT_LOG_SIZE = 1000;
 export const EVENT_BUCKET_SECONDS = 10;
 export const METRICS_WINDOW_SECONDS = 30 * 60;
 
 /** What the registration record said when a device was answered 200, or 202 to a register (registrationOutcome). */
-export interface RegistrationOutcome {
-  status: string;
-  assignedHub?: string;
-  deviceId?: string;
-  substatus?: string;
-  errorCode?: number;
-  errorMessage?: string;
+export interface RegistrationOutcome
+  extends Pick<DeviceRegistrationState, 'status' | 'assignedHub' | 'deviceId' | 'substatus' | 'errorCode' | 'errorMessage'> {
   /** The enrollment group it came through, when it did. */
   enrollmentGroupId?: string;
 }
