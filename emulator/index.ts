@@ -20,7 +20,6 @@ import type { ModelConfig } from './model-types.js';
 import { RegistrationService } from './registrations.js';
 import { startServiceApi } from './service-api.js';
 import { loadOrCreateServicePolicy, SERVICE_KEY_NAME } from './service-auth.js';
-import { makeStateDirectory } from './state-dir.js';
 import { openState, type StateStore } from './state-store.js';
 import { webSocketRouter } from './websocket.js';
 
@@ -161,7 +160,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
   let stateStore: StateStore | undefined;
   let state: DpsEmulator['state'];
   if (!options.inMemory) {
-    await makeStateDirectory(stateDir);
+    // The state directory exists: loadOrCreateCertificates made it.
     const opened = await openState({
       stateDir,
       idScope: options.idScope,
