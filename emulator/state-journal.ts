@@ -7,8 +7,8 @@
 // and the small parts (allocation policy, latency, linked hubs, the hubs' policies, CA
 // certificates) as JSON text. The model's lists keep their order (a changed record keeps its
 // place, a new one comes last), so the lists are walked side by side and compared by key only
-// from where a record was removed. applyEntry() plays an entry onto a parsed state's model, as
-// DpsModel would hold it after the save that wrote the entry.
+// from where a record was removed. JournalReplay plays entries onto a parsed state's model, as
+// DpsModel held it after the save that wrote the last of them.
 
 import type { ModelSnapshot, RegistrationRecord } from './model.js';
 import type { EnrollmentGroup, IndividualEnrollment } from './model-types.js';
@@ -92,39 +92,69 @@ export function diffSnapshot(index: SnapshotIndex, snapshot: ModelSnapshot): Jou
 }
 
 /**
- * Play `changes` onto a parsed state's model (plain JSON, as state.json holds it), in place.
- * Throws TypeError when the model or the entry is not shaped as a save writes them.
+ * Plays entries onto a parsed state's model (plain JSON, as state.json holds it): its lists become
+ * maps when an entry first touches them and lists again at finish(), so a journal of many lines
+ * costs one pass over the state, not one a line. apply() throws TypeError when the model or an
+ * entry is not shaped as a save writes them.
  */
-export function applyEntry(model: Record<string, unknown>, changes: JournalChanges): void {
-  for (const name of KEYED_NAMES) {
-    const added = changes.set?.[name] as object[] | undefined;
-    const removed = changes.delete?.[name];
-    if (!added && !removed) continue;
-    const records = byKey(list(model[name], name), KEYED[name] as (item: object) => string);
-    for (const key of strings(removed ?? [], name)) records.delete(key);
-    for (const record of list(added ?? [], name)) records.set((KEYED[name] as (item: object) => string)(record), record);
-    model[name] = [...records.values()];
+export class JournalReplay {
+  readonly #model: Record<string, unknown>;
+  readonly #records = new Map<KeyedName, Map<string, object>>();
+  /** The hubs (without their devices) and each one's registry, once an entry touches them. */
+  #hubs: Array<{ hostName: string }> | undefined;
+  #devices: Map<string, Map<string, object>> | undefined;
+
+  constructor(model: Record<string, unknown>) {
+    this.#model = model;
   }
-  const small = changes.small ?? {};
-  for (const name of SMALL) {
-    if (name !== 'hubs' && name in small) model[name] = small[name];
+
+  apply(changes: JournalChanges): void {
+    for (const name of KEYED_NAMES) {
+      const added = changes.set?.[name] as object[] | undefined;
+      const removed = changes.delete?.[name];
+      if (!added && !removed) continue;
+      const key = KEYED[name] as (item: object) => string;
+      let records = this.#records.get(name);
+      if (!records) this.#records.set(name, (records = byKey(list(this.#model[name], name), key)));
+      for (const k of strings(removed ?? [], name)) records.delete(k);
+      for (const record of list(added ?? [], name)) records.set(key(record), record);
+    }
+    const small = changes.small ?? {};
+    for (const name of SMALL) {
+      if (name !== 'hubs' && name in small) this.#model[name] = small[name];
+    }
+    if (!('hubs' in small) && !changes.set?.devices && !changes.delete?.devices) return;
+    if (!this.#devices) {
+      const hubs = list(this.#model.hubs, 'hubs') as ModelSnapshot['hubs'];
+      this.#hubs = hubs.map(({ devices: _devices, ...hub }) => hub);
+      this.#devices = new Map(hubs.map((hub) => [String(hub.hostName).toLowerCase(), byKey(list(hub.devices, 'devices'), deviceId)]));
+    }
+    const devices = this.#devices;
+    if ('hubs' in small)
+      this.#hubs = (list(small.hubs, 'hubs') as Array<{ hostName: string; devices?: unknown }>).map(({ devices: _d, ...hub }) => hub);
+    for (const [host, ids] of Object.entries(changes.delete?.devices ?? {})) {
+      for (const id of strings(ids, 'devices')) devices.get(host)?.delete(id);
+    }
+    for (const [host, added] of Object.entries(changes.set?.devices ?? {})) {
+      let registry = devices.get(host);
+      if (!registry) devices.set(host, (registry = new Map()));
+      for (const device of list(added, 'devices')) registry.set(deviceId(device), device);
+    }
+    // A hub no longer listed takes its registry with it, as the snapshot lists only listed hubs.
+    const listed = new Set(this.#hubs!.map((hub) => String(hub.hostName).toLowerCase()));
+    for (const host of devices.keys()) if (!listed.has(host)) devices.delete(host);
   }
-  if (!('hubs' in small) && !changes.set?.devices && !changes.delete?.devices) return;
-  const hubs = list(model.hubs, 'hubs') as ModelSnapshot['hubs'];
-  const devices = new Map(hubs.map((hub) => [String(hub.hostName).toLowerCase(), byKey(list(hub.devices, 'devices'), deviceId)]));
-  for (const [host, ids] of Object.entries(changes.delete?.devices ?? {})) {
-    for (const id of strings(ids, 'devices')) devices.get(host)?.delete(id);
+
+  /** Write the maps back into the model as lists (again after more entries, if need be). */
+  finish(): void {
+    for (const [name, records] of this.#records) this.#model[name] = [...records.values()];
+    const devices = this.#devices;
+    if (!devices) return;
+    this.#model.hubs = this.#hubs!.map((hub) => ({
+      ...hub,
+      devices: [...(devices.get(String(hub.hostName).toLowerCase())?.values() ?? [])],
+    }));
   }
-  for (const [host, added] of Object.entries(changes.set?.devices ?? {})) {
-    const registry = devices.get(host) ?? new Map<string, object>();
-    devices.set(host, registry);
-    for (const device of list(added, 'devices')) registry.set(deviceId(device), device);
-  }
-  const listed = 'hubs' in small ? (list(small.hubs, 'hubs') as Array<Omit<ModelSnapshot['hubs'][number], 'devices'>>) : hubs;
-  model.hubs = listed.map(({ devices: _devices, ...hub }: { devices?: unknown; hostName: string }) => ({
-    ...hub,
-    devices: [...(devices.get(String(hub.hostName).toLowerCase())?.values() ?? [])],
-  }));
 }
 
 /**

@@ -35,7 +35,7 @@ import { DpsError } from './dps-errors.js';
 import { DpsModel, type ModelSnapshot } from './model.js';
 import type { AllocationPolicy, LatencyTable, ModelConfig } from './model-types.js';
 import { stateFileError } from './state-dir.js';
-import { applyEntry, diffSnapshot, indexSnapshot, type JournalChanges, type SnapshotIndex } from './state-journal.js';
+import { diffSnapshot, indexSnapshot, type JournalChanges, JournalReplay, type SnapshotIndex } from './state-journal.js';
 import { validateInstancePolicy, validateLatency } from './validation.js';
 import { parseCertificate } from './x509.js';
 
@@ -177,25 +177,27 @@ function replayJournal(path: string, root: Record<string, unknown>, journal: str
   if (typeof root.journal !== 'string' || journal === '') return;
   const model = root.model;
   if (model === null || typeof model !== 'object' || Array.isArray(model)) return; // the checks below say what is wrong
+  const replay = new JournalReplay(model as Record<string, unknown>);
   let at = 0;
   for (let line = 1; ; line++) {
     const end = journal.indexOf('\n', at);
-    if (end === -1) return; // a torn last line, or none
+    if (end === -1) break; // a torn last line, or none
     let entry: (JournalChanges & { journal?: unknown; savedAt?: unknown }) | undefined;
     try {
       entry = JSON.parse(journal.slice(at, end));
     } catch {
-      return; // torn
+      break; // torn
     }
     at = end + 1;
     if (entry === null || typeof entry !== 'object' || entry.journal !== root.journal) continue;
     try {
-      applyEntry(model as Record<string, unknown>, entry);
+      replay.apply(entry);
     } catch (error) {
       throw new StateFileError(journalPath(path), `line ${line} cannot be played onto ${basename(path)} (${(error as Error).message})`);
     }
     if (typeof entry.savedAt === 'string') root.savedAt = entry.savedAt;
   }
+  replay.finish();
 }
 
 /** Check a state file's text, with its journal played onto it; the reason names the JSON pointer of the first thing wrong. */

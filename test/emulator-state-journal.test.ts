@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DpsModel } from '../emulator/model.js';
-import { applyEntry, diffSnapshot, indexSnapshot } from '../emulator/state-journal.js';
+import { diffSnapshot, indexSnapshot, JournalReplay } from '../emulator/state-journal.js';
 import { journalPath, openState, readStateFile, STATE_FILE, serializeState, stateText } from '../emulator/state-store.js';
 
 const KEY = Buffer.alloc(32, 7).toString('base64');
@@ -128,11 +128,13 @@ describe('the state journal', () => {
         const first = m.snapshot();
         const index = indexSnapshot(first);
         const replayed = JSON.parse(JSON.stringify(first)) as Record<string, unknown>;
+        const replay = new JournalReplay(replayed);
         for (const s of [...steps, { op: 'save' as const }]) {
           play(m, s);
           if (s.op !== 'save') continue;
           const changes = diffSnapshot(index, m.snapshot());
-          if (changes) applyEntry(replayed, JSON.parse(JSON.stringify(changes)));
+          if (changes) replay.apply(JSON.parse(JSON.stringify(changes)));
+          replay.finish();
           expect(canonical(replayed)).toEqual(canonical(m.snapshot()));
         }
       }),
