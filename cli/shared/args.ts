@@ -62,6 +62,14 @@ const MAX_SECRET_FILE_BYTES = 64 * 1024;
 /** A CA bundle (Node's whole root store is about 220 KB). */
 const MAX_CA_FILE_BYTES = 4 * 1024 * 1024;
 
+/** What a file of PEM certificates must hold (readCaFile, readCertificateFile). */
+const CERTIFICATE_PEM = {
+  maxBytes: MAX_CA_FILE_BYTES,
+  pathOf: "the PEM file's path",
+  holds: /-----BEGIN CERTIFICATE-----/,
+  missing: 'PEM certificate',
+};
+
 /**
  * A secret given either inline (`--key <value>`) or as a file (`--key-file <path>`): the file's
  * text with surrounding whitespace (a trailing newline) removed. Undefined when neither is given.
@@ -98,26 +106,12 @@ export function readSecret(value: string | undefined, file: string | undefined, 
  * unless the value looks like a key, a token or a PEM block pasted in place of the path.
  */
 export function readCaFile(file: string, flag = '--ca'): string {
-  return readPemFile(file, flag, {
-    maxBytes: MAX_CA_FILE_BYTES,
-    pathOf: "the PEM file's path",
-    reading: 'the CA certificate',
-    theFile: 'the CA file',
-    holds: /-----BEGIN CERTIFICATE-----/,
-    missing: 'PEM certificate',
-  });
+  return readPemFile(file, flag, { ...CERTIFICATE_PEM, reading: 'the CA certificate', theFile: 'the CA file' });
 }
 
 /** A certificate (chain) file such as --cert or --ca-cert: PEM certificates, the path named in errors. */
 export function readCertificateFile(file: string, flag: string): string {
-  return readPemFile(file, flag, {
-    maxBytes: MAX_CA_FILE_BYTES,
-    pathOf: "the PEM file's path",
-    reading: 'the certificate',
-    theFile: 'the certificate file',
-    holds: /-----BEGIN CERTIFICATE-----/,
-    missing: 'PEM certificate',
-  });
+  return readPemFile(file, flag, { ...CERTIFICATE_PEM, reading: 'the certificate', theFile: 'the certificate file' });
 }
 
 /**
