@@ -206,11 +206,9 @@ export interface FaultTarget {
   now(): Date;
 }
 
-/** Do what `fault` says at `on` (validated by FaultPlan.push, so only an action that applies to `on` arrives), or go on as usual. */
-export async function applyFault(on: FaultTrigger, fault: FaultAction | undefined, target: FaultTarget): Promise<void> {
-  switch (fault?.type) {
-    case undefined:
-      return target.proceed();
+/** Do what `fault` says at `on` (validated by FaultPlan.push, so only an action that applies to `on` arrives). */
+export async function applyFault(on: FaultTrigger, fault: FaultAction, target: FaultTarget): Promise<void> {
+  switch (fault.type) {
     case 'status':
       return target.refuse(fault);
     case 'silent':
