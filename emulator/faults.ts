@@ -253,7 +253,7 @@ export class RawBody {
 }
 
 /** A plausible answer to somebody else's request: a client that matches $rid must ignore it. */
-export function strayResponse(status: number, at: Date): RegistrationAnswer {
+function strayResponse(status: number, at: Date): RegistrationAnswer {
   const operationId = `4.${randomBytes(8).toString('hex')}.${randomUUID()}`;
   if (status === 202) return { status, body: { operationId, status: 'assigning' }, retryAfterSeconds: 1 };
   if (status === 200) {
