@@ -66,34 +66,36 @@ export function issueDeviceCertificate(
 ): IssuedCertificate {
   const issuer = 'chain' in ca ? ca : loadSigningCa(ca.cert, ca.key);
   const pair = options.keyPair ?? rsaKeyPair();
-  const cert = newCertificate(pair.publicKey, validity(options, 365));
-  cert.setSubject([{ name: 'commonName', value: commonName }]);
-  cert.setIssuer(issuer.cert.subject.attributes);
-  cert.setExtensions([
-    { name: 'basicConstraints', cA: false, critical: true },
-    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
-    { name: 'extKeyUsage', clientAuth: true },
-    { name: 'subjectKeyIdentifier' },
-    { name: 'authorityKeyIdentifier', keyIdentifier: issuer.cert.generateSubjectKeyIdentifier().getBytes() },
-  ]);
-  signCertificate(cert, issuer.key);
+  const cert = deviceCertificate(pair, commonName, validity(options, 365), issuer);
   return { cert: `${pki.certificateToPem(cert)}${issuer.chain}`, key: pair.keyPem };
 }
 
 /** A self-signed device certificate (an individual enrollment needs no CA). */
 export function selfSignedDeviceCertificate(commonName: string, options: ValidityOptions = {}): IssuedCertificate {
   const pair = rsaKeyPair();
-  const cert = newCertificate(pair.publicKey, validity(options, 365));
+  const cert = deviceCertificate(pair, commonName, validity(options, 365));
+  return { cert: pki.certificateToPem(cert), key: pair.keyPem };
+}
+
+/** A device certificate for TLS client authentication, CN `commonName`: signed by `issuer`, else self-signed. */
+function deviceCertificate(pair: KeyPair, commonName: string, validity: Validity, issuer?: IssuingCa): forge.pki.Certificate {
+  const cert = newCertificate(pair.publicKey, validity);
   const subject = [{ name: 'commonName', value: commonName }];
   cert.setSubject(subject);
-  cert.setIssuer(subject);
+  cert.setIssuer(issuer ? issuer.cert.subject.attributes : subject);
   cert.setExtensions([
     { name: 'basicConstraints', cA: false, critical: true },
     { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
     { name: 'extKeyUsage', clientAuth: true },
+    ...(issuer
+      ? [
+          { name: 'subjectKeyIdentifier' },
+          { name: 'authorityKeyIdentifier', keyIdentifier: issuer.cert.generateSubjectKeyIdentifier().getBytes() },
+        ]
+      : []),
   ]);
-  signCertificate(cert, pair.privateKey);
-  return { cert: pki.certificateToPem(cert), key: pair.keyPem };
+  signCertificate(cert, issuer?.key ?? pair.privateKey);
+  return cert;
 }
 
 /**
