@@ -80,7 +80,7 @@ export function resolveDeviceKey(
 
 /** Exactly one of the device key, the group key and X.509. */
 function checkKeyChoice(config: Pick<DeviceConfig, 'deviceKey' | 'groupKey' | 'x509'>): void {
-  const given = [config.deviceKey ? 1 : 0, config.groupKey ? 1 : 0, config.x509 ? 1 : 0].reduce((a, b) => a + b, 0);
+  const given = [config.deviceKey, config.groupKey, config.x509].filter(Boolean).length;
   if (given > 1) {
     throw new ProvisioningError('invalid-input', 'Give one of a device key, a group key or an X.509 certificate, not more');
   }
