@@ -49,7 +49,7 @@ const MIN_JOURNAL_BYTES = 1024 * 1024;
 const FORMAT_KEY = 'moddable-dps-emulator-state';
 const FORMAT_VERSION = 1;
 /** Shortest wait between a change and its save. */
-export const MIN_DELAY_MS = 200;
+const MIN_DELAY_MS = 200;
 /**
  * The wait is at least this many times the last save's cost to the emulator's thread (serialising
  * and encoding the text): saving takes at most about 1/20 of the thread.
@@ -108,7 +108,7 @@ export class StateConflictError extends Error {
 }
 
 /** sha256 of a config in canonical JSON (keys sorted), or null for none. */
-export function configFingerprint(config: ModelConfig | undefined): string | null {
+function configFingerprint(config: ModelConfig | undefined): string | null {
   if (config === undefined) return null;
   return `sha256:${createHash('sha256').update(canonical(config)).digest('hex')}`;
 }
@@ -201,7 +201,7 @@ function replayJournal(path: string, root: Record<string, unknown>, journal: str
 }
 
 /** Check a state file's text, with its journal played onto it; the reason names the JSON pointer of the first thing wrong. */
-export function parseState(path: string, text: string, journal = ''): StoredState {
+function parseState(path: string, text: string, journal = ''): StoredState {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -296,7 +296,7 @@ function record(value: unknown, pointer: string, what: string, fail: (pointer: s
 }
 
 /** A model holding a stored state; a state the model refuses (a bad policy, latency table) is a StateFileError. */
-export function restoreModel(path: string, state: StoredState): DpsModel {
+function restoreModel(path: string, state: StoredState): DpsModel {
   const model = new DpsModel();
   try {
     model.restore(state.model);
