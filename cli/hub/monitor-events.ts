@@ -123,7 +123,7 @@ function propertyKinds(values: Values): Set<string> {
 }
 
 /** A message as az prints it (azext_iot's common parser): a JSON payload parsed when its content type says JSON. */
-export function azEvent(message: TelemetryMessage, kinds: Set<string>): { event: Record<string, unknown> } {
+function azEvent(message: TelemetryMessage, kinds: Set<string>): { event: Record<string, unknown> } {
   const system: Record<string, string> = {};
   const application: Record<string, string> = {};
   for (const [name, value] of Object.entries(message.properties ?? {})) {
