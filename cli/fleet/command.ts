@@ -1,6 +1,7 @@
 // `moddable-dps fleet`: provision many virtual devices of one enrollment group at once, to
 // load-test a DPS setup (the local emulator or a real instance). Each device is the core's
-// registerDevice over the Node host's TLS, its key derived from the group key once. With
+// registerDevice over the Node host's TLS (or MQTT over WebSockets with --transport mqtt-ws), its
+// key derived from the group key once, or its certificate issued by the --ca-cert CA. With
 // --connect, each device then goes online with its hub through the core's hub session (as
 // `moddable-dps device` does): connected, twin received, --msg-count messages sent, closed.
 import { rsaKeyPair } from '../../emulator/certificates.js';
