@@ -16,7 +16,7 @@ interface HubSummary {
   deviceCount: number;
 }
 
-export const POLICIES = [
+const POLICIES = [
   ['Hashed', 'Evenly weighted distribution (hashed): each device to a hub chosen by the weights'],
   ['GeoLatency', 'Lowest latency (geoLatency): the hub nearest to this endpoint’s region'],
   ['Static', 'Static configuration (static): the hub the enrollment names'],
