@@ -1,5 +1,6 @@
 // Reading an HTTP body of bounded size, for every side of the emulator and its clients that reads
-// one: the service API's requests (service-http.ts), DPS's HTTPS device API (device-https.ts), the custom allocation webhook's answers
+// one: the service API's requests (service-http.ts), DPS's HTTPS device API (device-https.ts),
+// the web console's forms (console/server.ts), the custom allocation webhook's answers
 // (custom-allocation.ts) and the CLI's service client. A Node IncomingMessage and a fetch
 // Response's body are both async iterables of bytes.
 
