@@ -14,7 +14,7 @@ import { describeHubEvent } from './shared/output.js';
 import { CLIENT_VERSION, PROVISIONING_FLAGS, PROVISIONING_HELP, provisioningFromFlags } from './shared/provisioning.js';
 
 const DEVICE_HELP = `Usage: moddable-dps device --id-scope <s> (--registration-id <r> | --registration-id-template <t> ...)
-                           (--key <deviceKey> | --group-key <groupKey>) [options]
+                           (--key <deviceKey> | --group-key <groupKey> | --cert <pem> --cert-key <pem>) [options]
 
 Provisions the device (or reuses --store), connects to its IoT hub, prints the twin, reports
 {"client", "registrationId", "provisionedAt"}, sends --msg-count messages every --msg-interval

@@ -7,7 +7,7 @@ import { describeAssignment } from './shared/output.js';
 import { PROVISIONING_FLAGS, PROVISIONING_HELP, provisioningFromFlags } from './shared/provisioning.js';
 
 const REGISTER_HELP = `Usage: moddable-dps register --id-scope <s> (--registration-id <r> | --registration-id-template <t> [--serial <n>] [--mac <m>])
-                             (--key <deviceKey> | --group-key <groupKey>) [options]
+                             (--key <deviceKey> | --group-key <groupKey> | --cert <pem> --cert-key <pem>) [options]
 
 Provisions the device with DPS: registers, waits while DPS is assigning, and prints the
 assigned hub. With --store, a matching stored assignment is reused and DPS is not contacted.
