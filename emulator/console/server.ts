@@ -16,6 +16,7 @@ import { splitConnectionString } from '../connection-string.js';
 import { BodyTooLargeError, readBoundedBody } from '../http-body.js';
 import { applyLimits, type HttpLimits, httpLimits, serverOptions } from '../http-limits.js';
 import { listen } from '../listen-address.js';
+import { SERVICE_KEY_NAME } from '../service-auth.js';
 import { CONSOLE_CSS, CONSOLE_JS } from './assets.js';
 import { csrfField, field, html, page } from './html.js';
 import { enrollmentRoutes } from './pages/enrollments.js';
@@ -199,7 +200,7 @@ export async function startConsole(options: ConsoleOptions): Promise<ConsoleServ
       } catch {
         status = 401; // a key that is not base64 cannot sign
       }
-      if (fields.sharedAccessKeyName.toLowerCase() !== 'provisioningserviceowner' || status !== 200) {
+      if (fields.sharedAccessKeyName.toLowerCase() !== SERVICE_KEY_NAME || status !== 200) {
         error = "This is not this emulator's service connection string: its key is refused";
       }
     }

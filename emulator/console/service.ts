@@ -4,6 +4,7 @@
 // sign-in, or on loopback the emulator's own). No page reads or changes the model another way.
 import { buildSasToken } from '../../src/sas.js';
 import type { ServiceCall } from '../service-api.js';
+import { SERVICE_KEY_NAME } from '../service-auth.js';
 import type { ServiceResponse } from '../service-http.js';
 import { SERVICE_API_VERSION } from '../service-routes.js';
 
@@ -38,7 +39,7 @@ export class ConsoleService {
     const authorization = buildSasToken({
       resource: this.hostName,
       key: this.key,
-      keyName: 'provisioningserviceowner',
+      keyName: SERVICE_KEY_NAME,
       expiry: Math.floor(this.now() / 1000) + TOKEN_TTL_SECONDS,
     });
     return this.caller({
