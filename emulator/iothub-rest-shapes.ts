@@ -98,7 +98,8 @@ export function errorResponse(error: unknown, now: Date): ServiceResponse {
   const refusal = hubRestError(error);
   // parseErrorBody takes the name before the first ';' and the text up to the next: keep ';' out of the text.
   const text = refusal.message.replace(/;/g, ',');
-  const stamp = `${now.toISOString().slice(5, 7)}/${now.toISOString().slice(8, 10)}/${now.toISOString().slice(0, 4)} ${now.toISOString().slice(11, 19)}`;
+  const iso = now.toISOString();
+  const stamp = `${iso.slice(5, 7)}/${iso.slice(8, 10)}/${iso.slice(0, 4)} ${iso.slice(11, 19)}`;
   return {
     status: refusal.status,
     headers: { 'iothub-errorcode': refusal.code },
