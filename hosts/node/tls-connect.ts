@@ -124,22 +124,8 @@ function trustContext(minVersion: 'TLSv1.2' | 'TLSv1.3', extra: string[], client
 
 /** The client certificate chain and key, checked: certificates that parse, a private key that belongs to the first. */
 function checkClientCertificate(client: ClientCertificate): { cert: string; key: string } {
-  const blocks =
-    typeof client.cert === 'string' ? client.cert.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) : null;
-  if (blocks === null) {
-    throw new ProvisioningError(
-      'invalid-input',
-      'the device certificate (--cert) contains no PEM certificate (-----BEGIN CERTIFICATE-----)',
-    );
-  }
-  let leaf: X509Certificate;
-  try {
-    [leaf] = blocks.map((block) => new X509Certificate(block)) as [X509Certificate];
-  } catch (cause) {
-    throw new ProvisioningError('invalid-input', 'the device certificate (--cert) holds a PEM block that is not a valid certificate', {
-      cause,
-    });
-  }
+  const certificates = pemCertificates(client.cert, 'the device certificate (--cert)');
+  const leaf = certificates[0]!.x509;
   let key: KeyObject;
   try {
     key = createPrivateKey(client.key);
@@ -150,7 +136,7 @@ function checkClientCertificate(client: ClientCertificate): { cert: string; key:
   if (!leaf.checkPrivateKey(key)) {
     throw new ProvisioningError('invalid-input', 'the device key (--cert-key) does not belong to the device certificate (--cert)');
   }
-  return { cert: blocks.join('\n'), key: client.key };
+  return { cert: certificates.map((c) => c.block).join('\n'), key: client.key };
 }
 
 /** tls.createSecureContext, its errors (which never quote a key) as invalid input. */
@@ -419,29 +405,24 @@ function tunnel(proxy: URL, host: string, port: number, timeoutMs: number): Prom
 /** Each PEM input must hold at least one certificate, and every certificate must parse. */
 function checkPemCertificates(ca: string | string[]): string[] {
   const inputs = Array.isArray(ca) ? ca : [ca];
-  const blocks: string[] = [];
-  inputs.forEach((pem, index) => {
-    const found = typeof pem === 'string' ? pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) : null;
-    if (found === null) {
-      throw new ProvisioningError(
-        'invalid-input',
-        `the CA certificate (--ca) #${index + 1} contains no PEM certificate (-----BEGIN CERTIFICATE-----)`,
-      );
-    }
-    for (const block of found) {
-      try {
-        new X509Certificate(block);
-      } catch (cause) {
-        throw new ProvisioningError(
-          'invalid-input',
-          `the CA certificate (--ca) #${index + 1} holds a PEM block that is not a valid certificate`,
-          { cause },
-        );
-      }
-      blocks.push(`${block}\n`);
+  return inputs.flatMap((pem, index) =>
+    pemCertificates(pem, `the CA certificate (--ca) #${index + 1}`).map((certificate) => `${certificate.block}\n`),
+  );
+}
+
+/** The PEM certificate blocks of `text`, each parsed; at least one, or an invalid-input error naming `what`. */
+function pemCertificates(text: unknown, what: string): { block: string; x509: X509Certificate }[] {
+  const found = typeof text === 'string' ? text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) : null;
+  if (found === null) {
+    throw new ProvisioningError('invalid-input', `${what} contains no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+  }
+  return found.map((block) => {
+    try {
+      return { block, x509: new X509Certificate(block) };
+    } catch (cause) {
+      throw new ProvisioningError('invalid-input', `${what} holds a PEM block that is not a valid certificate`, { cause });
     }
   });
-  return blocks;
 }
 
 function stripBrackets(host: string): string {
