@@ -247,25 +247,18 @@ async function start(v: EmulatorValues, io: CliIo): Promise<{ dps: DpsEmulator }
       if (line) log(line);
     },
   };
+  const where = { host, port, servicePort, hubPort, httpsPort, consolePort, config: v.config };
   try {
     dps = await startEmulator(options);
   } catch (error) {
-    throw startFailure(error, { host, port, servicePort, hubPort, httpsPort, consolePort, config: v.config });
+    throw startFailure(error, where);
   }
   let saved: string;
   try {
     saved = await saveServiceConnectionString(dps, stateDir);
   } catch (error) {
     await dps.close();
-    throw startFailure(stateFileError(resolve(stateDir, SERVICE_CONNECTION_STRING_FILE), error), {
-      host,
-      port,
-      servicePort,
-      hubPort,
-      httpsPort,
-      consolePort,
-      config: v.config,
-    });
+    throw startFailure(stateFileError(resolve(stateDir, SERVICE_CONNECTION_STRING_FILE), error), where);
   }
   io.stdout(banner(dps, { host, region, config: v.config, configFile: file?.config, saved }));
   return { dps };
