@@ -3,11 +3,26 @@
 // (client and registration IDs) and what a custom allocation webhook answered are escaped and
 // clipped, so a line never carries a control character.
 import { printable } from '../src/text.js';
+import type { AuthFailure } from './auth.js';
 import type { EndpointEvent } from './device-endpoint.js';
 import type { RegistrationOutcome } from './event-log.js';
+import type { HubAuthFailure } from './iothub-auth.js';
+import type { CertificateFailure } from './x509.js';
+
+/** Why a client certificate was refused (X.509 attestation), at DPS and at a hub alike. */
+const CERTIFICATE_REFUSALS: Record<CertificateFailure, string> = {
+  'cert-cn-mismatch': "the certificate's common name is not the registration (device) ID",
+  'cert-expired': 'the certificate has expired (check the device clock)',
+  'cert-not-yet-valid': 'the certificate is not valid yet (check the device clock)',
+  'cert-unknown': 'the certificate is not one the enrollment (identity) names',
+  'cert-untrusted-ca': 'no enrollment group trusts a CA that issued the certificate',
+  'cert-ca-not-verified': 'the CA that issued the certificate is not verified (proof of possession)',
+};
 
 /** Why the DPS device endpoint refused a device (CONNACK 5). */
-const REFUSALS: Record<string, string> = {
+const REFUSALS: Record<AuthFailure | 'fault', string> = {
+  ...CERTIFICATE_REFUSALS,
+  'no-credentials': 'neither a SAS token nor a client certificate, or not the kind its enrollment takes',
   username: 'the MQTT username is not <idScope>/registrations/<registrationId>/api-version=...',
   'id-scope': 'wrong ID scope',
   'client-id': 'the MQTT client ID differs from the registration ID',
@@ -22,7 +37,10 @@ const REFUSALS: Record<string, string> = {
 };
 
 /** Why the IoT hub endpoint refused a device (CONNACK 5). */
-const HUB_REFUSALS: Record<string, string> = {
+const HUB_REFUSALS: Record<HubAuthFailure, string> = {
+  ...CERTIFICATE_REFUSALS,
+  'no-credentials': 'neither a SAS token nor a client certificate, or not the kind the identity takes',
+  sni: 'the TLS server name (SNI) names another hub than the username',
   username: 'the username is not <hub>/<deviceId>/?api-version=...',
   'client-id': 'the client ID is not the device ID',
   'no-device': 'no such device in that hub',
