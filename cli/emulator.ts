@@ -6,7 +6,6 @@ import { networkInterfaces } from 'node:os';
 import { isAbsolute, relative, resolve } from 'node:path';
 import { ConfigFileError, loadConfigFile } from '../emulator/config-file.js';
 import { DpsError } from '../emulator/dps-errors.js';
-import { registrationOutcome } from '../emulator/event-log.js';
 import { describeEvent } from '../emulator/event-text.js';
 import { type FirmwareTarget, mcconfigLine } from '../emulator/firmware-line.js';
 import {
@@ -14,7 +13,6 @@ import {
   DEFAULT_STATE_DIR,
   type DpsEmulator,
   type EmulatorOptions,
-  type EndpointEvent,
   type EnrollmentGroup,
   type IndividualEnrollment,
   type ModelConfig,
@@ -242,8 +240,8 @@ async function start(v: EmulatorValues, io: CliIo): Promise<{ dps: DpsEmulator }
     ...(v['in-memory'] && { inMemory: true }),
     ...(v.reset && { reset: true }),
     onStateError: (error) => log(`state      not saved: ${error.message} (tried again at the next change and at the stop)`),
-    onEvent: (event) => {
-      const line = describeEmulatorEvent(event, dps);
+    onEvent: (event, outcome) => {
+      const line = describeEvent(event, outcome);
       if (line) log(line);
     },
   };
@@ -488,11 +486,6 @@ function enrollmentLines(
     const text = `${id}  ${e.provisioningStatus}, policy ${policy}, hubs: ${hubs}; ${keys}`;
     return i === 0 ? row(label, text) : `${' '.repeat(LABEL + 2)}${text}`;
   });
-}
-
-/** One log line per device event (the emulator's describeEvent), with what the registration record says now. */
-export function describeEmulatorEvent(event: EndpointEvent, dps: DpsEmulator | undefined): string | undefined {
-  return describeEvent(event, dps && registrationOutcome(dps.model, event));
 }
 
 function shortPath(path: string): string {

@@ -62,7 +62,8 @@ export class DeviceEventLog {
     this.#totals = emptyBucket(0);
   }
 
-  record(event: EndpointEvent): void {
+  /** Keep `event` with its outcome; returns what was kept. */
+  record(event: EndpointEvent): LoggedEvent {
     const at = this.now();
     const entry: LoggedEvent = { sequenceNumber: this.#next++, timeUtc: new Date(at).toISOString(), event };
     const outcome = registrationOutcome(this.model, event);
@@ -72,6 +73,7 @@ export class DeviceEventLog {
     if (this.#events.length >= 2 * EVENT_LOG_SIZE) this.#events.splice(0, this.#events.length - EVENT_LOG_SIZE);
     this.#count(entry, at);
     for (const listener of this.#listeners) listener(entry);
+    return entry;
   }
 
   /** The kept events from sequence number `from` on, oldest first. */

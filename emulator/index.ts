@@ -8,7 +8,7 @@ import { loadOrCreateCertificates } from './certificates.js';
 import { type ConsoleServer, startConsole } from './console/server.js';
 import { type EndpointEvent, startDeviceEndpoint } from './device-endpoint.js';
 import { type DeviceHttpsEndpoint, startDeviceHttpsEndpoint } from './device-https.js';
-import { DeviceEventLog } from './event-log.js';
+import { DeviceEventLog, type RegistrationOutcome } from './event-log.js';
 import { FaultPlan } from './faults.js';
 import type { HttpLimits } from './http-limits.js';
 import { type IotHubEndpoint, startIotHubEndpoint } from './iothub-endpoint.js';
@@ -64,8 +64,8 @@ export interface EmulatorOptions {
   responseQos?: 0 | 1;
   /** Linked hubs, instance policy, enrollments (the provisioningServices properties + enrollments). */
   config?: ModelConfig;
-  /** Progress and refusals, for a CLI or a test. */
-  onEvent?: (event: EndpointEvent) => void;
+  /** Progress and refusals, for a CLI or a test, with what the registration record said then (event-log.ts). */
+  onEvent?: (event: EndpointEvent, outcome?: RegistrationOutcome) => void;
   /** Service API port (HTTPS, same host and certificate); 0 (the default) picks a free one. DPS itself uses 443. */
   servicePort?: number;
   /**
@@ -189,8 +189,8 @@ export async function startEmulator(options: EmulatorOptions): Promise<DpsEmulat
   // The device events, for the service API's GET /events and /metrics (the console's live page), and the caller's.
   const events = new DeviceEventLog(model);
   const onEvent = (event: EndpointEvent): void => {
-    events.record(event);
-    options.onEvent?.(event);
+    const { outcome } = events.record(event);
+    options.onEvent?.(event, outcome);
   };
   const service = new RegistrationService(model, {
     retryAfterSeconds,

@@ -2,9 +2,9 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { describe, it } from 'vitest';
-import { describeEmulatorEvent } from '../cli/emulator.js';
 import { reportError } from '../cli/shared/io.js';
 import { describeAssignment, describeEvent } from '../cli/shared/output.js';
+import { describeEvent as describeEmulatorEvent } from '../emulator/event-text.js';
 import { base64Encode, utf8Encode } from '../src/bytes.js';
 import { registerDevice } from '../src/dps/flow.js';
 import { isHostName } from '../src/dps/messages.js';
