@@ -12,11 +12,11 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { connectUsername } from '../emulator/websocket.js';
 import { nodeRandom, systemClock } from '../hosts/node/clock.js';
 import { proxyFromEnv } from '../hosts/node/proxy.js';
-import { createWebSocketConnect } from '../hosts/node/ws-connect.js';
+import { createWebSocketConnect, WEBSOCKET_PORT as NODE_WEBSOCKET_PORT } from '../hosts/node/ws-connect.js';
 import { connectHub } from '../src/hub/session.js';
 import type { Connect } from '../src/ports.js';
 import { provisionDevice } from '../src/provisioner.js';
-import { webSocketConnect } from '../src/ws/client.js';
+import { WEBSOCKET_PORT, webSocketConnect } from '../src/ws/client.js';
 import { runCli } from './support/cli-runner.js';
 import { startTestEmulator, type TestEmulator } from './support/emulator-fixture.js';
 import { failure } from './support/errors.js';
@@ -58,6 +58,10 @@ function provision(registrationId: string, connect = createWebSocketConnect({ ca
 }
 
 describe('MQTT over WebSockets, end to end', () => {
+  it("the Node host's port for it is the core's (the host does not load the core's client until it connects)", () => {
+    expect(NODE_WEBSOCKET_PORT).toBe(WEBSOCKET_PORT);
+  });
+
   it('provisions with DPS, then goes online with its hub (twin, report, telemetry), both over wss on the HTTPS port', async () => {
     const { assignment } = await provision('ws-1');
     expect(assignment).toMatchObject({ assignedHub: HUB, deviceId: 'ws-1' });
