@@ -24,7 +24,7 @@ a direct method "reprovision" does the same on demand.
 
 ${PROVISIONING_HELP}
   --hub-endpoint <host[:port]>      connect here instead of the assigned hub (development: the
-                                    username and the SAS token still name the hub)
+                                    username, and the SAS token when there is one, still name the hub)
   --model-id <dtmi>                 IoT Plug and Play model ID (IoT Central): sent to DPS and the hub
   --msg-count <n>                   messages to send (default 10; 0: connect, report, and stop)
   --msg-interval <seconds>          between messages (default: the twin's desired telemetryInterval, else 3)
